@@ -1,0 +1,184 @@
+// Package client is a small Go client for tokenvault over the generated
+// gRPC stubs ([tokenvaultv1.TokenVaultClient]).
+//
+// Batch calls return one result per input, in order; per-item failures are
+// gRPC status errors ([status.Code] tells NotFound from FailedPrecondition
+// and so on), call-level failures are returned as the call's error.
+package client
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
+	"github.com/tokenvault/tokenvault/vault/format"
+)
+
+// Client talks to one tokenvault server.
+type Client struct {
+	conn *grpc.ClientConn
+	rpc  pb.TokenVaultClient
+}
+
+// Dial connects to addr. Without options it uses a plaintext connection,
+// which the server allows only on loopback; pass
+// grpc.WithTransportCredentials for TLS.
+func Dial(addr string, opts ...grpc.DialOption) (*Client, error) {
+	if len(opts) == 0 {
+		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	opts = append(opts, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32<<20)))
+	conn, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("tokenvault client: %w", err)
+	}
+	return &Client{conn: conn, rpc: pb.NewTokenVaultClient(conn)}, nil
+}
+
+// Close closes the connection.
+func (c *Client) Close() error { return c.conn.Close() }
+
+// Raw returns the generated stub, for calls this package does not wrap.
+func (c *Client) Raw() pb.TokenVaultClient { return c.rpc }
+
+// Field is one value to tokenize.
+type Field struct {
+	Kind  string // "pan", "email", ... (see vault/format)
+	Value string
+	// Deterministic: the same subject, kind and value give the same token.
+	Deterministic bool
+	// ChecksumValid: tokens with a valid Luhn/mod-11-2/mod-97 check.
+	ChecksumValid bool
+}
+
+// Kind parses a kind name ("pan", "cn-resident-id", ...).
+func Kind(name string) (pb.Kind, error) {
+	k, err := format.ParseKind(name)
+	if err != nil {
+		return pb.Kind_KIND_UNSPECIFIED, err
+	}
+	return pb.Kind(k), nil
+}
+
+// KindName is the inverse of Kind.
+func KindName(k pb.Kind) string { return format.Kind(k).String() }
+
+// Tokenize tokenizes fields of one subject and returns tokens in order.
+func (c *Client) Tokenize(ctx context.Context, subject string, fields ...Field) ([]string, error) {
+	req := &pb.TokenizeRequest{SubjectId: subject, Fields: make([]*pb.Field, len(fields))}
+	for i, f := range fields {
+		k, err := Kind(f.Kind)
+		if err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "fields[%d].kind: %v", i, err)
+		}
+		mode := pb.TokenMode_TOKEN_MODE_RANDOM
+		if f.Deterministic {
+			mode = pb.TokenMode_TOKEN_MODE_DETERMINISTIC
+		}
+		req.Fields[i] = &pb.Field{Kind: k, Value: f.Value,
+			Options: &pb.TokenizeOptions{Mode: mode, ChecksumValid: f.ChecksumValid}}
+	}
+	resp, err := c.rpc.Tokenize(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetTokens(), nil
+}
+
+// Result is the outcome for one token or blob.
+type Result struct {
+	Value string // the value, masked value, or decrypted plaintext
+	Kind  string // for tokens
+	// Subject is the blob's subject (Decrypt only).
+	Subject string
+	Err     error // a gRPC status error, nil on success
+}
+
+func itemErr(s *pb.ItemStatus) error {
+	if s.GetCode() == int32(codes.OK) {
+		return nil
+	}
+	return status.Error(codes.Code(s.GetCode()), s.GetMessage())
+}
+
+// Detokenize reveals the values behind tokens for purpose.
+func (c *Client) Detokenize(ctx context.Context, purpose string, tokens ...string) ([]Result, error) {
+	resp, err := c.rpc.Detokenize(ctx, &pb.DetokenizeRequest{Tokens: tokens, Purpose: purpose})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Result, len(resp.GetResults()))
+	for i, r := range resp.GetResults() {
+		out[i] = Result{Value: r.GetValue(), Kind: KindName(r.GetKind()), Err: itemErr(r.GetStatus())}
+	}
+	return out, nil
+}
+
+// Mask returns display masks for tokens.
+func (c *Client) Mask(ctx context.Context, tokens ...string) ([]Result, error) {
+	resp, err := c.rpc.Mask(ctx, &pb.MaskRequest{Tokens: tokens})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Result, len(resp.GetResults()))
+	for i, r := range resp.GetResults() {
+		out[i] = Result{Value: r.GetMasked(), Kind: KindName(r.GetKind()), Err: itemErr(r.GetStatus())}
+	}
+	return out, nil
+}
+
+// Encrypt encrypts plaintexts of one subject for storage under a context
+// (e.g. "orders.shipping_address"); decrypt with the same context.
+func (c *Client) Encrypt(ctx context.Context, subject, context string, plaintexts ...[]byte) ([][]byte, error) {
+	req := &pb.EncryptRequest{SubjectId: subject, Items: make([]*pb.EncryptItem, len(plaintexts))}
+	for i, p := range plaintexts {
+		req.Items[i] = &pb.EncryptItem{Plaintext: p, Context: context}
+	}
+	resp, err := c.rpc.Encrypt(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return resp.GetBlobs(), nil
+}
+
+// Decrypt decrypts blobs made under context, for purpose.
+func (c *Client) Decrypt(ctx context.Context, purpose, context string, blobs ...[]byte) ([]Result, error) {
+	req := &pb.DecryptRequest{Purpose: purpose, Items: make([]*pb.DecryptItem, len(blobs))}
+	for i, b := range blobs {
+		req.Items[i] = &pb.DecryptItem{Blob: b, Context: context}
+	}
+	resp, err := c.rpc.Decrypt(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Result, len(resp.GetResults()))
+	for i, r := range resp.GetResults() {
+		out[i] = Result{Value: string(r.GetPlaintext()), Subject: r.GetSubjectId(), Err: itemErr(r.GetStatus())}
+	}
+	return out, nil
+}
+
+// Receipt is what an erasure did.
+type Receipt struct {
+	Subject  string
+	ErasedAt time.Time
+	Records  int64
+	Lookups  int64
+}
+
+// EraseSubject crypto-shreds a subject.
+func (c *Client) EraseSubject(ctx context.Context, subject string) (Receipt, error) {
+	resp, err := c.rpc.EraseSubject(ctx, &pb.EraseSubjectRequest{SubjectId: subject})
+	if err != nil {
+		return Receipt{}, err
+	}
+	r := resp.GetReceipt()
+	return Receipt{Subject: r.GetSubjectId(), ErasedAt: r.GetErasedAt().AsTime(),
+		Records: r.GetRecordsErased(), Lookups: r.GetLookupsErased()}, nil
+}

@@ -1,0 +1,250 @@
+package hcvault
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/vault/api"
+
+	"github.com/tokenvault/tokenvault/crypto/kek"
+)
+
+// op names an operation in errors and says how to read Vault's HTTP 400.
+type op struct {
+	name string
+	// blobInput: the request carries wrapped blobs, so a 400 from Vault
+	// (bad prefix, bad base64, failed authentication, retired version) means
+	// the blob cannot be unwrapped.
+	blobInput bool
+}
+
+var (
+	opWrap      = op{name: "wrap"}
+	opWrapBatch = op{name: "wrap batch"}
+	opUnwrap    = op{name: "unwrap", blobInput: true}
+	opRewrap    = op{name: "rewrap", blobInput: true}
+	opRotate    = op{name: "rotate"}
+	opRetire    = op{name: "retire"}
+	opVersions  = op{name: "versions"}
+	opHealth    = op{name: "health check"}
+	opLogin     = op{name: "authenticate"}
+)
+
+// maxResponseSize bounds what is read from Vault: a full rewrap batch is
+// about 40 KiB.
+const maxResponseSize = 4 << 20
+
+// Request and response bodies of transit's endpoints. Plaintexts are []byte
+// so that encoding/json does the base64 and no DEK passes through a string.
+type (
+	encryptItem struct {
+		Plaintext []byte `json:"plaintext"`
+	}
+	decryptItem struct {
+		Ciphertext string `json:"ciphertext"`
+	}
+	batchRequest[T any] struct {
+		BatchInput []T `json:"batch_input"`
+	}
+	batchResponse struct {
+		BatchResults []struct {
+			Ciphertext string `json:"ciphertext"`
+			Error      string `json:"error"`
+		} `json:"batch_results"`
+	}
+)
+
+// batchCiphertexts sends items to path as batch_input, maxBatch per request,
+// and returns the ciphertexts in input order. Any failed item fails the call.
+func batchCiphertexts[T any](ctx context.Context, p *provider, o op, path string, items []T) ([][]byte, error) {
+	out := make([][]byte, 0, len(items))
+	for chunk := range slices.Chunk(items, maxBatch) {
+		var res batchResponse
+		if err := p.do(ctx, o, http.MethodPut, path, batchRequest[T]{chunk}, &res); err != nil {
+			return nil, err
+		}
+		if err := res.check(o, len(out), len(chunk)); err != nil {
+			return nil, err
+		}
+		for _, r := range res.BatchResults {
+			out = append(out, []byte(r.Ciphertext))
+		}
+	}
+	return out, nil
+}
+
+// check turns per-item errors into one error naming the first failed item
+// (offset is the chunk's position in the caller's batch), and checks the
+// ciphertexts Vault returned.
+func (r *batchResponse) check(o op, offset, want int) error {
+	if len(r.BatchResults) != want {
+		return fmt.Errorf("hcvault: %s: Vault returned %d results for %d items", o.name, len(r.BatchResults), want)
+	}
+	for i, item := range r.BatchResults {
+		switch {
+		case item.Error != "" && o.blobInput:
+			return fmt.Errorf("hcvault: %s: item %d: %w: %s", o.name, offset+i, kek.ErrInvalidWrapped, sanitize(item.Error))
+		case item.Error != "":
+			return fmt.Errorf("hcvault: %s: item %d: Vault refused it: %s", o.name, offset+i, sanitize(item.Error))
+		}
+		if err := checkCiphertext(o, item.Ciphertext); err != nil {
+			return fmt.Errorf("%w (item %d)", err, offset+i)
+		}
+	}
+	return nil
+}
+
+// checkCiphertext checks the shape of a ciphertext Vault returned. A bad one
+// is Vault's fault (or a proxy's), not the caller's: the error deliberately
+// does not wrap kek.ErrInvalidWrapped.
+func checkCiphertext(o op, ct string) error {
+	if _, err := parseWrapped([]byte(ct)); err != nil {
+		return fmt.Errorf("hcvault: %s: Vault returned an unexpected ciphertext: %v", o.name, err)
+	}
+	return nil
+}
+
+// do sends one request to Vault and decodes the response's "data" into out
+// (out may be nil). The request is bounded by ctx and the per-call timeout;
+// the error it returns is classified (see the package doc).
+//
+// Bodies are marshalled here, not by the api client, so that the buffers
+// holding base64 DEKs can be zeroed afterwards. That is best effort: the
+// HTTP and TLS layers keep copies in their own buffers.
+func (p *provider) do(ctx context.Context, o op, method, path string, in, out any) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("hcvault: %s: %w", o.name, err)
+	}
+	var body []byte
+	if in != nil {
+		var err error
+		if body, err = json.Marshal(in); err != nil {
+			return fmt.Errorf("hcvault: %s: encode request: %w", o.name, err)
+		}
+		defer clear(body)
+	}
+	callCtx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
+	defer cancel()
+
+	var resp *api.Response
+	var err error
+	if method == http.MethodGet {
+		resp, err = p.client.Logical().ReadRawWithContext(callCtx, path)
+	} else {
+		resp, err = p.client.Logical().WriteRawWithContext(callCtx, path, body)
+	}
+	if resp != nil {
+		defer resp.Body.Close()
+	}
+	if err != nil {
+		return p.classify(ctx, o, resp, err)
+	}
+	if out == nil {
+		return nil
+	}
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseSize+1))
+	defer clear(raw)
+	if err != nil {
+		return p.classify(ctx, o, nil, err)
+	}
+	if len(raw) > maxResponseSize {
+		return fmt.Errorf("hcvault: %s: Vault response exceeds %d bytes", o.name, maxResponseSize)
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return fmt.Errorf("hcvault: %s: empty response from Vault (HTTP %d)", o.name, resp.StatusCode)
+	}
+	// Decoding into the interface field fills the caller's struct in place.
+	env := struct {
+		Data any `json:"data"`
+	}{Data: out}
+	if err := json.Unmarshal(raw, &env); err != nil {
+		// The json error may quote part of the body: leave it out.
+		return fmt.Errorf("hcvault: %s: malformed response from Vault", o.name)
+	}
+	return nil
+}
+
+// classify maps a failed request to the package's error contract. ctx is the
+// caller's context, to tell a caller who gave up from a Vault that did not
+// answer in time.
+func (p *provider) classify(ctx context.Context, o op, resp *api.Response, err error) error {
+	var re *api.ResponseError
+	if !errors.As(err, &re) {
+		if ctxErr := ctx.Err(); errors.Is(ctxErr, context.Canceled) {
+			return fmt.Errorf("hcvault: %s: %w", o.name, ctxErr)
+		}
+		// Refused or reset connections, DNS and TLS failures, and the
+		// per-call deadline all mean the same to callers: try again later.
+		return fmt.Errorf("hcvault: %s: Vault is unreachable: %w: %w", o.name, kek.ErrUnavailable, err)
+	}
+
+	msg := vaultMessage(re, resp)
+	code := re.StatusCode
+	switch {
+	case code == http.StatusForbidden:
+		return fmt.Errorf("hcvault: %s: %w (HTTP 403: %s)", o.name, ErrPermissionDenied, msg)
+	case o == opLogin && code == http.StatusInternalServerError && strings.Contains(strings.ToLower(msg), "invalid"):
+		// Vault 1.13 answers a wrong AppRole secret ID with HTTP 500
+		// ("invalid secret id"); that is bad credentials, not an outage.
+		return fmt.Errorf("hcvault: %s: Vault rejected the credentials (HTTP %d: %s)", o.name, code, msg)
+	case code == http.StatusTooManyRequests || code == http.StatusPreconditionFailed || code >= 500:
+		// 503 is a sealed Vault or one without an active node; 412 a
+		// performance standby that has not caught up; 429 rate limiting.
+		return fmt.Errorf("hcvault: %s: Vault is unavailable (HTTP %d: %s): %w", o.name, code, msg, kek.ErrUnavailable)
+	case code == http.StatusNotFound && o == opLogin:
+		return fmt.Errorf("hcvault: authenticate: Vault has no %s auth method at %q (HTTP 404)", p.cfg.Auth.Method, p.cfg.Auth.MountPath)
+	case code == http.StatusNotFound:
+		return fmt.Errorf("hcvault: %s: Vault has no transit key %q at mount %q (HTTP 404)", o.name, p.cfg.Key, p.cfg.Mount)
+	case code == http.StatusBadRequest && strings.Contains(msg, "key not found"):
+		// Transit's "encryption key not found": a configuration problem,
+		// not a bad blob.
+		return fmt.Errorf("hcvault: %s: transit key %q does not exist at mount %q", o.name, p.cfg.Key, p.cfg.Mount)
+	case code == http.StatusBadRequest && o.blobInput:
+		return fmt.Errorf("hcvault: %s: %w: %s", o.name, kek.ErrInvalidWrapped, msg)
+	default:
+		return fmt.Errorf("hcvault: %s: Vault refused the request (HTTP %d: %s)", o.name, code, msg)
+	}
+}
+
+// vaultMessage extracts Vault's explanation of an error response: its
+// "errors" list, or for a batch answered with HTTP 400 the first item error.
+func vaultMessage(re *api.ResponseError, resp *api.Response) string {
+	if re.RawError {
+		// Not Vault's JSON (a proxy's error page, say): the status will do.
+		return http.StatusText(re.StatusCode)
+	}
+	if len(re.Errors) > 0 {
+		return sanitize(strings.Join(re.Errors, "; "))
+	}
+	if resp != nil && resp.Body != nil {
+		var batch struct {
+			Data batchResponse `json:"data"`
+		}
+		if json.NewDecoder(io.LimitReader(resp.Body, maxResponseSize)).Decode(&batch) == nil {
+			for i, item := range batch.Data.BatchResults {
+				if item.Error != "" {
+					return "item " + strconv.Itoa(i) + ": " + sanitize(item.Error)
+				}
+			}
+		}
+	}
+	return http.StatusText(re.StatusCode)
+}
+
+// sanitize keeps Vault's messages on one line and short, for logs.
+func sanitize(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	const limit = 300
+	if len(s) > limit {
+		s = s[:limit] + "…"
+	}
+	return s
+}

@@ -1,0 +1,378 @@
+// Package kektest is the conformance suite every [kek.Wrapper] provider runs,
+// so that the local keyring and HashiCorp Vault transit behave the same way
+// for the code above them.
+//
+// A provider's test calls [Run] with a constructor:
+//
+//	func TestConformance(t *testing.T) {
+//		kektest.Run(t, func(t *testing.T) kek.Wrapper {
+//			return newProviderWithAFreshKeyring(t)
+//		})
+//	}
+//
+// Optional capabilities ([kek.BatchWrapper], [kek.Rotator]) are detected by
+// type assertion, as callers do, and their subtests are skipped when absent.
+package kektest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokenvault/tokenvault/crypto/kek"
+)
+
+// dekSize is the DEK length tokenvault uses (AES-256 / XChaCha20 keys).
+const dekSize = 32
+
+// callTimeout bounds every call the suite makes, so a provider that ignores
+// its context fails the test instead of hanging it. It is generous on
+// purpose: the suite asserts behaviour, not speed.
+const callTimeout = 2 * time.Minute
+
+// Run runs the conformance suite. newWrapper must return a wrapper over a
+// fresh keyring of its own on every call: subtests rotate and retire KEK
+// versions, and one subtest checks that a blob from another keyring is
+// rejected. It may register cleanups on the t it is given.
+func Run(t *testing.T, newWrapper func(t *testing.T) kek.Wrapper) {
+	t.Run("RoundTrip", func(t *testing.T) {
+		w := newWrapper(t)
+		ctx := testContext(t)
+		deks := [][]byte{make([]byte, dekSize), bytes.Repeat([]byte{0xff}, dekSize)}
+		for range 8 {
+			deks = append(deks, randomDEK(t))
+		}
+		for i, dek := range deks {
+			wrapped, err := w.Wrap(ctx, dek)
+			if err != nil {
+				t.Fatalf("Wrap(dek %d): %v", i, err)
+			}
+			checkNoLeak(t, "wrapped blob", wrapped, dek)
+			got, err := w.Unwrap(ctx, wrapped)
+			if err != nil {
+				t.Fatalf("Unwrap(dek %d): %v", i, err)
+			}
+			if !bytes.Equal(got, dek) {
+				t.Fatalf("Unwrap(Wrap(dek %d)) returned a different key", i)
+			}
+		}
+	})
+
+	t.Run("WrapIsRandomized", func(t *testing.T) {
+		// Deterministic wrapping would let anyone holding two wrapped blobs
+		// tell whether they hold the same DEK.
+		w := newWrapper(t)
+		ctx := testContext(t)
+		dek := randomDEK(t)
+		a := mustWrap(ctx, t, w, dek)
+		b := mustWrap(ctx, t, w, dek)
+		if bytes.Equal(a, b) {
+			t.Fatal("two wraps of the same DEK are identical")
+		}
+		for _, blob := range [][]byte{a, b} {
+			if got := mustUnwrap(ctx, t, w, blob); !bytes.Equal(got, dek) {
+				t.Fatal("Unwrap returned a different key")
+			}
+		}
+	})
+
+	t.Run("UnwrapRejectsInvalid", func(t *testing.T) {
+		w := newWrapper(t)
+		ctx := testContext(t)
+		dek := randomDEK(t)
+		wrapped := mustWrap(ctx, t, w, dek)
+		foreign := mustWrap(ctx, t, newWrapper(t), dek)
+
+		cases := map[string][]byte{
+			"empty":           {},
+			"nil":             nil,
+			"garbage":         []byte("this is not a wrapped key"),
+			"random":          randomDEK(t),
+			"truncated by 1":  wrapped[:len(wrapped)-1],
+			"truncated half":  wrapped[:len(wrapped)/2],
+			"first byte only": wrapped[:1],
+			"extended":        append(slices.Clone(wrapped), 'A', 'A', 'A', 'A'),
+			"other keyring":   foreign,
+		}
+		// Flip one bit in several places: header, middle, tail.
+		for _, pos := range []int{0, len(wrapped) / 2, len(wrapped) - 1} {
+			tampered := slices.Clone(wrapped)
+			tampered[pos] ^= 0x01
+			cases["bit flipped at "+strconv.Itoa(pos)] = tampered
+		}
+		for name, blob := range cases {
+			t.Run(name, func(t *testing.T) {
+				got, err := w.Unwrap(ctx, blob)
+				if err == nil {
+					t.Fatalf("Unwrap succeeded (returned %d bytes)", len(got))
+				}
+				if !errors.Is(err, kek.ErrInvalidWrapped) {
+					t.Fatalf("Unwrap error = %v, want errors.Is(err, kek.ErrInvalidWrapped)", err)
+				}
+				checkNoLeak(t, "error text", []byte(err.Error()), dek)
+			})
+		}
+		// The original must still work: rejecting bad input must not have
+		// damaged the keyring.
+		if got := mustUnwrap(ctx, t, w, wrapped); !bytes.Equal(got, dek) {
+			t.Fatal("Unwrap returned a different key")
+		}
+	})
+
+	t.Run("CanceledContext", func(t *testing.T) {
+		w := newWrapper(t)
+		wrapped := mustWrap(testContext(t), t, w, randomDEK(t))
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if _, err := w.Wrap(ctx, randomDEK(t)); err == nil {
+			t.Error("Wrap with a canceled context succeeded")
+		}
+		if _, err := w.Unwrap(ctx, wrapped); err == nil {
+			t.Error("Unwrap with a canceled context succeeded")
+		}
+		if bw, ok := w.(kek.BatchWrapper); ok {
+			if _, err := bw.WrapBatch(ctx, [][]byte{randomDEK(t)}); err == nil {
+				t.Error("WrapBatch with a canceled context succeeded")
+			}
+		}
+	})
+
+	t.Run("Batch", func(t *testing.T) {
+		w := newWrapper(t)
+		bw, ok := w.(kek.BatchWrapper)
+		if !ok {
+			t.Skip("provider does not implement kek.BatchWrapper")
+		}
+		ctx := testContext(t)
+
+		out, err := bw.WrapBatch(ctx, nil)
+		if err != nil || len(out) != 0 {
+			t.Fatalf("WrapBatch(nil) = %d blobs, %v; want 0, nil", len(out), err)
+		}
+		out, err = bw.WrapBatch(ctx, [][]byte{})
+		if err != nil || len(out) != 0 {
+			t.Fatalf("WrapBatch(empty) = %d blobs, %v; want 0, nil", len(out), err)
+		}
+
+		deks := make([][]byte, 37)
+		for i := range deks {
+			deks[i] = randomDEK(t)
+		}
+		deks[5] = slices.Clone(deks[4]) // a repeated DEK must still wrap differently
+		out, err = bw.WrapBatch(ctx, deks)
+		if err != nil {
+			t.Fatalf("WrapBatch: %v", err)
+		}
+		if len(out) != len(deks) {
+			t.Fatalf("WrapBatch returned %d blobs for %d keys", len(out), len(deks))
+		}
+		if bytes.Equal(out[4], out[5]) {
+			t.Error("WrapBatch wrapped a repeated DEK identically")
+		}
+		for i, blob := range out {
+			checkNoLeak(t, "wrapped blob", blob, deks[i])
+			if got := mustUnwrap(ctx, t, w, blob); !bytes.Equal(got, deks[i]) {
+				t.Fatalf("blob %d does not unwrap to DEK %d: order not preserved", i, i)
+			}
+		}
+	})
+
+	t.Run("Rotation", func(t *testing.T) {
+		w := newWrapper(t)
+		r, ok := w.(kek.Rotator)
+		if !ok {
+			t.Skip("provider does not implement kek.Rotator")
+		}
+		ctx := testContext(t)
+
+		oldDEK := randomDEK(t)
+		keepDEK := randomDEK(t)
+		oldBlob := mustWrap(ctx, t, w, oldDEK)
+		keepBlob := mustWrap(ctx, t, w, keepDEK)
+		v1 := mustWrappedVersion(t, r, oldBlob)
+		if got := mustWrappedVersion(t, r, keepBlob); got != v1 {
+			t.Fatalf("two wraps before rotation carry versions %d and %d", v1, got)
+		}
+		before := mustVersions(ctx, t, r)
+		if !slices.Contains(before, v1) {
+			t.Fatalf("Versions() = %v does not list the current version %d", before, v1)
+		}
+
+		v2, err := r.Rotate(ctx)
+		if err != nil {
+			t.Fatalf("Rotate: %v", err)
+		}
+		if v2 <= v1 {
+			t.Fatalf("Rotate returned version %d, not above %d", v2, v1)
+		}
+		if got := mustVersions(ctx, t, r); !slices.Contains(got, v1) || !slices.Contains(got, v2) {
+			t.Fatalf("after Rotate, Versions() = %v; want both %d and %d", got, v1, v2)
+		}
+		newDEK := randomDEK(t)
+		newBlob := mustWrap(ctx, t, w, newDEK)
+		if got := mustWrappedVersion(t, r, newBlob); got != v2 {
+			t.Fatalf("wrap after Rotate carries version %d, want %d", got, v2)
+		}
+		if got := mustUnwrap(ctx, t, w, oldBlob); !bytes.Equal(got, oldDEK) {
+			t.Fatal("blob from before Rotate unwraps to a different key")
+		}
+
+		rewrapped, err := r.Rewrap(ctx, [][]byte{keepBlob, newBlob})
+		if err != nil {
+			t.Fatalf("Rewrap: %v", err)
+		}
+		if len(rewrapped) != 2 {
+			t.Fatalf("Rewrap returned %d blobs for 2", len(rewrapped))
+		}
+		for i, want := range [][]byte{keepDEK, newDEK} {
+			if got := mustWrappedVersion(t, r, rewrapped[i]); got != v2 {
+				t.Fatalf("rewrapped blob %d carries version %d, want %d", i, got, v2)
+			}
+			checkNoLeak(t, "rewrapped blob", rewrapped[i], want)
+			if got := mustUnwrap(ctx, t, w, rewrapped[i]); !bytes.Equal(got, want) {
+				t.Fatalf("rewrapped blob %d unwraps to a different key: order not preserved?", i)
+			}
+		}
+		if out, err := r.Rewrap(ctx, nil); err != nil || len(out) != 0 {
+			t.Fatalf("Rewrap(nil) = %d blobs, %v; want 0, nil", len(out), err)
+		}
+		if _, err := r.Rewrap(ctx, [][]byte{[]byte("garbage")}); !errors.Is(err, kek.ErrInvalidWrapped) {
+			t.Fatalf("Rewrap(garbage) error = %v, want kek.ErrInvalidWrapped", err)
+		}
+
+		if err := r.Retire(ctx, v2); err != nil {
+			t.Fatalf("Retire(%d): %v", v2, err)
+		}
+		// The point of Retire: a blob still under v1 (say, in an old backup)
+		// is dead, while everything rewrapped survives.
+		for name, blob := range map[string][]byte{"old": oldBlob, "kept (not rewrapped)": keepBlob} {
+			got, err := w.Unwrap(ctx, blob)
+			if err == nil {
+				t.Fatalf("%s blob under retired version %d still unwraps (%d bytes)", name, v1, len(got))
+			}
+			if !errors.Is(err, kek.ErrInvalidWrapped) {
+				t.Fatalf("Unwrap(%s blob under retired version) error = %v, want kek.ErrInvalidWrapped", name, err)
+			}
+			checkNoLeak(t, "error text", []byte(err.Error()), oldDEK)
+			checkNoLeak(t, "error text", []byte(err.Error()), keepDEK)
+		}
+		if _, err := r.Rewrap(ctx, [][]byte{oldBlob}); !errors.Is(err, kek.ErrInvalidWrapped) {
+			t.Fatalf("Rewrap(blob under retired version) error = %v, want kek.ErrInvalidWrapped", err)
+		}
+		for i, want := range [][]byte{keepDEK, newDEK} {
+			if got := mustUnwrap(ctx, t, w, rewrapped[i]); !bytes.Equal(got, want) {
+				t.Fatalf("rewrapped blob %d no longer unwraps to its key after Retire", i)
+			}
+		}
+		if got := mustUnwrap(ctx, t, w, newBlob); !bytes.Equal(got, newDEK) {
+			t.Fatal("blob wrapped under the newest version no longer unwraps after Retire")
+		}
+		after := mustVersions(ctx, t, r)
+		if slices.Contains(after, v1) || !slices.Contains(after, v2) {
+			t.Fatalf("after Retire(%d), Versions() = %v; want %d gone and %d kept", v2, after, v1, v2)
+		}
+		// New wraps keep working and use the newest version.
+		if got := mustWrappedVersion(t, r, mustWrap(ctx, t, w, randomDEK(t))); got != v2 {
+			t.Fatalf("wrap after Retire carries version %d, want %d", got, v2)
+		}
+	})
+
+	t.Run("WrappedVersionRejectsGarbage", func(t *testing.T) {
+		w := newWrapper(t)
+		r, ok := w.(kek.Rotator)
+		if !ok {
+			t.Skip("provider does not implement kek.Rotator")
+		}
+		for _, blob := range [][]byte{nil, {}, []byte("garbage"), randomDEK(t)} {
+			if v, err := r.WrappedVersion(blob); !errors.Is(err, kek.ErrInvalidWrapped) {
+				t.Errorf("WrappedVersion(%q) = %d, %v; want kek.ErrInvalidWrapped", blob, v, err)
+			}
+		}
+	})
+}
+
+func testContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), callTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func randomDEK(t *testing.T) []byte {
+	t.Helper()
+	dek := make([]byte, dekSize)
+	if _, err := rand.Read(dek); err != nil {
+		t.Fatal(err)
+	}
+	return dek
+}
+
+func mustWrap(ctx context.Context, t *testing.T, w kek.Wrapper, dek []byte) []byte {
+	t.Helper()
+	wrapped, err := w.Wrap(ctx, dek)
+	if err != nil {
+		t.Fatalf("Wrap: %v", err)
+	}
+	if len(wrapped) == 0 {
+		t.Fatal("Wrap returned an empty blob")
+	}
+	return wrapped
+}
+
+func mustUnwrap(ctx context.Context, t *testing.T, w kek.Wrapper, wrapped []byte) []byte {
+	t.Helper()
+	dek, err := w.Unwrap(ctx, wrapped)
+	if err != nil {
+		t.Fatalf("Unwrap: %v", err)
+	}
+	return dek
+}
+
+func mustWrappedVersion(t *testing.T, r kek.Rotator, wrapped []byte) int {
+	t.Helper()
+	v, err := r.WrappedVersion(wrapped)
+	if err != nil {
+		t.Fatalf("WrappedVersion: %v", err)
+	}
+	return v
+}
+
+func mustVersions(ctx context.Context, t *testing.T, r kek.Rotator) []int {
+	t.Helper()
+	vs, err := r.Versions(ctx)
+	if err != nil {
+		t.Fatalf("Versions: %v", err)
+	}
+	out := make([]int, len(vs))
+	for i, v := range vs {
+		out[i] = v.Version
+	}
+	return out
+}
+
+// checkNoLeak fails if b contains the DEK raw or in a common text encoding:
+// wrapped blobs and error messages get logged and stored.
+func checkNoLeak(t *testing.T, what string, b, dek []byte) {
+	t.Helper()
+	if bytes.Equal(b, dek) {
+		t.Fatalf("%s equals the DEK", what)
+	}
+	encodings := map[string][]byte{
+		"raw":       dek,
+		"hex":       []byte(hex.EncodeToString(dek)),
+		"base64":    []byte(strings.TrimRight(base64.StdEncoding.EncodeToString(dek), "=")),
+		"base64url": []byte(base64.RawURLEncoding.EncodeToString(dek)),
+	}
+	for enc, needle := range encodings {
+		if bytes.Contains(b, needle) {
+			t.Fatalf("%s contains the DEK (%s)", what, enc)
+		}
+	}
+}

@@ -1,0 +1,151 @@
+package grpcserver
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
+	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
+	"github.com/tokenvault/tokenvault/vault"
+	"github.com/tokenvault/tokenvault/vault/badgerstore"
+	"github.com/tokenvault/tokenvault/vault/format"
+)
+
+// TestKindNumbers: the proto enum and format.Kind agree on every number.
+func TestKindNumbers(t *testing.T) {
+	for _, k := range format.Kinds() {
+		want := "KIND_" + strings.ToUpper(strings.ReplaceAll(k.String(), "-", "_"))
+		if got := pb.Kind(k).String(); got != want {
+			t.Errorf("format kind %s = proto %s, want %s", k, got, want)
+		}
+	}
+	if len(format.Kinds())+1 != len(pb.Kind_name) {
+		t.Errorf("format has %d kinds, proto %d (incl. unspecified)", len(format.Kinds()), len(pb.Kind_name))
+	}
+}
+
+func newTestServer(t testing.TB) *Server {
+	dir := t.TempDir()
+	store, err := badgerstore.Open("", badgerstore.Options{InMemory: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	kr, _, err := agekeyring.OpenOrCreate(agekeyring.Config{Path: filepath.Join(dir, "k.age"), IdentityFile: filepath.Join(dir, "id")}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := vault.New(context.Background(), store, kr, vault.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(v, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// FuzzRequests feeds arbitrary requests to every RPC. No input may panic or
+// produce Internal/Unknown (bad input is the caller's fault and must say
+// which field); whatever tokenizes must detokenize back to its normalized
+// value, and whatever encrypts must decrypt back.
+func FuzzRequests(f *testing.F) {
+	seed := func(m proto.Message) []byte { b, _ := proto.Marshal(m); return b }
+	f.Add(seed(&pb.TokenizeRequest{SubjectId: "s", Fields: []*pb.Field{{Kind: pb.Kind_KIND_PAN, Value: "4111111111111111"}}}))
+	f.Add(seed(&pb.TokenizeRequest{SubjectId: "s", Fields: []*pb.Field{{Kind: pb.Kind_KIND_EMAIL, Value: "a@b.co",
+		Options: &pb.TokenizeOptions{Mode: pb.TokenMode_TOKEN_MODE_DETERMINISTIC}}}}))
+	f.Add(seed(&pb.TokenizeRequest{SubjectId: "s\xff", Fields: []*pb.Field{{Kind: pb.Kind(77), Value: "x"}}}))
+	f.Add(seed(&pb.EncryptRequest{SubjectId: "s", Items: []*pb.EncryptItem{{Plaintext: []byte("p"), Context: "c"}}}))
+	f.Add(seed(&pb.DetokenizeRequest{Tokens: []string{"4111110000001111"}, Purpose: "p"}))
+	f.Add([]byte{})
+	s := newTestServer(f)
+	ctx := context.Background()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		check := func(method string, err error) {
+			if c := status.Code(err); c == codes.Internal || c == codes.Unknown {
+				t.Fatalf("%s: %v", method, err)
+			}
+		}
+		var tr pb.TokenizeRequest
+		if proto.Unmarshal(b, &tr) == nil {
+			resp, err := s.Tokenize(ctx, &tr)
+			check("Tokenize", err)
+			if err == nil {
+				det, err := s.Detokenize(ctx, &pb.DetokenizeRequest{Tokens: resp.Tokens, Purpose: "fuzz"})
+				check("Detokenize", err)
+				for i, r := range det.GetResults() {
+					want, _ := format.Normalize(format.Kind(tr.Fields[i].Kind), tr.Fields[i].Value)
+					if r.Status.Code != 0 || r.Value != want {
+						t.Fatalf("round trip of field %d: %v", i, r.Status)
+					}
+				}
+			}
+		}
+		var dr pb.DetokenizeRequest
+		if proto.Unmarshal(b, &dr) == nil {
+			resp, err := s.Detokenize(ctx, &dr)
+			check("Detokenize", err)
+			for _, r := range resp.GetResults() {
+				if c := codes.Code(r.Status.Code); c == codes.Internal || c == codes.Unknown {
+					t.Fatalf("Detokenize item: %v", r.Status)
+				}
+			}
+			_, err = s.Mask(ctx, &pb.MaskRequest{Tokens: dr.Tokens})
+			check("Mask", err)
+		}
+		var er pb.EncryptRequest
+		if proto.Unmarshal(b, &er) == nil {
+			resp, err := s.Encrypt(ctx, &er)
+			check("Encrypt", err)
+			if err == nil {
+				items := make([]*pb.DecryptItem, len(resp.Blobs))
+				for i, bl := range resp.Blobs {
+					items[i] = &pb.DecryptItem{Blob: bl, Context: er.Items[i].Context}
+				}
+				dec, err := s.Decrypt(ctx, &pb.DecryptRequest{Items: items, Purpose: "fuzz"})
+				check("Decrypt", err)
+				for i, r := range dec.GetResults() {
+					if r.Status.Code != 0 || string(r.Plaintext) != string(er.Items[i].Plaintext) {
+						t.Fatalf("encrypt round trip of item %d: %v", i, r.Status)
+					}
+				}
+			}
+		}
+		var xr pb.DecryptRequest
+		if proto.Unmarshal(b, &xr) == nil {
+			resp, err := s.Decrypt(ctx, &xr)
+			check("Decrypt", err)
+			for _, r := range resp.GetResults() {
+				if c := codes.Code(r.Status.Code); c == codes.Internal || c == codes.Unknown {
+					t.Fatalf("Decrypt item: %v", r.Status)
+				}
+			}
+		}
+		var ar pb.EraseSubjectRequest
+		if proto.Unmarshal(b, &ar) == nil {
+			_, err := s.EraseSubject(ctx, &ar)
+			check("EraseSubject", err)
+		}
+	})
+}
+
+// TestInternalErrorsAreGeneric: an unexpected error reaches the client as
+// "internal error (ref …)", with details only in the server log.
+func TestInternalErrorsAreGeneric(t *testing.T) {
+	var logs strings.Builder
+	s := &Server{log: slog.New(slog.NewTextHandler(&logs, nil))}
+	err := s.toStatus("Test", io.ErrUnexpectedEOF)
+	st := status.Convert(err)
+	if st.Code() != codes.Internal || !strings.HasPrefix(st.Message(), "internal error (ref ") || strings.Contains(st.Message(), "EOF") {
+		t.Fatalf("status = %v", st)
+	}
+	ref := strings.TrimSuffix(strings.TrimPrefix(st.Message(), "internal error (ref "), ")")
+	if !strings.Contains(logs.String(), ref) || !strings.Contains(logs.String(), "unexpected EOF") {
+		t.Fatalf("log lacks the ref or the error: %s", logs.String())
+	}
+}

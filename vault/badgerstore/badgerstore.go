@@ -1,0 +1,491 @@
+// Package badgerstore is the embedded [vault.Store], on [badger] v4.
+//
+// Key layout (one byte of type, then fixed-size parts where possible, so
+// that prefixes scan exactly one subject key's data):
+//
+//	k/<subject>                     -> subject key: v1 | key id | created | wrapped DEK
+//	i/<key id (16)>                 -> subject id            (blobs and records name key ids)
+//	t/<sha256(token) (32)>          -> record: v1 | key id | kind | created | lookup | sealed value
+//	s/<key id><sha256(token)>       -> empty                 (index: a key's records, for purge/export)
+//	d/<key id><lookup (32)>         -> token                 (deterministic lookups)
+//	p/<key id>                      -> shred time            (pending purge after a shred)
+//
+// Tokens are addressed by their SHA-256 so keys stay small and bounded
+// (a generic token may be 64 KiB; badger caps keys near that). Nothing
+// stored is plaintext: values are sealed by the domain before they get here,
+// and lookup keys are HMACs under a key derived from the subject's DEK.
+//
+// Every write is synced (SyncWrites) before it is acknowledged. Concurrent
+// record and key writes share one transaction and one sync (group.go), so
+// durability does not serialize throughput.
+//
+// [badger]: https://github.com/dgraph-io/badger
+package badgerstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tokenvault/tokenvault/crypto/aead"
+	"github.com/tokenvault/tokenvault/vault"
+	"github.com/tokenvault/tokenvault/vault/format"
+)
+
+const (
+	pKey     = 'k'
+	pKeyID   = 'i'
+	pToken   = 't'
+	pIndex   = 's'
+	pLookup  = 'd'
+	pPending = 'p'
+
+	encV1      = 1
+	lookupSize = 32
+	// maxWrapped bounds a stored wrapped key (tink uses the same limit for
+	// its KMS envelopes); Vault transit ciphertexts of a 32-byte key are
+	// far below it.
+	maxWrapped = 4096
+	// conflictRetries bounds retries of a transaction that lost a race.
+	conflictRetries = 16
+)
+
+type store struct {
+	db    *badger.DB
+	log   *slog.Logger
+	group *committer // record and key writes; see group.go
+}
+
+var _ vault.Store = (*store)(nil)
+
+// Options tune the store.
+type Options struct {
+	// InMemory keeps everything in memory (tests of things other than
+	// durability).
+	InMemory bool
+}
+
+// Open opens (creating if needed) the store in dir.
+func Open(dir string, opts Options, logger *slog.Logger) (vault.Store, error) {
+	if logger == nil {
+		logger = slog.Default()
+	}
+	bo := badger.DefaultOptions(dir).
+		WithSyncWrites(true).
+		WithInMemory(opts.InMemory).
+		WithNumVersionsToKeep(1).
+		// Large records go to the value log so a 1,000-item batch of big
+		// values fits in one transaction.
+		WithValueThreshold(1 << 10).
+		WithLogger(badgerLogger{logger.With("component", "badger")})
+	if opts.InMemory {
+		bo.Dir, bo.ValueDir = "", ""
+	}
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("badgerstore: opening %s: %w", dir, err)
+	}
+	return &store{db: db, log: logger, group: newCommitter(db)}, nil
+}
+
+func (s *store) Close() error {
+	s.group.close()
+	return s.db.Close()
+}
+
+// DB exposes the badger handle for maintenance (GC, backup).
+func (s *store) DB() *badger.DB { return s.db }
+
+func key(prefix byte, parts ...[]byte) []byte {
+	n := 2
+	for _, p := range parts {
+		n += len(p)
+	}
+	k := make([]byte, 2, n)
+	k[0], k[1] = prefix, '/'
+	for _, p := range parts {
+		k = append(k, p...)
+	}
+	return k
+}
+
+func tokenHash(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}
+
+// update runs fn in a read-write transaction, retrying lost races.
+func (s *store) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	for range conflictRetries {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		err := s.db.Update(fn)
+		if !errors.Is(err, badger.ErrConflict) {
+			return err
+		}
+	}
+	return fmt.Errorf("badgerstore: too much contention: %w", badger.ErrConflict)
+}
+
+func (s *store) view(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return s.db.View(fn)
+}
+
+func get(txn *badger.Txn, k []byte) ([]byte, error) {
+	it, err := txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, vault.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	return it.ValueCopy(nil)
+}
+
+func (s *store) SubjectKey(ctx context.Context, subject string) (sk vault.SubjectKey, err error) {
+	err = s.view(ctx, func(txn *badger.Txn) error {
+		sk, err = subjectKey(txn, subject)
+		return err
+	})
+	return sk, err
+}
+
+func subjectKey(txn *badger.Txn, subject string) (vault.SubjectKey, error) {
+	b, err := get(txn, key(pKey, []byte(subject)))
+	if err != nil {
+		return vault.SubjectKey{}, err
+	}
+	return decodeSubjectKey(b)
+}
+
+func (s *store) SubjectKeyByID(ctx context.Context, id vault.KeyID) (subject string, sk vault.SubjectKey, err error) {
+	err = s.view(ctx, func(txn *badger.Txn) error {
+		b, err := get(txn, key(pKeyID, id[:]))
+		if err != nil {
+			return err
+		}
+		subject = string(b)
+		sk, err = subjectKey(txn, subject)
+		if errors.Is(err, vault.ErrNotFound) || (err == nil && sk.ID != id) {
+			return fmt.Errorf("%w: key index points at a missing key", vault.ErrCorrupt)
+		}
+		return err
+	})
+	return subject, sk, err
+}
+
+func (s *store) CreateSubjectKey(ctx context.Context, subject string, sk vault.SubjectKey) (out vault.SubjectKey, err error) {
+	enc, err := encodeSubjectKey(sk)
+	if err != nil {
+		return out, err
+	}
+	err = s.group.do(ctx, func(txn *badger.Txn) error {
+		existing, err := subjectKey(txn, subject)
+		if err == nil {
+			out = existing
+			return nil
+		}
+		if !errors.Is(err, vault.ErrNotFound) {
+			return err
+		}
+		if err := txn.Set(key(pKey, []byte(subject)), enc); err != nil {
+			return err
+		}
+		out = sk
+		return txn.Set(key(pKeyID, sk.ID[:]), []byte(subject))
+	})
+	return out, err
+}
+
+func (s *store) PutRecords(ctx context.Context, subject string, id vault.KeyID, recs []vault.Record) error {
+	encs := make([][]byte, len(recs))
+	for i, r := range recs {
+		encs[i] = encodeRecord(r)
+	}
+	return s.group.do(ctx, func(txn *badger.Txn) error {
+		// Reading the subject key puts it in this transaction's read set:
+		// a shred committing meanwhile makes this commit fail with a
+		// conflict, and the retry then sees the key gone.
+		sk, err := subjectKey(txn, subject)
+		if errors.Is(err, vault.ErrNotFound) || (err == nil && sk.ID != id) {
+			return vault.ErrErased
+		}
+		if err != nil {
+			return err
+		}
+		// All checks first, then all writes: a rejected batch writes
+		// nothing, even inside a shared group transaction.
+		hashes := make([][]byte, len(recs))
+		seenTok := make(map[string]bool, len(recs))
+		seenLookup := map[string]bool{}
+		for i, r := range recs {
+			hashes[i] = tokenHash(r.Token)
+			if seenTok[string(hashes[i])] {
+				return &vault.CollisionError{Index: i}
+			}
+			seenTok[string(hashes[i])] = true
+			if err := absent(txn, key(pToken, hashes[i])); err != nil {
+				return collision(err, i, false)
+			}
+			if r.Lookup != nil {
+				if seenLookup[string(r.Lookup)] {
+					return &vault.CollisionError{Index: i, Lookup: true}
+				}
+				seenLookup[string(r.Lookup)] = true
+				if err := absent(txn, key(pLookup, id[:], r.Lookup)); err != nil {
+					return collision(err, i, true)
+				}
+			}
+		}
+		for i, r := range recs {
+			if r.Lookup != nil {
+				if err := txn.Set(key(pLookup, id[:], r.Lookup), []byte(r.Token)); err != nil {
+					return err
+				}
+			}
+			if err := txn.Set(key(pToken, hashes[i]), encs[i]); err != nil {
+				return err
+			}
+			if err := txn.Set(key(pIndex, id[:], hashes[i]), nil); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+var errExists = errors.New("exists")
+
+// absent returns nil if k does not exist, errExists if it does.
+func absent(txn *badger.Txn, k []byte) error {
+	_, err := txn.Get(k)
+	switch {
+	case err == nil:
+		return errExists
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return nil
+	default:
+		return err
+	}
+}
+
+func collision(err error, i int, lookup bool) error {
+	if err == errExists {
+		return &vault.CollisionError{Index: i, Lookup: lookup}
+	}
+	return err
+}
+
+func (s *store) Record(ctx context.Context, token string) (r vault.Record, err error) {
+	err = s.view(ctx, func(txn *badger.Txn) error {
+		b, err := get(txn, key(pToken, tokenHash(token)))
+		if err != nil {
+			return err
+		}
+		r, err = decodeRecord(b)
+		return err
+	})
+	return r, err
+}
+
+func (s *store) Lookup(ctx context.Context, id vault.KeyID, lookup []byte) (token string, err error) {
+	err = s.view(ctx, func(txn *badger.Txn) error {
+		b, err := get(txn, key(pLookup, id[:], lookup))
+		token = string(b)
+		return err
+	})
+	return token, err
+}
+
+func (s *store) ShredSubject(ctx context.Context, subject string) (id vault.KeyID, err error) {
+	err = s.update(ctx, func(txn *badger.Txn) error {
+		sk, err := subjectKey(txn, subject)
+		if err != nil {
+			return err
+		}
+		id = sk.ID
+		if err := txn.Delete(key(pKey, []byte(subject))); err != nil {
+			return err
+		}
+		if err := txn.Delete(key(pKeyID, id[:])); err != nil {
+			return err
+		}
+		return txn.Set(key(pPending, id[:]), binary.BigEndian.AppendUint64(nil, uint64(time.Now().UnixNano())))
+	})
+	return id, err
+}
+
+// purgeBatch bounds one purge transaction.
+const purgeBatch = 1000
+
+func (s *store) PurgeKey(ctx context.Context, id vault.KeyID) (vault.PurgeCounts, error) {
+	var c vault.PurgeCounts
+	for _, p := range []struct {
+		prefix byte
+		n      *int64
+	}{{pIndex, &c.Records}, {pLookup, &c.Lookups}} {
+		for {
+			n, err := s.purgePrefix(ctx, key(p.prefix, id[:]), p.prefix == pIndex)
+			*p.n += int64(n)
+			if err != nil {
+				return c, err
+			}
+			if n < purgeBatch {
+				break
+			}
+		}
+	}
+	err := s.update(ctx, func(txn *badger.Txn) error { return txn.Delete(key(pPending, id[:])) })
+	return c, err
+}
+
+// purgePrefix deletes up to purgeBatch keys under prefix (and, for the
+// record index, the records they point at), returning how many.
+func (s *store) purgePrefix(ctx context.Context, prefix []byte, records bool) (n int, err error) {
+	err = s.update(ctx, func(txn *badger.Txn) error {
+		n = 0
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		var keys [][]byte
+		for it.Rewind(); it.Valid() && len(keys) < purgeBatch; it.Next() {
+			keys = append(keys, it.Item().KeyCopy(nil))
+		}
+		it.Close()
+		for _, k := range keys {
+			if records {
+				if err := txn.Delete(key(pToken, k[len(prefix):])); err != nil {
+					return err
+				}
+			}
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(keys)
+		return nil
+	})
+	return n, err
+}
+
+func (s *store) PendingPurges(ctx context.Context) (ids []vault.KeyID, err error) {
+	err = s.view(ctx, func(txn *badger.Txn) error {
+		prefix := key(pPending)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			var id vault.KeyID
+			if copy(id[:], it.Item().Key()[len(prefix):]) != len(id) {
+				return fmt.Errorf("%w: pending-purge key", vault.ErrCorrupt)
+			}
+			ids = append(ids, id)
+		}
+		return nil
+	})
+	return ids, err
+}
+
+func (s *store) HasSubjectKeys(ctx context.Context) (found bool, err error) {
+	err = s.view(ctx, func(txn *badger.Txn) error {
+		for _, p := range []byte{pKey, pPending} {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: key(p), PrefetchValues: false})
+			it.Rewind()
+			found = found || it.Valid()
+			it.Close()
+		}
+		return nil
+	})
+	return found, err
+}
+
+// Encodings. Strict: a version byte, fixed sizes checked, lengths bounded.
+
+func encodeSubjectKey(sk vault.SubjectKey) ([]byte, error) {
+	if len(sk.Wrapped) == 0 || len(sk.Wrapped) > maxWrapped {
+		return nil, fmt.Errorf("badgerstore: wrapped key size %d out of range", len(sk.Wrapped))
+	}
+	b := make([]byte, 0, 1+len(sk.ID)+8+2+len(sk.Wrapped))
+	b = append(b, encV1)
+	b = append(b, sk.ID[:]...)
+	b = binary.BigEndian.AppendUint64(b, uint64(sk.Created.UnixNano()))
+	b = binary.BigEndian.AppendUint16(b, uint16(len(sk.Wrapped)))
+	return append(b, sk.Wrapped...), nil
+}
+
+func decodeSubjectKey(b []byte) (vault.SubjectKey, error) {
+	var sk vault.SubjectKey
+	const head = 1 + len(sk.ID) + 8 + 2
+	if len(b) < head || b[0] != encV1 {
+		return sk, fmt.Errorf("%w: subject key record", vault.ErrCorrupt)
+	}
+	copy(sk.ID[:], b[1:])
+	sk.Created = time.Unix(0, int64(binary.BigEndian.Uint64(b[1+len(sk.ID):]))).UTC()
+	n := int(binary.BigEndian.Uint16(b[head-2:]))
+	if n == 0 || n > maxWrapped || len(b) != head+n {
+		return sk, fmt.Errorf("%w: subject key record", vault.ErrCorrupt)
+	}
+	sk.Wrapped = b[head:]
+	return sk, nil
+}
+
+// record v1: ver | key id | kind | created | tokenLen(4) | token | lookupLen(1) | lookup | sealed
+func encodeRecord(r vault.Record) []byte {
+	b := make([]byte, 0, 1+len(r.KeyID)+1+8+4+len(r.Token)+1+len(r.Lookup)+len(r.Sealed))
+	b = append(b, encV1)
+	b = append(b, r.KeyID[:]...)
+	b = append(b, byte(r.Kind))
+	b = binary.BigEndian.AppendUint64(b, uint64(r.Created.UnixNano()))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(r.Token)))
+	b = append(b, r.Token...)
+	b = append(b, byte(len(r.Lookup)))
+	b = append(b, r.Lookup...)
+	return append(b, r.Sealed...)
+}
+
+func decodeRecord(b []byte) (vault.Record, error) {
+	var r vault.Record
+	bad := fmt.Errorf("%w: token record", vault.ErrCorrupt)
+	const head = 1 + len(r.KeyID) + 1 + 8 + 4
+	if len(b) < head || b[0] != encV1 {
+		return r, bad
+	}
+	copy(r.KeyID[:], b[1:])
+	r.Kind = format.Kind(b[1+len(r.KeyID)])
+	if !r.Kind.Valid() {
+		return r, bad
+	}
+	r.Created = time.Unix(0, int64(binary.BigEndian.Uint64(b[2+len(r.KeyID):]))).UTC()
+	tl := binary.BigEndian.Uint32(b[head-4:])
+	rest := b[head:]
+	if tl == 0 || uint64(tl)+1 > uint64(len(rest)) {
+		return r, bad
+	}
+	r.Token, rest = string(rest[:tl]), rest[tl:]
+	ll := int(rest[0])
+	rest = rest[1:]
+	if (ll != 0 && ll != lookupSize) || len(rest) < ll+aead.Overhead {
+		return r, bad
+	}
+	if ll > 0 {
+		r.Lookup = rest[:ll]
+	}
+	r.Sealed = rest[ll:]
+	return r, nil
+}
+
+// badgerLogger routes badger's logs to slog. Badger logs file names and
+// table statistics, never keys or values.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any)   { b.l.Error(fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Warningf(f string, a ...any) { b.l.Warn(fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Infof(f string, a ...any)    { b.l.Debug(fmt.Sprintf(f, a...)) }
+func (b badgerLogger) Debugf(f string, a ...any)   {}

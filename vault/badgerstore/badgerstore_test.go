@@ -1,0 +1,71 @@
+package badgerstore_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/tokenvault/tokenvault/vault"
+	"github.com/tokenvault/tokenvault/vault/badgerstore"
+	"github.com/tokenvault/tokenvault/vault/format"
+	"github.com/tokenvault/tokenvault/vault/storetest"
+)
+
+func TestSuiteOnDisk(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) vault.Store {
+		s, err := badgerstore.Open(t.TempDir(), badgerstore.Options{}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+func TestSuiteInMemory(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) vault.Store {
+		s, err := badgerstore.Open("", badgerstore.Options{InMemory: true}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+// TestDurableAcrossReopen: what PutRecords acknowledged is there after a
+// close and reopen of the same directory.
+func TestDurableAcrossReopen(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, err := badgerstore.Open(dir, badgerstore.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk := vault.SubjectKey{ID: vault.KeyID{1}, Wrapped: []byte("wrapped-key-bytes"), Created: time.Unix(1700000000, 0).UTC()}
+	if _, err := s.CreateSubjectKey(ctx, "alice", sk); err != nil {
+		t.Fatal(err)
+	}
+	r := vault.Record{Token: "4111110000001111", KeyID: sk.ID, Kind: format.PAN, Created: sk.Created, Sealed: make([]byte, 40)}
+	if err := s.PutRecords(ctx, "alice", sk.ID, []vault.Record{r}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = badgerstore.Open(dir, badgerstore.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	got, err := s.Record(ctx, r.Token)
+	if err != nil || got.KeyID != sk.ID || got.Kind != format.PAN {
+		t.Fatalf("record after reopen: %+v, %v", got, err)
+	}
+	if has, err := s.HasSubjectKeys(ctx); err != nil || !has {
+		t.Fatalf("HasSubjectKeys after reopen = %v, %v", has, err)
+	}
+	// A second open of a directory in use is refused (badger's lock).
+	if s2, err := badgerstore.Open(dir, badgerstore.Options{}, nil); err == nil {
+		s2.Close()
+		t.Fatal("opened a data directory that is in use")
+	}
+}

@@ -1,0 +1,108 @@
+package vault
+
+import (
+	"context"
+	"errors"
+
+	"github.com/tokenvault/tokenvault/crypto/aead"
+	"github.com/tokenvault/tokenvault/crypto/envelope"
+)
+
+// EncryptItem is one value to encrypt.
+type EncryptItem struct {
+	Plaintext []byte
+	// Context names where the blob will be kept (e.g.
+	// "orders.shipping_address"); decrypting needs the same context.
+	Context string
+}
+
+// Encrypt seals items under subject's blob key. Blobs (see crypto/envelope)
+// are bound to subject and context and die with the subject's key.
+func (v *Vault) Encrypt(ctx context.Context, subject string, items []EncryptItem) ([][]byte, error) {
+	if err := checkID("subject_id", subject); err != nil {
+		return nil, err
+	}
+	if err := checkBatch("items", len(items)); err != nil {
+		return nil, err
+	}
+	for i, it := range items {
+		if len(it.Plaintext) > MaxValueBytes {
+			return nil, invalid(item("items", i)+".plaintext", "larger than %d bytes", MaxValueBytes)
+		}
+		if err := checkText(item("items", i)+".context", it.Context); err != nil {
+			return nil, err
+		}
+	}
+	id, keys, release, err := v.keysFor(ctx, subject, true)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	out := make([][]byte, len(items))
+	for i, it := range items {
+		bl := envelope.Blob{KeyID: id}
+		if bl.Sealed, err = keys.blob.Seal(nil, it.Plaintext, envelope.AAD(id, subject, it.Context)); err != nil {
+			return nil, err
+		}
+		out[i] = bl.Marshal(nil)
+	}
+	return out, nil
+}
+
+// DecryptItem is one blob to decrypt.
+type DecryptItem struct {
+	Blob    []byte
+	Context string
+}
+
+// Decrypted is the outcome for one blob; Err is per item.
+type Decrypted struct {
+	Plaintext []byte
+	Subject   string
+	Err       error
+}
+
+// Decrypt opens blobs made by Encrypt. One bad blob fails only its item.
+func (v *Vault) Decrypt(ctx context.Context, items []DecryptItem, purpose string) ([]Decrypted, error) {
+	if err := checkID("purpose", purpose); err != nil {
+		return nil, err
+	}
+	if err := checkBatch("items", len(items)); err != nil {
+		return nil, err
+	}
+	out := make([]Decrypted, len(items))
+	for i, it := range items {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		out[i] = v.decryptOne(ctx, item("items", i), it)
+	}
+	return out, nil
+}
+
+func (v *Vault) decryptOne(ctx context.Context, field string, it DecryptItem) Decrypted {
+	if err := checkText(field+".context", it.Context); err != nil {
+		return Decrypted{Err: err}
+	}
+	bl, err := envelope.Parse(it.Blob)
+	if err != nil {
+		return Decrypted{Err: invalid(field+".blob", "%v", err)}
+	}
+	subject, keys, release, err := v.keysByID(ctx, bl.KeyID)
+	if errors.Is(err, ErrErased) {
+		return Decrypted{Err: &FieldError{Field: field + ".blob", Err: ErrNotFound,
+			Reason: "no key for this blob: its subject was erased, or the blob is not from this vault"}}
+	}
+	if err != nil {
+		return Decrypted{Err: err}
+	}
+	defer release()
+	plain, err := keys.blob.Open(nil, bl.Sealed, envelope.AAD(bl.KeyID, subject, it.Context))
+	if errors.Is(err, aead.ErrDecrypt) {
+		return Decrypted{Err: invalid(field+".blob", "authentication failed: wrong context, or the blob was altered")}
+	}
+	if err != nil {
+		return Decrypted{Err: err}
+	}
+	return Decrypted{Plaintext: plain, Subject: subject}
+}

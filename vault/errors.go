@@ -1,0 +1,38 @@
+package vault
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors callers branch on (the gRPC layer maps each to one
+// status code). Messages never contain values, tokens or keys.
+var (
+	// ErrInvalidArgument: a request field is malformed or out of limits.
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrNotFound: unknown token, subject or blob key.
+	ErrNotFound = errors.New("not found")
+	// ErrErased: the data belonged to a subject that has been erased.
+	ErrErased = errors.New("subject erased")
+	// ErrExhausted: no free token could be found for a value (tiny token
+	// spaces such as 13-digit card numbers with the same first 6/last 4).
+	ErrExhausted = errors.New("token space exhausted")
+	// ErrCorrupt: stored data failed authentication or parsing. Never the
+	// caller's fault; logged and reported as an internal error.
+	ErrCorrupt = errors.New("stored data corrupt")
+)
+
+// FieldError names the request field at fault. It unwraps to one of the
+// sentinels above.
+type FieldError struct {
+	Field  string // e.g. "fields[3].value"
+	Reason string // never contains the field's value
+	Err    error  // the sentinel
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Reason }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func invalid(field, format string, args ...any) error {
+	return &FieldError{Field: field, Reason: fmt.Sprintf(format, args...), Err: ErrInvalidArgument}
+}

@@ -1,0 +1,424 @@
+// Package format validates, normalises, tokenizes and masks the kinds of
+// sensitive values the vault stores: card numbers, national identifiers,
+// phone numbers, e-mail addresses, bank accounts, postal addresses, names and
+// free text. FORMATS.md in this directory summarises the rules as a table.
+//
+// # Design
+//
+// A value goes through up to three pure functions:
+//
+//   - [Normalize] validates a value for its [Kind] and returns its canonical
+//     form. The canonical form is what the vault stores, what deterministic
+//     lookups hash and what detokenization returns, so every spelling of the
+//     same value must map to one string ("4111 1111-1111 1111" and
+//     "4111111111111111" are the same card).
+//   - [Token] draws a random, format-preserving token: same layout and
+//     character classes as the value, with a few parts kept where callers
+//     need them (a card's first 6 and last 4 digits, a phone number's country
+//     code). Format preservation lets tokens flow through schemas, column
+//     widths, validators and UIs built for real values.
+//   - [Mask] renders a value for display, showing at most what the kind's
+//     policy allows.
+//
+// Tokens are random, not computed from the value (there is no
+// format-preserving cipher here): a token reveals nothing beyond its kept
+// parts, and the value can only be recovered from the vault. The flip side is
+// that tokens are not unique by construction, so the vault must check new
+// tokens for collisions. Randomness comes from the caller's [io.Reader]
+// (crypto/rand.Reader in production), and every random digit or letter is
+// drawn with rejection sampling so that it is exactly uniform (a plain
+// "byte % 10" would favour 0-5). A token never equals its value.
+//
+// Random tokens of kinds without a checksum can coincide with somebody's real
+// value: a phone token may ring a real phone and an e-mail token keeps the real
+// domain. Never send messages to tokens. Kinds that do have a check digit
+// (pan, cn-resident-id, iban) get a deliberately wrong one by default, so a
+// token can never be used as a live card, ID or account; set
+// [Options].ChecksumValid only when a downstream system insists on a valid
+// check.
+//
+// Errors never contain the value or any part of it, because errors get logged
+// and logs are where sensitive data most often leaks. An invalid value yields
+// an error wrapping [ErrInvalidValue] whose text names the broken rule
+// ("format: invalid pan: must be 13-19 digits").
+//
+// # Rules common to every kind
+//
+// A value must be valid UTF-8 and at most [MaxValueBytes]. Surrounding
+// whitespace is trimmed (pasted values often carry a trailing newline), and
+// what remains must be non-empty and free of control characters, including
+// the Unicode line and paragraph separators (U+2028, U+2029) and the bidi
+// overrides and isolates (U+202A-U+202E, U+2066-U+2069) that can make logs
+// and masks display something other than what is stored.
+// Addresses alone may contain line breaks (CRLF is normalised to LF) and tabs.
+// There is no Unicode normalisation (NFC) because the standard library has
+// none; callers that accept non-ASCII names or addresses should normalise
+// them before calling Normalize so that lookups are stable.
+//
+// # Kinds
+//
+// pan (payment card number): 13-19 digits; spaces and dashes are removed.
+// Luhn is not required on input because test cards and some private-label
+// cards fail it. The token keeps the first 6 digits (BIN: card network and
+// issuer, used for routing and analytics) and the last 4 (what customers
+// recognise), the most PCI DSS allows to be shown; the middle is random. By
+// default the token fails Luhn so that it can never be charged; with
+// ChecksumValid it passes. The last digit is kept, so the Luhn fix is made in
+// the last middle digit. Mask: first 6, '*' for the middle, last 4 (PCI DSS
+// 3.3).
+//
+// ssn (US Social Security number): 9 digits, written AAA-GG-SSSS (dashes or
+// spaces) or AAAGGSSSS; canonical AAA-GG-SSSS. Area 000 and 666, group 00 and
+// serial 0000 are never issued and are rejected. Areas 900-999 are accepted
+// because ITINs use that shape and are just as sensitive. The token keeps the
+// serial (last 4, commonly used for verification) and draws the area from
+// 900-999, which SSA never issues, and the group from 01-49, because groups
+// 50-65, 70-88, 90-92 and 94-99 in 9xx areas are IRS ITINs and 93 is an ATIN:
+// a token can be neither a real SSN nor a real ITIN. Mask: ***-**-SSSS.
+//
+// cn-resident-id (PRC resident identity card number): 6-digit region code,
+// birth date YYYYMMDD (a real calendar date, year 1900 to this year), 3-digit
+// sequence and an ISO 7064 MOD 11-2 check character (0-9 or X; x is
+// upper-cased); a wrong check character is rejected. The token keeps only the
+// 2-digit province: the full region code plus the birth date nearly identify
+// a person, the birth date is personal data in itself, and the sequence's
+// parity encodes sex. The rest is a random region, a random real date in the
+// accepted range and a random sequence; the check character is wrong by
+// default and right with ChecksumValid. Mask: last 4 only.
+//
+// national-id (other countries' identifiers): ASCII letters, digits and the
+// separators space, '-', '/' and '.'; at most 64 characters with at least 4
+// letters or digits (so that the token space is at least 10^4 and a mask
+// always hides something). ASCII only because machine-readable identity
+// documents (ICAO 9303) are ASCII. Letters are upper-cased. There is no common
+// structure to keep, so the token keeps only the layout: each digit becomes a
+// random digit, each letter a random letter, separators stay. Mask: every
+// letter and digit except the last 2 becomes '*'.
+//
+// phone: E.164. The value starts with '+' or the international prefix "00";
+// spaces, dashes, dots and parentheses are removed, as is the "(0)" trunk
+// prefix notation ("+44 (0)20 ..."). 8-15 digits including the country code:
+// 15 is the E.164 maximum, and 8 is the shortest length that still leaves 3
+// random digits after a 3-digit country code and the kept last 2 digits (the
+// few real 7-digit numbers, e.g. Niue, could not be tokenized safely anyway).
+// Country codes cannot start with 0. The token keeps the country code
+// (routing, SMS cost, regional formatting) and the last 2 digits (enough for
+// "ending in 34" hints); the first digit after the country code is 1-9 because
+// many parsers read a leading 0 as a trunk prefix and would strip it; the rest
+// is random. Mask: +CC, '*' for the middle, last 2.
+//
+// email: exactly one '@'; an unquoted (dot-atom) local part of 1-64 bytes and
+// a domain of 1-253 bytes made of at least two LDH labels of 1-63 bytes.
+// Quoted local parts and non-ASCII characters are rejected: both are rare and
+// mostly abuse; internationalised domains must be given in punycode. The
+// domain is lower-cased (DNS is case-insensitive); the local part is kept as
+// given because RFC 5321 makes it case-sensitive. The token keeps the domain
+// (mail routing, per-domain analytics) and replaces the local part position by
+// position: letters and other symbols become random lowercase letters, digits
+// random digits, and '.', '+', '-' and '_' stay. Local parts shorter than 8
+// characters, or with fewer than 4 randomised characters, are replaced by 8
+// random [a-z0-9] characters instead, because short local parts are common
+// and a 2-character local part has too few tokens per domain. Mask: first
+// character of the local part, "***@", domain.
+//
+// iban: ISO 13616. Spaces are removed and letters upper-cased; a 2-letter
+// country code, 2 check digits and an alphanumeric BBAN, 15-34 characters in
+// total (the length is checked for common countries), passing MOD 97. The
+// token keeps the country (it determines the BBAN format and SEPA routing); the
+// whole BBAN, bank code included, is random by character class because a bank
+// code plus a few digits narrows an account down. By default the check digits
+// are 00, 01 or 99, which ISO 13616 never produces (it yields 02-98), never
+// the one that would still satisfy MOD 97 for that BBAN, so a token fails
+// both range and MOD 97 checks; with ChecksumValid they are correct. Mask:
+// country code, '*' for check digits and BBAN, last 4.
+//
+// bank-account (domestic account numbers): 6-34 digits after removing spaces
+// and dashes. The token keeps the last 4 digits (what statements and
+// customers use to recognise an account); the rest is random. Short accounts
+// therefore have small token spaces (100 tokens for 6 digits). Mask: '*' then
+// last 4.
+//
+// address: free text of at most 1024 bytes with at least 4 letters or
+// digits; lines are separated by LF. The token keeps the layout (lines,
+// spacing, punctuation) so that it fits address forms and labels; every letter
+// becomes a random ASCII letter of the same case, every digit a random digit,
+// and the combining marks following them are dropped so that they do not
+// decorate the random letters with the original diacritics. House numbers and postal codes are randomised like everything else
+// because they identify a household, and the country is not kept because
+// free text cannot be parsed reliably; callers that route by country keep it
+// in a separate, non-sensitive field. Mask: every letter and digit becomes
+// '*'.
+//
+// name: letters of any script with their combining marks, spaces,
+// apostrophes (' and U+2019), hyphens and periods, and the zero-width
+// (non-)joiners that Persian and Indic names need; at most 256 bytes and at
+// least one letter; runs of whitespace collapse to one space. The token keeps
+// word lengths and punctuation, replacing each letter with a random ASCII
+// letter of the same case (marks and joiners following a letter dropped, as
+// for addresses). Names with fewer than 6
+// letters get random lowercase letters appended after the last letter until
+// there are 6, because short names such as "Li" would otherwise have only a
+// few hundred tokens. Mask: first letter of each word of 2 or more letters,
+// '*' for the other letters, punctuation kept ("J*** S****"); single-letter
+// words are fully masked so that initials-only names are not shown in full.
+//
+// generic: any text satisfying the common rules, with at least 4 letters or
+// digits so that the token space is not trivially small. The token has the
+// same number of runes: ASCII lower and upper case letters stay in their case,
+// other letters become random ASCII letters of the same case, digits become
+// random digits, and everything else is kept. Mask: every letter and digit
+// becomes '*'.
+package format
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+)
+
+// Kind is the kind of a sensitive value. The zero value is not a valid kind.
+type Kind int
+
+// The kinds of value; the comment shows the name used by [Kind.String] and
+// [ParseKind].
+const (
+	KindUnspecified Kind = iota
+	PAN                  // "pan"
+	SSN                  // "ssn"
+	CNResidentID         // "cn-resident-id"
+	NationalID           // "national-id"
+	Phone                // "phone"
+	Email                // "email"
+	IBAN                 // "iban"
+	BankAccount          // "bank-account"
+	Address              // "address"
+	Name                 // "name"
+	Generic              // "generic"
+)
+
+var kindNames = [...]string{
+	KindUnspecified: "unspecified",
+	PAN:             "pan",
+	SSN:             "ssn",
+	CNResidentID:    "cn-resident-id",
+	NationalID:      "national-id",
+	Phone:           "phone",
+	Email:           "email",
+	IBAN:            "iban",
+	BankAccount:     "bank-account",
+	Address:         "address",
+	Name:            "name",
+	Generic:         "generic",
+}
+
+// String returns the kind's name, "unspecified" for the zero Kind and
+// "kind(N)" for values outside the defined range.
+func (k Kind) String() string {
+	if k >= 0 && int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Valid reports whether k is one of the defined kinds (not KindUnspecified).
+func (k Kind) Valid() bool { return k > KindUnspecified && int(k) < len(kindNames) }
+
+// Kinds returns all valid kinds in declaration order.
+func Kinds() []Kind {
+	ks := make([]Kind, 0, len(kindNames)-1)
+	for k := PAN; k.Valid(); k++ {
+		ks = append(ks, k)
+	}
+	return ks
+}
+
+// ParseKind returns the kind with the given name. Names are matched exactly
+// (they are machine identifiers). The error wraps [ErrUnknownKind] and, in
+// case a value was passed by mistake, does not echo s.
+func ParseKind(s string) (Kind, error) {
+	for k := PAN; k.Valid(); k++ {
+		if kindNames[k] == s {
+			return k, nil
+		}
+	}
+	return KindUnspecified, errUnknownKind
+}
+
+// MaxValueBytes is the maximum size of a value or token of any kind; some
+// kinds have lower limits.
+const MaxValueBytes = 64 << 10
+
+var (
+	// ErrUnknownKind is wrapped by errors for names or Kind values that are
+	// not a valid kind.
+	ErrUnknownKind = errors.New("format: unknown kind")
+	// ErrInvalidValue is wrapped by errors for values that are not valid for
+	// their kind.
+	ErrInvalidValue = errors.New("format: invalid value")
+
+	errUnknownKind = fmt.Errorf("%w (valid kinds: %s)", ErrUnknownKind, strings.Join(kindNames[1:], ", "))
+)
+
+// valueError describes why a value is invalid. reason is always a constant
+// text: it must never include the value.
+type valueError struct {
+	kind   Kind
+	reason string
+}
+
+func (e *valueError) Error() string { return "format: invalid " + e.kind.String() + ": " + e.reason }
+func (e *valueError) Unwrap() error { return ErrInvalidValue }
+
+func invalid(k Kind, reason string) error { return &valueError{k, reason} }
+
+// Options controls token generation.
+type Options struct {
+	// ChecksumValid makes tokens of kinds with a check digit (pan: Luhn,
+	// cn-resident-id: ISO 7064 MOD 11-2, iban: MOD 97) carry a VALID check;
+	// the default (false) makes the token's check deliberately INVALID so a
+	// token can never pass as a live card/ID/IBAN.
+	ChecksumValid bool
+}
+
+// spec holds the per-kind rules. normalize gets a value that already passed
+// the common rules (trimmed, non-empty, valid UTF-8, no control characters)
+// and checks the structure; check, if set, verifies the check digit
+// separately so that Mask can accept tokens whose check is deliberately
+// wrong. token gets a canonical value.
+type spec struct {
+	normalize func(s string) (string, error)
+	check     func(v string) error
+	token     func(v string, o Options, g *rng) string
+	mask      func(v string) string
+}
+
+var specs = [...]spec{
+	PAN:          {normalize: normPAN, token: tokenPAN, mask: maskPAN},
+	SSN:          {normalize: normSSN, token: tokenSSN, mask: maskSSN},
+	CNResidentID: {normalize: normCNID, check: checkCNID, token: tokenCNID, mask: maskCNID},
+	NationalID:   {normalize: normNationalID, token: tokenGeneric, mask: maskNationalID},
+	Phone:        {normalize: normPhone, token: tokenPhone, mask: maskPhone},
+	Email:        {normalize: normEmail, token: tokenEmail, mask: maskEmail},
+	IBAN:         {normalize: normIBAN, check: checkIBAN, token: tokenIBAN, mask: maskIBAN},
+	BankAccount:  {normalize: normBankAccount, token: tokenBankAccount, mask: maskBankAccount},
+	Address:      {normalize: normAddress, token: tokenAddress, mask: maskAddress},
+	Name:         {normalize: normName, token: tokenName, mask: maskName},
+	Generic:      {normalize: normGeneric, token: tokenGeneric, mask: maskGeneric},
+}
+
+// Normalize validates value for kind and returns its canonical form (the
+// form that is stored, used for deterministic lookups and returned by
+// detokenize). Errors wrap [ErrInvalidValue] ([ErrUnknownKind] for an invalid
+// k) and never contain the value or any part of it.
+func Normalize(k Kind, value string) (string, error) { return normalize(k, value, true) }
+
+func normalize(k Kind, value string, verifyCheck bool) (string, error) {
+	if !k.Valid() {
+		return "", errUnknownKind
+	}
+	if len(value) > MaxValueBytes {
+		return "", invalid(k, "longer than 65536 bytes")
+	}
+	if !utf8.ValidString(value) {
+		return "", invalid(k, "not valid UTF-8")
+	}
+	if k == Address {
+		value = strings.ReplaceAll(value, "\r\n", "\n")
+	}
+	value = strings.TrimSpace(value)
+	if value == "" {
+		return "", invalid(k, "empty")
+	}
+	for _, r := range value {
+		if isControl(r) && (k != Address || r != '\n' && r != '\t') {
+			return "", invalid(k, "contains control characters")
+		}
+	}
+	sp := &specs[k]
+	v, err := sp.normalize(value)
+	if err == nil && verifyCheck && sp.check != nil {
+		err = sp.check(v)
+	}
+	if err != nil {
+		return "", err
+	}
+	return v, nil
+}
+
+// maxAttempts bounds the draws in Token; with a working random source the
+// chance of needing more than a couple is negligible for every kind.
+const maxAttempts = 64
+
+// Token generates a random format-preserving token for an already normalized
+// value, reading randomness from r (crypto/rand.Reader in production; tests
+// may pass a deterministic reader). The token always differs from the value.
+// A value that is not in canonical form is rejected with [ErrInvalidValue], so
+// tokens always have the canonical layout. Errors never contain the value.
+func Token(k Kind, normalized string, opts Options, r io.Reader) (string, error) {
+	v, err := Normalize(k, normalized)
+	if err != nil {
+		return "", err
+	}
+	if v != normalized {
+		return "", invalid(k, "not in canonical form (call Normalize first)")
+	}
+	if r == nil {
+		return "", errors.New("format: nil random source")
+	}
+	g := &rng{r: r}
+	for range maxAttempts {
+		t := specs[k].token(v, opts, g)
+		if g.err != nil {
+			return "", fmt.Errorf("format: reading random source: %w", g.err)
+		}
+		if t != v {
+			return t, nil
+		}
+	}
+	return "", errors.New("format: random source keeps reproducing the value")
+}
+
+// unparsedMask is what Mask returns for values it cannot parse: it has a
+// fixed length so that it does not even reveal the value's length.
+const unparsedMask = "********"
+
+// Mask returns a display mask of a normalized value (for UIs). Values that
+// are valid but not canonical are normalised first, and check digits are not
+// verified so that tokens can be masked too. For an invalid kind or a value
+// that does not parse, Mask returns "********".
+func Mask(k Kind, normalized string) string {
+	v, err := normalize(k, normalized, false)
+	if err != nil {
+		return unparsedMask
+	}
+	return specs[k].mask(v)
+}
+
+// LooksLikeToken reports whether s could be a token of any kind (cheap
+// syntactic check used to reject garbage before a store lookup): non-empty,
+// valid UTF-8, at most MaxValueBytes, no control chars except \n and \t
+// (addresses are multi-line). Tokens are derived from canonical values, so
+// they never have surrounding whitespace either.
+func LooksLikeToken(s string) bool {
+	if s == "" || len(s) > MaxValueBytes || !utf8.ValidString(s) || strings.TrimSpace(s) != s {
+		return false
+	}
+	for _, r := range s {
+		if isControl(r) && r != '\n' && r != '\t' {
+			return false
+		}
+	}
+	return true
+}
+
+// isControl reports control characters, counting the Unicode line and
+// paragraph separators (line breaks in disguise) and the bidi embeddings,
+// overrides and isolates, which reorder displayed text (CVE-2021-42574).
+func isControl(r rune) bool {
+	return unicode.IsControl(r) || r == '\u2028' || r == '\u2029' ||
+		'\u202a' <= r && r <= '\u202e' || '\u2066' <= r && r <= '\u2069'
+}

@@ -1,0 +1,69 @@
+package format_test
+
+import (
+	"errors"
+	mrand "math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/tokenvault/tokenvault/vault/format"
+)
+
+func FuzzNormalize(f *testing.F) {
+	for _, c := range validCases {
+		f.Add(uint8(c.kind), c.in)
+	}
+	for _, c := range invalidCases {
+		if len(c.in) < 1024 {
+			f.Add(uint8(c.kind), c.in)
+		}
+	}
+	f.Fuzz(func(t *testing.T, kind uint8, s string) {
+		k := format.Kind(kind % uint8(format.Generic+2)) // include the invalid 0 and Generic+1
+		c, err := format.Normalize(k, s)
+		if err != nil {
+			if !errors.Is(err, format.ErrInvalidValue) && !errors.Is(err, format.ErrUnknownKind) {
+				t.Fatalf("error %v wraps neither sentinel", err)
+			}
+			// Error texts are constant; 8 bytes rules out chance overlaps with
+			// their wording ("1-64 bytes").
+			if in := strings.TrimSpace(s); len(in) >= 8 && strings.Contains(err.Error(), in) {
+				t.Fatalf("error %q contains the input", err)
+			}
+			// Mask skips check digits (tokens have wrong ones); anything else
+			// that fails Normalize must get the opaque mask.
+			if m := format.Mask(k, s); m != "********" && !strings.Contains(err.Error(), "not match") {
+				t.Fatalf("Mask of an unparsable value = %q", m)
+			}
+			return
+		}
+		if again, err := format.Normalize(k, c); err != nil || again != c {
+			t.Fatalf("Normalize not idempotent: %q -> %q, %v", c, again, err)
+		}
+		if !format.LooksLikeToken(c) {
+			t.Fatalf("canonical value %q fails LooksLikeToken", c)
+		}
+		seed := [32]byte{kind, byte(len(s))}
+		for _, opts := range []format.Options{{}, {ChecksumValid: true}} {
+			tok, err := format.Token(k, c, opts, mrand.NewChaCha8(seed))
+			if err != nil {
+				// Every value that normalises has enough random positions.
+				t.Fatalf("Token(%q): %v", c, err)
+			}
+			if tok == c || !format.LooksLikeToken(tok) {
+				t.Fatalf("Token(%q) = %q", c, tok)
+			}
+			format.Mask(k, tok)
+		}
+		m := format.Mask(k, c)
+		// An e-mail whose local part is literally "x***" masks to itself
+		// without revealing anything the mask format does not show anyway.
+		isStarEmail := k == format.Email && strings.HasPrefix(c[1:], "***@")
+		if len(c) >= 8 && m == c && !isStarEmail {
+			t.Fatalf("Mask(%q) reveals the full value", c)
+		}
+		if m2 := format.Mask(k, s); m2 != m {
+			t.Fatalf("Mask differs for raw (%q) and canonical (%q) input", m2, m)
+		}
+	})
+}

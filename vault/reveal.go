@@ -1,0 +1,83 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/tokenvault/tokenvault/crypto/aead"
+	"github.com/tokenvault/tokenvault/vault/format"
+)
+
+// Revealed is the outcome for one token of a batch. Err is per item (a
+// *FieldError or an infrastructure error); the rest is set when Err is nil.
+type Revealed struct {
+	Value string
+	Kind  format.Kind
+	Err   error
+}
+
+// Detokenize reveals the values behind tokens. One bad, unknown or erased
+// token fails only its own item.
+func (v *Vault) Detokenize(ctx context.Context, tokens []string, purpose string) ([]Revealed, error) {
+	if err := checkID("purpose", purpose); err != nil {
+		return nil, err
+	}
+	return v.reveal(ctx, tokens, false)
+}
+
+// Mask returns display masks of the values behind tokens, computed inside
+// the vault so the caller never receives the value.
+func (v *Vault) Mask(ctx context.Context, tokens []string) ([]Revealed, error) {
+	return v.reveal(ctx, tokens, true)
+}
+
+func (v *Vault) reveal(ctx context.Context, tokens []string, mask bool) ([]Revealed, error) {
+	if err := checkBatch("tokens", len(tokens)); err != nil {
+		return nil, err
+	}
+	out := make([]Revealed, len(tokens))
+	for i, t := range tokens {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		val, kind, err := v.openToken(ctx, item("tokens", i), t)
+		if err == nil && mask {
+			val = format.Mask(kind, val)
+		}
+		out[i] = Revealed{Value: val, Kind: kind, Err: err}
+	}
+	return out, nil
+}
+
+func (v *Vault) openToken(ctx context.Context, field, token string) (string, format.Kind, error) {
+	if !format.LooksLikeToken(token) {
+		return "", 0, invalid(field, "not a token")
+	}
+	rec, err := v.store.Record(ctx, token)
+	if errors.Is(err, ErrNotFound) {
+		return "", 0, &FieldError{Field: field, Reason: "unknown token (never issued, or its subject was erased)", Err: ErrNotFound}
+	}
+	if err != nil {
+		return "", 0, err
+	}
+	if rec.Token != token {
+		return "", 0, fmt.Errorf("%w: record under another token", ErrCorrupt)
+	}
+	subject, keys, release, err := v.keysByID(ctx, rec.KeyID)
+	if errors.Is(err, ErrErased) {
+		return "", 0, &FieldError{Field: field, Reason: "the token's subject has been erased", Err: ErrErased}
+	}
+	if err != nil {
+		return "", 0, err
+	}
+	defer release()
+	plain, err := keys.record.Open(nil, rec.Sealed, recordAAD(rec.KeyID, subject, rec.Kind, token))
+	if errors.Is(err, aead.ErrDecrypt) {
+		return "", 0, fmt.Errorf("%w: token record failed authentication", ErrCorrupt)
+	}
+	if err != nil {
+		return "", 0, err
+	}
+	return string(plain), rec.Kind, nil
+}

@@ -1,0 +1,338 @@
+// Package storetest is the one conformance suite every [vault.Store]
+// implementation runs.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokenvault/tokenvault/crypto/aead"
+	"github.com/tokenvault/tokenvault/vault"
+	"github.com/tokenvault/tokenvault/vault/format"
+)
+
+// Run runs the suite; newStore returns an empty store (closed by the suite).
+func Run(t *testing.T, newStore func(t *testing.T) vault.Store) {
+	open := func(t *testing.T) vault.Store {
+		s := newStore(t)
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	ctx := context.Background()
+
+	t.Run("SubjectKeys", func(t *testing.T) {
+		s := open(t)
+		if has, err := s.HasSubjectKeys(ctx); err != nil || has {
+			t.Fatalf("empty store HasSubjectKeys = %v, %v", has, err)
+		}
+		if _, err := s.SubjectKey(ctx, "alice"); !errors.Is(err, vault.ErrNotFound) {
+			t.Fatalf("SubjectKey of unknown subject: %v", err)
+		}
+		if _, _, err := s.SubjectKeyByID(ctx, vault.KeyID{1}); !errors.Is(err, vault.ErrNotFound) {
+			t.Fatalf("SubjectKeyByID of unknown id: %v", err)
+		}
+		a := newKey(t)
+		got, err := s.CreateSubjectKey(ctx, "alice", a)
+		if err != nil || !sameKey(got, a) {
+			t.Fatalf("CreateSubjectKey = %+v, %v", got, err)
+		}
+		// A second create (a concurrent first use that lost) gets the first key.
+		got, err = s.CreateSubjectKey(ctx, "alice", newKey(t))
+		if err != nil || !sameKey(got, a) {
+			t.Fatalf("second CreateSubjectKey = %+v, %v; want the first key", got, err)
+		}
+		if got, err := s.SubjectKey(ctx, "alice"); err != nil || !sameKey(got, a) {
+			t.Fatalf("SubjectKey = %+v, %v", got, err)
+		}
+		subj, got, err := s.SubjectKeyByID(ctx, a.ID)
+		if err != nil || subj != "alice" || !sameKey(got, a) {
+			t.Fatalf("SubjectKeyByID = %q, %+v, %v", subj, got, err)
+		}
+		if has, err := s.HasSubjectKeys(ctx); err != nil || !has {
+			t.Fatalf("HasSubjectKeys = %v, %v", has, err)
+		}
+		// Subject ids are opaque bytes: a prefix of another id is another subject.
+		if _, err := s.SubjectKey(ctx, "alic"); !errors.Is(err, vault.ErrNotFound) {
+			t.Fatalf("prefix subject: %v", err)
+		}
+	})
+
+	t.Run("Records", func(t *testing.T) {
+		s := open(t)
+		k := mustCreate(t, s, "alice")
+		recs := []vault.Record{rec(k.ID, "tok-1", nil), rec(k.ID, "tok-2", lookup(1))}
+		if err := s.PutRecords(ctx, "alice", k.ID, recs); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range recs {
+			got, err := s.Record(ctx, want.Token)
+			if err != nil || !sameRecord(got, want) {
+				t.Fatalf("Record(%s) = %+v, %v; want %+v", want.Token, got, err, want)
+			}
+		}
+		if tok, err := s.Lookup(ctx, k.ID, lookup(1)); err != nil || tok != "tok-2" {
+			t.Fatalf("Lookup = %q, %v", tok, err)
+		}
+		if _, err := s.Lookup(ctx, k.ID, lookup(2)); !errors.Is(err, vault.ErrNotFound) {
+			t.Fatalf("Lookup of unknown key: %v", err)
+		}
+		if _, err := s.Lookup(ctx, vault.KeyID{42}, lookup(1)); !errors.Is(err, vault.ErrNotFound) {
+			t.Fatalf("Lookup under another key id: %v", err)
+		}
+		if _, err := s.Record(ctx, "tok-3"); !errors.Is(err, vault.ErrNotFound) {
+			t.Fatalf("Record of unknown token: %v", err)
+		}
+	})
+
+	t.Run("Collisions", func(t *testing.T) {
+		s := open(t)
+		k := mustCreate(t, s, "alice")
+		if err := s.PutRecords(ctx, "alice", k.ID, []vault.Record{rec(k.ID, "taken", lookup(1))}); err != nil {
+			t.Fatal(err)
+		}
+		for name, tc := range map[string]struct {
+			recs   []vault.Record
+			index  int
+			lookup bool
+		}{
+			"existing token":  {[]vault.Record{rec(k.ID, "new-1", nil), rec(k.ID, "taken", nil)}, 1, false},
+			"within batch":    {[]vault.Record{rec(k.ID, "dup", nil), rec(k.ID, "new-2", nil), rec(k.ID, "dup", nil)}, 2, false},
+			"existing lookup": {[]vault.Record{rec(k.ID, "new-3", lookup(1))}, 0, true},
+			"lookup in batch": {[]vault.Record{rec(k.ID, "new-4", lookup(5)), rec(k.ID, "new-5", lookup(5))}, 1, true},
+		} {
+			t.Run(name, func(t *testing.T) {
+				err := s.PutRecords(ctx, "alice", k.ID, tc.recs)
+				var ce *vault.CollisionError
+				if !errors.As(err, &ce) || !errors.Is(err, vault.ErrCollision) || ce.Index != tc.index || ce.Lookup != tc.lookup {
+					t.Fatalf("PutRecords err = %v, want collision at %d (lookup=%v)", err, tc.index, tc.lookup)
+				}
+				// All or nothing: no record of the failed batch was stored.
+				for _, r := range tc.recs {
+					if r.Token == "taken" {
+						continue
+					}
+					if _, err := s.Record(ctx, r.Token); !errors.Is(err, vault.ErrNotFound) {
+						t.Fatalf("record %s of a failed batch was stored: %v", r.Token, err)
+					}
+				}
+				if _, err := s.Lookup(ctx, k.ID, lookup(5)); !errors.Is(err, vault.ErrNotFound) {
+					t.Fatal("lookup of a failed batch was stored")
+				}
+			})
+		}
+		got, err := s.Record(ctx, "taken")
+		if err != nil || got.Lookup == nil {
+			t.Fatalf("the original record changed: %+v %v", got, err)
+		}
+	})
+
+	t.Run("PutRecordsChecksTheKey", func(t *testing.T) {
+		s := open(t)
+		k := mustCreate(t, s, "alice")
+		if err := s.PutRecords(ctx, "alice", vault.KeyID{9}, []vault.Record{rec(vault.KeyID{9}, "t1", nil)}); !errors.Is(err, vault.ErrErased) {
+			t.Fatalf("PutRecords under a stale key id: %v", err)
+		}
+		if err := s.PutRecords(ctx, "bob", k.ID, []vault.Record{rec(k.ID, "t2", nil)}); !errors.Is(err, vault.ErrErased) {
+			t.Fatalf("PutRecords for a subject without key: %v", err)
+		}
+		if _, err := s.ShredSubject(ctx, "alice"); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutRecords(ctx, "alice", k.ID, []vault.Record{rec(k.ID, "t3", nil)}); !errors.Is(err, vault.ErrErased) {
+			t.Fatalf("PutRecords after shred: %v", err)
+		}
+	})
+
+	t.Run("ShredAndPurge", func(t *testing.T) {
+		s := open(t)
+		a := mustCreate(t, s, "alice")
+		b := mustCreate(t, s, "bob")
+		var ar, br []vault.Record
+		for i := range 2500 { // more than one purge batch
+			var l []byte
+			if i%2 == 0 {
+				l = lookup(i)
+			}
+			ar = append(ar, rec(a.ID, fmt.Sprintf("a-%d", i), l))
+		}
+		br = append(br, rec(b.ID, "b-1", lookup(1)))
+		if err := s.PutRecords(ctx, "alice", a.ID, ar[:1000]); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutRecords(ctx, "alice", a.ID, ar[1000:]); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.PutRecords(ctx, "bob", b.ID, br); err != nil {
+			t.Fatal(err)
+		}
+		id, err := s.ShredSubject(ctx, "alice")
+		if err != nil || id != a.ID {
+			t.Fatalf("ShredSubject = %x, %v", id, err)
+		}
+		if _, err := s.SubjectKey(ctx, "alice"); !errors.Is(err, vault.ErrNotFound) {
+			t.Fatalf("subject key after shred: %v", err)
+		}
+		if _, _, err := s.SubjectKeyByID(ctx, a.ID); !errors.Is(err, vault.ErrNotFound) {
+			t.Fatalf("key by id after shred: %v", err)
+		}
+		if _, err := s.ShredSubject(ctx, "alice"); !errors.Is(err, vault.ErrNotFound) {
+			t.Fatalf("second shred: %v", err)
+		}
+		pending, err := s.PendingPurges(ctx)
+		if err != nil || len(pending) != 1 || pending[0] != a.ID {
+			t.Fatalf("PendingPurges = %x, %v", pending, err)
+		}
+		if has, _ := s.HasSubjectKeys(ctx); !has {
+			t.Fatal("HasSubjectKeys false with bob's key and a pending purge")
+		}
+		c, err := s.PurgeKey(ctx, a.ID)
+		if err != nil || c.Records != 2500 || c.Lookups != 1250 {
+			t.Fatalf("PurgeKey = %+v, %v", c, err)
+		}
+		for _, r := range ar {
+			if _, err := s.Record(ctx, r.Token); !errors.Is(err, vault.ErrNotFound) {
+				t.Fatalf("record %s survived the purge", r.Token)
+			}
+		}
+		if _, err := s.Lookup(ctx, a.ID, lookup(0)); !errors.Is(err, vault.ErrNotFound) {
+			t.Fatal("lookup survived the purge")
+		}
+		if pending, _ := s.PendingPurges(ctx); len(pending) != 0 {
+			t.Fatalf("pending purges after purge: %d", len(pending))
+		}
+		if c, err := s.PurgeKey(ctx, a.ID); err != nil || c != (vault.PurgeCounts{}) {
+			t.Fatalf("repeated PurgeKey = %+v, %v", c, err)
+		}
+		// Bob is untouched.
+		if got, err := s.Record(ctx, "b-1"); err != nil || !sameRecord(got, br[0]) {
+			t.Fatalf("bob's record: %v", err)
+		}
+		if _, err := s.Lookup(ctx, b.ID, lookup(1)); err != nil {
+			t.Fatalf("bob's lookup: %v", err)
+		}
+	})
+
+	t.Run("ConcurrentFirstUse", func(t *testing.T) {
+		s := open(t)
+		var wg sync.WaitGroup
+		got := make([]vault.SubjectKey, 8)
+		for i := range got {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				k, err := s.CreateSubjectKey(ctx, "carol", newKey(t))
+				if err != nil {
+					t.Error(err)
+				}
+				got[i] = k
+			}()
+		}
+		wg.Wait()
+		for _, k := range got[1:] {
+			if k.ID != got[0].ID {
+				t.Fatal("concurrent first uses got different keys")
+			}
+		}
+	})
+
+	t.Run("ConcurrentWritesAndShred", func(t *testing.T) {
+		s := open(t)
+		k := mustCreate(t, s, "dave")
+		var wg sync.WaitGroup
+		var mu sync.Mutex
+		var stored []string
+		for w := range 4 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range 50 {
+					tok := fmt.Sprintf("w%d-%d", w, i)
+					err := s.PutRecords(ctx, "dave", k.ID, []vault.Record{rec(k.ID, tok, nil)})
+					if errors.Is(err, vault.ErrErased) {
+						return
+					}
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					mu.Lock()
+					stored = append(stored, tok)
+					mu.Unlock()
+				}
+			}()
+		}
+		time.Sleep(time.Millisecond)
+		if _, err := s.ShredSubject(ctx, "dave"); err != nil {
+			t.Fatal(err)
+		}
+		wg.Wait()
+		c, err := s.PurgeKey(ctx, k.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Every acknowledged write was purged; none slipped in after the shred.
+		if int(c.Records) != len(stored) {
+			t.Fatalf("purged %d records, %d were acknowledged", c.Records, len(stored))
+		}
+		for _, tok := range stored {
+			if _, err := s.Record(ctx, tok); !errors.Is(err, vault.ErrNotFound) {
+				t.Fatalf("record %s survived", tok)
+			}
+		}
+	})
+
+	t.Run("CanceledContext", func(t *testing.T) {
+		s := open(t)
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		if _, err := s.CreateSubjectKey(cctx, "erin", newKey(t)); !errors.Is(err, context.Canceled) {
+			t.Fatalf("CreateSubjectKey with canceled context: %v", err)
+		}
+		if _, err := s.SubjectKey(ctx, "erin"); !errors.Is(err, vault.ErrNotFound) {
+			t.Fatal("canceled create stored a key")
+		}
+	})
+}
+
+func newKey(t *testing.T) vault.SubjectKey {
+	sk := vault.SubjectKey{Wrapped: make([]byte, 65), Created: time.Now().UTC().Truncate(time.Microsecond)}
+	rand.Read(sk.ID[:])
+	rand.Read(sk.Wrapped)
+	return sk
+}
+
+func mustCreate(t *testing.T, s vault.Store, subject string) vault.SubjectKey {
+	t.Helper()
+	k, err := s.CreateSubjectKey(context.Background(), subject, newKey(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func lookup(i int) []byte {
+	l := make([]byte, 32)
+	copy(l, fmt.Sprintf("lookup-%d", i))
+	return l
+}
+
+func rec(id vault.KeyID, token string, lookup []byte) vault.Record {
+	sealed := make([]byte, aead.Overhead+8)
+	rand.Read(sealed)
+	return vault.Record{Token: token, KeyID: id, Kind: format.PAN, Created: time.Now().UTC().Truncate(time.Microsecond), Lookup: lookup, Sealed: sealed}
+}
+
+func sameKey(a, b vault.SubjectKey) bool {
+	return a.ID == b.ID && bytes.Equal(a.Wrapped, b.Wrapped) && a.Created.Equal(b.Created)
+}
+
+func sameRecord(a, b vault.Record) bool {
+	return a.Token == b.Token && a.KeyID == b.KeyID && a.Kind == b.Kind && a.Created.Equal(b.Created) &&
+		bytes.Equal(a.Lookup, b.Lookup) && bytes.Equal(a.Sealed, b.Sealed)
+}

@@ -1,0 +1,150 @@
+// Package vault is tokenvault's domain: tokenize, reveal, mask,
+// field-encrypt and crypto-shred personal data, one data key per subject.
+//
+// It knows nothing of gRPC. Its dependencies are two small interfaces: a
+// [Store] (the embedded one is [github.com/tokenvault/tokenvault/vault/badgerstore])
+// and a KEK ([github.com/tokenvault/tokenvault/crypto/kek.Wrapper]) that
+// wraps subject data keys.
+//
+// # Keys
+//
+// Each data subject gets a random 256-bit data key (DEK) on first use,
+// stored only wrapped by the KEK. Three subkeys are derived from it with
+// HKDF: one seals token records (AES-256-GCM, bound to token, subject and
+// kind), one seals field-encryption blobs (bound to subject and the
+// caller's context), one keys deterministic lookups (HMAC-SHA256), so that
+// destroying the DEK also unlinks every deterministic token.
+//
+// # Erasure
+//
+// [Vault.EraseSubject] first deletes the wrapped DEK (a synced write: that
+// is the crypto-shred), then removes the subject's records. A crash in
+// between leaves records nobody can decrypt, and the purge resumes at the
+// next start ([New]).
+//
+// # Errors
+//
+// Errors unwrap to the sentinels in errors.go; request problems are
+// [*FieldError]s naming the request field. No error text contains a value,
+// a token or a key.
+package vault
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/tokenvault/tokenvault/crypto/kek"
+)
+
+// Limits, enforced on every call (documented in the proto and README).
+const (
+	MaxBatch      = 1000
+	MaxValueBytes = 64 << 10
+	MaxIDBytes    = 256 // subject ids, purposes and contexts
+)
+
+// Options tune a Vault. Zero values mean the defaults.
+type Options struct {
+	// CacheSize bounds how many subjects' keys are cached (default 100,000).
+	CacheSize int
+	// CacheTTL bounds how long unwrapped keys stay cached (default 10m).
+	CacheTTL time.Duration
+	Logger   *slog.Logger
+	// Rand is the randomness for tokens (default crypto/rand).
+	Rand io.Reader
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// Vault is the domain service. It is safe for concurrent use.
+type Vault struct {
+	store Store
+	kek   kek.Wrapper
+	cache *keyCache
+	log   *slog.Logger
+	rand  io.Reader
+	now   func() time.Time
+}
+
+// New returns a Vault over store and kek. It first finishes any erasure a
+// crash interrupted (see [Vault.EraseSubject]).
+func New(ctx context.Context, store Store, wrapper kek.Wrapper, opts Options) (*Vault, error) {
+	if opts.CacheSize <= 0 {
+		opts.CacheSize = 100_000
+	}
+	if opts.CacheTTL <= 0 {
+		opts.CacheTTL = 10 * time.Minute
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Rand == nil {
+		opts.Rand = rand.Reader
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	v := &Vault{
+		store: store, kek: wrapper, log: opts.Logger, rand: opts.Rand, now: opts.Now,
+		cache: newKeyCache(opts.CacheSize, opts.CacheTTL, opts.Now),
+	}
+	pending, err := store.PendingPurges(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("vault: listing interrupted erasures: %w", err)
+	}
+	for _, id := range pending {
+		c, err := store.PurgeKey(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("vault: resuming interrupted erasure: %w", err)
+		}
+		v.log.Info("resumed interrupted erasure", "records", c.Records, "lookups", c.Lookups)
+	}
+	return v, nil
+}
+
+// Close zeroes cached keys. It does not close the store.
+func (v *Vault) Close() { v.cache.purge() }
+
+// CachedKeys reports how many subjects' keys are cached (for metrics and
+// tests).
+func (v *Vault) CachedKeys() int { return v.cache.len() }
+
+// Receipt states what an erasure did.
+type Receipt struct {
+	Subject  string
+	ErasedAt time.Time
+	Records  int64
+	Lookups  int64
+}
+
+// EraseSubject crypto-shreds subject: the wrapped DEK is deleted (synced)
+// and evicted from the cache, then the subject's records and lookups are
+// purged. ErrNotFound if the vault holds no key for subject.
+func (v *Vault) EraseSubject(ctx context.Context, subject string) (Receipt, error) {
+	if err := checkID("subject_id", subject); err != nil {
+		return Receipt{}, err
+	}
+	id, err := v.store.ShredSubject(ctx, subject)
+	if errors.Is(err, ErrNotFound) {
+		return Receipt{}, &FieldError{Field: "subject_id", Reason: "no data is held for this subject", Err: ErrNotFound}
+	}
+	if err != nil {
+		return Receipt{}, fmt.Errorf("shredding subject key: %w", err)
+	}
+	v.cache.evict(id)
+	r := Receipt{Subject: subject, ErasedAt: v.now().UTC()}
+	// The shred is done and cannot be undone; finish the purge even if the
+	// caller gives up waiting.
+	c, err := v.store.PurgeKey(context.WithoutCancel(ctx), id)
+	r.Records, r.Lookups = c.Records, c.Lookups
+	if err != nil {
+		// The data is already unreadable; the purge resumes at next start.
+		return r, fmt.Errorf("subject key destroyed, but purging its records failed (resumed at next start): %w", err)
+	}
+	return r, nil
+}
