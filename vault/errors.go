@@ -17,6 +17,9 @@ var (
 	// ErrExhausted: no free token could be found for a value (tiny token
 	// spaces such as 13-digit card numbers with the same first 6/last 4).
 	ErrExhausted = errors.New("token space exhausted")
+	// ErrFailedPrecondition: the operation is not allowed in the current
+	// state (e.g. retiring a KEK version that stored keys still use).
+	ErrFailedPrecondition = errors.New("failed precondition")
 	// ErrCorrupt: stored data failed authentication or parsing. Never the
 	// caller's fault; logged and reported as an internal error.
 	ErrCorrupt = errors.New("stored data corrupt")

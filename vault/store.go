@@ -68,10 +68,24 @@ type Store interface {
 	// PendingPurges lists shredded keys whose purge has not finished (a
 	// crash between shred and purge).
 	PendingPurges(ctx context.Context) ([]KeyID, error)
+	// SubjectKeys lists up to limit subject keys in subject order, starting
+	// after the subject named after ("" for the start): a resumable scan
+	// for KEK rewrapping.
+	SubjectKeys(ctx context.Context, after string, limit int) ([]SubjectEntry, error)
+	// ReplaceWrapped stores a new wrapping of the subject's key (after a
+	// KEK rotation). It fails with ErrErased if the subject's key is no
+	// longer id.
+	ReplaceWrapped(ctx context.Context, subject string, id KeyID, wrapped []byte) error
 	// HasSubjectKeys reports whether any subject key (or pending purge) is
 	// stored: a data directory with keys must not get a new keyring.
 	HasSubjectKeys(ctx context.Context) (bool, error)
 	Close() error
+}
+
+// SubjectEntry is one subject and its key.
+type SubjectEntry struct {
+	Subject string
+	Key     SubjectKey
 }
 
 // PurgeCounts says what a purge removed.

@@ -24,6 +24,7 @@ var codeTable = []struct {
 	{vault.ErrInvalidArgument, codes.InvalidArgument, "invalid argument"},
 	{vault.ErrNotFound, codes.NotFound, "not found"},
 	{vault.ErrErased, codes.FailedPrecondition, "the subject has been erased"},
+	{vault.ErrFailedPrecondition, codes.FailedPrecondition, "failed precondition"},
 	{vault.ErrExhausted, codes.ResourceExhausted, "token space exhausted"},
 	{kek.ErrUnavailable, codes.Unavailable, "the key-encryption key provider is unavailable; retry later"},
 	{context.DeadlineExceeded, codes.DeadlineExceeded, "deadline exceeded"},

@@ -393,6 +393,50 @@ func (s *store) PendingPurges(ctx context.Context) (ids []vault.KeyID, err error
 	return ids, err
 }
 
+func (s *store) SubjectKeys(ctx context.Context, after string, limit int) (out []vault.SubjectEntry, err error) {
+	err = s.view(ctx, func(txn *badger.Txn) error {
+		prefix := key(pKey)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: min(limit, 100)})
+		defer it.Close()
+		start := key(pKey, []byte(after))
+		for it.Seek(start); it.Valid() && len(out) < limit; it.Next() {
+			subject := string(it.Item().Key()[len(prefix):])
+			if after != "" && subject == after {
+				continue
+			}
+			b, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			sk, err := decodeSubjectKey(b)
+			if err != nil {
+				return err
+			}
+			out = append(out, vault.SubjectEntry{Subject: subject, Key: sk})
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *store) ReplaceWrapped(ctx context.Context, subject string, id vault.KeyID, wrapped []byte) error {
+	return s.group.do(ctx, func(txn *badger.Txn) error {
+		sk, err := subjectKey(txn, subject)
+		if errors.Is(err, vault.ErrNotFound) || (err == nil && sk.ID != id) {
+			return vault.ErrErased
+		}
+		if err != nil {
+			return err
+		}
+		sk.Wrapped = wrapped
+		enc, err := encodeSubjectKey(sk)
+		if err != nil {
+			return err
+		}
+		return txn.Set(key(pKey, []byte(subject)), enc)
+	})
+}
+
 func (s *store) HasSubjectKeys(ctx context.Context) (found bool, err error) {
 	err = s.view(ctx, func(txn *badger.Txn) error {
 		for _, p := range []byte{pKey, pPending} {

@@ -287,6 +287,62 @@ func Run(t *testing.T, newStore func(t *testing.T) vault.Store) {
 		}
 	})
 
+	t.Run("ScanAndReplaceWrapped", func(t *testing.T) {
+		s := open(t)
+		var want []string
+		for i := range 25 {
+			subj := fmt.Sprintf("subject-%02d", i)
+			want = append(want, subj)
+			mustCreate(t, s, subj)
+		}
+		// Page through with a resumable cursor.
+		var got []string
+		after := ""
+		for {
+			page, err := s.SubjectKeys(ctx, after, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) == 0 {
+				break
+			}
+			for _, e := range page {
+				got = append(got, e.Subject)
+				if e.Key.ID == (vault.KeyID{}) || len(e.Key.Wrapped) == 0 {
+					t.Fatalf("scan returned an incomplete key for %s", e.Subject)
+				}
+			}
+			after = page[len(page)-1].Subject
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("scan = %v, want %v", got, want)
+		}
+		k, _ := s.SubjectKey(ctx, "subject-03")
+		if err := s.ReplaceWrapped(ctx, "subject-03", k.ID, []byte("rewrapped")); err != nil {
+			t.Fatal(err)
+		}
+		k2, _ := s.SubjectKey(ctx, "subject-03")
+		if string(k2.Wrapped) != "rewrapped" || k2.ID != k.ID || !k2.Created.Equal(k.Created) {
+			t.Fatalf("after ReplaceWrapped: %+v", k2)
+		}
+		if _, sk, err := s.SubjectKeyByID(ctx, k.ID); err != nil || string(sk.Wrapped) != "rewrapped" {
+			t.Fatalf("by id after ReplaceWrapped: %v", err)
+		}
+		if err := s.ReplaceWrapped(ctx, "subject-03", vault.KeyID{7}, []byte("x")); !errors.Is(err, vault.ErrErased) {
+			t.Fatalf("ReplaceWrapped with a stale key id: %v", err)
+		}
+		if err := s.ReplaceWrapped(ctx, "nobody", k.ID, []byte("x")); !errors.Is(err, vault.ErrErased) {
+			t.Fatalf("ReplaceWrapped of a missing subject: %v", err)
+		}
+		if _, err := s.ShredSubject(ctx, "subject-04"); err != nil {
+			t.Fatal(err)
+		}
+		page, _ := s.SubjectKeys(ctx, "subject-03", 1)
+		if len(page) != 1 || page[0].Subject != "subject-05" {
+			t.Fatalf("scan after shred: %+v", page)
+		}
+	})
+
 	t.Run("CanceledContext", func(t *testing.T) {
 		s := open(t)
 		cctx, cancel := context.WithCancel(ctx)

@@ -1,0 +1,234 @@
+package vault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/tokenvault/tokenvault/crypto/kek"
+)
+
+// KEK rotation epochs: the backup half of crypto-shredding.
+//
+// A backup holds subject keys wrapped under the KEK version that was current
+// when it was taken. Erasing a subject deletes its key from the live store,
+// but not from those backups. Rotating the KEK, rewrapping every stored key
+// under the new version and then retiring the old version (destroying it)
+// makes every older backup's wrapped keys useless: an erased subject is
+// then unrecoverable from every backup.
+//
+// Retiring too early would also kill the backups you still need for
+// disaster recovery, so a version is retired only once the version that
+// replaced it has been current for longer than the backup retention: every
+// backup still kept was taken after the rewrap. With rotation every R and
+// retention B, an erased subject is dead in every backup at most R + B
+// after its erasure.
+
+// ErrNoRotation: the KEK provider cannot rotate.
+var ErrNoRotation = errors.New("the key-encryption key provider does not support rotation")
+
+// KEKStatus describes the KEK versions and which of them stored keys use.
+type KEKStatus struct {
+	Versions []kek.Version
+	Current  int
+	// KeysByVersion counts stored subject keys per KEK version.
+	KeysByVersion map[int]int
+}
+
+func (v *Vault) rotator() (kek.Rotator, error) {
+	r, ok := v.kek.(kek.Rotator)
+	if !ok {
+		return nil, &FieldError{Field: "kek", Reason: ErrNoRotation.Error(), Err: ErrFailedPrecondition}
+	}
+	return r, nil
+}
+
+// KEKStatus scans the store.
+func (v *Vault) KEKStatus(ctx context.Context) (KEKStatus, error) {
+	r, err := v.rotator()
+	if err != nil {
+		return KEKStatus{}, err
+	}
+	st := KEKStatus{KeysByVersion: map[int]int{}}
+	if st.Versions, err = r.Versions(ctx); err != nil {
+		return st, fmt.Errorf("listing KEK versions: %w", err)
+	}
+	for _, ver := range st.Versions {
+		st.Current = max(st.Current, ver.Version)
+	}
+	err = v.scanKeys(ctx, func(page []SubjectEntry) error {
+		for _, e := range page {
+			ver, err := r.WrappedVersion(e.Key.Wrapped)
+			if err != nil {
+				return fmt.Errorf("%w: wrapped key of a subject: %w", ErrCorrupt, err)
+			}
+			st.KeysByVersion[ver]++
+		}
+		return nil
+	})
+	return st, err
+}
+
+// scanPage bounds one page of a key scan (and one rewrap batch).
+const scanPage = 200
+
+func (v *Vault) scanKeys(ctx context.Context, fn func([]SubjectEntry) error) error {
+	after := ""
+	for {
+		page, err := v.store.SubjectKeys(ctx, after, scanPage)
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		if err := fn(page); err != nil {
+			return err
+		}
+		after = page[len(page)-1].Subject
+	}
+}
+
+// RotateKEK makes a new KEK version current; new subject keys are wrapped
+// under it. Follow it with RewrapKeys.
+func (v *Vault) RotateKEK(ctx context.Context) (int, error) {
+	r, err := v.rotator()
+	if err != nil {
+		return 0, err
+	}
+	n, err := r.Rotate(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("rotating the KEK: %w", err)
+	}
+	v.log.Info("KEK rotated", "version", n)
+	return n, nil
+}
+
+// RewrapProgress reports a rewrap.
+type RewrapProgress struct {
+	Scanned   int // subject keys looked at
+	Rewrapped int // subject keys moved to the current KEK version
+}
+
+// RewrapKeys rewraps every stored subject key that is not under the current
+// KEK version. It is resumable: interrupted, it can simply run again, and
+// keys already rewrapped are skipped. progress (may be nil) is called after
+// every page.
+func (v *Vault) RewrapKeys(ctx context.Context, progress func(RewrapProgress)) (RewrapProgress, error) {
+	var p RewrapProgress
+	r, err := v.rotator()
+	if err != nil {
+		return p, err
+	}
+	vers, err := r.Versions(ctx)
+	if err != nil {
+		return p, fmt.Errorf("listing KEK versions: %w", err)
+	}
+	current := 0
+	for _, ver := range vers {
+		current = max(current, ver.Version)
+	}
+	err = v.scanKeys(ctx, func(page []SubjectEntry) error {
+		var stale []SubjectEntry
+		var wrapped [][]byte
+		for _, e := range page {
+			ver, err := r.WrappedVersion(e.Key.Wrapped)
+			if err != nil {
+				return fmt.Errorf("%w: wrapped key of a subject: %w", ErrCorrupt, err)
+			}
+			if ver < current {
+				stale = append(stale, e)
+				wrapped = append(wrapped, e.Key.Wrapped)
+			}
+		}
+		p.Scanned += len(page)
+		if len(stale) > 0 {
+			fresh, err := r.Rewrap(ctx, wrapped)
+			if err != nil {
+				return fmt.Errorf("rewrapping subject keys: %w", err)
+			}
+			for i, e := range stale {
+				err := v.store.ReplaceWrapped(ctx, e.Subject, e.Key.ID, fresh[i])
+				if errors.Is(err, ErrErased) {
+					continue // erased meanwhile: nothing to rewrap
+				}
+				if err != nil {
+					return fmt.Errorf("storing a rewrapped key: %w", err)
+				}
+				p.Rewrapped++
+			}
+		}
+		if progress != nil {
+			progress(p)
+		}
+		return nil
+	})
+	return p, err
+}
+
+// RetireResult says what RetireKEK did.
+type RetireResult struct {
+	// MinVersion is the oldest KEK version still held afterwards.
+	MinVersion int
+	// Retired lists the versions destroyed by this call.
+	Retired []int
+}
+
+// RetireKEK destroys every KEK version whose successor has been current for
+// longer than retention (see the comment at the top of this file). It
+// refuses while any stored subject key is still wrapped under a version it
+// would destroy: that would lose live data, so run RewrapKeys first.
+func (v *Vault) RetireKEK(ctx context.Context, retention time.Duration) (RetireResult, error) {
+	var res RetireResult
+	r, err := v.rotator()
+	if err != nil {
+		return res, err
+	}
+	vers, err := r.Versions(ctx)
+	if err != nil {
+		return res, fmt.Errorf("listing KEK versions: %w", err)
+	}
+	slices.SortFunc(vers, func(a, b kek.Version) int { return a.Version - b.Version })
+	if len(vers) == 0 {
+		return res, fmt.Errorf("%w: the KEK provider lists no versions", ErrCorrupt)
+	}
+	res.MinVersion = vers[0].Version
+	now := v.now()
+	for i := 0; i+1 < len(vers); i++ {
+		if now.Sub(vers[i+1].Created) < retention {
+			break
+		}
+		res.MinVersion = vers[i+1].Version
+		res.Retired = append(res.Retired, vers[i].Version)
+	}
+	if len(res.Retired) == 0 {
+		return res, nil
+	}
+	stale := 0
+	err = v.scanKeys(ctx, func(page []SubjectEntry) error {
+		for _, e := range page {
+			ver, err := r.WrappedVersion(e.Key.Wrapped)
+			if err != nil {
+				return fmt.Errorf("%w: wrapped key of a subject: %w", ErrCorrupt, err)
+			}
+			if ver < res.MinVersion {
+				stale++
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return RetireResult{}, err
+	}
+	if stale > 0 {
+		return RetireResult{}, &FieldError{Field: "kek", Err: ErrFailedPrecondition,
+			Reason: fmt.Sprintf("%d subject keys are still wrapped under KEK versions below %d; run the rewrap (tokenvault kek rewrap) first", stale, res.MinVersion)}
+	}
+	if err := r.Retire(ctx, res.MinVersion); err != nil {
+		return RetireResult{}, fmt.Errorf("retiring KEK versions: %w", err)
+	}
+	v.log.Info("KEK versions retired", "min_version", res.MinVersion, "retired", res.Retired)
+	return res, nil
+}
