@@ -47,6 +47,10 @@ func (c *Client) Close() error { return c.conn.Close() }
 // Raw returns the generated stub, for calls this package does not wrap.
 func (c *Client) Raw() pb.TokenVaultClient { return c.rpc }
 
+// KeyAdmin returns a stub for the KeyAdmin service (KEK rotation) on the
+// same connection.
+func (c *Client) KeyAdmin() pb.KeyAdminClient { return pb.NewKeyAdminClient(c.conn) }
+
 // Field is one value to tokenize.
 type Field struct {
 	Kind  string // "pan", "email", ... (see vault/format)

@@ -25,6 +25,7 @@ import (
 	"github.com/tokenvault/tokenvault/client"
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/internal/app"
+	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 )
 
 const usage = `tokenvault: tokenization and field-encryption vault
@@ -37,6 +38,7 @@ Usage:
   tokenvault encrypt --subject S [--context C] VALUE   print a blob (base64url)
   tokenvault decrypt --purpose P [--context C] BLOB    print the value
   tokenvault erase --subject S                     crypto-shred a subject, print the receipt
+  tokenvault kek status|rotate|rewrap|retire       KEK rotation epochs (see README)
 
 A VALUE of "-" is read from standard input (keeps values out of shell
 history and the process list). Client commands take --addr (default
@@ -57,7 +59,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	cmds := map[string]func([]string, io.Reader, io.Writer, io.Writer) error{
 		"serve": serve, "tokenize": tokenize, "detokenize": detokenize, "mask": mask,
-		"encrypt": encrypt, "decrypt": decrypt, "erase": erase,
+		"encrypt": encrypt, "decrypt": decrypt, "erase": erase, "kek": kekCmd,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
@@ -93,6 +95,18 @@ func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 	fs.StringVar(&cfg.DataDir, "data-dir", envOr("TOKENVAULT_DATA_DIR", "tokenvault-data"), "data directory (env TOKENVAULT_DATA_DIR)")
 	fs.StringVar(&cfg.Keyring.Path, "keyring", envOr("TOKENVAULT_KEYRING", "tokenvault-keys/keyring.age"), "age-encrypted KEK keyring file (env TOKENVAULT_KEYRING)")
 	fs.StringVar(&cfg.Keyring.IdentityFile, "keyring-identity", os.Getenv("TOKENVAULT_KEYRING_IDENTITY"), "age identity file that opens the keyring (default: identity.txt beside the keyring; env TOKENVAULT_KEYRING_IDENTITY)")
+	fs.StringVar(&cfg.KEK, "kek", envOr("TOKENVAULT_KEK", "local"), "key-encryption key provider: local (age keyring) or vault (HashiCorp Vault transit) (env TOKENVAULT_KEK)")
+	fs.StringVar(&cfg.Vault.Address, "vault-addr", os.Getenv("VAULT_ADDR"), "HashiCorp Vault address (env VAULT_ADDR; the token comes from env VAULT_TOKEN)")
+	fs.StringVar(&cfg.Vault.Namespace, "vault-namespace", os.Getenv("VAULT_NAMESPACE"), "Vault Enterprise namespace (env VAULT_NAMESPACE)")
+	fs.StringVar(&cfg.Vault.Mount, "vault-mount", "transit", "transit mount path")
+	fs.StringVar(&cfg.Vault.Key, "vault-key", "tokenvault", "transit key name")
+	fs.StringVar(&cfg.Vault.TLS.CACert, "vault-ca-cert", os.Getenv("VAULT_CACERT"), "PEM CA bundle for Vault's TLS certificate (env VAULT_CACERT)")
+	fs.StringVar(&cfg.Vault.Auth.Method, "vault-auth", "token", "Vault auth method: token, approle or kubernetes")
+	fs.StringVar(&cfg.Vault.Auth.RoleID, "vault-role-id", os.Getenv("TOKENVAULT_VAULT_ROLE_ID"), "AppRole role id (env TOKENVAULT_VAULT_ROLE_ID)")
+	fs.StringVar(&cfg.Vault.Auth.SecretIDFile, "vault-secret-id-file", "", "file holding the AppRole secret id (re-read at every login)")
+	fs.StringVar(&cfg.Vault.Auth.Role, "vault-k8s-role", "", "Vault role for Kubernetes auth")
+	fs.DurationVar(&cfg.Vault.Timeout, "vault-timeout", 5*time.Second, "deadline for each call to Vault")
+	fs.DurationVar(&cfg.BackupRetention, "backup-retention", 30*24*time.Hour, "how long backups are kept; bounds KEK retirement (kek retire)")
 	fs.BoolVar(&cfg.AllowPlaintextNonLoopback, "insecure-plaintext-nonloopback", false, "allow plaintext gRPC on a non-loopback address (values cross the network unencrypted)")
 	logFormat := fs.String("log-format", envOr("TOKENVAULT_LOG_FORMAT", "text"), "log format: text or json")
 	logLevel := fs.String("log-level", envOr("TOKENVAULT_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
@@ -102,8 +116,10 @@ func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	// The passphrase comes only from the environment: flags show up in ps.
+	// Secrets come only from the environment: flags show up in ps.
 	cfg.Keyring.Passphrase = os.Getenv("TOKENVAULT_KEYRING_PASSPHRASE")
+	cfg.Vault.Token = os.Getenv("VAULT_TOKEN")
+	cfg.Vault.Auth.SecretID = os.Getenv("TOKENVAULT_VAULT_SECRET_ID")
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		return fmt.Errorf("--log-level: %w", err)
@@ -144,10 +160,14 @@ type clientFlags struct {
 }
 
 func newClientFlags(name string, stderr io.Writer) *clientFlags {
+	return newClientFlagsTimeout(name, stderr, 30*time.Second)
+}
+
+func newClientFlagsTimeout(name string, stderr io.Writer, timeout time.Duration) *clientFlags {
 	c := &clientFlags{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
 	c.fs.SetOutput(stderr)
 	c.fs.StringVar(&c.addr, "addr", envOr("TOKENVAULT_ADDR", "127.0.0.1:7300"), "server address (env TOKENVAULT_ADDR)")
-	c.fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "deadline for the call")
+	c.fs.DurationVar(&c.timeout, "timeout", timeout, "deadline for the call")
 	return c
 }
 
@@ -349,4 +369,79 @@ func erase(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 			"records_erased": r.Records, "lookups_erased": r.Lookups,
 		})
 	})
+}
+
+func kekCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("missing subcommand: status, rotate, rewrap or retire")
+	}
+	sub := args[0]
+	c := newClientFlagsTimeout("kek "+sub, stderr, time.Hour)
+	if err := c.fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if c.fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", c.fs.Arg(0))
+	}
+	return c.call(func(ctx context.Context, cl *client.Client) error {
+		adm := cl.KeyAdmin()
+		switch sub {
+		case "status":
+			st, err := adm.GetKekStatus(ctx, &pb.GetKekStatusRequest{})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "current version: %d\nbackup retention: %s\n", st.GetCurrentVersion(), st.GetBackupRetention().AsDuration())
+			for _, v := range st.GetVersions() {
+				fmt.Fprintf(stdout, "version %d  created %s  subject keys %d\n", v.GetVersion(),
+					v.GetCreated().AsTime().Format(time.RFC3339), v.GetSubjectKeys())
+			}
+			return nil
+		case "rotate", "rewrap":
+			stream, err := adm.RotateKek(ctx, &pb.RotateKekRequest{RewrapOnly: sub == "rewrap"})
+			if err != nil {
+				return err
+			}
+			for {
+				m, err := stream.Recv()
+				if err == io.EOF {
+					return errors.New("the server ended the rotation without finishing; run \"tokenvault kek rewrap\" to resume")
+				}
+				if err != nil {
+					fmt.Fprintln(stderr)
+					return fmt.Errorf("%w (run \"tokenvault kek rewrap\" to resume)", err)
+				}
+				fmt.Fprintf(stderr, "\rrewrapping under KEK version %d: %s", m.GetVersion(), bar(m.GetScanned(), m.GetTotal()))
+				if m.GetDone() {
+					fmt.Fprintln(stderr)
+					fmt.Fprintf(stdout, "KEK version %d is current; %d subject keys rewrapped (%d scanned)\n",
+						m.GetVersion(), m.GetRewrapped(), m.GetScanned())
+					return nil
+				}
+			}
+		case "retire":
+			res, err := adm.RetireKek(ctx, &pb.RetireKekRequest{})
+			if err != nil {
+				return err
+			}
+			if len(res.GetRetiredVersions()) == 0 {
+				fmt.Fprintf(stdout, "nothing to retire yet (oldest version %d is within the backup retention)\n", res.GetMinVersion())
+				return nil
+			}
+			fmt.Fprintf(stdout, "retired KEK versions %v; oldest version now %d\n", res.GetRetiredVersions(), res.GetMinVersion())
+			return nil
+		default:
+			return fmt.Errorf("unknown kek subcommand %q (status, rotate, rewrap, retire)", sub)
+		}
+	})
+}
+
+// bar draws a text progress bar.
+func bar(done, total int64) string {
+	const width = 30
+	if total <= 0 {
+		return fmt.Sprintf("%d", done)
+	}
+	n := int(min(done, total) * width / total)
+	return fmt.Sprintf("[%s%s] %d/%d (%d%%)", strings.Repeat("#", n), strings.Repeat(".", width-n), done, total, min(done, total)*100/total)
 }

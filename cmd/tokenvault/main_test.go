@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -38,10 +39,10 @@ type server struct {
 	addr   string
 }
 
-func startServe(t *testing.T, dir, addr string) *server {
+func startServe(t *testing.T, dir, addr string, extra ...string) *server {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "serve", "--listen", addr, "--data-dir", filepath.Join(dir, "data"),
-		"--keyring", filepath.Join(dir, "keys", "keyring.age"))
+	cmd := exec.Command(os.Args[0], append([]string{"serve", "--listen", addr, "--data-dir", filepath.Join(dir, "data"),
+		"--keyring", filepath.Join(dir, "keys", "keyring.age")}, extra...)...)
 	cmd.Env = append(os.Environ(), "TOKENVAULT_TEST_MAIN=1")
 	s := &server{cmd: cmd, stderr: &bytes.Buffer{}, addr: addr}
 	cmd.Stderr = s.stderr
@@ -179,5 +180,46 @@ func TestCLI(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "keys", "keyring.age")); err == nil {
 		t.Fatal("a new keyring was created over existing data")
+	}
+}
+
+// TestCLIKEK: rotation epochs by hand: status, rotate (with progress),
+// retire once the retention has passed.
+func TestCLIKEK(t *testing.T) {
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	startServe(t, dir, addr, "--backup-retention", "1ms")
+	t.Setenv("TOKENVAULT_ADDR", addr)
+	var tokens []string
+	for i := range 5 {
+		out, errOut, code := cli(t, "", "tokenize", "--subject", fmt.Sprint("s", i), "--kind", "phone", "+14155550100")
+		if code != 0 {
+			t.Fatal(errOut)
+		}
+		tokens = append(tokens, strings.TrimSpace(out))
+	}
+	out, _, code := cli(t, "", "kek", "status")
+	if code != 0 || !strings.Contains(out, "current version: 1") || !strings.Contains(out, "subject keys 5") {
+		t.Fatalf("kek status: %q", out)
+	}
+	out, errOut, code := cli(t, "", "kek", "rotate")
+	if code != 0 || !strings.Contains(out, "KEK version 2 is current; 5 subject keys rewrapped") || !strings.Contains(errOut, "5/5 (100%)") {
+		t.Fatalf("kek rotate: %d %q %q", code, out, errOut)
+	}
+	time.Sleep(5 * time.Millisecond) // past the 1ms retention
+	out, errOut, code = cli(t, "", "kek", "retire")
+	if code != 0 || !strings.Contains(out, "retired KEK versions [1]") {
+		t.Fatalf("kek retire: %d %q %q", code, out, errOut)
+	}
+	out, _, _ = cli(t, "", "kek", "status")
+	if strings.Contains(out, "version 1 ") || !strings.Contains(out, "version 2  created") {
+		t.Fatalf("status after retire: %q", out)
+	}
+	out, errOut, code = cli(t, "", append([]string{"detokenize", "--purpose", "p"}, tokens...)...)
+	if code != 0 || strings.Count(out, "+14155550100") != 5 {
+		t.Fatalf("detokenize after retire: %q %q", out, errOut)
+	}
+	if _, errOut, code := cli(t, "", "kek", "frob"); code == 0 || !strings.Contains(errOut, "unknown kek subcommand") {
+		t.Fatalf("kek frob: %q", errOut)
 	}
 }

@@ -15,10 +15,14 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/tokenvault/tokenvault/crypto/kek"
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
+	"github.com/tokenvault/tokenvault/crypto/kek/hcvault"
 	"github.com/tokenvault/tokenvault/internal/grpcserver"
+	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 	"github.com/tokenvault/tokenvault/vault"
 	"github.com/tokenvault/tokenvault/vault/badgerstore"
 )
@@ -29,9 +33,20 @@ type Config struct {
 	Listen string
 	// DataDir holds the badger store (default ./tokenvault-data).
 	DataDir string
+	// KEK selects the key-encryption key provider: "local" (default, the
+	// age keyring) or "vault" (HashiCorp Vault transit).
+	KEK string
 	// Keyring is the local KEK keyring (defaults: ./tokenvault-keys/keyring.age
 	// opened by ./tokenvault-keys/identity.txt).
 	Keyring agekeyring.Config
+	// Vault configures the HashiCorp Vault transit KEK.
+	Vault hcvault.Config
+	// BackupRetention is how long backups are kept: a KEK version is
+	// retired only once its successor is older than this (default 30 days).
+	BackupRetention time.Duration
+	// HealthInterval is how often the KEK provider's health is checked
+	// (default 5s).
+	HealthInterval time.Duration
 	// AllowPlaintextNonLoopback permits serving plaintext gRPC on a
 	// non-loopback address. Off by default: values and tokens would cross
 	// the network in the clear.
@@ -48,6 +63,18 @@ func (c *Config) SetDefaults() {
 	}
 	if c.DataDir == "" {
 		c.DataDir = "tokenvault-data"
+	}
+	if c.KEK == "" {
+		c.KEK = KEKLocal
+	}
+	if c.KEK == KEKVault {
+		c.Vault.SetDefaults()
+	}
+	if c.BackupRetention == 0 {
+		c.BackupRetention = 30 * 24 * time.Hour
+	}
+	if c.HealthInterval == 0 {
+		c.HealthInterval = 5 * time.Second
 	}
 	if c.Keyring.Path == "" {
 		c.Keyring.Path = filepath.Join("tokenvault-keys", "keyring.age")
@@ -75,8 +102,24 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		return errors.New("data_dir: must not be empty")
 	}
-	return c.Keyring.Validate()
+	if c.BackupRetention < 0 {
+		return errors.New("backup_retention: must not be negative")
+	}
+	switch c.KEK {
+	case KEKLocal:
+		return c.Keyring.Validate()
+	case KEKVault:
+		return c.Vault.Validate()
+	default:
+		return fmt.Errorf("kek: %q is not %q or %q", c.KEK, KEKLocal, KEKVault)
+	}
 }
+
+// KEK provider names.
+const (
+	KEKLocal = "local"
+	KEKVault = "vault"
+)
 
 func isLoopback(host string) bool {
 	if host == "localhost" {
@@ -90,8 +133,12 @@ func isLoopback(host string) bool {
 type App struct {
 	cfg     Config
 	store   vault.Store
+	kek     kek.Wrapper
 	vault   *vault.Vault
 	grpc    *grpc.Server
+	health  *health.Server
+	stopBg  context.CancelFunc
+	bgDone  chan struct{}
 	lis     net.Listener
 	served  chan error
 	Created bool // a new keyring was created at start
@@ -116,21 +163,77 @@ func Start(ctx context.Context, cfg Config) (a *App, err error) {
 			store.Close()
 		}
 	}()
+	wrapper, created, err := openKEK(ctx, cfg, store)
+	if err != nil {
+		return nil, err
+	}
+	a, err = start(ctx, cfg, store, wrapper, created)
+	if err != nil {
+		closeKEK(wrapper)
+	}
+	return a, err
+}
+
+// openKEK opens the configured KEK provider. It refuses a provider that
+// cannot unwrap the keys the store already holds: a wrong keyring or
+// transit key would otherwise make every subject unreadable, silently.
+func openKEK(ctx context.Context, cfg Config, store vault.Store) (kek.Wrapper, bool, error) {
+	log := cfg.Logger
 	hasKeys, err := store.HasSubjectKeys(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	kr, created, err := agekeyring.OpenOrCreate(cfg.Keyring, !hasKeys)
-	if err != nil {
-		return nil, err
+	var w kek.Wrapper
+	created := false
+	switch cfg.KEK {
+	case KEKVault:
+		if w, err = hcvault.New(ctx, cfg.Vault, log.With("component", "hcvault")); err != nil {
+			return nil, false, err
+		}
+		log.Info("using HashiCorp Vault transit as the KEK", "vault", cfg.Vault)
+	default:
+		var kr agekeyring.Provider
+		if kr, created, err = agekeyring.OpenOrCreate(cfg.Keyring, !hasKeys); err != nil {
+			return nil, false, err
+		}
+		w = kr
+		if created {
+			log.Warn("created a new keyring: back up the identity file and keep it apart from the data directory",
+				"keyring", cfg.Keyring.Path, "identity", cfg.Keyring.IdentityFile)
+		} else {
+			log.Info("opened keyring", "keyring", cfg.Keyring.Path)
+		}
 	}
-	if created {
-		log.Warn("created a new keyring: back up the identity file and keep it apart from the data directory",
-			"keyring", cfg.Keyring.Path, "identity", cfg.Keyring.IdentityFile)
-	} else {
-		log.Info("opened keyring", "keyring", cfg.Keyring.Path)
+	if err := probeKEK(ctx, store, w); err != nil {
+		closeKEK(w)
+		return nil, false, err
 	}
-	return start(ctx, cfg, store, kr, created)
+	return w, created, nil
+}
+
+// probeKEK unwraps one stored subject key, if there is one. An unreachable
+// provider is not fatal (the server starts, reports NOT_SERVING and
+// recovers when the provider is back); a provider that answers but cannot
+// unwrap is.
+func probeKEK(ctx context.Context, store vault.Store, w kek.Wrapper) error {
+	page, err := store.SubjectKeys(ctx, "", 1)
+	if err != nil || len(page) == 0 {
+		return err
+	}
+	dek, err := w.Unwrap(ctx, page[0].Key.Wrapped)
+	clear(dek)
+	switch {
+	case err == nil, errors.Is(err, kek.ErrUnavailable):
+		return nil
+	default:
+		return fmt.Errorf("the configured key-encryption key cannot unwrap the keys in the data directory (wrong keyring or transit key?): %w", err)
+	}
+}
+
+func closeKEK(w kek.Wrapper) {
+	if c, ok := w.(interface{ Close() error }); ok {
+		c.Close()
+	}
 }
 
 func start(ctx context.Context, cfg Config, store vault.Store, wrapper kek.Wrapper, created bool) (*App, error) {
@@ -143,11 +246,52 @@ func start(ctx context.Context, cfg Config, store vault.Store, wrapper kek.Wrapp
 		v.Close()
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	gs, _ := grpcserver.NewGRPCServer(grpcserver.New(v, cfg.Logger))
-	a := &App{cfg: cfg, store: store, vault: v, grpc: gs, lis: lis, served: make(chan error, 1), Created: created}
+	gs, hs := grpcserver.NewGRPCServer(grpcserver.New(v, cfg.Logger), grpcserver.NewAdmin(v, cfg.BackupRetention, cfg.Logger))
+	bg, stopBg := context.WithCancel(context.Background())
+	a := &App{cfg: cfg, store: store, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis,
+		served: make(chan error, 1), Created: created, stopBg: stopBg, bgDone: make(chan struct{})}
+	go a.watchKEK(bg)
 	go func() { a.served <- gs.Serve(lis) }()
-	cfg.Logger.Info("tokenvault serving", "addr", lis.Addr().String(), "data_dir", cfg.DataDir)
+	cfg.Logger.Info("tokenvault serving", "addr", lis.Addr().String(), "data_dir", cfg.DataDir, "kek", cfg.KEK)
 	return a, nil
+}
+
+// watchKEK reports the KEK provider's health through the gRPC health
+// service: the TokenVault service is NOT_SERVING while the provider is
+// unreachable (requests for subjects whose keys are cached still work).
+func (a *App) watchKEK(ctx context.Context) {
+	defer close(a.bgDone)
+	hc, ok := a.kek.(kek.HealthChecker)
+	if !ok {
+		return
+	}
+	healthy := true
+	t := time.NewTicker(a.cfg.HealthInterval)
+	defer t.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, a.cfg.HealthInterval)
+		err := hc.Healthy(cctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if (err == nil) != healthy {
+			healthy = err == nil
+			st := healthpb.HealthCheckResponse_SERVING
+			if healthy {
+				a.cfg.Logger.Info("KEK provider is healthy again")
+			} else {
+				st = healthpb.HealthCheckResponse_NOT_SERVING
+				a.cfg.Logger.Warn("KEK provider unhealthy", "err", err)
+			}
+			a.health.SetServingStatus(pb.TokenVault_ServiceDesc.ServiceName, st)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Addr is the address the server listens on.
@@ -172,6 +316,9 @@ func (a *App) stop() error {
 		a.grpc.Stop()
 		<-done
 	}
+	a.stopBg()
+	<-a.bgDone
 	a.vault.Close()
+	closeKEK(a.kek)
 	return a.store.Close()
 }

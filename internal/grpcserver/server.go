@@ -41,17 +41,21 @@ func New(v *vault.Vault, log *slog.Logger) *Server {
 	return &Server{v: v, log: log}
 }
 
-// NewGRPCServer returns a *grpc.Server with the TokenVault service, the
-// gRPC health service (reported SERVING) and reflection registered, plus
-// recovery and logging interceptors. extra options (e.g. TLS credentials)
-// are appended.
-func NewGRPCServer(s *Server, extra ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+// NewGRPCServer returns a *grpc.Server with the TokenVault and KeyAdmin
+// services, the gRPC health service (reported SERVING) and reflection
+// registered, plus recovery and logging interceptors. extra options (e.g.
+// TLS credentials) are appended.
+func NewGRPCServer(s *Server, admin *Admin, extra ...grpc.ServerOption) (*grpc.Server, *health.Server) {
 	opts := append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		grpc.ChainUnaryInterceptor(s.logUnary, s.recoverUnary),
+		grpc.ChainStreamInterceptor(s.logStream, s.recoverStream),
 	}, extra...)
 	gs := grpc.NewServer(opts...)
 	pb.RegisterTokenVaultServer(gs, s)
+	if admin != nil {
+		pb.RegisterKeyAdminServer(gs, admin)
+	}
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	hs.SetServingStatus(pb.TokenVault_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
@@ -60,17 +64,32 @@ func NewGRPCServer(s *Server, extra ...grpc.ServerOption) (*grpc.Server, *health
 	return gs, hs
 }
 
-// recoverUnary turns a panic into Internal. It logs the stack but never the
-// request or the panic value, either of which could hold a value.
+// recoverPanic, deferred by the interceptors, turns a panic into Internal.
+// It logs the stack but never the request or the panic value, either of
+// which could hold a value.
+func (s *Server) recoverPanic(method string, err *error) {
+	if r := recover(); r != nil {
+		ref := errorRef()
+		s.log.Error("panic in handler", "method", method, "ref", ref, "stack", string(debug.Stack()))
+		*err = status.Error(codes.Internal, "internal error (ref "+ref+")")
+	}
+}
+
 func (s *Server) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			ref := errorRef()
-			s.log.Error("panic in handler", "method", info.FullMethod, "ref", ref, "stack", string(debug.Stack()))
-			err = status.Error(codes.Internal, "internal error (ref "+ref+")")
-		}
-	}()
+	defer s.recoverPanic(info.FullMethod, &err)
 	return h(ctx, req)
+}
+
+func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) (err error) {
+	defer s.recoverPanic(info.FullMethod, &err)
+	return h(srv, ss)
+}
+
+func (s *Server) logStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+	start := time.Now()
+	err := h(srv, ss)
+	s.log.Info("rpc", "method", info.FullMethod, "code", status.Code(err).String(), "duration", time.Since(start))
+	return err
 }
 
 // logUnary logs method, code and duration; never request or response

@@ -355,3 +355,211 @@ var TokenVault_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "tokenvault/v1/tokenvault.proto",
 }
+
+const (
+	KeyAdmin_GetKekStatus_FullMethodName = "/tokenvault.v1.KeyAdmin/GetKekStatus"
+	KeyAdmin_RotateKek_FullMethodName    = "/tokenvault.v1.KeyAdmin/RotateKek"
+	KeyAdmin_RetireKek_FullMethodName    = "/tokenvault.v1.KeyAdmin/RetireKek"
+)
+
+// KeyAdminClient is the client API for KeyAdmin service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// KeyAdmin manages the key-encryption key (KEK) that wraps every subject's
+// data key: rotation epochs, the backup half of crypto-shredding. After a
+// rotation, a rewrap of every stored subject key and the retirement of the
+// old version, a wrapped key copied into an older backup can no longer be
+// unwrapped, so erased subjects are dead in every backup too.
+type KeyAdminClient interface {
+	// GetKekStatus lists KEK versions and how many subject keys use each.
+	GetKekStatus(ctx context.Context, in *GetKekStatusRequest, opts ...grpc.CallOption) (*GetKekStatusResponse, error)
+	// RotateKek makes a new KEK version current, then rewraps every stored
+	// subject key under it, streaming progress. Interrupted, it can be
+	// resumed with rewrap_only (keys already rewrapped are skipped).
+	RotateKek(ctx context.Context, in *RotateKekRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RotateKekResponse], error)
+	// RetireKek destroys every KEK version whose successor has been current
+	// for longer than the server's backup retention. It refuses while any
+	// stored subject key still uses such a version.
+	RetireKek(ctx context.Context, in *RetireKekRequest, opts ...grpc.CallOption) (*RetireKekResponse, error)
+}
+
+type keyAdminClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewKeyAdminClient(cc grpc.ClientConnInterface) KeyAdminClient {
+	return &keyAdminClient{cc}
+}
+
+func (c *keyAdminClient) GetKekStatus(ctx context.Context, in *GetKekStatusRequest, opts ...grpc.CallOption) (*GetKekStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetKekStatusResponse)
+	err := c.cc.Invoke(ctx, KeyAdmin_GetKekStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *keyAdminClient) RotateKek(ctx context.Context, in *RotateKekRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[RotateKekResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &KeyAdmin_ServiceDesc.Streams[0], KeyAdmin_RotateKek_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RotateKekRequest, RotateKekResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type KeyAdmin_RotateKekClient = grpc.ServerStreamingClient[RotateKekResponse]
+
+func (c *keyAdminClient) RetireKek(ctx context.Context, in *RetireKekRequest, opts ...grpc.CallOption) (*RetireKekResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RetireKekResponse)
+	err := c.cc.Invoke(ctx, KeyAdmin_RetireKek_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// KeyAdminServer is the server API for KeyAdmin service.
+// All implementations must embed UnimplementedKeyAdminServer
+// for forward compatibility.
+//
+// KeyAdmin manages the key-encryption key (KEK) that wraps every subject's
+// data key: rotation epochs, the backup half of crypto-shredding. After a
+// rotation, a rewrap of every stored subject key and the retirement of the
+// old version, a wrapped key copied into an older backup can no longer be
+// unwrapped, so erased subjects are dead in every backup too.
+type KeyAdminServer interface {
+	// GetKekStatus lists KEK versions and how many subject keys use each.
+	GetKekStatus(context.Context, *GetKekStatusRequest) (*GetKekStatusResponse, error)
+	// RotateKek makes a new KEK version current, then rewraps every stored
+	// subject key under it, streaming progress. Interrupted, it can be
+	// resumed with rewrap_only (keys already rewrapped are skipped).
+	RotateKek(*RotateKekRequest, grpc.ServerStreamingServer[RotateKekResponse]) error
+	// RetireKek destroys every KEK version whose successor has been current
+	// for longer than the server's backup retention. It refuses while any
+	// stored subject key still uses such a version.
+	RetireKek(context.Context, *RetireKekRequest) (*RetireKekResponse, error)
+	mustEmbedUnimplementedKeyAdminServer()
+}
+
+// UnimplementedKeyAdminServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedKeyAdminServer struct{}
+
+func (UnimplementedKeyAdminServer) GetKekStatus(context.Context, *GetKekStatusRequest) (*GetKekStatusResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetKekStatus not implemented")
+}
+func (UnimplementedKeyAdminServer) RotateKek(*RotateKekRequest, grpc.ServerStreamingServer[RotateKekResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method RotateKek not implemented")
+}
+func (UnimplementedKeyAdminServer) RetireKek(context.Context, *RetireKekRequest) (*RetireKekResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RetireKek not implemented")
+}
+func (UnimplementedKeyAdminServer) mustEmbedUnimplementedKeyAdminServer() {}
+func (UnimplementedKeyAdminServer) testEmbeddedByValue()                  {}
+
+// UnsafeKeyAdminServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to KeyAdminServer will
+// result in compilation errors.
+type UnsafeKeyAdminServer interface {
+	mustEmbedUnimplementedKeyAdminServer()
+}
+
+func RegisterKeyAdminServer(s grpc.ServiceRegistrar, srv KeyAdminServer) {
+	// If the following call pancis, it indicates UnimplementedKeyAdminServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&KeyAdmin_ServiceDesc, srv)
+}
+
+func _KeyAdmin_GetKekStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetKekStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KeyAdminServer).GetKekStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KeyAdmin_GetKekStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KeyAdminServer).GetKekStatus(ctx, req.(*GetKekStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _KeyAdmin_RotateKek_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(RotateKekRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(KeyAdminServer).RotateKek(m, &grpc.GenericServerStream[RotateKekRequest, RotateKekResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type KeyAdmin_RotateKekServer = grpc.ServerStreamingServer[RotateKekResponse]
+
+func _KeyAdmin_RetireKek_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RetireKekRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KeyAdminServer).RetireKek(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KeyAdmin_RetireKek_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KeyAdminServer).RetireKek(ctx, req.(*RetireKekRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// KeyAdmin_ServiceDesc is the grpc.ServiceDesc for KeyAdmin service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var KeyAdmin_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "tokenvault.v1.KeyAdmin",
+	HandlerType: (*KeyAdminServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "GetKekStatus",
+			Handler:    _KeyAdmin_GetKekStatus_Handler,
+		},
+		{
+			MethodName: "RetireKek",
+			Handler:    _KeyAdmin_RetireKek_Handler,
+		},
+	},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "RotateKek",
+			Handler:       _KeyAdmin_RotateKek_Handler,
+			ServerStreams: true,
+		},
+	},
+	Metadata: "tokenvault/v1/tokenvault.proto",
+}

@@ -1,0 +1,90 @@
+package grpcserver
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
+	"github.com/tokenvault/tokenvault/vault"
+)
+
+// Admin implements tokenvault.v1.KeyAdmin (KEK rotation epochs).
+type Admin struct {
+	pb.UnimplementedKeyAdminServer
+	s         *Server // for the shared error mapping and logger
+	retention time.Duration
+}
+
+// NewAdmin returns the KeyAdmin service. retention is the backup retention
+// that bounds KEK retirement.
+func NewAdmin(v *vault.Vault, retention time.Duration, log *slog.Logger) *Admin {
+	return &Admin{s: New(v, log), retention: retention}
+}
+
+func (a *Admin) GetKekStatus(ctx context.Context, _ *pb.GetKekStatusRequest) (*pb.GetKekStatusResponse, error) {
+	st, err := a.s.v.KEKStatus(ctx)
+	if err != nil {
+		return nil, a.s.toStatus("GetKekStatus", err)
+	}
+	out := &pb.GetKekStatusResponse{CurrentVersion: int32(st.Current), BackupRetention: durationpb.New(a.retention)}
+	for _, ver := range st.Versions {
+		out.Versions = append(out.Versions, &pb.KekVersion{Version: int32(ver.Version),
+			Created: timestamppb.New(ver.Created), SubjectKeys: int64(st.KeysByVersion[ver.Version])})
+	}
+	return out, nil
+}
+
+func (a *Admin) RotateKek(req *pb.RotateKekRequest, stream pb.KeyAdmin_RotateKekServer) error {
+	ctx := stream.Context()
+	v := a.s.v
+	st, err := v.KEKStatus(ctx)
+	if err != nil {
+		return a.s.toStatus("RotateKek", err)
+	}
+	total := 0
+	for _, n := range st.KeysByVersion {
+		total += n
+	}
+	version := st.Current
+	if !req.GetRewrapOnly() {
+		if version, err = v.RotateKEK(ctx); err != nil {
+			return a.s.toStatus("RotateKek", err)
+		}
+	}
+	msg := func(p vault.RewrapProgress, done bool) *pb.RotateKekResponse {
+		return &pb.RotateKekResponse{Version: int32(version), Scanned: int64(p.Scanned),
+			Total: int64(max(total, p.Scanned)), Rewrapped: int64(p.Rewrapped), Done: done}
+	}
+	if err := stream.Send(msg(vault.RewrapProgress{}, false)); err != nil {
+		return err
+	}
+	var sendErr error
+	p, err := v.RewrapKeys(ctx, func(p vault.RewrapProgress) {
+		if sendErr == nil {
+			sendErr = stream.Send(msg(p, false))
+		}
+	})
+	if err != nil {
+		return a.s.toStatus("RotateKek", err)
+	}
+	if sendErr != nil {
+		return sendErr
+	}
+	return stream.Send(msg(p, true))
+}
+
+func (a *Admin) RetireKek(ctx context.Context, _ *pb.RetireKekRequest) (*pb.RetireKekResponse, error) {
+	res, err := a.s.v.RetireKEK(ctx, a.retention)
+	if err != nil {
+		return nil, a.s.toStatus("RetireKek", err)
+	}
+	out := &pb.RetireKekResponse{MinVersion: int32(res.MinVersion)}
+	for _, r := range res.Retired {
+		out.RetiredVersions = append(out.RetiredVersions, int32(r))
+	}
+	return out, nil
+}
