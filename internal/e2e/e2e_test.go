@@ -60,8 +60,9 @@ func wantCode(t *testing.T, err error, code codes.Code, mentions string) {
 
 // TestLifecycle: tokenize → detokenize → mask → encrypt/decrypt → erase →
 // every path fails.
-func TestLifecycle(t *testing.T) {
-	e := newEnv(t)
+func TestLifecycle(t *testing.T) { withEachKEK(t, testLifecycle) }
+
+func testLifecycle(t *testing.T, e *env) {
 	_, c := e.start(t)
 	cx := ctx(t)
 
@@ -189,8 +190,9 @@ func luhnValid(s string) bool {
 
 // TestRestart: tokens issued before a restart on the same data dir read
 // back after it; deterministic tokens stay stable.
-func TestRestart(t *testing.T) {
-	e := newEnv(t)
+func TestRestart(t *testing.T) { withEachKEK(t, testRestart) }
+
+func testRestart(t *testing.T, e *env) {
 	a, c := e.start(t)
 	cx := ctx(t)
 	toks, err := c.Tokenize(cx, "s1", client.Field{Kind: "pan", Value: "5555555555554444"},
@@ -269,8 +271,9 @@ func TestKeyringSafety(t *testing.T) {
 
 // TestBadInput: every bad input gets the right code and a message naming
 // the field, never the value; nothing is stored.
-func TestBadInput(t *testing.T) {
-	e := newEnv(t)
+func TestBadInput(t *testing.T) { withEachKEK(t, testBadInput) }
+
+func testBadInput(t *testing.T, e *env) {
 	_, c := e.start(t)
 	raw := c.Raw()
 	cx := ctx(t)
@@ -386,8 +389,9 @@ func TestBadInput(t *testing.T) {
 
 // TestConcurrentDeterministic: racing first uses of a subject and a value
 // converge on one key and one token.
-func TestConcurrentDeterministic(t *testing.T) {
-	e := newEnv(t)
+func TestConcurrentDeterministic(t *testing.T) { withEachKEK(t, testConcurrentDeterministic) }
+
+func testConcurrentDeterministic(t *testing.T, e *env) {
 	_, c := e.start(t)
 	cx := ctx(t)
 	const n = 16
@@ -438,8 +442,9 @@ func TestHealth(t *testing.T) {
 
 // TestNoSecretsInLogs runs a scenario with successes and failures and
 // searches the server's debug-level log for every value and token.
-func TestNoSecretsInLogs(t *testing.T) {
-	e := newEnv(t)
+func TestNoSecretsInLogs(t *testing.T) { withEachKEK(t, testNoSecretsInLogs) }
+
+func testNoSecretsInLogs(t *testing.T, e *env) {
 	_, c := e.start(t)
 	cx := ctx(t)
 	var secrets []string

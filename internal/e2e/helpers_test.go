@@ -14,28 +14,58 @@ import (
 
 	"github.com/tokenvault/tokenvault/client"
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
+	"github.com/tokenvault/tokenvault/crypto/kek/hcvault"
 	"github.com/tokenvault/tokenvault/internal/app"
+	"github.com/tokenvault/tokenvault/internal/vaulttest"
 )
 
-// env is one server's directories; start/stop it as often as a test needs.
+// env is one server's directories and KEK; start/stop it as often as a
+// test needs.
 type env struct {
 	dataDir, keysDir string
 	logs             *syncBuffer
+	vault            *vaulttest.Server // nil for the local keyring
+	vaultCfg         hcvault.Config
+	retention        time.Duration // backup retention; 0 for the default
 }
 
+// newEnv uses the local age keyring.
 func newEnv(t *testing.T) *env {
 	dir := t.TempDir()
 	return &env{dataDir: filepath.Join(dir, "data"), keysDir: filepath.Join(dir, "keys"), logs: &syncBuffer{}}
 }
 
+// newVaultEnv uses a real HashiCorp Vault server's transit engine as the
+// KEK (skipped locally without one, mandatory in CI; see internal/vaulttest).
+func newVaultEnv(t *testing.T) *env {
+	srv := vaulttest.Start(t)
+	mount, key := srv.Transit(t)
+	e := newEnv(t)
+	e.vault = srv
+	e.vaultCfg = hcvault.Config{Address: srv.Addr, Token: srv.Token, Mount: mount, Key: key, Timeout: 2 * time.Second}
+	return e
+}
+
+// withEachKEK runs fn against the local keyring and against Vault transit.
+func withEachKEK(t *testing.T, fn func(t *testing.T, e *env)) {
+	t.Run("kek=local", func(t *testing.T) { fn(t, newEnv(t)) })
+	t.Run("kek=vault", func(t *testing.T) { fn(t, newVaultEnv(t)) })
+}
+
 func (e *env) config() app.Config {
-	return app.Config{
+	cfg := app.Config{
 		Listen:  "127.0.0.1:0",
 		DataDir: e.dataDir,
 		Keyring: agekeyring.Config{Path: filepath.Join(e.keysDir, "keyring.age"), IdentityFile: filepath.Join(e.keysDir, "identity.txt")},
 		// Debug level: the no-secrets-in-logs test wants every log line.
-		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:          slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		HealthInterval:  100 * time.Millisecond,
+		BackupRetention: e.retention,
 	}
+	if e.vault != nil {
+		cfg.KEK, cfg.Vault = app.KEKVault, e.vaultCfg
+	}
+	return cfg
 }
 
 // start runs a server and returns a client for it; both stop at cleanup

@@ -99,18 +99,23 @@ func Start(t testing.TB) *Server {
 	if err := os.WriteFile(filepath.Join(s.dir, "vault.hcl"), []byte(s.config()), 0o600); err != nil {
 		t.Fatalf("vaulttest: write config: %v", err)
 	}
-	t.Cleanup(s.kill)
+	t.Cleanup(func() {
+		s.kill()
+		if t.Failed() {
+			t.Log("vaulttest: " + s.logTail())
+		}
+	})
 	s.launch()
 
 	s.Client = newClient(t, s.Addr, "")
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
-	init, err := s.Client.Sys().InitWithContext(ctx, &api.InitRequest{SecretShares: 1, SecretThreshold: 1})
+	resp, err := s.Client.Sys().InitWithContext(ctx, &api.InitRequest{SecretShares: 1, SecretThreshold: 1})
 	if err != nil {
 		s.fatalf("init: %v", err)
 	}
-	s.unsealKey = init.KeysB64[0]
-	s.Token = init.RootToken
+	s.unsealKey = resp.KeysB64[0]
+	s.Token = resp.RootToken
 	s.Client.SetToken(s.Token)
 	s.unseal()
 	return s
@@ -295,6 +300,7 @@ func (s *Server) launch() {
 	cmd := exec.Command(s.bin, "server", "-config", filepath.Join(s.dir, "vault.hcl"))
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = serverEnv()
+	dieWithParent(cmd)
 	if err := cmd.Start(); err != nil {
 		logf.Close()
 		s.t.Fatalf("vaulttest: start %s: %v", s.bin, err)
@@ -377,18 +383,23 @@ func (s *Server) kill() {
 	}
 }
 
-// fatalf fails the test with the tail of the server log, which usually says
-// why Vault did not come up.
+// fatalf fails the test with the tail of the server log.
 func (s *Server) fatalf(format string, args ...any) {
 	s.t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if log, err := os.ReadFile(filepath.Join(s.dir, "vault.log")); err == nil {
-		if len(log) > 4096 {
-			log = log[len(log)-4096:]
-		}
-		msg += "\n--- vault server log (tail) ---\n" + string(log)
+	s.t.Fatal("vaulttest: " + fmt.Sprintf(format, args...) + "\n" + s.logTail())
+}
+
+// logTail returns the end of the server log, which usually says why Vault
+// misbehaved.
+func (s *Server) logTail() string {
+	log, err := os.ReadFile(filepath.Join(s.dir, "vault.log"))
+	if err != nil {
+		return "no vault server log: " + err.Error()
 	}
-	s.t.Fatal("vaulttest: " + msg)
+	if len(log) > 4096 {
+		log = log[len(log)-4096:]
+	}
+	return "--- vault server log (tail) ---\n" + string(log)
 }
 
 // serverEnv is the environment minus VAULT_* variables, which could point

@@ -134,6 +134,7 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (Provider, error)
 	if err != nil {
 		return nil, err
 	}
+	loginClient.ClearToken()
 	warnInsecure(cfg, logger)
 
 	p := &provider{

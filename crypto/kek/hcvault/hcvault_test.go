@@ -90,7 +90,7 @@ func TestTokenRenewal(t *testing.T) {
 	tok, err := srv.Client.Auth().Token().CreateWithContext(testContext(t), &api.TokenCreateRequest{
 		Policies:        []string{policy},
 		NoDefaultPolicy: true, // the policy file alone must allow renewal
-		TTL:             "3s",
+		TTL:             "10s", // renewal at about 2/3 of it; leaves room for a slow, loaded machine
 		ExplicitMaxTTL:  "5m",
 		Renewable:       &renewable,
 	})
@@ -102,7 +102,7 @@ func TestTokenRenewal(t *testing.T) {
 	dek := randomDEK(t)
 	wrapped := mustWrap(ctx, t, p, dek)
 
-	time.Sleep(8 * time.Second)
+	time.Sleep(22 * time.Second) // well past the TTL: only renewal keeps the token alive
 
 	if got := mustUnwrap(ctx, t, p, wrapped); !bytes.Equal(got, dek) {
 		t.Fatal("Unwrap after renewal returned a different key")
@@ -338,6 +338,7 @@ func writePolicy(t *testing.T, srv *vaulttest.Server, mount string) string {
 	if err := srv.Client.Sys().PutPolicyWithContext(testContext(t), name, hcl); err != nil {
 		t.Fatalf("write policy: %v", err)
 	}
+	t.Cleanup(func() { _ = srv.Client.Sys().DeletePolicy(name) })
 	return name
 }
 
