@@ -26,7 +26,8 @@ func TestMain(m *testing.M) {
 	a, err := app.Start(context.Background(), app.Config{
 		Listen:  "127.0.0.1:0",
 		DataDir: filepath.Join(dir, "data"),
-		Keyring: agekeyring.Config{Path: filepath.Join(dir, "keyring.age"), IdentityFile: filepath.Join(dir, "identity.txt")},
+		KEK:     app.KEKConfig{Keyring: agekeyring.Config{Path: filepath.Join(dir, "keyring.age"), IdentityFile: filepath.Join(dir, "identity.txt")}},
+		Metrics: app.MetricsConfig{Listen: "off"},
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tokenvault/tokenvault/crypto/aead"
@@ -70,6 +71,8 @@ type keyCache struct {
 	mu  sync.Mutex
 	lru *list.List // of *cacheEntry, most recent at front
 	m   map[KeyID]*list.Element
+
+	hits, misses, evictions atomic.Int64
 }
 
 type cacheEntry struct {
@@ -91,13 +94,16 @@ func (c *keyCache) acquire(id KeyID) (*subjectKeys, func()) {
 	defer c.mu.Unlock()
 	el, ok := c.m[id]
 	if !ok {
+		c.misses.Add(1)
 		return nil, nil
 	}
 	e := el.Value.(*cacheEntry)
 	if c.now().After(e.expires) {
 		c.removeLocked(el)
+		c.misses.Add(1)
 		return nil, nil
 	}
+	c.hits.Add(1)
 	c.lru.MoveToFront(el)
 	e.refs++
 	return e.keys, c.releaser(e)
@@ -149,6 +155,7 @@ func (c *keyCache) evict(id KeyID) {
 func (c *keyCache) removeLocked(el *list.Element) {
 	e := c.lru.Remove(el).(*cacheEntry)
 	delete(c.m, e.id)
+	c.evictions.Add(1)
 	e.evicted = true
 	if e.refs == 0 {
 		e.keys.zero()
@@ -203,7 +210,9 @@ func (v *Vault) unwrap(ctx context.Context, sk SubjectKey) (*subjectKeys, func()
 	if ks, release := v.cache.acquire(sk.ID); ks != nil {
 		return ks, release, nil
 	}
+	start := time.Now()
 	dek, err := v.kek.Unwrap(ctx, sk.Wrapped)
+	v.onKEK("unwrap", time.Since(start), err)
 	if err != nil {
 		return nil, nil, fmt.Errorf("unwrapping subject key: %w", err)
 	}
@@ -226,7 +235,10 @@ func (v *Vault) createKey(ctx context.Context, subject string) (KeyID, *subjectK
 	if _, err := rand.Read(sk.ID[:]); err != nil {
 		return KeyID{}, nil, nil, err
 	}
-	if sk.Wrapped, err = v.kek.Wrap(ctx, dek.Bytes()); err != nil {
+	start := time.Now()
+	sk.Wrapped, err = v.kek.Wrap(ctx, dek.Bytes())
+	v.onKEK("wrap", time.Since(start), err)
+	if err != nil {
 		return KeyID{}, nil, nil, fmt.Errorf("wrapping new subject key: %w", err)
 	}
 	stored, err := v.store.CreateSubjectKey(ctx, subject, sk)

@@ -90,6 +90,8 @@ func (v *Vault) Tokenize(ctx context.Context, subject string, fields []Field) ([
 			for k, i := range pending {
 				tokens[i] = recs[k].Token
 			}
+			v.tokensCreated.Add(int64(len(recs)))
+			v.tokens.Add(int64(len(recs)))
 			recs = nil
 		case errors.As(err, &ce) && ce.Lookup:
 			// A concurrent deterministic tokenize stored this value first:

@@ -36,6 +36,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/tokenvault/tokenvault/crypto/kek"
@@ -59,6 +60,10 @@ type Options struct {
 	Rand io.Reader
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// OnKEK, if set, is told about every call to the KEK on the request
+	// path ("wrap", "unwrap"): for metrics, without the domain knowing
+	// about them.
+	OnKEK func(op string, d time.Duration, err error)
 }
 
 // Vault is the domain service. It is safe for concurrent use.
@@ -69,6 +74,46 @@ type Vault struct {
 	log   *slog.Logger
 	rand  io.Reader
 	now   func() time.Time
+	onKEK func(op string, d time.Duration, err error)
+
+	tokens          atomic.Int64 // tokens stored (see Stats)
+	tokensCreated   atomic.Int64
+	erasures        atomic.Int64
+	recordsPurged   atomic.Int64
+	tokensCounted bool
+}
+
+// Stats are the vault's counters, for metrics.
+type Stats struct {
+	// TokensStored is the number of token records in the store, or -1 if
+	// the store cannot count them.
+	TokensStored  int64
+	TokensCreated int64 // since start
+	Erasures      int64 // since start
+	RecordsPurged int64 // since start, by erasures
+	CacheEntries  int
+	CacheHits     int64
+	CacheMisses   int64
+	CacheEvicted  int64
+}
+
+// Stats returns the current counters.
+func (v *Vault) Stats() Stats {
+	st := Stats{
+		TokensStored: -1, TokensCreated: v.tokensCreated.Load(), Erasures: v.erasures.Load(),
+		RecordsPurged: v.recordsPurged.Load(), CacheEntries: v.cache.len(),
+		CacheHits: v.cache.hits.Load(), CacheMisses: v.cache.misses.Load(), CacheEvicted: v.cache.evictions.Load(),
+	}
+	if v.tokensCounted {
+		st.TokensStored = v.tokens.Load()
+	}
+	return st
+}
+
+// TokenCounter is an optional Store capability: counting stored tokens
+// (once, at start; the vault keeps the count current afterwards).
+type TokenCounter interface {
+	CountTokens(ctx context.Context) (int64, error)
 }
 
 // New returns a Vault over store and kek. It first finishes any erasure a
@@ -89,8 +134,11 @@ func New(ctx context.Context, store Store, wrapper kek.Wrapper, opts Options) (*
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.OnKEK == nil {
+		opts.OnKEK = func(string, time.Duration, error) {}
+	}
 	v := &Vault{
-		store: store, kek: wrapper, log: opts.Logger, rand: opts.Rand, now: opts.Now,
+		store: store, kek: wrapper, log: opts.Logger, rand: opts.Rand, now: opts.Now, onKEK: opts.OnKEK,
 		cache: newKeyCache(opts.CacheSize, opts.CacheTTL, opts.Now),
 	}
 	pending, err := store.PendingPurges(ctx)
@@ -103,6 +151,14 @@ func New(ctx context.Context, store Store, wrapper kek.Wrapper, opts Options) (*
 			return nil, fmt.Errorf("vault: resuming interrupted erasure: %w", err)
 		}
 		v.log.Info("resumed interrupted erasure", "records", c.Records, "lookups", c.Lookups)
+	}
+	if tc, ok := store.(TokenCounter); ok {
+		n, err := tc.CountTokens(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("vault: counting tokens: %w", err)
+		}
+		v.tokens.Store(n)
+		v.tokensCounted = true
 	}
 	return v, nil
 }
@@ -137,11 +193,14 @@ func (v *Vault) EraseSubject(ctx context.Context, subject string) (Receipt, erro
 		return Receipt{}, fmt.Errorf("shredding subject key: %w", err)
 	}
 	v.cache.evict(id)
+	v.erasures.Add(1)
 	r := Receipt{Subject: subject, ErasedAt: v.now().UTC()}
 	// The shred is done and cannot be undone; finish the purge even if the
 	// caller gives up waiting.
 	c, err := v.store.PurgeKey(context.WithoutCancel(ctx), id)
 	r.Records, r.Lookups = c.Records, c.Lookups
+	v.recordsPurged.Add(c.Records)
+	v.tokens.Add(-c.Records)
 	if err != nil {
 		// The data is already unreadable; the purge resumes at next start.
 		return r, fmt.Errorf("subject key destroyed, but purging its records failed (resumed at next start): %w", err)

@@ -25,13 +25,15 @@ import (
 	"github.com/tokenvault/tokenvault/client"
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/internal/app"
+	"github.com/tokenvault/tokenvault/internal/config"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 )
 
 const usage = `tokenvault: tokenization and field-encryption vault
 
 Usage:
-  tokenvault serve [flags]                         run the gRPC service
+  tokenvault serve [--config FILE] [flags]         run the gRPC service
+  tokenvault config check FILE                     validate a config file
   tokenvault tokenize --subject S --kind K VALUE…  print one token per value
   tokenvault detokenize --purpose P TOKEN…         print the values
   tokenvault mask TOKEN…                           print display masks
@@ -59,7 +61,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	}
 	cmds := map[string]func([]string, io.Reader, io.Writer, io.Writer) error{
 		"serve": serve, "tokenize": tokenize, "detokenize": detokenize, "mask": mask,
-		"encrypt": encrypt, "decrypt": decrypt, "erase": erase, "kek": kekCmd,
+		"encrypt": encrypt, "decrypt": decrypt, "erase": erase, "kek": kekCmd, "config": configCmd,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
@@ -90,49 +92,57 @@ func envOr(name, def string) string {
 func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	var cfg app.Config
-	fs.StringVar(&cfg.Listen, "listen", envOr("TOKENVAULT_LISTEN", "127.0.0.1:7300"), "gRPC listen address (env TOKENVAULT_LISTEN)")
-	fs.StringVar(&cfg.DataDir, "data-dir", envOr("TOKENVAULT_DATA_DIR", "tokenvault-data"), "data directory (env TOKENVAULT_DATA_DIR)")
-	fs.StringVar(&cfg.Keyring.Path, "keyring", envOr("TOKENVAULT_KEYRING", "tokenvault-keys/keyring.age"), "age-encrypted KEK keyring file (env TOKENVAULT_KEYRING)")
-	fs.StringVar(&cfg.Keyring.IdentityFile, "keyring-identity", os.Getenv("TOKENVAULT_KEYRING_IDENTITY"), "age identity file that opens the keyring (default: identity.txt beside the keyring; env TOKENVAULT_KEYRING_IDENTITY)")
-	fs.StringVar(&cfg.KEK, "kek", envOr("TOKENVAULT_KEK", "local"), "key-encryption key provider: local (age keyring) or vault (HashiCorp Vault transit) (env TOKENVAULT_KEK)")
-	fs.StringVar(&cfg.Vault.Address, "vault-addr", os.Getenv("VAULT_ADDR"), "HashiCorp Vault address (env VAULT_ADDR; the token comes from env VAULT_TOKEN)")
-	fs.StringVar(&cfg.Vault.Namespace, "vault-namespace", os.Getenv("VAULT_NAMESPACE"), "Vault Enterprise namespace (env VAULT_NAMESPACE)")
-	fs.StringVar(&cfg.Vault.Mount, "vault-mount", "transit", "transit mount path")
-	fs.StringVar(&cfg.Vault.Key, "vault-key", "tokenvault", "transit key name")
-	fs.StringVar(&cfg.Vault.TLS.CACert, "vault-ca-cert", os.Getenv("VAULT_CACERT"), "PEM CA bundle for Vault's TLS certificate (env VAULT_CACERT)")
-	fs.StringVar(&cfg.Vault.Auth.Method, "vault-auth", "token", "Vault auth method: token, approle or kubernetes")
-	fs.StringVar(&cfg.Vault.Auth.RoleID, "vault-role-id", os.Getenv("TOKENVAULT_VAULT_ROLE_ID"), "AppRole role id (env TOKENVAULT_VAULT_ROLE_ID)")
-	fs.StringVar(&cfg.Vault.Auth.SecretIDFile, "vault-secret-id-file", "", "file holding the AppRole secret id (re-read at every login)")
-	fs.StringVar(&cfg.Vault.Auth.Role, "vault-k8s-role", "", "Vault role for Kubernetes auth")
-	fs.DurationVar(&cfg.Vault.Timeout, "vault-timeout", 5*time.Second, "deadline for each call to Vault")
-	fs.DurationVar(&cfg.BackupRetention, "backup-retention", 30*24*time.Hour, "how long backups are kept; bounds KEK retirement (kek retire)")
-	fs.BoolVar(&cfg.AllowPlaintextNonLoopback, "insecure-plaintext-nonloopback", false, "allow plaintext gRPC on a non-loopback address (values cross the network unencrypted)")
-	logFormat := fs.String("log-format", envOr("TOKENVAULT_LOG_FORMAT", "text"), "log format: text or json")
-	logLevel := fs.String("log-level", envOr("TOKENVAULT_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
+	configFile := fs.String("config", os.Getenv("TOKENVAULT_CONFIG"), "YAML config file (env TOKENVAULT_CONFIG); see deploy/tokenvault.example.yaml")
+	// The common few settings also have flags; they override the file and
+	// the environment.
+	listen := fs.String("listen", "", "gRPC listen address (listen; default 127.0.0.1:7300)")
+	dataDir := fs.String("data-dir", "", "data directory (data_dir; default ./tokenvault-data)")
+	kekProvider := fs.String("kek", "", "key-encryption key provider: local or vault (kek.provider)")
+	keyring := fs.String("keyring", "", "age-encrypted KEK keyring file (kek.keyring.path)")
+	keyringID := fs.String("keyring-identity", "", "age identity file that opens the keyring (kek.keyring.identity_file)")
+	retention := fs.Duration("backup-retention", 0, "how long backups are kept; bounds KEK retirement (kek.backup_retention)")
+	metrics := fs.String("metrics-listen", "", `address of /metrics, /healthz, /readyz, or "off" (metrics.listen)`)
+	logFormat := fs.String("log-format", "", "log format: text or json (log.format)")
+	logLevel := fs.String("log-level", "", "log level: debug, info, warn, error (log.level)")
+	insecure := fs.Bool("insecure-plaintext-nonloopback", false, "allow plaintext gRPC on a non-loopback address: values cross the network unencrypted (insecure_plaintext_nonloopback)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	// Secrets come only from the environment: flags show up in ps.
-	cfg.Keyring.Passphrase = os.Getenv("TOKENVAULT_KEYRING_PASSPHRASE")
-	cfg.Vault.Token = os.Getenv("VAULT_TOKEN")
-	cfg.Vault.Auth.SecretID = os.Getenv("TOKENVAULT_VAULT_SECRET_ID")
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+	cfg, err := config.Load(*configFile, os.LookupEnv)
+	if err != nil {
+		return err
 	}
-	hopts := &slog.HandlerOptions{Level: level}
-	switch *logFormat {
-	case "text":
-		cfg.Logger = slog.New(slog.NewTextHandler(stderr, hopts))
-	case "json":
-		cfg.Logger = slog.New(slog.NewJSONHandler(stderr, hopts))
-	default:
-		return fmt.Errorf("--log-format: %q is not text or json", *logFormat)
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "listen":
+			cfg.Listen = *listen
+		case "data-dir":
+			cfg.DataDir = *dataDir
+		case "kek":
+			cfg.KEK.Provider = *kekProvider
+		case "keyring":
+			cfg.KEK.Keyring.Path = *keyring
+		case "keyring-identity":
+			cfg.KEK.Keyring.IdentityFile = *keyringID
+		case "backup-retention":
+			cfg.KEK.BackupRetention = *retention
+		case "metrics-listen":
+			cfg.Metrics.Listen = *metrics
+		case "log-format":
+			cfg.Log.Format = *logFormat
+		case "log-level":
+			cfg.Log.Level = *logLevel
+		case "insecure-plaintext-nonloopback":
+			cfg.AllowPlaintextNonLoopback = *insecure
+		}
+	})
+	if err := config.Validate(&cfg); err != nil {
+		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
+	cfg.Logger = newLogger(cfg.Log, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	a, err := app.Start(ctx, cfg)
@@ -144,12 +154,39 @@ func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 	}
 	select {
 	case <-ctx.Done():
-		cfg.Logger.Info("shutting down")
+		cfg.Logger.Info("shutting down: draining in-flight calls", "timeout", cfg.ShutdownTimeout)
 	case err := <-a.Done():
 		a.Stop()
 		return fmt.Errorf("server stopped: %w", err)
 	}
 	return a.Stop()
+}
+
+func newLogger(c app.LogConfig, w io.Writer) *slog.Logger {
+	var level slog.Level
+	level.UnmarshalText([]byte(c.Level)) // validated by config.Validate
+	opts := &slog.HandlerOptions{Level: level}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// configCmd: "config check FILE" validates a config file (with the
+// environment applied, as serve would) without starting anything.
+func configCmd(args []string, _ io.Reader, stdout, _ io.Writer) error {
+	if len(args) != 2 || args[0] != "check" {
+		return errors.New("usage: tokenvault config check FILE")
+	}
+	cfg, err := config.Load(args[1], os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	if err := config.Validate(&cfg); err != nil {
+		return fmt.Errorf("%s is invalid:\n%w", args[1], err)
+	}
+	fmt.Fprintf(stdout, "%s: ok (kek provider %s, listen %s, data_dir %s)\n", args[1], cfg.KEK.Provider, cfg.Listen, cfg.DataDir)
+	return nil
 }
 
 // clientFlags are shared by the client commands.

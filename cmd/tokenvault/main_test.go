@@ -42,7 +42,7 @@ type server struct {
 func startServe(t *testing.T, dir, addr string, extra ...string) *server {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"serve", "--listen", addr, "--data-dir", filepath.Join(dir, "data"),
-		"--keyring", filepath.Join(dir, "keys", "keyring.age")}, extra...)...)
+		"--keyring", filepath.Join(dir, "keys", "keyring.age"), "--metrics-listen", "127.0.0.1:0"}, extra...)...)
 	cmd.Env = append(os.Environ(), "TOKENVAULT_TEST_MAIN=1")
 	s := &server{cmd: cmd, stderr: &bytes.Buffer{}, addr: addr}
 	cmd.Stderr = s.stderr
@@ -221,5 +221,23 @@ func TestCLIKEK(t *testing.T) {
 	}
 	if _, errOut, code := cli(t, "", "kek", "frob"); code == 0 || !strings.Contains(errOut, "unknown kek subcommand") {
 		t.Fatalf("kek frob: %q", errOut)
+	}
+}
+
+func TestConfigCheck(t *testing.T) {
+	out, errOut, code := cli(t, "", "config", "check", filepath.Join("..", "..", "deploy", "tokenvault.example.yaml"))
+	if code != 0 || !strings.Contains(out, ": ok") {
+		t.Fatalf("config check of the example: %d %q %q", code, out, errOut)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(bad, []byte("kek:\n  provider: hsm\nlog:\n  level: loud\n"), 0o600)
+	out, errOut, code = cli(t, "", "config", "check", bad)
+	if code == 0 || out != "" || !strings.Contains(errOut, "kek.provider") || !strings.Contains(errOut, "log.level") {
+		t.Fatalf("config check of a bad file: %d %q %q", code, out, errOut)
+	}
+	// serve refuses the same file before opening anything.
+	_, errOut, code = cli(t, "", "serve", "--config", bad, "--data-dir", filepath.Join(t.TempDir(), "d"))
+	if code == 0 || !strings.Contains(errOut, "invalid configuration") || !strings.Contains(errOut, "kek.provider") {
+		t.Fatalf("serve with a bad config: %d %q", code, errOut)
 	}
 }

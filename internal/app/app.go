@@ -10,8 +10,10 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -22,38 +24,85 @@ import (
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/crypto/kek/hcvault"
 	"github.com/tokenvault/tokenvault/internal/grpcserver"
+	"github.com/tokenvault/tokenvault/internal/metrics"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 	"github.com/tokenvault/tokenvault/vault"
 	"github.com/tokenvault/tokenvault/vault/badgerstore"
 )
 
-// Config is the server configuration.
+// Config is the server configuration: the YAML config file's shape (see
+// deploy/tokenvault.example.yaml; loaded by internal/config).
 type Config struct {
 	// Listen is the gRPC address (default 127.0.0.1:7300).
-	Listen string
+	Listen string `yaml:"listen"`
 	// DataDir holds the badger store (default ./tokenvault-data).
-	DataDir string
-	// KEK selects the key-encryption key provider: "local" (default, the
-	// age keyring) or "vault" (HashiCorp Vault transit).
-	KEK string
-	// Keyring is the local KEK keyring (defaults: ./tokenvault-keys/keyring.age
-	// opened by ./tokenvault-keys/identity.txt).
-	Keyring agekeyring.Config
-	// Vault configures the HashiCorp Vault transit KEK.
-	Vault hcvault.Config
-	// BackupRetention is how long backups are kept: a KEK version is
-	// retired only once its successor is older than this (default 30 days).
-	BackupRetention time.Duration
-	// HealthInterval is how often the KEK provider's health is checked
-	// (default 5s).
-	HealthInterval time.Duration
+	DataDir string `yaml:"data_dir"`
 	// AllowPlaintextNonLoopback permits serving plaintext gRPC on a
 	// non-loopback address. Off by default: values and tokens would cross
 	// the network in the clear.
-	AllowPlaintextNonLoopback bool
+	AllowPlaintextNonLoopback bool `yaml:"insecure_plaintext_nonloopback"`
+	// KEK is the key-encryption key provider.
+	KEK KEKConfig `yaml:"kek"`
+	// Cache bounds the cache of unwrapped subject keys.
+	Cache CacheConfig `yaml:"cache"`
+	// Log configures structured logging (used by cmd to build Logger).
+	Log LogConfig `yaml:"log"`
+	// Metrics configures the HTTP listener for /metrics, /healthz, /readyz.
+	Metrics MetricsConfig `yaml:"metrics"`
+	// Maintenance configures background store maintenance.
+	Maintenance MaintenanceConfig `yaml:"maintenance"`
 	// ShutdownTimeout bounds the graceful drain (default 10s).
-	ShutdownTimeout time.Duration
-	Logger          *slog.Logger
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Logger receives the server's logs (default slog.Default()).
+	Logger *slog.Logger `yaml:"-"`
+}
+
+// KEKConfig selects and configures the key-encryption key provider.
+type KEKConfig struct {
+	// Provider is "local" (default, the age keyring) or "vault"
+	// (HashiCorp Vault transit).
+	Provider string `yaml:"provider"`
+	// Keyring is the local keyring (defaults: ./tokenvault-keys/keyring.age
+	// opened by ./tokenvault-keys/identity.txt).
+	Keyring agekeyring.Config `yaml:"keyring"`
+	// Vault configures the HashiCorp Vault transit KEK.
+	Vault hcvault.Config `yaml:"vault"`
+	// BackupRetention is how long backups are kept: a KEK version is
+	// retired only once its successor is older than this (default 30 days).
+	BackupRetention time.Duration `yaml:"backup_retention"`
+	// HealthInterval is how often the provider's health is checked
+	// (default 5s).
+	HealthInterval time.Duration `yaml:"health_interval"`
+}
+
+// CacheConfig bounds the cache of unwrapped subject keys.
+type CacheConfig struct {
+	// Size is the number of subjects (default 100,000).
+	Size int `yaml:"size"`
+	// TTL is how long an unwrapped key stays cached (default 10m).
+	TTL time.Duration `yaml:"ttl"`
+}
+
+// LogConfig configures logging.
+type LogConfig struct {
+	Format string `yaml:"format"` // text (default) or json
+	Level  string `yaml:"level"`  // debug, info (default), warn, error
+}
+
+// MetricsConfig configures the HTTP observability listener.
+type MetricsConfig struct {
+	// Listen is the address of /metrics, /healthz and /readyz (default
+	// 127.0.0.1:9300); "off" disables the listener.
+	Listen string `yaml:"listen"`
+}
+
+// MaintenanceConfig configures background store maintenance.
+type MaintenanceConfig struct {
+	// GCInterval is how often badger's value-log GC runs (default 10m).
+	GCInterval time.Duration `yaml:"gc_interval"`
+	// GCDiscardRatio is the share of stale data that makes a value-log
+	// file worth rewriting (default 0.5).
+	GCDiscardRatio float64 `yaml:"gc_discard_ratio"`
 }
 
 // SetDefaults fills unset fields.
@@ -64,23 +113,45 @@ func (c *Config) SetDefaults() {
 	if c.DataDir == "" {
 		c.DataDir = "tokenvault-data"
 	}
-	if c.KEK == "" {
-		c.KEK = KEKLocal
+	k := &c.KEK
+	if k.Provider == "" {
+		k.Provider = KEKLocal
 	}
-	if c.KEK == KEKVault {
-		c.Vault.SetDefaults()
+	if k.Provider == KEKVault {
+		k.Vault.SetDefaults()
 	}
-	if c.BackupRetention == 0 {
-		c.BackupRetention = 30 * 24 * time.Hour
+	if k.BackupRetention == 0 {
+		k.BackupRetention = 30 * 24 * time.Hour
 	}
-	if c.HealthInterval == 0 {
-		c.HealthInterval = 5 * time.Second
+	if k.HealthInterval == 0 {
+		k.HealthInterval = 5 * time.Second
 	}
-	if c.Keyring.Path == "" {
-		c.Keyring.Path = filepath.Join("tokenvault-keys", "keyring.age")
+	if k.Keyring.Path == "" {
+		k.Keyring.Path = filepath.Join("tokenvault-keys", "keyring.age")
 	}
-	if c.Keyring.IdentityFile == "" && c.Keyring.Passphrase == "" {
-		c.Keyring.IdentityFile = filepath.Join(filepath.Dir(c.Keyring.Path), "identity.txt")
+	if k.Keyring.IdentityFile == "" && k.Keyring.Passphrase == "" {
+		k.Keyring.IdentityFile = filepath.Join(filepath.Dir(k.Keyring.Path), "identity.txt")
+	}
+	if c.Cache.Size == 0 {
+		c.Cache.Size = 100_000
+	}
+	if c.Cache.TTL == 0 {
+		c.Cache.TTL = 10 * time.Minute
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Metrics.Listen == "" {
+		c.Metrics.Listen = "127.0.0.1:9300"
+	}
+	if c.Maintenance.GCInterval == 0 {
+		c.Maintenance.GCInterval = 10 * time.Minute
+	}
+	if c.Maintenance.GCDiscardRatio == 0 {
+		c.Maintenance.GCDiscardRatio = 0.5
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
@@ -90,29 +161,64 @@ func (c *Config) SetDefaults() {
 	}
 }
 
-// Validate names the offending setting.
+// Validate reports every problem at once, each naming its config key.
 func (c *Config) Validate() error {
-	host, _, err := net.SplitHostPort(c.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %q is not host:port: %w", c.Listen, err)
-	}
-	if !c.AllowPlaintextNonLoopback && !isLoopback(host) {
-		return fmt.Errorf("listen: refusing plaintext gRPC on non-loopback address %q; listen on 127.0.0.1 or set --insecure-plaintext-nonloopback", c.Listen)
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if host, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen: %q is not host:port", c.Listen)
+	} else if !c.AllowPlaintextNonLoopback && !isLoopback(host) {
+		bad("listen: refusing plaintext gRPC on non-loopback address %q; listen on 127.0.0.1 or set insecure_plaintext_nonloopback (--insecure-plaintext-nonloopback)", c.Listen)
 	}
 	if c.DataDir == "" {
-		return errors.New("data_dir: must not be empty")
+		bad("data_dir: must not be empty")
 	}
-	if c.BackupRetention < 0 {
-		return errors.New("backup_retention: must not be negative")
-	}
-	switch c.KEK {
+	switch c.KEK.Provider {
 	case KEKLocal:
-		return c.Keyring.Validate()
+		if err := c.KEK.Keyring.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	case KEKVault:
-		return c.Vault.Validate()
+		if err := c.KEK.Vault.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	default:
-		return fmt.Errorf("kek: %q is not %q or %q", c.KEK, KEKLocal, KEKVault)
+		bad("kek.provider: %q is not %q or %q", c.KEK.Provider, KEKLocal, KEKVault)
 	}
+	if c.KEK.BackupRetention < 0 {
+		bad("kek.backup_retention: must not be negative")
+	}
+	if c.KEK.HealthInterval < 0 {
+		bad("kek.health_interval: must not be negative")
+	}
+	if c.Cache.Size < 0 {
+		bad("cache.size: must not be negative")
+	}
+	if c.Cache.TTL < 0 {
+		bad("cache.ttl: must not be negative")
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format: %q is not text or json", c.Log.Format)
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.Log.Level)); err != nil {
+		bad("log.level: %q is not debug, info, warn or error", c.Log.Level)
+	}
+	if c.Metrics.Listen != "off" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			bad("metrics.listen: %q is not host:port or off", c.Metrics.Listen)
+		}
+	}
+	if c.Maintenance.GCInterval < 0 {
+		bad("maintenance.gc_interval: must not be negative")
+	}
+	if r := c.Maintenance.GCDiscardRatio; r <= 0 || r >= 1 {
+		bad("maintenance.gc_discard_ratio: must be between 0 and 1, not %v", r)
+	}
+	if c.ShutdownTimeout < 0 {
+		bad("shutdown_timeout: must not be negative")
+	}
+	return errors.Join(errs...)
 }
 
 // KEK provider names.
@@ -137,11 +243,16 @@ type App struct {
 	vault   *vault.Vault
 	grpc    *grpc.Server
 	health  *health.Server
+	metrics *metrics.Metrics
+	http    *http.Server
 	stopBg  context.CancelFunc
-	bgDone  chan struct{}
-	lis     net.Listener
-	served  chan error
-	Created bool // a new keyring was created at start
+	bg      sync.WaitGroup
+
+	httpAddr   string
+	kekHealthy atomic.Bool
+	lis        net.Listener
+	served     chan error
+	Created    bool // a new keyring was created at start
 
 	stopOnce sync.Once
 	stopErr  error
@@ -185,23 +296,23 @@ func openKEK(ctx context.Context, cfg Config, store vault.Store) (kek.Wrapper, b
 	}
 	var w kek.Wrapper
 	created := false
-	switch cfg.KEK {
+	switch cfg.KEK.Provider {
 	case KEKVault:
-		if w, err = hcvault.New(ctx, cfg.Vault, log.With("component", "hcvault")); err != nil {
+		if w, err = hcvault.New(ctx, cfg.KEK.Vault, log.With("component", "hcvault")); err != nil {
 			return nil, false, err
 		}
-		log.Info("using HashiCorp Vault transit as the KEK", "vault", cfg.Vault)
+		log.Info("using HashiCorp Vault transit as the KEK", "vault", cfg.KEK.Vault)
 	default:
 		var kr agekeyring.Provider
-		if kr, created, err = agekeyring.OpenOrCreate(cfg.Keyring, !hasKeys); err != nil {
+		if kr, created, err = agekeyring.OpenOrCreate(cfg.KEK.Keyring, !hasKeys); err != nil {
 			return nil, false, err
 		}
 		w = kr
 		if created {
 			log.Warn("created a new keyring: back up the identity file and keep it apart from the data directory",
-				"keyring", cfg.Keyring.Path, "identity", cfg.Keyring.IdentityFile)
+				"keyring", cfg.KEK.Keyring.Path, "identity", cfg.KEK.Keyring.IdentityFile)
 		} else {
-			log.Info("opened keyring", "keyring", cfg.Keyring.Path)
+			log.Info("opened keyring", "keyring", cfg.KEK.Keyring.Path)
 		}
 	}
 	if err := probeKEK(ctx, store, w); err != nil {
@@ -237,7 +348,9 @@ func closeKEK(w kek.Wrapper) {
 }
 
 func start(ctx context.Context, cfg Config, store vault.Store, wrapper kek.Wrapper, created bool) (*App, error) {
-	v, err := vault.New(ctx, store, wrapper, vault.Options{Logger: cfg.Logger})
+	m := metrics.New()
+	v, err := vault.New(ctx, store, wrapper, vault.Options{Logger: cfg.Logger, CacheSize: cfg.Cache.Size,
+		CacheTTL: cfg.Cache.TTL, OnKEK: m.ObserveKEK})
 	if err != nil {
 		return nil, err
 	}
@@ -246,30 +359,96 @@ func start(ctx context.Context, cfg Config, store vault.Store, wrapper kek.Wrapp
 		v.Close()
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	gs, hs := grpcserver.NewGRPCServer(grpcserver.New(v, cfg.Logger), grpcserver.NewAdmin(v, cfg.BackupRetention, cfg.Logger))
+	var httpLis net.Listener
+	if cfg.Metrics.Listen != "off" {
+		if httpLis, err = net.Listen("tcp", cfg.Metrics.Listen); err != nil {
+			lis.Close()
+			v.Close()
+			return nil, fmt.Errorf("metrics.listen: %w", err)
+		}
+	}
+	srv := grpcserver.New(v, cfg.Logger)
+	srv.OnBatch = m.ObserveBatch
+	gs, hs := grpcserver.NewGRPCServer(srv, grpcserver.NewAdmin(v, cfg.KEK.BackupRetention, cfg.Logger), m.ServerOptions()...)
+	m.GRPC.InitializeMetrics(gs)
+	m.WatchVault(v)
+	if sz, ok := store.(metrics.Sizer); ok {
+		m.WatchStoreSize(sz)
+	}
 	bg, stopBg := context.WithCancel(context.Background())
-	a := &App{cfg: cfg, store: store, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis,
-		served: make(chan error, 1), Created: created, stopBg: stopBg, bgDone: make(chan struct{})}
+	a := &App{cfg: cfg, store: store, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis, metrics: m,
+		served: make(chan error, 1), Created: created, stopBg: stopBg}
+	a.kekHealthy.Store(true)
+	a.bg.Add(2)
 	go a.watchKEK(bg)
+	go a.maintain(bg)
+	if httpLis != nil {
+		a.http = &http.Server{Handler: m.Handler(a.ready), ReadHeaderTimeout: 10 * time.Second}
+		a.httpAddr = httpLis.Addr().String()
+		go a.http.Serve(httpLis)
+	}
 	go func() { a.served <- gs.Serve(lis) }()
-	cfg.Logger.Info("tokenvault serving", "addr", lis.Addr().String(), "data_dir", cfg.DataDir, "kek", cfg.KEK)
+	cfg.Logger.Info("tokenvault serving", "addr", lis.Addr().String(), "metrics", a.httpAddr, "data_dir", cfg.DataDir, "kek", cfg.KEK.Provider)
 	return a, nil
+}
+
+// ready backs /readyz: the store answers and the KEK provider is healthy.
+func (a *App) ready() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := a.store.HasSubjectKeys(ctx); err != nil {
+		return errors.New("store unavailable")
+	}
+	if !a.kekHealthy.Load() {
+		return errors.New("key-encryption key provider unavailable")
+	}
+	return nil
+}
+
+// gcStore is a store with value-log garbage collection (badger).
+type gcStore interface {
+	RunGC(discardRatio float64) (rewrites int, err error)
+}
+
+// maintain runs store GC on a schedule, with its effect in metrics.
+func (a *App) maintain(ctx context.Context) {
+	defer a.bg.Done()
+	gs, ok := a.store.(gcStore)
+	if !ok || a.cfg.Maintenance.GCInterval <= 0 {
+		return
+	}
+	t := time.NewTicker(a.cfg.Maintenance.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := gs.RunGC(a.cfg.Maintenance.GCDiscardRatio)
+		a.metrics.ObserveGC(n, err)
+		if err != nil {
+			a.cfg.Logger.Warn("store GC failed", "err", err)
+		} else if n > 0 {
+			a.cfg.Logger.Info("store GC rewrote value-log files", "files", n)
+		}
+	}
 }
 
 // watchKEK reports the KEK provider's health through the gRPC health
 // service: the TokenVault service is NOT_SERVING while the provider is
 // unreachable (requests for subjects whose keys are cached still work).
 func (a *App) watchKEK(ctx context.Context) {
-	defer close(a.bgDone)
+	defer a.bg.Done()
 	hc, ok := a.kek.(kek.HealthChecker)
 	if !ok {
 		return
 	}
 	healthy := true
-	t := time.NewTicker(a.cfg.HealthInterval)
+	t := time.NewTicker(a.cfg.KEK.HealthInterval)
 	defer t.Stop()
 	for {
-		cctx, cancel := context.WithTimeout(ctx, a.cfg.HealthInterval)
+		cctx, cancel := context.WithTimeout(ctx, a.cfg.KEK.HealthInterval)
 		err := hc.Healthy(cctx)
 		cancel()
 		if ctx.Err() != nil {
@@ -277,6 +456,7 @@ func (a *App) watchKEK(ctx context.Context) {
 		}
 		if (err == nil) != healthy {
 			healthy = err == nil
+			a.kekHealthy.Store(healthy)
 			st := healthpb.HealthCheckResponse_SERVING
 			if healthy {
 				a.cfg.Logger.Info("KEK provider is healthy again")
@@ -296,6 +476,9 @@ func (a *App) watchKEK(ctx context.Context) {
 
 // Addr is the address the server listens on.
 func (a *App) Addr() string { return a.lis.Addr().String() }
+
+// MetricsAddr is the address of the HTTP observability listener ("" if off).
+func (a *App) MetricsAddr() string { return a.httpAddr }
 
 // Done is closed (receives Serve's error) if the server stops by itself.
 func (a *App) Done() <-chan error { return a.served }
@@ -317,7 +500,10 @@ func (a *App) stop() error {
 		<-done
 	}
 	a.stopBg()
-	<-a.bgDone
+	a.bg.Wait()
+	if a.http != nil {
+		a.http.Close()
+	}
 	a.vault.Close()
 	closeKEK(a.kek)
 	return a.store.Close()

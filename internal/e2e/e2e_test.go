@@ -237,20 +237,20 @@ func TestKeyringSafety(t *testing.T) {
 	cfg := e.config()
 
 	t.Run("keyring missing", func(t *testing.T) {
-		moved := cfg.Keyring.Path + ".moved"
-		os.Rename(cfg.Keyring.Path, moved)
-		defer os.Rename(moved, cfg.Keyring.Path)
+		moved := cfg.KEK.Keyring.Path + ".moved"
+		os.Rename(cfg.KEK.Keyring.Path, moved)
+		defer os.Rename(moved, cfg.KEK.Keyring.Path)
 		_, err := app.Start(ctx(t), cfg)
 		if !errors.Is(err, agekeyring.ErrNotExist) {
 			t.Fatalf("start without keyring: %v", err)
 		}
-		if _, err := os.Stat(cfg.Keyring.Path); err == nil {
+		if _, err := os.Stat(cfg.KEK.Keyring.Path); err == nil {
 			t.Fatal("a new keyring was created over existing data")
 		}
 	})
 	t.Run("wrong identity", func(t *testing.T) {
 		bad := cfg
-		bad.Keyring.IdentityFile = filepath.Join(t.TempDir(), "other.txt")
+		bad.KEK.Keyring.IdentityFile = filepath.Join(t.TempDir(), "other.txt")
 		if _, err := app.Start(ctx(t), bad); err == nil {
 			t.Fatal("started with an identity that does not open the keyring")
 		}

@@ -56,14 +56,17 @@ func (e *env) config() app.Config {
 	cfg := app.Config{
 		Listen:  "127.0.0.1:0",
 		DataDir: e.dataDir,
-		Keyring: agekeyring.Config{Path: filepath.Join(e.keysDir, "keyring.age"), IdentityFile: filepath.Join(e.keysDir, "identity.txt")},
+		KEK: app.KEKConfig{
+			Keyring:         agekeyring.Config{Path: filepath.Join(e.keysDir, "keyring.age"), IdentityFile: filepath.Join(e.keysDir, "identity.txt")},
+			HealthInterval:  100 * time.Millisecond,
+			BackupRetention: e.retention,
+		},
+		Metrics: app.MetricsConfig{Listen: "127.0.0.1:0"},
 		// Debug level: the no-secrets-in-logs test wants every log line.
-		Logger:          slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		HealthInterval:  100 * time.Millisecond,
-		BackupRetention: e.retention,
+		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if e.vault != nil {
-		cfg.KEK, cfg.Vault = app.KEKVault, e.vaultCfg
+		cfg.KEK.Provider, cfg.KEK.Vault = app.KEKVault, e.vaultCfg
 	}
 	return cfg
 }

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -31,6 +32,14 @@ type Server struct {
 	pb.UnimplementedTokenVaultServer
 	v   *vault.Vault
 	log *slog.Logger
+	// OnBatch, if set, is told each batch request's size (for metrics).
+	OnBatch func(rpc string, n int)
+}
+
+func (s *Server) observeBatch(rpc string, n int) {
+	if s.OnBatch != nil {
+		s.OnBatch(rpc, n)
+	}
 }
 
 // New returns the service implementation.
@@ -85,20 +94,63 @@ func (s *Server) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamS
 	return h(srv, ss)
 }
 
+// requestIDKey is the metadata key of the request id: taken from the
+// caller if it sends one (so ids follow a request across services),
+// generated otherwise, and echoed in the response header.
+const requestIDKey = "x-request-id"
+
+func requestID(ctx context.Context) string {
+	if md, ok := metadata.FromIncomingContext(ctx); ok {
+		if ids := md.Get(requestIDKey); len(ids) > 0 && validRequestID(ids[0]) {
+			return ids[0]
+		}
+	}
+	return errorRef()
+}
+
+// validRequestID keeps caller-chosen ids short and printable: they are
+// logged.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	for _, r := range id {
+		if r < 0x21 || r > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// logUnary logs one line per call: method, request id, code, duration and,
+// for failures, the status message (which never holds a value; an internal
+// error's message is its reference, so the line ties the reference to the
+// request). Request and response bodies are never logged.
+func (s *Server) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	id := requestID(ctx)
+	grpc.SetHeader(ctx, metadata.Pairs(requestIDKey, id))
+	resp, err := h(ctx, req)
+	s.logCall(info.FullMethod, id, start, err)
+	return resp, err
+}
+
 func (s *Server) logStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 	start := time.Now()
+	id := requestID(ss.Context())
+	ss.SetHeader(metadata.Pairs(requestIDKey, id))
 	err := h(srv, ss)
-	s.log.Info("rpc", "method", info.FullMethod, "code", status.Code(err).String(), "duration", time.Since(start))
+	s.logCall(info.FullMethod, id, start, err)
 	return err
 }
 
-// logUnary logs method, code and duration; never request or response
-// bodies.
-func (s *Server) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-	start := time.Now()
-	resp, err := h(ctx, req)
-	s.log.Debug("rpc", "method", info.FullMethod, "code", status.Code(err).String(), "duration", time.Since(start))
-	return resp, err
+func (s *Server) logCall(method, id string, start time.Time, err error) {
+	if err == nil {
+		s.log.Debug("rpc", "method", method, "request_id", id, "code", codes.OK.String(), "duration", time.Since(start))
+		return
+	}
+	st := status.Convert(err)
+	s.log.Info("rpc", "method", method, "request_id", id, "code", st.Code().String(), "duration", time.Since(start), "error", st.Message())
 }
 
 func (s *Server) Tokenize(ctx context.Context, req *pb.TokenizeRequest) (*pb.TokenizeResponse, error) {
@@ -111,6 +163,7 @@ func (s *Server) Tokenize(ctx context.Context, req *pb.TokenizeRequest) (*pb.Tok
 			ChecksumValid: f.GetOptions().GetChecksumValid(),
 		}
 	}
+	s.observeBatch("Tokenize", len(fields))
 	tokens, err := s.v.Tokenize(ctx, req.GetSubjectId(), fields)
 	if err != nil {
 		return nil, s.toStatus("Tokenize", err)
@@ -119,6 +172,7 @@ func (s *Server) Tokenize(ctx context.Context, req *pb.TokenizeRequest) (*pb.Tok
 }
 
 func (s *Server) Detokenize(ctx context.Context, req *pb.DetokenizeRequest) (*pb.DetokenizeResponse, error) {
+	s.observeBatch("Detokenize", len(req.GetTokens()))
 	res, err := s.v.Detokenize(ctx, req.GetTokens(), req.GetPurpose())
 	if err != nil {
 		return nil, s.toStatus("Detokenize", err)
@@ -134,6 +188,7 @@ func (s *Server) Detokenize(ctx context.Context, req *pb.DetokenizeRequest) (*pb
 }
 
 func (s *Server) Mask(ctx context.Context, req *pb.MaskRequest) (*pb.MaskResponse, error) {
+	s.observeBatch("Mask", len(req.GetTokens()))
 	res, err := s.v.Mask(ctx, req.GetTokens())
 	if err != nil {
 		return nil, s.toStatus("Mask", err)
@@ -153,6 +208,7 @@ func (s *Server) Encrypt(ctx context.Context, req *pb.EncryptRequest) (*pb.Encry
 	for i, it := range req.GetItems() {
 		items[i] = vault.EncryptItem{Plaintext: it.GetPlaintext(), Context: it.GetContext()}
 	}
+	s.observeBatch("Encrypt", len(items))
 	blobs, err := s.v.Encrypt(ctx, req.GetSubjectId(), items)
 	if err != nil {
 		return nil, s.toStatus("Encrypt", err)
@@ -165,6 +221,7 @@ func (s *Server) Decrypt(ctx context.Context, req *pb.DecryptRequest) (*pb.Decry
 	for i, it := range req.GetItems() {
 		items[i] = vault.DecryptItem{Blob: it.GetBlob(), Context: it.GetContext()}
 	}
+	s.observeBatch("Decrypt", len(items))
 	res, err := s.v.Decrypt(ctx, items, req.GetPurpose())
 	if err != nil {
 		return nil, s.toStatus("Decrypt", err)

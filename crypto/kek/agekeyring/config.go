@@ -13,23 +13,23 @@ import (
 // Config says where the keyring is and what opens it.
 type Config struct {
 	// Path of the age-encrypted keyring file.
-	Path string
+	Path string `yaml:"path"`
 	// IdentityFile is an age X25519 identity file (as made by age-keygen).
 	// Used unless Passphrase is set.
-	IdentityFile string
+	IdentityFile string `yaml:"identity_file"`
 	// Passphrase, if set, protects the keyring with age's scrypt
 	// recipient instead of an identity file. Read it from the environment
 	// or a secret store, never from a flag.
-	Passphrase string `json:"-"`
+	Passphrase string `yaml:"passphrase"`
 }
 
 // Validate names the offending setting.
 func (c Config) Validate() error {
 	if c.Path == "" {
-		return errors.New("keyring.path: must not be empty")
+		return errors.New("kek.keyring.path: must not be empty")
 	}
 	if c.Passphrase == "" && c.IdentityFile == "" {
-		return errors.New("keyring.identity_file: must be set unless a keyring passphrase is given")
+		return errors.New("kek.keyring.identity_file: must be set unless kek.keyring.passphrase (env TOKENVAULT_KEK_KEYRING_PASSPHRASE) is given")
 	}
 	return nil
 }

@@ -1,0 +1,145 @@
+package config_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tokenvault/tokenvault/internal/app"
+	"github.com/tokenvault/tokenvault/internal/config"
+)
+
+func env(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func write(t *testing.T, content string) string {
+	p := filepath.Join(t.TempDir(), "tokenvault.yaml")
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func load(t *testing.T, content string, e map[string]string) (app.Config, error) {
+	t.Helper()
+	cfg, err := config.Load(write(t, content), env(e))
+	if err != nil {
+		return cfg, err
+	}
+	return cfg, config.Validate(&cfg)
+}
+
+// TestExampleConfig: the documented example loads and validates as is.
+func TestExampleConfig(t *testing.T) {
+	cfg, err := config.Load(filepath.Join("..", "..", "deploy", "tokenvault.example.yaml"), env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := config.Validate(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:7300" || cfg.KEK.Provider != "local" || cfg.KEK.BackupRetention != 720*time.Hour ||
+		cfg.Cache.Size != 100000 || cfg.Maintenance.GCDiscardRatio != 0.5 || cfg.KEK.Vault.Mount != "transit" {
+		t.Fatalf("example config loaded as %+v", cfg)
+	}
+}
+
+func TestNoFileMeansDefaults(t *testing.T) {
+	cfg, err := config.Load("", env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := config.Validate(&cfg); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DataDir != "tokenvault-data" || cfg.Metrics.Listen != "127.0.0.1:9300" || cfg.ShutdownTimeout != 10*time.Second {
+		t.Fatalf("defaults: %+v", cfg)
+	}
+}
+
+func TestEnvOverrides(t *testing.T) {
+	cfg, err := load(t, "listen: 127.0.0.1:1\nkek:\n  provider: local\n", map[string]string{
+		"TOKENVAULT_LISTEN":                         "127.0.0.1:2",
+		"TOKENVAULT_KEK_PROVIDER":                   "vault",
+		"TOKENVAULT_KEK_VAULT_KEY":                  "other",
+		"TOKENVAULT_KEK_VAULT_AUTH_METHOD":          "approle",
+		"TOKENVAULT_KEK_VAULT_AUTH_ROLE_ID":         "r",
+		"TOKENVAULT_KEK_VAULT_AUTH_SECRET_ID":       "s3cr3t",
+		"TOKENVAULT_KEK_BACKUP_RETENTION":           "48h",
+		"TOKENVAULT_CACHE_SIZE":                     "7",
+		"TOKENVAULT_MAINTENANCE_GC_DISCARD_RATIO":   "0.7",
+		"TOKENVAULT_INSECURE_PLAINTEXT_NONLOOPBACK": "false",
+		"VAULT_ADDR": "http://127.0.0.1:8200",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Listen != "127.0.0.1:2" || cfg.KEK.Provider != "vault" || cfg.KEK.Vault.Key != "other" ||
+		cfg.KEK.Vault.Auth.SecretID != "s3cr3t" || cfg.KEK.BackupRetention != 48*time.Hour || cfg.Cache.Size != 7 ||
+		cfg.KEK.Vault.Address != "http://127.0.0.1:8200" || cfg.Maintenance.GCDiscardRatio != 0.7 {
+		t.Fatalf("env overrides not applied: %+v", cfg)
+	}
+	names := strings.Join(config.EnvNames(), " ")
+	for _, want := range []string{"TOKENVAULT_KEK_KEYRING_PASSPHRASE", "TOKENVAULT_KEK_VAULT_TOKEN", "TOKENVAULT_METRICS_LISTEN"} {
+		if !strings.Contains(names, want) {
+			t.Errorf("EnvNames lacks %s", want)
+		}
+	}
+}
+
+// TestBadConfig: each bad key or value is refused with a message naming it.
+func TestBadConfig(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		env        map[string]string
+		want       string
+	}{
+		{"unknown key", "lisen: 127.0.0.1:7300\n", nil, "lisen"},
+		{"unknown nested key", "kek:\n  keyring:\n    pth: x\n", nil, "pth"},
+		{"bad listen", "listen: nonsense\n", nil, "listen"},
+		{"plaintext non-loopback", "listen: 0.0.0.0:7300\n", nil, "listen: refusing plaintext"},
+		{"bad provider", "kek:\n  provider: hsm\n", nil, "kek.provider"},
+		{"vault without address", "kek:\n  provider: vault\n  vault:\n    token: t\n", nil, "kek.vault.address"},
+		{"vault without token", "kek:\n  provider: vault\n  vault:\n    address: http://127.0.0.1:8200\n", nil, "kek.vault.token"},
+		{"vault bad key name", "kek:\n  provider: vault\n  vault:\n    address: http://x:1\n    token: t\n    key: ../sys\n", nil, "kek.vault.key"},
+		{"bad duration", "kek:\n  backup_retention: forever\n", nil, "duration"},
+		{"negative retention", "kek:\n  backup_retention: -1h\n", nil, "kek.backup_retention"},
+		{"bad log format", "log:\n  format: xml\n", nil, "log.format"},
+		{"bad log level", "log:\n  level: loud\n", nil, "log.level"},
+		{"bad metrics listen", "metrics:\n  listen: everywhere\n", nil, "metrics.listen"},
+		{"bad discard ratio", "maintenance:\n  gc_discard_ratio: 2\n", nil, "maintenance.gc_discard_ratio"},
+		{"negative cache", "cache:\n  size: -1\n", nil, "cache.size"},
+		{"not a mapping", "- a\n- b\n", nil, "cannot unmarshal"},
+		{"two documents", "listen: 127.0.0.1:1\n---\nlisten: 127.0.0.1:2\n", nil, "more than one"},
+		{"bad env duration", "", map[string]string{"TOKENVAULT_CACHE_TTL": "soon"}, "TOKENVAULT_CACHE_TTL (cache.ttl)"},
+		{"bad env bool", "", map[string]string{"TOKENVAULT_INSECURE_PLAINTEXT_NONLOOPBACK": "maybe"}, "TOKENVAULT_INSECURE_PLAINTEXT_NONLOOPBACK"},
+		{"bad env int", "", map[string]string{"TOKENVAULT_CACHE_SIZE": "many"}, "TOKENVAULT_CACHE_SIZE"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := load(t, tc.yaml, tc.env)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one mentioning %q", err, tc.want)
+			}
+		})
+	}
+	t.Run("secret not echoed", func(t *testing.T) {
+		_, err := load(t, "", map[string]string{"TOKENVAULT_CACHE_SIZE": "hunter2-secret"})
+		if err == nil || strings.Contains(err.Error(), "hunter2") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("several problems at once", func(t *testing.T) {
+		_, err := load(t, "listen: x\nlog:\n  format: xml\n", nil)
+		if err == nil || !strings.Contains(err.Error(), "listen") || !strings.Contains(err.Error(), "log.format") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("missing file", func(t *testing.T) {
+		if _, err := config.Load(filepath.Join(t.TempDir(), "nope.yaml"), env(nil)); err == nil {
+			t.Fatal("loaded a missing file")
+		}
+	})
+}
