@@ -1,9 +1,12 @@
 // Package client is a small Go client for tokenvault over the generated
 // gRPC stubs ([tokenvaultv1.TokenVaultClient]).
 //
-// Batch calls return one result per input, in order; per-item failures are
-// gRPC status errors ([status.Code] tells NotFound from FailedPrecondition
-// and so on), call-level failures are returned as the call's error.
+// Batch calls return one result per input, in order; per-item and
+// call-level failures are [*Error]s that match the package's sentinel
+// errors ([ErrNotFound], [ErrErased], ...) with errors.Is and work with
+// status.Code. Calls that are safe to repeat are retried on UNAVAILABLE
+// ([WithRetry]); concurrent single-item calls can be batched
+// ([WithBatching]).
 package client
 
 import (
@@ -14,31 +17,41 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/status"
 
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 	"github.com/tokenvault/tokenvault/vault/format"
 )
 
-// Client talks to one tokenvault server.
+// Client talks to one tokenvault server. It is safe for concurrent use;
+// share one per process.
 type Client struct {
 	conn *grpc.ClientConn
 	rpc  pb.TokenVaultClient
+	s    settings
+
+	detokenizeB *coalescer[string, Result]
+	maskB       *coalescer[string, Result]
+	tokenizeB   *coalescer[Field, string]
 }
 
-// Dial connects to addr. Without options it uses a plaintext connection,
-// which the server allows only on loopback; pass
-// grpc.WithTransportCredentials for TLS.
-func Dial(addr string, opts ...grpc.DialOption) (*Client, error) {
-	if len(opts) == 0 {
-		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+// Dial connects to addr (the connection is made lazily, on first use).
+// Without transport credentials (see WithDialOptions) the connection is
+// plaintext, which the server allows only on loopback.
+func Dial(addr string, opts ...Option) (*Client, error) {
+	s := defaults()
+	for _, o := range opts {
+		o.apply(&s)
 	}
-	opts = append(opts, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32<<20)))
-	conn, err := grpc.NewClient(addr, opts...)
+	dial := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	dial = append(dial, s.dial...) // later options win: credentials given here replace insecure
+	dial = append(dial, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32<<20)))
+	conn, err := grpc.NewClient(addr, dial...)
 	if err != nil {
 		return nil, fmt.Errorf("tokenvault client: %w", err)
 	}
-	return &Client{conn: conn, rpc: pb.NewTokenVaultClient(conn)}, nil
+	c := &Client{conn: conn, rpc: pb.NewTokenVaultClient(conn), s: s}
+	c.initBatching()
+	return c, nil
 }
 
 // Close closes the connection.
@@ -79,7 +92,8 @@ func (c *Client) Tokenize(ctx context.Context, subject string, fields ...Field) 
 	for i, f := range fields {
 		k, err := Kind(f.Kind)
 		if err != nil {
-			return nil, status.Errorf(codes.InvalidArgument, "fields[%d].kind: %v", i, err)
+			return nil, &Error{Code: codes.InvalidArgument, Reason: "INVALID_ARGUMENT", Field: fmt.Sprintf("fields[%d].kind", i),
+				Message: fmt.Sprintf("fields[%d].kind: %v", i, err)}
 		}
 		mode := pb.TokenMode_TOKEN_MODE_RANDOM
 		if f.Deterministic {
@@ -88,7 +102,17 @@ func (c *Client) Tokenize(ctx context.Context, subject string, fields ...Field) 
 		req.Fields[i] = &pb.Field{Kind: k, Value: f.Value,
 			Options: &pb.TokenizeOptions{Mode: mode, ChecksumValid: f.ChecksumValid}}
 	}
-	resp, err := c.rpc.Tokenize(ctx, req)
+	// Safe to retry only when every field is deterministic: a repeated
+	// random-mode request could store a second token for the same value.
+	safe := true
+	for _, f := range fields {
+		safe = safe && f.Deterministic
+	}
+	var resp *pb.TokenizeResponse
+	err := c.do(ctx, safe, func(ctx context.Context) (err error) {
+		resp, err = c.rpc.Tokenize(ctx, req)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -108,12 +132,16 @@ func itemErr(s *pb.ItemStatus) error {
 	if s.GetCode() == int32(codes.OK) {
 		return nil
 	}
-	return status.Error(codes.Code(s.GetCode()), s.GetMessage())
+	return &Error{Code: codes.Code(s.GetCode()), Reason: s.GetReason(), Message: s.GetMessage()}
 }
 
 // Detokenize reveals the values behind tokens for purpose.
 func (c *Client) Detokenize(ctx context.Context, purpose string, tokens ...string) ([]Result, error) {
-	resp, err := c.rpc.Detokenize(ctx, &pb.DetokenizeRequest{Tokens: tokens, Purpose: purpose})
+	var resp *pb.DetokenizeResponse
+	err := c.do(ctx, true, func(ctx context.Context) (err error) {
+		resp, err = c.rpc.Detokenize(ctx, &pb.DetokenizeRequest{Tokens: tokens, Purpose: purpose})
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -126,7 +154,11 @@ func (c *Client) Detokenize(ctx context.Context, purpose string, tokens ...strin
 
 // Mask returns display masks for tokens.
 func (c *Client) Mask(ctx context.Context, tokens ...string) ([]Result, error) {
-	resp, err := c.rpc.Mask(ctx, &pb.MaskRequest{Tokens: tokens})
+	var resp *pb.MaskResponse
+	err := c.do(ctx, true, func(ctx context.Context) (err error) {
+		resp, err = c.rpc.Mask(ctx, &pb.MaskRequest{Tokens: tokens})
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -139,12 +171,16 @@ func (c *Client) Mask(ctx context.Context, tokens ...string) ([]Result, error) {
 
 // Encrypt encrypts plaintexts of one subject for storage under a context
 // (e.g. "orders.shipping_address"); decrypt with the same context.
-func (c *Client) Encrypt(ctx context.Context, subject, context string, plaintexts ...[]byte) ([][]byte, error) {
+func (c *Client) Encrypt(ctx context.Context, subject, blobContext string, plaintexts ...[]byte) ([][]byte, error) {
 	req := &pb.EncryptRequest{SubjectId: subject, Items: make([]*pb.EncryptItem, len(plaintexts))}
 	for i, p := range plaintexts {
-		req.Items[i] = &pb.EncryptItem{Plaintext: p, Context: context}
+		req.Items[i] = &pb.EncryptItem{Plaintext: p, Context: blobContext}
 	}
-	resp, err := c.rpc.Encrypt(ctx, req)
+	var resp *pb.EncryptResponse
+	err := c.do(ctx, false, func(ctx context.Context) (err error) {
+		resp, err = c.rpc.Encrypt(ctx, req)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -152,12 +188,16 @@ func (c *Client) Encrypt(ctx context.Context, subject, context string, plaintext
 }
 
 // Decrypt decrypts blobs made under context, for purpose.
-func (c *Client) Decrypt(ctx context.Context, purpose, context string, blobs ...[]byte) ([]Result, error) {
+func (c *Client) Decrypt(ctx context.Context, purpose, blobContext string, blobs ...[]byte) ([]Result, error) {
 	req := &pb.DecryptRequest{Purpose: purpose, Items: make([]*pb.DecryptItem, len(blobs))}
 	for i, b := range blobs {
-		req.Items[i] = &pb.DecryptItem{Blob: b, Context: context}
+		req.Items[i] = &pb.DecryptItem{Blob: b, Context: blobContext}
 	}
-	resp, err := c.rpc.Decrypt(ctx, req)
+	var resp *pb.DecryptResponse
+	err := c.do(ctx, true, func(ctx context.Context) (err error) {
+		resp, err = c.rpc.Decrypt(ctx, req)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -178,7 +218,11 @@ type Receipt struct {
 
 // EraseSubject crypto-shreds a subject.
 func (c *Client) EraseSubject(ctx context.Context, subject string) (Receipt, error) {
-	resp, err := c.rpc.EraseSubject(ctx, &pb.EraseSubjectRequest{SubjectId: subject})
+	var resp *pb.EraseSubjectResponse
+	err := c.do(ctx, false, func(ctx context.Context) (err error) {
+		resp, err = c.rpc.EraseSubject(ctx, &pb.EraseSubjectRequest{SubjectId: subject})
+		return err
+	})
 	if err != nil {
 		return Receipt{}, err
 	}

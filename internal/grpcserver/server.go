@@ -250,8 +250,8 @@ func (s *Server) itemStatus(method string, err error) *pb.ItemStatus {
 	if err == nil {
 		return &pb.ItemStatus{Code: int32(codes.OK)}
 	}
-	code, msg := classify(s.log, method, err)
-	return &pb.ItemStatus{Code: int32(code), Message: msg}
+	o := classify(s.log, method, err)
+	return &pb.ItemStatus{Code: int32(o.code), Message: o.msg, Reason: o.reason}
 }
 
 // The proto enum and format.Kind use the same numbers; these conversions

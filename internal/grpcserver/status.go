@@ -7,60 +7,88 @@ import (
 	"errors"
 	"log/slog"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
 
 	"github.com/tokenvault/tokenvault/crypto/kek"
 	"github.com/tokenvault/tokenvault/vault"
 )
 
-// codeTable is the one mapping from domain errors to gRPC codes. The first
-// sentinel that matches wins. Errors matching none are Internal.
+// ErrorDomain is the domain of the google.rpc.ErrorInfo detail attached to
+// every error status; its Reason is the machine-readable cause clients
+// branch on (the client package maps it to typed errors).
+const ErrorDomain = "tokenvault"
+
+// codeTable is the one mapping from domain errors to gRPC codes and
+// reasons. The first sentinel that matches wins. Errors matching none are
+// Internal.
 var codeTable = []struct {
-	err  error
-	code codes.Code
-	msg  string // sent when the error is not a *vault.FieldError
+	err    error
+	code   codes.Code
+	reason string
+	msg    string // sent when the error is not a *vault.FieldError
 }{
-	{vault.ErrInvalidArgument, codes.InvalidArgument, "invalid argument"},
-	{vault.ErrNotFound, codes.NotFound, "not found"},
-	{vault.ErrErased, codes.FailedPrecondition, "the subject has been erased"},
-	{vault.ErrFailedPrecondition, codes.FailedPrecondition, "failed precondition"},
-	{vault.ErrExhausted, codes.ResourceExhausted, "token space exhausted"},
-	{kek.ErrUnavailable, codes.Unavailable, "the key-encryption key provider is unavailable; retry later"},
-	{context.DeadlineExceeded, codes.DeadlineExceeded, "deadline exceeded"},
-	{context.Canceled, codes.Canceled, "canceled"},
+	{vault.ErrInvalidArgument, codes.InvalidArgument, "INVALID_ARGUMENT", "invalid argument"},
+	{vault.ErrNotFound, codes.NotFound, "NOT_FOUND", "not found"},
+	{vault.ErrErased, codes.FailedPrecondition, "SUBJECT_ERASED", "the subject has been erased"},
+	{vault.ErrFailedPrecondition, codes.FailedPrecondition, "FAILED_PRECONDITION", "failed precondition"},
+	{vault.ErrExhausted, codes.ResourceExhausted, "TOKEN_SPACE_EXHAUSTED", "token space exhausted"},
+	{kek.ErrUnavailable, codes.Unavailable, "KEK_UNAVAILABLE", "the key-encryption key provider is unavailable; retry later"},
+	{context.DeadlineExceeded, codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "deadline exceeded"},
+	{context.Canceled, codes.Canceled, "CANCELED", "canceled"},
 }
 
-// classify maps err to a code and the message safe to send. Internal
-// errors are logged in full with a reference the client gets, and the
-// client sees only the reference: internal details stay on the server.
-func classify(log *slog.Logger, method string, err error) (codes.Code, string) {
+// outcome is what the client is told about an error.
+type outcome struct {
+	code   codes.Code
+	reason string
+	msg    string
+	field  string // the request field at fault, if known
+}
+
+// classify maps err to what is safe to send. Internal errors are logged in
+// full with a reference, and the client sees only the reference: internal
+// details stay on the server.
+func classify(log *slog.Logger, method string, err error) outcome {
 	var fe *vault.FieldError
 	for _, row := range codeTable {
 		if errors.Is(err, row.err) {
 			if errors.As(err, &fe) {
-				return row.code, fe.Error()
+				return outcome{row.code, row.reason, fe.Error(), fe.Field}
 			}
-			return row.code, row.msg
+			return outcome{row.code, row.reason, row.msg, ""}
 		}
 	}
 	if s, ok := status.FromError(err); ok && s.Code() != codes.Unknown {
-		return s.Code(), s.Message()
+		return outcome{code: s.Code(), reason: s.Code().String(), msg: s.Message()}
 	}
 	ref := errorRef()
 	// Error texts from our packages never contain values, tokens or keys
 	// (a rule every package follows), so the full error can be logged.
 	log.Error("internal error", "method", method, "ref", ref, "err", err)
-	return codes.Internal, "internal error (ref " + ref + ")"
+	return outcome{codes.Internal, "INTERNAL", "internal error (ref " + ref + ")", ""}
 }
 
-// toStatus turns a call-level error into a gRPC status error.
+// toStatus turns a call-level error into a gRPC status error carrying an
+// ErrorInfo (the reason) and, for field errors, a BadRequest naming the
+// field, so clients need not parse messages.
 func (s *Server) toStatus(method string, err error) error {
 	if err == nil {
 		return nil
 	}
-	code, msg := classify(s.log, method, err)
-	return status.Error(code, msg)
+	o := classify(s.log, method, err)
+	st := status.New(o.code, o.msg)
+	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: o.reason, Domain: ErrorDomain}}
+	if o.field != "" {
+		details = append(details, &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+			{Field: o.field, Description: o.msg}}})
+	}
+	if withDetails, derr := st.WithDetails(details...); derr == nil {
+		st = withDetails
+	}
+	return st.Err()
 }
 
 func errorRef() string {

@@ -1,0 +1,103 @@
+package client
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Typed errors. Every error this package returns for a failed call or item
+// is an *Error, which matches one of these with errors.Is and still works
+// with status.Code.
+var (
+	ErrInvalidArgument = errors.New("tokenvault: invalid argument")
+	// ErrNotFound: unknown token, or no data for the subject. Tokens of an
+	// erased subject are NotFound once the erasure's purge has run.
+	ErrNotFound = errors.New("tokenvault: not found")
+	// ErrErased: the data is known to belong to an erased subject.
+	ErrErased = errors.New("tokenvault: subject erased")
+	// ErrFailedPrecondition: not allowed in the current state.
+	ErrFailedPrecondition = errors.New("tokenvault: failed precondition")
+	// ErrExhausted: no free token for the value (tiny token spaces).
+	ErrExhausted        = errors.New("tokenvault: token space exhausted")
+	ErrUnauthenticated  = errors.New("tokenvault: unauthenticated")
+	ErrPermissionDenied = errors.New("tokenvault: permission denied")
+	// ErrUnavailable: the server, or its key-encryption key provider, is
+	// unreachable; safe calls are retried automatically (see WithRetry).
+	ErrUnavailable = errors.New("tokenvault: unavailable")
+	ErrInternal    = errors.New("tokenvault: internal error")
+)
+
+// Error is a failed call or item.
+type Error struct {
+	Code    codes.Code
+	Reason  string // machine-readable cause from the server, e.g. "SUBJECT_ERASED"
+	Field   string // the request field at fault, when the server named one
+	Message string
+}
+
+func (e *Error) Error() string { return "tokenvault: " + e.Code.String() + ": " + e.Message }
+
+// GRPCStatus lets status.Code and status.Convert see through Error.
+func (e *Error) GRPCStatus() *status.Status { return status.New(e.Code, e.Message) }
+
+// Is matches the sentinel for the error's reason or code.
+func (e *Error) Is(target error) bool { return e.sentinel() == target }
+
+func (e *Error) sentinel() error {
+	switch e.Reason {
+	case "SUBJECT_ERASED":
+		return ErrErased
+	case "TOKEN_SPACE_EXHAUSTED":
+		return ErrExhausted
+	}
+	switch e.Code {
+	case codes.InvalidArgument:
+		return ErrInvalidArgument
+	case codes.NotFound:
+		return ErrNotFound
+	case codes.FailedPrecondition:
+		return ErrFailedPrecondition
+	case codes.ResourceExhausted:
+		return ErrExhausted
+	case codes.Unauthenticated:
+		return ErrUnauthenticated
+	case codes.PermissionDenied:
+		return ErrPermissionDenied
+	case codes.Unavailable:
+		return ErrUnavailable
+	case codes.DeadlineExceeded:
+		return context.DeadlineExceeded
+	case codes.Canceled:
+		return context.Canceled
+	default:
+		return ErrInternal
+	}
+}
+
+// fromStatus converts a call's error (nil stays nil; context errors stay
+// as they are).
+func fromStatus(err error) error {
+	if err == nil {
+		return nil
+	}
+	s, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	e := &Error{Code: s.Code(), Message: s.Message()}
+	for _, d := range s.Details() {
+		switch d := d.(type) {
+		case *errdetails.ErrorInfo:
+			e.Reason = d.GetReason()
+		case *errdetails.BadRequest:
+			if v := d.GetFieldViolations(); len(v) > 0 {
+				e.Field = v[0].GetField()
+			}
+		}
+	}
+	return e
+}
