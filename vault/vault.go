@@ -76,10 +76,10 @@ type Vault struct {
 	now   func() time.Time
 	onKEK func(op string, d time.Duration, err error)
 
-	tokens          atomic.Int64 // tokens stored (see Stats)
-	tokensCreated   atomic.Int64
-	erasures        atomic.Int64
-	recordsPurged   atomic.Int64
+	tokens        atomic.Int64 // tokens stored (see Stats)
+	tokensCreated atomic.Int64
+	erasures      atomic.Int64
+	recordsPurged atomic.Int64
 	tokensCounted bool
 }
 
