@@ -55,9 +55,7 @@ func (v *Vault) KEKStatus(ctx context.Context) (KEKStatus, error) {
 	if st.Versions, err = r.Versions(ctx); err != nil {
 		return st, fmt.Errorf("listing KEK versions: %w", err)
 	}
-	for _, ver := range st.Versions {
-		st.Current = max(st.Current, ver.Version)
-	}
+	st.Current = newest(st.Versions)
 	err = v.scanKeys(ctx, func(page []SubjectEntry) error {
 		for _, e := range page {
 			ver, err := r.WrappedVersion(e.Key.Wrapped)
@@ -69,6 +67,14 @@ func (v *Vault) KEKStatus(ctx context.Context) (KEKStatus, error) {
 		return nil
 	})
 	return st, err
+}
+
+func newest(vers []kek.Version) int {
+	n := 0
+	for _, v := range vers {
+		n = max(n, v.Version)
+	}
+	return n
 }
 
 // scanPage bounds one page of a key scan (and one rewrap batch).
@@ -126,10 +132,7 @@ func (v *Vault) RewrapKeys(ctx context.Context, progress func(RewrapProgress)) (
 	if err != nil {
 		return p, fmt.Errorf("listing KEK versions: %w", err)
 	}
-	current := 0
-	for _, ver := range vers {
-		current = max(current, ver.Version)
-	}
+	current := newest(vers)
 	err = v.scanKeys(ctx, func(page []SubjectEntry) error {
 		var stale []SubjectEntry
 		var wrapped [][]byte

@@ -88,9 +88,10 @@ func decode(b []byte, cfg *app.Config) error {
 
 var durationType = reflect.TypeFor[time.Duration]()
 
-// applyEnv walks the config struct by its yaml tags and sets every field
-// whose environment variable is present.
-func applyEnv(v reflect.Value, prefix, keyPrefix string, lookupEnv func(string) (string, bool)) error {
+// eachLeaf calls fn for every settable leaf of the config struct v, with
+// its environment variable name and its YAML key path. Nested structs
+// (other than durations) are sections and are walked into.
+func eachLeaf(v reflect.Value, prefix, keyPrefix string, fn func(fv reflect.Value, name, key string) error) error {
 	t := v.Type()
 	for i := range t.NumField() {
 		f := t.Field(i)
@@ -98,25 +99,33 @@ func applyEnv(v reflect.Value, prefix, keyPrefix string, lookupEnv func(string) 
 		if tag == "" || tag == "-" || !f.IsExported() {
 			continue
 		}
-		name := prefix + strings.ToUpper(tag)
-		key := keyPrefix + tag
-		fv := v.Field(i)
+		name, key := prefix+strings.ToUpper(tag), keyPrefix+tag
+		var err error
 		if f.Type.Kind() == reflect.Struct && f.Type != durationType {
-			if err := applyEnv(fv, name+"_", key+".", lookupEnv); err != nil {
-				return err
-			}
-			continue
+			err = eachLeaf(v.Field(i), name+"_", key+".", fn)
+		} else {
+			err = fn(v.Field(i), name, key)
 		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// applyEnv sets every field whose environment variable is present.
+func applyEnv(v reflect.Value, prefix, keyPrefix string, lookupEnv func(string) (string, bool)) error {
+	return eachLeaf(v, prefix, keyPrefix, func(fv reflect.Value, name, key string) error {
 		s, ok := lookupEnv(name)
 		if !ok {
-			continue
+			return nil
 		}
 		if err := setField(fv, s); err != nil {
 			// The value is not echoed: it may be a secret.
 			return fmt.Errorf("%s (%s): %w", name, key, err)
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func setField(fv reflect.Value, s string) error {
@@ -157,22 +166,9 @@ func setField(fv reflect.Value, s string) error {
 // and tests.
 func EnvNames() []string {
 	var names []string
-	var walk func(t reflect.Type, prefix string)
-	walk = func(t reflect.Type, prefix string) {
-		for i := range t.NumField() {
-			f := t.Field(i)
-			tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
-			if tag == "" || tag == "-" || !f.IsExported() {
-				continue
-			}
-			name := prefix + strings.ToUpper(tag)
-			if f.Type.Kind() == reflect.Struct && f.Type != durationType {
-				walk(f.Type, name+"_")
-				continue
-			}
-			names = append(names, name)
-		}
-	}
-	walk(reflect.TypeFor[app.Config](), EnvPrefix)
+	eachLeaf(reflect.ValueOf(app.Config{}), EnvPrefix, "", func(_ reflect.Value, name, _ string) error {
+		names = append(names, name)
+		return nil
+	})
 	return names
 }
