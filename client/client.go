@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 	"github.com/tokenvault/tokenvault/vault/format"
@@ -59,6 +60,8 @@ type Field struct {
 	Deterministic bool
 	// ChecksumValid: tokens with a valid Luhn/mod-11-2/mod-97 check.
 	ChecksumValid bool
+	// TTL is the token's retention (0: the server's default for the kind).
+	TTL time.Duration
 }
 
 // Kind parses a kind name ("pan", "cn-resident-id", ...).
@@ -87,6 +90,9 @@ func (c *Client) Tokenize(ctx context.Context, subject string, fields ...Field) 
 		}
 		req.Fields[i] = &pb.Field{Kind: k, Value: f.Value,
 			Options: &pb.TokenizeOptions{Mode: mode, ChecksumValid: f.ChecksumValid}}
+		if f.TTL != 0 {
+			req.Fields[i].Options.Ttl = durationpb.New(f.TTL)
+		}
 	}
 	resp, err := c.rpc.Tokenize(ctx, req)
 	if err != nil {
@@ -174,6 +180,10 @@ type Receipt struct {
 	ErasedAt time.Time
 	Records  int64
 	Lookups  int64
+	// BackupsUndecryptableBy: by then no backup copy can be decrypted.
+	BackupsUndecryptableBy time.Time
+	// Signed is the signed receipt file (see package vault/receipt).
+	Signed []byte
 }
 
 // EraseSubject crypto-shreds a subject.
@@ -183,6 +193,10 @@ func (c *Client) EraseSubject(ctx context.Context, subject string) (Receipt, err
 		return Receipt{}, err
 	}
 	r := resp.GetReceipt()
-	return Receipt{Subject: r.GetSubjectId(), ErasedAt: r.GetErasedAt().AsTime(),
-		Records: r.GetRecordsErased(), Lookups: r.GetLookupsErased()}, nil
+	out := Receipt{Subject: r.GetSubjectId(), ErasedAt: r.GetErasedAt().AsTime(),
+		Records: r.GetRecordsErased(), Lookups: r.GetLookupsErased(), Signed: resp.GetSignedReceipt()}
+	if t := r.GetBackupsUndecryptableBy(); t != nil {
+		out.BackupsUndecryptableBy = t.AsTime()
+	}
+	return out, nil
 }

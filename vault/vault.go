@@ -116,8 +116,13 @@ func New(ctx context.Context, store Store, wrapper kek.Wrapper, opts Options) (*
 	return v, nil
 }
 
-// Close zeroes cached keys. It does not close the store.
-func (v *Vault) Close() { v.cache.purge() }
+// Close zeroes cached keys and the ledger key. It does not close the store.
+func (v *Vault) Close() {
+	v.cache.purge()
+	if v.rights.LedgerKey != nil {
+		v.rights.LedgerKey.Zero()
+	}
+}
 
 // CachedKeys reports how many subjects' keys are cached (for metrics and
 // tests).

@@ -40,6 +40,16 @@ Usage:
   tokenvault erase --subject S                     crypto-shred a subject, print the receipt
   tokenvault kek status|rotate|rewrap|retire       KEK rotation epochs (see README)
 
+Data-subject rights, receipts, backups (see README):
+  tokenvault export --subject S                    print every token and value of S (JSON)
+  tokenvault rectify --token T VALUE               correct the value behind T (token unchanged)
+  tokenvault restrict|unrestrict --subject S       restrict processing (no reveal/decrypt) or lift it
+  tokenvault receipt pubkey [--to FILE]            print the receipt verification key (PEM)
+  tokenvault receipt verify RECEIPT_FILE --pubkey FILE   check an erasure receipt (offline)
+  tokenvault ledger export --to FILE               write the erasure ledger
+  tokenvault backup --to FILE --recipient AGE_PUBLIC_KEY… [--incremental-from PREV]
+  tokenvault restore --from FILE… --identity FILE --data-dir DIR --ledger FILE|--ledger-from ADDR
+
 A VALUE of "-" is read from standard input (keeps values out of shell
 history and the process list). Client commands take --addr (default
 127.0.0.1:7300, env TOKENVAULT_ADDR). Run "tokenvault CMD -h" for flags.
@@ -60,6 +70,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmds := map[string]func([]string, io.Reader, io.Writer, io.Writer) error{
 		"serve": serve, "tokenize": tokenize, "detokenize": detokenize, "mask": mask,
 		"encrypt": encrypt, "decrypt": decrypt, "erase": erase, "kek": kekCmd,
+		"export": exportCmd, "rectify": rectifyCmd, "restrict": restrictCmd(false), "unrestrict": restrictCmd(true),
+		"receipt": receiptCmd, "ledger": ledgerCmd, "backup": backupCmd, "restore": restoreCmd,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
@@ -107,6 +119,20 @@ func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 	fs.StringVar(&cfg.Vault.Auth.Role, "vault-k8s-role", "", "Vault role for Kubernetes auth")
 	fs.DurationVar(&cfg.Vault.Timeout, "vault-timeout", 5*time.Second, "deadline for each call to Vault")
 	fs.DurationVar(&cfg.BackupRetention, "backup-retention", 30*24*time.Hour, "how long backups are kept; bounds KEK retirement (kek retire)")
+	fs.DurationVar(&cfg.Rights.RotationInterval, "rotation-interval", 30*24*time.Hour, "how often you rotate and retire the KEK; erasure receipts promise backups dead by erasure + this + --backup-retention")
+	fs.DurationVar(&cfg.Rights.PurgeInterval, "purge-interval", time.Minute, "how often expired tokens are purged")
+	fs.Func("retention", "default token expiry per kind, KIND=DURATION (e.g. pan=2160h); repeatable", func(v string) error {
+		kind, d, ok := strings.Cut(v, "=")
+		dur, err := time.ParseDuration(d)
+		if !ok || err != nil {
+			return fmt.Errorf("want KIND=DURATION, e.g. pan=2160h")
+		}
+		if cfg.Rights.Retention == nil {
+			cfg.Rights.Retention = map[string]time.Duration{}
+		}
+		cfg.Rights.Retention[kind] = dur
+		return nil
+	})
 	fs.BoolVar(&cfg.AllowPlaintextNonLoopback, "insecure-plaintext-nonloopback", false, "allow plaintext gRPC on a non-loopback address (values cross the network unencrypted)")
 	logFormat := fs.String("log-format", envOr("TOKENVAULT_LOG_FORMAT", "text"), "log format: text or json")
 	logLevel := fs.String("log-level", envOr("TOKENVAULT_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
@@ -216,6 +242,7 @@ func tokenize(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	kind := c.fs.String("kind", "", "value kind: pan, ssn, cn-resident-id, national-id, phone, email, iban, bank-account, address, name, generic (required)")
 	det := c.fs.Bool("deterministic", false, "same subject+kind+value always gives the same token")
 	valid := c.fs.Bool("checksum-valid", false, "make Luhn/mod-11-2/mod-97 checks of the token valid (default: deliberately invalid)")
+	ttl := c.fs.Duration("ttl", 0, "retention: the token expires after this (default: the server's default for the kind)")
 	values, err := c.parse(args, "VALUE", stdin)
 	if err != nil {
 		return err
@@ -225,7 +252,7 @@ func tokenize(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	fields := make([]client.Field, len(values))
 	for i, v := range values {
-		fields[i] = client.Field{Kind: *kind, Value: v, Deterministic: *det, ChecksumValid: *valid}
+		fields[i] = client.Field{Kind: *kind, Value: v, Deterministic: *det, ChecksumValid: *valid, TTL: *ttl}
 	}
 	return c.call(func(ctx context.Context, cl *client.Client) error {
 		tokens, err := cl.Tokenize(ctx, *subject, fields...)
@@ -360,6 +387,10 @@ func erase(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	return c.call(func(ctx context.Context, cl *client.Client) error {
 		r, err := cl.EraseSubject(ctx, *subject)
 		if err != nil {
+			return err
+		}
+		if r.Signed != nil { // the signed receipt: save it, check it with "tokenvault receipt verify"
+			_, err := stdout.Write(r.Signed)
 			return err
 		}
 		enc := json.NewEncoder(stdout)

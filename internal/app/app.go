@@ -54,6 +54,8 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful drain (default 10s).
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
+	// Rights: data-subject rights, receipts, erasure ledger (rights.go).
+	Rights RightsConfig `yaml:"rights"`
 }
 
 // SetDefaults fills unset fields.
@@ -85,6 +87,8 @@ func (c *Config) SetDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
 	}
+	c.Rights.keysDir = filepath.Dir(c.Keyring.Path)
+	c.Rights.SetDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -104,6 +108,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BackupRetention < 0 {
 		return errors.New("backup_retention: must not be negative")
+	}
+	if err := c.Rights.Validate(); err != nil {
+		return err
 	}
 	switch c.KEK {
 	case KEKLocal:
@@ -139,6 +146,8 @@ type App struct {
 	health  *health.Server
 	stopBg  context.CancelFunc
 	bgDone  chan struct{}
+	// purgeDone is closed when the expired-token purge has stopped.
+	purgeDone chan struct{}
 	lis     net.Listener
 	served  chan error
 	Created bool // a new keyring was created at start
@@ -237,8 +246,13 @@ func closeKEK(w kek.Wrapper) {
 }
 
 func start(ctx context.Context, cfg Config, store vault.Store, wrapper kek.Wrapper, created bool) (*App, error) {
-	v, err := vault.New(ctx, store, wrapper, vault.Options{Logger: cfg.Logger})
+	rk, err := openRightsKeys(ctx, cfg.Rights, store, cfg.Logger)
 	if err != nil {
+		return nil, err
+	}
+	v, err := vault.New(ctx, store, wrapper, vault.Options{Logger: cfg.Logger, Rights: cfg.Rights.options(rk, cfg.BackupRetention)})
+	if err != nil {
+		rk.ledger.Zero()
 		return nil, err
 	}
 	lis, err := net.Listen("tcp", cfg.Listen)
@@ -247,10 +261,14 @@ func start(ctx context.Context, cfg Config, store vault.Store, wrapper kek.Wrapp
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	gs, hs := grpcserver.NewGRPCServer(grpcserver.New(v, cfg.Logger), grpcserver.NewAdmin(v, cfg.BackupRetention, cfg.Logger))
+	src, _ := store.(grpcserver.BackupSource)
+	pb.RegisterBackupAdminServer(gs, grpcserver.NewBackupAdmin(v, src, cfg.Logger))
 	bg, stopBg := context.WithCancel(context.Background())
 	a := &App{cfg: cfg, store: store, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis,
-		served: make(chan error, 1), Created: created, stopBg: stopBg, bgDone: make(chan struct{})}
+		served: make(chan error, 1), Created: created, stopBg: stopBg, bgDone: make(chan struct{}),
+		purgeDone: make(chan struct{})}
 	go a.watchKEK(bg)
+	go a.purgeExpired(bg)
 	go func() { a.served <- gs.Serve(lis) }()
 	cfg.Logger.Info("tokenvault serving", "addr", lis.Addr().String(), "data_dir", cfg.DataDir, "kek", cfg.KEK)
 	return a, nil
@@ -318,6 +336,7 @@ func (a *App) stop() error {
 	}
 	a.stopBg()
 	<-a.bgDone
+	<-a.purgeDone
 	a.vault.Close()
 	closeKEK(a.kek)
 	return a.store.Close()

@@ -131,3 +131,9 @@ func ParseIdentityFile(r io.Reader) ([]age.Identity, error) {
 	}
 	return ids, nil
 }
+
+// Encrypt returns a writer that age-encrypts to recipients into w; Close
+// it to finish the encryption.
+func Encrypt(w io.Writer, recipients []age.Recipient) (io.WriteCloser, error) {
+	return age.Encrypt(w, recipients...)
+}
