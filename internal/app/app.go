@@ -146,14 +146,15 @@ type App struct {
 	health  *health.Server
 	stopBg  context.CancelFunc
 	bgDone  chan struct{}
-	// purgeDone is closed when the expired-token purge has stopped.
-	purgeDone chan struct{}
 	lis     net.Listener
 	served  chan error
 	Created bool // a new keyring was created at start
 
 	stopOnce sync.Once
 	stopErr  error
+
+	// purgeDone is closed when the expired-token purge has stopped.
+	purgeDone chan struct{}
 }
 
 // Start opens the store and keyring and starts serving.
