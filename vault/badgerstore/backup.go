@@ -52,7 +52,7 @@ type PayloadInfo struct {
 	Since, Next uint64
 }
 
-// WriteBackup writes a payload of everything changed at or after since
+// WriteBackup writes a payload of everything changed after version since
 // (0: everything) to w and returns the since of the next incremental
 // backup. It runs on a live store: badger streams from one snapshot.
 func (s *store) WriteBackup(w io.Writer, since uint64) (uint64, error) {
@@ -64,7 +64,10 @@ func (s *store) WriteBackup(w io.Writer, since uint64) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("badgerstore: backup: %w", err)
 	}
-	next := max(last+1, since)
+	// Badger's iterator keeps versions strictly above SinceTs (its doc
+	// comment on Backup says to add 1, which would skip a version): the
+	// next backup starts after the last version this one holds.
+	next := max(last, since)
 	t := binary.LittleEndian.AppendUint64(nil, trailerMarker)
 	t = binary.BigEndian.AppendUint64(t, since)
 	t = binary.BigEndian.AppendUint64(t, next)
@@ -84,7 +87,10 @@ func readPayload(r io.Reader, fn func(*pb.KV) error) (PayloadInfo, error) {
 	var info PayloadInfo
 	br := bufio.NewReaderSize(r, 64<<10)
 	head := make([]byte, len(payloadMagic)+8)
-	if _, err := io.ReadFull(br, head); err != nil || string(head[:len(payloadMagic)]) != payloadMagic {
+	if _, err := io.ReadFull(br, head); err != nil {
+		return info, payloadErr(err, "not a tokenvault backup payload")
+	}
+	if string(head[:len(payloadMagic)]) != payloadMagic {
 		return info, fmt.Errorf("%w: not a tokenvault backup payload", ErrBadPayload)
 	}
 	info.Since = binary.BigEndian.Uint64(head[len(payloadMagic):])
