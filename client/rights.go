@@ -21,7 +21,7 @@ type Export struct {
 	Subject string `json:"subject_id"`
 	// BlobKeyID is the subject's key id (hex). Field-encryption blobs are
 	// stored in your own databases, not in the vault; each of this
-	// subject's blobs carries this key id in bytes 1-16.
+	// subject's blobs carries this key id at offset 2 (16 bytes, after the version and length bytes).
 	BlobKeyID       string          `json:"blob_key_id"`
 	BlobsNote       string          `json:"blobs_note"`
 	KeyCreated      time.Time       `json:"key_created"`
@@ -41,7 +41,7 @@ type ExportedToken struct {
 
 // BlobsNote explains where blobs are, in every export.
 const BlobsNote = "Field-encryption blobs of this subject are stored in the databases of the applications that " +
-	"encrypted them, not in the vault; each one carries blob_key_id (hex) in bytes 1-16 of the blob."
+	"encrypted them, not in the vault; each one carries blob_key_id (hex) at offset 2 of the blob (16 bytes, after its version and length bytes)."
 
 // ExportSubject collects the subject's export stream.
 func (c *Client) ExportSubject(ctx context.Context, subject string) (Export, error) {

@@ -147,7 +147,7 @@ type ExportHeader struct {
 	Subject string
 	// KeyID is the subject's data key id. Field-encryption blobs live in
 	// the callers' own databases, not in the vault; each carries this key
-	// id (bytes 1-16 of the blob), which is how to find them.
+	// id (16 bytes at offset 2 of the blob, after its version and length bytes), which is how to find them.
 	KeyID      KeyID
 	KeyCreated time.Time
 	Restricted time.Time // zero: not restricted

@@ -57,7 +57,7 @@ func TestExpiry(t *testing.T) {
 	toks := f.tokenize(t, "alice",
 		vault.Field{Kind: format.PAN, Value: "4111111111111111", TTL: time.Hour},
 		vault.Field{Kind: format.Email, Value: "a@example.com", Deterministic: true}, // kind default: 48h
-		vault.Field{Kind: format.Name, Value: "Alice"})                              // no expiry
+		vault.Field{Kind: format.Name, Value: "Alice"})                               // no expiry
 	if _, err := f.v.Tokenize(ctx, "alice", []vault.Field{{Kind: format.Name, Value: "x", TTL: -time.Second}}); !errors.Is(err, vault.ErrInvalidArgument) {
 		t.Fatalf("negative ttl: %v", err)
 	}

@@ -27,6 +27,7 @@ type env struct {
 	vault            *vaulttest.Server // nil for the local keyring
 	vaultCfg         hcvault.Config
 	retention        time.Duration // backup retention; 0 for the default
+	purgeInterval    time.Duration // expired-token purge; 0 for the default
 }
 
 // newEnv uses the local age keyring.
@@ -62,6 +63,7 @@ func (e *env) config() app.Config {
 		HealthInterval:  100 * time.Millisecond,
 		BackupRetention: e.retention,
 	}
+	cfg.Rights.PurgeInterval = e.purgeInterval
 	if e.vault != nil {
 		cfg.KEK, cfg.Vault = app.KEKVault, e.vaultCfg
 	}

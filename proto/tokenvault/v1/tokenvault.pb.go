@@ -588,8 +588,8 @@ type ExportSubjectResponse struct {
 	SubjectId string                 `protobuf:"bytes,1,opt,name=subject_id,json=subjectId" json:"subject_id,omitempty"`
 	// The subject's data key id. Field-encryption blobs are kept in the
 	// callers' own databases, not in the vault: every blob of this subject
-	// carries this key id (bytes 1-16 of the blob), which is how to find
-	// them there.
+	// carries this key id (16 bytes at offset 2, after the blob's version
+	// and length bytes), which is how to find them there.
 	BlobKeyId  []byte                 `protobuf:"bytes,2,opt,name=blob_key_id,json=blobKeyId" json:"blob_key_id,omitempty"`
 	KeyCreated *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=key_created,json=keyCreated" json:"key_created,omitempty"`
 	// Set while processing of the subject is restricted.
