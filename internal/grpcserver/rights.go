@@ -2,7 +2,6 @@ package grpcserver
 
 import (
 	"context"
-	"errors"
 	"io"
 	"log/slog"
 	"time"
@@ -201,8 +200,5 @@ func (b *BackupAdmin) ExportErasureLedger(_ *pb.ExportErasureLedgerRequest, stre
 	if err == nil && !sent {
 		err = stream.Send(&pb.ExportErasureLedgerResponse{LedgerKeyId: kid})
 	}
-	if err != nil && !errors.Is(err, context.Canceled) {
-		return b.s.toStatus("ExportErasureLedger", err)
-	}
-	return err
+	return b.s.toStatus("ExportErasureLedger", err)
 }
