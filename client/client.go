@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 	"github.com/tokenvault/tokenvault/vault/format"
@@ -72,6 +73,8 @@ type Field struct {
 	Deterministic bool
 	// ChecksumValid: tokens with a valid Luhn/mod-11-2/mod-97 check.
 	ChecksumValid bool
+	// TTL is the token's retention (0: the server's default for the kind).
+	TTL time.Duration
 }
 
 // Kind parses a kind name ("pan", "cn-resident-id", ...).
@@ -101,6 +104,9 @@ func (c *Client) Tokenize(ctx context.Context, subject string, fields ...Field) 
 		}
 		req.Fields[i] = &pb.Field{Kind: k, Value: f.Value,
 			Options: &pb.TokenizeOptions{Mode: mode, ChecksumValid: f.ChecksumValid}}
+		if f.TTL != 0 {
+			req.Fields[i].Options.Ttl = durationpb.New(f.TTL)
+		}
 	}
 	// Safe to retry only when every field is deterministic: a repeated
 	// random-mode request could store a second token for the same value.
@@ -214,6 +220,10 @@ type Receipt struct {
 	ErasedAt time.Time
 	Records  int64
 	Lookups  int64
+	// BackupsUndecryptableBy: by then no backup copy can be decrypted.
+	BackupsUndecryptableBy time.Time
+	// Signed is the signed receipt file (see package vault/receipt).
+	Signed []byte
 }
 
 // EraseSubject crypto-shreds a subject.
@@ -227,6 +237,10 @@ func (c *Client) EraseSubject(ctx context.Context, subject string) (Receipt, err
 		return Receipt{}, err
 	}
 	r := resp.GetReceipt()
-	return Receipt{Subject: r.GetSubjectId(), ErasedAt: r.GetErasedAt().AsTime(),
-		Records: r.GetRecordsErased(), Lookups: r.GetLookupsErased()}, nil
+	out := Receipt{Subject: r.GetSubjectId(), ErasedAt: r.GetErasedAt().AsTime(),
+		Records: r.GetRecordsErased(), Lookups: r.GetLookupsErased(), Signed: resp.GetSignedReceipt()}
+	if t := r.GetBackupsUndecryptableBy(); t != nil {
+		out.BackupsUndecryptableBy = t.AsTime()
+	}
+	return out, nil
 }

@@ -88,10 +88,14 @@ func (v *Vault) decryptOne(ctx context.Context, field string, it DecryptItem) De
 	if err != nil {
 		return Decrypted{Err: invalid(field+".blob", "%v", err)}
 	}
-	subject, keys, release, err := v.keysByID(ctx, bl.KeyID)
+	subject, _, keys, release, err := v.keysByID(ctx, bl.KeyID, true)
 	if errors.Is(err, ErrErased) {
 		return Decrypted{Err: &FieldError{Field: field + ".blob", Err: ErrNotFound,
 			Reason: "no key for this blob: its subject was erased, or the blob is not from this vault"}}
+	}
+	if errors.Is(err, ErrRestricted) {
+		return Decrypted{Err: &FieldError{Field: field + ".blob", Err: ErrRestricted,
+			Reason: "processing of the blob's subject is restricted (RestrictSubject): it is not decrypted until the restriction is lifted"}}
 	}
 	if err != nil {
 		return Decrypted{Err: err}

@@ -23,6 +23,14 @@ var (
 	// ErrCorrupt: stored data failed authentication or parsing. Never the
 	// caller's fault; logged and reported as an internal error.
 	ErrCorrupt = errors.New("stored data corrupt")
+
+	// ErrRestricted: processing of the subject is restricted
+	// (RestrictSubject); values are not revealed. A FailedPrecondition.
+	ErrRestricted = fmt.Errorf("%w: processing of the subject is restricted", ErrFailedPrecondition)
+	// ErrExpired: the token's retention period is over. A NotFound, like
+	// the purged token it is about to become, so callers see the same
+	// answer before and after the background purge.
+	ErrExpired = fmt.Errorf("%w: retention period over", ErrNotFound)
 )
 
 // FieldError names the request field at fault. It unwraps to one of the

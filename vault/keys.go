@@ -193,17 +193,21 @@ func (v *Vault) keysFor(ctx context.Context, subject string, create bool) (KeyID
 }
 
 // keysByID returns the subject and keys for a key id, ErrErased if the key
-// no longer exists.
-func (v *Vault) keysByID(ctx context.Context, id KeyID) (string, *subjectKeys, func(), error) {
+// no longer exists. With reveal, a restricted subject is ErrRestricted,
+// checked before the KEK is even asked.
+func (v *Vault) keysByID(ctx context.Context, id KeyID, reveal bool) (string, SubjectKey, *subjectKeys, func(), error) {
 	subject, sk, err := v.store.SubjectKeyByID(ctx, id)
 	if errors.Is(err, ErrNotFound) {
-		return "", nil, nil, ErrErased
+		return "", sk, nil, nil, ErrErased
 	}
 	if err != nil {
-		return "", nil, nil, err
+		return "", sk, nil, nil, err
+	}
+	if reveal && !sk.Restricted.IsZero() {
+		return subject, sk, nil, nil, ErrRestricted
 	}
 	ks, release, err := v.unwrap(ctx, sk)
-	return subject, ks, release, err
+	return subject, sk, ks, release, err
 }
 
 func (v *Vault) unwrap(ctx context.Context, sk SubjectKey) (*subjectKeys, func(), error) {

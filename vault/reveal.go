@@ -41,7 +41,7 @@ func (v *Vault) reveal(ctx context.Context, tokens []string, mask bool) ([]Revea
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		val, kind, err := v.openToken(ctx, item("tokens", i), t)
+		val, kind, err := v.openToken(ctx, item("tokens", i), t, !mask)
 		if err == nil && mask {
 			val = format.Mask(kind, val)
 		}
@@ -50,13 +50,15 @@ func (v *Vault) reveal(ctx context.Context, tokens []string, mask bool) ([]Revea
 	return out, nil
 }
 
-func (v *Vault) openToken(ctx context.Context, field, token string) (string, format.Kind, error) {
+// openToken opens the record of token. reveal is false for masks, which
+// a restriction of processing does not block.
+func (v *Vault) openToken(ctx context.Context, field, token string, reveal bool) (string, format.Kind, error) {
 	if !format.LooksLikeToken(token) {
 		return "", 0, invalid(field, "not a token")
 	}
 	rec, err := v.store.Record(ctx, token)
 	if errors.Is(err, ErrNotFound) {
-		return "", 0, &FieldError{Field: field, Reason: "unknown token (never issued, or its subject was erased)", Err: ErrNotFound}
+		return "", 0, &FieldError{Field: field, Reason: unknownToken, Err: ErrNotFound}
 	}
 	if err != nil {
 		return "", 0, err
@@ -64,9 +66,16 @@ func (v *Vault) openToken(ctx context.Context, field, token string) (string, for
 	if rec.Token != token {
 		return "", 0, fmt.Errorf("%w: record under another token", ErrCorrupt)
 	}
-	subject, keys, release, err := v.keysByID(ctx, rec.KeyID)
+	if expired(rec, v.now()) {
+		return "", 0, &FieldError{Field: field, Reason: expiredToken, Err: ErrExpired}
+	}
+	subject, _, keys, release, err := v.keysByID(ctx, rec.KeyID, reveal)
 	if errors.Is(err, ErrErased) {
 		return "", 0, &FieldError{Field: field, Reason: "the token's subject has been erased", Err: ErrErased}
+	}
+	if errors.Is(err, ErrRestricted) {
+		return "", 0, &FieldError{Field: field, Err: ErrRestricted,
+			Reason: "processing of the token's subject is restricted (RestrictSubject): values are not revealed until the restriction is lifted; masks still work"}
 	}
 	if err != nil {
 		return "", 0, err

@@ -19,6 +19,9 @@ type SubjectKey struct {
 	ID      KeyID
 	Wrapped []byte
 	Created time.Time
+	// Restricted is when processing of the subject was restricted (zero:
+	// not restricted). Filled by SubjectKey and SubjectKeyByID only.
+	Restricted time.Time
 }
 
 // Record is one tokenized value as stored. Sealed is the value encrypted
@@ -32,6 +35,16 @@ type Record struct {
 	// so the lookup entry can be found from the record.
 	Lookup []byte
 	Sealed []byte
+	// Expires is when the record's retention ends (zero: never). An
+	// expired record is never revealed and is purged in the background.
+	Expires time.Time
+}
+
+// LedgerEntry is one erased subject in the erasure ledger: a keyed hash
+// of the subject id (never the id) and when it was erased.
+type LedgerEntry struct {
+	Hash     []byte // HMAC-SHA256 under the ledger key, 32 bytes
+	ErasedAt time.Time
 }
 
 // Store persists subject keys, records and deterministic lookups. Every
@@ -58,10 +71,11 @@ type Store interface {
 	// Lookup returns the token stored under a deterministic lookup key, or
 	// ErrNotFound.
 	Lookup(ctx context.Context, id KeyID, lookup []byte) (string, error)
-	// ShredSubject durably deletes the subject's key (the crypto-shred)
-	// and records that its data still has to be purged. ErrNotFound if the
-	// subject has no key.
-	ShredSubject(ctx context.Context, subject string) (KeyID, error)
+	// ShredSubject durably deletes the subject's key and restriction mark
+	// (the crypto-shred), records that its data still has to be purged and,
+	// when ledger.Hash is set, adds ledger to the erasure ledger, all in
+	// one transaction. ErrNotFound if the subject has no key.
+	ShredSubject(ctx context.Context, subject string, ledger LedgerEntry) (KeyID, error)
 	// PurgeKey deletes every record and lookup made under a shredded key,
 	// then its pending-purge mark. Safe to repeat.
 	PurgeKey(ctx context.Context, id KeyID) (PurgeCounts, error)
@@ -79,6 +93,39 @@ type Store interface {
 	// HasSubjectKeys reports whether any subject key (or pending purge) is
 	// stored: a data directory with keys must not get a new keyring.
 	HasSubjectKeys(ctx context.Context) (bool, error)
+
+	// Data-subject rights (export, rectification, restriction, retention,
+	// erasure ledger).
+
+	// KeyRecords lists up to limit records made under key id, in a stable
+	// store-defined order, starting after the record whose token is after
+	// ("" for the start): a resumable scan for export.
+	KeyRecords(ctx context.Context, id KeyID, after string, limit int) ([]Record, error)
+	// ReplaceRecord stores r in place of the record with the same token
+	// under key id (rectification). The old record's lookup entry is
+	// removed, r.Lookup (if set) added, and the expiry index follows
+	// r.Expires. It stores nothing and returns ErrNotFound when there is
+	// no such record under id, ErrErased when the subject's key is no
+	// longer id, and a *CollisionError (Lookup set) when r.Lookup belongs
+	// to another token.
+	ReplaceRecord(ctx context.Context, subject string, id KeyID, r Record) error
+	// SetRestricted marks the subject's processing as restricted since
+	// the given time, or lifts the mark when since is zero. ErrNotFound if
+	// the subject has no key.
+	SetRestricted(ctx context.Context, subject string, since time.Time) error
+	// DeleteRecord deletes one record with its index, lookup and expiry
+	// entries. ErrNotFound if there is no such record.
+	DeleteRecord(ctx context.Context, token string) error
+	// PurgeExpired deletes up to limit records whose expiry is at or before
+	// now (found through an expiry index, not a scan), and returns how many.
+	PurgeExpired(ctx context.Context, now time.Time, limit int) (int, error)
+	// PutLedgerEntries adds entries to the erasure ledger; an existing
+	// entry keeps the later erasure time.
+	PutLedgerEntries(ctx context.Context, entries []LedgerEntry) error
+	// LedgerEntries lists up to limit ledger entries in hash order, after
+	// the hash after (nil for the start).
+	LedgerEntries(ctx context.Context, after []byte, limit int) ([]LedgerEntry, error)
+
 	Close() error
 }
 

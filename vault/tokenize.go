@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/tokenvault/tokenvault/vault/format"
 )
@@ -16,6 +17,11 @@ type Field struct {
 	Deterministic bool
 	// ChecksumValid: see [format.Options].
 	ChecksumValid bool
+	// TTL is the token's retention: after it the token is never revealed
+	// and is purged. Zero means the kind's default (RightsOptions), which
+	// may be no expiry. A deterministic token that already exists keeps
+	// its own expiry.
+	TTL time.Duration
 }
 
 // maxRegenerations bounds how often one field's token is redrawn after
@@ -32,10 +38,16 @@ func (v *Vault) Tokenize(ctx context.Context, subject string, fields []Field) ([
 		return nil, err
 	}
 	norm := make([]string, len(fields))
+	ttls := make([]time.Duration, len(fields))
 	for i, f := range fields {
 		if !f.Kind.Valid() {
 			return nil, invalid(item("fields", i)+".kind", "unknown or unspecified kind")
 		}
+		ttl, err := v.ttlFor(item("fields", i)+".options.ttl", f.Kind, f.TTL)
+		if err != nil {
+			return nil, err
+		}
+		ttls[i] = ttl
 		n, err := normalize(item("fields", i)+".value", f.Kind, f.Value)
 		if err != nil {
 			return nil, err
@@ -65,7 +77,7 @@ func (v *Vault) Tokenize(ctx context.Context, subject string, fields []Field) ([
 				continue
 			}
 			seen[string(lookup)] = i
-			tok, err := v.store.Lookup(ctx, id, lookup)
+			tok, err := v.liveLookup(ctx, id, lookup)
 			if err == nil {
 				tokens[i] = tok
 				continue
@@ -74,7 +86,7 @@ func (v *Vault) Tokenize(ctx context.Context, subject string, fields []Field) ([
 				return nil, err
 			}
 		}
-		r, err := v.newRecord(keys, id, subject, i, f, norm[i], lookup)
+		r, err := v.newRecord(keys, id, subject, i, f, norm[i], lookup, ttls[i])
 		if err != nil {
 			return nil, err
 		}
@@ -111,7 +123,7 @@ func (v *Vault) Tokenize(ctx context.Context, subject string, fields []Field) ([
 					Reason: "no free token: too many values of this kind share the kept parts (e.g. card numbers with the same first 6 and last 4 digits)"}
 			}
 			i := pending[ce.Index]
-			if recs[ce.Index], err = v.newRecord(keys, id, subject, i, fields[i], norm[i], recs[ce.Index].Lookup); err != nil {
+			if recs[ce.Index], err = v.newRecord(keys, id, subject, i, fields[i], norm[i], recs[ce.Index].Lookup, ttls[i]); err != nil {
 				return nil, err
 			}
 		case errors.Is(err, ErrErased):
@@ -135,7 +147,28 @@ func normalize(field string, k format.Kind, value string) (string, error) {
 	return n, nil
 }
 
-func (v *Vault) newRecord(keys *subjectKeys, id KeyID, subject string, i int, f Field, norm string, lookup []byte) (Record, error) {
+// liveLookup returns the deterministic token stored under lookup, unless
+// it has expired: an expired token is deleted (as the purge would) so the
+// value gets a fresh one, never a token that can no longer be revealed.
+func (v *Vault) liveLookup(ctx context.Context, id KeyID, lookup []byte) (string, error) {
+	tok, err := v.store.Lookup(ctx, id, lookup)
+	if err != nil {
+		return "", err
+	}
+	rec, err := v.store.Record(ctx, tok)
+	if err != nil {
+		return "", err
+	}
+	if !expired(rec, v.now()) {
+		return tok, nil
+	}
+	if err := v.store.DeleteRecord(ctx, tok); err != nil && !errors.Is(err, ErrNotFound) {
+		return "", err
+	}
+	return "", ErrNotFound
+}
+
+func (v *Vault) newRecord(keys *subjectKeys, id KeyID, subject string, i int, f Field, norm string, lookup []byte, ttl time.Duration) (Record, error) {
 	tok, err := format.Token(f.Kind, norm, format.Options{ChecksumValid: f.ChecksumValid}, v.rand)
 	if errors.Is(err, format.ErrInvalidValue) {
 		return Record{}, &FieldError{Field: item("fields", i) + ".value", Reason: err.Error(), Err: ErrInvalidArgument}
@@ -144,6 +177,9 @@ func (v *Vault) newRecord(keys *subjectKeys, id KeyID, subject string, i int, f 
 		return Record{}, fmt.Errorf("making token: %w", err)
 	}
 	r := Record{Token: tok, KeyID: id, Kind: f.Kind, Created: v.now().UTC(), Lookup: lookup}
+	if ttl > 0 {
+		r.Expires = r.Created.Add(ttl)
+	}
 	r.Sealed, err = keys.record.Seal(nil, []byte(norm), recordAAD(id, subject, f.Kind, tok))
 	return r, err
 }

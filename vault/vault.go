@@ -64,6 +64,9 @@ type Options struct {
 	// path ("wrap", "unwrap"): for metrics, without the domain knowing
 	// about them.
 	OnKEK func(op string, d time.Duration, err error)
+	// Rights configures data-subject rights: erasure ledger, signed
+	// receipts, retention defaults (rights.go).
+	Rights RightsOptions
 }
 
 // Vault is the domain service. It is safe for concurrent use.
@@ -81,6 +84,8 @@ type Vault struct {
 	erasures      atomic.Int64
 	recordsPurged atomic.Int64
 	tokensCounted bool
+
+	rights RightsOptions
 }
 
 // Stats are the vault's counters, for metrics.
@@ -139,7 +144,11 @@ func New(ctx context.Context, store Store, wrapper kek.Wrapper, opts Options) (*
 	}
 	v := &Vault{
 		store: store, kek: wrapper, log: opts.Logger, rand: opts.Rand, now: opts.Now, onKEK: opts.OnKEK,
-		cache: newKeyCache(opts.CacheSize, opts.CacheTTL, opts.Now),
+		cache:  newKeyCache(opts.CacheSize, opts.CacheTTL, opts.Now),
+		rights: opts.Rights,
+	}
+	if err := opts.Rights.validate(); err != nil {
+		return nil, err
 	}
 	pending, err := store.PendingPurges(ctx)
 	if err != nil {
@@ -163,8 +172,13 @@ func New(ctx context.Context, store Store, wrapper kek.Wrapper, opts Options) (*
 	return v, nil
 }
 
-// Close zeroes cached keys. It does not close the store.
-func (v *Vault) Close() { v.cache.purge() }
+// Close zeroes cached keys and the ledger key. It does not close the store.
+func (v *Vault) Close() {
+	v.cache.purge()
+	if v.rights.LedgerKey != nil {
+		v.rights.LedgerKey.Zero()
+	}
+}
 
 // CachedKeys reports how many subjects' keys are cached (for metrics and
 // tests).
@@ -176,16 +190,28 @@ type Receipt struct {
 	ErasedAt time.Time
 	Records  int64
 	Lookups  int64
+	// BackupsUndecryptableBy is ErasedAt + the KEK rotation interval + the
+	// backup retention (zero when the vault was given no bound).
+	BackupsUndecryptableBy time.Time
+	// Signed is the receipt file (package receipt) signed with the
+	// vault's receipt key; nil when the vault has no receipt key.
+	Signed []byte
 }
 
 // EraseSubject crypto-shreds subject: the wrapped DEK is deleted (synced)
-// and evicted from the cache, then the subject's records and lookups are
+// and evicted from the cache, and the subject entered in the erasure
+// ledger, in one transaction; then the subject's records and lookups are
 // purged. ErrNotFound if the vault holds no key for subject.
 func (v *Vault) EraseSubject(ctx context.Context, subject string) (Receipt, error) {
 	if err := checkID("subject_id", subject); err != nil {
 		return Receipt{}, err
 	}
-	id, err := v.store.ShredSubject(ctx, subject)
+	r := Receipt{Subject: subject, ErasedAt: v.now().UTC()}
+	entry, err := v.ledgerEntry(subject, r.ErasedAt)
+	if err != nil {
+		return Receipt{}, err
+	}
+	id, err := v.store.ShredSubject(ctx, subject, entry)
 	if errors.Is(err, ErrNotFound) {
 		return Receipt{}, &FieldError{Field: "subject_id", Reason: "no data is held for this subject", Err: ErrNotFound}
 	}
@@ -194,7 +220,6 @@ func (v *Vault) EraseSubject(ctx context.Context, subject string) (Receipt, erro
 	}
 	v.cache.evict(id)
 	v.erasures.Add(1)
-	r := Receipt{Subject: subject, ErasedAt: v.now().UTC()}
 	// The shred is done and cannot be undone; finish the purge even if the
 	// caller gives up waiting.
 	c, err := v.store.PurgeKey(context.WithoutCancel(ctx), id)
@@ -205,5 +230,6 @@ func (v *Vault) EraseSubject(ctx context.Context, subject string) (Receipt, erro
 		// The data is already unreadable; the purge resumes at next start.
 		return r, fmt.Errorf("subject key destroyed, but purging its records failed (resumed at next start): %w", err)
 	}
+	v.sign(&r)
 	return r, nil
 }

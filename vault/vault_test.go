@@ -96,7 +96,7 @@ func TestResumeInterruptedErasure(t *testing.T) {
 	toks := f.tokenize(t, "alice", vault.Field{Kind: format.Email, Value: "alice@example.com", Deterministic: true})
 	keep := f.tokenize(t, "bob", vault.Field{Kind: format.Email, Value: "bob@example.com"})
 	// The crash: only the shred happened.
-	if _, err := f.store.ShredSubject(ctx, "alice"); err != nil {
+	if _, err := f.store.ShredSubject(ctx, "alice", vault.LedgerEntry{}); err != nil {
 		t.Fatal(err)
 	}
 	res, _ := f.v.Detokenize(ctx, toks, "test")
@@ -138,7 +138,7 @@ func TestWarmCacheDoesNotOutliveTheKey(t *testing.T) {
 	if f.v.CachedKeys() != 1 {
 		t.Fatalf("cached keys = %d, want 1", f.v.CachedKeys())
 	}
-	if _, err := f.store.ShredSubject(ctx, "alice"); err != nil { // not through f.v
+	if _, err := f.store.ShredSubject(ctx, "alice", vault.LedgerEntry{}); err != nil { // not through f.v
 		t.Fatal(err)
 	}
 	res, _ := f.v.Detokenize(ctx, toks, "test")

@@ -42,6 +42,16 @@ Usage:
   tokenvault erase --subject S                     crypto-shred a subject, print the receipt
   tokenvault kek status|rotate|rewrap|retire       KEK rotation epochs (see README)
 
+Data-subject rights, receipts, backups (see README):
+  tokenvault export --subject S                    print every token and value of S (JSON)
+  tokenvault rectify --token T VALUE               correct the value behind T (token unchanged)
+  tokenvault restrict|unrestrict --subject S       restrict processing (no reveal/decrypt) or lift it
+  tokenvault receipt pubkey [--to FILE]            print the receipt verification key (PEM)
+  tokenvault receipt verify RECEIPT_FILE --pubkey FILE   check an erasure receipt (offline)
+  tokenvault ledger export --to FILE               write the erasure ledger
+  tokenvault backup --to FILE --recipient AGE_PUBLIC_KEY… [--incremental-from PREV]
+  tokenvault restore --from FILE… --identity FILE --data-dir DIR --ledger FILE|--ledger-from ADDR
+
 A VALUE of "-" is read from standard input (keeps values out of shell
 history and the process list). Client commands take --addr (default
 127.0.0.1:7300, env TOKENVAULT_ADDR). Run "tokenvault CMD -h" for flags.
@@ -62,6 +72,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmds := map[string]func([]string, io.Reader, io.Writer, io.Writer) error{
 		"serve": serve, "tokenize": tokenize, "detokenize": detokenize, "mask": mask,
 		"encrypt": encrypt, "decrypt": decrypt, "erase": erase, "kek": kekCmd, "config": configCmd,
+		"export": exportCmd, "rectify": rectifyCmd, "restrict": restrictCmd(false), "unrestrict": restrictCmd(true),
+		"receipt": receiptCmd, "ledger": ledgerCmd, "backup": backupCmd, "restore": restoreCmd,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
@@ -104,6 +116,18 @@ func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 	metrics := fs.String("metrics-listen", "", `address of /metrics, /healthz, /readyz, or "off" (metrics.listen)`)
 	logFormat := fs.String("log-format", "", "log format: text or json (log.format)")
 	logLevel := fs.String("log-level", "", "log level: debug, info, warn, error (log.level)")
+	rotation := fs.Duration("rotation-interval", 0, "how often you rotate and retire the KEK; erasure receipts promise backups dead by erasure + this + backup retention (rights.rotation_interval)")
+	purgeEvery := fs.Duration("purge-interval", 0, "how often expired tokens are purged (rights.purge_interval)")
+	retentionByKind := map[string]time.Duration{}
+	fs.Func("retention", "default token expiry per kind, KIND=DURATION (e.g. pan=2160h); repeatable (rights.retention)", func(v string) error {
+		kind, d, ok := strings.Cut(v, "=")
+		dur, err := time.ParseDuration(d)
+		if !ok || err != nil {
+			return fmt.Errorf("want KIND=DURATION, e.g. pan=2160h")
+		}
+		retentionByKind[kind] = dur
+		return nil
+	})
 	insecure := fs.Bool("insecure-plaintext-nonloopback", false, "allow plaintext gRPC on a non-loopback address: values cross the network unencrypted (insecure_plaintext_nonloopback)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -137,6 +161,12 @@ func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 			cfg.Log.Level = *logLevel
 		case "insecure-plaintext-nonloopback":
 			cfg.AllowPlaintextNonLoopback = *insecure
+		case "rotation-interval":
+			cfg.Rights.RotationInterval = *rotation
+		case "purge-interval":
+			cfg.Rights.PurgeInterval = *purgeEvery
+		case "retention":
+			cfg.Rights.Retention = retentionByKind
 		}
 	})
 	if err := config.Validate(&cfg); err != nil {
@@ -253,6 +283,7 @@ func tokenize(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	kind := c.fs.String("kind", "", "value kind: pan, ssn, cn-resident-id, national-id, phone, email, iban, bank-account, address, name, generic (required)")
 	det := c.fs.Bool("deterministic", false, "same subject+kind+value always gives the same token")
 	valid := c.fs.Bool("checksum-valid", false, "make Luhn/mod-11-2/mod-97 checks of the token valid (default: deliberately invalid)")
+	ttl := c.fs.Duration("ttl", 0, "retention: the token expires after this (default: the server's default for the kind)")
 	values, err := c.parse(args, "VALUE", stdin)
 	if err != nil {
 		return err
@@ -262,7 +293,7 @@ func tokenize(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	fields := make([]client.Field, len(values))
 	for i, v := range values {
-		fields[i] = client.Field{Kind: *kind, Value: v, Deterministic: *det, ChecksumValid: *valid}
+		fields[i] = client.Field{Kind: *kind, Value: v, Deterministic: *det, ChecksumValid: *valid, TTL: *ttl}
 	}
 	return c.call(func(ctx context.Context, cl *client.Client) error {
 		tokens, err := cl.Tokenize(ctx, *subject, fields...)
@@ -397,6 +428,10 @@ func erase(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	return c.call(func(ctx context.Context, cl *client.Client) error {
 		r, err := cl.EraseSubject(ctx, *subject)
 		if err != nil {
+			return err
+		}
+		if r.Signed != nil { // the signed receipt: save it, check it with "tokenvault receipt verify"
+			_, err := stdout.Write(r.Signed)
 			return err
 		}
 		enc := json.NewEncoder(stdout)

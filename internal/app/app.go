@@ -53,6 +53,8 @@ type Config struct {
 	Maintenance MaintenanceConfig `yaml:"maintenance"`
 	// ShutdownTimeout bounds the graceful drain (default 10s).
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Rights: data-subject rights, receipts, erasure ledger (rights.go).
+	Rights RightsConfig `yaml:"rights"`
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -156,6 +158,8 @@ func (c *Config) SetDefaults() {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
 	}
+	c.Rights.keysDir = filepath.Dir(c.KEK.Keyring.Path)
+	c.Rights.SetDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -172,6 +176,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		bad("data_dir: must not be empty")
+	}
+	if err := c.Rights.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	switch c.KEK.Provider {
 	case KEKLocal:
@@ -348,10 +355,15 @@ func closeKEK(w kek.Wrapper) {
 }
 
 func start(ctx context.Context, cfg Config, store vault.Store, wrapper kek.Wrapper, created bool) (*App, error) {
+	rk, err := openRightsKeys(ctx, cfg.Rights, store, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
 	m := metrics.New()
 	v, err := vault.New(ctx, store, wrapper, vault.Options{Logger: cfg.Logger, CacheSize: cfg.Cache.Size,
-		CacheTTL: cfg.Cache.TTL, OnKEK: m.ObserveKEK})
+		CacheTTL: cfg.Cache.TTL, OnKEK: m.ObserveKEK, Rights: cfg.Rights.options(rk, cfg.KEK.BackupRetention)})
 	if err != nil {
+		rk.ledger.Zero()
 		return nil, err
 	}
 	lis, err := net.Listen("tcp", cfg.Listen)
@@ -370,6 +382,8 @@ func start(ctx context.Context, cfg Config, store vault.Store, wrapper kek.Wrapp
 	srv := grpcserver.New(v, cfg.Logger)
 	srv.OnBatch = m.ObserveBatch
 	gs, hs := grpcserver.NewGRPCServer(srv, grpcserver.NewAdmin(v, cfg.KEK.BackupRetention, cfg.Logger), m.ServerOptions()...)
+	src, _ := store.(grpcserver.BackupSource)
+	pb.RegisterBackupAdminServer(gs, grpcserver.NewBackupAdmin(v, src, cfg.Logger))
 	m.GRPC.InitializeMetrics(gs)
 	m.WatchVault(v)
 	if sz, ok := store.(metrics.Sizer); ok {
@@ -379,9 +393,10 @@ func start(ctx context.Context, cfg Config, store vault.Store, wrapper kek.Wrapp
 	a := &App{cfg: cfg, store: store, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis, metrics: m,
 		served: make(chan error, 1), Created: created, stopBg: stopBg}
 	a.kekHealthy.Store(true)
-	a.bg.Add(2)
+	a.bg.Add(3)
 	go a.watchKEK(bg)
 	go a.maintain(bg)
+	go a.purgeExpired(bg)
 	if httpLis != nil {
 		a.http = &http.Server{Handler: m.Handler(a.ready), ReadHeaderTimeout: 10 * time.Second}
 		a.httpAddr = httpLis.Addr().String()

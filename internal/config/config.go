@@ -150,6 +150,18 @@ func setField(fv reflect.Value, s string) error {
 			return errors.New("not an integer")
 		}
 		fv.SetInt(int64(n))
+	case fv.Type() == reflect.TypeFor[map[string]time.Duration]():
+		// KEY=DURATION pairs, comma-separated: "pan=2160h,email=720h".
+		m := map[string]time.Duration{}
+		for _, pair := range strings.Split(s, ",") {
+			k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+			d, err := time.ParseDuration(v)
+			if !ok || k == "" || err != nil {
+				return errors.New("not a comma-separated list of KEY=DURATION")
+			}
+			m[k] = d
+		}
+		fv.Set(reflect.ValueOf(m))
 	case fv.Kind() == reflect.Float64:
 		x, err := strconv.ParseFloat(s, 64)
 		if err != nil {

@@ -72,14 +72,16 @@ func TestEnvOverrides(t *testing.T) {
 		"TOKENVAULT_CACHE_SIZE":                     "7",
 		"TOKENVAULT_MAINTENANCE_GC_DISCARD_RATIO":   "0.7",
 		"TOKENVAULT_INSECURE_PLAINTEXT_NONLOOPBACK": "false",
-		"VAULT_ADDR": "http://127.0.0.1:8200",
+		"VAULT_ADDR":                  "http://127.0.0.1:8200",
+		"TOKENVAULT_RIGHTS_RETENTION": "pan=2160h, email=720h",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if cfg.Listen != "127.0.0.1:2" || cfg.KEK.Provider != "vault" || cfg.KEK.Vault.Key != "other" ||
 		cfg.KEK.Vault.Auth.SecretID != "s3cr3t" || cfg.KEK.BackupRetention != 48*time.Hour || cfg.Cache.Size != 7 ||
-		cfg.KEK.Vault.Address != "http://127.0.0.1:8200" || cfg.Maintenance.GCDiscardRatio != 0.7 {
+		cfg.KEK.Vault.Address != "http://127.0.0.1:8200" || cfg.Maintenance.GCDiscardRatio != 0.7 ||
+		cfg.Rights.Retention["pan"] != 2160*time.Hour || cfg.Rights.Retention["email"] != 720*time.Hour {
 		t.Fatalf("env overrides not applied: %+v", cfg)
 	}
 	names := strings.Join(config.EnvNames(), " ")
@@ -117,6 +119,9 @@ func TestBadConfig(t *testing.T) {
 		{"bad env duration", "", map[string]string{"TOKENVAULT_CACHE_TTL": "soon"}, "TOKENVAULT_CACHE_TTL (cache.ttl)"},
 		{"bad env bool", "", map[string]string{"TOKENVAULT_INSECURE_PLAINTEXT_NONLOOPBACK": "maybe"}, "TOKENVAULT_INSECURE_PLAINTEXT_NONLOOPBACK"},
 		{"bad env int", "", map[string]string{"TOKENVAULT_CACHE_SIZE": "many"}, "TOKENVAULT_CACHE_SIZE"},
+		{"bad env retention", "", map[string]string{"TOKENVAULT_RIGHTS_RETENTION": "pan"}, "TOKENVAULT_RIGHTS_RETENTION"},
+		{"bad retention kind", "rights:\n  retention:\n    visa: 1h\n", nil, "rights.retention"},
+		{"bad purge interval", "rights:\n  purge_interval: -1s\n", nil, "rights.purge_interval"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := load(t, tc.yaml, tc.env)

@@ -27,6 +27,7 @@ type env struct {
 	vault            *vaulttest.Server // nil for the local keyring
 	vaultCfg         hcvault.Config
 	retention        time.Duration // backup retention; 0 for the default
+	purgeInterval    time.Duration // expired-token purge; 0 for the default
 }
 
 // newEnv uses the local age keyring.
@@ -65,6 +66,7 @@ func (e *env) config() app.Config {
 		// Debug level: the no-secrets-in-logs test wants every log line.
 		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
+	cfg.Rights.PurgeInterval = e.purgeInterval
 	if e.vault != nil {
 		cfg.KEK.Provider, cfg.KEK.Vault = app.KEKVault, e.vaultCfg
 	}

@@ -6,6 +6,7 @@ package grpcserver
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"runtime/debug"
 	"time"
@@ -162,6 +163,12 @@ func (s *Server) Tokenize(ctx context.Context, req *pb.TokenizeRequest) (*pb.Tok
 			Deterministic: f.GetOptions().GetMode() == pb.TokenMode_TOKEN_MODE_DETERMINISTIC,
 			ChecksumValid: f.GetOptions().GetChecksumValid(),
 		}
+		if ttl := f.GetOptions().GetTtl(); ttl != nil {
+			if err := ttl.CheckValid(); err != nil {
+				return nil, s.toStatus("Tokenize", &vault.FieldError{Field: fmt.Sprintf("fields[%d].options.ttl", i), Reason: "not a valid duration", Err: vault.ErrInvalidArgument})
+			}
+			fields[i].TTL = ttl.AsDuration()
+		}
 	}
 	s.observeBatch("Tokenize", len(fields))
 	tokens, err := s.v.Tokenize(ctx, req.GetSubjectId(), fields)
@@ -238,12 +245,14 @@ func (s *Server) EraseSubject(ctx context.Context, req *pb.EraseSubjectRequest) 
 	if err != nil {
 		return nil, s.toStatus("EraseSubject", err)
 	}
-	return &pb.EraseSubjectResponse{Receipt: &pb.ErasureReceipt{
+	out := &pb.EraseSubjectResponse{Receipt: &pb.ErasureReceipt{
 		SubjectId:     r.Subject,
 		ErasedAt:      timestamppb.New(r.ErasedAt),
 		RecordsErased: r.Records,
 		LookupsErased: r.Lookups,
-	}}, nil
+	}, SignedReceipt: r.Signed}
+	addReceiptDetails(out.Receipt, r)
+	return out, nil
 }
 
 func (s *Server) itemStatus(method string, err error) *pb.ItemStatus {

@@ -9,6 +9,9 @@
 //	s/<key id><sha256(token)>       -> empty                 (index: a key's records, for purge/export)
 //	d/<key id><lookup (32)>         -> token                 (deterministic lookups)
 //	p/<key id>                      -> shred time            (pending purge after a shred)
+//	r/<key id>                      -> restricted since      (restriction of processing)
+//	x/<expires (8)><sha256(token)>  -> key id                (expiry index, for the retention purge)
+//	e/<hmac(ledger key, subject)>   -> erasure time          (erasure ledger; never the subject id)
 //
 // Tokens are addressed by their SHA-256 so keys stay small and bounded
 // (a generic token may be 64 KiB; badger caps keys near that). Nothing
@@ -45,8 +48,13 @@ const (
 	pIndex   = 's'
 	pLookup  = 'd'
 	pPending = 'p'
+	// Data-subject rights (rights.go).
+	pRestrict = 'r'
+	pExpiry   = 'x'
+	pLedger   = 'e'
 
 	encV1      = 1
+	encV2      = 2 // record with an expiry
 	lookupSize = 32
 	// maxWrapped bounds a stored wrapped key (tink uses the same limit for
 	// its KMS envelopes); Vault transit ciphertexts of a 32-byte key are
@@ -165,7 +173,12 @@ func subjectKey(txn *badger.Txn, subject string) (vault.SubjectKey, error) {
 	if err != nil {
 		return vault.SubjectKey{}, err
 	}
-	return decodeSubjectKey(b)
+	sk, err := decodeSubjectKey(b)
+	if err != nil {
+		return sk, err
+	}
+	sk.Restricted, err = restrictedSince(txn, sk.ID)
+	return sk, err
 }
 
 func (s *store) SubjectKeyByID(ctx context.Context, id vault.KeyID) (subject string, sk vault.SubjectKey, err error) {
@@ -259,6 +272,11 @@ func (s *store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 			if err := txn.Set(key(pIndex, id[:], hashes[i]), nil); err != nil {
 				return err
 			}
+			if !r.Expires.IsZero() {
+				if err := txn.Set(expiryKey(r.Expires, hashes[i]), id[:]); err != nil {
+					return err
+				}
+			}
 		}
 		return nil
 	})
@@ -307,7 +325,10 @@ func (s *store) Lookup(ctx context.Context, id vault.KeyID, lookup []byte) (toke
 	return token, err
 }
 
-func (s *store) ShredSubject(ctx context.Context, subject string) (id vault.KeyID, err error) {
+func (s *store) ShredSubject(ctx context.Context, subject string, ledger vault.LedgerEntry) (id vault.KeyID, err error) {
+	if ledger.Hash != nil && len(ledger.Hash) != ledgerHashSize {
+		return id, fmt.Errorf("badgerstore: ledger hash of %d bytes, want %d", len(ledger.Hash), ledgerHashSize)
+	}
 	err = s.update(ctx, func(txn *badger.Txn) error {
 		sk, err := subjectKey(txn, subject)
 		if err != nil {
@@ -319,6 +340,14 @@ func (s *store) ShredSubject(ctx context.Context, subject string) (id vault.KeyI
 		}
 		if err := txn.Delete(key(pKeyID, id[:])); err != nil {
 			return err
+		}
+		if err := txn.Delete(key(pRestrict, id[:])); err != nil {
+			return err
+		}
+		if ledger.Hash != nil {
+			if err := putLedger(txn, ledger); err != nil {
+				return err
+			}
 		}
 		return txn.Set(key(pPending, id[:]), binary.BigEndian.AppendUint64(nil, uint64(time.Now().UnixNano())))
 	})
@@ -345,7 +374,12 @@ func (s *store) PurgeKey(ctx context.Context, id vault.KeyID) (vault.PurgeCounts
 			}
 		}
 	}
-	err := s.update(ctx, func(txn *badger.Txn) error { return txn.Delete(key(pPending, id[:])) })
+	err := s.update(ctx, func(txn *badger.Txn) error {
+		if err := txn.Delete(key(pRestrict, id[:])); err != nil {
+			return err
+		}
+		return txn.Delete(key(pPending, id[:]))
+	})
 	return c, err
 }
 
@@ -362,6 +396,11 @@ func (s *store) purgePrefix(ctx context.Context, prefix []byte, records bool) (n
 		it.Close()
 		for _, k := range keys {
 			if records {
+				// The expiry index entry names the record's expiry, which
+				// only the record holds.
+				if err := deleteExpiryEntry(txn, k[len(prefix):]); err != nil {
+					return err
+				}
 				if err := txn.Delete(key(pToken, k[len(prefix):])); err != nil {
 					return err
 				}
@@ -481,12 +520,22 @@ func decodeSubjectKey(b []byte) (vault.SubjectKey, error) {
 }
 
 // record v1: ver | key id | kind | created | tokenLen(4) | token | lookupLen(1) | lookup | sealed
+// record v2: ver | key id | kind | created | expires (non-zero) | tokenLen(4) | token | lookupLen(1) | lookup | sealed
+// A record without expiry is always written as v1, so every record has
+// exactly one encoding (the fuzz test checks it).
 func encodeRecord(r vault.Record) []byte {
-	b := make([]byte, 0, 1+len(r.KeyID)+1+8+4+len(r.Token)+1+len(r.Lookup)+len(r.Sealed))
-	b = append(b, encV1)
+	b := make([]byte, 0, 1+len(r.KeyID)+1+8+8+4+len(r.Token)+1+len(r.Lookup)+len(r.Sealed))
+	if r.Expires.IsZero() {
+		b = append(b, encV1)
+	} else {
+		b = append(b, encV2)
+	}
 	b = append(b, r.KeyID[:]...)
 	b = append(b, byte(r.Kind))
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Created.UnixNano()))
+	if !r.Expires.IsZero() {
+		b = binary.BigEndian.AppendUint64(b, uint64(r.Expires.UnixNano()))
+	}
 	b = binary.BigEndian.AppendUint32(b, uint32(len(r.Token)))
 	b = append(b, r.Token...)
 	b = append(b, byte(len(r.Lookup)))
@@ -497,8 +546,8 @@ func encodeRecord(r vault.Record) []byte {
 func decodeRecord(b []byte) (vault.Record, error) {
 	var r vault.Record
 	bad := fmt.Errorf("%w: token record", vault.ErrCorrupt)
-	const head = 1 + len(r.KeyID) + 1 + 8 + 4
-	if len(b) < head || b[0] != encV1 {
+	head := 1 + len(r.KeyID) + 1 + 8 + 4
+	if len(b) < head || (b[0] != encV1 && b[0] != encV2) {
 		return r, bad
 	}
 	copy(r.KeyID[:], b[1:])
@@ -507,6 +556,17 @@ func decodeRecord(b []byte) (vault.Record, error) {
 		return r, bad
 	}
 	r.Created = time.Unix(0, int64(binary.BigEndian.Uint64(b[2+len(r.KeyID):]))).UTC()
+	if b[0] == encV2 {
+		head += 8
+		if len(b) < head {
+			return r, bad
+		}
+		exp := int64(binary.BigEndian.Uint64(b[head-12:]))
+		if exp == 0 {
+			return r, bad // v2 without expiry is not canonical
+		}
+		r.Expires = time.Unix(0, exp).UTC()
+	}
 	tl := binary.BigEndian.Uint32(b[head-4:])
 	rest := b[head:]
 	if tl == 0 || uint64(tl)+1 > uint64(len(rest)) {

@@ -18,6 +18,8 @@ func FuzzDecodeRecord(f *testing.F) {
 	f.Add(encodeRecord(r))
 	r.Lookup = nil
 	f.Add(encodeRecord(r))
+	r.Expires = time.Unix(100, 3).UTC()
+	f.Add(encodeRecord(r))
 	f.Add([]byte{1})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := decodeRecord(b)

@@ -141,7 +141,7 @@ func Run(t *testing.T, newStore func(t *testing.T) vault.Store) {
 		if err := s.PutRecords(ctx, "bob", k.ID, []vault.Record{rec(k.ID, "t2", nil)}); !errors.Is(err, vault.ErrErased) {
 			t.Fatalf("PutRecords for a subject without key: %v", err)
 		}
-		if _, err := s.ShredSubject(ctx, "alice"); err != nil {
+		if _, err := s.ShredSubject(ctx, "alice", vault.LedgerEntry{}); err != nil {
 			t.Fatal(err)
 		}
 		if err := s.PutRecords(ctx, "alice", k.ID, []vault.Record{rec(k.ID, "t3", nil)}); !errors.Is(err, vault.ErrErased) {
@@ -171,7 +171,7 @@ func Run(t *testing.T, newStore func(t *testing.T) vault.Store) {
 		if err := s.PutRecords(ctx, "bob", b.ID, br); err != nil {
 			t.Fatal(err)
 		}
-		id, err := s.ShredSubject(ctx, "alice")
+		id, err := s.ShredSubject(ctx, "alice", vault.LedgerEntry{})
 		if err != nil || id != a.ID {
 			t.Fatalf("ShredSubject = %x, %v", id, err)
 		}
@@ -181,7 +181,7 @@ func Run(t *testing.T, newStore func(t *testing.T) vault.Store) {
 		if _, _, err := s.SubjectKeyByID(ctx, a.ID); !errors.Is(err, vault.ErrNotFound) {
 			t.Fatalf("key by id after shred: %v", err)
 		}
-		if _, err := s.ShredSubject(ctx, "alice"); !errors.Is(err, vault.ErrNotFound) {
+		if _, err := s.ShredSubject(ctx, "alice", vault.LedgerEntry{}); !errors.Is(err, vault.ErrNotFound) {
 			t.Fatalf("second shred: %v", err)
 		}
 		pending, err := s.PendingPurges(ctx)
@@ -268,7 +268,7 @@ func Run(t *testing.T, newStore func(t *testing.T) vault.Store) {
 			}()
 		}
 		time.Sleep(time.Millisecond)
-		if _, err := s.ShredSubject(ctx, "dave"); err != nil {
+		if _, err := s.ShredSubject(ctx, "dave", vault.LedgerEntry{}); err != nil {
 			t.Fatal(err)
 		}
 		wg.Wait()
@@ -334,7 +334,7 @@ func Run(t *testing.T, newStore func(t *testing.T) vault.Store) {
 		if err := s.ReplaceWrapped(ctx, "nobody", k.ID, []byte("x")); !errors.Is(err, vault.ErrErased) {
 			t.Fatalf("ReplaceWrapped of a missing subject: %v", err)
 		}
-		if _, err := s.ShredSubject(ctx, "subject-04"); err != nil {
+		if _, err := s.ShredSubject(ctx, "subject-04", vault.LedgerEntry{}); err != nil {
 			t.Fatal(err)
 		}
 		page, _ := s.SubjectKeys(ctx, "subject-03", 1)
@@ -342,6 +342,8 @@ func Run(t *testing.T, newStore func(t *testing.T) vault.Store) {
 			t.Fatalf("scan after shred: %+v", page)
 		}
 	})
+
+	runRights(t, open)
 
 	t.Run("CanceledContext", func(t *testing.T) {
 		s := open(t)

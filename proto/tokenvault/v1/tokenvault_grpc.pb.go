@@ -19,12 +19,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	TokenVault_Tokenize_FullMethodName     = "/tokenvault.v1.TokenVault/Tokenize"
-	TokenVault_Detokenize_FullMethodName   = "/tokenvault.v1.TokenVault/Detokenize"
-	TokenVault_Mask_FullMethodName         = "/tokenvault.v1.TokenVault/Mask"
-	TokenVault_Encrypt_FullMethodName      = "/tokenvault.v1.TokenVault/Encrypt"
-	TokenVault_Decrypt_FullMethodName      = "/tokenvault.v1.TokenVault/Decrypt"
-	TokenVault_EraseSubject_FullMethodName = "/tokenvault.v1.TokenVault/EraseSubject"
+	TokenVault_Tokenize_FullMethodName            = "/tokenvault.v1.TokenVault/Tokenize"
+	TokenVault_Detokenize_FullMethodName          = "/tokenvault.v1.TokenVault/Detokenize"
+	TokenVault_Mask_FullMethodName                = "/tokenvault.v1.TokenVault/Mask"
+	TokenVault_Encrypt_FullMethodName             = "/tokenvault.v1.TokenVault/Encrypt"
+	TokenVault_Decrypt_FullMethodName             = "/tokenvault.v1.TokenVault/Decrypt"
+	TokenVault_EraseSubject_FullMethodName        = "/tokenvault.v1.TokenVault/EraseSubject"
+	TokenVault_ExportSubject_FullMethodName       = "/tokenvault.v1.TokenVault/ExportSubject"
+	TokenVault_RectifyToken_FullMethodName        = "/tokenvault.v1.TokenVault/RectifyToken"
+	TokenVault_RestrictSubject_FullMethodName     = "/tokenvault.v1.TokenVault/RestrictSubject"
+	TokenVault_UnrestrictSubject_FullMethodName   = "/tokenvault.v1.TokenVault/UnrestrictSubject"
+	TokenVault_GetReceiptPublicKey_FullMethodName = "/tokenvault.v1.TokenVault/GetReceiptPublicKey"
 )
 
 // TokenVaultClient is the client API for TokenVault service.
@@ -60,6 +65,22 @@ type TokenVaultClient interface {
 	// (and synced), then its records are removed. After it returns, no call
 	// yields the subject's data.
 	EraseSubject(ctx context.Context, in *EraseSubjectRequest, opts ...grpc.CallOption) (*EraseSubjectResponse, error)
+	// ExportSubject streams every unexpired token and value held for a
+	// subject (right of access, portability). Allowed while the subject is
+	// restricted. NOT_FOUND for an unknown or erased subject.
+	ExportSubject(ctx context.Context, in *ExportSubjectRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportSubjectResponse], error)
+	// RectifyToken replaces the value behind a token; the token stays the
+	// same. A deterministic token's lookup follows the new value.
+	RectifyToken(ctx context.Context, in *RectifyTokenRequest, opts ...grpc.CallOption) (*RectifyTokenResponse, error)
+	// RestrictSubject restricts processing: until UnrestrictSubject, the
+	// subject's values are not revealed (Detokenize and Decrypt items fail
+	// with FAILED_PRECONDITION); nothing is deleted, Mask still works.
+	RestrictSubject(ctx context.Context, in *RestrictSubjectRequest, opts ...grpc.CallOption) (*RestrictSubjectResponse, error)
+	// UnrestrictSubject lifts a restriction (no-op if there is none).
+	UnrestrictSubject(ctx context.Context, in *UnrestrictSubjectRequest, opts ...grpc.CallOption) (*UnrestrictSubjectResponse, error)
+	// GetReceiptPublicKey returns the Ed25519 key that verifies erasure
+	// receipts.
+	GetReceiptPublicKey(ctx context.Context, in *GetReceiptPublicKeyRequest, opts ...grpc.CallOption) (*GetReceiptPublicKeyResponse, error)
 }
 
 type tokenVaultClient struct {
@@ -130,6 +151,65 @@ func (c *tokenVaultClient) EraseSubject(ctx context.Context, in *EraseSubjectReq
 	return out, nil
 }
 
+func (c *tokenVaultClient) ExportSubject(ctx context.Context, in *ExportSubjectRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportSubjectResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &TokenVault_ServiceDesc.Streams[0], TokenVault_ExportSubject_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExportSubjectRequest, ExportSubjectResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TokenVault_ExportSubjectClient = grpc.ServerStreamingClient[ExportSubjectResponse]
+
+func (c *tokenVaultClient) RectifyToken(ctx context.Context, in *RectifyTokenRequest, opts ...grpc.CallOption) (*RectifyTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RectifyTokenResponse)
+	err := c.cc.Invoke(ctx, TokenVault_RectifyToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tokenVaultClient) RestrictSubject(ctx context.Context, in *RestrictSubjectRequest, opts ...grpc.CallOption) (*RestrictSubjectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RestrictSubjectResponse)
+	err := c.cc.Invoke(ctx, TokenVault_RestrictSubject_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tokenVaultClient) UnrestrictSubject(ctx context.Context, in *UnrestrictSubjectRequest, opts ...grpc.CallOption) (*UnrestrictSubjectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnrestrictSubjectResponse)
+	err := c.cc.Invoke(ctx, TokenVault_UnrestrictSubject_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tokenVaultClient) GetReceiptPublicKey(ctx context.Context, in *GetReceiptPublicKeyRequest, opts ...grpc.CallOption) (*GetReceiptPublicKeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetReceiptPublicKeyResponse)
+	err := c.cc.Invoke(ctx, TokenVault_GetReceiptPublicKey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TokenVaultServer is the server API for TokenVault service.
 // All implementations must embed UnimplementedTokenVaultServer
 // for forward compatibility.
@@ -163,6 +243,22 @@ type TokenVaultServer interface {
 	// (and synced), then its records are removed. After it returns, no call
 	// yields the subject's data.
 	EraseSubject(context.Context, *EraseSubjectRequest) (*EraseSubjectResponse, error)
+	// ExportSubject streams every unexpired token and value held for a
+	// subject (right of access, portability). Allowed while the subject is
+	// restricted. NOT_FOUND for an unknown or erased subject.
+	ExportSubject(*ExportSubjectRequest, grpc.ServerStreamingServer[ExportSubjectResponse]) error
+	// RectifyToken replaces the value behind a token; the token stays the
+	// same. A deterministic token's lookup follows the new value.
+	RectifyToken(context.Context, *RectifyTokenRequest) (*RectifyTokenResponse, error)
+	// RestrictSubject restricts processing: until UnrestrictSubject, the
+	// subject's values are not revealed (Detokenize and Decrypt items fail
+	// with FAILED_PRECONDITION); nothing is deleted, Mask still works.
+	RestrictSubject(context.Context, *RestrictSubjectRequest) (*RestrictSubjectResponse, error)
+	// UnrestrictSubject lifts a restriction (no-op if there is none).
+	UnrestrictSubject(context.Context, *UnrestrictSubjectRequest) (*UnrestrictSubjectResponse, error)
+	// GetReceiptPublicKey returns the Ed25519 key that verifies erasure
+	// receipts.
+	GetReceiptPublicKey(context.Context, *GetReceiptPublicKeyRequest) (*GetReceiptPublicKeyResponse, error)
 	mustEmbedUnimplementedTokenVaultServer()
 }
 
@@ -190,6 +286,21 @@ func (UnimplementedTokenVaultServer) Decrypt(context.Context, *DecryptRequest) (
 }
 func (UnimplementedTokenVaultServer) EraseSubject(context.Context, *EraseSubjectRequest) (*EraseSubjectResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method EraseSubject not implemented")
+}
+func (UnimplementedTokenVaultServer) ExportSubject(*ExportSubjectRequest, grpc.ServerStreamingServer[ExportSubjectResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method ExportSubject not implemented")
+}
+func (UnimplementedTokenVaultServer) RectifyToken(context.Context, *RectifyTokenRequest) (*RectifyTokenResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RectifyToken not implemented")
+}
+func (UnimplementedTokenVaultServer) RestrictSubject(context.Context, *RestrictSubjectRequest) (*RestrictSubjectResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RestrictSubject not implemented")
+}
+func (UnimplementedTokenVaultServer) UnrestrictSubject(context.Context, *UnrestrictSubjectRequest) (*UnrestrictSubjectResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method UnrestrictSubject not implemented")
+}
+func (UnimplementedTokenVaultServer) GetReceiptPublicKey(context.Context, *GetReceiptPublicKeyRequest) (*GetReceiptPublicKeyResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetReceiptPublicKey not implemented")
 }
 func (UnimplementedTokenVaultServer) mustEmbedUnimplementedTokenVaultServer() {}
 func (UnimplementedTokenVaultServer) testEmbeddedByValue()                    {}
@@ -320,6 +431,89 @@ func _TokenVault_EraseSubject_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TokenVault_ExportSubject_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportSubjectRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(TokenVaultServer).ExportSubject(m, &grpc.GenericServerStream[ExportSubjectRequest, ExportSubjectResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TokenVault_ExportSubjectServer = grpc.ServerStreamingServer[ExportSubjectResponse]
+
+func _TokenVault_RectifyToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RectifyTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenVaultServer).RectifyToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenVault_RectifyToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenVaultServer).RectifyToken(ctx, req.(*RectifyTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TokenVault_RestrictSubject_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RestrictSubjectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenVaultServer).RestrictSubject(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenVault_RestrictSubject_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenVaultServer).RestrictSubject(ctx, req.(*RestrictSubjectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TokenVault_UnrestrictSubject_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnrestrictSubjectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenVaultServer).UnrestrictSubject(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenVault_UnrestrictSubject_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenVaultServer).UnrestrictSubject(ctx, req.(*UnrestrictSubjectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TokenVault_GetReceiptPublicKey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetReceiptPublicKeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenVaultServer).GetReceiptPublicKey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenVault_GetReceiptPublicKey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenVaultServer).GetReceiptPublicKey(ctx, req.(*GetReceiptPublicKeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TokenVault_ServiceDesc is the grpc.ServiceDesc for TokenVault service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -351,8 +545,196 @@ var TokenVault_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "EraseSubject",
 			Handler:    _TokenVault_EraseSubject_Handler,
 		},
+		{
+			MethodName: "RectifyToken",
+			Handler:    _TokenVault_RectifyToken_Handler,
+		},
+		{
+			MethodName: "RestrictSubject",
+			Handler:    _TokenVault_RestrictSubject_Handler,
+		},
+		{
+			MethodName: "UnrestrictSubject",
+			Handler:    _TokenVault_UnrestrictSubject_Handler,
+		},
+		{
+			MethodName: "GetReceiptPublicKey",
+			Handler:    _TokenVault_GetReceiptPublicKey_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ExportSubject",
+			Handler:       _TokenVault_ExportSubject_Handler,
+			ServerStreams: true,
+		},
+	},
+	Metadata: "tokenvault/v1/tokenvault.proto",
+}
+
+const (
+	BackupAdmin_Backup_FullMethodName              = "/tokenvault.v1.BackupAdmin/Backup"
+	BackupAdmin_ExportErasureLedger_FullMethodName = "/tokenvault.v1.BackupAdmin/ExportErasureLedger"
+)
+
+// BackupAdminClient is the client API for BackupAdmin service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// BackupAdmin takes online backups and exports the erasure ledger that a
+// restore re-applies, so that a restore never brings an erased subject
+// back.
+type BackupAdminClient interface {
+	// Backup streams a consistent snapshot of the store, encrypted with age
+	// to the request's recipients (the server never holds a private key;
+	// only ciphertext crosses the wire). With since set, only what changed
+	// since that version (an incremental backup).
+	Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupResponse], error)
+	// ExportErasureLedger streams the erasure ledger: keyed hashes of erased
+	// subject ids (never the ids) and erasure times.
+	ExportErasureLedger(ctx context.Context, in *ExportErasureLedgerRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportErasureLedgerResponse], error)
+}
+
+type backupAdminClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewBackupAdminClient(cc grpc.ClientConnInterface) BackupAdminClient {
+	return &backupAdminClient{cc}
+}
+
+func (c *backupAdminClient) Backup(ctx context.Context, in *BackupRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[BackupResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &BackupAdmin_ServiceDesc.Streams[0], BackupAdmin_Backup_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[BackupRequest, BackupResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BackupAdmin_BackupClient = grpc.ServerStreamingClient[BackupResponse]
+
+func (c *backupAdminClient) ExportErasureLedger(ctx context.Context, in *ExportErasureLedgerRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportErasureLedgerResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &BackupAdmin_ServiceDesc.Streams[1], BackupAdmin_ExportErasureLedger_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ExportErasureLedgerRequest, ExportErasureLedgerResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BackupAdmin_ExportErasureLedgerClient = grpc.ServerStreamingClient[ExportErasureLedgerResponse]
+
+// BackupAdminServer is the server API for BackupAdmin service.
+// All implementations must embed UnimplementedBackupAdminServer
+// for forward compatibility.
+//
+// BackupAdmin takes online backups and exports the erasure ledger that a
+// restore re-applies, so that a restore never brings an erased subject
+// back.
+type BackupAdminServer interface {
+	// Backup streams a consistent snapshot of the store, encrypted with age
+	// to the request's recipients (the server never holds a private key;
+	// only ciphertext crosses the wire). With since set, only what changed
+	// since that version (an incremental backup).
+	Backup(*BackupRequest, grpc.ServerStreamingServer[BackupResponse]) error
+	// ExportErasureLedger streams the erasure ledger: keyed hashes of erased
+	// subject ids (never the ids) and erasure times.
+	ExportErasureLedger(*ExportErasureLedgerRequest, grpc.ServerStreamingServer[ExportErasureLedgerResponse]) error
+	mustEmbedUnimplementedBackupAdminServer()
+}
+
+// UnimplementedBackupAdminServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedBackupAdminServer struct{}
+
+func (UnimplementedBackupAdminServer) Backup(*BackupRequest, grpc.ServerStreamingServer[BackupResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method Backup not implemented")
+}
+func (UnimplementedBackupAdminServer) ExportErasureLedger(*ExportErasureLedgerRequest, grpc.ServerStreamingServer[ExportErasureLedgerResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method ExportErasureLedger not implemented")
+}
+func (UnimplementedBackupAdminServer) mustEmbedUnimplementedBackupAdminServer() {}
+func (UnimplementedBackupAdminServer) testEmbeddedByValue()                     {}
+
+// UnsafeBackupAdminServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to BackupAdminServer will
+// result in compilation errors.
+type UnsafeBackupAdminServer interface {
+	mustEmbedUnimplementedBackupAdminServer()
+}
+
+func RegisterBackupAdminServer(s grpc.ServiceRegistrar, srv BackupAdminServer) {
+	// If the following call pancis, it indicates UnimplementedBackupAdminServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&BackupAdmin_ServiceDesc, srv)
+}
+
+func _BackupAdmin_Backup_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(BackupRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(BackupAdminServer).Backup(m, &grpc.GenericServerStream[BackupRequest, BackupResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BackupAdmin_BackupServer = grpc.ServerStreamingServer[BackupResponse]
+
+func _BackupAdmin_ExportErasureLedger_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ExportErasureLedgerRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(BackupAdminServer).ExportErasureLedger(m, &grpc.GenericServerStream[ExportErasureLedgerRequest, ExportErasureLedgerResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type BackupAdmin_ExportErasureLedgerServer = grpc.ServerStreamingServer[ExportErasureLedgerResponse]
+
+// BackupAdmin_ServiceDesc is the grpc.ServiceDesc for BackupAdmin service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var BackupAdmin_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "tokenvault.v1.BackupAdmin",
+	HandlerType: (*BackupAdminServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Backup",
+			Handler:       _BackupAdmin_Backup_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "ExportErasureLedger",
+			Handler:       _BackupAdmin_ExportErasureLedger_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "tokenvault/v1/tokenvault.proto",
 }
 

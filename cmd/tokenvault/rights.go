@@ -1,0 +1,330 @@
+package main
+
+// Subcommands for data-subject rights, erasure receipts, the erasure
+// ledger, backups and restore. Wiring only: the work is in client/,
+// internal/backup and vault/receipt.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tokenvault/tokenvault/client"
+	"github.com/tokenvault/tokenvault/crypto/keyfile"
+	"github.com/tokenvault/tokenvault/internal/backup"
+	"github.com/tokenvault/tokenvault/vault/receipt"
+)
+
+// stringList is a repeatable flag.
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func noArgs(fs *flag.FlagSet) error {
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+func exportCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	c := newClientFlagsTimeout("export", stderr, 10*time.Minute)
+	subject := c.fs.String("subject", "", "data subject id (required)")
+	if err := c.fs.Parse(args); err != nil {
+		return err
+	}
+	if err := errors.Join(noArgs(c.fs), required("subject", *subject)); err != nil {
+		return err
+	}
+	return c.call(func(ctx context.Context, cl *client.Client) error {
+		ex, err := cl.ExportSubject(ctx, *subject)
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(ex)
+	})
+}
+
+func rectifyCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	c := newClientFlags("rectify", stderr)
+	token := c.fs.String("token", "", "the token whose value is corrected (required); it stays the same")
+	values, err := c.parse(args, "VALUE (the corrected value, or - for stdin)", stdin)
+	if err != nil {
+		return err
+	}
+	if len(values) != 1 {
+		return errors.New("give exactly one VALUE")
+	}
+	if err := required("token", *token); err != nil {
+		return err
+	}
+	return c.call(func(ctx context.Context, cl *client.Client) error {
+		det, err := cl.Rectify(ctx, *token, values[0])
+		if err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "rectified; the token is unchanged")
+		if !det {
+			fmt.Fprintln(stderr, "note: deterministic tokenization of the new value does not yield this token (random token, or another token of the subject already holds the value)")
+		}
+		return nil
+	})
+}
+
+func restrictCmd(lift bool) func([]string, io.Reader, io.Writer, io.Writer) error {
+	name := "restrict"
+	if lift {
+		name = "unrestrict"
+	}
+	return func(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+		c := newClientFlags(name, stderr)
+		subject := c.fs.String("subject", "", "data subject id (required)")
+		if err := c.fs.Parse(args); err != nil {
+			return err
+		}
+		if err := errors.Join(noArgs(c.fs), required("subject", *subject)); err != nil {
+			return err
+		}
+		return c.call(func(ctx context.Context, cl *client.Client) error {
+			if lift {
+				if err := cl.Unrestrict(ctx, *subject); err != nil {
+					return err
+				}
+				fmt.Fprintln(stdout, "restriction lifted")
+				return nil
+			}
+			since, err := cl.Restrict(ctx, *subject)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "restricted since %s: values are not revealed until \"tokenvault unrestrict\"\n", since.Format(time.RFC3339))
+			return nil
+		})
+	}
+}
+
+func receiptCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return errors.New("missing subcommand: pubkey or verify")
+	}
+	switch args[0] {
+	case "pubkey":
+		c := newClientFlags("receipt pubkey", stderr)
+		to := c.fs.String("to", "", "write the PEM public key to this file instead of stdout")
+		if err := c.fs.Parse(args[1:]); err != nil {
+			return err
+		}
+		if err := noArgs(c.fs); err != nil {
+			return err
+		}
+		return c.call(func(ctx context.Context, cl *client.Client) error {
+			pub, err := cl.ReceiptPublicKey(ctx)
+			if err != nil {
+				return err
+			}
+			pem := receipt.MarshalPublicKey(pub)
+			if *to == "" {
+				_, err = stdout.Write(pem)
+				return err
+			}
+			if err := os.WriteFile(*to, pem, 0o644); err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "wrote receipt public key %s to %s\n", receipt.KeyID(pub), *to)
+			return nil
+		})
+	case "verify":
+		fs := flag.NewFlagSet("receipt verify", flag.ContinueOnError)
+		fs.SetOutput(stderr)
+		pubFile := fs.String("pubkey", "", "PEM public key file from \"tokenvault receipt pubkey\" (required)")
+		// Accept the file before or after the flags.
+		rest := args[1:]
+		var file string
+		if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
+			file, rest = rest[0], rest[1:]
+		}
+		if err := fs.Parse(rest); err != nil {
+			return err
+		}
+		if file == "" && fs.NArg() == 1 {
+			file = fs.Arg(0)
+		} else if fs.NArg() > 0 {
+			return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		}
+		if file == "" {
+			return errors.New("missing RECEIPT_FILE")
+		}
+		if err := required("pubkey", *pubFile); err != nil {
+			return err
+		}
+		pb, err := os.ReadFile(*pubFile)
+		if err != nil {
+			return err
+		}
+		pub, err := receipt.ParsePublicKey(pb)
+		if err != nil {
+			return err
+		}
+		rb, err := os.ReadFile(file)
+		if err != nil {
+			return err
+		}
+		r, err := receipt.Parse(rb)
+		if err != nil {
+			return err
+		}
+		if err := r.Verify(pub); err != nil {
+			return fmt.Errorf("INVALID receipt: %w", err)
+		}
+		fmt.Fprintf(stdout, "valid receipt: subject %q erased at %s (%d records, %d lookups); every backup copy undecryptable by %s; signed by key %s\n",
+			r.Subject, r.ErasedAt.Format(time.RFC3339), r.Records, r.Lookups, r.BackupsUndecryptableBy.Format(time.RFC3339), r.KeyID)
+		return nil
+	default:
+		return fmt.Errorf("unknown receipt subcommand %q (pubkey, verify)", args[0])
+	}
+}
+
+func ledgerCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "export" {
+		return errors.New("missing or unknown subcommand: use \"ledger export --to FILE\"")
+	}
+	c := newClientFlagsTimeout("ledger export", stderr, 10*time.Minute)
+	to := c.fs.String("to", "", "file to write the erasure ledger to (required; not overwritten)")
+	if err := c.fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if err := errors.Join(noArgs(c.fs), required("to", *to)); err != nil {
+		return err
+	}
+	return c.call(func(ctx context.Context, cl *client.Client) error {
+		l, err := backup.FetchLedger(ctx, cl.BackupAdmin())
+		if err != nil {
+			return err
+		}
+		if err := backup.WriteLedger(*to, l); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "wrote %d erasure ledger entries (ledger key %s) to %s\n", len(l.Entries), l.KeyID, *to)
+		return nil
+	})
+}
+
+func backupCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	c := newClientFlagsTimeout("backup", stderr, 24*time.Hour)
+	to := c.fs.String("to", "", "backup file to write (required; never overwritten)")
+	var recips stringList
+	c.fs.Var(&recips, "recipient", "age public key (age1...) to encrypt to; repeat for several (at least one)")
+	prev := c.fs.String("incremental-from", "", "take an incremental backup of what changed since this earlier backup file")
+	quiet := c.fs.Bool("quiet", false, "no progress bar")
+	if err := c.fs.Parse(args); err != nil {
+		return err
+	}
+	if err := errors.Join(noArgs(c.fs), required("to", *to)); err != nil {
+		return err
+	}
+	if len(recips) == 0 {
+		return errors.New("--recipient is required (an age public key; the backup is encrypted to it)")
+	}
+	var since uint64
+	if *prev != "" {
+		h, err := backup.HeaderOf(*prev)
+		if err != nil {
+			return fmt.Errorf("--incremental-from: %w", err)
+		}
+		since = h.Next
+	}
+	return c.call(func(ctx context.Context, cl *client.Client) error {
+		var progress backup.Progress
+		if !*quiet {
+			progress = func(read, total int64) { fmt.Fprintf(stderr, "\rbacking up: %s", bar(read, total)) }
+		}
+		res, err := backup.Fetch(ctx, cl.BackupAdmin(), *to, recips, since, progress)
+		if !*quiet {
+			fmt.Fprintln(stderr)
+		}
+		if err != nil {
+			return err
+		}
+		kind := "full"
+		if since > 0 {
+			kind = "incremental"
+		}
+		fmt.Fprintf(stdout, "wrote %s backup %s (%d bytes, versions %d..%d); next incremental: --incremental-from %s\n",
+			kind, *to, res.Bytes, res.Header.Since, res.Header.Next, *to)
+		return nil
+	})
+}
+
+func restoreCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var from stringList
+	fs.Var(&from, "from", "backup file; repeat: the full backup first, then its incrementals in order (required)")
+	identity := fs.String("identity", "", "age identity file that decrypts the backups (required)")
+	dataDir := fs.String("data-dir", "", "new or empty data directory to restore into (required; no server may use it)")
+	ledgerFile := fs.String("ledger", "", "erasure ledger file from \"tokenvault ledger export\"")
+	ledgerFrom := fs.String("ledger-from", "", "fetch the erasure ledger from this live vault's address instead")
+	ledgerKey := fs.String("ledger-key", envOr("TOKENVAULT_LEDGER_KEY", "tokenvault-keys/ledger.key"), "the vault's erasure-ledger key file (env TOKENVAULT_LEDGER_KEY)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if err := errors.Join(noArgs(fs), required("identity", *identity), required("data-dir", *dataDir)); err != nil {
+		return err
+	}
+	if len(from) == 0 {
+		return errors.New("--from is required")
+	}
+	if (*ledgerFile == "") == (*ledgerFrom == "") {
+		return errors.New("give exactly one of --ledger FILE or --ledger-from ADDR: a restore re-applies the current erasure ledger")
+	}
+	idf, err := os.Open(*identity)
+	if err != nil {
+		return fmt.Errorf("--identity: %w", err)
+	}
+	ids, err := backup.ParseIdentityFile(idf)
+	idf.Close()
+	if err != nil {
+		return fmt.Errorf("--identity: %w", err)
+	}
+	key, err := keyfile.LoadLedgerKey(*ledgerKey)
+	if err != nil {
+		return fmt.Errorf("--ledger-key: %w", err)
+	}
+	defer key.Zero()
+	var ledger backup.Ledger
+	ctx := context.Background()
+	if *ledgerFile != "" {
+		if ledger, err = backup.ReadLedger(*ledgerFile); err != nil {
+			return err
+		}
+	} else {
+		cl, err := client.Dial(*ledgerFrom)
+		if err != nil {
+			return err
+		}
+		lctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		ledger, err = backup.FetchLedger(lctx, cl.BackupAdmin())
+		cancel()
+		cl.Close()
+		if err != nil {
+			return fmt.Errorf("--ledger-from: %w", err)
+		}
+	}
+	res, err := backup.Restore(ctx, backup.RestoreOptions{DataDir: *dataDir, Files: from, Identities: ids,
+		LedgerKey: key, Ledger: ledger})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "restored %d backup file(s) into %s: %d entries written; re-erased %d subject(s) named in the erasure ledger (%d entries left out); ledger of %d entries kept\n",
+		len(from), *dataDir, res.Entries, res.ReErased, res.Dropped, res.Ledger)
+	return nil
+}

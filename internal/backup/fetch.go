@@ -1,0 +1,162 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
+	"github.com/tokenvault/tokenvault/vault"
+)
+
+// Client side of backups: write the server's encrypted stream to a file,
+// fetch the erasure ledger.
+
+// Progress reports a running backup: store bytes read and the estimated
+// total.
+type Progress func(read, total int64)
+
+// FetchResult describes a written backup file.
+type FetchResult struct {
+	Header Header
+	Bytes  int64 // file size
+}
+
+// Fetch takes a backup through the BackupAdmin service and writes it to
+// path: a full backup with since 0, else an incremental one (since is the
+// Next of the backup it follows, see HeaderOf). The file appears only
+// when complete (written as path.partial, synced, renamed); an existing
+// file is never overwritten.
+func Fetch(ctx context.Context, c pb.BackupAdminClient, path string, recipients []string, since uint64, progress Progress) (FetchResult, error) {
+	var res FetchResult
+	if _, err := ParseRecipients(recipients); err != nil {
+		return res, err
+	}
+	if _, err := os.Lstat(path); err == nil {
+		return res, fmt.Errorf("%s exists: refusing to overwrite a backup", path)
+	}
+	partial := path + ".partial"
+	f, err := os.OpenFile(partial, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return res, fmt.Errorf("creating the backup file: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Close()
+			os.Remove(partial)
+		}
+	}()
+	res.Header = Header{Since: since}
+	if _, err := f.Write(res.Header.Marshal()); err != nil {
+		return res, err
+	}
+	res.Bytes = int64(HeaderSize)
+	stream, err := c.Backup(ctx, &pb.BackupRequest{Recipients: recipients, Since: since})
+	if err != nil {
+		return res, err
+	}
+	for {
+		m, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return res, errors.New("the server ended the backup stream before the backup was complete")
+		}
+		if err != nil {
+			return res, err
+		}
+		if len(m.GetChunk()) > 0 {
+			n, err := f.Write(m.GetChunk())
+			res.Bytes += int64(n)
+			if err != nil {
+				return res, fmt.Errorf("writing the backup file: %w", err)
+			}
+		}
+		if progress != nil {
+			progress(m.GetReadBytes(), m.GetTotalBytes())
+		}
+		if m.GetDone() {
+			res.Header.Next = m.GetNextSince()
+			break
+		}
+	}
+	if _, err := f.WriteAt(NextLine(res.Header.Next), int64(NextOffset)); err != nil {
+		return res, err
+	}
+	if err := f.Sync(); err != nil {
+		return res, err
+	}
+	if err := f.Close(); err != nil {
+		return res, err
+	}
+	if err := os.Rename(partial, path); err != nil {
+		return res, err
+	}
+	ok = true
+	syncDir(filepath.Dir(path))
+	return res, nil
+}
+
+// HeaderOf reads the header of a backup file (to chain an incremental
+// backup to it: its Next is the next backup's since).
+func HeaderOf(path string) (Header, error) { return readFileHeader(path) }
+
+// FetchLedger downloads the erasure ledger.
+func FetchLedger(ctx context.Context, c pb.BackupAdminClient) (Ledger, error) {
+	var l Ledger
+	stream, err := c.ExportErasureLedger(ctx, &pb.ExportErasureLedgerRequest{})
+	if err != nil {
+		return l, err
+	}
+	for {
+		m, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			if l.KeyID == "" {
+				return l, errors.New("the server sent no erasure ledger")
+			}
+			return l, nil
+		}
+		if err != nil {
+			return l, err
+		}
+		l.KeyID = m.GetLedgerKeyId()
+		for _, e := range m.GetEntries() {
+			l.Entries = append(l.Entries, vault.LedgerEntry{Hash: e.GetSubjectHash(), ErasedAt: e.GetErasedAt().AsTime()})
+		}
+	}
+}
+
+// WriteLedger writes a ledger file at path (mode 0600, not overwriting).
+func WriteLedger(path string, l Ledger) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("ledger file: %w", err)
+	}
+	_, err = f.Write(l.Marshal())
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+	}
+	return err
+}
+
+// ReadLedger reads a ledger file.
+func ReadLedger(path string) (Ledger, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Ledger{}, fmt.Errorf("ledger file: %w", err)
+	}
+	defer f.Close()
+	l, err := ParseLedger(f)
+	if err != nil {
+		return l, fmt.Errorf("%s: %w", path, err)
+	}
+	return l, nil
+}

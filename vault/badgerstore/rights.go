@@ -1,0 +1,332 @@
+package badgerstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/tokenvault/tokenvault/vault"
+)
+
+// Store methods for data-subject rights: export (KeyRecords),
+// rectification (ReplaceRecord), restriction (SetRestricted), retention
+// (the x/ expiry index, PurgeExpired, DeleteRecord) and the erasure ledger
+// (e/ entries, written by ShredSubject in the shred's own transaction).
+
+const ledgerHashSize = 32
+
+func (s *store) KeyRecords(ctx context.Context, id vault.KeyID, after string, limit int) (out []vault.Record, err error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	err = s.view(ctx, func(txn *badger.Txn) error {
+		prefix := key(pIndex, id[:])
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		start := prefix
+		var skip []byte
+		if after != "" {
+			skip = key(pIndex, id[:], tokenHash(after))
+			start = skip
+		}
+		for it.Seek(start); it.Valid() && len(out) < limit; it.Next() {
+			k := it.Item().Key()
+			if skip != nil && bytes.Equal(k, skip) {
+				continue
+			}
+			b, err := get(txn, key(pToken, k[len(prefix):]))
+			if errors.Is(err, vault.ErrNotFound) {
+				return fmt.Errorf("%w: record index points at a missing record", vault.ErrCorrupt)
+			}
+			if err != nil {
+				return err
+			}
+			r, err := decodeRecord(b)
+			if err != nil {
+				return err
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (s *store) ReplaceRecord(ctx context.Context, subject string, id vault.KeyID, r vault.Record) error {
+	if r.KeyID != id {
+		return fmt.Errorf("badgerstore: replacement record under another key")
+	}
+	enc := encodeRecord(r)
+	h := tokenHash(r.Token)
+	return s.update(ctx, func(txn *badger.Txn) error {
+		// Reading the subject key makes a concurrent shred conflict with
+		// this transaction (see PutRecords).
+		sk, err := subjectKey(txn, subject)
+		if errors.Is(err, vault.ErrNotFound) || (err == nil && sk.ID != id) {
+			return vault.ErrErased
+		}
+		if err != nil {
+			return err
+		}
+		b, err := get(txn, key(pToken, h))
+		if err != nil {
+			return err
+		}
+		old, err := decodeRecord(b)
+		if err != nil {
+			return err
+		}
+		if old.KeyID != id || old.Token != r.Token {
+			return vault.ErrNotFound
+		}
+		if r.Lookup != nil && !bytes.Equal(r.Lookup, old.Lookup) {
+			tok, err := get(txn, key(pLookup, id[:], r.Lookup))
+			switch {
+			case err == nil && string(tok) != r.Token:
+				return &vault.CollisionError{Lookup: true}
+			case err != nil && !errors.Is(err, vault.ErrNotFound):
+				return err
+			}
+		}
+		// Checks done; writes follow.
+		if old.Lookup != nil {
+			tok, err := get(txn, key(pLookup, id[:], old.Lookup))
+			if err == nil && string(tok) == r.Token {
+				if err := txn.Delete(key(pLookup, id[:], old.Lookup)); err != nil {
+					return err
+				}
+			} else if err != nil && !errors.Is(err, vault.ErrNotFound) {
+				return err
+			}
+		}
+		if r.Lookup != nil {
+			if err := txn.Set(key(pLookup, id[:], r.Lookup), []byte(r.Token)); err != nil {
+				return err
+			}
+		}
+		if !old.Expires.Equal(r.Expires) {
+			if !old.Expires.IsZero() {
+				if err := txn.Delete(expiryKey(old.Expires, h)); err != nil {
+					return err
+				}
+			}
+			if !r.Expires.IsZero() {
+				if err := txn.Set(expiryKey(r.Expires, h), id[:]); err != nil {
+					return err
+				}
+			}
+		}
+		return txn.Set(key(pToken, h), enc)
+	})
+}
+
+func (s *store) SetRestricted(ctx context.Context, subject string, since time.Time) error {
+	return s.update(ctx, func(txn *badger.Txn) error {
+		sk, err := subjectKey(txn, subject)
+		if err != nil {
+			return err
+		}
+		if since.IsZero() {
+			return txn.Delete(key(pRestrict, sk.ID[:]))
+		}
+		return txn.Set(key(pRestrict, sk.ID[:]), binary.BigEndian.AppendUint64(nil, uint64(since.UnixNano())))
+	})
+}
+
+func restrictedSince(txn *badger.Txn, id vault.KeyID) (time.Time, error) {
+	b, err := get(txn, key(pRestrict, id[:]))
+	if errors.Is(err, vault.ErrNotFound) {
+		return time.Time{}, nil
+	}
+	if err != nil {
+		return time.Time{}, err
+	}
+	return decodeTime(b, "restriction mark")
+}
+
+func decodeTime(b []byte, what string) (time.Time, error) {
+	if len(b) != 8 {
+		return time.Time{}, fmt.Errorf("%w: %s", vault.ErrCorrupt, what)
+	}
+	return time.Unix(0, int64(binary.BigEndian.Uint64(b))).UTC(), nil
+}
+
+// expiryKey orders the expiry index by time, so the purge reads only
+// what is due.
+func expiryKey(t time.Time, tokenHash []byte) []byte {
+	return key(pExpiry, binary.BigEndian.AppendUint64(nil, uint64(t.UnixNano())), tokenHash)
+}
+
+// deleteExpiryEntry removes the expiry index entry of the record stored
+// under hash, if it has one.
+func deleteExpiryEntry(txn *badger.Txn, hash []byte) error {
+	b, err := get(txn, key(pToken, hash))
+	if errors.Is(err, vault.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	r, err := decodeRecord(b)
+	if err != nil || r.Expires.IsZero() {
+		return err
+	}
+	return txn.Delete(expiryKey(r.Expires, hash))
+}
+
+// deleteRecord deletes the record under hash with everything that points
+// at it. ok is false if there is no such record.
+func deleteRecord(txn *badger.Txn, hash []byte) (ok bool, err error) {
+	b, err := get(txn, key(pToken, hash))
+	if errors.Is(err, vault.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	r, err := decodeRecord(b)
+	if err != nil {
+		return false, err
+	}
+	if r.Lookup != nil {
+		tok, err := get(txn, key(pLookup, r.KeyID[:], r.Lookup))
+		if err == nil && string(tok) == r.Token {
+			if err := txn.Delete(key(pLookup, r.KeyID[:], r.Lookup)); err != nil {
+				return false, err
+			}
+		} else if err != nil && !errors.Is(err, vault.ErrNotFound) {
+			return false, err
+		}
+	}
+	if !r.Expires.IsZero() {
+		if err := txn.Delete(expiryKey(r.Expires, hash)); err != nil {
+			return false, err
+		}
+	}
+	if err := txn.Delete(key(pIndex, r.KeyID[:], hash)); err != nil {
+		return false, err
+	}
+	return true, txn.Delete(key(pToken, hash))
+}
+
+func (s *store) DeleteRecord(ctx context.Context, token string) error {
+	return s.update(ctx, func(txn *badger.Txn) error {
+		ok, err := deleteRecord(txn, tokenHash(token))
+		if err == nil && !ok {
+			return vault.ErrNotFound
+		}
+		return err
+	})
+}
+
+func (s *store) PurgeExpired(ctx context.Context, now time.Time, limit int) (n int, err error) {
+	if limit <= 0 {
+		return 0, nil
+	}
+	limit = min(limit, purgeBatch)
+	end := binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano()))
+	err = s.update(ctx, func(txn *badger.Txn) error {
+		n = 0
+		prefix := key(pExpiry)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		var due [][]byte
+		for it.Rewind(); it.Valid() && len(due) < limit; it.Next() {
+			k := it.Item().Key()
+			if len(k) != len(prefix)+8+32 {
+				it.Close()
+				return fmt.Errorf("%w: expiry index key", vault.ErrCorrupt)
+			}
+			if bytes.Compare(k[len(prefix):len(prefix)+8], end) > 0 {
+				break // ordered by time: nothing later is due
+			}
+			due = append(due, it.Item().KeyCopy(nil))
+		}
+		it.Close()
+		for _, k := range due {
+			// The record may be gone already (erased): drop the stale
+			// index entry either way.
+			if _, err := deleteRecord(txn, k[len(prefix)+8:]); err != nil {
+				return err
+			}
+			if err := txn.Delete(k); err != nil {
+				return err
+			}
+		}
+		n = len(due)
+		return nil
+	})
+	return n, err
+}
+
+func putLedger(txn *badger.Txn, e vault.LedgerEntry) error {
+	if len(e.Hash) != ledgerHashSize {
+		return fmt.Errorf("badgerstore: ledger hash of %d bytes, want %d", len(e.Hash), ledgerHashSize)
+	}
+	at := e.ErasedAt
+	b, err := get(txn, key(pLedger, e.Hash))
+	if err == nil {
+		old, err := decodeTime(b, "ledger entry")
+		if err != nil {
+			return err
+		}
+		if old.After(at) {
+			return nil
+		}
+	} else if !errors.Is(err, vault.ErrNotFound) {
+		return err
+	}
+	return txn.Set(key(pLedger, e.Hash), binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano())))
+}
+
+func (s *store) PutLedgerEntries(ctx context.Context, entries []vault.LedgerEntry) error {
+	for len(entries) > 0 {
+		batch := entries[:min(len(entries), purgeBatch)]
+		entries = entries[len(batch):]
+		err := s.update(ctx, func(txn *badger.Txn) error {
+			for _, e := range batch {
+				if err := putLedger(txn, e); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *store) LedgerEntries(ctx context.Context, after []byte, limit int) (out []vault.LedgerEntry, err error) {
+	err = s.view(ctx, func(txn *badger.Txn) error {
+		prefix := key(pLedger)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: min(max(limit, 1), 100)})
+		defer it.Close()
+		start := key(pLedger, after)
+		for it.Seek(start); it.Valid() && len(out) < limit; it.Next() {
+			h := it.Item().KeyCopy(nil)[len(prefix):]
+			if after != nil && bytes.Equal(h, after) {
+				continue
+			}
+			if len(h) != ledgerHashSize {
+				return fmt.Errorf("%w: ledger key", vault.ErrCorrupt)
+			}
+			b, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			at, err := decodeTime(b, "ledger entry")
+			if err != nil {
+				return err
+			}
+			out = append(out, vault.LedgerEntry{Hash: h, ErasedAt: at})
+		}
+		return nil
+	})
+	return out, err
+}

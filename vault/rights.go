@@ -1,0 +1,352 @@
+package vault
+
+import (
+	"context"
+	"crypto/ed25519"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/tokenvault/tokenvault/crypto/aead"
+	"github.com/tokenvault/tokenvault/vault/format"
+	"github.com/tokenvault/tokenvault/vault/receipt"
+)
+
+// Data-subject rights: access and portability (ExportSubject),
+// rectification (Rectify), restriction of processing (RestrictSubject),
+// retention (token expiry, PurgeExpired), and proof of erasure (signed
+// receipts and the erasure ledger, see EraseSubject).
+//
+// Decisions, documented in the README:
+//   - Restriction blocks revealing values (Detokenize, Decrypt) and nothing
+//     else: Mask shows no value; Tokenize and Encrypt only store (storage
+//     stays lawful under restriction, GDPR art. 18(2)); Rectify is what a
+//     restriction often waits for (art. 18(1)(a)); ExportSubject serves the
+//     right of access, which a restriction does not suspend; erasure must
+//     always work.
+//   - An expired token is NotFound (ErrExpired) on every path, exactly as
+//     after the background purge removed it; export leaves it out.
+//   - Rectifying a deterministic token to a value that already has another
+//     deterministic token of the same subject and kind keeps that other
+//     token as the lookup target; the rectified token keeps its (new) value
+//     but leaves deterministic lookups (Rectified.Deterministic false).
+
+// RightsOptions configure data-subject rights. The zero value disables
+// the ledger and receipt signatures (tests of other things); the server
+// always sets them.
+type RightsOptions struct {
+	// LedgerKey keys the erasure ledger's hashes of subject ids. Without
+	// it erasures are not entered in the ledger, and a restore could not
+	// re-erase them.
+	LedgerKey *aead.Key
+	// ReceiptKey signs erasure receipts.
+	ReceiptKey ed25519.PrivateKey
+	// BackupHorizon is the KEK rotation interval plus the backup
+	// retention: by erasure time + BackupHorizon no backup copy of the
+	// subject's data key can be unwrapped any more.
+	BackupHorizon time.Duration
+	// DefaultTTL is the retention of new tokens per kind when the request
+	// gives none (absent: no expiry).
+	DefaultTTL map[format.Kind]time.Duration
+}
+
+// MaxTTL bounds a token's retention.
+const MaxTTL = 100 * 365 * 24 * time.Hour
+
+func (o RightsOptions) validate() error {
+	if o.ReceiptKey != nil && len(o.ReceiptKey) != ed25519.PrivateKeySize {
+		return errors.New("vault: receipt key is not an Ed25519 private key")
+	}
+	for k, d := range o.DefaultTTL {
+		if !k.Valid() || d <= 0 || d > MaxTTL {
+			return fmt.Errorf("vault: default retention for kind %v out of range", k)
+		}
+	}
+	return nil
+}
+
+// ledgerHashLabel separates ledger hashes from every other MAC.
+const ledgerHashLabel = "tokenvault/ledger/v1"
+
+// LedgerHash is the erasure ledger's keyed hash of a subject id. Without
+// the ledger key it cannot be computed, so the ledger does not reveal
+// who was erased, even to someone who can guess ids.
+func LedgerHash(key *aead.Key, subject string) ([]byte, error) {
+	return key.MAC([]byte(ledgerHashLabel), []byte(subject))
+}
+
+// LedgerKeyID fingerprints a ledger key (16 hex digits), so that a ledger
+// file is never applied with a key it was not made with: every hash would
+// silently miss.
+func LedgerKeyID(key *aead.Key) (string, error) {
+	m, err := key.MAC([]byte("tokenvault/ledger/key-id"))
+	if err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(m[:8]), nil
+}
+
+func (v *Vault) ledgerEntry(subject string, at time.Time) (LedgerEntry, error) {
+	if v.rights.LedgerKey == nil {
+		return LedgerEntry{}, nil
+	}
+	h, err := LedgerHash(v.rights.LedgerKey, subject)
+	return LedgerEntry{Hash: h, ErasedAt: at}, err
+}
+
+func (v *Vault) sign(r *Receipt) {
+	if v.rights.BackupHorizon > 0 {
+		r.BackupsUndecryptableBy = r.ErasedAt.Add(v.rights.BackupHorizon)
+	}
+	if v.rights.ReceiptKey == nil {
+		return
+	}
+	s := receipt.Sign(receipt.Receipt{Subject: r.Subject, ErasedAt: r.ErasedAt, Records: r.Records,
+		Lookups: r.Lookups, BackupsUndecryptableBy: r.BackupsUndecryptableBy}, v.rights.ReceiptKey)
+	r.Signed = s.Marshal()
+}
+
+// ReceiptPublicKey is the key that verifies erasure receipts (nil when
+// receipts are not signed).
+func (v *Vault) ReceiptPublicKey() ed25519.PublicKey {
+	if v.rights.ReceiptKey == nil {
+		return nil
+	}
+	return v.rights.ReceiptKey.Public().(ed25519.PublicKey)
+}
+
+// LedgerKeyID fingerprints the vault's ledger key ("" without one).
+func (v *Vault) LedgerKeyID() (string, error) {
+	if v.rights.LedgerKey == nil {
+		return "", nil
+	}
+	return LedgerKeyID(v.rights.LedgerKey)
+}
+
+// ScanLedger calls fn with every page of the erasure ledger.
+func (v *Vault) ScanLedger(ctx context.Context, fn func([]LedgerEntry) error) error {
+	var after []byte
+	for {
+		page, err := v.store.LedgerEntries(ctx, after, scanPage)
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		if err := fn(page); err != nil {
+			return err
+		}
+		after = page[len(page)-1].Hash
+	}
+}
+
+// ExportHeader describes the subject of an export.
+type ExportHeader struct {
+	Subject string
+	// KeyID is the subject's data key id. Field-encryption blobs live in
+	// the callers' own databases, not in the vault; each carries this key
+	// id (16 bytes at offset 2 of the blob, after its version and length bytes), which is how to find them.
+	KeyID      KeyID
+	KeyCreated time.Time
+	Restricted time.Time // zero: not restricted
+}
+
+// ExportedRecord is one token and its value.
+type ExportedRecord struct {
+	Token         string
+	Kind          format.Kind
+	Value         string
+	Created       time.Time
+	Expires       time.Time // zero: no expiry
+	Deterministic bool
+}
+
+// ExportSubject reveals every unexpired token and value held for subject
+// (right of access and portability), calling fn once per page (at least
+// once, possibly with no records). Allowed while the subject is
+// restricted. ErrNotFound if the vault holds no key for subject.
+func (v *Vault) ExportSubject(ctx context.Context, subject string, fn func(ExportHeader, []ExportedRecord) error) error {
+	if err := checkID("subject_id", subject); err != nil {
+		return err
+	}
+	sk, err := v.store.SubjectKey(ctx, subject)
+	if errors.Is(err, ErrNotFound) {
+		return &FieldError{Field: "subject_id", Reason: "no data is held for this subject", Err: ErrNotFound}
+	}
+	if err != nil {
+		return err
+	}
+	keys, release, err := v.unwrap(ctx, sk)
+	if err != nil {
+		return err
+	}
+	defer release()
+	h := ExportHeader{Subject: subject, KeyID: sk.ID, KeyCreated: sk.Created, Restricted: sk.Restricted}
+	after, sent := "", false
+	for {
+		page, err := v.store.KeyRecords(ctx, sk.ID, after, scanPage)
+		if err != nil {
+			return err
+		}
+		out := make([]ExportedRecord, 0, len(page))
+		now := v.now()
+		for _, rec := range page {
+			if expired(rec, now) {
+				continue
+			}
+			plain, err := keys.record.Open(nil, rec.Sealed, recordAAD(sk.ID, subject, rec.Kind, rec.Token))
+			if err != nil {
+				return fmt.Errorf("%w: token record failed authentication", ErrCorrupt)
+			}
+			out = append(out, ExportedRecord{Token: rec.Token, Kind: rec.Kind, Value: string(plain),
+				Created: rec.Created, Expires: rec.Expires, Deterministic: rec.Lookup != nil})
+		}
+		if len(out) > 0 || !sent {
+			if err := fn(h, out); err != nil {
+				return err
+			}
+			sent = true
+		}
+		if len(page) < scanPage {
+			return nil
+		}
+		after = page[len(page)-1].Token
+	}
+}
+
+func expired(r Record, now time.Time) bool { return !r.Expires.IsZero() && !now.Before(r.Expires) }
+
+// Rectified is the outcome of a rectification.
+type Rectified struct {
+	// Deterministic reports whether deterministic tokenization of the new
+	// value yields this token (false for random tokens, and when another
+	// token of the subject already held the new value; see the top of
+	// this file).
+	Deterministic bool
+}
+
+// Rectify replaces the value behind token (right to rectification). The
+// token stays the same, so callers' references remain valid; its kind,
+// creation and expiry are kept. A deterministic token's lookup moves from
+// the old value to the new one.
+func (v *Vault) Rectify(ctx context.Context, token, value string) (Rectified, error) {
+	if !format.LooksLikeToken(token) {
+		return Rectified{}, invalid("token", "not a token")
+	}
+	rec, err := v.store.Record(ctx, token)
+	if errors.Is(err, ErrNotFound) {
+		return Rectified{}, &FieldError{Field: "token", Reason: unknownToken, Err: ErrNotFound}
+	}
+	if err != nil {
+		return Rectified{}, err
+	}
+	if expired(rec, v.now()) {
+		return Rectified{}, &FieldError{Field: "token", Reason: expiredToken, Err: ErrExpired}
+	}
+	norm, err := normalize("value", rec.Kind, value)
+	if err != nil {
+		return Rectified{}, err
+	}
+	subject, _, keys, release, err := v.keysByID(ctx, rec.KeyID, false)
+	if errors.Is(err, ErrErased) {
+		return Rectified{}, &FieldError{Field: "token", Reason: "the token's subject has been erased", Err: ErrErased}
+	}
+	if err != nil {
+		return Rectified{}, err
+	}
+	defer release()
+	next := rec
+	if rec.Lookup != nil {
+		if next.Lookup, err = keys.lookup.MAC([]byte{byte(rec.Kind)}, []byte(norm)); err != nil {
+			return Rectified{}, err
+		}
+	}
+	if next.Sealed, err = keys.record.Seal(nil, []byte(norm), recordAAD(rec.KeyID, subject, rec.Kind, token)); err != nil {
+		return Rectified{}, err
+	}
+	err = v.store.ReplaceRecord(ctx, subject, rec.KeyID, next)
+	if errors.Is(err, ErrCollision) {
+		// Another token of this subject is the deterministic token of the
+		// new value: it keeps the lookup.
+		next.Lookup = nil
+		err = v.store.ReplaceRecord(ctx, subject, rec.KeyID, next)
+	}
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return Rectified{}, &FieldError{Field: "token", Reason: unknownToken, Err: ErrNotFound}
+	case errors.Is(err, ErrErased):
+		return Rectified{}, &FieldError{Field: "token", Reason: "the token's subject was erased while rectifying", Err: ErrErased}
+	case err != nil:
+		return Rectified{}, fmt.Errorf("storing the rectified record: %w", err)
+	}
+	return Rectified{Deterministic: next.Lookup != nil}, nil
+}
+
+const (
+	unknownToken = "unknown token (never issued, expired, or its subject was erased)"
+	expiredToken = "the token has expired (its retention period is over)"
+)
+
+// RestrictSubject restricts processing of subject: until
+// UnrestrictSubject, its values are not revealed (Detokenize and Decrypt
+// fail with FailedPrecondition); nothing is deleted. It returns when the
+// restriction began (the earlier time if it was already restricted).
+func (v *Vault) RestrictSubject(ctx context.Context, subject string) (time.Time, error) {
+	if err := checkID("subject_id", subject); err != nil {
+		return time.Time{}, err
+	}
+	sk, err := v.store.SubjectKey(ctx, subject)
+	if err == nil && !sk.Restricted.IsZero() {
+		return sk.Restricted, nil
+	}
+	now := v.now().UTC()
+	if err == nil {
+		err = v.store.SetRestricted(ctx, subject, now)
+	}
+	if errors.Is(err, ErrNotFound) {
+		return time.Time{}, &FieldError{Field: "subject_id", Reason: "no data is held for this subject", Err: ErrNotFound}
+	}
+	return now, err
+}
+
+// UnrestrictSubject lifts a restriction (no-op if there is none).
+func (v *Vault) UnrestrictSubject(ctx context.Context, subject string) error {
+	if err := checkID("subject_id", subject); err != nil {
+		return err
+	}
+	err := v.store.SetRestricted(ctx, subject, time.Time{})
+	if errors.Is(err, ErrNotFound) {
+		return &FieldError{Field: "subject_id", Reason: "no data is held for this subject", Err: ErrNotFound}
+	}
+	return err
+}
+
+// PurgeExpired deletes every record whose retention is over and returns
+// how many. The server runs it periodically.
+func (v *Vault) PurgeExpired(ctx context.Context) (int64, error) {
+	var total int64
+	now := v.now()
+	for {
+		n, err := v.store.PurgeExpired(ctx, now, purgePage)
+		total += int64(n)
+		v.tokens.Add(-int64(n))
+		if err != nil || n < purgePage {
+			return total, err
+		}
+	}
+}
+
+const purgePage = 500
+
+// ttlFor is the retention of a new token of kind k.
+func (v *Vault) ttlFor(field string, k format.Kind, ttl time.Duration) (time.Duration, error) {
+	switch {
+	case ttl < 0 || ttl > MaxTTL:
+		return 0, invalid(field, "must be between 0 (the kind's default) and %v", MaxTTL)
+	case ttl > 0:
+		return ttl, nil
+	}
+	return v.rights.DefaultTTL[k], nil
+}
