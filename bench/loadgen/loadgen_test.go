@@ -171,7 +171,7 @@ func TestRunIsBoundedAndSendsTheAPIKey(t *testing.T) {
 			defer tgt.Close()
 			const maxReq = 300
 			p := loadgen.Profile{Concurrency: 4, Rate: tc.rate, Duration: time.Minute, Warmup: 0, MaxRequests: maxReq,
-				Mix: map[loadgen.Op]float64{"tokenize": 1, "detokenize": 1, "mask": 1, "encrypt": 1, "decrypt": 1},
+				Mix:   map[loadgen.Op]float64{"tokenize": 1, "detokenize": 1, "mask": 1, "encrypt": 1, "decrypt": 1},
 				Batch: 3, Pool: 9, Subjects: 3, Interval: 50 * time.Millisecond}
 			res, err := loadgen.Run(context.Background(), tgt, p, loadgen.RunOptions{})
 			if err != nil {
