@@ -54,6 +54,8 @@ type Config struct {
 	// ShutdownTimeout bounds the graceful drain (default 10s).
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
+	// Profiling serves pprof on a loopback address (off by default).
+	Profiling ProfilingConfig `yaml:"profiling"`
 }
 
 // SetDefaults fills unset fields.
@@ -105,6 +107,9 @@ func (c *Config) Validate() error {
 	if c.BackupRetention < 0 {
 		return errors.New("backup_retention: must not be negative")
 	}
+	if err := c.Profiling.Validate(); err != nil {
+		return err
+	}
 	switch c.KEK {
 	case KEKLocal:
 		return c.Keyring.Validate()
@@ -141,6 +146,7 @@ type App struct {
 	bgDone  chan struct{}
 	lis     net.Listener
 	served  chan error
+	pprof   func()
 	Created bool // a new keyring was created at start
 
 	stopOnce sync.Once
@@ -246,10 +252,16 @@ func start(ctx context.Context, cfg Config, store vault.Store, wrapper kek.Wrapp
 		v.Close()
 		return nil, fmt.Errorf("listen: %w", err)
 	}
+	stopPprof, err := startProfiling(cfg.Profiling, cfg.Logger)
+	if err != nil {
+		lis.Close()
+		v.Close()
+		return nil, err
+	}
 	gs, hs := grpcserver.NewGRPCServer(grpcserver.New(v, cfg.Logger), grpcserver.NewAdmin(v, cfg.BackupRetention, cfg.Logger))
 	bg, stopBg := context.WithCancel(context.Background())
 	a := &App{cfg: cfg, store: store, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis,
-		served: make(chan error, 1), Created: created, stopBg: stopBg, bgDone: make(chan struct{})}
+		served: make(chan error, 1), Created: created, stopBg: stopBg, bgDone: make(chan struct{}), pprof: stopPprof}
 	go a.watchKEK(bg)
 	go func() { a.served <- gs.Serve(lis) }()
 	cfg.Logger.Info("tokenvault serving", "addr", lis.Addr().String(), "data_dir", cfg.DataDir, "kek", cfg.KEK)
@@ -316,6 +328,7 @@ func (a *App) stop() error {
 		a.grpc.Stop()
 		<-done
 	}
+	a.pprof()
 	a.stopBg()
 	<-a.bgDone
 	a.vault.Close()
