@@ -83,6 +83,13 @@ func Open(dir string, opts Options, logger *slog.Logger) (vault.Store, error) {
 		// Large records go to the value log so a 1,000-item batch of big
 		// values fits in one transaction.
 		WithValueThreshold(1 << 10).
+		// Memory: badger's defaults (5 memtables of 64 MiB, a 256 MiB
+		// block cache) alone approach 600 MiB of heap, twice that in RSS
+		// with Go's GC headroom. Three memtables still absorb flush
+		// stalls, and a 64 MiB block cache holds the hot index blocks;
+		// record reads are random anyway. (BENCHMARKS.md: RSS target.)
+		WithNumMemtables(3).
+		WithBlockCacheSize(64 << 20).
 		WithLogger(badgerLogger{logger.With("component", "badger")})
 	if opts.InMemory {
 		bo.Dir, bo.ValueDir = "", ""
