@@ -128,6 +128,7 @@ func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 		retentionByKind[kind] = dur
 		return nil
 	})
+	pprofListen := fs.String("pprof-listen", "", "serve Go pprof profiles on this loopback address, e.g. 127.0.0.1:6060 (profiling.listen; off by default; see BENCHMARKS.md)")
 	insecure := fs.Bool("insecure-plaintext-nonloopback", false, "allow plaintext gRPC on a non-loopback address: values cross the network unencrypted (insecure_plaintext_nonloopback)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -161,6 +162,8 @@ func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 			cfg.Log.Level = *logLevel
 		case "insecure-plaintext-nonloopback":
 			cfg.AllowPlaintextNonLoopback = *insecure
+		case "pprof-listen":
+			cfg.Profiling.Listen = *pprofListen
 		case "rotation-interval":
 			cfg.Rights.RotationInterval = *rotation
 		case "purge-interval":

@@ -55,6 +55,8 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// Rights: data-subject rights, receipts, erasure ledger (rights.go).
 	Rights RightsConfig `yaml:"rights"`
+	// Profiling serves pprof on a loopback address (off by default).
+	Profiling ProfilingConfig `yaml:"profiling"`
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -180,6 +182,9 @@ func (c *Config) Validate() error {
 	if err := c.Rights.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.Profiling.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	switch c.KEK.Provider {
 	case KEKLocal:
 		if err := c.KEK.Keyring.Validate(); err != nil {
@@ -259,7 +264,8 @@ type App struct {
 	kekHealthy atomic.Bool
 	lis        net.Listener
 	served     chan error
-	Created    bool // a new keyring was created at start
+	pprof      func() // stops the profiling listener
+	Created    bool   // a new keyring was created at start
 
 	stopOnce sync.Once
 	stopErr  error
@@ -379,6 +385,15 @@ func start(ctx context.Context, cfg Config, store vault.Store, wrapper kek.Wrapp
 			return nil, fmt.Errorf("metrics.listen: %w", err)
 		}
 	}
+	stopPprof, err := startProfiling(cfg.Profiling, cfg.Logger)
+	if err != nil {
+		if httpLis != nil {
+			httpLis.Close()
+		}
+		lis.Close()
+		v.Close()
+		return nil, err
+	}
 	srv := grpcserver.New(v, cfg.Logger)
 	srv.OnBatch = m.ObserveBatch
 	gs, hs := grpcserver.NewGRPCServer(srv, grpcserver.NewAdmin(v, cfg.KEK.BackupRetention, cfg.Logger), m.ServerOptions()...)
@@ -391,7 +406,7 @@ func start(ctx context.Context, cfg Config, store vault.Store, wrapper kek.Wrapp
 	}
 	bg, stopBg := context.WithCancel(context.Background())
 	a := &App{cfg: cfg, store: store, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis, metrics: m,
-		served: make(chan error, 1), Created: created, stopBg: stopBg}
+		served: make(chan error, 1), Created: created, stopBg: stopBg, pprof: stopPprof}
 	a.kekHealthy.Store(true)
 	a.bg.Add(3)
 	go a.watchKEK(bg)
@@ -514,6 +529,7 @@ func (a *App) stop() error {
 		a.grpc.Stop()
 		<-done
 	}
+	a.pprof()
 	a.stopBg()
 	a.bg.Wait()
 	if a.http != nil {

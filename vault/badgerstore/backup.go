@@ -236,8 +236,7 @@ func NewLoader(dir string, logger *slog.Logger) (*Loader, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
-	db, err := badger.Open(badger.DefaultOptions(dir).WithSyncWrites(true).WithNumVersionsToKeep(1).
-		WithValueThreshold(1 << 10).WithLogger(badgerLogger{logger.With("component", "badger")}))
+	db, err := badger.Open(badgerOptions(dir, logger))
 	if err != nil {
 		return nil, fmt.Errorf("badgerstore: opening %s: %w", dir, err)
 	}

@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 
 	"github.com/tokenvault/tokenvault/crypto/aead"
 	"github.com/tokenvault/tokenvault/vault"
@@ -84,14 +85,7 @@ func Open(dir string, opts Options, logger *slog.Logger) (vault.Store, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	bo := badger.DefaultOptions(dir).
-		WithSyncWrites(true).
-		WithInMemory(opts.InMemory).
-		WithNumVersionsToKeep(1).
-		// Large records go to the value log so a 1,000-item batch of big
-		// values fits in one transaction.
-		WithValueThreshold(1 << 10).
-		WithLogger(badgerLogger{logger.With("component", "badger")})
+	bo := badgerOptions(dir, logger).WithInMemory(opts.InMemory)
 	if opts.InMemory {
 		bo.Dir, bo.ValueDir = "", ""
 	}
@@ -100,6 +94,30 @@ func Open(dir string, opts Options, logger *slog.Logger) (vault.Store, error) {
 		return nil, fmt.Errorf("badgerstore: opening %s: %w", dir, err)
 	}
 	return &store{db: db, log: logger, group: newCommitter(db)}, nil
+}
+
+// badgerOptions are the options of every badger database tokenvault opens
+// (the live store and restores), so that both lay data out the same way.
+func badgerOptions(dir string, logger *slog.Logger) badger.Options {
+	return badger.DefaultOptions(dir).
+		WithSyncWrites(true).
+		WithNumVersionsToKeep(1).
+		// Large records go to the value log so a 1,000-item batch of big
+		// values fits in one transaction.
+		WithValueThreshold(1 << 10).
+		// No block compression: values are ciphertext and do not compress,
+		// and uncompressed files keep a byte search of the data directory
+		// meaningful (an auditor can check that an erased subject's key
+		// bytes are gone; compressed blocks could hide them from grep).
+		WithCompression(options.None).
+		// Memory: badger's defaults (5 memtables of 64 MiB, a 256 MiB
+		// block cache) alone approach 600 MiB of heap, twice that in RSS
+		// with Go's GC headroom. Three memtables still absorb flush
+		// stalls, and a 64 MiB block cache holds the hot index blocks;
+		// record reads are random anyway. (BENCHMARKS.md: RSS target.)
+		WithNumMemtables(3).
+		WithBlockCacheSize(64 << 20).
+		WithLogger(badgerLogger{logger.With("component", "badger")})
 }
 
 func (s *store) Close() error {

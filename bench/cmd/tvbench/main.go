@@ -1,0 +1,440 @@
+// Command tvbench load-tests a tokenvault server over its gRPC API and
+// measures it side by side with baselines: a no-op gRPC echo server speaking
+// the same API (its throughput is E), and HashiCorp Vault transit used
+// directly, the way many teams encrypt fields today.
+//
+//	tvbench run     [flags]   one load profile against -addr, with baselines, ratios
+//	tvbench targets [flags]   the performance targets of BENCHMARKS.md, met or not
+//	tvbench echo    [flags]   serve the echo baseline (on the server machine)
+//
+// The load is bounded: every run stops by itself (-d, -max-requests) and
+// calls go only to the addresses given. Flags are documented in
+// bench/README.md; this file only wires them to bench/loadgen.
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	"github.com/tokenvault/tokenvault/bench/echo"
+	"github.com/tokenvault/tokenvault/bench/loadgen"
+)
+
+const usage = `tvbench: load generator for tokenvault, with baselines
+
+Usage:
+  tvbench run     [flags]   one load profile against -addr; echo (and Vault transit) baselines; ratios
+  tvbench targets [flags]   measure the performance targets (BENCHMARKS.md): met or not, by how much
+  tvbench echo    [flags]   serve the no-op echo baseline (run it on the server machine)
+
+Run "tvbench CMD -h" for flags; see bench/README.md.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
+		"run": runCmd, "targets": targetsCmd, "echo": echoCmd,
+	}
+	cmd, ok := cmds[args[0]]
+	if !ok {
+		fmt.Fprintf(stderr, "tvbench: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if err := cmd(ctx, args[1:], stdout, stderr); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "tvbench %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+// common holds the flags run and targets share.
+type common struct {
+	fs      *flag.FlagSet
+	addr    string
+	p       loadgen.Profile
+	mix     string
+	kinds   string
+	tls     loadgen.ClientTLS
+	keyFile string
+	echo    string
+	vault   loadgen.TransitConfig
+	vTokenF string
+	jsonOut string
+	htmlOut string
+	quiet   bool
+	rssPid  int
+}
+
+func newCommon(name string, withMix bool) *common {
+	c := &common{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
+	c.p.Batch = 1
+	fs := c.fs
+	fs.StringVar(&c.addr, "addr", envOr("TOKENVAULT_ADDR", "127.0.0.1:7300"), "tokenvault gRPC address (env TOKENVAULT_ADDR); the only tokenvault address called")
+	fs.IntVar(&c.p.Concurrency, "c", 64, "calls in flight (closed loop); with -rate, the cap on calls in flight")
+	fs.Float64Var(&c.p.Rate, "rate", 0, "open loop: start calls at this fixed rate per second (0 = closed loop)")
+	fs.DurationVar(&c.p.Duration, "d", 10*time.Second, "measured duration of each run (max 24h)")
+	fs.DurationVar(&c.p.Warmup, "warmup", 2*time.Second, "unmeasured warm-up before each run")
+	fs.Int64Var(&c.p.MaxRequests, "max-requests", 0, "stop each run after this many calls (0 = only -d)")
+	if withMix {
+		fs.StringVar(&c.mix, "mix", "tokenize", `operation mix, e.g. "tokenize=3,detokenize=1"; ops: tokenize, detokenize, mask, encrypt, decrypt`)
+		fs.IntVar(&c.p.Batch, "batch", 1, "fields, tokens or blobs per call (max 1000)")
+	}
+	fs.IntVar(&c.p.Subjects, "subjects", 1000, "distinct data subjects the calls spread over")
+	fs.StringVar(&c.kinds, "kinds", "pan", "token kinds, comma-separated: pan, ssn, phone, email, bank-account, national-id, name, address, generic")
+	fs.IntVar(&c.p.Pool, "pool", 1000, "tokens and blobs made before the run for detokenize, mask and decrypt")
+	fs.IntVar(&c.p.Connections, "conns", 2, "gRPC connections (calls are spread over them)")
+	fs.DurationVar(&c.p.Timeout, "timeout", 10*time.Second, "deadline of each call")
+	fs.DurationVar(&c.p.Interval, "interval", time.Second, "time-series resolution (chart, progress)")
+	fs.BoolVar(&c.tls.Enabled, "tls", false, "use TLS (implied by -ca, -cert, -key, -server-name)")
+	fs.StringVar(&c.tls.CAFile, "ca", "", "PEM CA bundle that verifies the server (default: system roots)")
+	fs.StringVar(&c.tls.CertFile, "cert", "", "client certificate (PEM) for mTLS")
+	fs.StringVar(&c.tls.KeyFile, "key", "", "client private key (PEM) for mTLS")
+	fs.StringVar(&c.tls.ServerName, "server-name", "", "name to verify in the server certificate (default: the -addr host)")
+	fs.StringVar(&c.keyFile, "api-key-file", "", `file holding the API key, sent as "authorization: Bearer <key>" (or env TOKENVAULT_API_KEY)`)
+	fs.StringVar(&c.echo, "echo", "", `echo baseline: "" starts one in this process on loopback; host:port uses a "tvbench echo" server (same TLS flags); "off" skips it`)
+	fs.StringVar(&c.vault.Address, "vault-addr", "", "HashiCorp Vault address for the transit baseline (token from env VAULT_TOKEN or -vault-token-file); empty skips it")
+	fs.StringVar(&c.vTokenF, "vault-token-file", "", "file holding the Vault token")
+	fs.StringVar(&c.vault.Mount, "vault-mount", "transit", "transit mount path")
+	fs.StringVar(&c.vault.Key, "vault-key", "tvbench", "transit key name")
+	fs.BoolVar(&c.vault.CreateKey, "vault-create-key", false, "enable transit and create the key if missing (dev servers)")
+	fs.StringVar(&c.vault.CACert, "vault-ca-cert", "", "PEM CA bundle for Vault's TLS certificate")
+	fs.StringVar(&c.jsonOut, "json", "", `write the JSON report to this file ("-" for stdout, replacing the text report)`)
+	fs.StringVar(&c.htmlOut, "html", "", "write a self-contained HTML report with charts to this file")
+	fs.BoolVar(&c.quiet, "quiet", false, "no per-interval progress on stderr")
+	fs.IntVar(&c.rssPid, "rss-pid", 0, "local server process id whose resident set size is sampled (Linux)")
+	return c
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func readSecret(file, env string) (string, error) {
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", err
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return os.Getenv(env), nil
+}
+
+func (c *common) parse(args []string) error {
+	if err := c.fs.Parse(args); err != nil {
+		return err
+	}
+	if c.fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", c.fs.Arg(0))
+	}
+	var err error
+	if c.mix != "" {
+		if c.p.Mix, err = loadgen.ParseMix(c.mix); err != nil {
+			return err
+		}
+	}
+	if c.p.Kinds, err = loadgen.ParseKinds(c.kinds); err != nil {
+		return err
+	}
+	if c.vault.Address != "" {
+		if c.vault.Token, err = readSecret(c.vTokenF, "VAULT_TOKEN"); err != nil {
+			return fmt.Errorf("-vault-token-file: %w", err)
+		}
+		if c.vault.Token == "" {
+			return errors.New("-vault-addr: needs a token in env VAULT_TOKEN or -vault-token-file")
+		}
+	}
+	// Flags carry the defaults; SetDefaults would turn an explicit 0 (say
+	// -d 0) into a default instead of an error.
+	if c.p.Mix == nil {
+		c.p.Mix = map[loadgen.Op]float64{loadgen.OpTokenize: 1}
+	}
+	return c.p.Validate()
+}
+
+// session holds the targets of one invocation.
+type session struct {
+	c        *common
+	tv, echo loadgen.Target
+	transit  loadgen.Target
+	stopEcho func()
+	stderr   io.Writer
+}
+
+func (c *common) open(stderr io.Writer) (*session, error) {
+	apiKey, err := readSecret(c.keyFile, "TOKENVAULT_API_KEY")
+	if err != nil {
+		return nil, fmt.Errorf("-api-key-file: %w", err)
+	}
+	s := &session{c: c, stderr: stderr, stopEcho: func() {}}
+	opts, err := loadgen.DialOptions(c.addr, c.tls, apiKey)
+	if err != nil {
+		return nil, err
+	}
+	if s.tv, err = loadgen.NewGRPCTarget("tokenvault", c.addr, c.p.Connections, opts); err != nil {
+		return nil, err
+	}
+	switch c.echo {
+	case "off":
+	case "":
+		// In-process echo on loopback. With TLS on, it serves TLS too (an
+		// ephemeral self-signed certificate), so handshakes and record
+		// encryption cost the same as against tokenvault.
+		var sopts []grpc.ServerOption
+		eopts := opts
+		if c.tls.On() {
+			scfg, ccfg, err := ephemeralTLS(c.tls)
+			if err != nil {
+				s.close()
+				return nil, err
+			}
+			sopts = append(sopts, grpc.Creds(credentials.NewTLS(scfg)))
+			eopts = append(append([]grpc.DialOption(nil), opts...), grpc.WithTransportCredentials(credentials.NewTLS(ccfg)))
+		}
+		gs, addr, err := echo.Listen("127.0.0.1:0", sopts...)
+		if err != nil {
+			s.close()
+			return nil, err
+		}
+		s.stopEcho = gs.Stop
+		if s.echo, err = loadgen.NewGRPCTarget("echo", addr, c.p.Connections, eopts); err != nil {
+			s.close()
+			return nil, err
+		}
+	default:
+		if s.echo, err = loadgen.NewGRPCTarget("echo", c.echo, c.p.Connections, opts); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
+	if c.vault.Address != "" {
+		if s.transit, err = loadgen.NewTransitTarget(c.vault, c.p.Concurrency); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *session) close() {
+	for _, t := range []loadgen.Target{s.tv, s.echo, s.transit} {
+		if t != nil {
+			t.Close()
+		}
+	}
+	s.stopEcho()
+}
+
+// measure runs one profile against one target, with progress on stderr.
+func (s *session) measure(ctx context.Context, name string, t loadgen.Target, p loadgen.Profile, rss bool) (*loadgen.RunResult, error) {
+	ro := loadgen.RunOptions{Name: name}
+	if rss {
+		ro.RSSPid = s.c.rssPid
+	}
+	if !s.c.quiet {
+		fmt.Fprintf(s.stderr, "-- %s: %s @ %s, %v warm-up + %v\n", name, t.Kind(), t.Address(), p.Warmup, p.Duration)
+		ro.Progress = func(pt loadgen.Point) {
+			fmt.Fprintf(s.stderr, "   %6.1fs %9.0f calls/s %10.0f items/s  p50 %7.3f ms  p99 %7.3f ms  errors %d\n",
+				pt.T, pt.CallsPerS, pt.ItemsPerS, pt.Latency.P50, pt.Latency.P99, pt.Errors)
+		}
+	}
+	res, err := loadgen.Run(ctx, t, p, ro)
+	if err != nil {
+		return nil, err
+	}
+	res.Profile = p.Summary()
+	return res, nil
+}
+
+func (c *common) write(rep *loadgen.Report, stdout io.Writer) error {
+	if c.jsonOut == "-" {
+		if err := rep.WriteJSON(stdout); err != nil {
+			return err
+		}
+	} else {
+		if err := rep.WriteText(stdout); err != nil {
+			return err
+		}
+		if c.jsonOut != "" {
+			if err := writeFile(c.jsonOut, rep.WriteJSON); err != nil {
+				return err
+			}
+		}
+	}
+	if c.htmlOut != "" {
+		return writeFile(c.htmlOut, rep.WriteHTML)
+	}
+	return nil
+}
+
+func writeFile(path string, fn func(io.Writer) error) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := fn(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func newReport(cmd string) *loadgen.Report {
+	return &loadgen.Report{Tool: "tvbench", Command: cmd, Started: time.Now(), Host: loadgen.HostInfo()}
+}
+
+// runCmd: echo baseline, tokenvault, Vault transit baseline, in that
+// order, all with the same client settings.
+func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c := newCommon("run", true)
+	if err := c.parse(args); err != nil {
+		return err
+	}
+	s, err := c.open(stderr)
+	if err != nil {
+		return err
+	}
+	defer s.close()
+	rep := newReport("run")
+	var echoRes *loadgen.RunResult
+	if s.echo != nil {
+		if echoRes, err = s.measure(ctx, "echo", s.echo, c.p, false); err != nil {
+			return err
+		}
+		rep.Runs = append(rep.Runs, echoRes)
+	}
+	tvRes, err := s.measure(ctx, "tokenvault", s.tv, c.p, true)
+	if err != nil {
+		return err
+	}
+	rep.Runs = append(rep.Runs, tvRes)
+	if echoRes != nil {
+		rep.Ratios = append(rep.Ratios, loadgen.Compare(tvRes, echoRes)...)
+	}
+	if s.transit != nil {
+		// Transit does encrypt and decrypt only: measure the encrypt and
+		// decrypt share of the mix (encrypt alone if the mix has neither).
+		tp := c.p
+		tp.Mix = map[loadgen.Op]float64{}
+		for _, op := range []loadgen.Op{loadgen.OpEncrypt, loadgen.OpDecrypt} {
+			if w := c.p.Mix[op]; w > 0 {
+				tp.Mix[op] = w
+			}
+		}
+		if len(tp.Mix) == 0 {
+			tp.Mix[loadgen.OpEncrypt] = 1
+			rep.Notes = append(rep.Notes, "the mix has no encrypt/decrypt: Vault transit was measured with encrypt only, so no ratio to it is given")
+		}
+		vr, err := s.measure(ctx, "vault-transit", s.transit, tp, false)
+		if err != nil {
+			return err
+		}
+		rep.Runs = append(rep.Runs, vr)
+		rep.Ratios = append(rep.Ratios, loadgen.Compare(tvRes, vr)...)
+	}
+	return c.write(rep, stdout)
+}
+
+// echoCmd serves the echo baseline until interrupted.
+func echoCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("echo", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:7301", "listen address")
+	cert := fs.String("tls-cert", "", "server certificate (PEM); serve TLS like tokenvault does")
+	key := fs.String("tls-key", "", "server private key (PEM)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var opts []grpc.ServerOption
+	if (*cert == "") != (*key == "") {
+		return errors.New("-tls-cert and -tls-key: give both, or neither")
+	}
+	if *cert != "" {
+		c, err := tls.LoadX509KeyPair(*cert, *key)
+		if err != nil {
+			return fmt.Errorf("-tls-cert/-tls-key: %w", err)
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12,
+			ClientAuth: tls.RequestClientCert})))
+	}
+	gs, addr, err := echo.Listen(*listen, opts...)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "tvbench echo: serving the no-op TokenVault API on %s\n", addr)
+	<-ctx.Done()
+	gs.GracefulStop()
+	return nil
+}
+
+// ephemeralTLS makes a self-signed certificate for the in-process echo and
+// a client configuration trusting it (with the client certificate, if any,
+// so mTLS handshakes cost the same).
+func ephemeralTLS(c loadgen.ClientTLS) (server, client *tls.Config, err error) {
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "tvbench echo"},
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(48 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		return nil, nil, err
+	}
+	leaf, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, err
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(leaf)
+	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: priv, Leaf: leaf}},
+		MinVersion: tls.VersionTLS12, ClientAuth: tls.RequestClientCert}
+	client = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1", MinVersion: tls.VersionTLS12}
+	if c.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("-cert/-key: %w", err)
+		}
+		client.Certificates = []tls.Certificate{cert}
+	}
+	return server, client, nil
+}

@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tokenvault/tokenvault/bench/loadgen"
+	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
+	"github.com/tokenvault/tokenvault/internal/app"
+	"github.com/tokenvault/tokenvault/internal/vaulttest"
+)
+
+// startTokenvault runs a real server (badger on disk, age keyring) on
+// loopback, through the same wiring as `tokenvault serve`.
+func startTokenvault(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	a, err := app.Start(context.Background(), app.Config{
+		Listen:  "127.0.0.1:0",
+		DataDir: filepath.Join(dir, "data"),
+		KEK:     app.KEKConfig{Keyring: agekeyring.Config{Path: filepath.Join(dir, "keys", "keyring.age"), IdentityFile: filepath.Join(dir, "keys", "identity.txt")}},
+		Metrics: app.MetricsConfig{Listen: "off"},
+		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Stop() })
+	return a.Addr()
+}
+
+// tvbench runs the command and decodes its JSON report. The short
+// durations and request caps keep the smoke small; nothing here asserts a
+// timing, only that the report is complete and the calls succeeded.
+func tvbench(t *testing.T, args ...string) *loadgen.Report {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
+		t.Fatalf("tvbench %v: exit %d\n%s", args, code, stderr.String())
+	}
+	var rep loadgen.Report
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("report is not JSON: %v\n%s", err, stdout.String())
+	}
+	if rep.Tool != "tvbench" || rep.Host.CPUs < 1 {
+		t.Fatalf("report header: %+v", rep)
+	}
+	return &rep
+}
+
+var short = []string{"-d", "300ms", "-warmup", "0s", "-max-requests", "400", "-c", "4", "-pool", "20", "-subjects", "5", "-quiet", "-json", "-"}
+
+func checkRun(t *testing.T, r *loadgen.RunResult, wantOps ...loadgen.Op) {
+	t.Helper()
+	if len(r.Ops) != len(wantOps) {
+		t.Fatalf("%s: ops %v, want %v", r.Name, r.Ops, wantOps)
+	}
+	for _, op := range wantOps {
+		o := r.PerOp[op]
+		if o == nil || o.OKCalls == 0 || len(o.Errors) != 0 || len(o.ItemErrors) != 0 {
+			t.Fatalf("%s %s: %+v", r.Name, op, o)
+		}
+		if o.Latency.P50 <= 0 || o.Latency.P90 < o.Latency.P50 || o.Latency.P99 < o.Latency.P90 || o.Latency.P999 < o.Latency.P99 {
+			t.Fatalf("%s %s: percentiles out of order: %+v", r.Name, op, o.Latency)
+		}
+	}
+	if r.Calls > 400 || len(r.Series) == 0 || r.Profile == nil {
+		t.Fatalf("%s: calls %d (cap 400), %d series points, profile %v", r.Name, r.Calls, len(r.Series), r.Profile)
+	}
+}
+
+func TestRunSmoke(t *testing.T) {
+	addr := startTokenvault(t)
+	html := filepath.Join(t.TempDir(), "report.html")
+	all := []loadgen.Op{loadgen.OpTokenize, loadgen.OpDetokenize, loadgen.OpMask, loadgen.OpEncrypt, loadgen.OpDecrypt}
+	rep := tvbench(t, append([]string{"run", "-addr", addr, "-mix", "tokenize=2,detokenize,mask,encrypt,decrypt",
+		"-batch", "3", "-kinds", "pan,email,phone,name,address", "-conns", "2", "-html", html}, short...)...)
+	if len(rep.Runs) != 2 || rep.Runs[0].Target != "echo" || rep.Runs[1].Target != "tokenvault" || rep.Runs[1].Address != addr {
+		t.Fatalf("runs: %+v", rep.Runs)
+	}
+	for _, r := range rep.Runs {
+		checkRun(t, r, all...)
+	}
+	if len(rep.Ratios) != 2*len(all) {
+		t.Fatalf("ratios: %+v", rep.Ratios)
+	}
+	for _, x := range rep.Ratios {
+		if x.Value <= 0 {
+			t.Fatalf("ratio %+v", x)
+		}
+	}
+	b, err := os.ReadFile(html)
+	if err != nil || !strings.Contains(string(b), "<svg") || !strings.Contains(string(b), "tokenvault") {
+		t.Fatalf("HTML report: %v", err)
+	}
+}
+
+func TestTargetsSmokeWithVaultTransit(t *testing.T) {
+	addr := startTokenvault(t)
+	srv := vaulttest.Start(t)
+	t.Setenv("VAULT_TOKEN", srv.Token)
+	rep := tvbench(t, append([]string{"targets", "-addr", addr, "-vault-addr", srv.Addr, "-vault-mount", "tvbench-transit",
+		"-vault-create-key", "-rss-pid", "0"}, short...)...)
+	want := []string{"echo tokenize x1", "tokenvault tokenize x1", "echo detokenize x1", "tokenvault detokenize x1",
+		"tokenvault tokenize x100", "tokenvault encrypt x1", "vault-transit encrypt x1"}
+	if len(rep.Runs) != len(want) {
+		t.Fatalf("%d runs, want %d", len(rep.Runs), len(want))
+	}
+	for i, r := range rep.Runs {
+		if r.Name != want[i] {
+			t.Fatalf("run %d is %q, want %q", i, r.Name, want[i])
+		}
+		checkRun(t, r, r.Ops[0])
+	}
+	if got := rep.Runs[4].Items; got != 100*rep.Runs[4].OKCalls {
+		t.Fatalf("tokenize x100: %d items in %d calls", got, rep.Runs[4].OKCalls)
+	}
+	if len(rep.Checks) != 5 {
+		t.Fatalf("targets: %+v", rep.Checks)
+	}
+	for _, c := range rep.Checks {
+		if c.Measured <= 0 || c.Target == "" || c.Margin == "" {
+			t.Fatalf("target %+v", c)
+		}
+	}
+}
+
+func TestFlagErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run", "-mix", "erase"}, "-mix"},
+		{[]string{"run", "-d", "0s"}, "-d:"},
+		{[]string{"run", "-kinds", "iban"}, "-kinds"},
+		{[]string{"run", "-vault-addr", "http://127.0.0.1:1"}, "VAULT_TOKEN"},
+		{[]string{"targets", "-echo", "off"}, "-echo"},
+		{[]string{"bogus"}, "unknown command"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			t.Setenv("VAULT_TOKEN", "")
+			var stderr bytes.Buffer
+			if code := run(context.Background(), tc.args, io.Discard, &stderr); code == 0 || !strings.Contains(stderr.String(), tc.want) {
+				t.Fatalf("exit %d, stderr %q, want it to mention %q", code, stderr.String(), tc.want)
+			}
+		})
+	}
+}

@@ -1,0 +1,102 @@
+// Package echo is the no-op baseline server for tvbench: it serves the
+// tokenvault.v1.TokenVault API with handlers that do no work at all — each
+// reply echoes the request's items (a value comes back as its "token", a
+// token as its "value", a plaintext as its "blob") — so the messages on the
+// wire have the shapes and sizes of real ones.
+//
+// Measured with the same client settings as tokenvault, its throughput (E)
+// is what gRPC, protobuf, the network and the load generator cost on the
+// machines at hand; tokenvault's figures are reported as ratios to it.
+package echo
+
+import (
+	"context"
+	"fmt"
+	"net"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
+)
+
+// MaxMessageBytes matches tokenvault's request limit, so a request the
+// echo accepts is one tokenvault would accept too.
+const MaxMessageBytes = 16 << 20
+
+type server struct {
+	pb.UnimplementedTokenVaultServer
+}
+
+var _ pb.TokenVaultServer = (*server)(nil)
+
+// Register adds the echo TokenVault service to gs.
+func Register(gs *grpc.Server) { pb.RegisterTokenVaultServer(gs, &server{}) }
+
+// NewServer returns a *grpc.Server serving only the echo service, with
+// tokenvault's message limit; opts (e.g. TLS credentials) are appended.
+func NewServer(opts ...grpc.ServerOption) *grpc.Server {
+	gs := grpc.NewServer(append([]grpc.ServerOption{grpc.MaxRecvMsgSize(MaxMessageBytes)}, opts...)...)
+	Register(gs)
+	return gs
+}
+
+// Listen starts serving on addr and returns the server and its address.
+// Stop it with GracefulStop or Stop.
+func Listen(addr string, opts ...grpc.ServerOption) (*grpc.Server, string, error) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, "", fmt.Errorf("echo: listen: %w", err)
+	}
+	gs := NewServer(opts...)
+	go gs.Serve(lis)
+	return gs, lis.Addr().String(), nil
+}
+
+func (*server) Tokenize(_ context.Context, req *pb.TokenizeRequest) (*pb.TokenizeResponse, error) {
+	if req.GetSubjectId() == "" {
+		return nil, status.Error(codes.InvalidArgument, "subject_id: required")
+	}
+	toks := make([]string, len(req.GetFields()))
+	for i, f := range req.GetFields() {
+		toks[i] = f.GetValue()
+	}
+	return &pb.TokenizeResponse{Tokens: toks}, nil
+}
+
+func (*server) Detokenize(_ context.Context, req *pb.DetokenizeRequest) (*pb.DetokenizeResponse, error) {
+	out := &pb.DetokenizeResponse{Results: make([]*pb.DetokenizeResult, len(req.GetTokens()))}
+	for i, t := range req.GetTokens() {
+		out.Results[i] = &pb.DetokenizeResult{Status: &pb.ItemStatus{}, Value: t, Kind: pb.Kind_KIND_GENERIC}
+	}
+	return out, nil
+}
+
+func (*server) Mask(_ context.Context, req *pb.MaskRequest) (*pb.MaskResponse, error) {
+	out := &pb.MaskResponse{Results: make([]*pb.MaskResult, len(req.GetTokens()))}
+	for i, t := range req.GetTokens() {
+		out.Results[i] = &pb.MaskResult{Status: &pb.ItemStatus{}, Masked: t, Kind: pb.Kind_KIND_GENERIC}
+	}
+	return out, nil
+}
+
+func (*server) Encrypt(_ context.Context, req *pb.EncryptRequest) (*pb.EncryptResponse, error) {
+	blobs := make([][]byte, len(req.GetItems()))
+	for i, it := range req.GetItems() {
+		blobs[i] = it.GetPlaintext()
+	}
+	return &pb.EncryptResponse{Blobs: blobs}, nil
+}
+
+func (*server) Decrypt(_ context.Context, req *pb.DecryptRequest) (*pb.DecryptResponse, error) {
+	out := &pb.DecryptResponse{Results: make([]*pb.DecryptResult, len(req.GetItems()))}
+	for i, it := range req.GetItems() {
+		out.Results[i] = &pb.DecryptResult{Status: &pb.ItemStatus{}, Plaintext: it.GetBlob()}
+	}
+	return out, nil
+}
+
+func (*server) EraseSubject(_ context.Context, req *pb.EraseSubjectRequest) (*pb.EraseSubjectResponse, error) {
+	return &pb.EraseSubjectResponse{Receipt: &pb.ErasureReceipt{SubjectId: req.GetSubjectId()}}, nil
+}
