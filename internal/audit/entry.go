@@ -111,8 +111,25 @@ func (e *Entry) body() ([]byte, error) {
 	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
-// Seal computes e.Hash from its content (Prev included).
+// sanitize replaces invalid UTF-8 (request fields are not validated
+// before a refusal is audited): JSON would turn it into U+FFFD anyway, and
+// doing it first keeps the written line canonical.
+func (e *Entry) sanitize() {
+	for _, p := range []*string{&e.Time, &e.Type, &e.Caller, &e.Auth, &e.Peer, &e.Op, &e.Method,
+		&e.Purpose, &e.Subject, &e.Outcome, &e.Reason, &e.KeyID, &e.Sig, &e.Prev} {
+		*p = strings.ToValidUTF8(*p, "\uFFFD")
+	}
+	for i := range e.Items {
+		it := &e.Items[i]
+		for _, p := range []*string{&it.Token, &it.Kind, &it.Subject, &it.Context, &it.Outcome} {
+			*p = strings.ToValidUTF8(*p, "\uFFFD")
+		}
+	}
+}
+
+// Seal sanitizes e and computes e.Hash from its content (Prev included).
 func (e *Entry) Seal() error {
+	e.sanitize()
 	b, err := e.body()
 	if err != nil {
 		return err

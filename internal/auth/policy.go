@@ -106,7 +106,30 @@ func ParsePolicy(data []byte) (*Policy, error) {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, fmt.Errorf("%w: more than one YAML document", ErrPolicy)
 	}
-	return compile(f)
+	return compile(normalize(f))
+}
+
+// normalize makes empty lists nil, so that a policy and its re-marshalled
+// form compare equal.
+func normalize(f PolicyFile) PolicyFile {
+	if len(f.Identities) == 0 {
+		f.Identities = nil
+	}
+	if len(f.Roles) == 0 {
+		f.Roles = nil
+	}
+	for name, perms := range f.Roles {
+		for i := range perms {
+			if len(perms[i].Kinds) == 0 {
+				perms[i].Kinds = nil
+			}
+			if len(perms[i].Purposes) == 0 {
+				perms[i].Purposes = nil
+			}
+		}
+		f.Roles[name] = perms
+	}
+	return f
 }
 
 func compile(f PolicyFile) (*Policy, error) {
