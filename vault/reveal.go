@@ -64,6 +64,9 @@ func (v *Vault) openToken(ctx context.Context, field, token string) (string, for
 	if rec.Token != token {
 		return "", 0, fmt.Errorf("%w: record under another token", ErrCorrupt)
 	}
+	if !kindAllowed(ctx, rec.Kind) {
+		return "", 0, deniedKind(field)
+	}
 	subject, keys, release, err := v.keysByID(ctx, rec.KeyID)
 	if errors.Is(err, ErrErased) {
 		return "", 0, &FieldError{Field: field, Reason: "the token's subject has been erased", Err: ErrErased}

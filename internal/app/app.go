@@ -51,6 +51,8 @@ type Config struct {
 	// non-loopback address. Off by default: values and tokens would cross
 	// the network in the clear.
 	AllowPlaintextNonLoopback bool
+	// Auth: TLS, API keys, policy, audit log (internal/app/auth.go).
+	Auth AuthConfig `yaml:"auth"`
 	// ShutdownTimeout bounds the graceful drain (default 10s).
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
@@ -88,6 +90,8 @@ func (c *Config) SetDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.Auth.SetDefaults()
+	c.Auth.setPathDefaults(c.DataDir, c.Keyring.Path)
 }
 
 // Validate names the offending setting.
@@ -96,8 +100,11 @@ func (c *Config) Validate() error {
 	if err != nil {
 		return fmt.Errorf("listen: %q is not host:port: %w", c.Listen, err)
 	}
-	if !c.AllowPlaintextNonLoopback && !isLoopback(host) {
-		return fmt.Errorf("listen: refusing plaintext gRPC on non-loopback address %q; listen on 127.0.0.1 or set --insecure-plaintext-nonloopback", c.Listen)
+	if err := c.validateListen(host); err != nil {
+		return err
+	}
+	if err := c.Auth.Validate(); err != nil {
+		return err
 	}
 	if c.DataDir == "" {
 		return errors.New("data_dir: must not be empty")
@@ -141,6 +148,7 @@ type App struct {
 	bgDone  chan struct{}
 	lis     net.Listener
 	served  chan error
+	sec     *security
 	Created bool // a new keyring was created at start
 
 	stopOnce sync.Once
@@ -241,16 +249,23 @@ func start(ctx context.Context, cfg Config, store vault.Store, wrapper kek.Wrapp
 	if err != nil {
 		return nil, err
 	}
+	sec, secOpts, err := openSecurity(cfg)
+	if err != nil {
+		v.Close()
+		return nil, err
+	}
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		v.Close()
+		sec.audit.Close()
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	gs, hs := grpcserver.NewGRPCServer(grpcserver.New(v, cfg.Logger), grpcserver.NewAdmin(v, cfg.BackupRetention, cfg.Logger))
+	gs, hs := grpcserver.NewGRPCServer(grpcserver.New(v, cfg.Logger), grpcserver.NewAdmin(v, cfg.BackupRetention, cfg.Logger), secOpts...)
 	bg, stopBg := context.WithCancel(context.Background())
-	a := &App{cfg: cfg, store: store, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis,
+	a := &App{cfg: cfg, store: store, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis, sec: sec,
 		served: make(chan error, 1), Created: created, stopBg: stopBg, bgDone: make(chan struct{})}
 	go a.watchKEK(bg)
+	go sec.pollPolicy(bg, cfg.Auth.PolicyPollInterval)
 	go func() { a.served <- gs.Serve(lis) }()
 	cfg.Logger.Info("tokenvault serving", "addr", lis.Addr().String(), "data_dir", cfg.DataDir, "kek", cfg.KEK)
 	return a, nil
@@ -318,7 +333,8 @@ func (a *App) stop() error {
 	}
 	a.stopBg()
 	<-a.bgDone
+	auditErr := a.sec.audit.Close() // after the drain: the last calls are audited
 	a.vault.Close()
 	closeKEK(a.kek)
-	return a.store.Close()
+	return errors.Join(a.store.Close(), auditErr)
 }

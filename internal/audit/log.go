@@ -104,7 +104,7 @@ func Open(opts Options) (*Log, error) {
 	l := &Log{opts: opts, f: f, hasher: hasher, log: opts.Logger,
 		keyID: KeyID(opts.SigningKey.Public().(ed25519.PublicKey)),
 		reqs:  make(chan *request, 256), exited: make(chan struct{}),
-		prev:  ZeroHash, lastCP: opts.Now()}
+		prev: ZeroHash, lastCP: opts.Now()}
 	if err := l.recover(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("audit log %s: %w", opts.Path, err)

@@ -26,6 +26,7 @@ var codeTable = []struct {
 	{vault.ErrErased, codes.FailedPrecondition, "the subject has been erased"},
 	{vault.ErrFailedPrecondition, codes.FailedPrecondition, "failed precondition"},
 	{vault.ErrExhausted, codes.ResourceExhausted, "token space exhausted"},
+	{vault.ErrPermissionDenied, codes.PermissionDenied, "permission denied"},
 	{kek.ErrUnavailable, codes.Unavailable, "the key-encryption key provider is unavailable; retry later"},
 	{context.DeadlineExceeded, codes.DeadlineExceeded, "deadline exceeded"},
 	{context.Canceled, codes.Canceled, "canceled"},
