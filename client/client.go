@@ -26,13 +26,13 @@ type Client struct {
 	rpc  pb.TokenVaultClient
 }
 
-// Dial connects to addr. Without options it uses a plaintext connection,
-// which the server allows only on loopback; pass
-// grpc.WithTransportCredentials for TLS.
+// Dial connects to addr. Without WithTLS (or another
+// grpc.WithTransportCredentials) it uses a plaintext connection, which the
+// server allows only on loopback. Identify the caller with a client
+// certificate in WithTLS, or with WithAPIKey.
 func Dial(addr string, opts ...grpc.DialOption) (*Client, error) {
-	if len(opts) == 0 {
-		opts = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
-	}
+	// Plaintext first: a later transport option replaces it.
+	opts = append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, opts...)
 	opts = append(opts, grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32<<20)))
 	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
