@@ -402,3 +402,11 @@ func TestAuthenticationRejected(t *testing.T) {
 		}
 	})
 }
+
+func startApp(t *testing.T, cfg app.Config) (*app.App, error) {
+	a, err := app.Start(context.Background(), cfg)
+	if err == nil {
+		t.Cleanup(func() { a.Stop() })
+	}
+	return a, err
+}
