@@ -39,10 +39,15 @@ Usage:
   tokenvault decrypt --purpose P [--context C] BLOB    print the value
   tokenvault erase --subject S                     crypto-shred a subject, print the receipt
   tokenvault kek status|rotate|rewrap|retire       KEK rotation epochs (see README)
+  tokenvault apikey new --name NAME               make an API key and the hash to configure
+  tokenvault audit verify FILE [--pubkey FILE]     check the audit log's chain and signatures
+  tokenvault audit pubkey|token-hash               export the audit public key; hash a token
 
 A VALUE of "-" is read from standard input (keeps values out of shell
 history and the process list). Client commands take --addr (default
-127.0.0.1:7300, env TOKENVAULT_ADDR). Run "tokenvault CMD -h" for flags.
+127.0.0.1:7300, env TOKENVAULT_ADDR), TLS flags (--ca, --cert, --key,
+--server-name) and --api-key (env TOKENVAULT_API_KEY). Run "tokenvault CMD -h"
+for flags.
 `
 
 func main() {
@@ -60,6 +65,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cmds := map[string]func([]string, io.Reader, io.Writer, io.Writer) error{
 		"serve": serve, "tokenize": tokenize, "detokenize": detokenize, "mask": mask,
 		"encrypt": encrypt, "decrypt": decrypt, "erase": erase, "kek": kekCmd,
+		"apikey": apikeyCmd, "audit": auditCmd,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
@@ -108,6 +114,7 @@ func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 	fs.DurationVar(&cfg.Vault.Timeout, "vault-timeout", 5*time.Second, "deadline for each call to Vault")
 	fs.DurationVar(&cfg.BackupRetention, "backup-retention", 30*24*time.Hour, "how long backups are kept; bounds KEK retirement (kek retire)")
 	fs.BoolVar(&cfg.AllowPlaintextNonLoopback, "insecure-plaintext-nonloopback", false, "allow plaintext gRPC on a non-loopback address (values cross the network unencrypted)")
+	authFlagsDone := addServeAuthFlags(fs, &cfg.Auth)
 	logFormat := fs.String("log-format", envOr("TOKENVAULT_LOG_FORMAT", "text"), "log format: text or json")
 	logLevel := fs.String("log-level", envOr("TOKENVAULT_LOG_LEVEL", "info"), "log level: debug, info, warn, error")
 	if err := fs.Parse(args); err != nil {
@@ -115,6 +122,9 @@ func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if err := authFlagsDone(); err != nil {
+		return err
 	}
 	// Secrets come only from the environment: flags show up in ps.
 	cfg.Keyring.Passphrase = os.Getenv("TOKENVAULT_KEYRING_PASSPHRASE")
@@ -142,14 +152,25 @@ func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	select {
-	case <-ctx.Done():
-		cfg.Logger.Info("shutting down")
-	case err := <-a.Done():
-		a.Stop()
-		return fmt.Errorf("server stopped: %w", err)
+	// SIGHUP reloads the policy and TLS files (errors are logged; the old
+	// ones stay in force).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			cfg.Logger.Info("SIGHUP: reloading policy and TLS files")
+			a.Reload()
+			continue
+		case <-ctx.Done():
+			cfg.Logger.Info("shutting down")
+		case err := <-a.Done():
+			a.Stop()
+			return fmt.Errorf("server stopped: %w", err)
+		}
+		return a.Stop()
 	}
-	return a.Stop()
 }
 
 // clientFlags are shared by the client commands.
@@ -157,6 +178,7 @@ type clientFlags struct {
 	fs      *flag.FlagSet
 	addr    string
 	timeout time.Duration
+	auth    clientAuth
 }
 
 func newClientFlags(name string, stderr io.Writer) *clientFlags {
@@ -168,6 +190,7 @@ func newClientFlagsTimeout(name string, stderr io.Writer, timeout time.Duration)
 	c.fs.SetOutput(stderr)
 	c.fs.StringVar(&c.addr, "addr", envOr("TOKENVAULT_ADDR", "127.0.0.1:7300"), "server address (env TOKENVAULT_ADDR)")
 	c.fs.DurationVar(&c.timeout, "timeout", timeout, "deadline for the call")
+	c.auth.addFlags(c.fs)
 	return c
 }
 
@@ -193,7 +216,11 @@ func (c *clientFlags) parse(args []string, what string, stdin io.Reader) ([]stri
 }
 
 func (c *clientFlags) call(fn func(ctx context.Context, cl *client.Client) error) error {
-	cl, err := client.Dial(c.addr)
+	opts, err := c.auth.dialOptions()
+	if err != nil {
+		return err
+	}
+	cl, err := client.Dial(c.addr, opts...)
 	if err != nil {
 		return err
 	}

@@ -151,8 +151,12 @@ func TestAuditScenario(t *testing.T) {
 	if er.Subject != "audit-subject" || er.Outcome != "OK" || er.Caller != "privacy-ops.test.example" {
 		t.Errorf("erase entry %+v", er)
 	}
-	find("GetKekStatus", func(e audit.Entry) bool { return e.Op == "admin" && strings.HasSuffix(e.Method, "/GetKekStatus") && e.Outcome == "OK" })
-	find("RotateKek", func(e audit.Entry) bool { return e.Op == "admin" && strings.HasSuffix(e.Method, "/RotateKek") && e.Outcome == "OK" })
+	find("GetKekStatus", func(e audit.Entry) bool {
+		return e.Op == "admin" && strings.HasSuffix(e.Method, "/GetKekStatus") && e.Outcome == "OK"
+	})
+	find("RotateKek", func(e audit.Entry) bool {
+		return e.Op == "admin" && strings.HasSuffix(e.Method, "/RotateKek") && e.Outcome == "OK"
+	})
 	den := find("denied call", func(e audit.Entry) bool {
 		return e.Outcome == "PermissionDenied" && e.Caller == "spiffe://test.example/nobody"
 	})

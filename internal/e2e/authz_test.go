@@ -17,6 +17,7 @@ import (
 	"github.com/tokenvault/tokenvault/client"
 	"github.com/tokenvault/tokenvault/internal/app"
 	"github.com/tokenvault/tokenvault/internal/auth"
+	"github.com/tokenvault/tokenvault/internal/testpki"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 )
 
@@ -70,7 +71,7 @@ roles:
 // identity and one API key.
 type secureEnv struct {
 	*env
-	pki         *pki
+	pki         *testpki.CA
 	cfg         app.Config
 	app         *app.App
 	policyFile  string
@@ -82,28 +83,28 @@ type secureEnv struct {
 	t           *testing.T // owns the cached clients
 }
 
-var identities = map[string]leafOpts{
-	"orders":      {uris: []string{"spiffe://test.example/orders"}},
-	"payments":    {uris: []string{"spiffe://test.example/payments"}},
-	"support-ui":  {uris: []string{"spiffe://test.example/support-ui"}},
-	"privacy-ops": {dns: []string{"privacy-ops.test.example"}},
-	"key-admin":   {uris: []string{"spiffe://test.example/key-admin"}},
-	"fulfilment":  {uris: []string{"spiffe://test.example/fulfilment"}},
-	"setup":       {uris: []string{"spiffe://test.example/setup"}},
+var identities = map[string]testpki.Leaf{
+	"orders":      {URIs: []string{"spiffe://test.example/orders"}},
+	"payments":    {URIs: []string{"spiffe://test.example/payments"}},
+	"support-ui":  {URIs: []string{"spiffe://test.example/support-ui"}},
+	"privacy-ops": {DNS: []string{"privacy-ops.test.example"}},
+	"key-admin":   {URIs: []string{"spiffe://test.example/key-admin"}},
+	"fulfilment":  {URIs: []string{"spiffe://test.example/fulfilment"}},
+	"setup":       {URIs: []string{"spiffe://test.example/setup"}},
 	// Signed by the right CA but not in the policy.
-	"nobody": {uris: []string{"spiffe://test.example/nobody"}},
+	"nobody": {URIs: []string{"spiffe://test.example/nobody"}},
 }
 
 func newSecureEnv(t *testing.T) *secureEnv {
 	t.Helper()
 	e := newEnv(t)
 	dir := filepath.Dir(e.dataDir)
-	s := &secureEnv{env: e, pki: newPKI(t, filepath.Join(dir, "pki")), certs: map[string][2]string{},
+	s := &secureEnv{env: e, pki: testpki.New(t, filepath.Join(dir, "pki")), certs: map[string][2]string{},
 		policyFile: filepath.Join(dir, "policy.yaml"), clientCache: map[string]*client.Client{}, t: t}
-	c, k := s.pki.issue(t, "server", leafOpts{server: true, ips: []net.IP{net.IPv4(127, 0, 0, 1)}, dns: []string{"localhost"}})
+	c, k := s.pki.Issue(t, "server", testpki.Leaf{Server: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, DNS: []string{"localhost"}})
 	s.serverCert = [2]string{c, k}
 	for name, o := range identities {
-		c, k := s.pki.issue(t, name, o)
+		c, k := s.pki.Issue(t, name, o)
 		s.certs[name] = [2]string{c, k}
 	}
 	if err := os.WriteFile(s.policyFile, []byte(testPolicy), 0o600); err != nil {
@@ -352,11 +353,11 @@ func checkResult(t *testing.T, op, kind, got string, tokens map[string]string) {
 // nothing.
 func TestAuthenticationRejected(t *testing.T) {
 	s := newSecureEnv(t)
-	other := newPKI(t, filepath.Join(filepath.Dir(s.dataDir), "other-pki"))
+	other := testpki.New(t, filepath.Join(filepath.Dir(s.dataDir), "other-pki"))
 	wrongCA := [2]string{}
-	wrongCA[0], wrongCA[1] = other.issue(t, "impostor", leafOpts{uris: []string{"spiffe://test.example/payments"}})
+	wrongCA[0], wrongCA[1] = other.Issue(t, "impostor", testpki.Leaf{URIs: []string{"spiffe://test.example/payments"}})
 	expired := [2]string{}
-	expired[0], expired[1] = s.pki.issue(t, "expired", leafOpts{uris: []string{"spiffe://test.example/payments"}, notAfter: time.Now().Add(-time.Hour)})
+	expired[0], expired[1] = s.pki.Issue(t, "expired", testpki.Leaf{URIs: []string{"spiffe://test.example/payments"}, NotAfter: time.Now().Add(-time.Hour)})
 	s.start(t)
 	c := ctx(t)
 	tok, err := s.as(t, "setup").Tokenize(c, "s1", client.Field{Kind: "pan", Value: values["pan"]})

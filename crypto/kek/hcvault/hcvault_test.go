@@ -89,7 +89,7 @@ func TestTokenRenewal(t *testing.T) {
 	renewable := true
 	tok, err := srv.Client.Auth().Token().CreateWithContext(testContext(t), &api.TokenCreateRequest{
 		Policies:        []string{policy},
-		NoDefaultPolicy: true, // the policy file alone must allow renewal
+		NoDefaultPolicy: true,  // the policy file alone must allow renewal
 		TTL:             "10s", // renewal at about 2/3 of it; leaves room for a slow, loaded machine
 		ExplicitMaxTTL:  "5m",
 		Renewable:       &renewable,
