@@ -229,7 +229,7 @@ const maxGroup = 256
 
 func (l *Log) loop() {
 	defer close(l.exited)
-	tick := time.NewTicker(l.opts.CheckpointInterval / 4)
+	tick := time.NewTicker(max(l.opts.CheckpointInterval/4, time.Millisecond))
 	defer tick.Stop()
 	for {
 		var group []*request

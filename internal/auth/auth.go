@@ -16,6 +16,8 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+
+	"github.com/tokenvault/tokenvault/vault/format"
 )
 
 // Operation is what a caller asks to do. Permissions are granted per
@@ -103,17 +105,46 @@ func (id Identity) String() string {
 	}
 }
 
-type identityKey struct{}
-
-// WithIdentity returns ctx carrying id.
-func WithIdentity(ctx context.Context, id Identity) context.Context {
-	return context.WithValue(ctx, identityKey{}, id)
+// Access is what one call may do: the caller and the policy in force when
+// the call was admitted. The gRPC guard puts it in the call's context;
+// handlers that learn more as they go (a kind, a purpose) ask it with
+// Allow, keyed by operation.
+type Access struct {
+	ID     Identity
+	policy *Policy // nil only in dev mode (see DevAccess)
+	dev    bool
 }
 
-// FromContext returns the identity carried by ctx, if any.
-func FromContext(ctx context.Context) (Identity, bool) {
-	id, ok := ctx.Value(identityKey{}).(Identity)
-	return id, ok
+// NewAccess is id's access under p (p must not be nil).
+func NewAccess(id Identity, p *Policy) Access { return Access{ID: id, policy: p} }
+
+// DevAccess allows everything: dev mode, no policy file.
+func DevAccess(id Identity) Access { return Access{ID: id, dev: true} }
+
+// Allow is Policy.Authorize for this call's caller. A zero Access (no
+// guard ran) allows nothing.
+func (a Access) Allow(op Operation, kind format.Kind, purpose string) error {
+	switch {
+	case a.dev:
+		return nil
+	case a.policy == nil:
+		return denied(a.ID, "has no access (no policy)")
+	}
+	return a.policy.Authorize(a.ID, op, kind, purpose)
+}
+
+type accessKey struct{}
+
+// WithAccess returns ctx carrying a.
+func WithAccess(ctx context.Context, a Access) context.Context {
+	return context.WithValue(ctx, accessKey{}, a)
+}
+
+// AccessFrom returns the call's access; without one, a zero Access that
+// allows nothing.
+func AccessFrom(ctx context.Context) Access {
+	a, _ := ctx.Value(accessKey{}).(Access)
+	return a
 }
 
 // denied builds a PermissionDenied error naming who and what, never data.

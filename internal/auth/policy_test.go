@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"context"
 	"errors"
 	"os"
 	"reflect"
@@ -166,5 +167,24 @@ func TestAPIKeys(t *testing.T) {
 		if _, err := auth.NewAPIKeys(c.keys); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: got %v, want %q", c.keys, err, c.want)
 		}
+	}
+}
+
+func TestAccess(t *testing.T) {
+	p, err := auth.ParsePolicy([]byte("version: 1\nidentities:\n  - api_key: k\n    roles: [r]\nroles:\n  r:\n    - operations: [export]\n      purposes: [dsar]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := auth.Identity{Name: "k", Method: auth.MethodAPIKey}
+	ctx := auth.WithAccess(context.Background(), auth.NewAccess(id, p))
+	a := auth.AccessFrom(ctx)
+	if a.Allow(auth.OpExport, 0, "dsar") != nil || a.Allow(auth.OpExport, 0, "x") == nil || a.Allow(auth.OpErase, 0, "") == nil {
+		t.Fatal("access does not follow the policy")
+	}
+	if auth.AccessFrom(context.Background()).Allow(auth.OpMask, 0, "") == nil {
+		t.Fatal("no access in the context must allow nothing")
+	}
+	if auth.DevAccess(auth.Identity{Method: auth.MethodNone}).Allow(auth.OpErase, 0, "") != nil {
+		t.Fatal("dev access must allow everything")
 	}
 }

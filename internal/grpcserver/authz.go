@@ -111,7 +111,11 @@ type methodSpec struct {
 //	}
 //
 // Purpose and subject are picked up from the request's GetPurpose and
-// GetSubjectId methods, if it has them.
+// GetSubjectId methods, if it has them. The guard checks the operation
+// (for the purpose) before the handler runs; a handler that learns more
+// (say, the kinds of an export) checks each with
+// auth.AccessFrom(ctx).Allow(op, kind, purpose), which is the same
+// decision under the same policy snapshot.
 var methods = map[string]methodSpec{
 	pb.TokenVault_Tokenize_FullMethodName:     {op: auth.OpTokenize},
 	pb.TokenVault_Detokenize_FullMethodName:   {op: auth.OpDetokenize, audit: auditAlways, items: tokenItems},
@@ -207,12 +211,13 @@ func (g *Guard) admit(ctx context.Context, c *call, req any) (context.Context, e
 	}
 	c.id = id
 	c.entry.Caller, c.entry.Auth = id.String(), string(id.Method)
-	ctx = auth.WithIdentity(ctx, id)
 	op := c.spec.op
 	if c.known && op.Reveal() && c.entry.Purpose == "" {
 		return nil, g.refuse(c, codes.InvalidArgument, errors.New("purpose: required: every reveal must say why the value is needed"))
 	}
-	if g.cfg.Policy != nil {
+	if g.cfg.Policy == nil {
+		ctx = auth.WithAccess(ctx, auth.DevAccess(id))
+	} else {
 		pol := g.cfg.Policy.Current()
 		if pol == nil {
 			// Cannot happen with a loaded source; fail closed if it does.
@@ -221,6 +226,8 @@ func (g *Guard) admit(ctx context.Context, c *call, req any) (context.Context, e
 		if !c.known {
 			return nil, g.refuse(c, codes.PermissionDenied, fmt.Errorf("method %s is not covered by the policy", c.method))
 		}
+		// Handlers can check what they learn later (auth.AccessFrom).
+		ctx = auth.WithAccess(ctx, auth.NewAccess(id, pol))
 		purpose := c.entry.Purpose
 		if err := pol.Authorize(id, op, auth.AnyKind, purpose); err != nil {
 			return nil, g.refuse(c, codes.PermissionDenied, err)
