@@ -13,7 +13,9 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tokenvault/tokenvault/internal/audit"
 )
@@ -306,5 +308,35 @@ func TestSigningKeyFile(t *testing.T) {
 	pub, err := audit.ParsePublicKey(pubPEM)
 	if err != nil || !pub.Equal(k1.Public()) {
 		t.Fatal("public key file does not match", err)
+	}
+}
+
+// TestCheckpointInterval: with entries coming in, a checkpoint is written
+// once the interval has passed (clock injected: no sleeping).
+func TestCheckpointInterval(t *testing.T) {
+	var now atomic.Int64
+	now.Store(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano())
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	key := newKey(t)
+	l, err := audit.Open(audit.Options{Path: path, SigningKey: key, CheckpointEvery: 1000, CheckpointInterval: time.Minute,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return time.Unix(0, now.Load()) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Write(entry(1))
+	now.Add(int64(2 * time.Minute))
+	l.Write(entry(2))
+	l.Close()
+	data, _ := os.ReadFile(path)
+	var types []string
+	for _, ln := range splitLines(data) {
+		e, err := audit.ParseLine(ln)
+		if err != nil {
+			t.Fatal(err)
+		}
+		types = append(types, e.Type)
+	}
+	if strings.Join(types, ",") != "call,call,checkpoint" {
+		t.Fatalf("entries %v", types)
 	}
 }
