@@ -36,8 +36,10 @@ type Client struct {
 }
 
 // Dial connects to addr (the connection is made lazily, on first use).
-// Without transport credentials (see WithDialOptions) the connection is
-// plaintext, which the server allows only on loopback.
+// Without WithTLS (or other transport credentials in WithDialOptions) the
+// connection is plaintext, which the server allows only on loopback.
+// Identify the caller with a client certificate in WithTLS, or with
+// WithAPIKey.
 func Dial(addr string, opts ...Option) (*Client, error) {
 	s := defaults()
 	for _, o := range opts {

@@ -43,9 +43,10 @@ type ExportedToken struct {
 const BlobsNote = "Field-encryption blobs of this subject are stored in the databases of the applications that " +
 	"encrypted them, not in the vault; each one carries blob_key_id (hex) at offset 2 of the blob (16 bytes, after its version and length bytes)."
 
-// ExportSubject collects the subject's export stream.
-func (c *Client) ExportSubject(ctx context.Context, subject string) (Export, error) {
-	stream, err := c.rpc.ExportSubject(ctx, &pb.ExportSubjectRequest{SubjectId: subject})
+// ExportSubject collects the subject's export stream. purpose says why
+// (e.g. "dsar"); it is required, as for every reveal.
+func (c *Client) ExportSubject(ctx context.Context, subject, purpose string) (Export, error) {
+	stream, err := c.rpc.ExportSubject(ctx, &pb.ExportSubjectRequest{SubjectId: subject, Purpose: purpose})
 	if err != nil {
 		return Export{}, err
 	}

@@ -66,6 +66,9 @@ func (v *Vault) openToken(ctx context.Context, field, token string, reveal bool)
 	if rec.Token != token {
 		return "", 0, fmt.Errorf("%w: record under another token", ErrCorrupt)
 	}
+	if !kindAllowed(ctx, rec.Kind) {
+		return "", 0, deniedKind(field)
+	}
 	if expired(rec, v.now()) {
 		return "", 0, &FieldError{Field: field, Reason: expiredToken, Err: ErrExpired}
 	}

@@ -41,6 +41,9 @@ Usage:
   tokenvault decrypt --purpose P [--context C] BLOB    print the value
   tokenvault erase --subject S                     crypto-shred a subject, print the receipt
   tokenvault kek status|rotate|rewrap|retire       KEK rotation epochs (see README)
+  tokenvault apikey new --name NAME               make an API key and the hash to configure
+  tokenvault audit verify FILE [--pubkey FILE]     check the audit log's chain and signatures
+  tokenvault audit pubkey|token-hash               export the audit public key; hash a token
 
 Data-subject rights, receipts, backups (see README):
   tokenvault export --subject S                    print every token and value of S (JSON)
@@ -54,7 +57,9 @@ Data-subject rights, receipts, backups (see README):
 
 A VALUE of "-" is read from standard input (keeps values out of shell
 history and the process list). Client commands take --addr (default
-127.0.0.1:7300, env TOKENVAULT_ADDR). Run "tokenvault CMD -h" for flags.
+127.0.0.1:7300, env TOKENVAULT_ADDR), TLS flags (--ca, --cert, --key,
+--server-name) and --api-key (env TOKENVAULT_API_KEY). Run "tokenvault CMD -h"
+for flags.
 `
 
 func main() {
@@ -74,6 +79,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		"encrypt": encrypt, "decrypt": decrypt, "erase": erase, "kek": kekCmd, "config": configCmd,
 		"export": exportCmd, "rectify": rectifyCmd, "restrict": restrictCmd(false), "unrestrict": restrictCmd(true),
 		"receipt": receiptCmd, "ledger": ledgerCmd, "backup": backupCmd, "restore": restoreCmd,
+		"apikey": apikeyCmd, "audit": auditCmd,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
@@ -129,6 +135,8 @@ func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 		return nil
 	})
 	pprofListen := fs.String("pprof-listen", "", "serve Go pprof profiles on this loopback address, e.g. 127.0.0.1:6060 (profiling.listen; off by default; see BENCHMARKS.md)")
+	var authFlags app.AuthConfig
+	addServeAuthFlags(fs, &authFlags)
 	insecure := fs.Bool("insecure-plaintext-nonloopback", false, "allow plaintext gRPC on a non-loopback address: values cross the network unencrypted (insecure_plaintext_nonloopback)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -139,6 +147,13 @@ func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 	cfg, err := config.Load(*configFile, os.LookupEnv)
 	if err != nil {
 		return err
+	}
+	// API keys (NAME=sha256:HEX, comma-separated) from the environment add
+	// to those in the config file.
+	if v := os.Getenv("TOKENVAULT_API_KEYS"); v != "" {
+		if err := (apiKeyFlags{&cfg.Auth.APIKeys}).Set(v); err != nil {
+			return fmt.Errorf("TOKENVAULT_API_KEYS: %w", err)
+		}
 	}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
@@ -162,6 +177,24 @@ func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 			cfg.Log.Level = *logLevel
 		case "insecure-plaintext-nonloopback":
 			cfg.AllowPlaintextNonLoopback = *insecure
+		case "tls-cert":
+			cfg.Auth.TLS.Cert = authFlags.TLS.Cert
+		case "tls-key":
+			cfg.Auth.TLS.Key = authFlags.TLS.Key
+		case "tls-client-ca":
+			cfg.Auth.TLS.ClientCA = authFlags.TLS.ClientCA
+		case "tls-require-client-cert":
+			cfg.Auth.TLS.RequireClientCert = authFlags.TLS.RequireClientCert
+		case "policy":
+			cfg.Auth.PolicyFile = authFlags.PolicyFile
+		case "policy-poll":
+			cfg.Auth.PolicyPollInterval = authFlags.PolicyPollInterval
+		case "api-key":
+			cfg.Auth.APIKeys = append(cfg.Auth.APIKeys, authFlags.APIKeys...)
+		case "audit-log":
+			cfg.Auth.Audit.Path = authFlags.Audit.Path
+		case "audit-signing-key":
+			cfg.Auth.Audit.SigningKey = authFlags.Audit.SigningKey
 		case "pprof-listen":
 			cfg.Profiling.Listen = *pprofListen
 		case "rotation-interval":
@@ -185,14 +218,25 @@ func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	select {
-	case <-ctx.Done():
-		cfg.Logger.Info("shutting down: draining in-flight calls", "timeout", cfg.ShutdownTimeout)
-	case err := <-a.Done():
-		a.Stop()
-		return fmt.Errorf("server stopped: %w", err)
+	// SIGHUP reloads the policy and TLS files (errors are logged; the old
+	// ones stay in force).
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			cfg.Logger.Info("SIGHUP: reloading policy and TLS files")
+			a.Reload()
+			continue
+		case <-ctx.Done():
+			cfg.Logger.Info("shutting down: draining in-flight calls", "timeout", cfg.ShutdownTimeout)
+		case err := <-a.Done():
+			a.Stop()
+			return fmt.Errorf("server stopped: %w", err)
+		}
+		return a.Stop()
 	}
-	return a.Stop()
 }
 
 func newLogger(c app.LogConfig, w io.Writer) *slog.Logger {
@@ -227,6 +271,7 @@ type clientFlags struct {
 	fs      *flag.FlagSet
 	addr    string
 	timeout time.Duration
+	auth    clientAuth
 }
 
 func newClientFlags(name string, stderr io.Writer) *clientFlags {
@@ -238,6 +283,7 @@ func newClientFlagsTimeout(name string, stderr io.Writer, timeout time.Duration)
 	c.fs.SetOutput(stderr)
 	c.fs.StringVar(&c.addr, "addr", envOr("TOKENVAULT_ADDR", "127.0.0.1:7300"), "server address (env TOKENVAULT_ADDR)")
 	c.fs.DurationVar(&c.timeout, "timeout", timeout, "deadline for the call")
+	c.auth.addFlags(c.fs)
 	return c
 }
 
@@ -263,7 +309,11 @@ func (c *clientFlags) parse(args []string, what string, stdin io.Reader) ([]stri
 }
 
 func (c *clientFlags) call(fn func(ctx context.Context, cl *client.Client) error) error {
-	cl, err := client.Dial(c.addr)
+	opts, err := c.auth.dialOptions()
+	if err != nil {
+		return err
+	}
+	cl, err := client.Dial(c.addr, opts...)
 	if err != nil {
 		return err
 	}

@@ -37,14 +37,15 @@ func noArgs(fs *flag.FlagSet) error {
 func exportCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	c := newClientFlagsTimeout("export", stderr, 10*time.Minute)
 	subject := c.fs.String("subject", "", "data subject id (required)")
+	purpose := c.fs.String("purpose", "dsar", "why the export is made (default: a data-subject access request)")
 	if err := c.fs.Parse(args); err != nil {
 		return err
 	}
-	if err := errors.Join(noArgs(c.fs), required("subject", *subject)); err != nil {
+	if err := errors.Join(noArgs(c.fs), required("subject", *subject), required("purpose", *purpose)); err != nil {
 		return err
 	}
 	return c.call(func(ctx context.Context, cl *client.Client) error {
-		ex, err := cl.ExportSubject(ctx, *subject)
+		ex, err := cl.ExportSubject(ctx, *subject, *purpose)
 		if err != nil {
 			return err
 		}

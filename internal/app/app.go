@@ -51,6 +51,8 @@ type Config struct {
 	Metrics MetricsConfig `yaml:"metrics"`
 	// Maintenance configures background store maintenance.
 	Maintenance MaintenanceConfig `yaml:"maintenance"`
+	// Auth: TLS, API keys, policy, audit log (internal/app/auth.go).
+	Auth AuthConfig `yaml:"auth"`
 	// ShutdownTimeout bounds the graceful drain (default 10s).
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// Rights: data-subject rights, receipts, erasure ledger (rights.go).
@@ -165,6 +167,8 @@ func (c *Config) SetDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	c.Auth.SetDefaults()
+	c.Auth.setPathDefaults(c.DataDir, c.KEK.Keyring.Path)
 }
 
 // Validate reports every problem at once, each naming its config key.
@@ -173,8 +177,11 @@ func (c *Config) Validate() error {
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	if host, _, err := net.SplitHostPort(c.Listen); err != nil {
 		bad("listen: %q is not host:port", c.Listen)
-	} else if !c.AllowPlaintextNonLoopback && !isLoopback(host) {
-		bad("listen: refusing plaintext gRPC on non-loopback address %q; listen on 127.0.0.1 or set insecure_plaintext_nonloopback (--insecure-plaintext-nonloopback)", c.Listen)
+	} else if err := c.validateListen(host); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Auth.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.DataDir == "" {
 		bad("data_dir: must not be empty")
@@ -265,7 +272,8 @@ type App struct {
 	lis        net.Listener
 	served     chan error
 	pprof      func() // stops the profiling listener
-	Created    bool   // a new keyring was created at start
+	sec        *security
+	Created    bool // a new keyring was created at start
 
 	stopOnce sync.Once
 	stopErr  error
@@ -360,7 +368,16 @@ func closeKEK(w kek.Wrapper) {
 	}
 }
 
-func start(ctx context.Context, cfg Config, store vault.Store, wrapper kek.Wrapper, created bool) (*App, error) {
+func start(ctx context.Context, cfg Config, store vault.Store, wrapper kek.Wrapper, created bool) (_ *App, err error) {
+	// undo releases, in reverse order, what was opened before a failure.
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
 	rk, err := openRightsKeys(ctx, cfg.Rights, store, cfg.Logger)
 	if err != nil {
 		return nil, err
@@ -372,31 +389,33 @@ func start(ctx context.Context, cfg Config, store vault.Store, wrapper kek.Wrapp
 		rk.ledger.Zero()
 		return nil, err
 	}
+	undo = append(undo, v.Close)
+	sec, secOpts, err := openSecurity(cfg, m.AuditWriteFailed)
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { sec.audit.Close() })
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		v.Close()
 		return nil, fmt.Errorf("listen: %w", err)
 	}
+	undo = append(undo, func() { lis.Close() })
 	var httpLis net.Listener
 	if cfg.Metrics.Listen != "off" {
 		if httpLis, err = net.Listen("tcp", cfg.Metrics.Listen); err != nil {
-			lis.Close()
-			v.Close()
 			return nil, fmt.Errorf("metrics.listen: %w", err)
 		}
+		undo = append(undo, func() { httpLis.Close() })
 	}
 	stopPprof, err := startProfiling(cfg.Profiling, cfg.Logger)
 	if err != nil {
-		if httpLis != nil {
-			httpLis.Close()
-		}
-		lis.Close()
-		v.Close()
 		return nil, err
 	}
 	srv := grpcserver.New(v, cfg.Logger)
 	srv.OnBatch = m.ObserveBatch
-	gs, hs := grpcserver.NewGRPCServer(srv, grpcserver.NewAdmin(v, cfg.KEK.BackupRetention, cfg.Logger), m.ServerOptions()...)
+	// Metrics first, so that calls the guard refuses are counted too.
+	gs, hs := grpcserver.NewGRPCServer(srv, grpcserver.NewAdmin(v, cfg.KEK.BackupRetention, cfg.Logger),
+		append(m.ServerOptions(), secOpts...)...)
 	src, _ := store.(grpcserver.BackupSource)
 	pb.RegisterBackupAdminServer(gs, grpcserver.NewBackupAdmin(v, src, cfg.Logger))
 	m.GRPC.InitializeMetrics(gs)
@@ -405,13 +424,14 @@ func start(ctx context.Context, cfg Config, store vault.Store, wrapper kek.Wrapp
 		m.WatchStoreSize(sz)
 	}
 	bg, stopBg := context.WithCancel(context.Background())
-	a := &App{cfg: cfg, store: store, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis, metrics: m,
+	a := &App{cfg: cfg, store: store, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis, metrics: m, sec: sec,
 		served: make(chan error, 1), Created: created, stopBg: stopBg, pprof: stopPprof}
 	a.kekHealthy.Store(true)
-	a.bg.Add(3)
-	go a.watchKEK(bg)
-	go a.maintain(bg)
-	go a.purgeExpired(bg)
+	for _, job := range []func(context.Context){a.watchKEK, a.maintain, a.purgeExpired,
+		func(ctx context.Context) { sec.pollPolicy(ctx, cfg.Auth.PolicyPollInterval) }} {
+		a.bg.Add(1)
+		go func() { defer a.bg.Done(); job(bg) }()
+	}
 	if httpLis != nil {
 		a.http = &http.Server{Handler: m.Handler(a.ready), ReadHeaderTimeout: 10 * time.Second}
 		a.httpAddr = httpLis.Addr().String()
@@ -442,7 +462,6 @@ type gcStore interface {
 
 // maintain runs store GC on a schedule, with its effect in metrics.
 func (a *App) maintain(ctx context.Context) {
-	defer a.bg.Done()
 	gs, ok := a.store.(gcStore)
 	if !ok || a.cfg.Maintenance.GCInterval <= 0 {
 		return
@@ -469,7 +488,6 @@ func (a *App) maintain(ctx context.Context) {
 // service: the TokenVault service is NOT_SERVING while the provider is
 // unreachable (requests for subjects whose keys are cached still work).
 func (a *App) watchKEK(ctx context.Context) {
-	defer a.bg.Done()
 	hc, ok := a.kek.(kek.HealthChecker)
 	if !ok {
 		return
@@ -535,7 +553,8 @@ func (a *App) stop() error {
 	if a.http != nil {
 		a.http.Close()
 	}
+	auditErr := a.sec.audit.Close() // after the drain: the last calls are audited
 	a.vault.Close()
 	closeKEK(a.kek)
-	return a.store.Close()
+	return errors.Join(a.store.Close(), auditErr)
 }

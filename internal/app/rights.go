@@ -133,7 +133,6 @@ func (c RightsConfig) options(k rightsKeys, backupRetention time.Duration) vault
 
 // purgeExpired purges expired tokens every interval until ctx ends.
 func (a *App) purgeExpired(ctx context.Context) {
-	defer a.bg.Done()
 	t := time.NewTicker(a.cfg.Rights.PurgeInterval)
 	defer t.Stop()
 	for {

@@ -100,6 +100,9 @@ func eachLeaf(v reflect.Value, prefix, keyPrefix string, fn func(fv reflect.Valu
 			continue
 		}
 		name, key := prefix+strings.ToUpper(tag), keyPrefix+tag
+		if f.Type.Kind() == reflect.Slice {
+			continue // lists (auth.api_keys) come from the file, or a dedicated variable
+		}
 		var err error
 		if f.Type.Kind() == reflect.Struct && f.Type != durationType {
 			err = eachLeaf(v.Field(i), name+"_", key+".", fn)

@@ -12,6 +12,9 @@ import (
 	"testing"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/tokenvault/tokenvault/internal/auth"
+	"github.com/tokenvault/tokenvault/internal/config"
 )
 
 // TestDeployFilesParse parses every YAML and JSON file under deploy/ (CI
@@ -59,5 +62,40 @@ func TestDeployFilesParse(t *testing.T) {
 	}
 	if n < 7 {
 		t.Fatalf("only %d YAML/JSON files found under deploy/", n)
+	}
+}
+
+// TestDeployConfigsLoad: the config files shipped for Docker and Kubernetes
+// are valid tokenvault configurations (strict keys, every value checked).
+func TestDeployConfigsLoad(t *testing.T) {
+	root := filepath.Join("..", "..", "deploy")
+	k8s, err := os.ReadFile(filepath.Join(root, "k8s", "configmap.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm struct {
+		Data map[string]string `yaml:"data"`
+	}
+	if err := yaml.Unmarshal(k8s, &cm); err != nil {
+		t.Fatal(err)
+	}
+	tmp := filepath.Join(t.TempDir(), "k8s.yaml")
+	os.WriteFile(tmp, []byte(cm.Data["tokenvault.yaml"]), 0o600)
+	for name, path := range map[string]string{"docker": filepath.Join(root, "docker", "tokenvault.yaml"), "k8s": tmp} {
+		t.Run(name, func(t *testing.T) {
+			// The Vault token would come from the environment in production.
+			cfg, err := config.Load(path, env(map[string]string{"VAULT_TOKEN": "t"}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := config.Validate(&cfg); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	policy := filepath.Join(t.TempDir(), "policy.yaml")
+	os.WriteFile(policy, []byte(cm.Data["policy.yaml"]), 0o600)
+	if _, err := auth.LoadPolicyFile(policy); err != nil {
+		t.Fatalf("the ConfigMap's policy: %v", err)
 	}
 }

@@ -256,7 +256,7 @@ func backupEraseRestore(t *testing.T, e *env) {
 	}
 	dec, _ := c2.Decrypt(cx, "audit", "orders.note", blobsA[0])
 	wantCode(t, dec[0].Err, codes.NotFound, "erased")
-	_, err = c2.ExportSubject(cx, "subject-a")
+	_, err = c2.ExportSubject(cx, "subject-a", "dsar")
 	wantCode(t, err, codes.NotFound, "subject_id")
 	_, err = c2.EraseSubject(cx, "subject-a")
 	wantCode(t, err, codes.NotFound, "subject_id")
@@ -285,7 +285,7 @@ func backupEraseRestore(t *testing.T, e *env) {
 	if dec[0].Err != nil || dec[0].Value != blobB {
 		t.Fatalf("B's blob after restore: %v", dec[0].Err)
 	}
-	ex, err := c2.ExportSubject(cx, "subject-b")
+	ex, err := c2.ExportSubject(cx, "subject-b", "dsar")
 	if err != nil || len(ex.Tokens) != len(subjectB) {
 		t.Fatalf("B's export after restore: %d tokens, %v", len(ex.Tokens), err)
 	}
@@ -416,7 +416,7 @@ func TestRestoreBadInput(t *testing.T) {
 	}
 	// The live data directory still serves.
 	_, c2 := e.start(t)
-	if ex, err := c2.ExportSubject(cx, "subject-b"); err != nil || len(ex.Tokens) != len(subjectB)+2 {
+	if ex, err := c2.ExportSubject(cx, "subject-b", "dsar"); err != nil || len(ex.Tokens) != len(subjectB)+2 {
 		t.Fatalf("live vault after failed restores: %v", err)
 	}
 }

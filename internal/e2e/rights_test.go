@@ -34,7 +34,7 @@ func subjectRights(t *testing.T, e *env) {
 	}
 
 	// Access / portability.
-	ex, err := c.ExportSubject(cx, "rights-1")
+	ex, err := c.ExportSubject(cx, "rights-1", "dsar")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,7 +55,7 @@ func subjectRights(t *testing.T, e *env) {
 	if got := strings.ToLower(ex.BlobKeyID); got != hexOf(blobs[0][2:18]) {
 		t.Fatalf("blob_key_id %s does not match the blob's key id %s", got, hexOf(blobs[0][2:18]))
 	}
-	_, err = c.ExportSubject(cx, "nobody")
+	_, err = c.ExportSubject(cx, "nobody", "dsar")
 	wantCode(t, err, codes.NotFound, "subject_id")
 
 	// Rectification: the token stays; lookups follow the new value.
@@ -92,7 +92,7 @@ func subjectRights(t *testing.T, e *env) {
 			t.Fatalf("mask while restricted: %v", m.Err)
 		}
 	}
-	if ex, err := c.ExportSubject(cx, "rights-1"); err != nil || ex.RestrictedSince == nil {
+	if ex, err := c.ExportSubject(cx, "rights-1", "dsar"); err != nil || ex.RestrictedSince == nil {
 		t.Fatalf("export while restricted (the right of access applies): %v", err)
 	}
 	if err := c.Unrestrict(cx, "rights-1"); err != nil {
@@ -145,7 +145,7 @@ func TestExpiryAndPurge(t *testing.T) {
 	}
 	_, err = c.Tokenize(cx, "exp-1", client.Field{Kind: "name", Value: "x", TTL: -time.Second})
 	wantCode(t, err, codes.InvalidArgument, "fields[0].options.ttl")
-	ex, err := c.ExportSubject(cx, "exp-1")
+	ex, err := c.ExportSubject(cx, "exp-1", "dsar")
 	if err != nil || len(ex.Tokens) != 1 || ex.Tokens[0].Token != toks[1] {
 		t.Fatalf("export with an expired token: %+v %v", ex.Tokens, err)
 	}

@@ -35,6 +35,7 @@ var codeTable = []struct {
 	{vault.ErrErased, codes.FailedPrecondition, "SUBJECT_ERASED", "the subject has been erased"},
 	{vault.ErrFailedPrecondition, codes.FailedPrecondition, "FAILED_PRECONDITION", "failed precondition"},
 	{vault.ErrExhausted, codes.ResourceExhausted, "TOKEN_SPACE_EXHAUSTED", "token space exhausted"},
+	{vault.ErrPermissionDenied, codes.PermissionDenied, "PERMISSION_DENIED", "permission denied"},
 	{kek.ErrUnavailable, codes.Unavailable, "KEK_UNAVAILABLE", "the key-encryption key provider is unavailable; retry later"},
 	{context.DeadlineExceeded, codes.DeadlineExceeded, "DEADLINE_EXCEEDED", "deadline exceeded"},
 	{context.Canceled, codes.Canceled, "CANCELED", "canceled"},

@@ -1,0 +1,208 @@
+// Package audit is tokenvault's tamper-evident audit log: one JSON object
+// per line, each chained by SHA-256 to the previous one, with periodic
+// checkpoints signed with Ed25519.
+//
+// # Format
+//
+// A line is a JSON object whose last member is "hash":
+//
+//	{"seq":7,"time":"…","type":"call",…,"prev":"<hex>","hash":"<hex>"}
+//
+// hash is SHA-256 over the exact bytes of the line without its
+// `,"hash":"…"` member (that is, the object closed right after "prev"), and
+// prev is the hash of the line before (64 zeros for the first line). So an
+// edited line no longer matches its hash, and a removed, inserted or
+// reordered line breaks prev and seq. Lines must be in canonical form (what
+// [Entry.Line] writes); the parser re-encodes and compares, so two
+// spellings of one entry cannot both verify.
+//
+// A checkpoint line (type "checkpoint") carries an Ed25519 signature over
+// its seq, time and prev. Someone who can write the file could rewrite the
+// whole chain after an edit; they cannot forge the signature without the
+// signing key, so every entry up to the last checkpoint is protected. See
+// [Verify] for what is and is not detected.
+//
+// Entries never hold values: tokens are recorded as keyed hashes
+// ([Log.TokenHash]); subject ids, purposes, contexts and caller names are
+// recorded as they are.
+package audit
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Entry types.
+const (
+	TypeCall       = "call"
+	TypeCheckpoint = "checkpoint"
+)
+
+// Entry is one audit record. The writer sets Seq, Time, Prev and Hash.
+type Entry struct {
+	Seq  uint64 `json:"seq"`
+	Time string `json:"time"` // RFC 3339, UTC, set by the writer
+	Type string `json:"type"`
+	// Caller: the identity (certificate URI/DNS name, "api_key:NAME", or
+	// "anonymous" in dev mode); Auth: how it was established.
+	Caller string `json:"caller,omitempty"`
+	Auth   string `json:"auth,omitempty"`
+	Peer   string `json:"peer,omitempty"` // network address of the caller
+	Op     string `json:"op,omitempty"`
+	Method string `json:"method,omitempty"` // the gRPC method
+	// Purpose of a reveal, as the caller stated it.
+	Purpose string `json:"purpose,omitempty"`
+	Subject string `json:"subject,omitempty"`
+	// Outcome is the gRPC code name of the call ("OK", "PermissionDenied",
+	// …); Reason says why a call was refused.
+	Outcome      string `json:"outcome,omitempty"`
+	Reason       string `json:"reason,omitempty"`
+	Items        []Item `json:"items,omitempty"`
+	ItemsOmitted int    `json:"items_omitted,omitempty"` // items beyond MaxItems
+	// Checkpoints only: the signing key's id and the signature.
+	KeyID string `json:"key_id,omitempty"`
+	Sig   string `json:"sig,omitempty"`
+	Prev  string `json:"prev"`
+	Hash  string `json:"-"`
+}
+
+// Item is the outcome for one token or blob of a batch.
+type Item struct {
+	Token   string `json:"token,omitempty"` // keyed hash of the token, never the token
+	Kind    string `json:"kind,omitempty"`
+	Subject string `json:"subject,omitempty"`
+	Context string `json:"context,omitempty"`
+	Outcome string `json:"outcome"`
+}
+
+// Limits on what one entry records, so that a huge (refused) request
+// cannot blow up the log.
+const (
+	MaxItems = 1000
+	// MaxField bounds each string field; longer ones are cut (marked with
+	// "…").
+	MaxField = 512
+	// MaxLine bounds a line when reading.
+	MaxLine = 4 << 20
+)
+
+// ZeroHash is prev of the first entry.
+var ZeroHash = strings.Repeat("0", 64)
+
+// ErrFormat is wrapped by line parse errors.
+var ErrFormat = errors.New("malformed audit line")
+
+const hashSuffix = `,"hash":"`
+
+// body is the canonical JSON of e without the hash.
+func (e *Entry) body() ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// sanitize replaces invalid UTF-8 (request fields are not validated
+// before a refusal is audited): JSON would turn it into U+FFFD anyway, and
+// doing it first keeps the written line canonical.
+func (e *Entry) sanitize() {
+	for _, p := range []*string{&e.Time, &e.Type, &e.Caller, &e.Auth, &e.Peer, &e.Op, &e.Method,
+		&e.Purpose, &e.Subject, &e.Outcome, &e.Reason, &e.KeyID, &e.Sig, &e.Prev} {
+		*p = strings.ToValidUTF8(*p, "\uFFFD")
+	}
+	for i := range e.Items {
+		it := &e.Items[i]
+		for _, p := range []*string{&it.Token, &it.Kind, &it.Subject, &it.Context, &it.Outcome} {
+			*p = strings.ToValidUTF8(*p, "\uFFFD")
+		}
+	}
+}
+
+// Seal sanitizes e and computes e.Hash from its content (Prev included).
+func (e *Entry) Seal() error {
+	e.sanitize()
+	b, err := e.body()
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256(b)
+	e.Hash = hex.EncodeToString(sum[:])
+	return nil
+}
+
+// Line returns the sealed entry as one line, newline included.
+func (e *Entry) Line() ([]byte, error) {
+	if err := e.Seal(); err != nil {
+		return nil, err
+	}
+	b, _ := e.body()
+	out := make([]byte, 0, len(b)+len(hashSuffix)+68)
+	out = append(out, b[:len(b)-1]...)
+	out = append(out, hashSuffix...)
+	out = append(out, e.Hash...)
+	out = append(out, "\"}\n"...)
+	return out, nil
+}
+
+// ParseLine parses one line (with or without its newline), checks that
+// it is canonical and that its hash matches its content. It does not check
+// the chain (see Verify).
+func ParseLine(line []byte) (Entry, error) {
+	line = bytes.TrimSuffix(line, []byte("\n"))
+	i := bytes.LastIndex(line, []byte(hashSuffix))
+	if i < 0 || !bytes.HasSuffix(line, []byte(`"}`)) || len(line)-i != len(hashSuffix)+64+2 {
+		return Entry{}, fmt.Errorf("%w: does not end with the entry hash", ErrFormat)
+	}
+	hash := string(line[i+len(hashSuffix) : len(line)-2])
+	if _, err := hex.DecodeString(hash); err != nil || strings.ToLower(hash) != hash {
+		return Entry{}, fmt.Errorf("%w: hash is not lowercase hex", ErrFormat)
+	}
+	body := append(bytes.Clone(line[:i]), '}')
+	var e Entry
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&e); err != nil {
+		return Entry{}, fmt.Errorf("%w: %v", ErrFormat, err)
+	}
+	canon, err := e.body()
+	if err != nil {
+		return Entry{}, fmt.Errorf("%w: %v", ErrFormat, err)
+	}
+	if !bytes.Equal(canon, body) {
+		return Entry{}, fmt.Errorf("%w: not in canonical form (edited?)", ErrFormat)
+	}
+	sum := sha256.Sum256(body)
+	if hex.EncodeToString(sum[:]) != hash {
+		return Entry{}, fmt.Errorf("%w: entry hash does not match its content (edited)", ErrFormat)
+	}
+	e.Hash = hash
+	return e, nil
+}
+
+// checkpointMessage is what a checkpoint's signature covers: its place in
+// the chain (seq, prev) and its time.
+func checkpointMessage(e *Entry) []byte {
+	return []byte("tokenvault audit checkpoint v1\n" + strconv.FormatUint(e.Seq, 10) + "\n" + e.Time + "\n" + e.Prev + "\n")
+}
+
+// Clip cuts s to MaxField bytes (at a rune boundary) so that no caller
+// controlled field makes an entry arbitrarily large.
+func Clip(s string) string {
+	if len(s) <= MaxField {
+		return s
+	}
+	cut := MaxField
+	for cut > 0 && s[cut]&0xc0 == 0x80 {
+		cut--
+	}
+	return s[:cut] + "…"
+}

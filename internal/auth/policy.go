@@ -1,0 +1,352 @@
+package auth
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/tokenvault/tokenvault/vault/format"
+)
+
+// PolicyFile is the YAML policy as written. Example (the full one ships in
+// deploy/policy/tokenvault-policy.yaml):
+//
+//	version: 1
+//	identities:
+//	  - uri: spiffe://example.org/ns/shop/sa/payments
+//	    roles: [payments]
+//	  - api_key: support-dashboard
+//	    roles: [support-ui]
+//	roles:
+//	  payments:
+//	    - operations: [detokenize]
+//	      kinds: [pan]
+//	      purposes: [payment]
+//	  support-ui:
+//	    - operations: [mask]
+type PolicyFile struct {
+	Version    int                     `yaml:"version"`
+	Identities []IdentityRule          `yaml:"identities"`
+	Roles      map[string][]Permission `yaml:"roles"`
+}
+
+// IdentityRule grants roles to one identity. Exactly one of URI, DNS and
+// APIKey is set; matching is exact (no wildcards: a typo must not widen
+// access).
+type IdentityRule struct {
+	URI    string   `yaml:"uri,omitempty"`     // a client certificate URI SAN, e.g. a SPIFFE id
+	DNS    string   `yaml:"dns,omitempty"`     // a client certificate DNS SAN
+	APIKey string   `yaml:"api_key,omitempty"` // the name of a configured API key
+	Roles  []string `yaml:"roles"`
+}
+
+// Permission grants operations, optionally limited to token kinds, for
+// purposes. Kinds may only be given for tokenize, detokenize and mask (no
+// kinds: every kind). Purposes are required for, and only allowed with,
+// reveal operations (detokenize, decrypt, export); "*" means any purpose.
+type Permission struct {
+	Operations []Operation `yaml:"operations"`
+	Kinds      []string    `yaml:"kinds,omitempty,flow"`
+	Purposes   []string    `yaml:"purposes,omitempty,flow"`
+}
+
+// Wildcard purpose: any purpose (a reveal still needs one).
+const AnyPurpose = "*"
+
+// PolicyVersion is the only policy format version.
+const PolicyVersion = 1
+
+// maxPolicyBytes bounds a policy file; real ones are a few KiB.
+const maxPolicyBytes = 1 << 20
+
+// Policy is a parsed, validated policy. It is immutable and safe for
+// concurrent use; a reload builds a new one.
+type Policy struct {
+	file  PolicyFile
+	byURI map[string][]string // identity → role names
+	byDNS map[string][]string
+	byKey map[string][]string
+	roles map[string][]grant
+}
+
+type grant struct {
+	ops      map[Operation]bool
+	kinds    map[format.Kind]bool // nil: every kind
+	purposes map[string]bool      // nil: no purpose (non-reveal ops)
+	any      bool                 // purposes contains "*"
+}
+
+// ErrPolicy is wrapped by every policy parse or validation error.
+var ErrPolicy = errors.New("invalid policy")
+
+// ParsePolicy parses and validates a policy. Errors name the offending key,
+// e.g. `roles.payments[0].kinds[1]: unknown kind "pna"`. Unknown keys are
+// errors: a misspelt "purposes" must not silently grant every purpose.
+func ParsePolicy(data []byte) (*Policy, error) {
+	if len(data) > maxPolicyBytes {
+		return nil, fmt.Errorf("%w: larger than %d bytes", ErrPolicy, maxPolicyBytes)
+	}
+	var f PolicyFile
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&f); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%w: empty file", ErrPolicy)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrPolicy, err)
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%w: more than one YAML document", ErrPolicy)
+	}
+	return compile(normalize(f))
+}
+
+// normalize makes empty lists nil, so that a policy and its re-marshalled
+// form compare equal.
+func normalize(f PolicyFile) PolicyFile {
+	if len(f.Identities) == 0 {
+		f.Identities = nil
+	}
+	if len(f.Roles) == 0 {
+		f.Roles = nil
+	}
+	for name, perms := range f.Roles {
+		for i := range perms {
+			if len(perms[i].Kinds) == 0 {
+				perms[i].Kinds = nil
+			}
+			if len(perms[i].Purposes) == 0 {
+				perms[i].Purposes = nil
+			}
+		}
+		f.Roles[name] = perms
+	}
+	return f
+}
+
+func compile(f PolicyFile) (*Policy, error) {
+	fail := func(key, format string, args ...any) (*Policy, error) {
+		return nil, fmt.Errorf("%w: %s: %s", ErrPolicy, key, fmt.Sprintf(format, args...))
+	}
+	if f.Version != PolicyVersion {
+		return fail("version", "must be %d", PolicyVersion)
+	}
+	p := &Policy{file: f, byURI: map[string][]string{}, byDNS: map[string][]string{},
+		byKey: map[string][]string{}, roles: map[string][]grant{}}
+	for _, name := range slices.Sorted(maps.Keys(f.Roles)) {
+		key := "roles." + name
+		if err := checkName(name); err != nil {
+			return fail(key, "%v", err)
+		}
+		if len(f.Roles[name]) == 0 {
+			return fail(key, "no permissions (remove the role instead)")
+		}
+		for i, perm := range f.Roles[name] {
+			g, err := compileGrant(fmt.Sprintf("%s[%d]", key, i), perm)
+			if err != nil {
+				return nil, err
+			}
+			p.roles[name] = append(p.roles[name], g)
+		}
+	}
+	seen := map[string]int{}
+	for i, r := range f.Identities {
+		key := fmt.Sprintf("identities[%d]", i)
+		var m map[string][]string
+		var id string
+		n := 0
+		if r.URI != "" {
+			n, m, id = n+1, p.byURI, "uri:"+r.URI
+		}
+		if r.DNS != "" {
+			n, m, id = n+1, p.byDNS, "dns:"+r.DNS
+		}
+		if r.APIKey != "" {
+			n, m, id = n+1, p.byKey, "api_key:"+r.APIKey
+		}
+		if n != 1 {
+			return fail(key, "set exactly one of uri, dns and api_key")
+		}
+		if err := checkName(id); err != nil {
+			return fail(key, "%v", err)
+		}
+		if j, dup := seen[id]; dup {
+			return fail(key, "same identity as identities[%d] (list all its roles there)", j)
+		}
+		seen[id] = i
+		if len(r.Roles) == 0 {
+			return fail(key+".roles", "must name at least one role")
+		}
+		for j, role := range r.Roles {
+			if _, ok := p.roles[role]; !ok {
+				return fail(fmt.Sprintf("%s.roles[%d]", key, j), "unknown role %q (not under roles:)", role)
+			}
+		}
+		m[strings.SplitN(id, ":", 2)[1]] = r.Roles
+	}
+	return p, nil
+}
+
+func compileGrant(key string, perm Permission) (grant, error) {
+	fail := func(k, format string, args ...any) (grant, error) {
+		return grant{}, fmt.Errorf("%w: %s: %s", ErrPolicy, k, fmt.Sprintf(format, args...))
+	}
+	if len(perm.Operations) == 0 {
+		return fail(key+".operations", "must name at least one operation")
+	}
+	g := grant{ops: map[Operation]bool{}}
+	reveal, kindScoped := 0, 0
+	for i, op := range perm.Operations {
+		if !op.Valid() {
+			return fail(fmt.Sprintf("%s.operations[%d]", key, i), "unknown operation %q (one of %s)", op, opList())
+		}
+		g.ops[op] = true
+		if op.Reveal() {
+			reveal++
+		}
+		if op.KindScoped() {
+			kindScoped++
+		}
+	}
+	if len(perm.Kinds) > 0 {
+		if kindScoped != len(perm.Operations) {
+			return fail(key+".kinds", "kinds apply only to tokenize, detokenize and mask; put other operations in a permission of their own")
+		}
+		g.kinds = map[format.Kind]bool{}
+		for i, name := range perm.Kinds {
+			if name == "*" {
+				g.kinds = nil
+				break
+			}
+			k, err := format.ParseKind(name)
+			if err != nil {
+				return fail(fmt.Sprintf("%s.kinds[%d]", key, i), "unknown kind %q", truncate(name))
+			}
+			g.kinds[k] = true
+		}
+	}
+	switch {
+	case reveal > 0 && reveal != len(perm.Operations):
+		return fail(key+".operations", "reveal operations (detokenize, decrypt, export) need purposes and others take none; put them in separate permissions")
+	case reveal > 0 && len(perm.Purposes) == 0:
+		return fail(key+".purposes", "required for %s (name the purposes, or \"*\" for any)", perm.Operations[0])
+	case reveal == 0 && len(perm.Purposes) > 0:
+		return fail(key+".purposes", "only reveal operations (detokenize, decrypt, export) carry a purpose")
+	}
+	if reveal > 0 {
+		g.purposes = map[string]bool{}
+		for i, pu := range perm.Purposes {
+			if err := checkName(pu); err != nil {
+				return fail(fmt.Sprintf("%s.purposes[%d]", key, i), "%v", err)
+			}
+			g.purposes[pu] = true
+			g.any = g.any || pu == AnyPurpose
+		}
+	}
+	return g, nil
+}
+
+func opList() string {
+	s := make([]string, len(Operations))
+	for i, o := range Operations {
+		s[i] = string(o)
+	}
+	return strings.Join(s, ", ")
+}
+
+// checkName accepts printable UTF-8 names of at most 256 bytes (the limit
+// the vault puts on purposes).
+func checkName(s string) error {
+	switch {
+	case s == "":
+		return errors.New("must not be empty")
+	case len(s) > 256:
+		return errors.New("longer than 256 bytes")
+	case !utf8.ValidString(s):
+		return errors.New("not valid UTF-8")
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return errors.New("contains a control character")
+		}
+	}
+	return nil
+}
+
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
+
+// File returns the policy as parsed (for printing and round trips).
+func (p *Policy) File() PolicyFile { return p.file }
+
+// Marshal renders the policy as YAML that ParsePolicy accepts.
+func (f PolicyFile) Marshal() ([]byte, error) { return yaml.Marshal(f) }
+
+// Roles returns the roles granted to id, sorted, without duplicates.
+func (p *Policy) Roles(id Identity) []string {
+	var out []string
+	switch id.Method {
+	case MethodMTLS:
+		for _, u := range id.URIs {
+			out = append(out, p.byURI[u]...)
+		}
+		for _, d := range id.DNSNames {
+			out = append(out, p.byDNS[d]...)
+		}
+	case MethodAPIKey:
+		out = append(out, p.byKey[id.Name]...)
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// AnyKind asks whether some kind is allowed: the call-level check for
+// detokenize and mask, whose kinds are known only per item.
+const AnyKind format.Kind = format.KindUnspecified
+
+// Authorize returns nil if id may perform op on tokens of kind (AnyKind:
+// on at least one kind) for purpose, else an error wrapping
+// ErrPermissionDenied that says what was missing. The purpose is ignored
+// for operations that carry none.
+func (p *Policy) Authorize(id Identity, op Operation, kind format.Kind, purpose string) error {
+	roles := p.Roles(id)
+	if len(roles) == 0 {
+		return denied(id, "has no role in the policy")
+	}
+	opOK, purposeOK := false, false
+	for _, r := range roles {
+		for _, g := range p.roles[r] {
+			if !g.ops[op] {
+				continue
+			}
+			opOK = true
+			if op.Reveal() && !g.any && !g.purposes[purpose] {
+				continue
+			}
+			purposeOK = true
+			if kind == AnyKind || !op.KindScoped() || g.kinds == nil || g.kinds[kind] {
+				return nil
+			}
+		}
+	}
+	switch {
+	case !opOK:
+		return denied(id, "may not %s", op)
+	case !purposeOK:
+		return denied(id, "may not %s for purpose %q", op, truncate(purpose))
+	default:
+		return denied(id, "may not %s tokens of kind %s", op, kind)
+	}
+}

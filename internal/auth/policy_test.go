@@ -1,0 +1,191 @@
+package auth_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/tokenvault/tokenvault/internal/auth"
+	"github.com/tokenvault/tokenvault/vault/format"
+)
+
+func mtls(uris ...string) auth.Identity {
+	return auth.Identity{Name: uris[0], Method: auth.MethodMTLS, URIs: uris}
+}
+
+// TestExamplePolicy checks the shipped example grants what README says.
+func TestExamplePolicy(t *testing.T) {
+	data, err := os.ReadFile("../../deploy/policy/tokenvault-policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := auth.ParsePolicy(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orders := mtls("spiffe://example.org/ns/shop/sa/orders")
+	payments := mtls("spiffe://example.org/ns/shop/sa/payments")
+	support := auth.Identity{Name: "support-dashboard", Method: auth.MethodAPIKey}
+	privacy := auth.Identity{Name: "privacy-ops.internal.example.org", Method: auth.MethodMTLS, DNSNames: []string{"privacy-ops.internal.example.org"}}
+	stranger := mtls("spiffe://example.org/ns/shop/sa/unknown")
+	cases := []struct {
+		id      auth.Identity
+		op      auth.Operation
+		kind    format.Kind
+		purpose string
+		ok      bool
+	}{
+		{orders, auth.OpTokenize, format.PAN, "", true},
+		{orders, auth.OpMask, format.Email, "", true},
+		{orders, auth.OpDetokenize, format.PAN, "payment", false},
+		{payments, auth.OpDetokenize, format.PAN, "payment", true},
+		{payments, auth.OpDetokenize, auth.AnyKind, "payment", true},
+		{payments, auth.OpDetokenize, format.Email, "payment", false},
+		{payments, auth.OpDetokenize, format.PAN, "marketing", false},
+		{payments, auth.OpMask, format.PAN, "", false},
+		{support, auth.OpMask, format.SSN, "", true},
+		{support, auth.OpDetokenize, format.SSN, "support", false},
+		{privacy, auth.OpExport, 0, "dsar", true},
+		{privacy, auth.OpExport, 0, "curiosity", false},
+		{privacy, auth.OpErase, 0, "", true},
+		{privacy, auth.OpRestrict, 0, "", true},
+		{privacy, auth.OpRectify, 0, "", true},
+		{orders, auth.OpRectify, 0, "", false},
+		{privacy, auth.OpDetokenize, format.PAN, "dsar", false},
+		{stranger, auth.OpMask, format.PAN, "", false},
+		{auth.Identity{Method: auth.MethodNone}, auth.OpMask, format.PAN, "", false},
+	}
+	for _, c := range cases {
+		err := p.Authorize(c.id, c.op, c.kind, c.purpose)
+		if (err == nil) != c.ok || err != nil && !errors.Is(err, auth.ErrPermissionDenied) {
+			t.Errorf("%s %s %v %q: got %v, want allowed=%v", c.id, c.op, c.kind, c.purpose, err, c.ok)
+		}
+	}
+	if got := p.Roles(support); !reflect.DeepEqual(got, []string{"support-ui"}) {
+		t.Errorf("roles %v", got)
+	}
+}
+
+func TestParsePolicyErrors(t *testing.T) {
+	const roles = "roles:\n  r:\n    - operations: [mask]\n"
+	cases := []struct{ name, yaml, want string }{
+		{"empty", "", "empty file"},
+		{"version", "version: 2\n", "version: must be 1"},
+		{"unknown key", "version: 1\nrole: {}\n", "field role not found"},
+		{"misspelt purposes", "version: 1\nroles:\n  r:\n    - operations: [detokenize]\n      purpose: [x]\n", "field purpose not found"},
+		{"unknown op", "version: 1\nroles:\n  r:\n    - operations: [mask, detokenise]\n", "roles.r[0].operations[1]: unknown operation \"detokenise\""},
+		{"no ops", "version: 1\nroles:\n  r:\n    - kinds: [pan]\n", "roles.r[0].operations: must name at least one"},
+		{"unknown kind", "version: 1\nroles:\n  r:\n    - operations: [mask]\n      kinds: [pan, pna]\n", "roles.r[0].kinds[1]: unknown kind \"pna\""},
+		{"kinds on erase", "version: 1\nroles:\n  r:\n    - operations: [erase]\n      kinds: [pan]\n", "roles.r[0].kinds: kinds apply only"},
+		{"reveal without purposes", "version: 1\nroles:\n  r:\n    - operations: [decrypt]\n", "roles.r[0].purposes: required for decrypt"},
+		{"purposes on mask", "version: 1\nroles:\n  r:\n    - operations: [mask]\n      purposes: [x]\n", "roles.r[0].purposes: only reveal operations"},
+		{"mixed reveal", "version: 1\nroles:\n  r:\n    - operations: [export, erase]\n      purposes: [x]\n", "roles.r[0].operations: reveal operations"},
+		{"empty role", "version: 1\nroles:\n  r: []\n", "roles.r: no permissions"},
+		{"two names", "version: 1\n" + roles + "identities:\n  - uri: a\n    dns: b\n    roles: [r]\n", "identities[0]: set exactly one"},
+		{"no name", "version: 1\n" + roles + "identities:\n  - roles: [r]\n", "identities[0]: set exactly one"},
+		{"unknown role", "version: 1\n" + roles + "identities:\n  - api_key: k\n    roles: [r, s]\n", "identities[0].roles[1]: unknown role \"s\""},
+		{"no roles", "version: 1\n" + roles + "identities:\n  - api_key: k\n", "identities[0].roles: must name at least one role"},
+		{"duplicate", "version: 1\n" + roles + "identities:\n  - api_key: k\n    roles: [r]\n  - api_key: k\n    roles: [r]\n", "identities[1]: same identity as identities[0]"},
+		{"two documents", "version: 1\n---\nversion: 1\n", "more than one YAML document"},
+		{"control char", "version: 1\nroles:\n  r:\n    - operations: [decrypt]\n      purposes: [\"a\\tb\"]\n", "roles.r[0].purposes[0]: contains a control character"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, err := auth.ParsePolicy([]byte(c.yaml))
+			if !errors.Is(err, auth.ErrPolicy) || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("got %v, want an error containing %q", err, c.want)
+			}
+		})
+	}
+}
+
+func TestAnyPurposeAndKinds(t *testing.T) {
+	p, err := auth.ParsePolicy([]byte(`version: 1
+identities:
+  - uri: spiffe://x/a
+    roles: [a, b]
+roles:
+  a:
+    - operations: [detokenize]
+      kinds: [email]
+      purposes: ["*"]
+  b:
+    - operations: [detokenize]
+      kinds: [pan]
+      purposes: [payment]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := mtls("spiffe://x/a")
+	for _, c := range []struct {
+		kind    format.Kind
+		purpose string
+		ok      bool
+	}{
+		{format.Email, "anything", true}, {format.PAN, "payment", true}, {format.PAN, "anything", false},
+		{format.Phone, "payment", false}, {auth.AnyKind, "anything", true},
+	} {
+		if err := p.Authorize(id, auth.OpDetokenize, c.kind, c.purpose); (err == nil) != c.ok {
+			t.Errorf("%v %q: %v", c.kind, c.purpose, err)
+		}
+	}
+}
+
+func TestAPIKeys(t *testing.T) {
+	key, hash, err := auth.NewAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(key, auth.APIKeyPrefix) || len(key) < 40 || strings.Contains(hash, key) {
+		t.Fatalf("key %q hash %q", key, hash)
+	}
+	_, other, _ := auth.NewAPIKey()
+	keys, err := auth.NewAPIKeys([]auth.APIKey{{Name: "a", Hash: other}, {Name: "b", Hash: hash}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := keys.Identify(key)
+	if err != nil || id.Name != "b" || id.Method != auth.MethodAPIKey || id.String() != "api_key:b" {
+		t.Fatalf("identify: %+v %v", id, err)
+	}
+	_, err = keys.Identify(key + "x")
+	if !errors.Is(err, auth.ErrUnauthenticated) || strings.Contains(err.Error(), key) {
+		t.Fatalf("unknown key: %v", err)
+	}
+	for _, c := range []struct {
+		keys []auth.APIKey
+		want string
+	}{
+		{[]auth.APIKey{{Name: "", Hash: hash}}, "[0].name: must not be empty"},
+		{[]auth.APIKey{{Name: "a", Hash: hash}, {Name: "a", Hash: hash}}, "[1].name: \"a\" is already used by [0]"},
+		{[]auth.APIKey{{Name: "a", Hash: "md5:00"}}, "[0].hash: must start with \"sha256:\""},
+		{[]auth.APIKey{{Name: "a", Hash: "sha256:abc"}}, "[0].hash: must be sha256: followed by 64 hex digits"},
+	} {
+		if _, err := auth.NewAPIKeys(c.keys); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: got %v, want %q", c.keys, err, c.want)
+		}
+	}
+}
+
+func TestAccess(t *testing.T) {
+	p, err := auth.ParsePolicy([]byte("version: 1\nidentities:\n  - api_key: k\n    roles: [r]\nroles:\n  r:\n    - operations: [export]\n      purposes: [dsar]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := auth.Identity{Name: "k", Method: auth.MethodAPIKey}
+	ctx := auth.WithAccess(context.Background(), auth.NewAccess(id, p))
+	a := auth.AccessFrom(ctx)
+	if a.Allow(auth.OpExport, 0, "dsar") != nil || a.Allow(auth.OpExport, 0, "x") == nil || a.Allow(auth.OpErase, 0, "") == nil {
+		t.Fatal("access does not follow the policy")
+	}
+	if auth.AccessFrom(context.Background()).Allow(auth.OpMask, 0, "") == nil {
+		t.Fatal("no access in the context must allow nothing")
+	}
+	if auth.DevAccess(auth.Identity{Method: auth.MethodNone}).Allow(auth.OpErase, 0, "") != nil {
+		t.Fatal("dev access must allow everything")
+	}
+}
