@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -35,8 +36,27 @@ func freeAddr(t *testing.T) string {
 
 type server struct {
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	stderr *lockedBuffer
 	addr   string
+}
+
+// lockedBuffer collects the server's stderr, which os/exec writes from its
+// own goroutine while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func startServe(t *testing.T, dir, addr string, extra ...string) *server {
@@ -44,7 +64,7 @@ func startServe(t *testing.T, dir, addr string, extra ...string) *server {
 	cmd := exec.Command(os.Args[0], append([]string{"serve", "--listen", addr, "--data-dir", filepath.Join(dir, "data"),
 		"--keyring", filepath.Join(dir, "keys", "keyring.age"), "--metrics-listen", "127.0.0.1:0"}, extra...)...)
 	cmd.Env = append(os.Environ(), "TOKENVAULT_TEST_MAIN=1")
-	s := &server{cmd: cmd, stderr: &bytes.Buffer{}, addr: addr}
+	s := &server{cmd: cmd, stderr: &lockedBuffer{}, addr: addr}
 	cmd.Stderr = s.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
