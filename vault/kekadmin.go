@@ -81,19 +81,22 @@ func newest(vers []kek.Version) int {
 const scanPage = 200
 
 func (v *Vault) scanKeys(ctx context.Context, fn func([]SubjectEntry) error) error {
-	after := ""
+	return scanPages(ctx, v.store.SubjectKeys, func(e SubjectEntry) string { return e.Subject }, fn)
+}
+
+// scanPages walks a store listing page by page: fetch returns up to n items
+// after the cursor, cursor gives an item's cursor, fn sees each page.
+func scanPages[T, C any](ctx context.Context, fetch func(context.Context, C, int) ([]T, error), cursor func(T) C, fn func([]T) error) error {
+	var after C
 	for {
-		page, err := v.store.SubjectKeys(ctx, after, scanPage)
-		if err != nil {
+		page, err := fetch(ctx, after, scanPage)
+		if err != nil || len(page) == 0 {
 			return err
-		}
-		if len(page) == 0 {
-			return nil
 		}
 		if err := fn(page); err != nil {
 			return err
 		}
-		after = page[len(page)-1].Subject
+		after = cursor(page[len(page)-1])
 	}
 }
 

@@ -126,20 +126,7 @@ func (v *Vault) LedgerKeyID() (string, error) {
 
 // ScanLedger calls fn with every page of the erasure ledger.
 func (v *Vault) ScanLedger(ctx context.Context, fn func([]LedgerEntry) error) error {
-	var after []byte
-	for {
-		page, err := v.store.LedgerEntries(ctx, after, scanPage)
-		if err != nil {
-			return err
-		}
-		if len(page) == 0 {
-			return nil
-		}
-		if err := fn(page); err != nil {
-			return err
-		}
-		after = page[len(page)-1].Hash
-	}
+	return scanPages(ctx, v.store.LedgerEntries, func(e LedgerEntry) []byte { return e.Hash }, fn)
 }
 
 // ExportHeader describes the subject of an export.

@@ -52,7 +52,7 @@ func LoadOrCreateSigningKey(path string) (priv ed25519.PrivateKey, created bool,
 	}
 	content := append([]byte("# tokenvault erasure-receipt signing key (Ed25519). Keep it secret, like the keyring identity.\n"+
 		"# Its public key (tokenvault receipt pubkey) verifies receipts.\n"), receipt.MarshalPrivateKey(priv)...)
-	if err := writeExclusive(path, content); err != nil {
+	if err := WriteExclusive(path, content); err != nil {
 		return nil, false, err
 	}
 	return priv, true, nil
@@ -76,7 +76,7 @@ func LoadOrCreateLedgerKey(path string, mayCreate bool) (k *aead.Key, created bo
 	content := "# tokenvault erasure-ledger key: hashes erased subject ids. Keep it secret, with the keyring\n" +
 		"# identity; `tokenvault restore` needs it to keep erased subjects erased.\n" +
 		ledgerPrefix + hex.EncodeToString(k.Bytes()) + "\n"
-	if err := writeExclusive(path, []byte(content)); err != nil {
+	if err := WriteExclusive(path, []byte(content)); err != nil {
 		k.Zero()
 		return nil, false, err
 	}
@@ -119,9 +119,11 @@ func LoadLedgerKey(path string) (*aead.Key, error) {
 	return key, nil
 }
 
-// writeExclusive creates path (mode 0600, directory 0700), refusing to
-// overwrite, and syncs it.
-func writeExclusive(path string, content []byte) error {
+// WriteExclusive creates path (mode 0600, directory 0700) with content,
+// refusing to overwrite an existing file, and syncs it; on failure nothing
+// is left behind. Every secret or evidence file tokenvault creates goes
+// through it: a new key must never silently replace an old one.
+func WriteExclusive(path string, content []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return fmt.Errorf("keyfile: %w", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/tokenvault/tokenvault/crypto/keyfile"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 	"github.com/tokenvault/tokenvault/vault"
 )
@@ -130,21 +131,10 @@ func FetchLedger(ctx context.Context, c pb.BackupAdminClient) (Ledger, error) {
 
 // WriteLedger writes a ledger file at path (mode 0600, not overwriting).
 func WriteLedger(path string, l Ledger) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
+	if err := keyfile.WriteExclusive(path, l.Marshal()); err != nil {
 		return fmt.Errorf("ledger file: %w", err)
 	}
-	_, err = f.Write(l.Marshal())
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-	}
-	return err
+	return nil
 }
 
 // ReadLedger reads a ledger file.

@@ -4,10 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"filippo.io/age"
+
+	"github.com/tokenvault/tokenvault/crypto/keyfile"
 )
 
 // Config says where the keyring is and what opens it.
@@ -106,28 +107,13 @@ func generateIdentity(path string) ([]age.Identity, []age.Recipient, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("agekeyring: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, nil, fmt.Errorf("agekeyring: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return nil, nil, fmt.Errorf("agekeyring: creating identity file: %w", err)
-	}
 	content := strings.Join([]string{
 		"# tokenvault keyring identity: opens the KEK keyring. Keep it secret,",
 		"# keep it apart from the data directory, and back it up separately.",
 		"# public key: " + id.Recipient().String(),
 		id.String(), ""}, "\n")
-	_, err = f.WriteString(content)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-		return nil, nil, fmt.Errorf("agekeyring: writing identity file: %w", err)
+	if err := keyfile.WriteExclusive(path, []byte(content)); err != nil {
+		return nil, nil, fmt.Errorf("agekeyring: identity file: %w", err)
 	}
 	return []age.Identity{id}, []age.Recipient{id.Recipient()}, nil
 }
