@@ -199,6 +199,18 @@ func subjectKey(txn *badger.Txn, subject string) (vault.SubjectKey, error) {
 	return sk, err
 }
 
+// liveKey returns the subject's key if it is still id, ErrErased if the
+// subject has no key or a newer one (erased meanwhile). Reading it puts the
+// key in the transaction's read set, so a shred committing concurrently
+// makes the transaction fail with a conflict (and its retry see ErrErased).
+func liveKey(txn *badger.Txn, subject string, id vault.KeyID) (vault.SubjectKey, error) {
+	sk, err := subjectKey(txn, subject)
+	if errors.Is(err, vault.ErrNotFound) || (err == nil && sk.ID != id) {
+		return vault.SubjectKey{}, vault.ErrErased
+	}
+	return sk, err
+}
+
 func (s *store) SubjectKeyByID(ctx context.Context, id vault.KeyID) (subject string, sk vault.SubjectKey, err error) {
 	err = s.view(ctx, func(txn *badger.Txn) error {
 		b, err := get(txn, key(pKeyID, id[:]))
@@ -244,14 +256,7 @@ func (s *store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 		encs[i] = encodeRecord(r)
 	}
 	return s.group.do(ctx, func(txn *badger.Txn) error {
-		// Reading the subject key puts it in this transaction's read set:
-		// a shred committing meanwhile makes this commit fail with a
-		// conflict, and the retry then sees the key gone.
-		sk, err := subjectKey(txn, subject)
-		if errors.Is(err, vault.ErrNotFound) || (err == nil && sk.ID != id) {
-			return vault.ErrErased
-		}
-		if err != nil {
+		if _, err := liveKey(txn, subject, id); err != nil {
 			return err
 		}
 		// All checks first, then all writes: a rejected batch writes
@@ -478,10 +483,7 @@ func (s *store) SubjectKeys(ctx context.Context, after string, limit int) (out [
 
 func (s *store) ReplaceWrapped(ctx context.Context, subject string, id vault.KeyID, wrapped []byte) error {
 	return s.group.do(ctx, func(txn *badger.Txn) error {
-		sk, err := subjectKey(txn, subject)
-		if errors.Is(err, vault.ErrNotFound) || (err == nil && sk.ID != id) {
-			return vault.ErrErased
-		}
+		sk, err := liveKey(txn, subject, id)
 		if err != nil {
 			return err
 		}

@@ -66,11 +66,7 @@ func (s *store) ReplaceRecord(ctx context.Context, subject string, id vault.KeyI
 	return s.update(ctx, func(txn *badger.Txn) error {
 		// Reading the subject key makes a concurrent shred conflict with
 		// this transaction (see PutRecords).
-		sk, err := subjectKey(txn, subject)
-		if errors.Is(err, vault.ErrNotFound) || (err == nil && sk.ID != id) {
-			return vault.ErrErased
-		}
-		if err != nil {
+		if _, err := liveKey(txn, subject, id); err != nil {
 			return err
 		}
 		b, err := get(txn, key(pToken, h))
