@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -145,5 +146,14 @@ func TestRefusals(t *testing.T) {
 	after, _ := os.ReadFile(cfg.Path)
 	if !bytes.Equal(original, after) {
 		t.Fatal("a refused operation changed the keyring file")
+	}
+}
+
+func TestConfigHidesPassphrase(t *testing.T) {
+	c := agekeyring.Config{Path: "k.age", Passphrase: "correct horse battery staple"}
+	for _, out := range []string{fmt.Sprint(c), fmt.Sprintf("%+v", c), fmt.Sprintf("%v", struct{ C agekeyring.Config }{c})} {
+		if strings.Contains(out, "horse") || !strings.Contains(out, "k.age") {
+			t.Errorf("printed config: %s", out)
+		}
 	}
 }

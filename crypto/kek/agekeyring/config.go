@@ -3,6 +3,7 @@ package agekeyring
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strings"
 
@@ -22,6 +23,20 @@ type Config struct {
 	// recipient instead of an identity file. Read it from the environment
 	// or a secret store, never from a flag.
 	Passphrase string `yaml:"passphrase"`
+}
+
+// String hides the passphrase, so that printing a Config is safe.
+func (c Config) String() string {
+	if c.Passphrase != "" {
+		c.Passphrase = "REDACTED"
+	}
+	type plain Config // no String method: avoids recursion
+	return fmt.Sprintf("%+v", plain(c))
+}
+
+// LogValue hides the passphrase when a Config is logged with slog.
+func (c Config) LogValue() slog.Value {
+	return slog.StringValue(c.String())
 }
 
 // Validate names the offending setting.
