@@ -62,8 +62,12 @@ func WithTLS(cfg *tls.Config) Option {
 // The key is sent only over TLS, or in plaintext to a loopback address
 // (dev); any other call fails before anything is sent.
 func WithAPIKey(key string) Option {
-	return WithDialOptions(grpc.WithPerRPCCredentials(apiKey(key)))
+	return WithDialOptions(grpc.WithPerRPCCredentials(APIKeyCredentials(key)))
 }
+
+// APIKeyCredentials are the per-call credentials behind WithAPIKey, for
+// callers that build their own grpc.ClientConn (the load generator).
+func APIKeyCredentials(key string) credentials.PerRPCCredentials { return apiKey(key) }
 
 type apiKey string
 

@@ -1,18 +1,15 @@
 package loadgen
 
 import (
-	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
-	"os"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/metadata"
+
+	"github.com/tokenvault/tokenvault/client"
 )
 
 // ClientTLS configures the connection to tokenvault (and a remote echo).
@@ -37,26 +34,12 @@ func (c ClientTLS) On() bool {
 func DialOptions(addr string, c ClientTLS, apiKey string) ([]grpc.DialOption, error) {
 	var opts []grpc.DialOption
 	if c.On() {
-		cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
-		if c.CAFile != "" {
-			pem, err := os.ReadFile(c.CAFile)
-			if err != nil {
-				return nil, fmt.Errorf("-ca: %w", err)
-			}
-			cfg.RootCAs = x509.NewCertPool()
-			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("-ca: no PEM certificate in %s", c.CAFile)
-			}
-		}
 		if (c.CertFile == "") != (c.KeyFile == "") {
 			return nil, errors.New("-cert and -key: give both for mTLS, or neither")
 		}
-		if c.CertFile != "" {
-			cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("-cert/-key: %w", err)
-			}
-			cfg.Certificates = []tls.Certificate{cert}
+		cfg, err := client.LoadTLS(client.TLSFiles{CA: c.CAFile, Cert: c.CertFile, Key: c.KeyFile, ServerName: c.ServerName})
+		if err != nil {
+			return nil, err
 		}
 		opts = append(opts, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 	} else {
@@ -66,10 +49,7 @@ func DialOptions(addr string, c ClientTLS, apiKey string) ([]grpc.DialOption, er
 		opts = append(opts, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	}
 	if apiKey != "" {
-		md := metadata.Pairs("authorization", "Bearer "+apiKey)
-		opts = append(opts, grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, o ...grpc.CallOption) error {
-			return invoker(metadata.NewOutgoingContext(ctx, md), method, req, reply, cc, o...)
-		}))
+		opts = append(opts, grpc.WithPerRPCCredentials(client.APIKeyCredentials(apiKey)))
 	}
 	return opts, nil
 }
