@@ -466,20 +466,31 @@ func (a *App) maintain(ctx context.Context) {
 	if !ok || a.cfg.Maintenance.GCInterval <= 0 {
 		return
 	}
-	t := time.NewTicker(a.cfg.Maintenance.GCInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, a.cfg.Maintenance.GCInterval, false, func() {
 		n, err := gs.RunGC(a.cfg.Maintenance.GCDiscardRatio)
 		a.metrics.ObserveGC(n, err)
 		if err != nil {
 			a.cfg.Logger.Warn("store GC failed", "err", err)
 		} else if n > 0 {
 			a.cfg.Logger.Info("store GC rewrote value-log files", "files", n)
+		}
+	})
+}
+
+// every runs fn every d (and once at once if now) until ctx ends: the shape
+// of every background job.
+func every(ctx context.Context, d time.Duration, now bool, fn func()) {
+	t := time.NewTicker(d)
+	defer t.Stop()
+	if now {
+		fn()
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fn()
 		}
 	}
 }

@@ -212,27 +212,20 @@ func (s *security) reload() error {
 }
 
 // pollPolicy reloads the policy when its file changes.
-func (s *security) pollPolicy(ctx context.Context, every time.Duration) {
-	if s.policy == nil || every <= 0 {
+func (s *security) pollPolicy(ctx context.Context, interval time.Duration) {
+	if s.policy == nil || interval <= 0 {
 		return
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			changed, err := s.policy.Reload()
-			if err != nil {
-				// Logged on every poll until fixed: a broken policy file
-				// should not go unnoticed.
-				s.log.Error("policy file changed but does not load; keeping the policy in force", "err", err)
-			} else if changed {
-				s.log.Info("policy reloaded (file changed)", "policy_file", s.policy.Path())
-			}
+	every(ctx, interval, false, func() {
+		changed, err := s.policy.Reload()
+		if err != nil {
+			// Logged on every poll until fixed: a broken policy file
+			// should not go unnoticed.
+			s.log.Error("policy file changed but does not load; keeping the policy in force", "err", err)
+		} else if changed {
+			s.log.Info("policy reloaded (file changed)", "policy_file", s.policy.Path())
 		}
-	}
+	})
 }
 
 // Reload re-reads the policy file and the TLS certificate, key and client

@@ -133,22 +133,14 @@ func (c RightsConfig) options(k rightsKeys, backupRetention time.Duration) vault
 
 // purgeExpired purges expired tokens every interval until ctx ends.
 func (a *App) purgeExpired(ctx context.Context) {
-	t := time.NewTicker(a.cfg.Rights.PurgeInterval)
-	defer t.Stop()
-	for {
+	every(ctx, a.cfg.Rights.PurgeInterval, true, func() {
 		n, err := a.vault.PurgeExpired(ctx)
 		switch {
 		case ctx.Err() != nil:
-			return
 		case err != nil:
 			a.cfg.Logger.Error("purging expired tokens", "err", err)
 		case n > 0:
 			a.cfg.Logger.Info("purged expired tokens", "records", n)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }
