@@ -8,7 +8,6 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strings"
-	"sync"
 
 	"github.com/hashicorp/vault/api"
 )
@@ -33,7 +32,7 @@ type transitTarget struct {
 	cfg TransitConfig
 	c   *api.Client
 
-	mu          sync.Mutex
+	// ciphertexts is filled before the load starts and only read during it.
 	ciphertexts []string
 }
 

@@ -78,7 +78,6 @@ type secureEnv struct {
 	apiKey      string
 	certs       map[string][2]string // identity → cert, key files
 	serverCert  [2]string
-	signingPub  string
 	clientCache map[string]*client.Client
 	t           *testing.T // owns the cached clients
 }

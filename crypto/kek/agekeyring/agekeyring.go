@@ -205,7 +205,8 @@ func writeFileAtomic(path string, data []byte, exclusive bool) error {
 		return fmt.Errorf("agekeyring: %w", err)
 	}
 	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err == nil {
+	_, err = tmp.Write(data)
+	if err == nil {
 		err = tmp.Sync()
 	}
 	if cerr := tmp.Close(); err == nil {
