@@ -15,3 +15,4 @@ want() { # name version module-path
 want buf v1.47.2 github.com/bufbuild/buf/cmd/buf
 want protoc-gen-go v1.36.5 google.golang.org/protobuf/cmd/protoc-gen-go
 want protoc-gen-go-grpc v1.5.1 google.golang.org/grpc/cmd/protoc-gen-go-grpc
+want staticcheck v0.6.1 honnef.co/go/tools/cmd/staticcheck
