@@ -4,15 +4,12 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/tokenvault/tokenvault/crypto/aead"
-	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/vault"
-	"github.com/tokenvault/tokenvault/vault/badgerstore"
 	"github.com/tokenvault/tokenvault/vault/format"
 	"github.com/tokenvault/tokenvault/vault/receipt"
 )
@@ -32,23 +29,8 @@ func (c *clock) add(d time.Duration) {
 
 func newRightsFixture(t *testing.T, opts vault.RightsOptions) (*fixture, *clock) {
 	t.Helper()
-	dir := t.TempDir()
-	store, err := badgerstore.Open(filepath.Join(dir, "data"), badgerstore.Options{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { store.Close() })
-	kr, _, err := agekeyring.OpenOrCreate(agekeyring.Config{Path: filepath.Join(dir, "keyring.age"), IdentityFile: filepath.Join(dir, "id.txt")}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
 	c := &clock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	v, err := vault.New(context.Background(), store, kr, vault.Options{Now: c.now, Rights: opts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(v.Close)
-	return &fixture{v: v, store: store, kek: kr}, c
+	return newFixtureWith(t, vault.Options{Now: c.now, Rights: opts}), c
 }
 
 func TestExpiry(t *testing.T) {

@@ -19,7 +19,10 @@ type fixture struct {
 	kek   agekeyring.Provider
 }
 
-func newFixture(t testing.TB) *fixture {
+func newFixture(t testing.TB) *fixture { return newFixtureWith(t, vault.Options{}) }
+
+// newFixtureWith is a vault on a fresh on-disk badger store and age keyring.
+func newFixtureWith(t testing.TB, opts vault.Options) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	store, err := badgerstore.Open(filepath.Join(dir, "data"), badgerstore.Options{}, nil)
@@ -31,7 +34,7 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := vault.New(context.Background(), store, kr, vault.Options{})
+	v, err := vault.New(context.Background(), store, kr, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -190,24 +190,10 @@ func (t *grpcTarget) Do(ctx context.Context, worker int, r *rand.Rand, op Op, p 
 		return nil, err
 	case OpDetokenize:
 		resp, err := c.Detokenize(ctx, &pb.DetokenizeRequest{Tokens: t.pickTokens(r, p.Batch), Purpose: purpose})
-		if err != nil {
-			return nil, err
-		}
-		var bad []string
-		for _, res := range resp.GetResults() {
-			bad = appendItemErr(bad, res.GetStatus())
-		}
-		return bad, nil
+		return itemErrs(resp.GetResults()), err
 	case OpMask:
 		resp, err := c.Mask(ctx, &pb.MaskRequest{Tokens: t.pickTokens(r, p.Batch)})
-		if err != nil {
-			return nil, err
-		}
-		var bad []string
-		for _, res := range resp.GetResults() {
-			bad = appendItemErr(bad, res.GetStatus())
-		}
-		return bad, nil
+		return itemErrs(resp.GetResults()), err
 	case OpEncrypt:
 		items := make([]*pb.EncryptItem, p.Batch)
 		for i := range items {
@@ -221,14 +207,7 @@ func (t *grpcTarget) Do(ctx context.Context, worker int, r *rand.Rand, op Op, p 
 			items[i] = &pb.DecryptItem{Blob: t.blobs[r.IntN(len(t.blobs))], Context: blobContext}
 		}
 		resp, err := c.Decrypt(ctx, &pb.DecryptRequest{Items: items, Purpose: purpose})
-		if err != nil {
-			return nil, err
-		}
-		var bad []string
-		for _, res := range resp.GetResults() {
-			bad = appendItemErr(bad, res.GetStatus())
-		}
-		return bad, nil
+		return itemErrs(resp.GetResults()), err
 	}
 	return nil, status.Errorf(codes.Unimplemented, "tvbench: no operation %q", op)
 }
@@ -241,9 +220,13 @@ func (t *grpcTarget) pickTokens(r *rand.Rand, n int) []string {
 	return out
 }
 
-func appendItemErr(bad []string, s *pb.ItemStatus) []string {
-	if c := codes.Code(s.GetCode()); c != codes.OK {
-		return append(bad, c.String())
+// itemErrs lists the codes of a batch's failed items (nil resp: none).
+func itemErrs[R interface{ GetStatus() *pb.ItemStatus }](results []R) []string {
+	var bad []string
+	for _, res := range results {
+		if c := codes.Code(res.GetStatus().GetCode()); c != codes.OK {
+			bad = append(bad, c.String())
+		}
 	}
 	return bad
 }
