@@ -33,15 +33,15 @@ func (v *Vault) Encrypt(ctx context.Context, subject string, items []EncryptItem
 			return nil, err
 		}
 	}
-	id, keys, release, err := v.keysFor(ctx, subject, true)
+	c, err := v.keysFor(ctx, subject, true)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
+	defer c.release()
 	out := make([][]byte, len(items))
 	for i, it := range items {
-		bl := envelope.Blob{KeyID: id}
-		if bl.Sealed, err = keys.blob.Seal(nil, it.Plaintext, envelope.AAD(id, subject, it.Context)); err != nil {
+		bl := envelope.Blob{KeyID: c.id}
+		if bl.Sealed, err = c.keys.blob.Seal(nil, it.Plaintext, envelope.AAD(c.id, subject, it.Context)); err != nil {
 			return nil, err
 		}
 		out[i] = bl.Marshal(nil)
@@ -88,7 +88,7 @@ func (v *Vault) decryptOne(ctx context.Context, field string, it DecryptItem) De
 	if err != nil {
 		return Decrypted{Err: invalid(field+".blob", "%v", err)}
 	}
-	subject, _, keys, release, err := v.keysByID(ctx, bl.KeyID, true)
+	c, err := v.keysByID(ctx, bl.KeyID, true)
 	if errors.Is(err, ErrErased) {
 		return Decrypted{Err: &FieldError{Field: field + ".blob", Err: ErrNotFound,
 			Reason: "no key for this blob: its subject was erased, or the blob is not from this vault"}}
@@ -100,13 +100,13 @@ func (v *Vault) decryptOne(ctx context.Context, field string, it DecryptItem) De
 	if err != nil {
 		return Decrypted{Err: err}
 	}
-	defer release()
-	plain, err := keys.blob.Open(nil, bl.Sealed, envelope.AAD(bl.KeyID, subject, it.Context))
+	defer c.release()
+	plain, err := c.keys.blob.Open(nil, bl.Sealed, envelope.AAD(bl.KeyID, c.subject, it.Context))
 	if errors.Is(err, aead.ErrDecrypt) {
 		return Decrypted{Err: invalid(field+".blob", "authentication failed: wrong context, or the blob was altered")}
 	}
 	if err != nil {
 		return Decrypted{Err: err}
 	}
-	return Decrypted{Plaintext: plain, Subject: subject}
+	return Decrypted{Plaintext: plain, Subject: c.subject}
 }

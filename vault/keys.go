@@ -55,10 +55,21 @@ func (ks *subjectKeys) zero() {
 
 // keyCache keeps derived subject keys so the KEK (possibly a remote
 // HashiCorp Vault) is off the per-request path. It is bounded (LRU) and
-// entries expire after a TTL. It is never the authority on whether a key
-// exists: every request first reads the subject key from the store, so an
-// erased subject fails even while its keys are cached (and on other
-// replicas' caches).
+// entries expire after a TTL.
+//
+// Whether it is also the authority on which key a subject has, and
+// whether the subject is restricted, depends on the store (see
+// [ExclusiveStore]): with a store only this process can change, every
+// change to those goes through this Vault, which invalidates the cache
+// after the store has committed it, so requests skip the store read. With
+// a shared store, every request first reads the subject key from the
+// store, so an erasure by another server fails requests here even while
+// the keys are cached.
+//
+// A generation counter closes the race between a request that read the
+// store before an erasure and caches what it read after the erasure's
+// invalidation: entries are only added if no invalidation happened since
+// the request started reading.
 //
 // Entries are reference-counted: an evicted entry is zeroed only once the
 // last request using it has released it, so eviction never pulls a key out
@@ -68,64 +79,106 @@ type keyCache struct {
 	ttl time.Duration
 	now func() time.Time
 
-	mu  sync.Mutex
-	lru *list.List // of *cacheEntry, most recent at front
-	m   map[KeyID]*list.Element
+	mu        sync.Mutex
+	lru       *list.List // of *cacheEntry, most recent at front
+	byID      map[KeyID]*list.Element
+	bySubject map[string]*list.Element
+	gen       uint64 // invalidations so far
 
 	hits, misses, evictions atomic.Int64
 }
 
 type cacheEntry struct {
-	id      KeyID
-	keys    *subjectKeys
-	expires time.Time
-	refs    int
-	evicted bool
+	id         KeyID
+	subject    string
+	restricted time.Time // see SubjectKey.Restricted
+	keys       *subjectKeys
+	expires    time.Time
+	refs       int
+	evicted    bool
+}
+
+// cached is an acquired cache entry; release must be called when its keys
+// are no longer used.
+type cached struct {
+	id         KeyID
+	subject    string
+	restricted time.Time
+	keys       *subjectKeys
+	release    func()
 }
 
 func newKeyCache(max int, ttl time.Duration, now func() time.Time) *keyCache {
-	return &keyCache{max: max, ttl: ttl, now: now, lru: list.New(), m: map[KeyID]*list.Element{}}
+	return &keyCache{max: max, ttl: ttl, now: now, lru: list.New(),
+		byID: map[KeyID]*list.Element{}, bySubject: map[string]*list.Element{}}
 }
 
-// acquire returns the cached keys for id (nil if absent or expired) and a
-// release function the caller must call when done with them.
-func (c *keyCache) acquire(id KeyID) (*subjectKeys, func()) {
+// byKeyID and bySubjectID return the acquired entry, or ok false if it is
+// absent or expired.
+func (c *keyCache) byKeyID(id KeyID) (cached, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	el, ok := c.m[id]
-	if !ok {
-		c.misses.Add(1)
-		return nil, nil
+	return c.acquireLocked(c.byID[id])
+}
+
+func (c *keyCache) bySubjectID(subject string) (cached, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.acquireLocked(c.bySubject[subject])
+}
+
+func (c *keyCache) acquireLocked(el *list.Element) (cached, bool) {
+	if el == nil {
+		return cached{}, false
 	}
 	e := el.Value.(*cacheEntry)
 	if c.now().After(e.expires) {
 		c.removeLocked(el)
-		c.misses.Add(1)
-		return nil, nil
+		return cached{}, false
 	}
 	c.hits.Add(1)
 	c.lru.MoveToFront(el)
-	e.refs++
-	return e.keys, c.releaser(e)
+	return c.take(e), true
 }
 
-// add caches keys for id and returns them acquired. If another request
-// cached keys for id meanwhile, those are returned and ks is zeroed.
-func (c *keyCache) add(id KeyID, ks *subjectKeys) (*subjectKeys, func()) {
+func (c *keyCache) take(e *cacheEntry) cached {
+	e.refs++
+	return cached{id: e.id, subject: e.subject, restricted: e.restricted, keys: e.keys, release: c.releaser(e)}
+}
+
+// generation is read before the store is, and passed to add.
+func (c *keyCache) generation() uint64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if el, ok := c.m[id]; ok {
-		e := el.Value.(*cacheEntry)
+	return c.gen
+}
+
+// add caches ks for subject's key sk, read from the store at generation
+// gen, and returns them acquired. If another request cached keys for the
+// id meanwhile, those are returned and ks is zeroed. If the cache was
+// invalidated since gen, what was read may be stale: ks is returned for
+// this request only (zeroed on release), not cached.
+func (c *keyCache) add(subject string, sk SubjectKey, ks *subjectKeys, gen uint64) cached {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.byID[sk.ID]; ok {
 		ks.zero()
-		e.refs++
-		return e.keys, c.releaser(e)
+		return c.take(el.Value.(*cacheEntry))
 	}
-	e := &cacheEntry{id: id, keys: ks, expires: c.now().Add(c.ttl), refs: 1}
-	c.m[id] = c.lru.PushFront(e)
+	e := &cacheEntry{id: sk.ID, subject: subject, restricted: sk.Restricted, keys: ks, expires: c.now().Add(c.ttl)}
+	if gen != c.gen {
+		e.evicted = true
+		return c.take(e)
+	}
+	if old, ok := c.bySubject[subject]; ok { // the subject's previous key
+		c.removeLocked(old)
+	}
+	el := c.lru.PushFront(e)
+	c.byID[sk.ID], c.bySubject[subject] = el, el
 	for c.lru.Len() > c.max {
 		c.removeLocked(c.lru.Back())
 	}
-	return ks, c.releaser(e)
+	return c.take(e)
 }
 
 func (c *keyCache) releaser(e *cacheEntry) func() {
@@ -142,19 +195,27 @@ func (c *keyCache) releaser(e *cacheEntry) func() {
 	}
 }
 
-// evict drops id (erasure). Its keys are zeroed now or when the last user
-// releases them.
-func (c *keyCache) evict(id KeyID) {
+// invalidate drops what is cached for subject and for key id (either may
+// be zero) after the store changed them (erasure, restriction). Dropped
+// keys are zeroed now or when the last user releases them.
+func (c *keyCache) invalidate(subject string, id KeyID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if el, ok := c.m[id]; ok {
+	c.gen++
+	if el, ok := c.bySubject[subject]; ok {
+		c.removeLocked(el)
+	}
+	if el, ok := c.byID[id]; ok {
 		c.removeLocked(el)
 	}
 }
 
 func (c *keyCache) removeLocked(el *list.Element) {
 	e := c.lru.Remove(el).(*cacheEntry)
-	delete(c.m, e.id)
+	delete(c.byID, e.id)
+	if c.bySubject[e.subject] == el {
+		delete(c.bySubject, e.subject)
+	}
 	c.evictions.Add(1)
 	e.evicted = true
 	if e.refs == 0 {
@@ -177,86 +238,113 @@ func (c *keyCache) len() int {
 	return c.lru.Len()
 }
 
-// keysFor returns the subject's keys. With create, a subject without a key
-// gets a new one (first use); otherwise that is ErrNotFound. The caller
-// must call release.
-func (v *Vault) keysFor(ctx context.Context, subject string, create bool) (KeyID, *subjectKeys, func(), error) {
+// ExclusiveStore is an optional Store capability. Exclusive reports that
+// nothing but this process can change the store (badger locks its
+// directory), so every erasure and restriction goes through this Vault.
+// The Vault then answers "which key does this subject have, is it
+// restricted" from its cache, without a store read per request. A store
+// that several servers share must not report true.
+type ExclusiveStore interface {
+	Exclusive() bool
+}
+
+// keysFor returns the subject's key id and keys. With create, a subject
+// without a key gets a new one (first use); otherwise that is ErrNotFound.
+// The caller must call release.
+func (v *Vault) keysFor(ctx context.Context, subject string, create bool) (cached, error) {
+	if v.exclusive {
+		if c, ok := v.cache.bySubjectID(subject); ok {
+			return c, nil
+		}
+	}
+	gen := v.cache.generation()
 	sk, err := v.store.SubjectKey(ctx, subject)
 	if errors.Is(err, ErrNotFound) && create {
-		return v.createKey(ctx, subject)
+		return v.createKey(ctx, subject, gen)
 	}
 	if err != nil {
-		return KeyID{}, nil, nil, err
+		return cached{}, err
 	}
-	ks, release, err := v.unwrap(ctx, sk)
-	return sk.ID, ks, release, err
+	return v.unwrap(ctx, subject, sk, gen)
 }
 
 // keysByID returns the subject and keys for a key id, ErrErased if the key
 // no longer exists. With reveal, a restricted subject is ErrRestricted,
 // checked before the KEK is even asked.
-func (v *Vault) keysByID(ctx context.Context, id KeyID, reveal bool) (string, SubjectKey, *subjectKeys, func(), error) {
+func (v *Vault) keysByID(ctx context.Context, id KeyID, reveal bool) (cached, error) {
+	if v.exclusive {
+		if c, ok := v.cache.byKeyID(id); ok {
+			if reveal && !c.restricted.IsZero() {
+				c.release()
+				return cached{}, ErrRestricted
+			}
+			return c, nil
+		}
+	}
+	gen := v.cache.generation()
 	subject, sk, err := v.store.SubjectKeyByID(ctx, id)
 	if errors.Is(err, ErrNotFound) {
-		return "", sk, nil, nil, ErrErased
+		return cached{}, ErrErased
 	}
 	if err != nil {
-		return "", sk, nil, nil, err
+		return cached{}, err
 	}
 	if reveal && !sk.Restricted.IsZero() {
-		return subject, sk, nil, nil, ErrRestricted
+		return cached{}, ErrRestricted
 	}
-	ks, release, err := v.unwrap(ctx, sk)
-	return subject, sk, ks, release, err
+	return v.unwrap(ctx, subject, sk, gen)
 }
 
-func (v *Vault) unwrap(ctx context.Context, sk SubjectKey) (*subjectKeys, func(), error) {
-	if ks, release := v.cache.acquire(sk.ID); ks != nil {
-		return ks, release, nil
+// unwrap returns the keys of sk, read from the store at cache generation
+// gen: from the cache if they are there, else from the KEK.
+func (v *Vault) unwrap(ctx context.Context, subject string, sk SubjectKey, gen uint64) (cached, error) {
+	if c, ok := v.cache.byKeyID(sk.ID); ok {
+		// The store read just done is at least as fresh as the entry.
+		c.subject, c.restricted = subject, sk.Restricted
+		return c, nil
 	}
+	// A miss is counted where it costs: a KEK call.
+	v.cache.misses.Add(1)
 	start := time.Now()
 	dek, err := v.kek.Unwrap(ctx, sk.Wrapped)
 	v.onKEK("unwrap", time.Since(start), err)
 	if err != nil {
-		return nil, nil, fmt.Errorf("unwrapping subject key: %w", err)
+		return cached{}, fmt.Errorf("unwrapping subject key: %w", err)
 	}
 	ks, err := deriveKeys(dek)
 	clear(dek)
 	if err != nil {
-		return nil, nil, err
+		return cached{}, err
 	}
-	ks, release := v.cache.add(sk.ID, ks)
-	return ks, release, nil
+	return v.cache.add(subject, sk, ks, gen), nil
 }
 
-func (v *Vault) createKey(ctx context.Context, subject string) (KeyID, *subjectKeys, func(), error) {
+func (v *Vault) createKey(ctx context.Context, subject string, gen uint64) (cached, error) {
 	dek, err := aead.NewKey()
 	if err != nil {
-		return KeyID{}, nil, nil, err
+		return cached{}, err
 	}
 	defer dek.Zero()
 	sk := SubjectKey{Created: v.now().UTC()}
 	if _, err := rand.Read(sk.ID[:]); err != nil {
-		return KeyID{}, nil, nil, err
+		return cached{}, err
 	}
 	start := time.Now()
 	sk.Wrapped, err = v.kek.Wrap(ctx, dek.Bytes())
 	v.onKEK("wrap", time.Since(start), err)
 	if err != nil {
-		return KeyID{}, nil, nil, fmt.Errorf("wrapping new subject key: %w", err)
+		return cached{}, fmt.Errorf("wrapping new subject key: %w", err)
 	}
 	stored, err := v.store.CreateSubjectKey(ctx, subject, sk)
 	if err != nil {
-		return KeyID{}, nil, nil, err
+		return cached{}, err
 	}
 	if stored.ID != sk.ID { // a concurrent first use won; use its key
-		ks, release, err := v.unwrap(ctx, stored)
-		return stored.ID, ks, release, err
+		return v.unwrap(ctx, subject, stored, gen)
 	}
 	ks, err := deriveKeys(dek.Bytes())
 	if err != nil {
-		return KeyID{}, nil, nil, err
+		return cached{}, err
 	}
-	ks, release := v.cache.add(sk.ID, ks)
-	return sk.ID, ks, release, nil
+	return v.cache.add(subject, sk, ks, gen), nil
 }

@@ -72,7 +72,7 @@ func (v *Vault) openToken(ctx context.Context, field, token string, reveal bool)
 	if expired(rec, v.now()) {
 		return "", 0, &FieldError{Field: field, Reason: expiredToken, Err: ErrExpired}
 	}
-	subject, _, keys, release, err := v.keysByID(ctx, rec.KeyID, reveal)
+	c, err := v.keysByID(ctx, rec.KeyID, reveal)
 	if errors.Is(err, ErrErased) {
 		return "", 0, &FieldError{Field: field, Reason: "the token's subject has been erased", Err: ErrErased}
 	}
@@ -83,8 +83,8 @@ func (v *Vault) openToken(ctx context.Context, field, token string, reveal bool)
 	if err != nil {
 		return "", 0, err
 	}
-	defer release()
-	plain, err := keys.record.Open(nil, rec.Sealed, recordAAD(rec.KeyID, subject, rec.Kind, token))
+	defer c.release()
+	plain, err := c.keys.record.Open(nil, rec.Sealed, recordAAD(rec.KeyID, c.subject, rec.Kind, token))
 	if errors.Is(err, aead.ErrDecrypt) {
 		return "", 0, fmt.Errorf("%w: token record failed authentication", ErrCorrupt)
 	}

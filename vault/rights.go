@@ -158,6 +158,7 @@ func (v *Vault) ExportSubject(ctx context.Context, subject string, fn func(Expor
 	if err := checkID("subject_id", subject); err != nil {
 		return err
 	}
+	gen := v.cache.generation()
 	sk, err := v.store.SubjectKey(ctx, subject)
 	if errors.Is(err, ErrNotFound) {
 		return &FieldError{Field: "subject_id", Reason: "no data is held for this subject", Err: ErrNotFound}
@@ -165,11 +166,11 @@ func (v *Vault) ExportSubject(ctx context.Context, subject string, fn func(Expor
 	if err != nil {
 		return err
 	}
-	keys, release, err := v.unwrap(ctx, sk)
+	c, err := v.unwrap(ctx, subject, sk, gen)
 	if err != nil {
 		return err
 	}
-	defer release()
+	defer c.release()
 	h := ExportHeader{Subject: subject, KeyID: sk.ID, KeyCreated: sk.Created, Restricted: sk.Restricted}
 	after, sent := "", false
 	for {
@@ -183,7 +184,7 @@ func (v *Vault) ExportSubject(ctx context.Context, subject string, fn func(Expor
 			if expired(rec, now) {
 				continue
 			}
-			plain, err := keys.record.Open(nil, rec.Sealed, recordAAD(sk.ID, subject, rec.Kind, rec.Token))
+			plain, err := c.keys.record.Open(nil, rec.Sealed, recordAAD(sk.ID, subject, rec.Kind, rec.Token))
 			if err != nil {
 				return fmt.Errorf("%w: token record failed authentication", ErrCorrupt)
 			}
@@ -236,29 +237,29 @@ func (v *Vault) Rectify(ctx context.Context, token, value string) (Rectified, er
 	if err != nil {
 		return Rectified{}, err
 	}
-	subject, _, keys, release, err := v.keysByID(ctx, rec.KeyID, false)
+	c, err := v.keysByID(ctx, rec.KeyID, false)
 	if errors.Is(err, ErrErased) {
 		return Rectified{}, &FieldError{Field: "token", Reason: "the token's subject has been erased", Err: ErrErased}
 	}
 	if err != nil {
 		return Rectified{}, err
 	}
-	defer release()
+	defer c.release()
 	next := rec
 	if rec.Lookup != nil {
-		if next.Lookup, err = keys.lookup.MAC([]byte{byte(rec.Kind)}, []byte(norm)); err != nil {
+		if next.Lookup, err = c.keys.lookup.MAC([]byte{byte(rec.Kind)}, []byte(norm)); err != nil {
 			return Rectified{}, err
 		}
 	}
-	if next.Sealed, err = keys.record.Seal(nil, []byte(norm), recordAAD(rec.KeyID, subject, rec.Kind, token)); err != nil {
+	if next.Sealed, err = c.keys.record.Seal(nil, []byte(norm), recordAAD(rec.KeyID, c.subject, rec.Kind, token)); err != nil {
 		return Rectified{}, err
 	}
-	err = v.store.ReplaceRecord(ctx, subject, rec.KeyID, next)
+	err = v.store.ReplaceRecord(ctx, c.subject, rec.KeyID, next)
 	if errors.Is(err, ErrCollision) {
 		// Another token of this subject is the deterministic token of the
 		// new value: it keeps the lookup.
 		next.Lookup = nil
-		err = v.store.ReplaceRecord(ctx, subject, rec.KeyID, next)
+		err = v.store.ReplaceRecord(ctx, c.subject, rec.KeyID, next)
 	}
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -291,6 +292,7 @@ func (v *Vault) RestrictSubject(ctx context.Context, subject string) (time.Time,
 	now := v.now().UTC()
 	if err == nil {
 		err = v.store.SetRestricted(ctx, subject, now)
+		v.cache.invalidate(subject, KeyID{}) // even on error: it may have committed
 	}
 	if errors.Is(err, ErrNotFound) {
 		return time.Time{}, &FieldError{Field: "subject_id", Reason: "no data is held for this subject", Err: ErrNotFound}
@@ -304,6 +306,7 @@ func (v *Vault) UnrestrictSubject(ctx context.Context, subject string) error {
 		return err
 	}
 	err := v.store.SetRestricted(ctx, subject, time.Time{})
+	v.cache.invalidate(subject, KeyID{}) // even on error: it may have committed
 	if errors.Is(err, ErrNotFound) {
 		return &FieldError{Field: "subject_id", Reason: "no data is held for this subject", Err: ErrNotFound}
 	}

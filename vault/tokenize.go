@@ -55,11 +55,11 @@ func (v *Vault) Tokenize(ctx context.Context, subject string, fields []Field) ([
 		norm[i] = n
 	}
 
-	id, keys, release, err := v.keysFor(ctx, subject, true)
+	c, err := v.keysFor(ctx, subject, true)
 	if err != nil {
 		return nil, err
 	}
-	defer release()
+	defer c.release()
 
 	tokens := make([]string, len(fields))
 	recs := make([]Record, 0, len(fields))
@@ -69,7 +69,7 @@ func (v *Vault) Tokenize(ctx context.Context, subject string, fields []Field) ([
 	for i, f := range fields {
 		var lookup []byte
 		if f.Deterministic {
-			if lookup, err = keys.lookup.MAC([]byte{byte(f.Kind)}, []byte(norm[i])); err != nil {
+			if lookup, err = c.keys.lookup.MAC([]byte{byte(f.Kind)}, []byte(norm[i])); err != nil {
 				return nil, err
 			}
 			if j, ok := seen[string(lookup)]; ok {
@@ -77,7 +77,7 @@ func (v *Vault) Tokenize(ctx context.Context, subject string, fields []Field) ([
 				continue
 			}
 			seen[string(lookup)] = i
-			tok, err := v.liveLookup(ctx, id, lookup)
+			tok, err := v.liveLookup(ctx, c.id, lookup)
 			if err == nil {
 				tokens[i] = tok
 				continue
@@ -86,7 +86,7 @@ func (v *Vault) Tokenize(ctx context.Context, subject string, fields []Field) ([
 				return nil, err
 			}
 		}
-		r, err := v.newRecord(keys, id, subject, i, f, norm[i], lookup, ttls[i])
+		r, err := v.newRecord(c.keys, c.id, subject, i, f, norm[i], lookup, ttls[i])
 		if err != nil {
 			return nil, err
 		}
@@ -95,7 +95,7 @@ func (v *Vault) Tokenize(ctx context.Context, subject string, fields []Field) ([
 
 	regens := make([]int, len(recs))
 	for len(recs) > 0 {
-		err := v.store.PutRecords(ctx, subject, id, recs)
+		err := v.store.PutRecords(ctx, subject, c.id, recs)
 		var ce *CollisionError
 		switch {
 		case err == nil:
@@ -109,7 +109,7 @@ func (v *Vault) Tokenize(ctx context.Context, subject string, fields []Field) ([
 			// A concurrent deterministic tokenize stored this value first:
 			// use its token.
 			i := pending[ce.Index]
-			if tokens[i], err = v.store.Lookup(ctx, id, recs[ce.Index].Lookup); err != nil {
+			if tokens[i], err = v.store.Lookup(ctx, c.id, recs[ce.Index].Lookup); err != nil {
 				return nil, err
 			}
 			recs = append(recs[:ce.Index], recs[ce.Index+1:]...)
@@ -123,7 +123,7 @@ func (v *Vault) Tokenize(ctx context.Context, subject string, fields []Field) ([
 					Reason: "no free token: too many values of this kind share the kept parts (e.g. card numbers with the same first 6 and last 4 digits)"}
 			}
 			i := pending[ce.Index]
-			if recs[ce.Index], err = v.newRecord(keys, id, subject, i, fields[i], norm[i], recs[ce.Index].Lookup, ttls[i]); err != nil {
+			if recs[ce.Index], err = v.newRecord(c.keys, c.id, subject, i, fields[i], norm[i], recs[ce.Index].Lookup, ttls[i]); err != nil {
 				return nil, err
 			}
 		case errors.Is(err, ErrErased):

@@ -78,6 +78,9 @@ type Vault struct {
 	rand  io.Reader
 	now   func() time.Time
 	onKEK func(op string, d time.Duration, err error)
+	// exclusive: the store is this process's alone, so the key cache is
+	// the authority on subjects' keys (see keyCache).
+	exclusive bool
 
 	tokens        atomic.Int64 // tokens stored (see Stats)
 	tokensCreated atomic.Int64
@@ -147,6 +150,9 @@ func New(ctx context.Context, store Store, wrapper kek.Wrapper, opts Options) (*
 		cache:  newKeyCache(opts.CacheSize, opts.CacheTTL, opts.Now),
 		rights: opts.Rights,
 	}
+	if es, ok := store.(ExclusiveStore); ok {
+		v.exclusive = es.Exclusive()
+	}
 	if err := opts.Rights.validate(); err != nil {
 		return nil, err
 	}
@@ -199,7 +205,7 @@ type Receipt struct {
 }
 
 // EraseSubject crypto-shreds subject: the wrapped DEK is deleted (synced)
-// and evicted from the cache, and the subject entered in the erasure
+// and then evicted from the cache, and the subject entered in the erasure
 // ledger, in one transaction; then the subject's records and lookups are
 // purged. ErrNotFound if the vault holds no key for subject.
 func (v *Vault) EraseSubject(ctx context.Context, subject string) (Receipt, error) {
@@ -212,13 +218,14 @@ func (v *Vault) EraseSubject(ctx context.Context, subject string) (Receipt, erro
 		return Receipt{}, err
 	}
 	id, err := v.store.ShredSubject(ctx, subject, entry)
+	// Invalidate even on error: the shred may have committed anyway.
+	v.cache.invalidate(subject, id)
 	if errors.Is(err, ErrNotFound) {
 		return Receipt{}, &FieldError{Field: "subject_id", Reason: "no data is held for this subject", Err: ErrNotFound}
 	}
 	if err != nil {
 		return Receipt{}, fmt.Errorf("shredding subject key: %w", err)
 	}
-	v.cache.evict(id)
 	v.erasures.Add(1)
 	// The shred is done and cannot be undone; finish the purge even if the
 	// caller gives up waiting.

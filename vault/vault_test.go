@@ -3,9 +3,12 @@ package vault_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/vault"
@@ -24,6 +27,21 @@ func newFixture(t testing.TB) *fixture { return newFixtureWith(t, vault.Options{
 // newFixtureWith is a vault on a fresh on-disk badger store and age keyring.
 func newFixtureWith(t testing.TB, opts vault.Options) *fixture {
 	t.Helper()
+	return newFixtureOn(t, opts, false)
+}
+
+// sharedStore hides the badger store's ExclusiveStore capability: the
+// vault then behaves as over a store that other servers share, re-reading
+// subject keys on every request. Tests use it to change the store behind
+// the vault's back (another server's erasure, or a crash between two
+// writes).
+type sharedStore struct{ vault.Store }
+
+// newSharedFixture is newFixture with the vault over a sharedStore.
+func newSharedFixture(t testing.TB) *fixture { return newFixtureOn(t, vault.Options{}, true) }
+
+func newFixtureOn(t testing.TB, opts vault.Options, shared bool) *fixture {
+	t.Helper()
 	dir := t.TempDir()
 	store, err := badgerstore.Open(filepath.Join(dir, "data"), badgerstore.Options{}, nil)
 	if err != nil {
@@ -34,7 +52,11 @@ func newFixtureWith(t testing.TB, opts vault.Options) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := vault.New(context.Background(), store, kr, opts)
+	seen := store
+	if shared {
+		seen = sharedStore{store}
+	}
+	v, err := vault.New(context.Background(), seen, kr, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +117,7 @@ func TestRecordBinding(t *testing.T) {
 // purge leaves undecryptable records, and the next start purges them.
 func TestResumeInterruptedErasure(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t)
+	f := newSharedFixture(t) // the shred below bypasses the vault
 	toks := f.tokenize(t, "alice", vault.Field{Kind: format.Email, Value: "alice@example.com", Deterministic: true})
 	keep := f.tokenize(t, "bob", vault.Field{Kind: format.Email, Value: "bob@example.com"})
 	// The crash: only the shred happened.
@@ -127,12 +149,13 @@ func TestResumeInterruptedErasure(t *testing.T) {
 	}
 }
 
-// TestWarmCacheDoesNotOutliveTheKey: the store is the authority. A key
-// shredded behind this vault's back (another replica erased the subject)
-// stops every request even though this vault still caches the keys.
+// TestWarmCacheDoesNotOutliveTheKey: over a store other servers share,
+// the store is the authority. A key shredded behind this vault's back
+// (another server erased the subject) stops every request even though
+// this vault still caches the keys.
 func TestWarmCacheDoesNotOutliveTheKey(t *testing.T) {
 	ctx := context.Background()
-	f := newFixture(t)
+	f := newSharedFixture(t)
 	toks := f.tokenize(t, "alice", vault.Field{Kind: format.Phone, Value: "+14155550100"})
 	blobs, err := f.v.Encrypt(ctx, "alice", []vault.EncryptItem{{Plaintext: []byte("x")}})
 	if err != nil {
@@ -246,5 +269,102 @@ func TestTokenSpaceExhausted(t *testing.T) {
 	var fe *vault.FieldError
 	if !errors.As(err, &fe) || fe.Field == "" {
 		t.Fatalf("exhaustion error does not name the field: %v", err)
+	}
+}
+
+// TestEraseWithWarmCache: over the exclusive badger store the key cache is
+// trusted (no store read per request), so erasing through the vault must
+// take effect in the cache: nothing revealed afterwards, and a returning
+// subject gets a new key.
+func TestEraseWithWarmCache(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	toks := f.tokenize(t, "alice", vault.Field{Kind: format.Phone, Value: "+14155550100"})
+	blobs, err := f.v.Encrypt(ctx, "alice", []vault.EncryptItem{{Plaintext: []byte("x")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, _ := f.v.Detokenize(ctx, toks, "test"); res[0].Err != nil || f.v.CachedKeys() != 1 {
+		t.Fatalf("warm-up: %+v, cached %d", res[0], f.v.CachedKeys())
+	}
+	if _, err := f.v.EraseSubject(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if f.v.CachedKeys() != 0 {
+		t.Fatalf("cached keys after erasure = %d, want 0", f.v.CachedKeys())
+	}
+	check := func(when string) {
+		t.Helper()
+		if res, _ := f.v.Detokenize(ctx, toks, "test"); res[0].Err == nil || res[0].Value != "" {
+			t.Fatalf("detokenize %s: %+v", when, res[0])
+		}
+		if m, _ := f.v.Mask(ctx, toks); m[0].Err == nil {
+			t.Fatalf("mask %s: %+v", when, m[0])
+		}
+		if dec, _ := f.v.Decrypt(ctx, []vault.DecryptItem{{Blob: blobs[0]}}, "test"); !errors.Is(dec[0].Err, vault.ErrNotFound) {
+			t.Fatalf("decrypt %s: %+v", when, dec[0])
+		}
+	}
+	check("after erasure")
+	// The subject comes back: a new key, and the old data stays dead.
+	again := f.tokenize(t, "alice", vault.Field{Kind: format.Phone, Value: "+14155550100"})
+	if res, _ := f.v.Detokenize(ctx, again, "test"); res[0].Err != nil || res[0].Value != "+14155550100" {
+		t.Fatalf("returning subject: %+v", res[0])
+	}
+	check("after the subject came back")
+}
+
+// TestRevealsRacingErasure: reveals running while a subject is erased or
+// restricted may succeed until the call returns, never after it, even
+// though they keep (re)filling the key cache concurrently.
+func TestRevealsRacingErasure(t *testing.T) {
+	for _, change := range []string{"erase", "restrict"} {
+		t.Run(change, func(t *testing.T) {
+			ctx := context.Background()
+			f := newFixture(t)
+			for round := range 20 {
+				subject := fmt.Sprintf("subject-%d", round)
+				toks := f.tokenize(t, subject, vault.Field{Kind: format.Email, Value: "a@example.com"})
+				blobs, err := f.v.Encrypt(ctx, subject, []vault.EncryptItem{{Plaintext: []byte("x")}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var done atomic.Bool
+				var leaks atomic.Int64
+				var wg sync.WaitGroup
+				for range 4 {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for {
+							after := done.Load() // read before the reveal starts
+							res, _ := f.v.Detokenize(ctx, toks, "test")
+							dec, _ := f.v.Decrypt(ctx, []vault.DecryptItem{{Blob: blobs[0]}}, "test")
+							if after && (res[0].Err == nil || dec[0].Err == nil) {
+								leaks.Add(1)
+							}
+							if after {
+								return
+							}
+						}
+					}()
+				}
+				time.Sleep(time.Millisecond)
+				switch change {
+				case "erase":
+					_, err = f.v.EraseSubject(ctx, subject)
+				case "restrict":
+					_, err = f.v.RestrictSubject(ctx, subject)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				done.Store(true)
+				wg.Wait()
+				if n := leaks.Load(); n > 0 {
+					t.Fatalf("round %d: %d reveals started after %s returned succeeded", round, n, change)
+				}
+			}
+		})
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -52,6 +51,10 @@ func New(v *vault.Vault, log *slog.Logger) *Server {
 	return &Server{v: v, log: log}
 }
 
+// streamWorkers is the number of reused handler goroutines: enough for the
+// calls in flight of a busy server (tvbench's default is 64).
+const streamWorkers = 256
+
 // NewGRPCServer returns a *grpc.Server with the TokenVault and KeyAdmin
 // services, the gRPC health service (reported SERVING) and reflection
 // registered, plus recovery and logging interceptors. extra options (e.g.
@@ -61,8 +64,11 @@ func NewGRPCServer(s *Server, admin *Admin, extra ...grpc.ServerOption) (*grpc.S
 		grpc.MaxRecvMsgSize(MaxMessageBytes),
 		// Reuse handler goroutines: a fresh goroutine per call grows its
 		// stack through badger's deep read path every time (stack copying
-		// was ~15% of CPU in a detokenize profile, BENCHMARKS.md).
-		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+		// was ~15% of CPU in a detokenize profile, BENCHMARKS.md). gRPC
+		// falls back to a fresh goroutine whenever every worker is busy, so
+		// there must be as many workers as calls in flight, not as CPUs;
+		// an idle worker costs only its stack.
+		grpc.NumStreamWorkers(streamWorkers),
 		grpc.ChainUnaryInterceptor(s.logUnary, s.recoverUnary),
 		grpc.ChainStreamInterceptor(s.logStream, s.recoverStream),
 	}, extra...)

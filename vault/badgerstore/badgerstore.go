@@ -71,7 +71,10 @@ type store struct {
 	group *committer // record and key writes; see group.go
 }
 
-var _ vault.Store = (*store)(nil)
+var (
+	_ vault.Store          = (*store)(nil)
+	_ vault.ExclusiveStore = (*store)(nil)
+)
 
 // Options tune the store.
 type Options struct {
@@ -127,6 +130,10 @@ func (s *store) Close() error {
 
 // DB exposes the badger handle for maintenance (GC, backup).
 func (s *store) DB() *badger.DB { return s.db }
+
+// Exclusive is true: badger holds a lock on its directory, so only this
+// process changes the store, and the vault may trust its key cache.
+func (s *store) Exclusive() bool { return true }
 
 func key(prefix byte, parts ...[]byte) []byte {
 	n := 2

@@ -126,7 +126,7 @@ func newCommon(name string, withMix bool) *common {
 	fs.StringVar(&c.tls.KeyFile, "key", "", "client private key (PEM) for mTLS")
 	fs.StringVar(&c.tls.ServerName, "server-name", "", "name to verify in the server certificate (default: the -addr host)")
 	fs.StringVar(&c.keyFile, "api-key-file", "", `file holding the API key, sent as "authorization: Bearer <key>" (or env TOKENVAULT_API_KEY)`)
-	fs.StringVar(&c.echo, "echo", "", `echo baseline: "" starts one in this process on loopback; host:port uses a "tvbench echo" server (same TLS flags); "off" skips it`)
+	fs.StringVar(&c.echo, "echo", "", `echo baseline: "" starts "tvbench echo" as a separate process on loopback; "inprocess" serves it from this process (flattering: it shares the load generator's scheduler); host:port uses a "tvbench echo" server (same TLS flags); "off" skips it`)
 	fs.StringVar(&c.vault.Address, "vault-addr", "", "HashiCorp Vault address for the transit baseline (token from env VAULT_TOKEN or -vault-token-file); empty skips it")
 	fs.StringVar(&c.vTokenF, "vault-token-file", "", "file holding the Vault token")
 	fs.StringVar(&c.vault.Mount, "vault-mount", "transit", "transit mount path")
@@ -214,28 +214,16 @@ func (c *common) open(stderr io.Writer) (*session, error) {
 	}
 	switch c.echo {
 	case "off":
-	case "":
-		// In-process echo on loopback. With TLS on, it serves TLS too (an
-		// ephemeral self-signed certificate), so handshakes and record
-		// encryption cost the same as against tokenvault.
-		var sopts []grpc.ServerOption
-		eopts := opts
-		if c.tls.On() {
-			scfg, ccfg, err := ephemeralTLS(c.tls)
-			if err != nil {
-				s.close()
-				return nil, err
-			}
-			sopts = append(sopts, grpc.Creds(credentials.NewTLS(scfg)))
-			eopts = append(append([]grpc.DialOption(nil), opts...), grpc.WithTransportCredentials(credentials.NewTLS(ccfg)))
+	case "", "inprocess":
+		start := startEchoProcess
+		if c.echo == "inprocess" {
+			start = startEchoInProcess
 		}
-		gs, addr, err := echo.Listen("127.0.0.1:0", sopts...)
-		if err != nil {
-			s.close()
-			return nil, err
-		}
-		s.stopEcho = gs.Stop
-		if s.echo, err = loadgen.NewGRPCTarget("echo", addr, c.p.Connections, eopts); err != nil {
+		// With TLS on, the echo serves TLS too (an ephemeral self-signed
+		// certificate), so handshakes and record encryption cost the same
+		// as against tokenvault.
+		if s.echo, s.stopEcho, err = start(c, opts); err != nil {
+			s.stopEcho = func() {}
 			s.close()
 			return nil, err
 		}
@@ -379,8 +367,15 @@ func echoCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 	listen := fs.String("listen", "127.0.0.1:7301", "listen address")
 	cert := fs.String("tls-cert", "", "server certificate (PEM); serve TLS like tokenvault does")
 	key := fs.String("tls-key", "", "server private key (PEM)")
+	stdinEOF := fs.Bool("exit-on-stdin-eof", false, "exit when standard input is closed (used when tvbench starts the echo itself)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *stdinEOF {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithCancel(ctx)
+		defer cancel()
+		watchStdin(cancel)
 	}
 	var opts []grpc.ServerOption
 	if (*cert == "") != (*key == "") {

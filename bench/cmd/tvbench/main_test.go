@@ -6,16 +6,29 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokenvault/tokenvault/bench/loadgen"
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/internal/app"
+	"github.com/tokenvault/tokenvault/internal/auth"
+	"github.com/tokenvault/tokenvault/internal/testpki"
 	"github.com/tokenvault/tokenvault/internal/vaulttest"
 )
+
+// TestMain lets the test binary serve as the echo child process that
+// tvbench starts by default (echoproc.go).
+func TestMain(m *testing.M) {
+	if os.Getenv(echoChildEnv) == "1" {
+		os.Exit(run(context.Background(), os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(m.Run())
+}
 
 // startTokenvault runs a real server (badger on disk, age keyring) on
 // loopback, through the same wiring as `tokenvault serve`.
@@ -99,6 +112,51 @@ func TestRunSmoke(t *testing.T) {
 	b, err := os.ReadFile(html)
 	if err != nil || !strings.Contains(string(b), "<svg") || !strings.Contains(string(b), "tokenvault") {
 		t.Fatalf("HTML report: %v", err)
+	}
+}
+
+// TestRunSmokeTLS: over TLS the echo child process serves TLS too, and it
+// is gone when tvbench returns.
+func TestRunSmokeTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := testpki.New(t, filepath.Join(dir, "pki"))
+	cert, key := ca.Issue(t, "server", testpki.Leaf{Server: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+	apiKey, hash, err := auth.NewAPIKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile, policy := filepath.Join(dir, "api-key.txt"), filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(keyFile, []byte(apiKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	err = os.WriteFile(policy, []byte("version: 1\nidentities:\n  - api_key: bench\n    roles: [bench]\n"+
+		"roles:\n  bench:\n    - operations: [tokenize]\n    - operations: [detokenize]\n      purposes: [tvbench]\n"), 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := app.Start(context.Background(), app.Config{
+		Listen:  "127.0.0.1:0",
+		DataDir: filepath.Join(dir, "data"),
+		KEK:     app.KEKConfig{Keyring: agekeyring.Config{Path: filepath.Join(dir, "keys", "keyring.age"), IdentityFile: filepath.Join(dir, "keys", "identity.txt")}},
+		Metrics: app.MetricsConfig{Listen: "off"},
+		Auth: app.AuthConfig{TLS: auth.TLSFiles{Cert: cert, Key: key}, PolicyFile: policy, PolicyPollInterval: -1,
+			APIKeys: []auth.APIKey{{Name: "bench", Hash: hash}}},
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Stop() })
+	rep := tvbench(t, append([]string{"run", "-addr", a.Addr(), "-ca", ca.CAFile, "-api-key-file", keyFile, "-mix", "tokenize,detokenize"}, short...)...)
+	if len(rep.Runs) != 2 || rep.Runs[0].Target != "echo" {
+		t.Fatalf("runs: %+v", rep.Runs)
+	}
+	for _, r := range rep.Runs {
+		checkRun(t, r, loadgen.OpTokenize, loadgen.OpDetokenize)
+	}
+	if c, err := net.DialTimeout("tcp", rep.Runs[0].Address, time.Second); err == nil {
+		c.Close()
+		t.Fatalf("echo process still listening on %s after tvbench returned", rep.Runs[0].Address)
 	}
 }
 
