@@ -129,22 +129,28 @@ func (e *Entry) sanitize() {
 
 // Seal sanitizes e and computes e.Hash from its content (Prev included).
 func (e *Entry) Seal() error {
+	_, err := e.seal()
+	return err
+}
+
+// seal is Seal, returning the body it hashed.
+func (e *Entry) seal() ([]byte, error) {
 	e.sanitize()
 	b, err := e.body()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sum := sha256.Sum256(b)
 	e.Hash = hex.EncodeToString(sum[:])
-	return nil
+	return b, nil
 }
 
 // Line returns the sealed entry as one line, newline included.
 func (e *Entry) Line() ([]byte, error) {
-	if err := e.Seal(); err != nil {
+	b, err := e.seal() // encoded once: this runs for every audited call
+	if err != nil {
 		return nil, err
 	}
-	b, _ := e.body()
 	out := make([]byte, 0, len(b)+len(hashSuffix)+68)
 	out = append(out, b[:len(b)-1]...)
 	out = append(out, hashSuffix...)

@@ -409,8 +409,7 @@ func (g *Guard) authenticate(ctx context.Context) (auth.Identity, error) {
 // bearer reads "authorization: Bearer <key>". Its errors never contain the
 // header's value.
 func bearer(ctx context.Context) (string, bool, error) {
-	md, _ := metadata.FromIncomingContext(ctx)
-	vals := md.Get("authorization")
+	vals := metadata.ValueFromIncomingContext(ctx, "authorization")
 	switch len(vals) {
 	case 0:
 		return "", false, nil

@@ -194,11 +194,7 @@ func (s *store) SubjectKey(ctx context.Context, subject string) (sk vault.Subjec
 }
 
 func subjectKey(txn *badger.Txn, subject string) (vault.SubjectKey, error) {
-	b, err := get(txn, key(pKey, []byte(subject)))
-	if err != nil {
-		return vault.SubjectKey{}, err
-	}
-	sk, err := decodeSubjectKey(b)
+	sk, err := storedKey(txn, subject)
 	if err != nil {
 		return sk, err
 	}
@@ -206,12 +202,23 @@ func subjectKey(txn *badger.Txn, subject string) (vault.SubjectKey, error) {
 	return sk, err
 }
 
-// liveKey returns the subject's key if it is still id, ErrErased if the
-// subject has no key or a newer one (erased meanwhile). Reading it puts the
-// key in the transaction's read set, so a shred committing concurrently
-// makes the transaction fail with a conflict (and its retry see ErrErased).
+// storedKey is subjectKey without the restriction mark (a second read that
+// the write paths do not need).
+func storedKey(txn *badger.Txn, subject string) (vault.SubjectKey, error) {
+	b, err := get(txn, key(pKey, []byte(subject)))
+	if err != nil {
+		return vault.SubjectKey{}, err
+	}
+	return decodeSubjectKey(b)
+}
+
+// liveKey returns the subject's key (without its restriction mark) if it
+// is still id, ErrErased if the subject has no key or a newer one (erased
+// meanwhile). Reading it puts the key in the transaction's read set, so a
+// shred committing concurrently makes the transaction fail with a conflict
+// (and its retry see ErrErased).
 func liveKey(txn *badger.Txn, subject string, id vault.KeyID) (vault.SubjectKey, error) {
-	sk, err := subjectKey(txn, subject)
+	sk, err := storedKey(txn, subject)
 	if errors.Is(err, vault.ErrNotFound) || (err == nil && sk.ID != id) {
 		return vault.SubjectKey{}, vault.ErrErased
 	}
