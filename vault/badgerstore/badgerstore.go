@@ -120,6 +120,9 @@ func badgerOptions(dir string, logger *slog.Logger) badger.Options {
 		// record reads are random anyway. (BENCHMARKS.md: RSS target.)
 		WithNumMemtables(3).
 		WithBlockCacheSize(64 << 20).
+		// Each concurrent compaction holds its table builders' buffers
+		// (most of the heap during bulk loads); badger's default is 4.
+		WithNumCompactors(2).
 		WithLogger(badgerLogger{logger.With("component", "badger")})
 }
 
