@@ -179,13 +179,7 @@ func (l *Log) KeyID() string { return l.keyID }
 func (l *Log) Healthy() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	switch {
-	case l.failed != nil:
-		return fmt.Errorf("%w: %v", ErrUnavailable, l.failed)
-	case l.closed:
-		return fmt.Errorf("%w: closed", ErrUnavailable)
-	}
-	return nil
+	return l.healthyLocked()
 }
 
 // Write appends e (Type "call" unless set) and returns once it is durable,

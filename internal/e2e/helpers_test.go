@@ -6,6 +6,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
 	"log/slog"
 	"path/filepath"
 	"sync"
@@ -17,6 +18,7 @@ import (
 	"github.com/tokenvault/tokenvault/crypto/kek/hcvault"
 	"github.com/tokenvault/tokenvault/internal/app"
 	"github.com/tokenvault/tokenvault/internal/vaulttest"
+	"github.com/tokenvault/tokenvault/vault/receipt"
 )
 
 // env is one server's directories and KEK; start/stop it as often as a
@@ -93,6 +95,29 @@ func ctx(t *testing.T) context.Context {
 	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	t.Cleanup(cancel)
 	return c
+}
+
+// eraseVerified erases subject and returns the server's answer, its signed
+// receipt (parsed, checked against the server's receipt key and naming
+// subject) and that key.
+func eraseVerified(t *testing.T, cx context.Context, c *client.Client, subject string) (client.Receipt, receipt.Receipt, ed25519.PublicKey) {
+	t.Helper()
+	r, err := c.EraseSubject(cx, subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := c.ReceiptPublicKey(cx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, err := receipt.Parse(r.Signed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rc.Verify(pub); err != nil || rc.Subject != subject {
+		t.Fatalf("receipt %+v does not verify for %s: %v", rc, subject, err)
+	}
+	return r, rc, pub
 }
 
 type syncBuffer struct {

@@ -105,18 +105,7 @@ func subjectRights(t *testing.T, e *env) {
 	wantCode(t, err, codes.NotFound, "subject_id")
 
 	// Erasure receipt: verifies; a tampered one fails.
-	r, err := c.EraseSubject(cx, "rights-1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pub, err := c.ReceiptPublicKey(cx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, err := receipt.Parse(r.Signed)
-	if err != nil || rc.Verify(pub) != nil {
-		t.Fatalf("receipt does not verify: %v", err)
-	}
+	r, rc, pub := eraseVerified(t, cx, c, "rights-1")
 	// Default rotation interval and backup retention: 30 days each.
 	if want := rc.ErasedAt.Add(60 * 24 * time.Hour); !rc.BackupsUndecryptableBy.Equal(want) || !r.BackupsUndecryptableBy.Equal(want) {
 		t.Fatalf("backups_undecryptable_by = %v, want %v", rc.BackupsUndecryptableBy, want)

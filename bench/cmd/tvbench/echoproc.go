@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -40,47 +41,64 @@ const echoReady = "tvbench echo: serving the no-op TokenVault API on "
 // returns a target for it and a function that stops it. With TLS on, the
 // child serves an ephemeral self-signed certificate that only this client
 // trusts.
-func startEchoProcess(c *common, opts []grpc.DialOption) (loadgen.Target, func(), error) {
+func startEchoProcess(c *common, opts []grpc.DialOption) (t loadgen.Target, stop func(), err error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, nil, fmt.Errorf("echo process: %w", err)
 	}
+	scfg, eopts, err := echoTLS(c, opts)
+	if err != nil {
+		return nil, nil, err
+	}
 	args := []string{"echo", "-listen", "127.0.0.1:0", "-exit-on-stdin-eof"}
 	tmp := ""
-	eopts := opts
-	if c.tls.On() {
+	defer func() { // until the child owns them, the files are ours to remove
+		if err != nil && tmp != "" {
+			os.RemoveAll(tmp)
+		}
+	}()
+	if scfg != nil {
 		if tmp, err = os.MkdirTemp("", "tvbench-echo-"); err != nil {
 			return nil, nil, err
 		}
-		scfg, ccfg, err := ephemeralTLS(c.tls)
-		if err == nil {
-			err = writeServerPEM(scfg.Certificates[0], tmp)
-		}
-		if err != nil {
-			os.RemoveAll(tmp)
+		if err = writeServerPEM(scfg.Certificates[0], tmp); err != nil {
 			return nil, nil, err
 		}
 		args = append(args, "-tls-cert", filepath.Join(tmp, "cert.pem"), "-tls-key", filepath.Join(tmp, "key.pem"))
-		eopts = append(append([]grpc.DialOption(nil), opts...), grpc.WithTransportCredentials(credentials.NewTLS(ccfg)))
 	}
 	cmd := exec.Command(exe, args...)
 	cmd.Env = append(os.Environ(), echoChildEnv+"=1")
 	stdin, err := cmd.StdinPipe() // closing it stops the child, even if we die
 	if err != nil {
-		os.RemoveAll(tmp)
 		return nil, nil, err
 	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		os.RemoveAll(tmp)
 		return nil, nil, err
 	}
-	if err := cmd.Start(); err != nil {
-		os.RemoveAll(tmp)
+	if err = cmd.Start(); err != nil {
 		return nil, nil, fmt.Errorf("echo process: %w", err)
 	}
+
+	ready := make(chan string, 1)
 	exited := make(chan struct{})
-	stop := func() {
+	var lastLine string // written before exited is closed
+	go func() {
+		defer close(exited)
+		sc := bufio.NewScanner(stderr)
+		for sc.Scan() {
+			if a, ok := strings.CutPrefix(sc.Text(), echoReady); ok {
+				select {
+				case ready <- a:
+				default:
+				}
+			} else {
+				lastLine = sc.Text()
+			}
+		}
+		cmd.Wait()
+	}()
+	stop = func() {
 		stdin.Close()
 		select {
 		case <-exited:
@@ -92,41 +110,17 @@ func startEchoProcess(c *common, opts []grpc.DialOption) (loadgen.Target, func()
 			os.RemoveAll(tmp)
 		}
 	}
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stderr)
-		var last string
-		for sc.Scan() {
-			if a, ok := strings.CutPrefix(sc.Text(), echoReady); ok {
-				addr <- a
-			} else {
-				last = sc.Text()
-			}
-		}
-		cmd.Wait()
-		if last != "" {
-			addr <- "error: " + last
-		}
-		close(exited)
-	}()
-	var a string
+	var addr string
 	select {
-	case a = <-addr:
+	case addr = <-ready:
 	case <-exited:
-		select {
-		case a = <-addr:
-		default:
-			a = "error: exited"
-		}
-	case <-time.After(10 * time.Second):
-		a = "error: not ready after 10s"
-	}
-	if msg, bad := strings.CutPrefix(a, "error: "); bad {
 		stop()
-		return nil, nil, fmt.Errorf("echo process: %s", msg)
+		return nil, nil, fmt.Errorf("echo process exited: %s", lastLine)
+	case <-time.After(10 * time.Second):
+		stop()
+		return nil, nil, errors.New("echo process: not serving after 10s")
 	}
-	t, err := loadgen.NewGRPCTarget("echo", a, c.p.Connections, eopts)
-	if err != nil {
+	if t, err = loadgen.NewGRPCTarget("echo", addr, c.p.Connections, eopts); err != nil {
 		stop()
 		return nil, nil, err
 	}
@@ -135,15 +129,13 @@ func startEchoProcess(c *common, opts []grpc.DialOption) (loadgen.Target, func()
 
 // startEchoInProcess serves the echo from this process (-echo inprocess).
 func startEchoInProcess(c *common, opts []grpc.DialOption) (loadgen.Target, func(), error) {
+	scfg, eopts, err := echoTLS(c, opts)
+	if err != nil {
+		return nil, nil, err
+	}
 	var sopts []grpc.ServerOption
-	eopts := opts
-	if c.tls.On() {
-		scfg, ccfg, err := ephemeralTLS(c.tls)
-		if err != nil {
-			return nil, nil, err
-		}
+	if scfg != nil {
 		sopts = append(sopts, grpc.Creds(credentials.NewTLS(scfg)))
-		eopts = append(append([]grpc.DialOption(nil), opts...), grpc.WithTransportCredentials(credentials.NewTLS(ccfg)))
 	}
 	gs, addr, err := echo.Listen("127.0.0.1:0", sopts...)
 	if err != nil {
@@ -155,6 +147,21 @@ func startEchoInProcess(c *common, opts []grpc.DialOption) (loadgen.Target, func
 		return nil, nil, err
 	}
 	return t, gs.Stop, nil
+}
+
+// echoTLS returns, when TLS is on, the echo's server configuration (an
+// ephemeral self-signed certificate, so handshakes and record encryption
+// cost the same as against tokenvault) and opts plus credentials that
+// trust it; with TLS off, nil and opts.
+func echoTLS(c *common, opts []grpc.DialOption) (*tls.Config, []grpc.DialOption, error) {
+	if !c.tls.On() {
+		return nil, opts, nil
+	}
+	scfg, ccfg, err := ephemeralTLS(c.tls)
+	if err != nil {
+		return nil, nil, err
+	}
+	return scfg, append(append([]grpc.DialOption(nil), opts...), grpc.WithTransportCredentials(credentials.NewTLS(ccfg))), nil
 }
 
 // writeServerPEM writes the certificate and key of cert to dir (0600).

@@ -219,9 +219,6 @@ func (c *common) open(stderr io.Writer) (*session, error) {
 		if c.echo == "inprocess" {
 			start = startEchoInProcess
 		}
-		// With TLS on, the echo serves TLS too (an ephemeral self-signed
-		// certificate), so handshakes and record encryption cost the same
-		// as against tokenvault.
 		if s.echo, s.stopEcho, err = start(c, opts); err != nil {
 			s.stopEcho = func() {}
 			s.close()
