@@ -25,6 +25,18 @@ import (
 // reports a rejection (a collision, an erased subject) only before writing.
 // Any other error from an op (e.g. the group got too big for one
 // transaction) makes the group fall back to one transaction per op.
+//
+// Pipelining: a group's ops (their reads: absence checks, the subject key)
+// run while the previous group's commit is being written and synced, so
+// the two stages overlap instead of adding up. The next group's
+// transaction is opened before the previous commit is submitted (badger
+// would otherwise make it wait for that commit), so its reads do not see
+// the previous group's writes. That is safe because every read goes
+// through the transaction and is in its read set: if the previous group
+// wrote a key this one read (the same random token drawn twice, the same
+// deterministic lookup, a subject's first key), badger refuses this
+// group's commit with ErrConflict and the group is run again, now seeing
+// those writes. A group is answered only after its own commit returned.
 
 // maxGroup bounds how many ops share a transaction.
 const maxGroup = 256
@@ -83,62 +95,142 @@ func (c *committer) close() {
 	<-c.exited
 }
 
+// staged is a group whose ops have run in txn and whose commit has not
+// been submitted yet.
+type staged struct {
+	group   []*op
+	txn     *badger.Txn
+	results []error
+}
+
 func (c *committer) loop() {
 	defer close(c.exited)
-	for first := range c.ops {
-		group := []*op{first}
-	gather:
-		for len(group) < maxGroup {
-			select {
-			case o, ok := <-c.ops:
-				if !ok {
-					break gather
+	var next *staged // ops run, commit not submitted
+	open := true
+	for open || next != nil {
+		var group []*op
+		if open && next == nil {
+			// Idle: wait for work.
+			first, ok := <-c.ops
+			if !ok {
+				return
+			}
+			group = append(group, first)
+		}
+		// Take what is queued, without waiting: a staged group is not held
+		// back for more work.
+		group, open = gather(c.ops, group, open)
+
+		var txn *badger.Txn
+		if len(group) > 0 {
+			// Before the staged commit is submitted: see the comment at the
+			// top of the file.
+			txn = c.db.NewTransaction(true)
+		}
+		var inflight chan error
+		if next != nil {
+			inflight = make(chan error, 1)
+			st := next
+			// CommitWith queues the write before it returns, and calls
+			// back (on another goroutine) once it is synced.
+			st.txn.CommitWith(func(err error) {
+				if errors.Is(err, badger.ErrConflict) {
+					inflight <- err // the loop runs it again
+					return
 				}
-				group = append(group, o)
-			default:
-				break gather
+				st.answer(err)
+				inflight <- nil
+			})
+		}
+		var cur *staged
+		if len(group) > 0 {
+			cur = c.run(txn, group)
+		}
+		if inflight != nil {
+			if err := <-inflight; err != nil {
+				// It read a key that a commit after its snapshot wrote.
+				c.commit(next.group)
 			}
 		}
-		c.commit(group)
+		next = cur
+		if next != nil && next.txn == nil {
+			c.fallback(next) // now that nothing is in flight
+			next = nil
+		}
 	}
 }
 
+// gather appends what is queued on ops (up to maxGroup) without blocking,
+// and reports whether ops is still open.
+func gather(ops <-chan *op, group []*op, open bool) ([]*op, bool) {
+	for open && len(group) < maxGroup {
+		select {
+		case o, ok := <-ops:
+			if !ok {
+				return group, false
+			}
+			group = append(group, o)
+		default:
+			return group, open
+		}
+	}
+	return group, open
+}
+
+// run runs group's ops in txn. If an op fails with an error other than a
+// rejection, txn is discarded and the staged group has no transaction.
+func (c *committer) run(txn *badger.Txn, group []*op) *staged {
+	st := &staged{group: group, txn: txn, results: make([]error, len(group))}
+	for i, o := range group {
+		st.results[i] = o.fn(txn)
+		if st.results[i] != nil && !rejected(st.results[i]) {
+			// The failing op may have written part of its work.
+			txn.Discard()
+			st.txn = nil
+			break
+		}
+	}
+	return st
+}
+
+func (st *staged) answer(err error) {
+	for i, o := range st.group {
+		if err != nil {
+			o.done <- err
+		} else {
+			o.done <- st.results[i]
+		}
+	}
+}
+
+// fallback handles a group in which an op failed (not a rejection): that
+// op may have written part of its work, so the shared transaction was
+// dropped; every op gets a transaction of its own.
+func (c *committer) fallback(st *staged) {
+	if len(st.group) == 1 {
+		st.group[0].done <- st.results[0]
+		return
+	}
+	for _, o := range st.group {
+		c.commit([]*op{o})
+	}
+}
+
+// commit runs group in a transaction of its own and commits it, with
+// nothing else of the committer's in flight, retrying on conflicts (a
+// shred or purge committed in between: redo the checks).
 func (c *committer) commit(group []*op) {
 	for range conflictRetries {
-		txn := c.db.NewTransaction(true)
-		results := make([]error, len(group))
-		failed := false
-		for i, o := range group {
-			results[i] = o.fn(txn)
-			if results[i] != nil && !rejected(results[i]) {
-				failed = true
-				break
-			}
-		}
-		if failed {
-			// The failing op may have written part of its work: drop the
-			// transaction and give every op a transaction of its own.
-			txn.Discard()
-			if len(group) == 1 {
-				group[0].done <- results[0]
-				return
-			}
-			for _, o := range group {
-				c.commit([]*op{o})
-			}
+		st := c.run(c.db.NewTransaction(true), group)
+		if st.txn == nil {
+			c.fallback(st)
 			return
 		}
-		err := txn.Commit()
+		err := st.txn.Commit()
 		if errors.Is(err, badger.ErrConflict) {
-			continue // a shred or purge committed in between: redo the checks
+			continue
 		}
-		for i, o := range group {
-			if err != nil {
-				o.done <- err
-			} else {
-				o.done <- results[i]
-			}
-		}
+		st.answer(err)
 		return
 	}
 	for _, o := range group {

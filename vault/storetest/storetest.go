@@ -287,6 +287,74 @@ func Run(t *testing.T, newStore func(t *testing.T) vault.Store) {
 		}
 	})
 
+	// Concurrent writers draw the same token (or deterministic lookup)
+	// at different moments, so the duplicates land in one write, in
+	// consecutive writes and in writes far apart. Exactly one of them is
+	// acknowledged, the others are collisions, and what is stored is the
+	// acknowledged record (no loser overwrote it).
+	t.Run("ConcurrentDuplicates", func(t *testing.T) {
+		s := open(t)
+		k := mustCreate(t, s, "erin")
+		const writers, rounds = 8, 60
+		type win struct {
+			token  string
+			sealed []byte
+		}
+		var mu sync.Mutex
+		tokenWins := map[string][]win{}
+		lookupWins := map[int][]win{}
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range rounds {
+					shared := rec(k.ID, fmt.Sprintf("shared-%d", i), nil)
+					err := s.PutRecords(ctx, "erin", k.ID, []vault.Record{shared})
+					if err == nil {
+						mu.Lock()
+						tokenWins[shared.Token] = append(tokenWins[shared.Token], win{shared.Token, shared.Sealed})
+						mu.Unlock()
+					} else if !errors.Is(err, vault.ErrCollision) {
+						t.Errorf("shared token: %v", err)
+						return
+					}
+					// A token of its own, with a lookup every writer uses.
+					det := rec(k.ID, fmt.Sprintf("own-%d-%d", w, i), lookup(i))
+					err = s.PutRecords(ctx, "erin", k.ID, []vault.Record{det})
+					if err == nil {
+						mu.Lock()
+						lookupWins[i] = append(lookupWins[i], win{det.Token, det.Sealed})
+						mu.Unlock()
+					} else if !errors.Is(err, vault.ErrCollision) {
+						t.Errorf("shared lookup: %v", err)
+						return
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		for i := range rounds {
+			tw := tokenWins[fmt.Sprintf("shared-%d", i)]
+			if len(tw) != 1 {
+				t.Fatalf("token shared-%d acknowledged %d times", i, len(tw))
+			}
+			if r, err := s.Record(ctx, tw[0].token); err != nil || !bytes.Equal(r.Sealed, tw[0].sealed) {
+				t.Fatalf("token shared-%d: stored record is not the acknowledged one (%v)", i, err)
+			}
+			lw := lookupWins[i]
+			if len(lw) != 1 {
+				t.Fatalf("lookup %d acknowledged %d times", i, len(lw))
+			}
+			if tok, err := s.Lookup(ctx, k.ID, lookup(i)); err != nil || tok != lw[0].token {
+				t.Fatalf("lookup %d = %q, %v; acknowledged %q", i, tok, err, lw[0].token)
+			}
+			if r, err := s.Record(ctx, lw[0].token); err != nil || !bytes.Equal(r.Sealed, lw[0].sealed) {
+				t.Fatalf("lookup %d: stored record is not the acknowledged one (%v)", i, err)
+			}
+		}
+	})
+
 	t.Run("ScanAndReplaceWrapped", func(t *testing.T) {
 		s := open(t)
 		var want []string
