@@ -190,6 +190,29 @@ func TestTargetsSmokeWithVaultTransit(t *testing.T) {
 	}
 }
 
+func TestTargetMargins(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		c    loadgen.Check
+		met  bool
+		want string
+	}{
+		{"near miss", atLeast("x", 0.498, 1, 0.5), false, "0.4% short of the target"},
+		{"clear miss", atLeast("x", 0.25, 1, 0.5), false, "50% short of the target"},
+		{"met", atLeast("x", 0.6, 1, 0.5), true, "20% above the target"},
+		{"exactly met", atLeast("x", 0.5, 1, 0.5), true, "0.0% above the target"},
+		{"under the limit", atMost("x", 1.5, 1, 2), true, "25% under the limit"},
+		{"just over", atMost("x", 2.01, 1, 2), false, "0.5% over the limit"},
+		{"no baseline", atLeast("x", 5, 0, 0.5), false, "100% short of the target"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.c.Met != tc.met || tc.c.Margin != tc.want {
+				t.Fatalf("met %v, margin %q; want %v, %q", tc.c.Met, tc.c.Margin, tc.met, tc.want)
+			}
+		})
+	}
+}
+
 func TestFlagErrors(t *testing.T) {
 	for _, tc := range []struct {
 		args []string

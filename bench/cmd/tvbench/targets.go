@@ -106,9 +106,9 @@ func atLeast(name string, num, den, want float64) loadgen.Check {
 	ch := loadgen.Check{Name: name, Target: fmt.Sprintf(">= %g", want), Measured: v, Met: v >= want,
 		Explained: fmt.Sprintf("%.1f / %.1f", num, den)}
 	if ch.Met {
-		ch.Margin = fmt.Sprintf("%.0f%% above the target", (v/want-1)*100)
+		ch.Margin = percent(v/want-1) + " above the target"
 	} else {
-		ch.Margin = fmt.Sprintf("%.0f%% short of the target", (1-v/want)*100)
+		ch.Margin = percent(1-v/want) + " short of the target"
 	}
 	return ch
 }
@@ -119,11 +119,20 @@ func atMost(name string, num, den, want float64) loadgen.Check {
 	ch := loadgen.Check{Name: name, Target: fmt.Sprintf("<= %g", want), Measured: v, Met: v <= want,
 		Explained: fmt.Sprintf("%.3f / %.3f", num, den)}
 	if ch.Met {
-		ch.Margin = fmt.Sprintf("%.0f%% under the limit", (1-v/want)*100)
+		ch.Margin = percent(1-v/want) + " under the limit"
 	} else {
-		ch.Margin = fmt.Sprintf("%.0f%% over the limit", (v/want-1)*100)
+		ch.Margin = percent(v/want-1) + " over the limit"
 	}
 	return ch
+}
+
+// percent formats a fraction as a percentage, with a decimal below 10%
+// so that a near miss does not read "0% short".
+func percent(f float64) string {
+	if f*100 < 10 {
+		return fmt.Sprintf("%.1f%%", f*100)
+	}
+	return fmt.Sprintf("%.0f%%", f*100)
 }
 
 func safeDiv(a, b float64) float64 {
