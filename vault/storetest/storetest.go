@@ -355,6 +355,50 @@ func Run(t *testing.T, newStore func(t *testing.T) vault.Store) {
 		}
 	})
 
+	// Many concurrent full-size batches: together they exceed what one
+	// transaction of a group-committing store can hold, each alone does
+	// not. Every batch is stored, none is lost or half-written.
+	t.Run("ConcurrentLargeBatches", func(t *testing.T) {
+		s := open(t)
+		k := mustCreate(t, s, "frank")
+		const writers, batch = 64, 1000
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				recs := make([]vault.Record, batch)
+				for i := range recs {
+					recs[i] = rec(k.ID, fmt.Sprintf("big-%d-%d", w, i), nil)
+				}
+				if err := s.PutRecords(ctx, "frank", k.ID, recs); err != nil {
+					t.Errorf("writer %d: %v", w, err)
+				}
+			}()
+		}
+		wg.Wait()
+		if t.Failed() {
+			return
+		}
+		for w := range writers {
+			for _, i := range []int{0, batch / 2, batch - 1} {
+				if _, err := s.Record(ctx, fmt.Sprintf("big-%d-%d", w, i)); err != nil {
+					t.Fatalf("writer %d record %d: %v", w, i, err)
+				}
+			}
+		}
+		if _, err := s.ShredSubject(ctx, "frank", vault.LedgerEntry{}); err != nil {
+			t.Fatal(err)
+		}
+		c, err := s.PurgeKey(ctx, k.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Records != writers*batch {
+			t.Fatalf("purged %d records, stored %d", c.Records, writers*batch)
+		}
+	})
+
 	t.Run("ScanAndReplaceWrapped", func(t *testing.T) {
 		s := open(t)
 		var want []string
