@@ -63,6 +63,13 @@ const (
 	maxWrapped = 4096
 	// conflictRetries bounds retries of a transaction that lost a race.
 	conflictRetries = 16
+
+	// Sizes of fixed-size keys and of an encoded subject key without its
+	// wrapped DEK, for the committer's write estimates (group.go).
+	tokenKeyLen        = 2 + sha256.Size
+	indexKeyLen        = 2 + len(vault.KeyID{}) + sha256.Size
+	expiryKeyLen       = 2 + 8 + sha256.Size
+	encodedKeyOverhead = 1 + len(vault.KeyID{}) + 8 + 2
 )
 
 type store struct {
@@ -249,7 +256,10 @@ func (s *store) CreateSubjectKey(ctx context.Context, subject string, sk vault.S
 	if err != nil {
 		return out, err
 	}
-	err = s.group.do(ctx, func(txn *badger.Txn) error {
+	var w weight
+	w.set(len(key(pKey, []byte(subject))), len(enc))
+	w.set(len(key(pKeyID, sk.ID[:])), len(subject))
+	err = s.group.do(ctx, w, func(txn *badger.Txn) error {
 		existing, err := subjectKey(txn, subject)
 		if err == nil {
 			out = existing
@@ -269,10 +279,19 @@ func (s *store) CreateSubjectKey(ctx context.Context, subject string, sk vault.S
 
 func (s *store) PutRecords(ctx context.Context, subject string, id vault.KeyID, recs []vault.Record) error {
 	encs := make([][]byte, len(recs))
+	var w weight // the writes below
 	for i, r := range recs {
 		encs[i] = encodeRecord(r)
+		if r.Lookup != nil {
+			w.set(2+len(id)+len(r.Lookup), len(r.Token))
+		}
+		w.set(tokenKeyLen, len(encs[i]))
+		w.set(indexKeyLen, 0)
+		if !r.Expires.IsZero() {
+			w.set(expiryKeyLen, len(id))
+		}
 	}
-	return s.group.do(ctx, func(txn *badger.Txn) error {
+	return s.group.do(ctx, w, func(txn *badger.Txn) error {
 		if _, err := liveKey(txn, subject, id); err != nil {
 			return err
 		}
@@ -499,7 +518,9 @@ func (s *store) SubjectKeys(ctx context.Context, after string, limit int) (out [
 }
 
 func (s *store) ReplaceWrapped(ctx context.Context, subject string, id vault.KeyID, wrapped []byte) error {
-	return s.group.do(ctx, func(txn *badger.Txn) error {
+	var w weight
+	w.set(len(key(pKey, []byte(subject))), len(wrapped)+encodedKeyOverhead)
+	return s.group.do(ctx, w, func(txn *badger.Txn) error {
 		sk, err := liveKey(txn, subject, id)
 		if err != nil {
 			return err
@@ -532,7 +553,7 @@ func encodeSubjectKey(sk vault.SubjectKey) ([]byte, error) {
 	if len(sk.Wrapped) == 0 || len(sk.Wrapped) > maxWrapped {
 		return nil, fmt.Errorf("badgerstore: wrapped key size %d out of range", len(sk.Wrapped))
 	}
-	b := make([]byte, 0, 1+len(sk.ID)+8+2+len(sk.Wrapped))
+	b := make([]byte, 0, encodedKeyOverhead+len(sk.Wrapped))
 	b = append(b, encV1)
 	b = append(b, sk.ID[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(sk.Created.UnixNano()))

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -23,8 +24,12 @@ import (
 // Each op keeps its own all-or-nothing semantics inside a shared
 // transaction: an op does all its checks (reads) before its first write and
 // reports a rejection (a collision, an erased subject) only before writing.
-// Any other error from an op (e.g. the group got too big for one
-// transaction) makes the group fall back to one transaction per op.
+// Any other error from an op makes the group fall back to one transaction
+// per op. Each op states an upper bound of what it writes (its weight), and
+// a group takes ops only while their sum stays inside badger's limit for
+// one transaction; without that, concurrent 1,000-record batches overflow
+// the transaction, and the fallback commits them one by one, each with its
+// own sync.
 //
 // Pipelining: a group's ops (their reads: absence checks, the subject key)
 // run while the previous group's commit is being written and synced, so
@@ -43,8 +48,25 @@ const maxGroup = 256
 
 type op struct {
 	fn   func(txn *badger.Txn) error
+	w    weight
 	done chan error
 }
+
+// weight bounds what an op writes: badger entries, and bytes as badger
+// counts them against its per-transaction limit.
+type weight struct{ count, size int64 }
+
+// set adds one write. key + value + 12 is at least badger's own estimate
+// (key, version, metadata, and a 12-byte pointer in place of a value that
+// goes to the value log).
+func (w *weight) set(keyLen, valueLen int) {
+	w.count++
+	w.size += int64(keyLen + valueLen + 12)
+}
+
+func (w weight) plus(o weight) weight { return weight{w.count + o.count, w.size + o.size} }
+
+func (w weight) within(limit weight) bool { return w.count <= limit.count && w.size <= limit.size }
 
 // rejected reports errors that ops return before writing anything.
 func rejected(err error) bool {
@@ -52,7 +74,14 @@ func rejected(err error) bool {
 }
 
 type committer struct {
-	db *badger.DB
+	db    *badger.DB
+	limit weight // what one group may write
+	// carry is an op taken from ops that did not fit in the group being
+	// gathered; it starts the next one. Owned by the loop goroutine.
+	carry *op
+	// fallbacks counts groups that had to be split into one transaction
+	// per op (a weight that underestimated, or an op that failed).
+	fallbacks atomic.Int64
 
 	mu     sync.RWMutex // guards closed and sends on ops
 	closed bool
@@ -61,20 +90,24 @@ type committer struct {
 }
 
 func newCommitter(db *badger.DB) *committer {
-	c := &committer{db: db, ops: make(chan *op, maxGroup), exited: make(chan struct{})}
+	c := &committer{db: db, ops: make(chan *op, maxGroup), exited: make(chan struct{}),
+		// A margin below badger's limits (which also count what a retry
+		// adds) keeps a full group clear of ErrTxnTooBig.
+		limit: weight{db.MaxBatchCount() * 9 / 10, db.MaxBatchSize() * 9 / 10}}
 	go c.loop()
 	return c
 }
 
 // do runs fn in a group transaction and returns once that transaction is
-// committed and synced (or fn was rejected). It waits for the commit even
-// if ctx ends meanwhile, so a caller never returns while its write is
-// still undecided; ctx is checked only before queueing.
-func (c *committer) do(ctx context.Context, fn func(txn *badger.Txn) error) error {
+// committed and synced (or fn was rejected). w bounds what fn writes. It
+// waits for the commit even if ctx ends meanwhile, so a caller never
+// returns while its write is still undecided; ctx is checked only before
+// queueing.
+func (c *committer) do(ctx context.Context, w weight, fn func(txn *badger.Txn) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	o := &op{fn: fn, done: make(chan error, 1)}
+	o := &op{fn: fn, w: w, done: make(chan error, 1)}
 	c.mu.RLock()
 	if c.closed {
 		c.mu.RUnlock()
@@ -107,9 +140,12 @@ func (c *committer) loop() {
 	defer close(c.exited)
 	var next *staged // ops run, commit not submitted
 	open := true
-	for open || next != nil {
+	for open || next != nil || c.carry != nil {
 		var group []*op
-		if open && next == nil {
+		switch {
+		case c.carry != nil:
+			group, c.carry = append(group, c.carry), nil
+		case open && next == nil:
 			// Idle: wait for work.
 			first, ok := <-c.ops
 			if !ok {
@@ -119,7 +155,7 @@ func (c *committer) loop() {
 		}
 		// Take what is queued, without waiting: a staged group is not held
 		// back for more work.
-		group, open = gather(c.ops, group, open)
+		group, open = c.gather(group, open)
 
 		var txn *badger.Txn
 		if len(group) > 0 {
@@ -160,16 +196,25 @@ func (c *committer) loop() {
 	}
 }
 
-// gather appends what is queued on ops (up to maxGroup) without blocking,
-// and reports whether ops is still open.
-func gather(ops <-chan *op, group []*op, open bool) ([]*op, bool) {
+// gather appends what is queued on ops without blocking, up to maxGroup
+// ops and c.limit in weight (the op that would exceed it is carried to the
+// next group), and reports whether ops is still open.
+func (c *committer) gather(group []*op, open bool) ([]*op, bool) {
+	var w weight
+	for _, o := range group {
+		w = w.plus(o.w)
+	}
 	for open && len(group) < maxGroup {
 		select {
-		case o, ok := <-ops:
+		case o, ok := <-c.ops:
 			if !ok {
 				return group, false
 			}
-			group = append(group, o)
+			if len(group) > 0 && !w.plus(o.w).within(c.limit) {
+				c.carry = o
+				return group, open
+			}
+			group, w = append(group, o), w.plus(o.w)
 		default:
 			return group, open
 		}
@@ -207,6 +252,7 @@ func (st *staged) answer(err error) {
 // op may have written part of its work, so the shared transaction was
 // dropped; every op gets a transaction of its own.
 func (c *committer) fallback(st *staged) {
+	c.fallbacks.Add(1)
 	if len(st.group) == 1 {
 		st.group[0].done <- st.results[0]
 		return
