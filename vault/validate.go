@@ -1,7 +1,7 @@
 package vault
 
 import (
-	"fmt"
+	"strconv"
 	"unicode"
 	"unicode/utf8"
 )
@@ -42,4 +42,6 @@ func checkBatch(field string, n int) error {
 	return nil
 }
 
-func item(field string, i int) string { return fmt.Sprintf("%s[%d]", field, i) }
+// item names element i of field, e.g. "tokens[3]" (built for every item
+// of every call, so without fmt).
+func item(field string, i int) string { return field + "[" + strconv.Itoa(i) + "]" }

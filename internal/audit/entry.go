@@ -103,12 +103,21 @@ const hashSuffix = `,"hash":"`
 // body is the canonical JSON of e without the hash.
 func (e *Entry) body() ([]byte, error) {
 	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(e); err != nil {
+	if err := e.appendBody(&b); err != nil {
 		return nil, err
 	}
-	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+	return b.Bytes(), nil
+}
+
+// appendBody appends the canonical JSON of e without the hash to b.
+func (e *Entry) appendBody(b *bytes.Buffer) error {
+	enc := json.NewEncoder(b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		return err
+	}
+	b.Truncate(b.Len() - 1) // Encode's newline
+	return nil
 }
 
 // sanitize replaces invalid UTF-8 (request fields are not validated
@@ -129,34 +138,36 @@ func (e *Entry) sanitize() {
 
 // Seal sanitizes e and computes e.Hash from its content (Prev included).
 func (e *Entry) Seal() error {
-	_, err := e.seal()
-	return err
-}
-
-// seal is Seal, returning the body it hashed.
-func (e *Entry) seal() ([]byte, error) {
-	e.sanitize()
-	b, err := e.body()
-	if err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(b)
-	e.Hash = hex.EncodeToString(sum[:])
-	return b, nil
+	var b bytes.Buffer
+	return e.appendLine(&b)
 }
 
 // Line returns the sealed entry as one line, newline included.
 func (e *Entry) Line() ([]byte, error) {
-	b, err := e.seal() // encoded once: this runs for every audited call
-	if err != nil {
+	var b bytes.Buffer
+	if err := e.appendLine(&b); err != nil {
 		return nil, err
 	}
-	out := make([]byte, 0, len(b)+len(hashSuffix)+68)
-	out = append(out, b[:len(b)-1]...)
-	out = append(out, hashSuffix...)
-	out = append(out, e.Hash...)
-	out = append(out, "\"}\n"...)
-	return out, nil
+	return b.Bytes(), nil
+}
+
+// appendLine seals e and appends its line to b (the writer appends a
+// whole group to one buffer: this runs for every audited call). On error
+// b is left as it was.
+func (e *Entry) appendLine(b *bytes.Buffer) error {
+	e.sanitize()
+	start := b.Len()
+	if err := e.appendBody(b); err != nil {
+		b.Truncate(start)
+		return err
+	}
+	sum := sha256.Sum256(b.Bytes()[start:])
+	e.Hash = hex.EncodeToString(sum[:])
+	b.Truncate(b.Len() - 1) // the body's closing brace
+	b.WriteString(hashSuffix)
+	b.WriteString(e.Hash)
+	b.WriteString("\"}\n")
+	return nil
 }
 
 // ParseLine parses one line (with or without its newline), checks that

@@ -11,9 +11,11 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"hash"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 )
 
 // The signing key is an Ed25519 private key in a PEM (PKCS #8) file, mode
@@ -135,7 +137,12 @@ func KeyID(pub ed25519.PublicKey) string {
 }
 
 // TokenHasher computes the keyed hashes that stand for tokens in the log.
-type TokenHasher struct{ key []byte }
+type TokenHasher struct {
+	key []byte
+	// HMAC states under key, reused: one per audited token otherwise
+	// allocates two SHA-256 states and the padded keys.
+	macs sync.Pool
+}
 
 // NewTokenHasher derives the token-hash key from the signing key.
 func NewTokenHasher(key ed25519.PrivateKey) (*TokenHasher, error) {
@@ -151,15 +158,17 @@ func NewTokenHasher(key ed25519.PrivateKey) (*TokenHasher, error) {
 // a keyed hash (not a plain one) because token spaces can be small
 // enough to enumerate.
 func (h *TokenHasher) Hash(token string) string {
-	m := hmacSHA256(h.key, []byte(token))
-	return hex.EncodeToString(m[:16])
+	m, ok := h.macs.Get().(hash.Hash)
+	if !ok {
+		m = hmac.New(sha256.New, h.key)
+	}
+	m.Reset()
+	m.Write([]byte(token))
+	var sum [sha256.Size]byte
+	out := m.Sum(sum[:0])
+	h.macs.Put(m)
+	return hex.EncodeToString(out[:16])
 }
 
 // PublicKeyPath is where LoadOrCreateSigningKey writes the public key.
 func PublicKeyPath(signingKey string) string { return signingKey + ".pub" }
-
-func hmacSHA256(key, msg []byte) []byte {
-	m := hmac.New(sha256.New, key)
-	m.Write(msg)
-	return m.Sum(nil)
-}

@@ -62,6 +62,7 @@ type Log struct {
 	exited chan struct{}
 
 	// Owned by the writer goroutine.
+	buf     bytes.Buffer // a group's lines, reused
 	seq     uint64
 	prev    string
 	sinceCP int
@@ -235,6 +236,9 @@ func (l *Log) Close() error {
 // maxGroup bounds how many entries share one write and fsync.
 const maxGroup = 256
 
+// maxKeptBuffer bounds the group buffer the writer keeps between groups.
+const maxKeptBuffer = 1 << 20
+
 func (l *Log) loop() {
 	defer close(l.exited)
 	tick := time.NewTicker(max(l.opts.CheckpointInterval/4, time.Millisecond))
@@ -291,7 +295,13 @@ func (l *Log) commit(group []*request) {
 		}
 		return
 	}
-	var buf bytes.Buffer
+	buf := &l.buf
+	buf.Reset()
+	defer func() {
+		if buf.Cap() > maxKeptBuffer {
+			l.buf = bytes.Buffer{} // do not keep what one huge group grew
+		}
+	}()
 	now := l.opts.Now().UTC()
 	stamp := now.Format(time.RFC3339Nano)
 	var err error
@@ -302,11 +312,9 @@ func (l *Log) commit(group []*request) {
 		if e.Type == TypeCheckpoint {
 			e.Type = TypeCall // only the writer makes checkpoints
 		}
-		var line []byte
-		if line, err = e.Line(); err != nil {
+		if err = e.appendLine(buf); err != nil {
 			break
 		}
-		buf.Write(line)
 		l.seq, l.prev = e.Seq, e.Hash
 		l.sinceCP++
 	}
@@ -314,9 +322,7 @@ func (l *Log) commit(group []*request) {
 	if err == nil && cp {
 		e := Entry{Seq: l.seq + 1, Time: stamp, Type: TypeCheckpoint, KeyID: l.keyID, Prev: l.prev}
 		e.Sig = base64.RawStdEncoding.EncodeToString(ed25519.Sign(l.opts.SigningKey, checkpointMessage(&e)))
-		var line []byte
-		if line, err = e.Line(); err == nil {
-			buf.Write(line)
+		if err = e.appendLine(buf); err == nil {
 			l.seq, l.prev = e.Seq, e.Hash
 			l.sinceCP, l.lastCP = 0, now
 			// The server log is a second, independent witness of the

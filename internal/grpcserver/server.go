@@ -141,7 +141,7 @@ func validRequestID(id string) bool {
 func (s *Server) logUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 	start := time.Now()
 	id := requestID(ctx)
-	grpc.SetHeader(ctx, metadata.Pairs(requestIDKey, id))
+	grpc.SetHeader(ctx, metadata.MD{requestIDKey: {id}}) // the key is lower case already
 	resp, err := h(ctx, req)
 	s.logCall(info.FullMethod, id, start, err)
 	return resp, err

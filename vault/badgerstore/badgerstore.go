@@ -601,9 +601,12 @@ func encodeRecord(r vault.Record) []byte {
 	return append(b, r.Sealed...)
 }
 
+// errBadRecord is made once: decodeRecord runs on every reveal.
+var errBadRecord = fmt.Errorf("%w: token record", vault.ErrCorrupt)
+
 func decodeRecord(b []byte) (vault.Record, error) {
 	var r vault.Record
-	bad := fmt.Errorf("%w: token record", vault.ErrCorrupt)
+	bad := errBadRecord
 	head := 1 + len(r.KeyID) + 1 + 8 + 4
 	if len(b) < head || (b[0] != encV1 && b[0] != encV2) {
 		return r, bad
