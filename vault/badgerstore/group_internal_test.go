@@ -16,6 +16,27 @@ import (
 	"github.com/tokenvault/tokenvault/vault/format"
 )
 
+// smallStore opens a store with a 1 MiB memtable, which makes badger's
+// per-transaction limit a few thousand entries, and gives subject a key.
+func smallStore(t *testing.T, subject string) (*store, vault.SubjectKey) {
+	t.Helper()
+	db, err := badger.Open(badgerOptions(t.TempDir(), slog.Default()).WithMemTableSize(1 << 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &store{db: db, log: slog.Default(), group: newCommitter(db)}
+	t.Cleanup(func() { s.Close() })
+	if s.group.limit.count > 2000 {
+		t.Fatalf("limit %+v: the memtable option did not take", s.group.limit)
+	}
+	sk := vault.SubjectKey{Wrapped: make([]byte, 64), Created: time.Now().UTC()}
+	rand.Read(sk.ID[:])
+	if _, err := s.CreateSubjectKey(context.Background(), subject, sk); err != nil {
+		t.Fatal(err)
+	}
+	return s, sk
+}
+
 // TestGroupsStayWithinOneTransaction: with a small memtable (so badger's
 // per-transaction limit is a few thousand entries), concurrent batches of
 // every record shape are split into groups by their weight, and no group
@@ -23,19 +44,7 @@ import (
 // what badger counts would overflow and show up as a fallback.
 func TestGroupsStayWithinOneTransaction(t *testing.T) {
 	ctx := context.Background()
-	db, err := badger.Open(badgerOptions(t.TempDir(), slog.Default()).WithMemTableSize(1 << 20))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &store{db: db, log: slog.Default(), group: newCommitter(db)}
-	defer s.Close()
-	if s.group.limit.count > 2000 {
-		t.Fatalf("limit %+v: the memtable option did not take", s.group.limit)
-	}
-	sk := vault.SubjectKey{ID: vault.KeyID{7}, Wrapped: make([]byte, 64), Created: time.Now().UTC()}
-	if _, err := s.CreateSubjectKey(ctx, "grace", sk); err != nil {
-		t.Fatal(err)
-	}
+	s, sk := smallStore(t, "grace")
 	shapes := []struct {
 		name           string
 		lookup, expiry bool
@@ -90,16 +99,7 @@ func TestGroupsStayWithinOneTransaction(t *testing.T) {
 // with it.
 func TestOversizedOpFailsAlone(t *testing.T) {
 	ctx := context.Background()
-	db, err := badger.Open(badgerOptions(t.TempDir(), slog.Default()).WithMemTableSize(1 << 20))
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &store{db: db, log: slog.Default(), group: newCommitter(db)}
-	defer s.Close()
-	sk := vault.SubjectKey{ID: vault.KeyID{8}, Wrapped: make([]byte, 64), Created: time.Now().UTC()}
-	if _, err := s.CreateSubjectKey(ctx, "heidi", sk); err != nil {
-		t.Fatal(err)
-	}
+	s, sk := smallStore(t, "heidi")
 	records := func(prefix string, n int) []vault.Record {
 		recs := make([]vault.Record, n)
 		for i := range recs {
