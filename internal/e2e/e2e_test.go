@@ -10,8 +10,10 @@ import (
 	"sync"
 	"testing"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/tokenvault/tokenvault/client"
@@ -473,5 +475,50 @@ func testNoSecretsInLogs(t *testing.T, e *env) {
 				t.Errorf("server log contains a value or token")
 			}
 		}
+	}
+}
+
+// TestRequestID: every response carries an x-request-id header: the
+// caller's own id if it sent a valid one, a generated one otherwise; the
+// server's log line for a failed call names it.
+func TestRequestID(t *testing.T) {
+	e := newEnv(t)
+	a, _ := e.start(t)
+	tv := pb.NewTokenVaultClient(dialRaw(t, a.Addr()))
+	for _, tc := range []struct {
+		name, sent string
+		echoed     bool
+	}{
+		{"caller's id", "order-1234.retry-2", true},
+		{"none", "", false},
+		{"too long", strings.Repeat("a", 65), false},
+		{"with spaces", "id with spaces", false}, // printable, but not logged as is
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cx := ctx(t)
+			if tc.sent != "" {
+				cx = metadata.AppendToOutgoingContext(cx, "x-request-id", tc.sent)
+			}
+			var ok, failed metadata.MD
+			if _, err := tv.Tokenize(cx, &pb.TokenizeRequest{SubjectId: "rid", Fields: []*pb.Field{{Kind: pb.Kind_KIND_PAN, Value: "4111111111111111"}}}, grpc.Header(&ok)); err != nil {
+				t.Fatal(err)
+			}
+			_, err := tv.Tokenize(cx, &pb.TokenizeRequest{SubjectId: "rid", Fields: []*pb.Field{{Value: "no kind"}}}, grpc.Header(&failed))
+			if status.Code(err) != codes.InvalidArgument {
+				t.Fatalf("tokenize without a kind: %v", err)
+			}
+			for _, md := range []metadata.MD{ok, failed} {
+				ids := md.Get("x-request-id")
+				if len(ids) != 1 || ids[0] == "" {
+					t.Fatalf("x-request-id header = %q", ids)
+				}
+				if tc.echoed != (ids[0] == tc.sent) {
+					t.Fatalf("sent %q, got back %q", tc.sent, ids[0])
+				}
+			}
+			if id := failed.Get("x-request-id")[0]; !bytes.Contains(e.logs.Bytes(), []byte("request_id="+id)) {
+				t.Fatalf("no log line names request %s", id)
+			}
+		})
 	}
 }
