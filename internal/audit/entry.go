@@ -136,12 +136,6 @@ func (e *Entry) sanitize() {
 	}
 }
 
-// Seal sanitizes e and computes e.Hash from its content (Prev included).
-func (e *Entry) Seal() error {
-	var b bytes.Buffer
-	return e.appendLine(&b)
-}
-
 // Line returns the sealed entry as one line, newline included.
 func (e *Entry) Line() ([]byte, error) {
 	var b bytes.Buffer
