@@ -213,6 +213,8 @@ type Rectified struct {
 	// token of the subject already held the new value; see the top of
 	// this file).
 	Deterministic bool
+	// Subject is the token's subject (for the caller's audit record).
+	Subject string
 }
 
 // Rectify replaces the value behind token (right to rectification). The
@@ -269,7 +271,7 @@ func (v *Vault) Rectify(ctx context.Context, token, value string) (Rectified, er
 	case err != nil:
 		return Rectified{}, fmt.Errorf("storing the rectified record: %w", err)
 	}
-	return Rectified{Deterministic: next.Lookup != nil}, nil
+	return Rectified{Deterministic: next.Lookup != nil, Subject: c.subject}, nil
 }
 
 const (

@@ -45,6 +45,7 @@ func addServeAuthFlags(fs *flag.FlagSet, c *app.AuthConfig) {
 	fs.DurationVar(&c.PolicyPollInterval, "policy-poll", 0, "how often to re-read the policy file when it changes (default 10s; negative: only on SIGHUP) (auth.policy_poll_interval)")
 	fs.Var(apiKeyFlags{&c.APIKeys}, "api-key", "an API key as NAME=sha256:HEX (repeatable; also auth.api_keys and env TOKENVAULT_API_KEYS, comma-separated); make one with \"tokenvault apikey new\"")
 	fs.StringVar(&c.Audit.Path, "audit-log", "", "audit log file (default: tokenvault-audit/audit.jsonl beside the data directory) (auth.audit.path)")
+	fs.BoolVar(&c.Audit.AllowUnverifiedHistory, "audit-allow-unverified", false, "start even if the end of the audit log does not verify against its last signed checkpoint (check it with \"tokenvault audit verify\" first; the acceptance is audited) (auth.audit.allow_unverified_history)")
 	fs.StringVar(&c.Audit.SigningKey, "audit-signing-key", "", "Ed25519 key that signs audit checkpoints, created if missing (default: audit-signing.key beside the keyring) (auth.audit.signing_key)")
 }
 

@@ -195,6 +195,8 @@ func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 			cfg.Auth.Audit.Path = authFlags.Audit.Path
 		case "audit-signing-key":
 			cfg.Auth.Audit.SigningKey = authFlags.Audit.SigningKey
+		case "audit-allow-unverified":
+			cfg.Auth.Audit.AllowUnverifiedHistory = authFlags.Audit.AllowUnverifiedHistory
 		case "pprof-listen":
 			cfg.Profiling.Listen = *pprofListen
 		case "rotation-interval":

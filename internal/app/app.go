@@ -394,7 +394,7 @@ func start(ctx context.Context, cfg Config, store vault.Store, wrapper kek.Wrapp
 	if err != nil {
 		return nil, err
 	}
-	undo = append(undo, func() { sec.audit.Close() })
+	undo = append(undo, func() { sec.close() })
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
@@ -564,7 +564,7 @@ func (a *App) stop() error {
 	if a.http != nil {
 		a.http.Close()
 	}
-	auditErr := a.sec.audit.Close() // after the drain: the last calls are audited
+	auditErr := a.sec.close() // after the drain: the last calls are audited
 	a.vault.Close()
 	closeKEK(a.kek)
 	return errors.Join(a.store.Close(), auditErr)

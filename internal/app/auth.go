@@ -48,6 +48,12 @@ type AuditConfig struct {
 	// least every CheckpointInterval while entries come in (default 1m).
 	CheckpointEvery    int           `yaml:"checkpoint_every"`
 	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// AllowUnverifiedHistory lets the server start on a log whose end it
+	// cannot verify (no valid checkpoint of its key, or more unsigned
+	// entries after the last one than it ever leaves), instead of refusing.
+	// The acceptance is written into the log. Only after checking the log
+	// with `tokenvault audit verify`, and for one start.
+	AllowUnverifiedHistory bool `yaml:"allow_unverified_history"`
 }
 
 // SetDefaults fills unset fields that do not depend on other sections.
@@ -128,7 +134,18 @@ type security struct {
 	tls    *auth.ServerTLS        // nil: plaintext
 	policy *auth.PolicyFileSource // nil: dev mode
 	audit  *audit.Log
+	guard  *grpcserver.Guard
 	log    *slog.Logger
+}
+
+// close flushes the guard's counted refusals into the audit log, then
+// closes it (after the gRPC server has stopped: the last calls are
+// audited).
+func (s *security) close() error {
+	if s.guard != nil {
+		s.guard.Close()
+	}
+	return s.audit.Close()
 }
 
 // openSecurity loads TLS material, the policy and the audit log, and
@@ -171,7 +188,7 @@ func openSecurity(cfg Config, onAuditFailure func()) (*security, []grpc.ServerOp
 	}
 	s.audit, err = audit.Open(audit.Options{Path: cfg.Auth.Audit.Path, SigningKey: key,
 		CheckpointEvery: cfg.Auth.Audit.CheckpointEvery, CheckpointInterval: cfg.Auth.Audit.CheckpointInterval,
-		Logger: log.With("component", "audit"), OnFailure: onAuditFailure})
+		Logger: log.With("component", "audit"), OnFailure: onAuditFailure, AllowUnverified: cfg.Auth.Audit.AllowUnverifiedHistory})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -185,6 +202,7 @@ func openSecurity(cfg Config, onAuditFailure func()) (*security, []grpc.ServerOp
 		s.audit.Close()
 		return nil, nil, err
 	}
+	s.guard = guard
 	return s, append(opts, guard.ServerOptions()...), nil
 }
 

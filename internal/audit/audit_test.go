@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/hkdf"
 	"crypto/hmac"
@@ -58,7 +59,7 @@ func writeLog(t *testing.T, n, every int) (path string, key ed25519.PrivateKey, 
 	key = newKey(t)
 	l := open(t, path, key, every)
 	for i := range n {
-		if err := l.Write(entry(i)); err != nil {
+		if err := l.Write(context.Background(), entry(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -117,7 +118,7 @@ func TestConcurrentWriters(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := l.Write(entry(i)); err != nil {
+			if err := l.Write(context.Background(), entry(i)); err != nil {
 				t.Error(err)
 			}
 		}()
@@ -237,7 +238,7 @@ func TestReopenContinuesChain(t *testing.T) {
 	f.Close()
 	l := open(t, path, key, 100)
 	for i := range 3 {
-		if err := l.Write(entry(i)); err != nil {
+		if err := l.Write(context.Background(), entry(i)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -264,7 +265,7 @@ func TestUnwritable(t *testing.T) {
 		t.Fatalf("healthy before any write: %v", err)
 	}
 	for range 2 {
-		if err := l.Write(entry(1)); !errors.Is(err, audit.ErrUnavailable) {
+		if err := l.Write(context.Background(), entry(1)); !errors.Is(err, audit.ErrUnavailable) {
 			t.Fatalf("write to a full disk: %v", err)
 		}
 	}
@@ -356,9 +357,9 @@ func TestCheckpointInterval(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.Write(entry(1))
+	l.Write(context.Background(), entry(1))
 	now.Add(int64(2 * time.Minute))
-	l.Write(entry(2))
+	l.Write(context.Background(), entry(2))
 	l.Close()
 	data, _ := os.ReadFile(path)
 	var types []string

@@ -1,6 +1,7 @@
 package audit_test
 
 import (
+	"context"
 	"path/filepath"
 	"testing"
 )
@@ -14,7 +15,7 @@ func BenchmarkWrite(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		e := entry(1)
 		for pb.Next() {
-			if err := l.Write(e); err != nil {
+			if err := l.Write(context.Background(), e); err != nil {
 				b.Error(err)
 				return
 			}

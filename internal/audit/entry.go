@@ -42,6 +42,15 @@ import (
 const (
 	TypeCall       = "call"
 	TypeCheckpoint = "checkpoint"
+	// TypeRefusals stands for Count refused calls alike in method,
+	// outcome, caller and peer, counted instead of written one by one when
+	// refusals come faster than the guard audits them individually (a
+	// flood must not be able to fill the disk or starve the audit of
+	// reveals).
+	TypeRefusals = "refusals"
+	// TypeNotice records an event of the log itself (an operator allowed
+	// the server to continue an unverifiable history).
+	TypeNotice = "notice"
 )
 
 // Entry is one audit record. The writer sets Seq, Time, Prev and Hash.
@@ -65,6 +74,13 @@ type Entry struct {
 	Reason       string `json:"reason,omitempty"`
 	Items        []Item `json:"items,omitempty"`
 	ItemsOmitted int    `json:"items_omitted,omitempty"` // items beyond MaxItems
+	// Count: refusals entries only, how many calls the entry stands for;
+	// Since: when the first of them was refused.
+	Count uint64 `json:"count,omitempty"`
+	Since string `json:"since,omitempty"`
+	// Recipients: backups only, the age recipients the backup was
+	// encrypted to (who can read it).
+	Recipients []string `json:"recipients,omitempty"`
 	// Checkpoints only: the signing key's id and the signature.
 	KeyID string `json:"key_id,omitempty"`
 	Sig   string `json:"sig,omitempty"`
@@ -125,8 +141,11 @@ func (e *Entry) appendBody(b *bytes.Buffer) error {
 // doing it first keeps the written line canonical.
 func (e *Entry) sanitize() {
 	for _, p := range []*string{&e.Time, &e.Type, &e.Caller, &e.Auth, &e.Peer, &e.Op, &e.Method,
-		&e.Purpose, &e.Subject, &e.Outcome, &e.Reason, &e.KeyID, &e.Sig, &e.Prev} {
+		&e.Purpose, &e.Subject, &e.Outcome, &e.Reason, &e.Since, &e.KeyID, &e.Sig, &e.Prev} {
 		*p = strings.ToValidUTF8(*p, "\uFFFD")
+	}
+	for i := range e.Recipients {
+		e.Recipients[i] = strings.ToValidUTF8(e.Recipients[i], "\uFFFD")
 	}
 	for i := range e.Items {
 		it := &e.Items[i]

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/base64"
 	"errors"
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -18,6 +20,11 @@ import (
 // was closed). Callers must then refuse the audited operation: there is
 // no unaudited reveal.
 var ErrUnavailable = errors.New("audit log unavailable")
+
+// ErrBusy is returned by WriteAsync when the writer's queue is full: the
+// caller decides what to do with the entry (the guard counts refusals it
+// cannot queue into a summary entry instead of waiting).
+var ErrBusy = errors.New("audit log queue full")
 
 // Options configure a Log.
 type Options struct {
@@ -35,6 +42,11 @@ type Options struct {
 	// OnFailure, if set, is called for every entry that could not be
 	// written (for the audit_write_failures_total metric).
 	OnFailure func()
+	// AllowUnverified lets Open continue a log whose end it cannot verify
+	// (see Log.verifyTail) instead of refusing; a notice entry saying so
+	// is then the first thing written. For an operator who has checked
+	// the log with `tokenvault audit verify` and knows why.
+	AllowUnverified bool
 }
 
 // Log appends entries durably.
@@ -48,6 +60,13 @@ type Options struct {
 // Failure is sticky: after a failed write or sync the file's tail is
 // unknown, so every later Write fails with ErrUnavailable until the server
 // is restarted (which repairs a torn last line, see Open).
+//
+// Locking: no lock is held while a writer waits. The queue (reqs) is never
+// closed; Close closes quit instead, so a send can race with Close but can
+// never panic or block forever: every waiting writer also watches quit or
+// exited. (An earlier version held a mutex across the send while the
+// writer goroutine needed the same mutex to drain the queue: a full queue
+// deadlocked every audited call.)
 type Log struct {
 	opts   Options
 	f      *os.File
@@ -55,11 +74,13 @@ type Log struct {
 	keyID  string
 	log    *slog.Logger
 
-	mu     sync.Mutex // guards closed, failed and sends on reqs
-	closed bool
-	failed error
-	reqs   chan *request
-	exited chan struct{}
+	failed    atomic.Pointer[error] // sticky write failure
+	closed    atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+	reqs      chan *request
+	quit      chan struct{} // closed by Close
+	exited    chan struct{} // closed when the writer goroutine is done
 
 	// Owned by the writer goroutine.
 	buf     bytes.Buffer // a group's lines, reused
@@ -67,11 +88,12 @@ type Log struct {
 	prev    string
 	sinceCP int
 	lastCP  time.Time
+	notice  *Entry // written first after Open, if set (see recover)
 }
 
 type request struct {
 	e    Entry
-	done chan error
+	done chan error // nil: asynchronous, nobody waits
 }
 
 // Open opens (or creates) the log at opts.Path and continues its chain.
@@ -107,17 +129,24 @@ func Open(opts Options) (*Log, error) {
 	}
 	l := &Log{opts: opts, f: f, hasher: hasher, log: opts.Logger,
 		keyID: KeyID(opts.SigningKey.Public().(ed25519.PublicKey)),
-		reqs:  make(chan *request, 256), exited: make(chan struct{}),
+		reqs:  make(chan *request, queueSize), quit: make(chan struct{}), exited: make(chan struct{}),
 		prev: ZeroHash, lastCP: opts.Now()}
 	if err := l.recover(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("audit log %s: %w", opts.Path, err)
 	}
+	if l.notice != nil {
+		// Written (and signed, sinceCP > 0) before any other entry.
+		l.reqs <- &request{e: *l.notice}
+		l.notice = nil
+	}
 	go l.loop()
 	return l, nil
 }
 
-// recover finds the last entry to continue the chain from.
+// recover finds the last entry to continue the chain from, after checking
+// that what the server is about to sign really continues its own signed
+// history (see verifyTail).
 func (l *Log) recover() error {
 	st, err := l.f.Stat()
 	if err != nil {
@@ -159,6 +188,17 @@ func (l *Log) recover() error {
 	if err != nil {
 		return fmt.Errorf("last entry: %w; run tokenvault audit verify", err)
 	}
+	if verr := l.verifyTail(size); verr != nil {
+		if !l.opts.AllowUnverified {
+			return fmt.Errorf("%w; run tokenvault audit verify, and start with --audit-allow-unverified only once you know why (the acceptance is itself audited)", verr)
+		}
+		// The operator accepted a history the server cannot vouch for:
+		// say so in the log itself, inside the chain and under the next
+		// checkpoint, so that no one mistakes it for a verified one.
+		l.log.Warn("audit log: starting on a history that does not verify, as allowed by configuration", "path", l.opts.Path, "err", verr)
+		l.notice = &Entry{Type: TypeNotice, Op: "audit-open", Outcome: "UNVERIFIED",
+			Reason: Clip("started with allow_unverified_history: " + verr.Error())}
+	}
 	l.seq, l.prev = e.Seq, e.Hash
 	if e.Type != TypeCheckpoint {
 		// The server stopped without a closing checkpoint (a crash):
@@ -166,6 +206,134 @@ func (l *Log) recover() error {
 		l.sinceCP = 1
 	}
 	return nil
+}
+
+// ErrUnverifiedHistory is wrapped by Open's error when the end of an
+// existing log is not covered by a valid checkpoint of this log's key.
+var ErrUnverifiedHistory = errors.New("audit log history does not verify")
+
+// maxTailBytes bounds how much of the log Open reads back to find the last
+// checkpoint.
+const maxTailBytes = 64 << 20
+
+// verifyTail checks the end of the log before the server signs anything
+// after it. The next checkpoint signs the chain head, so without this
+// check someone who can write the file while the server is stopped could
+// delete entries, drop the checkpoints, re-chain the rest, and have the
+// server sign the forged history on restart. Required: the lines after the
+// last checkpoint chain to it, there are no more of them than the writer
+// ever leaves unsigned (CheckpointEvery plus one group: a crash between a
+// group and its checkpoint), and the checkpoint's signature is valid under
+// this log's key; a log with no checkpoint at all is refused. Lines before the
+// last checkpoint are protected by its signature; `tokenvault audit
+// verify` checks them all.
+func (l *Log) verifyTail(size int64) error {
+	maxUnsigned := l.opts.CheckpointEvery + maxGroup
+	lines, atStart, err := readTail(l.f, size, maxUnsigned+1, maxTailBytes)
+	if err != nil {
+		return err
+	}
+	entries := make([]Entry, len(lines))
+	for i, ln := range lines {
+		if entries[i], err = ParseLine(ln); err != nil {
+			return fmt.Errorf("%w: %d lines from the end: %w", ErrUnverifiedHistory, len(lines)-i, err)
+		}
+	}
+	first := entries[0]
+	if first.Type == TypeCheckpoint {
+		sig, err := base64.RawStdEncoding.DecodeString(first.Sig)
+		if first.KeyID != l.keyID {
+			return fmt.Errorf("%w: the last checkpoint (seq %d) is signed by key %s, not by this server's key %s", ErrUnverifiedHistory, first.Seq, Clip(first.KeyID), l.keyID)
+		}
+		if err != nil || !ed25519.Verify(l.opts.SigningKey.Public().(ed25519.PublicKey), checkpointMessage(&first), sig) {
+			return fmt.Errorf("%w: the last checkpoint (seq %d) has an invalid signature", ErrUnverifiedHistory, first.Seq)
+		}
+	} else if atStart {
+		// A log only ever lacks a checkpoint if the server crashed before
+		// its first one (within checkpoint_interval of a new log); from the
+		// file alone that cannot be told from checkpoints that were
+		// removed, so the operator decides.
+		return fmt.Errorf("%w: the log has no checkpoint at all (removed, or a crash before the first one)", ErrUnverifiedHistory)
+	} else {
+		return fmt.Errorf("%w: more than %d entries since the last signed checkpoint; the writer never leaves that many unsigned", ErrUnverifiedHistory, maxUnsigned)
+	}
+	unsigned := 0
+	for i := 1; i < len(entries); i++ {
+		e, prev := entries[i], entries[i-1]
+		if e.Seq != prev.Seq+1 || e.Prev != prev.Hash {
+			return fmt.Errorf("%w: entry %d does not chain to the one before", ErrUnverifiedHistory, e.Seq)
+		}
+		if e.Type == TypeCheckpoint {
+			return fmt.Errorf("%w: entry %d: a checkpoint after the last checkpoint", ErrUnverifiedHistory, e.Seq)
+		}
+		unsigned++
+	}
+	if unsigned > maxUnsigned {
+		return fmt.Errorf("%w: %d entries since the last signed checkpoint; the writer never leaves more than %d", ErrUnverifiedHistory, unsigned, maxUnsigned)
+	}
+	return nil
+}
+
+// readTail returns the complete lines at the end of f (whose size is size
+// and whose last byte is a newline), oldest first, going back to the last
+// checkpoint line (included), or to the start of the file (atStart), or
+// until maxLines lines were collected, whichever comes first. It reads
+// backwards in blocks and at most maxBytes in all.
+func readTail(f *os.File, size int64, maxLines int, maxBytes int64) (lines [][]byte, atStart bool, err error) {
+	const block = 64 << 10
+	var rest []byte // the end of a line that starts before pos
+	pos := size
+	var rev [][]byte // lines, newest first
+	for {
+		if size-pos >= maxBytes {
+			return nil, false, fmt.Errorf("%w: no checkpoint in the last %d bytes", ErrUnverifiedHistory, maxBytes)
+		}
+		n := min(pos, block)
+		chunk := make([]byte, n, n+int64(len(rest)))
+		if _, err := f.ReadAt(chunk, pos-n); err != nil && err != io.EOF {
+			return nil, false, err
+		}
+		pos -= n
+		data := append(chunk, rest...)
+		start := 0
+		if pos > 0 {
+			i := bytes.IndexByte(data, '\n')
+			if i < 0 { // one line longer than the data so far
+				rest = data
+				continue
+			}
+			start, rest = i+1, data[:i+1]
+		} else {
+			rest = nil
+		}
+		complete := data[start:]
+		for len(complete) > 0 {
+			body := complete[:len(complete)-1] // without its newline
+			j := bytes.LastIndexByte(body, '\n') + 1
+			ln := complete[j:]
+			complete = complete[:j]
+			rev = append(rev, ln)
+			if isCheckpointLine(ln) || len(rev) >= maxLines {
+				return reverse(rev), false, nil
+			}
+		}
+		if pos == 0 {
+			return reverse(rev), true, nil
+		}
+	}
+}
+
+// isCheckpointLine is a cheap pre-test (the caller parses every line).
+func isCheckpointLine(ln []byte) bool {
+	return bytes.Contains(ln, []byte(`"type":"`+TypeCheckpoint+`"`))
+}
+
+func reverse(rev [][]byte) [][]byte {
+	out := make([][]byte, len(rev))
+	for i, ln := range rev {
+		out[len(rev)-1-i] = ln
+	}
+	return out
 }
 
 // TokenHash is the keyed hash that stands for token in entries.
@@ -176,33 +344,89 @@ func (l *Log) KeyID() string { return l.keyID }
 
 // Healthy reports whether writes can succeed (ErrUnavailable if the log
 // failed or is closed). Callers use it to refuse an audited operation
-// before doing it.
+// before doing it. It takes no lock and never blocks.
 func (l *Log) Healthy() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.healthyLocked()
+	if p := l.failed.Load(); p != nil {
+		return fmt.Errorf("%w: %v", ErrUnavailable, *p)
+	}
+	if l.closed.Load() {
+		return fmt.Errorf("%w: closed", ErrUnavailable)
+	}
+	return nil
 }
 
 // Write appends e (Type "call" unless set) and returns once it is durable,
-// or an error wrapping ErrUnavailable.
-func (l *Log) Write(e Entry) error {
-	if e.Type == "" {
-		e.Type = TypeCall
-	}
+// or an error wrapping ErrUnavailable, or, if ctx ends first, an error
+// wrapping ctx.Err(). A caller that gives up must treat the entry as not
+// written (and so not hand out what it audits); the entry may still be
+// written later, which errs on the side of the record.
+func (l *Log) Write(ctx context.Context, e Entry) error {
 	r := &request{e: e, done: make(chan error, 1)}
-	l.mu.Lock()
-	if err := l.healthyLocked(); err != nil {
-		l.mu.Unlock()
-		l.failure()
+	if err := l.submit(ctx, r); err != nil {
 		return err
 	}
-	l.reqs <- r
-	l.mu.Unlock()
-	err := <-r.done
+	var err error
+	select {
+	case err = <-r.done:
+	case <-ctx.Done():
+		return fmt.Errorf("audit: waiting for the entry to be written: %w", ctx.Err())
+	case <-l.exited:
+		// The writer answers every request it took before exiting; one it
+		// never took stays unanswered.
+		select {
+		case err = <-r.done:
+		default:
+			err = fmt.Errorf("%w: closed", ErrUnavailable)
+		}
+	}
 	if err != nil {
 		l.failure()
 	}
 	return err
+}
+
+// WriteAsync queues e without waiting for it to be durable, and without
+// blocking: ErrBusy if the queue is full, ErrUnavailable if the log failed
+// or is closed. For entries that record a refusal (nothing was revealed or
+// changed, so nothing waits on them); an entry queued before Close is
+// written before Close returns.
+func (l *Log) WriteAsync(e Entry) error {
+	if err := l.Healthy(); err != nil {
+		l.failure()
+		return err
+	}
+	if e.Type == "" {
+		e.Type = TypeCall
+	}
+	select {
+	case l.reqs <- &request{e: e}:
+		return nil
+	case <-l.quit:
+		return fmt.Errorf("%w: closed", ErrUnavailable)
+	default:
+		return ErrBusy
+	}
+}
+
+// submit queues r, waiting for room at most until ctx ends or the log is
+// closed.
+func (l *Log) submit(ctx context.Context, r *request) error {
+	if r.e.Type == "" {
+		r.e.Type = TypeCall
+	}
+	if err := l.Healthy(); err != nil {
+		l.failure()
+		return err
+	}
+	select {
+	case l.reqs <- r:
+		return nil
+	case <-l.quit:
+		l.failure()
+		return fmt.Errorf("%w: closed", ErrUnavailable)
+	case <-ctx.Done():
+		return fmt.Errorf("audit: waiting for room in the queue: %w", ctx.Err())
+	}
 }
 
 func (l *Log) failure() {
@@ -211,27 +435,25 @@ func (l *Log) failure() {
 	}
 }
 
-func (l *Log) healthyLocked() error {
-	switch {
-	case l.failed != nil:
-		return fmt.Errorf("%w: %v", ErrUnavailable, l.failed)
-	case l.closed:
-		return fmt.Errorf("%w: closed", ErrUnavailable)
-	}
-	return nil
+func (l *Log) setFailed(err error) { l.failed.CompareAndSwap(nil, &err) }
+
+// Close writes what is queued and a final checkpoint, and closes the file.
+// Writers still waiting get ErrUnavailable. Calling it again returns the
+// first call's result.
+func (l *Log) Close() error {
+	l.closeOnce.Do(func() {
+		l.closed.Store(true)
+		close(l.quit)
+		<-l.exited
+		l.closeErr = l.f.Close()
+	})
+	return l.closeErr
 }
 
-// Close writes a final checkpoint and closes the file.
-func (l *Log) Close() error {
-	l.mu.Lock()
-	if !l.closed {
-		l.closed = true
-		close(l.reqs)
-	}
-	l.mu.Unlock()
-	<-l.exited
-	return l.f.Close()
-}
+// queueSize is how many entries can wait for the writer; a writer that
+// finds it full waits (Write, bounded by its context) or is told so
+// (WriteAsync).
+const queueSize = 1024
 
 // maxGroup bounds how many entries share one write and fsync.
 const maxGroup = 256
@@ -246,24 +468,21 @@ func (l *Log) loop() {
 	for {
 		var group []*request
 		select {
-		case r, ok := <-l.reqs:
-			if !ok {
-				l.final()
-				return
-			}
-			group = append(group, r)
-		gather:
-			for len(group) < maxGroup {
-				select {
-				case r, ok := <-l.reqs:
-					if !ok {
-						break gather
-					}
-					group = append(group, r)
-				default:
-					break gather
+		case r := <-l.reqs:
+			group = l.gather(append(group, r))
+		case <-l.quit:
+			// Write what was queued before Close, then sign it all.
+			for {
+				group = l.gather(group[:0])
+				if len(group) == 0 {
+					break
 				}
+				l.commit(group)
 			}
+			if l.sinceCP > 0 && l.failed.Load() == nil {
+				l.commit(nil)
+			}
+			return
 		case <-tick.C:
 			if l.sinceCP == 0 || l.opts.Now().Sub(l.lastCP) < l.opts.CheckpointInterval {
 				continue
@@ -273,26 +492,24 @@ func (l *Log) loop() {
 	}
 }
 
-// final signs whatever the last checkpoint does not cover.
-func (l *Log) final() {
-	l.mu.Lock()
-	failed := l.failed
-	l.mu.Unlock()
-	if l.sinceCP > 0 && failed == nil {
-		l.commit(nil)
+// gather adds whatever is queued right now to group, up to maxGroup.
+func (l *Log) gather(group []*request) []*request {
+	for len(group) < maxGroup {
+		select {
+		case r := <-l.reqs:
+			group = append(group, r)
+		default:
+			return group
+		}
 	}
+	return group
 }
 
 // commit writes the group (plus a checkpoint when due) in one write and
 // one fsync, then answers every request.
 func (l *Log) commit(group []*request) {
-	l.mu.Lock()
-	failed := l.failed
-	l.mu.Unlock()
-	if failed != nil {
-		for _, r := range group {
-			r.done <- fmt.Errorf("%w: %v", ErrUnavailable, failed)
-		}
+	if p := l.failed.Load(); p != nil {
+		answer(group, fmt.Errorf("%w: %v", ErrUnavailable, *p))
 		return
 	}
 	buf := &l.buf
@@ -337,12 +554,18 @@ func (l *Log) commit(group []*request) {
 	}
 	if err != nil {
 		l.log.Error("audit log write failed: audited operations are refused until restart", "path", l.opts.Path, "err", err)
-		l.mu.Lock()
-		l.failed = err
-		l.mu.Unlock()
+		l.setFailed(err)
 		err = fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
+	answer(group, err)
+}
+
+// answer tells every waiting writer of the group its result (done has room
+// for one: the writer never blocks here).
+func answer(group []*request, err error) {
 	for _, r := range group {
-		r.done <- err
+		if r.done != nil {
+			r.done <- err
+		}
 	}
 }

@@ -84,7 +84,7 @@ func Verify(r io.Reader, pub ed25519.PublicKey) (Report, error) {
 			rep.Checkpoints++
 			rep.LastCheckpoint = e.Seq
 			rep.Unsigned = 0
-		case TypeCall:
+		case TypeCall, TypeRefusals, TypeNotice:
 			if e.Sig != "" || e.KeyID != "" {
 				return fail("a call entry carries a signature")
 			}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -14,6 +16,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/tokenvault/tokenvault/internal/audit"
@@ -37,7 +40,10 @@ type PolicySource interface{ Current() *auth.Policy }
 
 // Auditor is the audit log as the guard uses it.
 type Auditor interface {
-	Write(audit.Entry) error
+	// Write returns once e is durable (or ctx ends, or the log fails).
+	Write(ctx context.Context, e audit.Entry) error
+	// WriteAsync queues e without waiting (refusals; see refusals.go).
+	WriteAsync(e audit.Entry) error
 	Healthy() error
 	TokenHash(token string) string
 }
@@ -60,8 +66,9 @@ type GuardConfig struct {
 
 // Guard holds the interceptors.
 type Guard struct {
-	cfg GuardConfig
-	log *slog.Logger
+	cfg      GuardConfig
+	log      *slog.Logger
+	refusals *refusals
 }
 
 // NewGuard returns the guard; pass its ServerOptions to NewGRPCServer.
@@ -75,13 +82,63 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 	if cfg.APIKeys == nil {
 		cfg.APIKeys, _ = auth.NewAPIKeys(nil)
 	}
-	return &Guard{cfg: cfg, log: cfg.Logger}, nil
+	return &Guard{cfg: cfg, log: cfg.Logger, refusals: newRefusals(cfg.Audit, cfg.Logger)}, nil
 }
 
-// ServerOptions returns the interceptors (they run after logging and panic
+// Close writes the refusals still counted to the audit log. Call it after
+// the gRPC server stopped and before the audit log is closed.
+func (g *Guard) Close() { g.refusals.Close() }
+
+// ServerOptions returns the tap handle (authentication before a request
+// is read) and the interceptors (they run after logging and panic
 // recovery).
 func (g *Guard) ServerOptions() []grpc.ServerOption {
-	return []grpc.ServerOption{grpc.ChainUnaryInterceptor(g.unary), grpc.ChainStreamInterceptor(g.stream)}
+	return []grpc.ServerOption{grpc.InTapHandle(g.tap),
+		grpc.ChainUnaryInterceptor(g.unary), grpc.ChainStreamInterceptor(g.stream)}
+}
+
+// auditFinishTimeout bounds the wait for the audit entry of a call that
+// has already run. The wait does not follow the caller's context: the
+// operation took effect (an erasure, a rotation) whether or not the caller
+// is still there, so its entry must be written regardless; a reveal whose
+// caller left is withheld either way.
+const auditFinishTimeout = 30 * time.Second
+
+// identityKey carries the identity the tap handle established.
+type identityKey struct{}
+
+// tap runs on the connection's reader, when a call's headers arrive and
+// before its request message is read or decoded: a caller that is not
+// authenticated, or names a method the guard does not know, is refused
+// before it can make the server decode up to MaxMessageBytes. It must not
+// block: its refusals are audited asynchronously (refusals.go).
+func (g *Guard) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
+	method := info.FullMethodName
+	if public(method) {
+		return ctx, nil
+	}
+	spec, known := methods[method]
+	e := audit.Entry{Method: audit.Clip(method), Op: string(spec.op)}
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		e.Peer = p.Addr.String()
+	}
+	if !known {
+		return nil, g.refuseEntry(e, codes.PermissionDenied, errUnknownMethod(method))
+	}
+	id, err := g.authenticate(ctx)
+	if err != nil {
+		return nil, g.refuseEntry(e, codes.Unauthenticated, err)
+	}
+	return context.WithValue(ctx, identityKey{}, id), nil
+}
+
+// errUnknownMethod: every mode fails closed on a method the guard has no
+// entry for, including non-canonical spellings of a known one (gRPC routes
+// "tokenvault.v1.TokenVault/ExportSubject", without the leading slash, to
+// the same handler; the guard's table would miss it and, in dev mode,
+// skip the purpose check and the audit).
+func errUnknownMethod(method string) error {
+	return fmt.Errorf("method %q is not a tokenvault method the guard knows (names are /package.Service/Method); refused", audit.Clip(method))
 }
 
 // auditMode says when a method's calls are written to the audit log
@@ -133,7 +190,7 @@ var methods = map[string]methodSpec{
 	// Data-subject rights (issue 4).
 	pb.TokenVault_ExportSubject_FullMethodName: {op: auth.OpExport, audit: auditAlways,
 		newReq: func() proto.Message { return new(pb.ExportSubjectRequest) }},
-	pb.TokenVault_RectifyToken_FullMethodName:      {op: auth.OpRectify, audit: auditAlways},
+	pb.TokenVault_RectifyToken_FullMethodName:      {op: auth.OpRectify, audit: auditAlways, items: rectifyItems},
 	pb.TokenVault_RestrictSubject_FullMethodName:   {op: auth.OpRestrict, audit: auditAlways},
 	pb.TokenVault_UnrestrictSubject_FullMethodName: {op: auth.OpRestrict, audit: auditAlways},
 	// Backups hold every subject's (sealed) data and the ledger: admin only.
@@ -160,6 +217,7 @@ type call struct {
 	entry  audit.Entry
 	id     auth.Identity
 	req    any
+	note   callNote
 }
 
 func (g *Guard) begin(ctx context.Context, method string, req any) *call {
@@ -175,7 +233,33 @@ func (g *Guard) begin(ctx context.Context, method string, req any) *call {
 	if r, ok := req.(interface{ GetSubjectId() string }); ok {
 		c.entry.Subject = audit.Clip(r.GetSubjectId())
 	}
+	if r, ok := req.(*pb.BackupRequest); ok {
+		// Who can read the backup is the point of auditing it.
+		rs := r.GetRecipients()[:min(len(r.GetRecipients()), audit.MaxItems)]
+		for _, rc := range rs {
+			c.entry.Recipients = append(c.entry.Recipients, audit.Clip(rc))
+		}
+	}
 	return c
+}
+
+// callNote is what a handler learns during a call that its audit entry
+// must record but the request does not say (the subject behind a
+// rectified token). The guard puts one in the call's context.
+type callNote struct {
+	mu      sync.Mutex
+	subject string
+}
+
+type callNoteKey struct{}
+
+// noteSubject records the call's subject for its audit entry.
+func noteSubject(ctx context.Context, subject string) {
+	if n, ok := ctx.Value(callNoteKey{}).(*callNote); ok {
+		n.mu.Lock()
+		n.subject = subject
+		n.mu.Unlock()
+	}
 }
 
 func (g *Guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
@@ -187,6 +271,7 @@ func (g *Guard) unary(ctx context.Context, req any, info *grpc.UnaryServerInfo, 
 	if err != nil {
 		return nil, err
 	}
+	ctx = context.WithValue(ctx, callNoteKey{}, &c.note)
 	resp, err := h(ctx, req)
 	if err := g.finish(c, req, resp, err); err != nil {
 		return nil, err
@@ -214,12 +299,14 @@ func (g *Guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInf
 	if err != nil {
 		return err
 	}
-	if c.spec.op.Reveal() {
-		// A stream reveals as it goes, so the reveal is audited before the
-		// first value leaves: no unaudited reveal even if the stream dies.
-		c.entry.Outcome = "STARTED"
-		if err := g.cfg.Audit.Write(c.entry); err != nil {
-			return status.Error(codes.Unavailable, "audit log unavailable; nothing was revealed")
+	if c.spec.audit == auditAlways {
+		// A stream sends as it goes (values, a backup, the ledger, rewrap
+		// progress), so it is audited before the first message leaves:
+		// nothing leaves unaudited even if the stream dies.
+		started := c.entry
+		started.Outcome = "STARTED"
+		if err := g.cfg.Audit.Write(ctx, started); err != nil {
+			return status.Error(codes.Unavailable, "audit log unavailable; nothing was sent")
 		}
 	}
 	err = h(srv, &guardedStream{ServerStream: ss, ctx: ctx})
@@ -259,9 +346,17 @@ func (s *guardedStream) Context() context.Context { return s.ctx }
 // admit authenticates and authorizes the call. A refused call is audited
 // and answered with the status admit returns.
 func (g *Guard) admit(ctx context.Context, c *call, req any) (context.Context, error) {
-	id, err := g.authenticate(ctx)
-	if err != nil {
-		return nil, g.refuse(c, codes.Unauthenticated, err)
+	if !c.known {
+		// The tap refuses these first; this covers a server built without
+		// the tap handle.
+		return nil, g.refuse(c, codes.PermissionDenied, errUnknownMethod(c.method))
+	}
+	id, ok := ctx.Value(identityKey{}).(auth.Identity)
+	if !ok {
+		var err error
+		if id, err = g.authenticate(ctx); err != nil {
+			return nil, g.refuse(c, codes.Unauthenticated, err)
+		}
 	}
 	c.id = id
 	c.entry.Caller, c.entry.Auth = id.String(), string(id.Method)
@@ -276,9 +371,6 @@ func (g *Guard) admit(ctx context.Context, c *call, req any) (context.Context, e
 		if pol == nil {
 			// Cannot happen with a loaded source; fail closed if it does.
 			return nil, g.refuse(c, codes.PermissionDenied, errors.New("no policy in force"))
-		}
-		if !c.known {
-			return nil, g.refuse(c, codes.PermissionDenied, fmt.Errorf("method %s is not covered by the policy", c.method))
 		}
 		// Handlers can check what they learn later (auth.AccessFrom).
 		ctx = auth.WithAccess(ctx, auth.NewAccess(id, pol))
@@ -320,8 +412,6 @@ func (g *Guard) admit(ctx context.Context, c *call, req any) (context.Context, e
 
 // refuse audits and logs a refused call and returns its status.
 func (g *Guard) refuse(c *call, code codes.Code, err error) error {
-	msg := err.Error()
-	c.entry.Outcome, c.entry.Reason = code.String(), audit.Clip(msg)
 	if c.spec.items != nil && c.req != nil {
 		// Which tokens someone tried to see is evidence too.
 		items := c.spec.items(g.cfg.Audit, c.req, nil)
@@ -331,10 +421,15 @@ func (g *Guard) refuse(c *call, code codes.Code, err error) error {
 		}
 		c.entry.Items = items
 	}
-	g.log.Warn("call refused", "method", c.method, "caller", c.entry.Caller, "peer", c.entry.Peer, "code", code.String(), "reason", msg)
-	if werr := g.cfg.Audit.Write(c.entry); werr != nil {
-		g.log.Error("could not audit a refused call", "method", c.method, "err", werr)
-	}
+	return g.refuseEntry(c.entry, code, err)
+}
+
+// refuseEntry audits (without waiting, see refusals.go) and logs a refused
+// call and returns its status.
+func (g *Guard) refuseEntry(e audit.Entry, code codes.Code, err error) error {
+	msg := err.Error()
+	e.Outcome, e.Reason = code.String(), audit.Clip(msg)
+	g.refusals.add(e)
 	return status.Error(code, msg)
 }
 
@@ -354,12 +449,19 @@ func (g *Guard) finish(c *call, req, resp any, callErr error) error {
 		}
 	}
 	c.entry.Outcome = status.Code(callErr).String()
+	c.note.mu.Lock()
+	if c.note.subject != "" && c.entry.Subject == "" {
+		c.entry.Subject = audit.Clip(c.note.subject)
+	}
+	c.note.mu.Unlock()
 	if len(items) > audit.MaxItems {
 		c.entry.ItemsOmitted = len(items) - audit.MaxItems
 		items = items[:audit.MaxItems]
 	}
 	c.entry.Items = items
-	if err := g.cfg.Audit.Write(c.entry); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), auditFinishTimeout)
+	defer cancel()
+	if err := g.cfg.Audit.Write(ctx, c.entry); err != nil {
 		g.log.Error("audit log write failed; withholding the call's result", "method", c.method, "caller", c.entry.Caller, "err", err)
 		if c.spec.op.Reveal() {
 			return status.Error(codes.Unavailable, "audit log unavailable; nothing was revealed")
@@ -462,6 +564,19 @@ func tokenItems(h Auditor, req, resp any) []audit.Item {
 		}
 	}
 	return items
+}
+
+// rectifyItems names the rectified token (its keyed hash).
+func rectifyItems(h Auditor, req, resp any) []audit.Item {
+	r, _ := req.(*pb.RectifyTokenRequest)
+	if r == nil {
+		return nil
+	}
+	it := audit.Item{Token: h.TokenHash(r.GetToken()), Outcome: "not_attempted"}
+	if resp != nil {
+		it.Outcome = codes.OK.String()
+	}
+	return []audit.Item{it}
 }
 
 // blobItems describes Decrypt items: subject (when decrypted), context

@@ -55,6 +55,7 @@ func (s *Server) RectifyToken(ctx context.Context, req *pb.RectifyTokenRequest) 
 	if err != nil {
 		return nil, s.toStatus("RectifyToken", err)
 	}
+	noteSubject(ctx, r.Subject)
 	return &pb.RectifyTokenResponse{Deterministic: r.Deterministic}, nil
 }
 

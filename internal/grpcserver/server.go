@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
@@ -51,6 +52,22 @@ func New(v *vault.Vault, log *slog.Logger) *Server {
 	return &Server{v: v, log: log}
 }
 
+// Limits per client connection (see NewGRPCServer).
+const (
+	// MaxConcurrentStreams: calls in flight on one connection; more wait
+	// in the client until one finishes (HTTP/2 flow control).
+	MaxConcurrentStreams = 1000
+	// keepaliveMinTime: the fastest a client may ping (grpc-go clients
+	// default to no pings; 10s or more is the norm).
+	keepaliveMinTime = 5 * time.Second
+	// maxConnectionIdle closes connections without calls for this long.
+	maxConnectionIdle = 15 * time.Minute
+	// The server pings an idle-looking connection every keepaliveTime and
+	// drops it if no answer comes within keepaliveTimeout (dead peers).
+	keepaliveTime    = 2 * time.Minute
+	keepaliveTimeout = 20 * time.Second
+)
+
 // streamWorkers is the number of reused handler goroutines: enough for the
 // calls in flight of a busy server (tvbench's default is 64).
 const streamWorkers = 256
@@ -69,6 +86,13 @@ func NewGRPCServer(s *Server, admin *Admin, extra ...grpc.ServerOption) (*grpc.S
 		// there must be as many workers as calls in flight, not as CPUs;
 		// an idle worker costs only its stack.
 		grpc.NumStreamWorkers(streamWorkers),
+		// Bound what one client connection can hold open: calls in
+		// flight (gRPC's default is unlimited), and pings (a client may
+		// not ping more often than keepaliveMinTime; one that does is
+		// disconnected, so pings cannot be used to keep the server busy).
+		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinTime, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: maxConnectionIdle, Time: keepaliveTime, Timeout: keepaliveTimeout}),
 		grpc.ChainUnaryInterceptor(s.logUnary, s.recoverUnary),
 		grpc.ChainStreamInterceptor(s.logStream, s.recoverStream),
 	}, extra...)
