@@ -71,4 +71,7 @@ func tokenCNID(v string, o Options, g *rng) string {
 	return string(b)
 }
 
-func maskCNID(v string) string { return maskEnds(v, 0, 4) }
+// maskCNID shows the province only, which the token keeps too. The last 4
+// (sequence and check character) would show the sex-parity digit that the
+// token hides, and the check character is a function of the hidden digits.
+func maskCNID(v string) string { return maskEnds(v, 2, 0) }
