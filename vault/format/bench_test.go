@@ -42,3 +42,17 @@ func BenchmarkNormalize(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkTokenSpace(b *testing.B) {
+	vs := benchValues()
+	vs[format.IBAN] = "MT84MALT011000012345MTLCAST001S" // the longest BBAN of the generators
+	for _, k := range format.Kinds() {
+		b.Run(k.String(), func(b *testing.B) {
+			for b.Loop() {
+				if _, err := format.TokenSpace(k, vs[k], format.Options{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

@@ -54,14 +54,20 @@ func validDate(d string) bool {
 	return t.Month() == m && t.Day() == day // time.Date normalises Feb 30 to Mar 2
 }
 
+var cnFirstDay = time.Date(cnMinYear, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// cnDays returns the number of birth dates a token can have: every day from
+// cnFirstDay to the end of this year, the range Normalize accepts.
+func cnDays() int {
+	end := time.Date(time.Now().UTC().Year()+1, 1, 1, 0, 0, 0, 0, time.UTC)
+	return int(end.Sub(cnFirstDay).Hours() / 24)
+}
+
 func tokenCNID(v string, o Options, g *rng) string {
 	b := make([]byte, 18)
 	copy(b, v[:2]) // province only: see the package doc
 	g.digits(b[2:6])
-	first := time.Date(cnMinYear, 1, 1, 0, 0, 0, 0, time.UTC)
-	end := time.Date(time.Now().UTC().Year()+1, 1, 1, 0, 0, 0, 0, time.UTC)
-	days := int(end.Sub(first).Hours() / 24)
-	first.AddDate(0, 0, g.intn(days)).AppendFormat(b[:6], "20060102")
+	cnFirstDay.AddDate(0, 0, g.intn(cnDays())).AppendFormat(b[:6], "20060102")
 	g.digits(b[14:17])
 	c := cnCheck(b)
 	if !o.ChecksumValid {
@@ -71,4 +77,7 @@ func tokenCNID(v string, o Options, g *rng) string {
 	return string(b)
 }
 
-func maskCNID(v string) string { return maskEnds(v, 0, 4) }
+// maskCNID shows the province only, which the token keeps too. The last 4
+// (sequence and check character) would show the sex-parity digit that the
+// token hides, and the check character is a function of the hidden digits.
+func maskCNID(v string) string { return maskEnds(v, 2, 0) }

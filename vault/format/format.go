@@ -20,6 +20,10 @@
 //   - [Mask] renders a value for display, showing at most what the kind's
 //     policy allows.
 //
+// [TokenSpace] counts the tokens Token can return for a value, so that a
+// caller can see how small a kind's token space gets (see "Token spaces"
+// below).
+//
 // Tokens are random, not computed from the value (there is no
 // format-preserving cipher here): a token reveals nothing beyond its kept
 // parts, and the value can only be recovered from the vault. The flip side is
@@ -28,6 +32,14 @@
 // (crypto/rand.Reader in production), and every random digit or letter is
 // drawn with rejection sampling so that it is exactly uniform (a plain
 // "byte % 10" would favour 0-5). A token never equals its value.
+//
+// A token keeps, and a mask shows, exactly the parts its kind lists below.
+// Every other letter and numeral is replaced, and numerals are all of
+// Unicode category N (decimal digits of every script, letter numerals such
+// as Ⅳ, other numerals such as ½, ² and ⑦), not just 0-9: in tokens they
+// become random ASCII digits, in masks '*'. The kinds that keep digits (pan,
+// ssn, cn-resident-id, phone, iban, bank-account, e-mail domains) accept only
+// ASCII digits.
 //
 // Random tokens of kinds without a checksum can coincide with somebody's real
 // value: a phone token may ring a real phone and an e-mail token keeps the real
@@ -84,7 +96,10 @@
 // a person, the birth date is personal data in itself, and the sequence's
 // parity encodes sex. The rest is a random region, a random real date in the
 // accepted range and a random sequence; the check character is wrong by
-// default and right with ChecksumValid. Mask: last 4 only.
+// default and right with ChecksumValid. Mask: the province, then 16 '*'; the
+// mask shows no more than the token, because the last 4 would show the
+// sequence (and its sex parity) and a check character computed from the
+// hidden digits.
 //
 // national-id (other countries' identifiers): ASCII letters, digits and the
 // separators space, '-', '/' and '.'; at most 64 characters with at least 4
@@ -93,7 +108,8 @@
 // documents (ICAO 9303) are ASCII. Letters are upper-cased. There is no common
 // structure to keep, so the token keeps only the layout: each digit becomes a
 // random digit, each letter a random letter, separators stay. Mask: every
-// letter and digit except the last 2 becomes '*'.
+// letter and digit except the last 2 becomes '*' (the mask shows those 2,
+// which the token does not keep).
 //
 // phone: E.164. The value starts with '+' or the international prefix "00";
 // spaces, dashes, dots and parentheses are removed, as is the "(0)" trunk
@@ -119,7 +135,8 @@
 // characters, or with fewer than 4 randomised characters, are replaced by 8
 // random [a-z0-9] characters instead, because short local parts are common
 // and a 2-character local part has too few tokens per domain. Mask: first
-// character of the local part, "***@", domain.
+// character of the local part (which the token does not keep), "***@",
+// domain.
 //
 // iban: ISO 13616. Spaces are removed and letters upper-cased; a 2-letter
 // country code, 2 check digits and an alphanumeric BBAN, 15-34 characters in
@@ -130,24 +147,27 @@
 // are 00, 01 or 99, which ISO 13616 never produces (it yields 02-98), never
 // the one that would still satisfy MOD 97 for that BBAN, so a token fails
 // both range and MOD 97 checks; with ChecksumValid they are correct. Mask:
-// country code, '*' for check digits and BBAN, last 4.
+// country code, '*' for check digits and BBAN, last 4 (which the token does
+// not keep).
 //
 // bank-account (domestic account numbers): 6-34 digits after removing spaces
 // and dashes. The token keeps the last 4 digits (what statements and
 // customers use to recognise an account); the rest is random. Short accounts
-// therefore have small token spaces (100 tokens for 6 digits). Mask: '*' then
+// therefore have small token spaces (99 tokens for 6 digits). Mask: '*' then
 // last 4.
 //
 // address: free text of at most 1024 bytes with at least 4 letters or
-// digits; lines are separated by LF. The token keeps the layout (lines,
-// spacing, punctuation) so that it fits address forms and labels; every letter
-// becomes a random ASCII letter of the same case, every digit a random digit,
-// and the combining marks following them are dropped so that they do not
-// decorate the random letters with the original diacritics. House numbers and postal codes are randomised like everything else
-// because they identify a household, and the country is not kept because
-// free text cannot be parsed reliably; callers that route by country keep it
-// in a separate, non-sensitive field. Mask: every letter and digit becomes
-// '*'.
+// numerals; lines are separated by LF. The token keeps the layout (lines,
+// spacing, punctuation, symbols) so that it fits address forms and labels;
+// every letter becomes a random ASCII letter of the same case, every numeral
+// (½ and Ⅳ included) a random ASCII digit, and the combining marks and
+// joiners following them are dropped so that they do not decorate the
+// random letters with the original diacritics. House numbers and postal
+// codes are randomised like everything else because they identify a
+// household, and the country is not kept because free text cannot be parsed
+// reliably; callers that route by country keep it in a separate,
+// non-sensitive field. Mask: every letter and numeral becomes '*' (marks and
+// joiners following them are dropped).
 //
 // name: letters of any script with their combining marks, spaces,
 // apostrophes (' and U+2019), hyphens and periods, and the zero-width
@@ -155,25 +175,37 @@
 // least one letter; runs of whitespace collapse to one space. The token keeps
 // word lengths and punctuation, replacing each letter with a random ASCII
 // letter of the same case (marks and joiners following a letter dropped, as
-// for addresses). Names with fewer than 6
-// letters get random lowercase letters appended after the last letter until
-// there are 6, because short names such as "Li" would otherwise have only a
-// few hundred tokens. Mask: first letter of each word of 2 or more letters,
-// '*' for the other letters, punctuation kept ("J*** S****"); single-letter
-// words are fully masked so that initials-only names are not shown in full.
+// for addresses). Names with fewer than 6 letters get random lowercase
+// letters appended after the last letter until there are 6, because short
+// names such as "Li" would otherwise have only a few hundred tokens. Names
+// contain no numerals. Mask: first letter of each word of 2 or more letters
+// (which the token does not keep), '*' for the other letters, punctuation
+// kept ("J*** S****"); single-letter words are fully masked so that
+// initials-only names are not shown in full.
 //
 // generic: any text satisfying the common rules, with at least 4 letters or
-// digits so that the token space is not trivially small. The token has the
-// same number of runes: ASCII lower and upper case letters stay in their case,
-// other letters become random ASCII letters of the same case, digits become
-// random digits, and everything else is kept. Mask: every letter and digit
-// becomes '*'.
+// numerals so that the token space is not trivially small. The token has the
+// same number of runes: every letter becomes a random ASCII letter of the
+// same case, every numeral (Unicode category N: 7, ٣, Ⅳ, ½, ², ⑦) a random
+// ASCII digit, and everything else (spaces, punctuation, symbols, marks) is
+// kept. Mask: every letter and numeral becomes '*'.
+//
+// # Token spaces
+//
+// A token keeps some parts of its value and draws the rest, so all values
+// with the same kept parts and layout draw from one set of strings, and a
+// token never equals its value. [TokenSpace] returns how many tokens a value
+// can get; FORMATS.md gives the formula for every kind. Some spaces are
+// small: a 6-digit bank account has 99 tokens, and the 100 strings ending in
+// its last 4 digits are shared by every such account. The vault keeps tokens
+// unique and reports a space it cannot find a free token in as exhausted.
 package format
 
 import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"strconv"
 	"strings"
 	"unicode"
@@ -288,26 +320,28 @@ type Options struct {
 // the common rules (trimmed, non-empty, valid UTF-8, no control characters)
 // and checks the structure; check, if set, verifies the check digit
 // separately so that Mask can accept tokens whose check is deliberately
-// wrong. token gets a canonical value.
+// wrong. token gets a canonical value; space counts what token can return
+// for it (see TokenSpace).
 type spec struct {
 	normalize func(s string) (string, error)
 	check     func(v string) error
 	token     func(v string, o Options, g *rng) string
 	mask      func(v string) string
+	space     func(v string, o Options) *big.Int
 }
 
 var specs = [...]spec{
-	PAN:          {normalize: normPAN, token: tokenPAN, mask: maskPAN},
-	SSN:          {normalize: normSSN, token: tokenSSN, mask: maskSSN},
-	CNResidentID: {normalize: normCNID, check: checkCNID, token: tokenCNID, mask: maskCNID},
-	NationalID:   {normalize: normNationalID, token: tokenGeneric, mask: maskNationalID},
-	Phone:        {normalize: normPhone, token: tokenPhone, mask: maskPhone},
-	Email:        {normalize: normEmail, token: tokenEmail, mask: maskEmail},
-	IBAN:         {normalize: normIBAN, check: checkIBAN, token: tokenIBAN, mask: maskIBAN},
-	BankAccount:  {normalize: normBankAccount, token: tokenBankAccount, mask: maskBankAccount},
-	Address:      {normalize: normAddress, token: tokenAddress, mask: maskAddress},
-	Name:         {normalize: normName, token: tokenName, mask: maskName},
-	Generic:      {normalize: normGeneric, token: tokenGeneric, mask: maskGeneric},
+	PAN:          {normalize: normPAN, token: tokenPAN, mask: maskPAN, space: spacePAN},
+	SSN:          {normalize: normSSN, token: tokenSSN, mask: maskSSN, space: spaceSSN},
+	CNResidentID: {normalize: normCNID, check: checkCNID, token: tokenCNID, mask: maskCNID, space: spaceCNID},
+	NationalID:   {normalize: normNationalID, token: tokenGeneric, mask: maskNationalID, space: spaceText(false)},
+	Phone:        {normalize: normPhone, token: tokenPhone, mask: maskPhone, space: spacePhone},
+	Email:        {normalize: normEmail, token: tokenEmail, mask: maskEmail, space: spaceEmail},
+	IBAN:         {normalize: normIBAN, check: checkIBAN, token: tokenIBAN, mask: maskIBAN, space: spaceIBAN},
+	BankAccount:  {normalize: normBankAccount, token: tokenBankAccount, mask: maskBankAccount, space: spaceBankAccount},
+	Address:      {normalize: normAddress, token: tokenAddress, mask: maskAddress, space: spaceText(true)},
+	Name:         {normalize: normName, token: tokenName, mask: maskName, space: spaceName},
+	Generic:      {normalize: normGeneric, token: tokenGeneric, mask: maskGeneric, space: spaceText(false)},
 }
 
 // Normalize validates value for kind and returns its canonical form (the

@@ -315,8 +315,10 @@ func TestMask(t *testing.T) {
 		{format.PAN, "6011000000000000004", "601100*********0004"},
 		{format.PAN, "4111 1111 1111 1111", "411111******1111"}, // normalised first
 		{format.SSN, "123-45-6789", "***-**-6789"},
-		{format.CNResidentID, "11010519491231002X", "**************002X"},
-		{format.CNResidentID, "110105194912310021", "**************0021"}, // token-like: check not verified
+		// Province only: the last 4 would show the sex-parity digit and the
+		// check character, which the token hides.
+		{format.CNResidentID, "11010519491231002X", "11****************"},
+		{format.CNResidentID, "110105194912310021", "11****************"}, // token-like: check not verified
 		{format.NationalID, "AB 123456 C", "** *****6 C"},
 		{format.NationalID, "1234", "**34"},
 		{format.Phone, "+8613800138034", "+86*********34"},
@@ -336,6 +338,7 @@ func TestMask(t *testing.T) {
 		{format.Name, "Li", "L*"},
 		{format.Generic, "Order #12345", "***** #*****"},
 		{format.Generic, "Zoë 1", "*** *"},
+		{format.Generic, "Zoë ½", "*** *"}, // every numeral is starred, not only 0-9
 		{format.PAN, "not a card", "********"},
 		{format.IBAN, "DE8937040044053201300", "********"},
 	}

@@ -18,6 +18,8 @@ func FuzzNormalize(f *testing.F) {
 			f.Add(uint8(c.kind), c.in)
 		}
 	}
+	f.Add(uint8(format.Generic), "Floor ² room ⑦ Ⅳ")
+	f.Add(uint8(format.Address), "Flat ½\n10 Downing St")
 	f.Fuzz(func(t *testing.T, kind uint8, s string) {
 		k := format.Kind(kind % uint8(format.Generic+2)) // include the invalid 0 and Generic+1
 		c, err := format.Normalize(k, s)
@@ -53,9 +55,20 @@ func FuzzNormalize(f *testing.F) {
 			if tok == c || !format.LooksLikeToken(tok) {
 				t.Fatalf("Token(%q) = %q", c, tok)
 			}
+			// No kind keeps a non-ASCII numeral (the kinds that keep digits
+			// accept only 0-9).
+			if r := nonASCIINumeral(tok); r != 0 {
+				t.Fatalf("Token(%q) = %q keeps the numeral %q", c, tok, r)
+			}
+			if n, err := format.TokenSpace(k, c, opts); err != nil || n.Sign() <= 0 {
+				t.Fatalf("TokenSpace(%q) = %v, %v", c, n, err)
+			}
 			format.Mask(k, tok)
 		}
 		m := format.Mask(k, c)
+		if r := nonASCIINumeral(m); r != 0 {
+			t.Fatalf("Mask(%q) = %q keeps the numeral %q", c, m, r)
+		}
 		// An e-mail whose local part is literally "x***" masks to itself
 		// without revealing anything the mask format does not show anyway.
 		isStarEmail := k == format.Email && strings.HasPrefix(c[1:], "***@")

@@ -11,20 +11,24 @@ const (
 	nationalIDMaxBytes = 64
 	addressMaxBytes    = 1024
 	nameMaxBytes       = 256
-	// minRandom is the least number of letters and digits a free-form value
-	// must have, so that its token space is at least 10^4.
+	// minRandom is the least number of letters and numerals a free-form
+	// value must have, so that its token space is at least 10^4.
 	minRandom = 4
 	// nameMinLetters is the least number of letters in a name token.
 	nameMinLetters = 6
 )
 
-func isAlnum(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }
+// isAlnum reports letters and numerals. Numerals are all of Unicode
+// category N, not just the decimal digits (Nd): the letter numerals (Nl:
+// Ⅳ, 〇) and other numerals (No: ½, ², ⑦) carry numbers as well, and a
+// house number written "½" or "Ⅳ" must not survive in a token or mask.
+func isAlnum(r rune) bool { return unicode.IsLetter(r) || unicode.IsNumber(r) }
 
 // isJoiner reports ZWNJ and ZWJ, which Persian and Indic names need.
 func isJoiner(r rune) bool { return r == '\u200c' || r == '\u200d' }
 
 // isDropped reports what tokens and masks of addresses and names drop when
-// it follows a letter or digit: marks and joiners belong to the letter they
+// it follows a letter or numeral: marks and joiners belong to the letter they
 // follow, so on a random letter they would leak the original diacritics.
 // Marks that follow nothing alphanumeric are kept: dropping them could leave
 // whitespace at the end of the token.
@@ -40,9 +44,9 @@ func countAlnum(s string) int {
 	return n
 }
 
-// mapAlnum passes every letter and digit of s through f and keeps everything
-// else, except that with drop set the marks and joiners following a letter
-// or digit are removed.
+// mapAlnum passes every letter and numeral of s through f and keeps
+// everything else, except that with drop set the marks and joiners following
+// a letter or numeral are removed.
 func mapAlnum(s string, drop bool, f func(rune) rune) string {
 	var b strings.Builder
 	b.Grow(len(s))
@@ -62,8 +66,8 @@ func mapAlnum(s string, drop bool, f func(rune) rune) string {
 }
 
 // scramble replaces every letter with a random ASCII letter of the same case
-// (unicode.IsUpper; caseless letters count as lower) and every digit with a
-// random ASCII digit.
+// (unicode.IsUpper; caseless letters count as lower) and every numeral (see
+// isAlnum) with a random ASCII digit.
 func scramble(s string, g *rng, drop bool) string {
 	return mapAlnum(s, drop, func(r rune) rune {
 		switch {
@@ -76,7 +80,7 @@ func scramble(s string, g *rng, drop bool) string {
 	})
 }
 
-// maskText stars every letter and digit but the last keep of them.
+// maskText stars every letter and numeral but the last keep of them.
 func maskText(s string, keep int, drop bool) string {
 	hide := countAlnum(s) - keep
 	return mapAlnum(s, drop, func(r rune) rune {
