@@ -84,6 +84,9 @@ func (v *Vault) decryptOne(ctx context.Context, field string, it DecryptItem) De
 	if err := checkText(field+".context", it.Context); err != nil {
 		return Decrypted{Err: err}
 	}
+	if !contextAllowed(ctx, it.Context) {
+		return Decrypted{Err: deniedContext(field + ".context")}
+	}
 	bl, err := envelope.Parse(it.Blob)
 	if err != nil {
 		return Decrypted{Err: invalid(field+".blob", "%v", err)}

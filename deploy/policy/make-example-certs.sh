@@ -22,7 +22,7 @@ cert() {
 	rm "$1.csr" "$1.ext"
 }
 cert server "DNS:localhost,IP:127.0.0.1" serverAuth
-for sa in orders payments support-ui; do
+for sa in orders payments fulfilment support-ui; do
 	cert "$sa" "URI:spiffe://example.org/ns/shop/sa/$sa" clientAuth
 done
 cert key-admin "URI:spiffe://example.org/ns/ops/sa/key-admin" clientAuth

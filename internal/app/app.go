@@ -59,6 +59,8 @@ type Config struct {
 	Rights RightsConfig `yaml:"rights"`
 	// Profiling serves pprof on a loopback address (off by default).
 	Profiling ProfilingConfig `yaml:"profiling"`
+	// Limits: per-identity tokenize rates under a policy (limits.go).
+	Limits LimitsConfig `yaml:"limits"`
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -169,6 +171,7 @@ func (c *Config) SetDefaults() {
 	}
 	c.Auth.SetDefaults()
 	c.Auth.setPathDefaults(c.DataDir, c.KEK.Keyring.Path)
+	c.Limits.SetDefaults()
 }
 
 // Validate reports every problem at once, each naming its config key.
@@ -190,6 +193,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Profiling.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Limits.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	switch c.KEK.Provider {

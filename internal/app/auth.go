@@ -196,6 +196,10 @@ func openSecurity(cfg Config, onAuditFailure func()) (*security, []grpc.ServerOp
 	gcfg := grpcserver.GuardConfig{APIKeys: keys, Audit: s.audit, Logger: log}
 	if s.policy != nil {
 		gcfg.Policy = s.policy
+		if gcfg.Limiter, err = grpcserver.NewLimiter(cfg.Limits.grpcLimits()); err != nil {
+			s.audit.Close()
+			return nil, nil, fmt.Errorf("limits: %w", err)
+		}
 	}
 	guard, err := grpcserver.NewGuard(gcfg)
 	if err != nil {

@@ -5,7 +5,7 @@
 // sent as "authorization: Bearer <key>" and checked against SHA-256 hashes
 // kept in the configuration ([APIKeys]). A [Policy] (a YAML file, see
 // [ParsePolicy]) maps identities to roles and roles to permissions:
-// operation × token kind × purpose.
+// operation × token kind (or blob context) × purpose.
 //
 // The package knows nothing of gRPC; internal/grpcserver extracts the
 // certificate and the bearer key from a call and asks this package.
@@ -27,20 +27,26 @@ type Operation string
 // Operations. Reveal operations (detokenize, decrypt, export) hand out
 // values and always need a purpose.
 const (
-	OpTokenize   Operation = "tokenize"
-	OpDetokenize Operation = "detokenize"
-	OpMask       Operation = "mask"
-	OpEncrypt    Operation = "encrypt"
-	OpDecrypt    Operation = "decrypt"
-	OpErase      Operation = "erase"
-	OpExport     Operation = "export"
-	OpRestrict   Operation = "restrict"
-	OpRectify    Operation = "rectify"
-	OpAdmin      Operation = "admin" // the KeyAdmin service (KEK rotation)
+	OpTokenize Operation = "tokenize"
+	// OpTokenizeDeterministic is tokenize in deterministic mode, a
+	// permission of its own: handing back the existing token for a
+	// (subject, kind, value) lets a caller that holds a token test guesses
+	// of its value, which for low-entropy kinds (an SSN, a PAN whose first
+	// 6 and last 4 digits are known) is as good as detokenize.
+	OpTokenizeDeterministic Operation = "tokenize-deterministic"
+	OpDetokenize            Operation = "detokenize"
+	OpMask                  Operation = "mask"
+	OpEncrypt               Operation = "encrypt"
+	OpDecrypt               Operation = "decrypt"
+	OpErase                 Operation = "erase"
+	OpExport                Operation = "export"
+	OpRestrict              Operation = "restrict"
+	OpRectify               Operation = "rectify"
+	OpAdmin                 Operation = "admin" // the KeyAdmin service (KEK rotation)
 )
 
 // Operations lists every operation, in a stable order.
-var Operations = []Operation{OpTokenize, OpDetokenize, OpMask, OpEncrypt, OpDecrypt,
+var Operations = []Operation{OpTokenize, OpTokenizeDeterministic, OpDetokenize, OpMask, OpEncrypt, OpDecrypt,
 	OpErase, OpExport, OpRestrict, OpRectify, OpAdmin}
 
 // Valid reports whether o is a known operation.
@@ -55,8 +61,12 @@ func (o Operation) Reveal() bool {
 // KindScoped reports whether permissions for o may name token kinds: the
 // operations that act on tokens of one kind each.
 func (o Operation) KindScoped() bool {
-	return o == OpTokenize || o == OpDetokenize || o == OpMask
+	return o == OpTokenize || o == OpTokenizeDeterministic || o == OpDetokenize || o == OpMask
 }
+
+// ContextScoped reports whether permissions for o may name blob contexts:
+// encrypt and decrypt, whose items each carry one.
+func (o Operation) ContextScoped() bool { return o == OpEncrypt || o == OpDecrypt }
 
 // Sentinels. Errors from this package wrap one of them; their text names
 // the identity and the operation but never a key, a token or a value.

@@ -16,6 +16,8 @@ func FuzzParsePolicy(f *testing.F) {
 	}
 	f.Add([]byte("version: 1\nroles:\n  r:\n    - operations: [detokenize]\n      kinds: [\"*\"]\n      purposes: [\"*\"]\nidentities:\n  - dns: a\n    roles: [r]\n"))
 	f.Add([]byte("version: 1\nroles: {a: [{operations: [admin]}]}\n"))
+	f.Add([]byte("version: 1\nroles:\n  r:\n    - operations: [tokenize-deterministic]\n      kinds: [email, ssn]\n    - operations: [encrypt]\n      contexts: [\"\", orders.address]\n    - operations: [decrypt]\n      contexts: [\"*\"]\n      purposes: [x]\n"))
+	f.Add([]byte("version: 1\nroles:\n  r:\n    - operations: [decrypt]\n      contexts: []\n      purposes: [x]\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := auth.ParsePolicy(b)
 		if err != nil {

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
@@ -31,6 +32,10 @@ import (
 //	      purposes: [payment]
 //	  support-ui:
 //	    - operations: [mask]
+//	  fulfilment:
+//	    - operations: [decrypt]
+//	      contexts: [orders.shipping_address]
+//	      purposes: [shipping]
 type PolicyFile struct {
 	Version    int                     `yaml:"version"`
 	Identities []IdentityRule          `yaml:"identities"`
@@ -47,13 +52,17 @@ type IdentityRule struct {
 	Roles  []string `yaml:"roles"`
 }
 
-// Permission grants operations, optionally limited to token kinds, for
-// purposes. Kinds may only be given for tokenize, detokenize and mask (no
-// kinds: every kind). Purposes are required for, and only allowed with,
-// reveal operations (detokenize, decrypt, export); "*" means any purpose.
+// Permission grants operations, optionally limited to token kinds or blob
+// contexts, for purposes. Kinds may only be given for tokenize,
+// tokenize-deterministic, detokenize and mask (no kinds: every kind);
+// contexts only for encrypt and decrypt (no contexts: every context; ""
+// names the empty context). Purposes are required for, and only allowed
+// with, reveal operations (detokenize, decrypt, export); "*" means any
+// purpose, kind or context.
 type Permission struct {
 	Operations []Operation `yaml:"operations"`
 	Kinds      []string    `yaml:"kinds,omitempty,flow"`
+	Contexts   []string    `yaml:"contexts,omitempty,flow"`
 	Purposes   []string    `yaml:"purposes,omitempty,flow"`
 }
 
@@ -79,6 +88,7 @@ type Policy struct {
 type grant struct {
 	ops      map[Operation]bool
 	kinds    map[format.Kind]bool // nil: every kind
+	contexts map[string]bool      // nil: every context
 	purposes map[string]bool      // nil: no purpose (non-reveal ops)
 	any      bool                 // purposes contains "*"
 }
@@ -122,6 +132,9 @@ func normalize(f PolicyFile) PolicyFile {
 		for i := range perms {
 			if len(perms[i].Kinds) == 0 {
 				perms[i].Kinds = nil
+			}
+			if len(perms[i].Contexts) == 0 {
+				perms[i].Contexts = nil
 			}
 			if len(perms[i].Purposes) == 0 {
 				perms[i].Purposes = nil
@@ -203,7 +216,7 @@ func compileGrant(key string, perm Permission) (grant, error) {
 		return fail(key+".operations", "must name at least one operation")
 	}
 	g := grant{ops: map[Operation]bool{}}
-	reveal, kindScoped := 0, 0
+	reveal, kindScoped, contextScoped := 0, 0, 0
 	for i, op := range perm.Operations {
 		if !op.Valid() {
 			return fail(fmt.Sprintf("%s.operations[%d]", key, i), "unknown operation %q (one of %s)", op, opList())
@@ -215,10 +228,13 @@ func compileGrant(key string, perm Permission) (grant, error) {
 		if op.KindScoped() {
 			kindScoped++
 		}
+		if op.ContextScoped() {
+			contextScoped++
+		}
 	}
 	if len(perm.Kinds) > 0 {
 		if kindScoped != len(perm.Operations) {
-			return fail(key+".kinds", "kinds apply only to tokenize, detokenize and mask; put other operations in a permission of their own")
+			return fail(key+".kinds", "kinds apply only to tokenize, tokenize-deterministic, detokenize and mask; put other operations in a permission of their own")
 		}
 		g.kinds = map[format.Kind]bool{}
 		for i, name := range perm.Kinds {
@@ -231,6 +247,23 @@ func compileGrant(key string, perm Permission) (grant, error) {
 				return fail(fmt.Sprintf("%s.kinds[%d]", key, i), "unknown kind %q", truncate(name))
 			}
 			g.kinds[k] = true
+		}
+	}
+	if len(perm.Contexts) > 0 {
+		// Strict: a context list on, say, detokenize would limit nothing,
+		// and its author would believe it did.
+		if contextScoped != len(perm.Operations) {
+			return fail(key+".contexts", "contexts apply only to encrypt and decrypt; put other operations in a permission of their own")
+		}
+		g.contexts = map[string]bool{}
+		for i, c := range perm.Contexts {
+			if err := checkContext(c); err != nil {
+				return fail(fmt.Sprintf("%s.contexts[%d]", key, i), "%v", err)
+			}
+			g.contexts[c] = true
+		}
+		if g.contexts[AnyContext] {
+			g.contexts = nil
 		}
 	}
 	switch {
@@ -281,6 +314,24 @@ func checkName(s string) error {
 	return nil
 }
 
+// checkContext accepts what the vault accepts as a blob context (it may be
+// empty), so that every context a policy names can be used and no policy
+// names one that cannot.
+func checkContext(s string) error {
+	switch {
+	case len(s) > 256:
+		return errors.New("longer than 256 bytes")
+	case !utf8.ValidString(s):
+		return errors.New("not valid UTF-8")
+	}
+	for _, r := range s {
+		if unicode.IsControl(r) {
+			return errors.New("contains a control character")
+		}
+	}
+	return nil
+}
+
 func truncate(s string) string {
 	if len(s) > 64 {
 		return s[:64] + "…"
@@ -316,11 +367,41 @@ func (p *Policy) Roles(id Identity) []string {
 // detokenize and mask, whose kinds are known only per item.
 const AnyKind format.Kind = format.KindUnspecified
 
+// AnyContext in a permission's contexts allows every blob context.
+const AnyContext = "*"
+
 // Authorize returns nil if id may perform op on tokens of kind (AnyKind:
 // on at least one kind) for purpose, else an error wrapping
 // ErrPermissionDenied that says what was missing. The purpose is ignored
-// for operations that carry none.
+// for operations that carry none. For encrypt and decrypt it is the
+// call-level check (some context is allowed); each item's context is
+// checked with AuthorizeContext.
+//
+// Authorize(id, OpTokenize, AnyKind, "") asks whether id may call Tokenize
+// at all, and so is also satisfied by tokenize-deterministic alone: each
+// field is then checked for its own kind and mode.
 func (p *Policy) Authorize(id Identity, op Operation, kind format.Kind, purpose string) error {
+	err := p.authorize(id, op, kind, nil, purpose)
+	if err != nil && op == OpTokenize && kind == AnyKind &&
+		p.authorize(id, OpTokenizeDeterministic, AnyKind, nil, purpose) == nil {
+		return nil
+	}
+	return err
+}
+
+// AuthorizeContext returns nil if id may perform op (encrypt or decrypt)
+// on blobs of context blobContext for purpose, else an error wrapping
+// ErrPermissionDenied. A blob's context is authenticated (it is the AEAD's
+// associated data), so a caller cannot pass a blob off as one of an allowed
+// context: naming the wrong context fails to decrypt.
+func (p *Policy) AuthorizeContext(id Identity, op Operation, blobContext, purpose string) error {
+	return p.authorize(id, op, AnyKind, &blobContext, purpose)
+}
+
+// authorize checks op × kind × context (nil: any) × purpose, each against
+// one grant: two grants of a role do not combine into an access neither
+// gives.
+func (p *Policy) authorize(id Identity, op Operation, kind format.Kind, blobContext *string, purpose string) error {
 	roles := p.Roles(id)
 	if len(roles) == 0 {
 		return denied(id, "has no role in the policy")
@@ -336,7 +417,9 @@ func (p *Policy) Authorize(id Identity, op Operation, kind format.Kind, purpose 
 				continue
 			}
 			purposeOK = true
-			if kind == AnyKind || !op.KindScoped() || g.kinds == nil || g.kinds[kind] {
+			kindOK := kind == AnyKind || !op.KindScoped() || g.kinds == nil || g.kinds[kind]
+			contextOK := blobContext == nil || !op.ContextScoped() || g.contexts == nil || g.contexts[*blobContext]
+			if kindOK && contextOK {
 				return nil
 			}
 		}
@@ -346,6 +429,8 @@ func (p *Policy) Authorize(id Identity, op Operation, kind format.Kind, purpose 
 		return denied(id, "may not %s", op)
 	case !purposeOK:
 		return denied(id, "may not %s for purpose %q", op, truncate(purpose))
+	case blobContext != nil:
+		return denied(id, "may not %s in context %q", op, truncate(*blobContext))
 	default:
 		return denied(id, "may not %s tokens of kind %s", op, kind)
 	}

@@ -30,6 +30,7 @@ func TestExamplePolicy(t *testing.T) {
 	payments := mtls("spiffe://example.org/ns/shop/sa/payments")
 	support := auth.Identity{Name: "support-dashboard", Method: auth.MethodAPIKey}
 	privacy := auth.Identity{Name: "privacy-ops.internal.example.org", Method: auth.MethodMTLS, DNSNames: []string{"privacy-ops.internal.example.org"}}
+	fulfilment := mtls("spiffe://example.org/ns/shop/sa/fulfilment")
 	stranger := mtls("spiffe://example.org/ns/shop/sa/unknown")
 	cases := []struct {
 		id      auth.Identity
@@ -39,6 +40,9 @@ func TestExamplePolicy(t *testing.T) {
 		ok      bool
 	}{
 		{orders, auth.OpTokenize, format.PAN, "", true},
+		{orders, auth.OpTokenizeDeterministic, format.Email, "", true},
+		{orders, auth.OpTokenizeDeterministic, format.PAN, "", false},
+		{payments, auth.OpTokenize, auth.AnyKind, "", false},
 		{orders, auth.OpMask, format.Email, "", true},
 		{orders, auth.OpDetokenize, format.PAN, "payment", false},
 		{payments, auth.OpDetokenize, format.PAN, "payment", true},
@@ -64,6 +68,24 @@ func TestExamplePolicy(t *testing.T) {
 			t.Errorf("%s %s %v %q: got %v, want allowed=%v", c.id, c.op, c.kind, c.purpose, err, c.ok)
 		}
 	}
+	for _, c := range []struct {
+		id          auth.Identity
+		op          auth.Operation
+		ctx, reason string
+		ok          bool
+	}{
+		{fulfilment, auth.OpEncrypt, "orders.shipping_address", "", true},
+		{fulfilment, auth.OpDecrypt, "orders.shipping_address", "shipping", true},
+		{fulfilment, auth.OpDecrypt, "orders.shipping_address", "marketing", false},
+		{fulfilment, auth.OpDecrypt, "billing.note", "shipping", false},
+		{fulfilment, auth.OpEncrypt, "billing.note", "", false},
+		{orders, auth.OpEncrypt, "orders.shipping_address", "", false},
+	} {
+		err := p.AuthorizeContext(c.id, c.op, c.ctx, c.reason)
+		if (err == nil) != c.ok || err != nil && !errors.Is(err, auth.ErrPermissionDenied) {
+			t.Errorf("%s %s %q %q: got %v, want allowed=%v", c.id, c.op, c.ctx, c.reason, err, c.ok)
+		}
+	}
 	if got := p.Roles(support); !reflect.DeepEqual(got, []string{"support-ui"}) {
 		t.Errorf("roles %v", got)
 	}
@@ -80,6 +102,13 @@ func TestParsePolicyErrors(t *testing.T) {
 		{"no ops", "version: 1\nroles:\n  r:\n    - kinds: [pan]\n", "roles.r[0].operations: must name at least one"},
 		{"unknown kind", "version: 1\nroles:\n  r:\n    - operations: [mask]\n      kinds: [pan, pna]\n", "roles.r[0].kinds[1]: unknown kind \"pna\""},
 		{"kinds on erase", "version: 1\nroles:\n  r:\n    - operations: [erase]\n      kinds: [pan]\n", "roles.r[0].kinds: kinds apply only"},
+		{"kinds on decrypt", "version: 1\nroles:\n  r:\n    - operations: [decrypt]\n      kinds: [pan]\n      purposes: [x]\n", "roles.r[0].kinds: kinds apply only"},
+		{"misspelt deterministic", "version: 1\nroles:\n  r:\n    - operations: [tokenize_deterministic]\n", "roles.r[0].operations[0]: unknown operation \"tokenize_deterministic\""},
+		{"contexts on detokenize", "version: 1\nroles:\n  r:\n    - operations: [detokenize]\n      contexts: [a]\n      purposes: [x]\n", "roles.r[0].contexts: contexts apply only to encrypt and decrypt"},
+		{"contexts on tokenize", "version: 1\nroles:\n  r:\n    - operations: [encrypt, tokenize]\n      contexts: [a]\n", "roles.r[0].contexts: contexts apply only to encrypt and decrypt"},
+		{"misspelt contexts", "version: 1\nroles:\n  r:\n    - operations: [decrypt]\n      context: [a]\n      purposes: [x]\n", "field context not found"},
+		{"context control char", "version: 1\nroles:\n  r:\n    - operations: [encrypt]\n      contexts: [a, \"b\\u0085c\"]\n", "roles.r[0].contexts[1]: contains a control character"},
+		{"context too long", "version: 1\nroles:\n  r:\n    - operations: [encrypt]\n      contexts: [" + strings.Repeat("c", 257) + "]\n", "roles.r[0].contexts[0]: longer than 256 bytes"},
 		{"reveal without purposes", "version: 1\nroles:\n  r:\n    - operations: [decrypt]\n", "roles.r[0].purposes: required for decrypt"},
 		{"purposes on mask", "version: 1\nroles:\n  r:\n    - operations: [mask]\n      purposes: [x]\n", "roles.r[0].purposes: only reveal operations"},
 		{"mixed reveal", "version: 1\nroles:\n  r:\n    - operations: [export, erase]\n      purposes: [x]\n", "roles.r[0].operations: reveal operations"},
@@ -187,5 +216,158 @@ func TestAccess(t *testing.T) {
 	}
 	if auth.DevAccess(auth.Identity{Method: auth.MethodNone}).Allow(auth.OpErase, 0, "") != nil {
 		t.Fatal("dev access must allow everything")
+	}
+}
+
+// TestDeterministicIsItsOwnPermission: plain tokenize no longer allows
+// deterministic mode (a value oracle for low-entropy kinds); the call-level
+// check for Tokenize is met by either permission, each field by its own.
+func TestDeterministicIsItsOwnPermission(t *testing.T) {
+	p, err := auth.ParsePolicy([]byte(`version: 1
+identities:
+  - api_key: plain
+    roles: [plain]
+  - api_key: det
+    roles: [det]
+  - api_key: both
+    roles: [both]
+  - api_key: masker
+    roles: [masker]
+roles:
+  plain:
+    - operations: [tokenize]
+  det:
+    - operations: [tokenize-deterministic]
+      kinds: [email]
+  both:
+    - operations: [tokenize]
+      kinds: [pan]
+    - operations: [tokenize-deterministic]
+      kinds: ["*"]
+  masker:
+    - operations: [mask]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := func(n string) auth.Identity { return auth.Identity{Name: n, Method: auth.MethodAPIKey} }
+	const det = auth.OpTokenizeDeterministic
+	for _, c := range []struct {
+		who  string
+		op   auth.Operation
+		kind format.Kind
+		want string // "" allowed, else a part of the denial
+	}{
+		{"plain", auth.OpTokenize, format.SSN, ""},
+		{"plain", auth.OpTokenize, auth.AnyKind, ""},
+		{"plain", det, format.SSN, "may not tokenize-deterministic"},
+		{"plain", det, auth.AnyKind, "may not tokenize-deterministic"},
+		{"det", auth.OpTokenize, auth.AnyKind, ""}, // may call Tokenize ...
+		{"det", auth.OpTokenize, format.Email, "may not tokenize"},
+		{"det", det, format.Email, ""},
+		{"det", det, format.SSN, "may not tokenize-deterministic tokens of kind ssn"},
+		{"both", auth.OpTokenize, format.PAN, ""},
+		{"both", auth.OpTokenize, format.SSN, "may not tokenize tokens of kind ssn"},
+		{"both", det, format.SSN, ""},
+		{"masker", auth.OpTokenize, auth.AnyKind, "may not tokenize"},
+		{"masker", det, format.Email, "may not tokenize-deterministic"},
+	} {
+		err := p.Authorize(key(c.who), c.op, c.kind, "")
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s %s %v: %v, want allowed", c.who, c.op, c.kind, err)
+		case c.want != "" && (!errors.Is(err, auth.ErrPermissionDenied) || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s %s %v: %v, want a denial saying %q", c.who, c.op, c.kind, err, c.want)
+		}
+	}
+}
+
+// TestContexts: decrypt and encrypt limited to blob contexts, each context
+// checked against the grant that names it (two grants do not combine into
+// a context × purpose neither gives).
+func TestContexts(t *testing.T) {
+	// encrypt takes no purpose and decrypt needs one: they cannot share a
+	// permission, contexts or not.
+	_, err := auth.ParsePolicy([]byte(`version: 1
+identities:
+  - uri: spiffe://x/f
+    roles: [f]
+  - uri: spiffe://x/any
+    roles: [any]
+roles:
+  f:
+    - operations: [encrypt, decrypt]
+      contexts: [orders.address, ""]
+      purposes: [shipping]
+    - operations: [decrypt]
+      contexts: [billing.note]
+      purposes: [billing]
+  any:
+    - operations: [encrypt]
+    - operations: [decrypt]
+      contexts: [a, "*"]
+      purposes: ["*"]
+`))
+	if err == nil || !strings.Contains(err.Error(), "roles.f[0].operations: reveal operations") {
+		t.Fatalf("encrypt and decrypt in one permission: %v", err)
+	}
+	p, err := auth.ParsePolicy([]byte(`version: 1
+identities:
+  - uri: spiffe://x/f
+    roles: [f]
+  - uri: spiffe://x/any
+    roles: [any]
+roles:
+  f:
+    - operations: [encrypt]
+      contexts: [orders.address]
+    - operations: [decrypt]
+      contexts: [orders.address, ""]
+      purposes: [shipping]
+    - operations: [decrypt]
+      contexts: [billing.note]
+      purposes: [billing]
+  any:
+    - operations: [encrypt]
+    - operations: [decrypt]
+      contexts: [a, "*"]
+      purposes: ["*"]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, anyone := mtls("spiffe://x/f"), mtls("spiffe://x/any")
+	for _, c := range []struct {
+		id               auth.Identity
+		op               auth.Operation
+		context, purpose string
+		want             string
+	}{
+		{f, auth.OpDecrypt, "orders.address", "shipping", ""},
+		{f, auth.OpDecrypt, "", "shipping", ""},
+		{f, auth.OpDecrypt, "billing.note", "billing", ""},
+		{f, auth.OpDecrypt, "billing.note", "shipping", `may not decrypt in context "billing.note"`},
+		{f, auth.OpDecrypt, "orders.address", "billing", `may not decrypt in context "orders.address"`},
+		{f, auth.OpDecrypt, "orders.address", "marketing", `may not decrypt for purpose "marketing"`},
+		{f, auth.OpDecrypt, "orders.addresses", "shipping", "in context"}, // exact match only
+		{f, auth.OpEncrypt, "orders.address", "", ""},
+		{f, auth.OpEncrypt, "", "", `may not encrypt in context ""`},
+		{anyone, auth.OpEncrypt, "anything", "", ""},
+		{anyone, auth.OpDecrypt, "anything", "why", ""},
+	} {
+		err := p.AuthorizeContext(c.id, c.op, c.context, c.purpose)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("%s %s %q %q: %v, want allowed", c.id, c.op, c.context, c.purpose, err)
+		case c.want != "" && (!errors.Is(err, auth.ErrPermissionDenied) || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("%s %s %q %q: %v, want a denial saying %q", c.id, c.op, c.context, c.purpose, err, c.want)
+		}
+	}
+	// The call-level check: some context is allowed for the purpose.
+	if err := p.Authorize(f, auth.OpDecrypt, auth.AnyKind, "billing"); err != nil {
+		t.Errorf("call-level decrypt: %v", err)
+	}
+	if err := p.Authorize(f, auth.OpDecrypt, auth.AnyKind, "marketing"); err == nil {
+		t.Error("call-level decrypt for a purpose no grant has was allowed")
 	}
 }

@@ -62,6 +62,7 @@ type GuardConfig struct {
 	APIKeys *auth.APIKeys // nil: no API keys
 	Audit   Auditor       // required
 	Logger  *slog.Logger
+	Limiter *Limiter // per-identity limits under a policy (limits.go); nil: none
 }
 
 // Guard holds the interceptors.
@@ -380,19 +381,42 @@ func (g *Guard) admit(ctx context.Context, c *call, req any) (context.Context, e
 		}
 		switch op {
 		case auth.OpTokenize:
-			// Kinds are in the request: refuse the whole call, naming the
-			// field, before anything is written.
+			// Kinds and modes are in the request: refuse the whole call,
+			// naming the field, before anything is written. Deterministic
+			// mode is a permission of its own (auth.OpTokenizeDeterministic).
 			if r, ok := req.(*pb.TokenizeRequest); ok {
 				for i, f := range r.GetFields() {
 					k := format.Kind(f.GetKind())
 					if !k.Valid() {
 						continue // the vault answers InvalidArgument
 					}
-					if err := pol.Authorize(id, op, k, purpose); err != nil {
-						return nil, g.refuse(c, codes.PermissionDenied, fmt.Errorf("fields[%d].kind: %w", i, err))
+					fop, field := op, "kind"
+					if deterministic(f) {
+						fop, field = auth.OpTokenizeDeterministic, "options.mode"
+					}
+					if err := pol.Authorize(id, fop, k, purpose); err != nil {
+						return nil, g.refuse(c, codes.PermissionDenied, fmt.Errorf("fields[%d].%s: %w", i, field, err))
+					}
+				}
+				if err := g.cfg.Limiter.admitTokenize(id, r.GetFields()); err != nil {
+					return nil, g.refuse(c, codes.ResourceExhausted, err)
+				}
+			}
+		case auth.OpEncrypt:
+			// Contexts are in the request, as kinds are for tokenize.
+			if r, ok := req.(*pb.EncryptRequest); ok {
+				for i, it := range r.GetItems() {
+					if err := pol.AuthorizeContext(id, op, it.GetContext(), purpose); err != nil {
+						return nil, g.refuse(c, codes.PermissionDenied, fmt.Errorf("items[%d].context: %w", i, err))
 					}
 				}
 			}
+		case auth.OpDecrypt:
+			// Checked per item, like kinds for detokenize, so that one blob
+			// of another context does not fail the batch.
+			ctx = vault.WithContextFilter(ctx, func(blobContext string) bool {
+				return pol.AuthorizeContext(id, op, blobContext, purpose) == nil
+			})
 		case auth.OpDetokenize, auth.OpMask:
 			// Kinds are known per item, once the record is read.
 			ctx = vault.WithKindFilter(ctx, func(k format.Kind) bool {
