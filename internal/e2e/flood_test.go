@@ -40,8 +40,8 @@ func within(t *testing.T, what string, fn func()) {
 	}
 }
 
-// auditEntries reads and verifies the log of a stopped server.
-func auditEntries(t *testing.T, a *app.App, signingKey string) []audit.Entry {
+// verifiedAuditEntries reads and verifies the log of a stopped server.
+func verifiedAuditEntries(t *testing.T, a *app.App, signingKey string) []audit.Entry {
 	t.Helper()
 	data, err := os.ReadFile(a.AuditLogPath())
 	if err != nil {
@@ -142,7 +142,7 @@ func TestFloodPolicyMode(t *testing.T) {
 
 	var unauthAudited, counted uint64
 	okReveals := 0
-	for _, e := range auditEntries(t, s.app, filepath.Join(s.keysDir, "audit-signing.key")) {
+	for _, e := range verifiedAuditEntries(t, s.app, filepath.Join(s.keysDir, "audit-signing.key")) {
 		switch {
 		case e.Outcome == "Unauthenticated" && e.Type == audit.TypeCall:
 			unauthAudited++
@@ -202,7 +202,7 @@ func TestFloodDevMode(t *testing.T) {
 		}
 	})
 	n := 0
-	for _, e := range auditEntries(t, a, filepath.Join(e.keysDir, "audit-signing.key")) {
+	for _, e := range verifiedAuditEntries(t, a, filepath.Join(e.keysDir, "audit-signing.key")) {
 		if e.Op == "detokenize" && e.Outcome == "OK" {
 			n++
 		}

@@ -87,8 +87,8 @@ func newLimitsEnv(t *testing.T, limits app.LimitsConfig) *limitsEnv {
 	return e
 }
 
-// auditEntries reads the audit log as it is now (each entry is synced
-// before its call is answered).
+// auditEntries reads the audit log as it is now (an admitted call's entry
+// is synced before the call is answered; a refusal's only by Stop).
 func auditEntries(t *testing.T, path string) []audit.Entry {
 	t.Helper()
 	data, err := os.ReadFile(path)
@@ -202,6 +202,11 @@ func TestDeterministicTokenizePermission(t *testing.T) {
 	}
 	if after := value(scrape(t, e.app.MetricsAddr()), "tokenvault_tokens_created_total", nil); after != created {
 		t.Fatalf("refused guesses created %v tokens", after-created)
+	}
+	// Refusals are audited without waiting (they are queued, or counted
+	// under a flood); Stop writes everything still queued.
+	if err := e.app.Stop(); err != nil {
+		t.Fatal(err)
 	}
 	refused := findEntries(auditEntries(t, e.app.AuditLogPath()), func(x audit.Entry) bool {
 		return x.Caller == "spiffe://test.example/plain" && x.Subject == "victim" && x.Op == "tokenize"
@@ -350,6 +355,11 @@ func TestTokenizeRateLimits(t *testing.T) {
 	_, err = joiner.Tokenize(c, "rl", emails(1, false)...)
 	wantRefused(t, err, codes.ResourceExhausted, "fields:")
 
+	// Refusals are audited without waiting (they are queued, or counted
+	// under a flood); Stop writes everything still queued.
+	if err := e.app.Stop(); err != nil {
+		t.Fatal(err)
+	}
 	limited := findEntries(auditEntries(t, e.app.AuditLogPath()), func(x audit.Entry) bool {
 		return x.Op == "tokenize" && x.Outcome == "ResourceExhausted"
 	})
