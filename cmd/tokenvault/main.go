@@ -49,11 +49,12 @@ Data-subject rights, receipts, backups (see README):
   tokenvault export --subject S                    print every token and value of S (JSON)
   tokenvault rectify --token T VALUE               correct the value behind T (token unchanged)
   tokenvault restrict|unrestrict --subject S       restrict processing (no reveal/decrypt) or lift it
-  tokenvault receipt pubkey [--to FILE]            print the receipt verification key (PEM)
+  tokenvault receipt pubkey [--to FILE]            print the vault's public key (PEM): verifies receipts and backups
   tokenvault receipt verify RECEIPT_FILE --pubkey FILE   check an erasure receipt (offline)
   tokenvault ledger export --to FILE               write the erasure ledger
   tokenvault backup --to FILE --recipient AGE_PUBLIC_KEY… [--incremental-from PREV]
   tokenvault restore --from FILE… --identity FILE --data-dir DIR --ledger FILE|--ledger-from ADDR
+                     [--verify-key PUBKEY_FILE] [--ledger-key FILE] [--allow-unauthenticated-legacy]
 
 A VALUE of "-" is read from standard input (keeps values out of shell
 history and the process list). Client commands take --addr (default

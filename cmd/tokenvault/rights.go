@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -214,6 +215,9 @@ func ledgerCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		if err := backup.WriteLedger(*to, l); err != nil {
 			return err
 		}
+		if l.MAC == nil {
+			fmt.Fprintln(stderr, "warning: the server sent the ledger without a MAC (an older server); restore refuses such a file unless given --allow-unauthenticated-legacy")
+		}
 		fmt.Fprintf(stdout, "wrote %d erasure ledger entries (ledger key %s) to %s\n", len(l.Entries), l.KeyID, *to)
 		return nil
 	})
@@ -259,8 +263,8 @@ func backupCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		if since > 0 {
 			kind = "incremental"
 		}
-		fmt.Fprintf(stdout, "wrote %s backup %s (%d bytes, versions %d..%d); next incremental: --incremental-from %s\n",
-			kind, *to, res.Bytes, res.Header.Since, res.Header.Next, *to)
+		fmt.Fprintf(stdout, "wrote %s backup %s (%d bytes, versions %d..%d, signed by key %s); next incremental: --incremental-from %s\n",
+			kind, *to, res.Bytes, res.Header.Since, res.Header.Next, res.Header.KeyID, *to)
 		return nil
 	})
 }
@@ -275,6 +279,10 @@ func restoreCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	ledgerFile := fs.String("ledger", "", "erasure ledger file from \"tokenvault ledger export\"")
 	ledgerFrom := fs.String("ledger-from", "", "fetch the erasure ledger from this live vault's address instead")
 	ledgerKey := fs.String("ledger-key", envOr("TOKENVAULT_LEDGER_KEY", "tokenvault-keys/ledger.key"), "the vault's erasure-ledger key file (env TOKENVAULT_LEDGER_KEY)")
+	verifyKey := fs.String("verify-key", envOr("TOKENVAULT_VERIFY_KEY", "tokenvault-keys/receipt-signing.pem"),
+		"verifies the backups' signatures: the vault's public key (\"tokenvault receipt pubkey --to FILE\") or its receipt-signing.pem (env TOKENVAULT_VERIFY_KEY)")
+	allowLegacy := fs.Bool("allow-unauthenticated-legacy", false,
+		"also accept backup and ledger files written before tokenvault signed them (tokenvault-backup/v1, tokenvault-erasure-ledger/v1); each is logged as a warning")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -296,6 +304,10 @@ func restoreCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--identity: %w", err)
 	}
+	pub, err := backup.LoadVerifyKey(*verifyKey)
+	if err != nil {
+		return fmt.Errorf("--verify-key: %w", err)
+	}
 	key, err := keyfile.LoadLedgerKey(*ledgerKey)
 	if err != nil {
 		return fmt.Errorf("--ledger-key: %w", err)
@@ -303,11 +315,13 @@ func restoreCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	defer key.Zero()
 	var ledger backup.Ledger
 	ctx := context.Background()
+	source := *ledgerFile
 	if *ledgerFile != "" {
 		if ledger, err = backup.ReadLedger(*ledgerFile); err != nil {
 			return err
 		}
 	} else {
+		source = "the erasure ledger from " + *ledgerFrom
 		cl, err := client.Dial(*ledgerFrom)
 		if err != nil {
 			return err
@@ -321,7 +335,11 @@ func restoreCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		}
 	}
 	res, err := backup.Restore(ctx, backup.RestoreOptions{DataDir: *dataDir, Files: from, Identities: ids,
-		LedgerKey: key, Ledger: ledger})
+		LedgerKey: key, Ledger: ledger, LedgerSource: source, VerifyKey: pub,
+		AllowUnauthenticated: *allowLegacy, Logger: slog.New(slog.NewTextHandler(stderr, nil))})
+	if errors.Is(err, backup.ErrUnauthenticated) {
+		return fmt.Errorf("%w\n(only if you know this file was written by your vault before tokenvault signed backups and ledgers, and was not changed since, pass --allow-unauthenticated-legacy)", err)
+	}
 	if err != nil {
 		return err
 	}

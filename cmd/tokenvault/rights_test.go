@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/ed25519"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -8,6 +9,9 @@ import (
 	"testing"
 
 	"filippo.io/age"
+
+	"github.com/tokenvault/tokenvault/internal/backup"
+	"github.com/tokenvault/tokenvault/vault/receipt"
 )
 
 // TestCLIRightsAndBackup runs the rights, receipt, ledger, backup and
@@ -62,7 +66,7 @@ func TestCLIRightsAndBackup(t *testing.T) {
 	idFile := filepath.Join(dir, "backup-identity.txt")
 	os.WriteFile(idFile, []byte(id.String()+"\n"), 0o600)
 	full := filepath.Join(dir, "full.tvbak")
-	if out := run("", "backup", "--quiet", "--to", full, "--recipient", id.Recipient().String()); !strings.Contains(out, "full backup") {
+	if out := run("", "backup", "--quiet", "--to", full, "--recipient", id.Recipient().String()); !strings.Contains(out, "full backup") || !strings.Contains(out, "signed by key") {
 		t.Fatalf("backup: %q", out)
 	}
 	fails("--recipient is required", "backup", "--to", filepath.Join(dir, "x"))
@@ -93,9 +97,12 @@ func TestCLIRightsAndBackup(t *testing.T) {
 	}
 
 	// Restore the pre-erasure backups into a fresh dir, with the ledger
-	// from the file and, once more, from the live vault.
+	// from the file and, once more, from the live vault; the backups are
+	// verified with the exported public key, then with the signing key
+	// file (restore's default, here not in the working directory).
 	key := filepath.Join(dir, "keys", "ledger.key")
-	for i, src := range [][]string{{"--ledger", ledger}, {"--ledger-from", addr}} {
+	signingKey := filepath.Join(dir, "keys", "receipt-signing.pem")
+	for i, src := range [][]string{{"--ledger", ledger, "--verify-key", pub}, {"--ledger-from", addr, "--verify-key", signingKey}} {
 		target := filepath.Join(dir, "restored"+string(rune('a'+i)))
 		out := run("", append([]string{"restore", "--from", full, "--from", inc, "--identity", idFile,
 			"--data-dir", target, "--ledger-key", key}, src...)...)
@@ -104,12 +111,40 @@ func TestCLIRightsAndBackup(t *testing.T) {
 		}
 	}
 	fails("not empty", "restore", "--from", full, "--identity", idFile, "--data-dir", filepath.Join(dir, "data"),
-		"--ledger-key", key, "--ledger", ledger)
+		"--ledger-key", key, "--ledger", ledger, "--verify-key", pub)
+	// A ledger file with alice's entry deleted is refused, naming the file.
+	lines := strings.SplitAfter(string(lb), "\n")
+	dropped := filepath.Join(dir, "dropped.jsonl")
+	os.WriteFile(dropped, []byte(strings.Replace(lines[0], `"entries":1`, `"entries":0`, 1)+lines[2]), 0o600)
+	fails(dropped+": the erasure ledger's MAC does not verify", "restore", "--from", full, "--identity", idFile,
+		"--data-dir", filepath.Join(dir, "r4"), "--ledger-key", key, "--ledger", dropped, "--verify-key", pub)
+	// A backup signed by another key is refused, also with the legacy flag.
+	otherPub := filepath.Join(dir, "other.pub")
+	op, _, _ := ed25519.GenerateKey(nil)
+	os.WriteFile(otherPub, receipt.MarshalPublicKey(op), 0o644)
+	fails("signed by key", "restore", "--from", full, "--identity", idFile, "--data-dir", filepath.Join(dir, "r5"),
+		"--ledger-key", key, "--ledger", ledger, "--verify-key", otherPub, "--allow-unauthenticated-legacy")
+	// A legacy (v1, unsigned) backup: refused with a hint at the flag, then
+	// accepted with it and a warning.
+	fb, _ := os.ReadFile(full)
+	h, err := backup.HeaderOf(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	legacy := filepath.Join(dir, "legacy.tvbak")
+	os.WriteFile(legacy, append(backup.Header{Since: h.Since, Next: h.Next}.Marshal(), fb[h.Size():]...), 0o600)
+	fails("--allow-unauthenticated-legacy", "restore", "--from", legacy, "--identity", idFile, "--data-dir", filepath.Join(dir, "r6"),
+		"--ledger-key", key, "--ledger", ledger, "--verify-key", pub)
+	out, errOut, code := cli(t, "", "restore", "--from", legacy, "--identity", idFile, "--data-dir", filepath.Join(dir, "r6"),
+		"--ledger-key", key, "--ledger", ledger, "--verify-key", pub, "--allow-unauthenticated-legacy")
+	if code != 0 || !strings.Contains(out, "re-erased 1 subject(s)") || !strings.Contains(errOut, "unauthenticated legacy file") || !strings.Contains(errOut, legacy) {
+		t.Fatalf("legacy restore: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
 	other, _ := age.GenerateX25519Identity()
 	otherFile := filepath.Join(dir, "other.txt")
 	os.WriteFile(otherFile, []byte(other.String()+"\n"), 0o600)
 	fails("cannot decrypt", "restore", "--from", full, "--identity", otherFile, "--data-dir", filepath.Join(dir, "r3"),
-		"--ledger-key", key, "--ledger", ledger)
+		"--ledger-key", key, "--ledger", ledger, "--verify-key", pub)
 	srv.stop(t)
 
 	// The restored directory serves: alice stays erased, bob is there.

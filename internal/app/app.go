@@ -423,7 +423,10 @@ func start(ctx context.Context, cfg Config, store vault.Store, wrapper kek.Wrapp
 	gs, hs := grpcserver.NewGRPCServer(srv, grpcserver.NewAdmin(v, cfg.KEK.BackupRetention, cfg.Logger),
 		append(m.ServerOptions(), secOpts...)...)
 	src, _ := store.(grpcserver.BackupSource)
-	pb.RegisterBackupAdminServer(gs, grpcserver.NewBackupAdmin(v, src, cfg.Logger))
+	// Backups are signed with the receipt key and ledger exports MACed
+	// with the ledger key, so that a restore can refuse forgeries.
+	pb.RegisterBackupAdminServer(gs, grpcserver.NewBackupAdmin(v, src,
+		grpcserver.BackupKeys{Signing: rk.signing, Ledger: rk.ledger}, cfg.Logger))
 	m.GRPC.InitializeMetrics(gs)
 	m.WatchVault(v)
 	if sz, ok := store.(metrics.Sizer); ok {

@@ -2,11 +2,13 @@ package backup
 
 import (
 	"context"
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/tokenvault/tokenvault/crypto/keyfile"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
@@ -51,11 +53,13 @@ func Fetch(ctx context.Context, c pb.BackupAdminClient, path string, recipients 
 			os.Remove(partial)
 		}
 	}()
-	res.Header = Header{Since: since}
-	if _, err := f.Write(res.Header.Marshal()); err != nil {
+	// A placeholder of the signed header's size; the complete header is
+	// written over it once the server has sent next and the signature.
+	placeholder := Header{Since: since, KeyID: strings.Repeat("0", keyIDHex), Signature: make([]byte, ed25519.SignatureSize)}
+	if _, err := f.Write(placeholder.Marshal()); err != nil {
 		return res, err
 	}
-	res.Bytes = int64(HeaderSize)
+	res.Bytes = int64(placeholder.Size())
 	stream, err := c.Backup(ctx, &pb.BackupRequest{Recipients: recipients, Since: since})
 	if err != nil {
 		return res, err
@@ -79,11 +83,19 @@ func Fetch(ctx context.Context, c pb.BackupAdminClient, path string, recipients 
 			progress(m.GetReadBytes(), m.GetTotalBytes())
 		}
 		if m.GetDone() {
-			res.Header.Next = m.GetNextSince()
+			res.Header = Header{Since: since, Next: m.GetNextSince(), KeyID: m.GetSigningKeyId(), Signature: m.GetSignature()}
 			break
 		}
 	}
-	if _, err := f.WriteAt(NextLine(res.Header.Next), int64(NextOffset)); err != nil {
+	// The signature is checked by the restore, against a key the operator
+	// trusts; here only its shape, so that the header has its fixed size.
+	if len(res.Header.Signature) == 0 {
+		return res, errors.New("the server sent an unsigned backup (a server older than this client?): a restore would refuse it")
+	}
+	if len(res.Header.Signature) != ed25519.SignatureSize || len(res.Header.KeyID) != keyIDHex || !lowerHex(res.Header.KeyID) {
+		return res, errors.New("the server sent a malformed backup signature")
+	}
+	if _, err := f.WriteAt(res.Header.Marshal(), 0); err != nil {
 		return res, err
 	}
 	if err := f.Sync(); err != nil {
@@ -104,7 +116,9 @@ func Fetch(ctx context.Context, c pb.BackupAdminClient, path string, recipients 
 // backup to it: its Next is the next backup's since).
 func HeaderOf(path string) (Header, error) { return readFileHeader(path) }
 
-// FetchLedger downloads the erasure ledger.
+// FetchLedger downloads the erasure ledger. The server sends its MAC in
+// the last message (Restore verifies it); a ledger from an older server
+// has none.
 func FetchLedger(ctx context.Context, c pb.BackupAdminClient) (Ledger, error) {
 	var l Ledger
 	stream, err := c.ExportErasureLedger(ctx, &pb.ExportErasureLedgerRequest{})
@@ -122,9 +136,21 @@ func FetchLedger(ctx context.Context, c pb.BackupAdminClient) (Ledger, error) {
 		if err != nil {
 			return l, err
 		}
+		switch {
+		case l.MAC != nil:
+			return l, errors.New("the server sent erasure ledger entries after the ledger's MAC")
+		case l.KeyID != "" && m.GetLedgerKeyId() != l.KeyID:
+			return l, errors.New("the server changed the ledger key id in the middle of the erasure ledger")
+		}
 		l.KeyID = m.GetLedgerKeyId()
 		for _, e := range m.GetEntries() {
 			l.Entries = append(l.Entries, vault.LedgerEntry{Hash: e.GetSubjectHash(), ErasedAt: e.GetErasedAt().AsTime()})
+		}
+		if mac := m.GetLedgerMac(); mac != nil {
+			if len(mac) != ledgerMACSize {
+				return l, errors.New("the server sent a malformed erasure ledger MAC")
+			}
+			l.MAC = mac
 		}
 	}
 }

@@ -1,7 +1,10 @@
 package backup
 
 import (
+	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +38,15 @@ import (
 // The load goes to a temporary directory beside the target, renamed into
 // place only when everything succeeded: a failed restore leaves nothing
 // behind, and an existing non-empty directory is refused up front.
+//
+// Before either pass, nothing in the inputs is trusted: the ledger's MAC is
+// checked with the ledger key, and every backup's signature with the
+// verification key the operator gives, before any backup is decrypted. A
+// file that is only encrypted to the right recipient proves nothing (the
+// recipient is a public key), and a ledger with one line deleted would
+// bring that subject back. Both passes hash the ciphertext again as they
+// decrypt it and stop if it is not what was verified (a file replaced
+// during the restore).
 
 // RestoreOptions describe a restore.
 type RestoreOptions struct {
@@ -47,7 +59,18 @@ type RestoreOptions struct {
 	// vault's erasure ledger (it must have been made with LedgerKey).
 	LedgerKey *aead.Key
 	Ledger    Ledger
-	Logger    *slog.Logger
+	// LedgerSource names the ledger in errors: its file, or where it was
+	// fetched from.
+	LedgerSource string
+	// VerifyKey verifies the backups' signatures: the public key of the
+	// vault that took them (its receipt signing key). Required.
+	VerifyKey ed25519.PublicKey
+	// AllowUnauthenticated accepts version 1 backup and ledger files,
+	// which carry no signature or MAC (written before tokenvault
+	// authenticated them); each is logged and listed in the result. A
+	// signature or MAC that is present but wrong is refused regardless.
+	AllowUnauthenticated bool
+	Logger               *slog.Logger
 }
 
 // RestoreResult says what a restore did.
@@ -57,6 +80,9 @@ type RestoreResult struct {
 	ReErased int   // subjects re-erased
 	Ledger   int   // ledger entries in the restored store
 	Next     uint64
+	// Unauthenticated names the legacy files accepted without a signature
+	// or MAC (AllowUnauthenticated).
+	Unauthenticated []string
 }
 
 // Restore restores Files into DataDir (see above).
@@ -75,19 +101,40 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 	if err != nil {
 		return res, err
 	}
+	ledgerName := o.LedgerSource
+	if ledgerName == "" {
+		ledgerName = "the erasure ledger"
+	}
 	if o.Ledger.KeyID != kid {
-		return res, fmt.Errorf("the erasure ledger was made with ledger key %s, but the ledger key given is %s: it would match no subject; use the ledger key of the vault the ledger comes from", o.Ledger.KeyID, kid)
+		return res, fmt.Errorf("%s was made with ledger key %s, but the ledger key given is %s: it would match no subject; use the ledger key of the vault the ledger comes from", ledgerName, o.Ledger.KeyID, kid)
+	}
+	legacy := func(name string) {
+		o.Logger.Warn("restore: accepting an unauthenticated legacy file, as allowed: nothing proves that the vault made it or that it is complete", "file", name)
+		res.Unauthenticated = append(res.Unauthenticated, name)
+	}
+	if err := o.Ledger.Verify(o.LedgerKey); err != nil {
+		if !errors.Is(err, ErrUnauthenticated) || !o.AllowUnauthenticated {
+			return res, fmt.Errorf("%s: %w", ledgerName, err)
+		}
+		legacy(ledgerName)
+	}
+	if len(o.VerifyKey) != ed25519.PublicKeySize {
+		return res, errors.New("no key to verify the backups' signatures with: give the public key of the vault that took them")
 	}
 	if err := checkEmptyDir(o.DataDir); err != nil {
 		return res, err
 	}
-	// Check the chain from the headers before any decryption.
+	// Check every signature and the chain before any decryption.
 	var prev Header
+	verified := make([]verifiedFile, len(o.Files))
 	for i, f := range o.Files {
-		h, err := readFileHeader(f)
-		if err != nil {
+		h, digest, err := verifyFile(f, o.VerifyKey)
+		if errors.Is(err, ErrUnauthenticated) && o.AllowUnauthenticated {
+			legacy(f)
+		} else if err != nil {
 			return res, err
 		}
+		verified[i] = verifiedFile{h, digest}
 		switch {
 		case i == 0 && h.Since != 0:
 			return res, fmt.Errorf("%s is an incremental backup (since %d): restore starts with a full backup", f, h.Since)
@@ -112,8 +159,8 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 		sk      vault.SubjectKey
 	}
 	var keys []seenKey
-	for _, f := range o.Files {
-		err := withPayload(f, o.Identities, func(r io.Reader) (badgerstore.PayloadInfo, error) {
+	for i, f := range o.Files {
+		err := withPayload(f, o.Identities, verified[i], func(r io.Reader) (badgerstore.PayloadInfo, error) {
 			return badgerstore.ScanPayload(r,
 				func(subject string, sk vault.SubjectKey) { keys = append(keys, seenKey{subject, sk}) },
 				addLedger)
@@ -158,8 +205,8 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 	if err != nil {
 		return res, err
 	}
-	for _, f := range o.Files {
-		err := withPayload(f, o.Identities, func(r io.Reader) (badgerstore.PayloadInfo, error) {
+	for i, f := range o.Files {
+		err := withPayload(f, o.Identities, verified[i], func(r io.Reader) (badgerstore.PayloadInfo, error) {
 			info, c, err := ld.Load(r, func(id vault.KeyID) bool { return drop[id] })
 			res.Entries += c.Loaded
 			res.Dropped += c.Dropped
@@ -247,10 +294,45 @@ func readFileHeader(path string) (Header, error) {
 	return h, nil
 }
 
+// verifyFile reads a backup file's header and the SHA-256 of its
+// ciphertext and checks its signature against pub. An unsigned (version 1)
+// file returns its header and digest with ErrUnauthenticated.
+func verifyFile(path string, pub ed25519.PublicKey) (Header, []byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Header{}, nil, fmt.Errorf("backup file: %w", err)
+	}
+	defer f.Close()
+	h, err := ReadHeader(f)
+	if err != nil {
+		return h, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	digest, err := ciphertextDigest(f)
+	if err != nil {
+		return h, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if !h.Signed() {
+		return h, digest, fmt.Errorf("%s: %w: the backup is not signed (a tokenvault-backup/v1 file, written before tokenvault signed backups): nothing proves the vault made it", path, ErrUnauthenticated)
+	}
+	if err := h.verify(pub, digest); err != nil {
+		return h, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return h, digest, nil
+}
+
+// verifiedFile is what the first look at a backup file found: its
+// header and the digest of its ciphertext (checked against the signature
+// unless it is an accepted legacy file).
+type verifiedFile struct {
+	h      Header
+	digest []byte
+}
+
 // withPayload opens a backup file, decrypts it and hands the payload to
 // fn, checking that the payload's authenticated since and next match the
-// file's header.
-func withPayload(path string, ids []age.Identity, fn func(io.Reader) (badgerstore.PayloadInfo, error)) error {
+// file's header and that the ciphertext is the one whose digest was
+// verified.
+func withPayload(path string, ids []age.Identity, want verifiedFile, fn func(io.Reader) (badgerstore.PayloadInfo, error)) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("backup file: %w", err)
@@ -260,7 +342,12 @@ func withPayload(path string, ids []age.Identity, fn func(io.Reader) (badgerstor
 	if err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
-	dec, err := age.Decrypt(f, ids...)
+	if h.Since != want.h.Since || h.Next != want.h.Next || !bytes.Equal(h.Signature, want.h.Signature) {
+		return fmt.Errorf("%s changed during the restore: it is no longer the file whose signature was verified", path)
+	}
+	sum := sha256.New()
+	ct := io.TeeReader(f, sum)
+	dec, err := age.Decrypt(ct, ids...)
 	var nomatch *age.NoIdentityMatchError
 	switch {
 	case errors.As(err, &nomatch):
@@ -269,6 +356,12 @@ func withPayload(path string, ids []age.Identity, fn func(io.Reader) (badgerstor
 		return fmt.Errorf("%s: damaged: not a readable age encryption: %v", path, err)
 	}
 	info, err := fn(dec)
+	if err == nil {
+		_, err = io.Copy(io.Discard, ct) // hash to the end, whatever age left unread
+	}
+	if err == nil && !bytes.Equal(sum.Sum(nil), want.digest) {
+		return fmt.Errorf("%s changed during the restore: it is no longer the file whose signature was verified", path)
+	}
 	if errors.Is(err, badgerstore.ErrBadPayload) {
 		return fmt.Errorf("%s: %w", path, err)
 	}
