@@ -22,7 +22,10 @@ var (
 	// ErrFailedPrecondition: not allowed in the current state.
 	ErrFailedPrecondition = errors.New("tokenvault: failed precondition")
 	// ErrExhausted: no free token for the value (tiny token spaces).
-	ErrExhausted        = errors.New("tokenvault: token space exhausted")
+	ErrExhausted = errors.New("tokenvault: token space exhausted")
+	// ErrRateLimited: the caller's identity is over a per-identity limit
+	// (server config "limits"); the message says when to retry.
+	ErrRateLimited      = errors.New("tokenvault: rate limited")
 	ErrUnauthenticated  = errors.New("tokenvault: unauthenticated")
 	ErrPermissionDenied = errors.New("tokenvault: permission denied")
 	// ErrUnavailable: the server, or its key-encryption key provider, is
@@ -53,6 +56,8 @@ func (e *Error) sentinel() error {
 		return ErrErased
 	case "TOKEN_SPACE_EXHAUSTED":
 		return ErrExhausted
+	case "RATE_LIMITED":
+		return ErrRateLimited
 	}
 	switch e.Code {
 	case codes.InvalidArgument:

@@ -3,11 +3,13 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"testing"
 
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -120,6 +122,23 @@ func wantRefused(t *testing.T, err error, code codes.Code, parts ...string) {
 	t.Helper()
 	if status.Code(err) != code {
 		t.Fatalf("got %v, want %v", err, code)
+	}
+	// Every refusal carries a reason the client maps to a typed error.
+	var reason string
+	for _, d := range status.Convert(err).Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok {
+			reason = info.GetReason()
+		}
+	}
+	var ce *client.Error
+	if errors.As(err, &ce) {
+		reason = ce.Reason
+	}
+	if reason == "" {
+		t.Fatalf("refusal %v carries no ErrorInfo reason", err)
+	}
+	if code == codes.ResourceExhausted && (reason != "RATE_LIMITED" || ce != nil && !errors.Is(err, client.ErrRateLimited)) {
+		t.Fatalf("rate-limit refusal %v (reason %q) is not client.ErrRateLimited", err, reason)
 	}
 	for _, p := range parts {
 		if !strings.Contains(status.Convert(err).Message(), p) {

@@ -454,7 +454,7 @@ func (g *Guard) refuseEntry(e audit.Entry, code codes.Code, err error) error {
 	msg := err.Error()
 	e.Outcome, e.Reason = code.String(), audit.Clip(msg)
 	g.refusals.add(e)
-	return status.Error(code, msg)
+	return refusalStatus(code, err)
 }
 
 // finish writes the audit entry of an admitted call. A non-nil return

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"log/slog"
+	"regexp"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -96,4 +97,44 @@ func errorRef() string {
 	var b [6]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// Reasons of the guard's refusals (client/errors.go maps them).
+const (
+	ReasonUnauthenticated  = "UNAUTHENTICATED"
+	ReasonPermissionDenied = "PERMISSION_DENIED"
+	ReasonInvalidArgument  = "INVALID_ARGUMENT"
+	ReasonRateLimited      = "RATE_LIMITED"
+	ReasonRefused          = "REFUSED" // any other refusal
+)
+
+// refusalField matches the request field a refusal's message starts with
+// ("fields[2].options.mode: …", "purpose: …").
+var refusalField = regexp.MustCompile(`^((?:purpose|subject_id|fields|items|tokens)(?:\[\d+\])?(?:\.[a-z_]+)*): `)
+
+// refusalStatus is the status of a call the guard refuses: the message,
+// an ErrorInfo reason and, when the message names a field, a BadRequest.
+func refusalStatus(code codes.Code, err error) error {
+	msg := err.Error()
+	reason := ReasonRefused
+	switch {
+	case errors.Is(err, ErrRateLimited):
+		reason = ReasonRateLimited
+	case code == codes.Unauthenticated:
+		reason = ReasonUnauthenticated
+	case code == codes.PermissionDenied:
+		reason = ReasonPermissionDenied
+	case code == codes.InvalidArgument:
+		reason = ReasonInvalidArgument
+	}
+	st := status.New(code, msg)
+	details := []protoadapt.MessageV1{&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}}
+	if m := refusalField.FindStringSubmatch(msg); m != nil {
+		details = append(details, &errdetails.BadRequest{FieldViolations: []*errdetails.BadRequest_FieldViolation{
+			{Field: m[1], Description: msg}}})
+	}
+	if withDetails, derr := st.WithDetails(details...); derr == nil {
+		st = withDetails
+	}
+	return st.Err()
 }
