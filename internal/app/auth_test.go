@@ -1,9 +1,18 @@
 package app
 
 import (
+	"bytes"
+	"context"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
+	"github.com/tokenvault/tokenvault/crypto/keyfile"
 	"github.com/tokenvault/tokenvault/internal/auth"
 )
 
@@ -54,5 +63,57 @@ func TestAuthPathDefaults(t *testing.T) {
 	if cfg.Auth.Audit.Path != "/srv/tv/tokenvault-audit/audit.jsonl" ||
 		cfg.Auth.Audit.SigningKey != "tokenvault-keys/audit-signing.key" {
 		t.Fatalf("defaults: %+v", cfg.Auth.Audit)
+	}
+}
+
+// TestAuditKeyNotRecreated: a server whose audit log exists but whose
+// signing key is gone refuses to start (a new key would hide the log's
+// history) and creates nothing; with the log moved away too, it starts a
+// new chain with a new key.
+func TestAuditKeyNotRecreated(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{
+		Listen:  "127.0.0.1:0",
+		DataDir: filepath.Join(dir, "data"),
+		KEK:     KEKConfig{Keyring: agekeyring.Config{Path: filepath.Join(dir, "keys", "keyring.age")}},
+		Metrics: MetricsConfig{Listen: "off"},
+		Logger:  slog.New(slog.DiscardHandler),
+	}
+	a, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logPath, key := a.AuditLogPath(), filepath.Join(dir, "keys", "audit-signing.key")
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	oldPub, err := os.ReadFile(key + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(key); err != nil {
+		t.Fatal(err)
+	}
+	_, err = Start(context.Background(), cfg)
+	if !errors.Is(err, keyfile.ErrNotExist) || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "audit log exists") {
+		t.Fatalf("start with the audit log but without its key: %v", err)
+	}
+	if _, err := os.Stat(key); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal("a new audit signing key was created beside the old log")
+	}
+	if b, _ := os.ReadFile(key + ".pub"); !bytes.Equal(b, oldPub) {
+		t.Fatal("the public key file was overwritten")
+	}
+
+	// Starting over on purpose: move the log and the public key away.
+	os.Rename(logPath, logPath+".old")
+	os.Rename(key+".pub", key+".pub.old")
+	a, err = Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("start with a fresh log: %v", err)
+	}
+	a.Stop()
+	if _, err := os.Stat(key); err != nil {
+		t.Fatal("no new key for the new log:", err)
 	}
 }
