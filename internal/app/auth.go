@@ -44,8 +44,8 @@ type AuditConfig struct {
 	Path string `yaml:"path"`
 	// SigningKey signs checkpoints (Ed25519; default: audit-signing.key
 	// beside the keyring). It is created, with its public key in
-	// SigningKey + ".pub", only if the log at Path does not exist yet: a
-	// missing key beside an existing log stops the server.
+	// SigningKey + ".pub", only while the log at Path holds no entries: a
+	// missing key beside a log with entries stops the server.
 	SigningKey string `yaml:"signing_key"`
 	// A checkpoint every CheckpointEvery entries (default 1000) and at
 	// least every CheckpointInterval while entries come in (default 1m).
@@ -164,13 +164,15 @@ func openSecurity(cfg Config, onAuditFailure func()) (*security, []grpc.ServerOp
 		log.Warn("NO POLICY FILE: DEV MODE — every caller, even without credentials, may tokenize, reveal and erase everything. " +
 			"Allowed only on a plaintext loopback listener; set --policy for anything else")
 	}
-	// A log without its key would be a log whose earlier checkpoints no
-	// longer verify: only a first start (no log yet) may create the key.
-	_, statErr := os.Stat(cfg.Auth.Audit.Path)
+	// A new key beside a log with entries would leave a log whose earlier
+	// checkpoints no longer verify: the key may be created only while the
+	// log holds nothing (missing, empty, or not a regular file).
+	st, statErr := os.Stat(cfg.Auth.Audit.Path)
 	if statErr != nil && !errors.Is(statErr, fs.ErrNotExist) {
 		return nil, nil, fmt.Errorf("auth.audit.path: %w", statErr)
 	}
-	key, created, err := audit.LoadOrCreateSigningKey(cfg.Auth.Audit.SigningKey, statErr != nil)
+	hasHistory := statErr == nil && st.Mode().IsRegular() && st.Size() > 0
+	key, created, err := audit.LoadOrCreateSigningKey(cfg.Auth.Audit.SigningKey, !hasHistory)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tokenvault/tokenvault/client"
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/crypto/keyfile"
 	"github.com/tokenvault/tokenvault/internal/auth"
@@ -66,7 +67,7 @@ func TestAuthPathDefaults(t *testing.T) {
 	}
 }
 
-// TestAuditKeyNotRecreated: a server whose audit log exists but whose
+// TestAuditKeyNotRecreated: a server whose audit log holds entries but whose
 // signing key is gone refuses to start (a new key would hide the log's
 // history) and creates nothing; with the log moved away too, it starts a
 // new chain with a new key.
@@ -84,8 +85,25 @@ func TestAuditKeyNotRecreated(t *testing.T) {
 		t.Fatal(err)
 	}
 	logPath, key := a.AuditLogPath(), filepath.Join(dir, "keys", "audit-signing.key")
+	// A reveal: the log gets entries (and a checkpoint at stop).
+	cl, err := client.Dial(a.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	toks, err := cl.Tokenize(ctx, "s1", client.Field{Kind: "name", Value: "Ada Lovelace"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Detokenize(ctx, "test", toks...); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
 	if err := a.Stop(); err != nil {
 		t.Fatal(err)
+	}
+	if st, err := os.Stat(logPath); err != nil || st.Size() == 0 {
+		t.Fatalf("the audit log holds nothing: %v", err)
 	}
 	oldPub, err := os.ReadFile(key + ".pub")
 	if err != nil {
@@ -95,7 +113,7 @@ func TestAuditKeyNotRecreated(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err = Start(context.Background(), cfg)
-	if !errors.Is(err, keyfile.ErrNotExist) || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "audit log exists") {
+	if !errors.Is(err, keyfile.ErrNotExist) || !strings.Contains(err.Error(), key) || !strings.Contains(err.Error(), "audit log holds entries") {
 		t.Fatalf("start with the audit log but without its key: %v", err)
 	}
 	if _, err := os.Stat(key); !errors.Is(err, fs.ErrNotExist) {
@@ -105,9 +123,22 @@ func TestAuditKeyNotRecreated(t *testing.T) {
 		t.Fatal("the public key file was overwritten")
 	}
 
-	// Starting over on purpose: move the log and the public key away.
+	// An empty log has no history a new key could hide.
 	os.Rename(logPath, logPath+".old")
 	os.Rename(key+".pub", key+".pub.old")
+	if err := os.WriteFile(logPath, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a, err = Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("start with an empty log: %v", err)
+	}
+	a.Stop()
+	os.Remove(key)
+	os.Remove(key + ".pub")
+	os.Remove(logPath)
+
+	// Starting over on purpose: the old log and public key moved away.
 	a, err = Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("start with a fresh log: %v", err)

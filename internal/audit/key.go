@@ -26,7 +26,7 @@ import (
 
 // LoadOrCreateSigningKey reads the key at path. A missing key is created
 // (with its public key file path+".pub") only when mayCreate is true: the
-// caller passes false when the audit log already exists, because a new key
+// caller passes false when the audit log already holds entries, because a new key
 // would hide the log's history: its checkpoints would no longer verify
 // against the key the server then publishes, and nothing would tell a
 // deleted key from a log that was never signed. That refusal wraps
@@ -39,7 +39,7 @@ func LoadOrCreateSigningKey(path string, mayCreate bool) (key ed25519.PrivateKey
 	case !errors.Is(err, keyfile.ErrNotExist):
 		return nil, false, fmt.Errorf("audit signing key: %w", err)
 	case !mayCreate:
-		return nil, false, fmt.Errorf("audit signing key: %w (the audit log exists, and a new key would hide its history: restore the key from the keys backup, or move the log away to start a new chain)", err)
+		return nil, false, fmt.Errorf("audit signing key: %w (the audit log holds entries, and a new key would hide their history: restore the key from the keys backup, or move the log away to start a new chain)", err)
 	}
 	// A public key file without its private key belongs to an earlier
 	// key: refuse rather than overwrite what verifiers of old logs use.

@@ -123,12 +123,6 @@ func Open(path string, identities []age.Identity, recipients []age.Recipient) (P
 	return &keyring{path: path, recipients: recipients, current: current, versions: versions}, nil
 }
 
-func (kr *keyring) zero() {
-	for _, v := range kr.versions {
-		v.key.Zero()
-	}
-}
-
 // save writes the keyring atomically. With exclusive it refuses to replace
 // an existing file. Callers hold kr.mu (or own kr exclusively).
 func (kr *keyring) save(exclusive bool) error {
