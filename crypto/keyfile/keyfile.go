@@ -88,9 +88,6 @@ func checkPermissions(path string, st fs.FileInfo) error {
 	if runtime.GOOS == "windows" {
 		return nil
 	}
-	if !st.Mode().IsRegular() {
-		return fmt.Errorf("keyfile: %s is not a regular file", path)
-	}
 	if perm := st.Mode().Perm(); perm&0o077 != 0 {
 		return fmt.Errorf("%w: %s has mode %04o, but only its owner may have access (chmod 600 %s)", ErrPermissions, path, perm, path)
 	}
