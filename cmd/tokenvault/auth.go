@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/tokenvault/tokenvault/client"
+	"github.com/tokenvault/tokenvault/crypto/keyfile"
 	"github.com/tokenvault/tokenvault/internal/app"
 	"github.com/tokenvault/tokenvault/internal/audit"
 	"github.com/tokenvault/tokenvault/internal/auth"
@@ -164,20 +165,12 @@ func auditCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		b, err := os.ReadFile(*key)
+		sk, err := keyfile.LoadSigningKey(*key)
 		if err != nil {
 			return err
 		}
-		sk, err := audit.ParseSigningKey(b)
-		if err != nil {
-			return fmt.Errorf("%s: %w", *key, err)
-		}
 		if args[0] == "pubkey" {
-			pem, err := audit.MarshalPublicKey(sk.Public().(ed25519.PublicKey))
-			if err != nil {
-				return err
-			}
-			_, err = stdout.Write(pem)
+			_, err = stdout.Write(keyfile.MarshalPublicKey(sk.Public().(ed25519.PublicKey)))
 			return err
 		}
 		// token-hash: find a token's entries without writing the token

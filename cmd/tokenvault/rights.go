@@ -5,6 +5,7 @@ package main
 // internal/backup and vault/receipt.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -295,12 +296,12 @@ func restoreCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if (*ledgerFile == "") == (*ledgerFrom == "") {
 		return errors.New("give exactly one of --ledger FILE or --ledger-from ADDR: a restore re-applies the current erasure ledger")
 	}
-	idf, err := os.Open(*identity)
+	idb, err := keyfile.ReadSecret(*identity)
 	if err != nil {
 		return fmt.Errorf("--identity: %w", err)
 	}
-	ids, err := backup.ParseIdentityFile(idf)
-	idf.Close()
+	ids, err := backup.ParseIdentityFile(bytes.NewReader(idb))
+	clear(idb)
 	if err != nil {
 		return fmt.Errorf("--identity: %w", err)
 	}

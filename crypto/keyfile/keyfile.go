@@ -1,135 +1,178 @@
-// Package keyfile keeps the vault's two small secret key files beside the
-// keyring, protected like the keyring identity (mode 0600 in a 0700
-// directory, created exclusively, synced, never overwritten):
+// Package keyfile is the one home of tokenvault's secret files: every key
+// file is read and written through it, so that every one gets the same
+// protection.
 //
-//   - the receipt signing key (Ed25519, PEM PKCS #8), which signs erasure
-//     receipts; its public half is exportable;
-//   - the erasure-ledger key (256 bits), which keys the ledger's hashes of
-//     erased subject ids. A restore needs it to recognise erased subjects.
+// Writing: a secret file is created with mode 0600 in a directory made with
+// mode 0700, from a synced temporary file that is then linked (never
+// replacing an existing file: [WriteExclusive]) or renamed (replacing it
+// atomically: [Replace]) into place, and the directory is synced. A crash or
+// an error leaves either no file or a complete one, never a partial one.
 //
-// Error texts never contain key bytes.
+// Reading: [ReadSecret] refuses a file that its owner's group or others may
+// read or write (as ssh refuses such private keys): a key that others can
+// read is a leaked key, and one they can write may have been swapped.
+//
+// The files kept here:
+//   - the receipt and audit signing keys (Ed25519, PEM PKCS #8, see
+//     [ParsePrivateKey]); their public halves are exportable;
+//   - the erasure-ledger key (256 bits, see [ParseLedgerKey]), which keys
+//     the ledger's hashes of erased subject ids. A restore needs it to
+//     recognise erased subjects.
+//
+// Other packages keep their own formats but use [ReadSecret] and the
+// writers: the age keyring and its identity file (crypto/kek/agekeyring),
+// the backup identity (cmd/tokenvault restore).
+//
+// Error texts name files but never contain key bytes.
 package keyfile
 
 import (
-	"bufio"
-	"bytes"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
-
-	"github.com/tokenvault/tokenvault/crypto/aead"
-	"github.com/tokenvault/tokenvault/vault/receipt"
+	"runtime"
 )
 
 // ErrNotExist: the key file is missing and may not be created.
 var ErrNotExist = errors.New("keyfile: key file does not exist")
 
-const ledgerPrefix = "tokenvault-ledger-key-v1:"
+// ErrPermissions: a secret file may be read or written by its group or by
+// others.
+var ErrPermissions = errors.New("keyfile: secret file is accessible by group or others")
 
-// LoadOrCreateSigningKey opens the receipt signing key at path, creating
-// it if it is missing. A new signing key loses nothing: receipts signed
-// earlier still verify with the old public key.
-func LoadOrCreateSigningKey(path string) (priv ed25519.PrivateKey, created bool, err error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		priv, err := receipt.ParsePrivateKey(b)
-		if err != nil {
-			return nil, false, fmt.Errorf("keyfile: %s: %w", path, err)
-		}
-		return priv, false, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return nil, false, fmt.Errorf("keyfile: %w", err)
-	}
-	_, priv, err = ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, false, err
-	}
-	content := append([]byte("# tokenvault erasure-receipt signing key (Ed25519). Keep it secret, like the keyring identity.\n"+
-		"# Its public key (tokenvault receipt pubkey) verifies receipts.\n"), receipt.MarshalPrivateKey(priv)...)
-	if err := WriteExclusive(path, content); err != nil {
-		return nil, false, err
-	}
-	return priv, true, nil
-}
+// maxSecretFile bounds what ReadSecret reads: key files are a few hundred
+// bytes, a keyring with thousands of versions well under this.
+const maxSecretFile = 1 << 20
 
-// LoadOrCreateLedgerKey opens the ledger key at path. A missing key is
-// created only when mayCreate is true: the caller passes false when the
-// store already holds ledger entries, which a new key could never match,
-// so a lost key is reported instead of silently replaced.
-func LoadOrCreateLedgerKey(path string, mayCreate bool) (k *aead.Key, created bool, err error) {
-	k, err = LoadLedgerKey(path)
-	if !errors.Is(err, ErrNotExist) {
-		return k, false, err
-	}
-	if !mayCreate {
-		return nil, false, fmt.Errorf("%w: %s (the store holds erasure-ledger entries made with it; restore the file from the keys backup)", ErrNotExist, path)
-	}
-	if k, err = aead.NewKey(); err != nil {
-		return nil, false, err
-	}
-	content := "# tokenvault erasure-ledger key: hashes erased subject ids. Keep it secret, with the keyring\n" +
-		"# identity; `tokenvault restore` needs it to keep erased subjects erased.\n" +
-		ledgerPrefix + hex.EncodeToString(k.Bytes()) + "\n"
-	if err := WriteExclusive(path, []byte(content)); err != nil {
-		k.Zero()
-		return nil, false, err
-	}
-	return k, true, nil
-}
-
-// LoadLedgerKey opens an existing ledger key file (ErrNotExist if there is
-// none).
-func LoadLedgerKey(path string) (*aead.Key, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s", ErrNotExist, path)
-	}
+// ReadSecret reads the secret file at path after checking that only its
+// owner may read or write it. A missing file is an error wrapping
+// [fs.ErrNotExist]; loose permissions one wrapping [ErrPermissions]. The
+// caller should clear the returned bytes once parsed.
+func ReadSecret(path string) ([]byte, error) {
+	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("keyfile: %w", err)
 	}
-	defer clear(b)
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	var key *aead.Key
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		h, ok := strings.CutPrefix(line, ledgerPrefix)
-		raw, err := hex.DecodeString(h)
-		if !ok || err != nil || key != nil {
-			clear(raw)
-			return nil, fmt.Errorf("keyfile: %s: not a tokenvault ledger key file", path)
-		}
-		key, err = aead.KeyFromBytes(raw)
-		clear(raw)
-		if err != nil {
-			return nil, fmt.Errorf("keyfile: %s: not a tokenvault ledger key file", path)
-		}
+	defer f.Close()
+	// Stat the opened file, not the path: no window in which the file
+	// checked and the file read differ.
+	st, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("keyfile: %w", err)
 	}
-	if key == nil {
-		return nil, fmt.Errorf("keyfile: %s: not a tokenvault ledger key file", path)
+	if err := checkPermissions(path, st); err != nil {
+		return nil, err
 	}
-	return key, nil
+	if st.Size() > maxSecretFile {
+		return nil, fmt.Errorf("keyfile: %s: larger than %d bytes, not a key file", path, maxSecretFile)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxSecretFile+1))
+	if err != nil {
+		clear(b)
+		return nil, fmt.Errorf("keyfile: reading %s: %w", path, err)
+	}
+	if len(b) > maxSecretFile {
+		clear(b)
+		return nil, fmt.Errorf("keyfile: %s: larger than %d bytes, not a key file", path, maxSecretFile)
+	}
+	return b, nil
+}
+
+// checkPermissions refuses any group or other permission bit, like ssh.
+// Windows has no such bits (Go reports 0666 for every writable file), so
+// there the check is skipped and ACLs are the administrator's business.
+func checkPermissions(path string, st fs.FileInfo) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	if perm := st.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%w: %s has mode %04o, but only its owner may have access (chmod 600 %s)", ErrPermissions, path, perm, path)
+	}
+	return nil
 }
 
 // WriteExclusive creates path (mode 0600, directory 0700) with content,
-// refusing to overwrite an existing file, and syncs it; on failure nothing
-// is left behind. Every secret or evidence file tokenvault creates goes
+// refusing to overwrite an existing file (the error then wraps
+// [fs.ErrExist]). Every secret or evidence file tokenvault creates goes
 // through it: a new key must never silently replace an old one.
 func WriteExclusive(path string, content []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+	return write(path, content, 0o600, false)
+}
+
+// WritePublic is WriteExclusive for a file others may read (mode 0644): a
+// public key beside its private key.
+func WritePublic(path string, content []byte) error {
+	return write(path, content, 0o644, false)
+}
+
+// Replace writes path (mode 0600, directory 0700) with content, replacing
+// it atomically if it exists: readers and a crash see the old file or the
+// new one.
+func Replace(path string, content []byte) error {
+	return write(path, content, 0o600, true)
+}
+
+// write stages content in a synced temporary file beside path and links
+// (exclusive) or renames (replace) it into place, then syncs the
+// directory so the new name survives a crash.
+func write(path string, content []byte, perm fs.FileMode, replace bool) error {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("keyfile: %w", err)
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*.tmp") // mode 0600
 	if err != nil {
 		return fmt.Errorf("keyfile: creating %s: %w", path, err)
+	}
+	// After a link the temporary name goes and the file stays under path;
+	// after a rename or a failure this removes nothing or the leftover.
+	defer os.Remove(tmp.Name())
+	if perm != 0o600 {
+		err = tmp.Chmod(perm)
+	}
+	if err == nil {
+		_, err = tmp.Write(content)
+	}
+	if err == nil {
+		err = tmp.Sync()
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("keyfile: writing %s: %w", path, err)
+	}
+	if replace {
+		err = os.Rename(tmp.Name(), path)
+	} else if err = os.Link(tmp.Name(), path); err != nil && !errors.Is(err, fs.ErrExist) {
+		// A file system without hard links: create the file exclusively
+		// in place instead (a crash may then leave a partial file, which
+		// no loader accepts).
+		err = writeInPlace(path, content, perm)
+	}
+	if err != nil {
+		return fmt.Errorf("keyfile: creating %s: %w", path, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("keyfile: %w", err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("keyfile: syncing directory of %s: %w", path, err)
+	}
+	return nil
+}
+
+// writeInPlace creates path exclusively and removes it again if writing
+// fails.
+func writeInPlace(path string, content []byte, perm fs.FileMode) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
 	}
 	_, err = f.Write(content)
 	if err == nil {
@@ -140,7 +183,6 @@ func WriteExclusive(path string, content []byte) error {
 	}
 	if err != nil {
 		os.Remove(path)
-		return fmt.Errorf("keyfile: writing %s: %w", path, err)
 	}
-	return nil
+	return err
 }

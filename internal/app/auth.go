@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -40,9 +42,10 @@ type AuditConfig struct {
 	// Path of the JSON-lines log (default: tokenvault-audit/audit.jsonl
 	// beside the data directory).
 	Path string `yaml:"path"`
-	// SigningKey signs checkpoints (Ed25519, created if missing; default:
-	// audit-signing.key beside the keyring). Its public key is written to
-	// SigningKey + ".pub".
+	// SigningKey signs checkpoints (Ed25519; default: audit-signing.key
+	// beside the keyring). It is created, with its public key in
+	// SigningKey + ".pub", only while the log at Path holds no entries: a
+	// missing key beside a log with entries stops the server.
 	SigningKey string `yaml:"signing_key"`
 	// A checkpoint every CheckpointEvery entries (default 1000) and at
 	// least every CheckpointInterval while entries come in (default 1m).
@@ -178,7 +181,15 @@ func openSecurity(cfg Config, onAuditFailure func()) (*security, []grpc.ServerOp
 		log.Warn("NO POLICY FILE: DEV MODE — every caller, even without credentials, may tokenize, reveal and erase everything. " +
 			"Allowed only on a plaintext loopback listener; set --policy for anything else")
 	}
-	key, created, err := audit.LoadOrCreateSigningKey(cfg.Auth.Audit.SigningKey)
+	// A new key beside a log with entries would leave a log whose earlier
+	// checkpoints no longer verify: the key may be created only while the
+	// log holds nothing (missing, empty, or not a regular file).
+	st, statErr := os.Stat(cfg.Auth.Audit.Path)
+	if statErr != nil && !errors.Is(statErr, fs.ErrNotExist) {
+		return nil, nil, fmt.Errorf("auth.audit.path: %w", statErr)
+	}
+	hasHistory := statErr == nil && st.Mode().IsRegular() && st.Size() > 0
+	key, created, err := audit.LoadOrCreateSigningKey(cfg.Auth.Audit.SigningKey, !hasHistory)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenvault/tokenvault/crypto/keyfile"
 	"github.com/tokenvault/tokenvault/internal/audit"
 )
 
@@ -323,11 +325,11 @@ func TestTokenHash(t *testing.T) {
 
 func TestSigningKeyFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "keys", "audit-signing.key")
-	k1, created, err := audit.LoadOrCreateSigningKey(path)
+	k1, created, err := audit.LoadOrCreateSigningKey(path, true)
 	if err != nil || !created {
 		t.Fatal(created, err)
 	}
-	k2, created, err := audit.LoadOrCreateSigningKey(path)
+	k2, created, err := audit.LoadOrCreateSigningKey(path, false)
 	if err != nil || created || !k1.Equal(k2) {
 		t.Fatal("reload gave another key", created, err)
 	}
@@ -342,6 +344,37 @@ func TestSigningKeyFile(t *testing.T) {
 	pub, err := audit.ParsePublicKey(pubPEM)
 	if err != nil || !pub.Equal(k1.Public()) {
 		t.Fatal("public key file does not match", err)
+	}
+	if st, _ := os.Stat(audit.PublicKeyPath(path)); st.Mode().Perm() != 0o644 {
+		t.Fatalf("public key file mode %v", st.Mode())
+	}
+}
+
+// TestSigningKeyNotRecreated: a missing signing key is made again only
+// when the caller allows it (no audit log yet), and never over the public
+// key file of an earlier key.
+func TestSigningKeyNotRecreated(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit-signing.key")
+	if _, _, err := audit.LoadOrCreateSigningKey(path, false); !errors.Is(err, keyfile.ErrNotExist) {
+		t.Fatalf("missing key, creation not allowed: %v", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal("a key was created although creation was not allowed")
+	}
+	if _, _, err := audit.LoadOrCreateSigningKey(path, true); err != nil {
+		t.Fatal(err)
+	}
+	oldPub, _ := os.ReadFile(audit.PublicKeyPath(path))
+	os.Remove(path)
+	if _, _, err := audit.LoadOrCreateSigningKey(path, true); err == nil || !strings.Contains(err.Error(), "public key file") {
+		t.Fatalf("new key over an old public key file: %v", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatal("a key was created beside an earlier key's public key file")
+	}
+	if b, _ := os.ReadFile(audit.PublicKeyPath(path)); !bytes.Equal(b, oldPub) {
+		t.Fatal("the earlier public key file was overwritten")
 	}
 }
 

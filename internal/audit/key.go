@@ -4,9 +4,7 @@ import (
 	"crypto/ed25519"
 	"crypto/hkdf"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -16,125 +14,75 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/tokenvault/tokenvault/crypto/keyfile"
 )
 
 // The signing key is an Ed25519 private key in a PEM (PKCS #8) file, mode
 // 0600, kept beside the KEK keyring; its public key is written next to it
 // (".pub") for verifiers. The same key seeds the token-hash key (HKDF), so
-// only holders of the signing key can link a token to audit entries.
+// only holders of the signing key can link a token to audit entries. Both
+// files are kept by crypto/keyfile, the one home of key files.
 
-// LoadOrCreateSigningKey reads the key at path, or creates it (and the
-// public key file path+".pub") if path does not exist.
-func LoadOrCreateSigningKey(path string) (key ed25519.PrivateKey, created bool, err error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		_, key, err := ed25519.GenerateKey(rand.Reader)
+// LoadOrCreateSigningKey reads the key at path. A missing key is created
+// (with its public key file path+".pub") only when mayCreate is true: the
+// caller passes false when the audit log already holds entries, because a new key
+// would hide the log's history: its checkpoints would no longer verify
+// against the key the server then publishes, and nothing would tell a
+// deleted key from a log that was never signed. That refusal wraps
+// [keyfile.ErrNotExist].
+func LoadOrCreateSigningKey(path string, mayCreate bool) (key ed25519.PrivateKey, created bool, err error) {
+	key, err = keyfile.LoadSigningKey(path)
+	switch {
+	case err == nil:
+		return key, false, nil
+	case !errors.Is(err, keyfile.ErrNotExist):
+		return nil, false, fmt.Errorf("audit signing key: %w", err)
+	case !mayCreate:
+		return nil, false, fmt.Errorf("audit signing key: %w (the audit log holds entries, and a new key would hide their history: restore the key from the keys backup, or move the log away to start a new chain)", err)
+	}
+	// A public key file without its private key belongs to an earlier
+	// key: refuse rather than overwrite what verifiers of old logs use.
+	pubPath := PublicKeyPath(path)
+	if _, err := os.Lstat(pubPath); !errors.Is(err, fs.ErrNotExist) {
 		if err != nil {
-			return nil, false, err
-		}
-		der, err := x509.MarshalPKCS8PrivateKey(key)
-		if err != nil {
-			return nil, false, err
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, false, fmt.Errorf("audit signing key: %w", err)
-		}
-		if err := writeNew(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-			return nil, false, fmt.Errorf("audit signing key: %w", err)
-		}
-		pub, _ := MarshalPublicKey(key.Public().(ed25519.PublicKey))
-		if err := os.WriteFile(PublicKeyPath(path), pub, 0o644); err != nil {
 			return nil, false, fmt.Errorf("audit public key: %w", err)
 		}
-		return key, true, nil
+		return nil, false, fmt.Errorf("audit signing key %s does not exist but its public key file %s does (it belongs to an earlier key): restore the key, or move the public key file away", path, pubPath)
 	}
+	key, err = keyfile.CreateSigningKey(path, "tokenvault audit signing key (Ed25519): signs the audit log's checkpoints and keys its token hashes.\n"+
+		"Keep it secret and back it up with the keyring; verifiers use "+filepath.Base(pubPath)+".")
 	if err != nil {
 		return nil, false, fmt.Errorf("audit signing key: %w", err)
 	}
-	key, err = ParseSigningKey(b)
-	if err != nil {
-		return nil, false, fmt.Errorf("audit signing key %s: %w", path, err)
+	if err := keyfile.WritePublic(pubPath, keyfile.MarshalPublicKey(key.Public().(ed25519.PublicKey))); err != nil {
+		// Nothing was signed with the new key yet: take it back, so the
+		// next start creates both files again.
+		os.Remove(path)
+		return nil, false, fmt.Errorf("audit public key: %w", err)
 	}
-	return key, false, nil
-}
-
-// writeNew writes a new file durably; it fails if the file exists.
-func writeNew(path string, data []byte, perm os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
+	return key, true, nil
 }
 
 // ParseSigningKey parses a PEM PKCS #8 Ed25519 private key.
-func ParseSigningKey(b []byte) (ed25519.PrivateKey, error) {
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "PRIVATE KEY" {
-		return nil, errors.New("not a PEM PRIVATE KEY")
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, err
-	}
-	ek, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, errors.New("not an Ed25519 key")
-	}
-	return ek, nil
-}
-
-// MarshalPublicKey encodes pub as a PEM PUBLIC KEY (PKIX).
-func MarshalPublicKey(pub ed25519.PublicKey) ([]byte, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return nil, err
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
-}
+func ParseSigningKey(b []byte) (ed25519.PrivateKey, error) { return keyfile.ParsePrivateKey(b) }
 
 // ParsePublicKey parses a PEM PUBLIC KEY, or the private key file itself
 // (its public half is used).
 func ParsePublicKey(b []byte) (ed25519.PublicKey, error) {
-	blk, _ := pem.Decode(b)
-	if blk == nil {
-		return nil, errors.New("no PEM block")
-	}
-	if blk.Type == "PRIVATE KEY" {
-		k, err := ParseSigningKey(b)
+	if blk, _ := pem.Decode(b); blk != nil && blk.Type == "PRIVATE KEY" {
+		k, err := keyfile.ParsePrivateKey(b)
 		if err != nil {
 			return nil, err
 		}
 		return k.Public().(ed25519.PublicKey), nil
 	}
-	if blk.Type != "PUBLIC KEY" {
-		return nil, fmt.Errorf("PEM block is %q, not PUBLIC KEY", blk.Type)
-	}
-	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
-	if err != nil {
-		return nil, err
-	}
-	pub, ok := k.(ed25519.PublicKey)
-	if !ok {
-		return nil, errors.New("not an Ed25519 public key")
-	}
-	return pub, nil
+	return keyfile.ParsePublicKey(b)
 }
 
 // KeyID names a public key in checkpoints: hex of the first 8 bytes of
 // its SHA-256.
-func KeyID(pub ed25519.PublicKey) string {
-	s := sha256.Sum256(pub)
-	return hex.EncodeToString(s[:8])
-}
+func KeyID(pub ed25519.PublicKey) string { return keyfile.KeyID(pub) }
 
 // TokenHasher computes the keyed hashes that stand for tokens in the log.
 type TokenHasher struct {

@@ -191,6 +191,13 @@ func compile(f PolicyFile) (*Policy, error) {
 		if err := checkName(id); err != nil {
 			return fail(key, "%v", err)
 		}
+		// Certificates with a non-canonical SPIFFE id are refused (see
+		// CertIdentity), so such an entry could never match: say so.
+		if r.URI != "" && isSPIFFE(r.URI) {
+			if err := checkSPIFFEID(r.URI); err != nil {
+				return fail(key+".uri", "not a canonical SPIFFE id: %v", err)
+			}
+		}
 		if j, dup := seen[id]; dup {
 			return fail(key, "same identity as identities[%d] (list all its roles there)", j)
 		}

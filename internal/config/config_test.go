@@ -107,6 +107,7 @@ func TestBadConfig(t *testing.T) {
 		{"vault without address", "kek:\n  provider: vault\n  vault:\n    token: t\n", nil, "kek.vault.address"},
 		{"vault without token", "kek:\n  provider: vault\n  vault:\n    address: http://127.0.0.1:8200\n", nil, "kek.vault.token"},
 		{"vault bad key name", "kek:\n  provider: vault\n  vault:\n    address: http://x:1\n    token: t\n    key: ../sys\n", nil, "kek.vault.key"},
+		{"vault plain http on the network", "kek:\n  provider: vault\n  vault:\n    address: http://vault.example:8200\n    token: t\n", nil, "kek.vault.insecure_http_nonloopback"},
 		{"bad duration", "kek:\n  backup_retention: forever\n", nil, "duration"},
 		{"negative retention", "kek:\n  backup_retention: -1h\n", nil, "kek.backup_retention"},
 		{"bad log format", "log:\n  format: xml\n", nil, "log.format"},
@@ -130,6 +131,19 @@ func TestBadConfig(t *testing.T) {
 			}
 		})
 	}
+	t.Run("vault plain http allowed explicitly", func(t *testing.T) {
+		for name, c := range map[string]struct {
+			yaml string
+			env  map[string]string
+		}{
+			"file": {"kek:\n  provider: vault\n  vault:\n    address: http://vault.example:8200\n    token: t\n    insecure_http_nonloopback: true\n", nil},
+			"env":  {"kek:\n  provider: vault\n", map[string]string{"VAULT_ADDR": "http://vault.example:8200", "VAULT_TOKEN": "t", "TOKENVAULT_KEK_VAULT_INSECURE_HTTP_NONLOOPBACK": "true"}},
+		} {
+			if cfg, err := load(t, c.yaml, c.env); err != nil || !cfg.KEK.Vault.AllowHTTPNonLoopback {
+				t.Errorf("%s: %v", name, err)
+			}
+		}
+	})
 	t.Run("secret not echoed", func(t *testing.T) {
 		_, err := load(t, "", map[string]string{"TOKENVAULT_CACHE_SIZE": "hunter2-secret"})
 		if err == nil || strings.Contains(err.Error(), "hunter2") {

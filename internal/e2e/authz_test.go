@@ -357,6 +357,11 @@ func TestAuthenticationRejected(t *testing.T) {
 	wrongCA[0], wrongCA[1] = other.Issue(t, "impostor", testpki.Leaf{URIs: []string{"spiffe://test.example/payments"}})
 	expired := [2]string{}
 	expired[0], expired[1] = s.pki.Issue(t, "expired", testpki.Leaf{URIs: []string{"spiffe://test.example/payments"}, NotAfter: time.Now().Add(-time.Hour)})
+	// Spellings of the payments SPIFFE id that URL normalisation used to
+	// map onto it (security review item 7).
+	upper, fragment := [2]string{}, [2]string{}
+	upper[0], upper[1] = s.pki.Issue(t, "upper", testpki.Leaf{RawURIs: []string{"SPIFFE://test.example/payments"}})
+	fragment[0], fragment[1] = s.pki.Issue(t, "fragment", testpki.Leaf{RawURIs: []string{"spiffe://test.example/payments#"}})
 	s.start(t)
 	c := ctx(t)
 	tok, err := s.as(t, "setup").Tokenize(c, "s1", client.Field{Kind: "pan", Value: authzValues["pan"]})
@@ -372,6 +377,8 @@ func TestAuthenticationRejected(t *testing.T) {
 		{"no credentials", dialTLS(t, addr, s.pki.CAFile, "", ""), codes.Unauthenticated},
 		{"unknown API key", dialTLS(t, addr, s.pki.CAFile, "", "", client.WithAPIKey("tvk_not-a-key")), codes.Unauthenticated},
 		{"certificate and API key", dialTLS(t, addr, s.pki.CAFile, s.certs["payments"][0], s.certs["payments"][1], client.WithAPIKey(s.apiKey)), codes.Unauthenticated},
+		{"non-canonical SPIFFE id: upper-case scheme", dialTLS(t, addr, s.pki.CAFile, upper[0], upper[1]), codes.Unauthenticated},
+		{"non-canonical SPIFFE id: empty fragment", dialTLS(t, addr, s.pki.CAFile, fragment[0], fragment[1]), codes.Unauthenticated},
 		// A certificate that does not verify fails the TLS handshake.
 		{"wrong CA", dialTLS(t, addr, s.pki.CAFile, wrongCA[0], wrongCA[1]), codes.Unavailable},
 		{"expired certificate", dialTLS(t, addr, s.pki.CAFile, expired[0], expired[1]), codes.Unavailable},

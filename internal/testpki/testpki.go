@@ -9,12 +9,14 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"math/big"
 	"net"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -62,7 +64,11 @@ func writePEM(t testing.TB, path, typ string, der []byte) {
 
 // Leaf describes a certificate to issue.
 type Leaf struct {
-	URIs     []string
+	URIs []string
+	// RawURIs are URI SANs written byte for byte as given, after URIs.
+	// crypto/x509 writes parsed URLs, which normalises some names
+	// ("SPIFFE://…" becomes "spiffe://…"); tests of such names need these.
+	RawURIs  []string
 	DNS      []string
 	IPs      []net.IP
 	Server   bool      // a server certificate (else a client one)
@@ -97,6 +103,9 @@ func (p *CA) Issue(t testing.TB, name string, o Leaf) (certFile, keyFile string)
 		}
 		tmpl.URIs = append(tmpl.URIs, pu)
 	}
+	if len(o.RawURIs) > 0 {
+		tmpl.ExtraExtensions = []pkix.Extension{rawSANs(t, o)}
+	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &key.PublicKey, p.caKey)
 	if err != nil {
 		t.Fatal(err)
@@ -109,4 +118,32 @@ func (p *CA) Issue(t testing.TB, name string, o Leaf) (certFile, keyFile string)
 	writePEM(t, certFile, "CERTIFICATE", der)
 	writePEM(t, keyFile, "PRIVATE KEY", kder)
 	return certFile, keyFile
+}
+
+// rawSANs encodes o's names as a subjectAltName extension (RFC 5280
+// 4.2.1.6), URIs exactly as given; crypto/x509 then uses it instead of
+// encoding the template's names itself.
+func rawSANs(t testing.TB, o Leaf) pkix.Extension {
+	t.Helper()
+	var names []asn1.RawValue
+	add := func(tag int, b []byte) {
+		names = append(names, asn1.RawValue{Class: asn1.ClassContextSpecific, Tag: tag, Bytes: b})
+	}
+	for _, d := range o.DNS {
+		add(2, []byte(d))
+	}
+	for _, ip := range o.IPs {
+		if ip4 := ip.To4(); ip4 != nil {
+			ip = ip4
+		}
+		add(7, ip)
+	}
+	for _, u := range append(slices.Clone(o.URIs), o.RawURIs...) {
+		add(6, []byte(u))
+	}
+	der, err := asn1.Marshal(names)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pkix.Extension{Id: asn1.ObjectIdentifier{2, 5, 29, 17}, Value: der}
 }

@@ -29,17 +29,16 @@ package receipt
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"time"
 	"unicode/utf8"
+
+	"github.com/tokenvault/tokenvault/crypto/keyfile"
 )
 
 // Format names version 1 of the encoding.
@@ -115,10 +114,7 @@ func (r Receipt) Verify(pub ed25519.PublicKey) error {
 
 // KeyID is the fingerprint of a signing public key: the first 8 bytes of
 // its SHA-256, in hex.
-func KeyID(pub ed25519.PublicKey) string {
-	h := sha256.Sum256(pub)
-	return hex.EncodeToString(h[:8])
-}
+func KeyID(pub ed25519.PublicKey) string { return keyfile.KeyID(pub) }
 
 type fileV1 struct {
 	Format                 string `json:"format"`
@@ -202,58 +198,18 @@ func parseTime(field, s string) (time.Time, error) {
 	return t, nil
 }
 
-// Key files: PEM, PKIX for the public key (openssl reads it), PKCS #8 for
-// the private key.
+// Key files: the signing key and its public half are kept and parsed by
+// crypto/keyfile, the one home of key files; these name its public-key
+// helpers for the receipt's users.
 
 // MarshalPublicKey encodes pub as a PEM "PUBLIC KEY" block.
-func MarshalPublicKey(pub ed25519.PublicKey) []byte {
-	der, _ := x509.MarshalPKIXPublicKey(pub) // cannot fail for Ed25519
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-}
+func MarshalPublicKey(pub ed25519.PublicKey) []byte { return keyfile.MarshalPublicKey(pub) }
 
 // ParsePublicKey decodes a PEM "PUBLIC KEY" block holding an Ed25519 key.
 func ParsePublicKey(b []byte) (ed25519.PublicKey, error) {
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "PUBLIC KEY" {
-		return nil, errors.New("receipt: public key: not a PEM PUBLIC KEY block")
-	}
-	k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+	pub, err := keyfile.ParsePublicKey(b)
 	if err != nil {
-		return nil, fmt.Errorf("receipt: public key: %w", err)
-	}
-	pub, ok := k.(ed25519.PublicKey)
-	if !ok {
-		return nil, errors.New("receipt: public key: not an Ed25519 key")
+		return nil, fmt.Errorf("receipt: %w", err)
 	}
 	return pub, nil
-}
-
-// MarshalPrivateKey encodes priv as a PEM "PRIVATE KEY" block (PKCS #8).
-func MarshalPrivateKey(priv ed25519.PrivateKey) []byte {
-	der, _ := x509.MarshalPKCS8PrivateKey(priv) // cannot fail for Ed25519
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
-}
-
-// ParsePrivateKey decodes a PEM "PRIVATE KEY" block holding an Ed25519 key.
-// Errors never include key bytes.
-func ParsePrivateKey(b []byte) (ed25519.PrivateKey, error) {
-	var blk *pem.Block
-	for {
-		blk, b = pem.Decode(b)
-		if blk == nil || blk.Type == "PRIVATE KEY" {
-			break
-		}
-	}
-	if blk == nil {
-		return nil, errors.New("receipt: signing key: no PEM PRIVATE KEY block")
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, errors.New("receipt: signing key: not a PKCS #8 key")
-	}
-	priv, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, errors.New("receipt: signing key: not an Ed25519 key")
-	}
-	return priv, nil
 }

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenvault/tokenvault/crypto/keyfile"
 	"github.com/tokenvault/tokenvault/vault/receipt"
 )
 
@@ -103,11 +104,7 @@ func TestKeyFiles(t *testing.T) {
 	if err != nil || !p2.Equal(pub) {
 		t.Fatalf("public key round trip: %v", err)
 	}
-	k2, err := receipt.ParsePrivateKey(receipt.MarshalPrivateKey(priv))
-	if err != nil || !k2.Equal(priv) {
-		t.Fatalf("private key round trip: %v", err)
-	}
-	if _, err := receipt.ParsePublicKey(receipt.MarshalPrivateKey(priv)); err == nil {
+	if _, err := receipt.ParsePublicKey(keyfile.MarshalPrivateKey(priv)); err == nil {
 		t.Fatal("a private key parsed as a public key")
 	}
 }

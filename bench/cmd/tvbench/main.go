@@ -37,6 +37,7 @@ import (
 
 	"github.com/tokenvault/tokenvault/bench/echo"
 	"github.com/tokenvault/tokenvault/bench/loadgen"
+	"github.com/tokenvault/tokenvault/crypto/keyfile"
 )
 
 const usage = `tvbench: load generator for tokenvault, with baselines
@@ -149,10 +150,12 @@ func envOr(name, def string) string {
 
 func readSecret(file, env string) (string, error) {
 	if file != "" {
-		b, err := os.ReadFile(file)
+		// Refused if group or others may read it, like the server's keys.
+		b, err := keyfile.ReadSecret(file)
 		if err != nil {
 			return "", err
 		}
+		defer clear(b)
 		return strings.TrimSpace(string(b)), nil
 	}
 	return os.Getenv(env), nil

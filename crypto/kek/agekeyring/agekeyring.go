@@ -26,13 +26,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -41,6 +39,7 @@ import (
 
 	"github.com/tokenvault/tokenvault/crypto/aead"
 	"github.com/tokenvault/tokenvault/crypto/kek"
+	"github.com/tokenvault/tokenvault/crypto/keyfile"
 )
 
 // Provider is the local keyring KEK.
@@ -75,19 +74,6 @@ type version struct {
 	created time.Time
 }
 
-// fileV1 is the plaintext inside the age file.
-type fileV1 struct {
-	Format   string          `json:"format"`
-	Current  int             `json:"current"`
-	Versions []fileVersionV1 `json:"versions"`
-}
-
-type fileVersionV1 struct {
-	Version int       `json:"version"`
-	Key     []byte    `json:"key"`
-	Created time.Time `json:"created"`
-}
-
 // Create makes a new keyring with one fresh KEK version at path, encrypted
 // to recipients. It fails if path exists.
 func Create(path string, recipients ...age.Recipient) (Provider, error) {
@@ -114,66 +100,33 @@ func Open(path string, identities []age.Identity, recipients []age.Recipient) (P
 	if len(recipients) == 0 {
 		return nil, errors.New("agekeyring: no recipients")
 	}
-	f, err := os.Open(path)
-	if errors.Is(err, os.ErrNotExist) {
+	b, err := keyfile.ReadSecret(path)
+	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s", ErrNotExist, path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("agekeyring: %w", err)
 	}
-	defer f.Close()
-	r, err := age.Decrypt(f, identities...)
+	r, err := age.Decrypt(bytes.NewReader(b), identities...)
 	if err != nil {
 		return nil, fmt.Errorf("agekeyring: cannot decrypt keyring %s (wrong identity or passphrase?): %w", path, err)
 	}
-	plain, err := io.ReadAll(io.LimitReader(r, 1<<20))
+	plain, err := io.ReadAll(io.LimitReader(r, maxPlaintext+1))
+	defer clear(plain)
 	if err != nil {
 		return nil, fmt.Errorf("agekeyring: reading keyring %s: %w", path, err)
 	}
-	defer clear(plain)
-	var fv fileV1
-	if err := json.Unmarshal(plain, &fv); err != nil {
-		return nil, fmt.Errorf("agekeyring: keyring %s is corrupt: %w", path, err)
+	current, versions, err := decodeFile(plain)
+	if err != nil {
+		return nil, fmt.Errorf("agekeyring: keyring %s %w", path, err)
 	}
-	kr := &keyring{path: path, recipients: recipients, current: fv.Current, versions: map[int]*version{}}
-	defer func() {
-		for _, v := range fv.Versions {
-			clear(v.Key)
-		}
-	}()
-	if fv.Format != fileFormat {
-		return nil, fmt.Errorf("agekeyring: keyring %s has unknown format %q", path, fv.Format)
-	}
-	for _, v := range fv.Versions {
-		k, err := aead.KeyFromBytes(v.Key)
-		if err != nil || v.Version <= 0 || kr.versions[v.Version] != nil {
-			kr.zero()
-			return nil, fmt.Errorf("agekeyring: keyring %s is corrupt: bad version %d", path, v.Version)
-		}
-		kr.versions[v.Version] = &version{key: k, created: v.Created}
-	}
-	if kr.versions[kr.current] == nil {
-		kr.zero()
-		return nil, fmt.Errorf("agekeyring: keyring %s is corrupt: current version %d missing", path, kr.current)
-	}
-	return kr, nil
-}
-
-func (kr *keyring) zero() {
-	for _, v := range kr.versions {
-		v.key.Zero()
-	}
+	return &keyring{path: path, recipients: recipients, current: current, versions: versions}, nil
 }
 
 // save writes the keyring atomically. With exclusive it refuses to replace
 // an existing file. Callers hold kr.mu (or own kr exclusively).
 func (kr *keyring) save(exclusive bool) error {
-	fv := fileV1{Format: fileFormat, Current: kr.current}
-	for _, n := range slices.Sorted(maps.Keys(kr.versions)) {
-		v := kr.versions[n]
-		fv.Versions = append(fv.Versions, fileVersionV1{Version: n, Key: v.key.Bytes(), Created: v.created})
-	}
-	plain, err := json.Marshal(fv)
+	plain, err := encodeFile(kr.current, kr.versions)
 	if err != nil {
 		return fmt.Errorf("agekeyring: %w", err)
 	}
@@ -189,47 +142,16 @@ func (kr *keyring) save(exclusive bool) error {
 	if err := w.Close(); err != nil {
 		return fmt.Errorf("agekeyring: %w", err)
 	}
-	return writeFileAtomic(kr.path, buf.Bytes(), exclusive)
-}
-
-// writeFileAtomic writes data to a temp file beside path, syncs it, and
-// renames it into place (linking, when exclusive, so an existing file is
-// never replaced), then syncs the directory.
-func writeFileAtomic(path string, data []byte, exclusive bool) error {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("agekeyring: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, ".keyring-*.tmp")
-	if err != nil {
-		return fmt.Errorf("agekeyring: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(data)
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("agekeyring: writing keyring: %w", err)
-	}
+	// The file is age-encrypted, yet kept like the other secret files: a
+	// passphrase-protected keyring is open to an offline guessing attack
+	// by whoever can read it.
 	if exclusive {
-		// link fails with EEXIST instead of replacing an existing keyring.
-		if err := os.Link(tmp.Name(), path); err != nil {
-			return fmt.Errorf("agekeyring: creating keyring: %w", err)
-		}
-	} else if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("agekeyring: replacing keyring: %w", err)
+		err = keyfile.WriteExclusive(kr.path, buf.Bytes())
+	} else {
+		err = keyfile.Replace(kr.path, buf.Bytes())
 	}
-	d, err := os.Open(dir)
 	if err != nil {
 		return fmt.Errorf("agekeyring: %w", err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("agekeyring: syncing keyring directory: %w", err)
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/tokenvault/tokenvault/crypto/kek"
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/crypto/kek/kektest"
+	"github.com/tokenvault/tokenvault/crypto/keyfile"
 )
 
 func TestConformance(t *testing.T) {
@@ -155,5 +157,46 @@ func TestConfigHidesPassphrase(t *testing.T) {
 		if strings.Contains(out, "horse") || !strings.Contains(out, "k.age") {
 			t.Errorf("printed config: %s", out)
 		}
+	}
+}
+
+// TestFilePermissions: a keyring or identity file that group or others may
+// access is refused, naming the file, and left as it is; one made with
+// mode 0600 (as OpenOrCreate and age-keygen -o make them) opens.
+func TestFilePermissions(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no permission bits on Windows")
+	}
+	dir := t.TempDir()
+	cfg := agekeyring.Config{Path: filepath.Join(dir, "keyring.age"), IdentityFile: filepath.Join(dir, "identity.txt")}
+	if _, _, err := agekeyring.OpenOrCreate(cfg, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, file := range []string{cfg.Path, cfg.IdentityFile} {
+		for _, mode := range []os.FileMode{0o640, 0o644, 0o604, 0o660} {
+			t.Run(filepath.Base(file)+"/"+mode.String(), func(t *testing.T) {
+				before, _ := os.ReadFile(file)
+				os.Chmod(file, mode)
+				defer os.Chmod(file, 0o600)
+				_, _, err := agekeyring.OpenOrCreate(cfg, false)
+				if !errors.Is(err, keyfile.ErrPermissions) || !strings.Contains(err.Error(), file) {
+					t.Fatalf("mode %v: %v, want a permissions error naming the file", mode, err)
+				}
+				if after, _ := os.ReadFile(file); !bytes.Equal(before, after) {
+					t.Fatal("a refused open changed the file")
+				}
+			})
+		}
+	}
+	if _, _, err := agekeyring.OpenOrCreate(cfg, false); err != nil {
+		t.Fatalf("mode 0600 again: %v", err)
+	}
+	pass := agekeyring.Config{Path: filepath.Join(dir, "pass.age"), Passphrase: "correct horse battery staple"}
+	if _, _, err := agekeyring.OpenOrCreate(pass, true); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(pass.Path, 0o644)
+	if _, _, err := agekeyring.OpenOrCreate(pass, false); !errors.Is(err, keyfile.ErrPermissions) {
+		t.Fatalf("world-readable passphrase keyring: %v", err)
 	}
 }

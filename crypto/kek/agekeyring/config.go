@@ -1,8 +1,10 @@
 package agekeyring
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -92,15 +94,15 @@ func (c Config) identities(mayGenerate bool) ([]age.Identity, []age.Recipient, e
 		}
 		return []age.Identity{id}, []age.Recipient{r}, nil
 	}
-	f, err := os.Open(c.IdentityFile)
-	if errors.Is(err, os.ErrNotExist) && mayGenerate {
+	b, err := keyfile.ReadSecret(c.IdentityFile)
+	if errors.Is(err, fs.ErrNotExist) && mayGenerate {
 		return generateIdentity(c.IdentityFile)
 	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("agekeyring: identity file: %w", err)
 	}
-	defer f.Close()
-	ids, err := age.ParseIdentities(f)
+	ids, err := age.ParseIdentities(bytes.NewReader(b))
+	clear(b)
 	if err != nil {
 		return nil, nil, fmt.Errorf("agekeyring: identity file %s: %w", c.IdentityFile, err)
 	}

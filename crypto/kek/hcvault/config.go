@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"regexp"
 	"strings"
@@ -30,8 +31,14 @@ const (
 // Config is the kek.vault configuration section. Field names in errors
 // follow the YAML keys.
 type Config struct {
-	// Address is Vault's URL, e.g. "https://vault.example:8200".
+	// Address is Vault's URL, e.g. "https://vault.example:8200". Plain
+	// http:// is accepted only for a loopback host unless
+	// AllowHTTPNonLoopback is set.
 	Address string `yaml:"address"`
+	// AllowHTTPNonLoopback accepts an http:// Address on a non-loopback
+	// host. Off by default: data keys (in wrap and unwrap calls) and the
+	// Vault token would then cross the network in the clear.
+	AllowHTTPNonLoopback bool `yaml:"insecure_http_nonloopback"`
 	// Token authenticates when Auth.Method is "token".
 	Token string `yaml:"token"`
 	// Namespace is the Vault Enterprise namespace, if any.
@@ -122,6 +129,11 @@ func (c Config) Validate() error {
 		bad("address", "must not be empty")
 	} else if u, err := url.Parse(c.Address); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("address", "must be an http:// or https:// URL")
+	} else if u.Scheme == "http" && !loopbackHost(u.Hostname()) && !c.AllowHTTPNonLoopback {
+		// Refused, not just warned about: a warning in a log nobody reads
+		// does not stop data keys and the token from crossing the network
+		// unencrypted.
+		bad("address", "refusing plain http:// to the non-loopback host %q: data keys and the Vault token would cross the network unencrypted; use https:// or set kek.vault.insecure_http_nonloopback (TOKENVAULT_KEK_VAULT_INSECURE_HTTP_NONLOOPBACK=true)", u.Hostname())
 	}
 	if !validPath(c.Mount) {
 		bad("mount", "must be a path of letters, digits, '_', '.' and '-'")
@@ -171,6 +183,16 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+// loopbackHost reports whether host (a URL's Hostname) is this machine:
+// "localhost" or a loopback IP address.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
 func validName(s string) bool { return nameRE.MatchString(s) && s != "." && s != ".." }
 
 func validPath(s string) bool {
@@ -196,6 +218,7 @@ func (c Config) LogValue() slog.Value {
 	r := c.redacted()
 	return slog.GroupValue(
 		slog.String("address", r.Address),
+		slog.Bool("insecure_http_nonloopback", r.AllowHTTPNonLoopback),
 		slog.String("namespace", r.Namespace),
 		slog.String("mount", r.Mount),
 		slog.String("key", r.Key),

@@ -58,7 +58,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/url"
 
@@ -212,7 +211,7 @@ func warnInsecure(cfg Config, logger *slog.Logger) {
 		return
 	}
 	if u.Scheme == "http" {
-		if ip := net.ParseIP(u.Hostname()); (ip == nil || !ip.IsLoopback()) && u.Hostname() != "localhost" {
+		if !loopbackHost(u.Hostname()) { // allowed by kek.vault.insecure_http_nonloopback
 			logger.Warn("Vault address is plain http: DEKs and the Vault token cross the network unencrypted", "address", cfg.Address)
 		}
 	}
