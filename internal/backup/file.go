@@ -56,7 +56,7 @@ import (
 
 	"filippo.io/age"
 
-	"github.com/tokenvault/tokenvault/vault/receipt"
+	"github.com/tokenvault/tokenvault/crypto/keyfile"
 )
 
 const (
@@ -93,7 +93,7 @@ var (
 type Header struct {
 	Since, Next uint64
 	// KeyID and Signature are the vault's signature (version 2): the
-	// signing key's fingerprint (16 hex digits, [receipt.KeyID]) and an
+	// signing key's fingerprint (16 hex digits, [keyfile.KeyID]) and an
 	// Ed25519 signature over [BackupSignedBytes]. A version 1 header has
 	// neither.
 	KeyID     string
@@ -245,7 +245,7 @@ func BackupSignedBytes(since, next uint64, keyID string, digest []byte) []byte {
 // SignBackup is the signed header of a backup whose ciphertext has the
 // SHA-256 digest (the server calls it at the end of the stream).
 func SignBackup(priv ed25519.PrivateKey, since, next uint64, digest []byte) Header {
-	kid := receipt.KeyID(priv.Public().(ed25519.PublicKey))
+	kid := keyfile.KeyID(priv.Public().(ed25519.PublicKey))
 	return Header{Since: since, Next: next, KeyID: kid,
 		Signature: ed25519.Sign(priv, BackupSignedBytes(since, next, kid, digest))}
 }
@@ -253,7 +253,7 @@ func SignBackup(priv ed25519.PrivateKey, since, next uint64, digest []byte) Head
 // verify checks a signed header against pub and the ciphertext digest.
 // Errors name no key bytes; the caller adds the file name.
 func (h Header) verify(pub ed25519.PublicKey, digest []byte) error {
-	if want := receipt.KeyID(pub); h.KeyID != want {
+	if want := keyfile.KeyID(pub); h.KeyID != want {
 		return fmt.Errorf("%w: it was signed by key %s, but the verification key given is %s (use the public key of the vault that took the backup)", ErrBadSignature, h.KeyID, want)
 	}
 	if !ed25519.Verify(pub, BackupSignedBytes(h.Since, h.Next, h.KeyID, digest), h.Signature) {
@@ -271,10 +271,10 @@ func LoadVerifyKey(path string) (ed25519.PublicKey, error) {
 		return nil, err
 	}
 	defer clear(b)
-	if pub, err := receipt.ParsePublicKey(b); err == nil {
+	if pub, err := keyfile.ParsePublicKey(b); err == nil {
 		return pub, nil
 	}
-	priv, err := receipt.ParsePrivateKey(b)
+	priv, err := keyfile.ParsePrivateKey(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: neither a PEM Ed25519 public key nor the vault's signing key file", path)
 	}
