@@ -105,15 +105,13 @@ func batchPlaintexts(ctx context.Context, p *provider, o op, path string, items 
 	}
 	out := make([][]byte, len(res))
 	for i, r := range res {
-		out[i] = r.Plaintext
-	}
-	for i := range out {
-		if len(out[i]) == 0 {
-			for _, dek := range out {
-				clear(dek)
+		if len(r.Plaintext) == 0 {
+			for _, r := range res {
+				clear(r.Plaintext)
 			}
 			return nil, fmt.Errorf("hcvault: %s: item %d: Vault returned an empty plaintext", o.name, offset+i)
 		}
+		out[i] = r.Plaintext
 	}
 	return out, nil
 }
