@@ -35,6 +35,9 @@ type KEKStatus struct {
 	Current  int
 	// KeysByVersion counts stored subject keys per KEK version.
 	KeysByVersion map[int]int
+	// Unbound counts stored subject keys wrapped before wraps were bound
+	// to their subject (see KeyBinding); RewrapKeys binds them.
+	Unbound int
 }
 
 func (v *Vault) rotator() (kek.Rotator, error) {
@@ -58,15 +61,26 @@ func (v *Vault) KEKStatus(ctx context.Context) (KEKStatus, error) {
 	st.Current = newest(st.Versions)
 	err = v.scanKeys(ctx, func(page []SubjectEntry) error {
 		for _, e := range page {
-			ver, err := r.WrappedVersion(e.Key.Wrapped)
+			info, err := describe(r, e)
 			if err != nil {
-				return fmt.Errorf("%w: wrapped key of a subject: %w", ErrCorrupt, err)
+				return err
 			}
-			st.KeysByVersion[ver]++
+			st.KeysByVersion[info.Version]++
+			if !info.Bound {
+				st.Unbound++
+			}
 		}
 		return nil
 	})
 	return st, err
+}
+
+func describe(r kek.Rotator, e SubjectEntry) (kek.WrappedInfo, error) {
+	info, err := r.Describe(e.Key.Wrapped)
+	if err != nil {
+		return info, fmt.Errorf("%w: wrapped key of a subject: %w", ErrCorrupt, err)
+	}
+	return info, nil
 }
 
 func newest(vers []kek.Version) int {
@@ -118,13 +132,24 @@ func (v *Vault) RotateKEK(ctx context.Context) (int, error) {
 // RewrapProgress reports a rewrap.
 type RewrapProgress struct {
 	Scanned   int // subject keys looked at
-	Rewrapped int // subject keys moved to the current KEK version
+	Rewrapped int // subject keys moved to the current KEK version (and bound)
 }
 
 // RewrapKeys rewraps every stored subject key that is not under the current
-// KEK version. It is resumable: interrupted, it can simply run again, and
-// keys already rewrapped are skipped. progress (may be nil) is called after
-// every page.
+// KEK version, or not yet bound to its subject (wrapped before wraps were
+// bound, see KeyBinding): after it, every stored key is bound. It is
+// resumable: interrupted, it can simply run again, and keys already
+// rewrapped are skipped. progress (may be nil) is called after every page.
+//
+// A key bound to another subject than the one it is stored under (copied
+// there in the store) fails the rewrap with an error wrapping
+// kek.ErrInvalidWrapped: it is not carried into the new KEK epoch.
+//
+// Binding a key that was unbound trusts the store's word for its subject:
+// a copy made under a decoy subject before binding existed becomes bound to
+// the decoy. What closes that door is retiring the KEK versions unbound
+// keys were made under (rotate, rewrap, retire), after which no unbound
+// wrapped key unwraps anywhere.
 func (v *Vault) RewrapKeys(ctx context.Context, progress func(RewrapProgress)) (RewrapProgress, error) {
 	var p RewrapProgress
 	r, err := v.rotator()
@@ -138,20 +163,20 @@ func (v *Vault) RewrapKeys(ctx context.Context, progress func(RewrapProgress)) (
 	current := newest(vers)
 	err = v.scanKeys(ctx, func(page []SubjectEntry) error {
 		var stale []SubjectEntry
-		var wrapped [][]byte
+		var items []kek.RewrapItem
 		for _, e := range page {
-			ver, err := r.WrappedVersion(e.Key.Wrapped)
+			info, err := describe(r, e)
 			if err != nil {
-				return fmt.Errorf("%w: wrapped key of a subject: %w", ErrCorrupt, err)
+				return err
 			}
-			if ver < current {
+			if info.Version < current || !info.Bound {
 				stale = append(stale, e)
-				wrapped = append(wrapped, e.Key.Wrapped)
+				items = append(items, kek.RewrapItem{Wrapped: e.Key.Wrapped, AD: KeyBinding(e.Key.ID, e.Subject)})
 			}
 		}
 		p.Scanned += len(page)
 		if len(stale) > 0 {
-			fresh, err := r.Rewrap(ctx, wrapped)
+			fresh, err := r.Rewrap(ctx, items)
 			if err != nil {
 				return fmt.Errorf("rewrapping subject keys: %w", err)
 			}
@@ -215,11 +240,11 @@ func (v *Vault) RetireKEK(ctx context.Context, retention time.Duration) (RetireR
 	stale := 0
 	err = v.scanKeys(ctx, func(page []SubjectEntry) error {
 		for _, e := range page {
-			ver, err := r.WrappedVersion(e.Key.Wrapped)
+			info, err := describe(r, e)
 			if err != nil {
-				return fmt.Errorf("%w: wrapped key of a subject: %w", ErrCorrupt, err)
+				return err
 			}
-			if ver < res.MinVersion {
+			if info.Version < res.MinVersion {
 				stale++
 			}
 		}

@@ -95,7 +95,7 @@ func TestRotationEpochs(t *testing.T) {
 	if err != nil || len(res.Retired) != 0 || res.MinVersion != 1 {
 		t.Fatalf("retire within retention = %+v, %v", res, err)
 	}
-	if _, err := kr.Unwrap(ctx, backup.Wrapped); err != nil {
+	if _, err := kr.Unwrap(ctx, backup.Wrapped, vault.KeyBinding(backup.ID, "subject-007")); err != nil {
 		t.Fatalf("backup key within retention: %v", err)
 	}
 	// Past it, version 1 is destroyed, and with it every backup's copy.
@@ -104,7 +104,7 @@ func TestRotationEpochs(t *testing.T) {
 	if err != nil || res.MinVersion != 2 || len(res.Retired) != 1 || res.Retired[0] != 1 {
 		t.Fatalf("retire after retention = %+v, %v", res, err)
 	}
-	if _, err := kr.Unwrap(ctx, backup.Wrapped); !errors.Is(err, kek.ErrInvalidWrapped) {
+	if _, err := kr.Unwrap(ctx, backup.Wrapped, vault.KeyBinding(backup.ID, "subject-007")); !errors.Is(err, kek.ErrInvalidWrapped) {
 		t.Fatalf("a backup's wrapped key still unwraps after retirement: %v", err)
 	}
 	// Live data is intact (with a cold cache: a fresh vault on the same store).

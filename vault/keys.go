@@ -3,7 +3,9 @@ package vault
 import (
 	"container/list"
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync"
@@ -295,18 +297,47 @@ func (v *Vault) keysByID(ctx context.Context, id KeyID, reveal bool) (cached, er
 	return v.unwrap(ctx, subject, sk, gen)
 }
 
+// bindingLabel separates the subject-key binding from every other MAC.
+const bindingLabel = "tokenvault/subject-key-binding/v1"
+
+// KeyBinding is the associated data a subject's wrapped data key is bound
+// to at the KEK ([kek.Wrapper]): HMAC-SHA256 keyed with the key id, over
+// the subject id. A wrapped key copied under another subject, or given
+// another key id, then fails to unwrap, so someone who can write the store
+// cannot park a subject's key under a decoy subject, where it would
+// survive the subject's erasure and be carried into the next KEK epoch by
+// the rewrap.
+//
+// It is a keyed hash, not the subject id, because the KEK may be remote:
+// HashiCorp Vault receives it with every wrap and unwrap, but never the
+// random key id, so it learns nothing about the subject from it. It is
+// never stored.
+func KeyBinding(id KeyID, subject string) []byte {
+	m := hmac.New(sha256.New, id[:])
+	m.Write([]byte(bindingLabel))
+	m.Write([]byte(subject))
+	return m.Sum(nil)
+}
+
 // unwrap returns the keys of sk, read from the store at cache generation
 // gen: from the cache if they are there, else from the KEK.
 func (v *Vault) unwrap(ctx context.Context, subject string, sk SubjectKey, gen uint64) (cached, error) {
 	if c, ok := v.cache.byKeyID(sk.ID); ok {
+		if c.subject != subject {
+			// A key id belongs to one subject for life: the store has the
+			// key under another subject too (a copy under a decoy). The
+			// cache must not answer where the KEK would refuse.
+			c.release()
+			return cached{}, fmt.Errorf("%w: a subject key is stored under two subjects", ErrCorrupt)
+		}
 		// The store read just done is at least as fresh as the entry.
-		c.subject, c.restricted = subject, sk.Restricted
+		c.restricted = sk.Restricted
 		return c, nil
 	}
 	// A miss is counted where it costs: a KEK call.
 	v.cache.misses.Add(1)
 	start := time.Now()
-	dek, err := v.kek.Unwrap(ctx, sk.Wrapped)
+	dek, err := v.kek.Unwrap(ctx, sk.Wrapped, KeyBinding(sk.ID, subject))
 	v.onKEK("unwrap", time.Since(start), err)
 	if err != nil {
 		return cached{}, fmt.Errorf("unwrapping subject key: %w", err)
@@ -330,7 +361,7 @@ func (v *Vault) createKey(ctx context.Context, subject string, gen uint64) (cach
 		return cached{}, err
 	}
 	start := time.Now()
-	sk.Wrapped, err = v.kek.Wrap(ctx, dek.Bytes())
+	sk.Wrapped, err = v.kek.Wrap(ctx, dek.Bytes(), KeyBinding(sk.ID, subject))
 	v.onKEK("wrap", time.Since(start), err)
 	if err != nil {
 		return cached{}, fmt.Errorf("wrapping new subject key: %w", err)

@@ -184,11 +184,14 @@ func (v *Vault) ExportSubject(ctx context.Context, subject string, fn func(Expor
 			if expired(rec, now) {
 				continue
 			}
-			plain, err := c.keys.record.Open(nil, rec.Sealed, recordAAD(sk.ID, subject, rec.Kind, rec.Token))
-			if err != nil {
-				return fmt.Errorf("%w: token record failed authentication", ErrCorrupt)
+			if rec.KeyID != sk.ID {
+				return fmt.Errorf("%w: record listed under another key", ErrCorrupt)
 			}
-			out = append(out, ExportedRecord{Token: rec.Token, Kind: rec.Kind, Value: string(plain),
+			plain, err := openRecord(c.keys, subject, rec)
+			if err != nil {
+				return err
+			}
+			out = append(out, ExportedRecord{Token: rec.Token, Kind: rec.Kind, Value: plain,
 				Created: rec.Created, Expires: rec.Expires, Deterministic: rec.Lookup != nil})
 		}
 		if len(out) > 0 || !sent {
@@ -247,20 +250,34 @@ func (v *Vault) Rectify(ctx context.Context, token, value string) (Rectified, er
 		return Rectified{}, err
 	}
 	defer c.release()
+	// The stored record must be authentic before it is resealed: the new
+	// seal binds the creation and expiry kept from it, and would otherwise
+	// launder an expiry edited in the store. (A RecordAADv1 record's
+	// metadata is not authenticated; rectifying it binds what is there.)
+	if rec.Token != token {
+		return Rectified{}, fmt.Errorf("%w: record under another token", ErrCorrupt)
+	}
+	if _, err := openRecord(c.keys, c.subject, rec); err != nil {
+		return Rectified{}, err
+	}
 	next := rec
 	if rec.Lookup != nil {
 		if next.Lookup, err = c.keys.lookup.MAC([]byte{byte(rec.Kind)}, []byte(norm)); err != nil {
 			return Rectified{}, err
 		}
 	}
-	if next.Sealed, err = c.keys.record.Seal(nil, []byte(norm), recordAAD(rec.KeyID, c.subject, rec.Kind, token)); err != nil {
+	if err := sealRecord(c.keys, c.subject, &next, norm); err != nil {
 		return Rectified{}, err
 	}
 	err = v.store.ReplaceRecord(ctx, c.subject, rec.KeyID, next)
 	if errors.Is(err, ErrCollision) {
 		// Another token of this subject is the deterministic token of the
-		// new value: it keeps the lookup.
+		// new value: it keeps the lookup. The lookup key is bound, so the
+		// value is sealed again without it.
 		next.Lookup = nil
+		if err := sealRecord(c.keys, c.subject, &next, norm); err != nil {
+			return Rectified{}, err
+		}
 		err = v.store.ReplaceRecord(ctx, c.subject, rec.KeyID, next)
 	}
 	switch {

@@ -2,10 +2,12 @@ package vault
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/tokenvault/tokenvault/crypto/aead"
 	"github.com/tokenvault/tokenvault/vault/format"
 )
 
@@ -176,23 +178,90 @@ func (v *Vault) newRecord(keys *subjectKeys, id KeyID, subject string, i int, f 
 	if err != nil {
 		return Record{}, fmt.Errorf("making token: %w", err)
 	}
-	r := Record{Token: tok, KeyID: id, Kind: f.Kind, Created: v.now().UTC(), Lookup: lookup}
+	// Times are kept to the microsecond, in the record and in its
+	// associated data alike, so that a store that keeps no finer times
+	// (PostgreSQL, say) still returns what was sealed.
+	r := Record{Token: tok, KeyID: id, Kind: f.Kind, Created: v.now().UTC().Truncate(time.Microsecond), Lookup: lookup}
 	if ttl > 0 {
-		r.Expires = r.Created.Add(ttl)
+		r.Expires = r.Created.Add(ttl).Truncate(time.Microsecond)
 	}
-	r.Sealed, err = keys.record.Seal(nil, []byte(norm), recordAAD(id, subject, f.Kind, tok))
+	err = sealRecord(keys, subject, &r, norm)
 	return r, err
 }
 
-// recordAAD binds a sealed value to its token, subject, key and kind: a
-// record copied under another token or subject fails to open.
-func recordAAD(id KeyID, subject string, k format.Kind, token string) []byte {
-	aad := make([]byte, 0, 48+len(subject)+len(token))
-	aad = append(aad, "tokenvault/record/v1"...)
-	aad = append(aad, id[:]...)
+// sealRecord seals value into r.Sealed, bound to r (RecordAADv2).
+func sealRecord(keys *subjectKeys, subject string, r *Record, value string) error {
+	r.AADVersion = RecordAADv2
+	aad, err := recordAAD(subject, r)
+	if err != nil {
+		return err
+	}
+	r.Sealed, err = keys.record.Seal(nil, []byte(value), aad)
+	return err
+}
+
+// openRecord opens r's value with the associated data of its AAD version.
+// ErrCorrupt when it fails: the record was altered in the store (its
+// value, or any part of it that its version binds), or moved.
+func openRecord(keys *subjectKeys, subject string, r Record) (string, error) {
+	aad, err := recordAAD(subject, &r)
+	if err != nil {
+		return "", err
+	}
+	plain, err := keys.record.Open(nil, r.Sealed, aad)
+	if errors.Is(err, aead.ErrDecrypt) {
+		return "", fmt.Errorf("%w: token record failed authentication", ErrCorrupt)
+	}
+	if err != nil {
+		return "", err
+	}
+	return string(plain), nil
+}
+
+// recordAAD is the associated data r's value is sealed with: a record
+// copied under another token or subject fails to open, and with
+// RecordAADv2, so does one whose creation, expiry or lookup key was edited.
+//
+//	v1: "tokenvault/record/v1" | key id | LP(subject) | kind | LP(token)
+//	v2: "tokenvault/record/v2" | key id | LP(subject) | kind | LP(token) |
+//	    created (µs, 8) | expires (µs, 8; 0: none) | LP1(lookup)
+//
+// LP is a 4-byte big-endian length prefix, LP1 a 1-byte one.
+func recordAAD(subject string, r *Record) ([]byte, error) {
+	var label string
+	switch r.AADVersion {
+	case RecordAADv1:
+		label = "tokenvault/record/v1"
+	case RecordAADv2:
+		label = "tokenvault/record/v2"
+	default:
+		return nil, fmt.Errorf("%w: token record of unknown version %d", ErrCorrupt, r.AADVersion)
+	}
+	aad := make([]byte, 0, 48+len(subject)+len(r.Token)+17+len(r.Lookup))
+	aad = append(aad, label...)
+	aad = append(aad, r.KeyID[:]...)
 	aad = appendLP(aad, subject)
-	aad = append(aad, byte(k))
-	return appendLP(aad, token)
+	aad = append(aad, byte(r.Kind))
+	aad = appendLP(aad, r.Token)
+	if r.AADVersion == RecordAADv1 {
+		return aad, nil
+	}
+	if len(r.Lookup) > 255 {
+		return nil, fmt.Errorf("%w: token record lookup key too long", ErrCorrupt)
+	}
+	aad = binary.BigEndian.AppendUint64(aad, uint64(unixMicro(r.Created)))
+	aad = binary.BigEndian.AppendUint64(aad, uint64(unixMicro(r.Expires)))
+	aad = append(aad, byte(len(r.Lookup)))
+	return append(aad, r.Lookup...), nil
+}
+
+// unixMicro is t in microseconds since 1970, 0 for the zero time (no
+// expiry), whose UnixMicro would not be 0.
+func unixMicro(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
 }
 
 func appendLP(b []byte, s string) []byte {

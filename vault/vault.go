@@ -9,10 +9,12 @@
 // # Keys
 //
 // Each data subject gets a random 256-bit data key (DEK) on first use,
-// stored only wrapped by the KEK. Three subkeys are derived from it with
-// HKDF: one seals token records (AES-256-GCM, bound to token, subject and
-// kind), one seals field-encryption blobs (bound to subject and the
-// caller's context), one keys deterministic lookups (HMAC-SHA256), so that
+// stored only wrapped by the KEK, bound to the subject and key id
+// ([KeyBinding]). Three subkeys are derived from it with HKDF: one seals
+// token records (AES-256-GCM, bound to token, subject, key id and kind,
+// and to the record's creation, expiry and lookup key: [RecordAADv2]), one
+// seals field-encryption blobs (bound to subject and the caller's
+// context), one keys deterministic lookups (HMAC-SHA256), so that
 // destroying the DEK also unlinks every deterministic token.
 //
 // # Erasure

@@ -358,7 +358,7 @@ func probeKEK(ctx context.Context, store vault.Store, w kek.Wrapper) error {
 	if err != nil || len(page) == 0 {
 		return err
 	}
-	dek, err := w.Unwrap(ctx, page[0].Key.Wrapped)
+	dek, err := w.Unwrap(ctx, page[0].Key.Wrapped, vault.KeyBinding(page[0].Key.ID, page[0].Subject))
 	clear(dek)
 	switch {
 	case err == nil, errors.Is(err, kek.ErrUnavailable):

@@ -5,7 +5,7 @@
 //
 //	k/<subject>                     -> subject key: v1 | key id | created | wrapped DEK
 //	i/<key id (16)>                 -> subject id            (blobs and records name key ids)
-//	t/<sha256(token) (32)>          -> record: v1 | key id | kind | created | lookup | sealed value
+//	t/<sha256(token) (32)>          -> record: v1..v4 | key id | kind | created | lookup | sealed value
 //	s/<key id><sha256(token)>       -> empty                 (index: a key's records, for purge/export)
 //	d/<key id><lookup (32)>         -> token                 (deterministic lookups)
 //	p/<key id>                      -> shred time            (pending purge after a shred)
@@ -56,6 +56,8 @@ const (
 
 	encV1      = 1
 	encV2      = 2 // record with an expiry
+	encV3      = 3 // v1 sealed with vault.RecordAADv2 (v1, v2: RecordAADv1)
+	encV4      = 4 // v2 sealed with vault.RecordAADv2
 	lookupSize = 32
 	// maxWrapped bounds a stored wrapped key (tink uses the same limit for
 	// its KMS envelopes); Vault transit ciphertexts of a 32-byte key are
@@ -281,7 +283,10 @@ func (s *store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 	encs := make([][]byte, len(recs))
 	var w weight // the writes below
 	for i, r := range recs {
-		encs[i] = encodeRecord(r)
+		var err error
+		if encs[i], err = encodeRecord(r); err != nil {
+			return err
+		}
 		if r.Lookup != nil {
 			w.set(2+len(id)+len(r.Lookup), len(r.Token))
 		}
@@ -579,15 +584,29 @@ func decodeSubjectKey(b []byte) (vault.SubjectKey, error) {
 
 // record v1: ver | key id | kind | created | tokenLen(4) | token | lookupLen(1) | lookup | sealed
 // record v2: ver | key id | kind | created | expires (non-zero) | tokenLen(4) | token | lookupLen(1) | lookup | sealed
-// A record without expiry is always written as v1, so every record has
-// exactly one encoding (the fuzz test checks it).
-func encodeRecord(r vault.Record) []byte {
-	b := make([]byte, 0, 1+len(r.KeyID)+1+8+8+4+len(r.Token)+1+len(r.Lookup)+len(r.Sealed))
-	if r.Expires.IsZero() {
-		b = append(b, encV1)
-	} else {
-		b = append(b, encV2)
+// v3 and v4 are v1 and v2 for records sealed with vault.RecordAADv2 (v1
+// and v2 records are vault.RecordAADv1, from before records bound their
+// metadata). A record without expiry is always written as v1 or v3, so
+// every record has exactly one encoding (the fuzz test checks it).
+//
+// The version byte is not authenticated, and need not be: relabelling a
+// v3 record as v1 makes the vault open it with the v1 associated data,
+// which fails, since it was sealed with the v2 one.
+func encodeRecord(r vault.Record) ([]byte, error) {
+	var ver byte
+	switch r.AADVersion {
+	case vault.RecordAADv1:
+		ver = encV1
+	case vault.RecordAADv2:
+		ver = encV3
+	default:
+		return nil, fmt.Errorf("badgerstore: record with unknown AAD version %d", r.AADVersion)
 	}
+	if !r.Expires.IsZero() {
+		ver++ // v2, v4
+	}
+	b := make([]byte, 0, 1+len(r.KeyID)+1+8+8+4+len(r.Token)+1+len(r.Lookup)+len(r.Sealed))
+	b = append(b, ver)
 	b = append(b, r.KeyID[:]...)
 	b = append(b, byte(r.Kind))
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Created.UnixNano()))
@@ -598,7 +617,7 @@ func encodeRecord(r vault.Record) []byte {
 	b = append(b, r.Token...)
 	b = append(b, byte(len(r.Lookup)))
 	b = append(b, r.Lookup...)
-	return append(b, r.Sealed...)
+	return append(b, r.Sealed...), nil
 }
 
 // errBadRecord is made once: decodeRecord runs on every reveal.
@@ -608,23 +627,28 @@ func decodeRecord(b []byte) (vault.Record, error) {
 	var r vault.Record
 	bad := errBadRecord
 	head := 1 + len(r.KeyID) + 1 + 8 + 4
-	if len(b) < head || (b[0] != encV1 && b[0] != encV2) {
+	if len(b) < head || b[0] < encV1 || b[0] > encV4 {
 		return r, bad
 	}
+	r.AADVersion = vault.RecordAADv1
+	if b[0] >= encV3 {
+		r.AADVersion = vault.RecordAADv2
+	}
+	withExpiry := b[0] == encV2 || b[0] == encV4
 	copy(r.KeyID[:], b[1:])
 	r.Kind = format.Kind(b[1+len(r.KeyID)])
 	if !r.Kind.Valid() {
 		return r, bad
 	}
 	r.Created = time.Unix(0, int64(binary.BigEndian.Uint64(b[2+len(r.KeyID):]))).UTC()
-	if b[0] == encV2 {
+	if withExpiry {
 		head += 8
 		if len(b) < head {
 			return r, bad
 		}
 		exp := int64(binary.BigEndian.Uint64(b[head-12:]))
 		if exp == 0 {
-			return r, bad // v2 without expiry is not canonical
+			return r, bad // v2 or v4 without expiry is not canonical
 		}
 		r.Expires = time.Unix(0, exp).UTC()
 	}

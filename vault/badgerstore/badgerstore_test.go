@@ -44,7 +44,7 @@ func TestDurableAcrossReopen(t *testing.T) {
 	if _, err := s.CreateSubjectKey(ctx, "alice", sk); err != nil {
 		t.Fatal(err)
 	}
-	r := vault.Record{Token: "4111110000001111", KeyID: sk.ID, Kind: format.PAN, Created: sk.Created, Sealed: make([]byte, 40)}
+	r := vault.Record{Token: "4111110000001111", KeyID: sk.ID, Kind: format.PAN, Created: sk.Created, Sealed: make([]byte, 40), AADVersion: vault.RecordAADv2}
 	if err := s.PutRecords(ctx, "alice", sk.ID, []vault.Record{r}); err != nil {
 		t.Fatal(err)
 	}

@@ -67,7 +67,7 @@ func TestGroupsStayWithinOneTransaction(t *testing.T) {
 			recs := make([]vault.Record, batch)
 			for i := range recs {
 				r := vault.Record{Token: fmt.Sprintf("w%d-%d", w, i), KeyID: sk.ID, Kind: format.PAN,
-					Created: time.Now().UTC(), Sealed: make([]byte, shape.sealed)}
+					Created: time.Now().UTC(), Sealed: make([]byte, shape.sealed), AADVersion: vault.RecordAADv2}
 				rand.Read(r.Sealed)
 				if shape.lookup {
 					r.Lookup = make([]byte, lookupSize)
@@ -104,7 +104,7 @@ func TestOversizedOpFailsAlone(t *testing.T) {
 		recs := make([]vault.Record, n)
 		for i := range recs {
 			recs[i] = vault.Record{Token: fmt.Sprintf("%s-%d", prefix, i), KeyID: sk.ID, Kind: format.PAN,
-				Created: time.Now().UTC(), Sealed: make([]byte, 40)}
+				Created: time.Now().UTC(), Sealed: make([]byte, 40), AADVersion: vault.RecordAADv2}
 		}
 		return recs
 	}

@@ -61,7 +61,10 @@ func (s *store) ReplaceRecord(ctx context.Context, subject string, id vault.KeyI
 	if r.KeyID != id {
 		return fmt.Errorf("badgerstore: replacement record under another key")
 	}
-	enc := encodeRecord(r)
+	enc, err := encodeRecord(r)
+	if err != nil {
+		return err
+	}
 	h := tokenHash(r.Token)
 	return s.update(ctx, func(txn *badger.Txn) error {
 		// Reading the subject key makes a concurrent shred conflict with

@@ -90,6 +90,53 @@ func Run(t *testing.T, newStore func(t *testing.T) vault.Store) {
 		}
 	})
 
+	t.Run("RecordAADVersions", func(t *testing.T) {
+		// The vault opens a record with the associated data of its AAD
+		// version, so a store must give back the version it was given:
+		// RecordAADv1 for records written before v2 (restored backups,
+		// old data directories), v2 for new ones; a rectification turns a
+		// v1 record into a v2 one.
+		s := open(t)
+		k := mustCreate(t, s, "alice")
+		var recs []vault.Record
+		for i, v := range []int{vault.RecordAADv1, vault.RecordAADv2} {
+			for _, expires := range []bool{false, true} {
+				r := rec(k.ID, fmt.Sprintf("v%d-%v", v, expires), lookup(10+len(recs)))
+				r.AADVersion = v
+				if expires {
+					r.Expires = r.Created.Add(time.Duration(i+1) * time.Hour)
+				}
+				recs = append(recs, r)
+			}
+		}
+		if err := s.PutRecords(ctx, "alice", k.ID, recs); err != nil {
+			t.Fatal(err)
+		}
+		for _, want := range recs {
+			if got, err := s.Record(ctx, want.Token); err != nil || !sameRecord(got, want) {
+				t.Fatalf("Record(%s) = %+v, %v; want %+v", want.Token, got, err, want)
+			}
+		}
+		listed, err := s.KeyRecords(ctx, k.ID, "", 10)
+		if err != nil || len(listed) != len(recs) {
+			t.Fatalf("KeyRecords = %d records, %v", len(listed), err)
+		}
+		for _, got := range listed {
+			if got.AADVersion != vault.RecordAADv1 && got.AADVersion != vault.RecordAADv2 {
+				t.Fatalf("KeyRecords: %s has AAD version %d", got.Token, got.AADVersion)
+			}
+		}
+		up := recs[1] // v1, with an expiry
+		up.AADVersion = vault.RecordAADv2
+		up.Sealed = bytes.Repeat([]byte{7}, len(up.Sealed))
+		if err := s.ReplaceRecord(ctx, "alice", k.ID, up); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Record(ctx, up.Token); err != nil || !sameRecord(got, up) {
+			t.Fatalf("after ReplaceRecord: %+v, %v; want %+v", got, err, up)
+		}
+	})
+
 	t.Run("Collisions", func(t *testing.T) {
 		s := open(t)
 		k := mustCreate(t, s, "alice")
@@ -495,7 +542,8 @@ func lookup(i int) []byte {
 func rec(id vault.KeyID, token string, lookup []byte) vault.Record {
 	sealed := make([]byte, aead.Overhead+8)
 	rand.Read(sealed)
-	return vault.Record{Token: token, KeyID: id, Kind: format.PAN, Created: time.Now().UTC().Truncate(time.Microsecond), Lookup: lookup, Sealed: sealed}
+	return vault.Record{Token: token, KeyID: id, Kind: format.PAN, Created: time.Now().UTC().Truncate(time.Microsecond),
+		Lookup: lookup, Sealed: sealed, AADVersion: vault.RecordAADv2}
 }
 
 func sameKey(a, b vault.SubjectKey) bool {
@@ -504,5 +552,6 @@ func sameKey(a, b vault.SubjectKey) bool {
 
 func sameRecord(a, b vault.Record) bool {
 	return a.Token == b.Token && a.KeyID == b.KeyID && a.Kind == b.Kind && a.Created.Equal(b.Created) &&
-		bytes.Equal(a.Lookup, b.Lookup) && bytes.Equal(a.Sealed, b.Sealed)
+		a.Expires.Equal(b.Expires) && bytes.Equal(a.Lookup, b.Lookup) && bytes.Equal(a.Sealed, b.Sealed) &&
+		a.AADVersion == b.AADVersion
 }

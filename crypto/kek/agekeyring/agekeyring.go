@@ -1,7 +1,7 @@
 // Package agekeyring is the embedded default key-encryption key (KEK)
 // provider: a local keyring file, encrypted with [age], that holds one or
 // more 256-bit KEK versions. Data keys are wrapped with AES-256-GCM under the
-// newest version.
+// newest version, bound to the caller's associated data.
 //
 // The keyring file is opened with an age identity (an X25519 identity file,
 // the default) or a passphrase (age's scrypt recipient). The identity file
@@ -156,63 +156,91 @@ func (kr *keyring) save(exclusive bool) error {
 	return nil
 }
 
-func wrapAAD(v int) []byte {
-	return binary.BigEndian.AppendUint32([]byte(wrapAADPrefix), uint32(v))
+// Wrapped-key formats. Both are format(1) | KEK version(4, big endian) |
+// nonce | ciphertext | tag, sealed with AES-256-GCM under that version;
+// they differ in the associated data:
+//   - format 1 (wrappedVersion, written before wraps were bound):
+//     wrapAADPrefix | version. Unwrap still opens it, whatever ad the
+//     caller gives; Rewrap turns it into format 2.
+//   - format 2 (formatBound): boundAADPrefix | version | the caller's ad.
+//
+// The prefixes differ, so changing a format-2 blob's first byte to 1 makes
+// it fail to authenticate: a bound blob cannot be downgraded to an unbound
+// one.
+const (
+	formatUnbound  = wrappedVersion
+	formatBound    = 2
+	boundAADPrefix = "tokenvault/agekeyring/v2"
+)
+
+func wrapAAD(format byte, v int, ad []byte) []byte {
+	if format == formatUnbound {
+		return binary.BigEndian.AppendUint32([]byte(wrapAADPrefix), uint32(v))
+	}
+	out := make([]byte, 0, len(boundAADPrefix)+4+len(ad))
+	out = append(out, boundAADPrefix...)
+	out = binary.BigEndian.AppendUint32(out, uint32(v))
+	return append(out, ad...)
 }
 
-// Wrap seals dek under the current version:
-// format(1) | version(4, big endian) | nonce | ciphertext | tag.
-func (kr *keyring) Wrap(ctx context.Context, dek []byte) ([]byte, error) {
+// Wrap seals dek under the current version, bound to ad (format 2).
+func (kr *keyring) Wrap(ctx context.Context, dek, ad []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := kek.CheckAD(ad); err != nil {
+		return nil, fmt.Errorf("agekeyring: wrap: %w", err)
+	}
 	kr.mu.RLock()
 	defer kr.mu.RUnlock()
-	return kr.wrapLocked(dek)
+	return kr.wrapLocked(dek, ad)
 }
 
-func (kr *keyring) wrapLocked(dek []byte) ([]byte, error) {
+func (kr *keyring) wrapLocked(dek, ad []byte) ([]byte, error) {
 	out := make([]byte, wrappedHeader, wrappedHeader+aead.Overhead+len(dek))
-	out[0] = wrappedVersion
+	out[0] = formatBound
 	binary.BigEndian.PutUint32(out[1:], uint32(kr.current))
-	return kr.versions[kr.current].key.Seal(out, dek, wrapAAD(kr.current))
+	return kr.versions[kr.current].key.Seal(out, dek, wrapAAD(formatBound, kr.current, ad))
 }
 
-func (kr *keyring) Unwrap(ctx context.Context, wrapped []byte) ([]byte, error) {
+func (kr *keyring) Unwrap(ctx context.Context, wrapped, ad []byte) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	if err := kek.CheckAD(ad); err != nil {
+		return nil, fmt.Errorf("agekeyring: unwrap: %w", err)
+	}
 	kr.mu.RLock()
 	defer kr.mu.RUnlock()
-	return kr.unwrapLocked(wrapped)
+	return kr.unwrapLocked(wrapped, ad)
 }
 
-func (kr *keyring) unwrapLocked(wrapped []byte) ([]byte, error) {
-	v, err := kr.WrappedVersion(wrapped)
+func (kr *keyring) unwrapLocked(wrapped, ad []byte) ([]byte, error) {
+	info, err := kr.Describe(wrapped)
 	if err != nil {
 		return nil, err
 	}
-	ver := kr.versions[v]
+	ver := kr.versions[info.Version]
 	if ver == nil {
-		return nil, fmt.Errorf("%w: KEK version %d is not in the keyring (retired?)", kek.ErrInvalidWrapped, v)
+		return nil, fmt.Errorf("%w: KEK version %d is not in the keyring (retired?)", kek.ErrInvalidWrapped, info.Version)
 	}
-	dek, err := ver.key.Open(nil, wrapped[wrappedHeader:], wrapAAD(v))
+	dek, err := ver.key.Open(nil, wrapped[wrappedHeader:], wrapAAD(wrapped[0], info.Version, ad))
 	if err != nil {
-		return nil, fmt.Errorf("%w: authentication failed", kek.ErrInvalidWrapped)
+		return nil, fmt.Errorf("%w: authentication failed (wrong keyring, altered, or bound to other associated data)", kek.ErrInvalidWrapped)
 	}
 	return dek, nil
 }
 
-// WrappedVersion parses the header of a wrapped blob.
-func (kr *keyring) WrappedVersion(wrapped []byte) (int, error) {
-	if len(wrapped) < wrappedHeader+aead.Overhead || wrapped[0] != wrappedVersion {
-		return 0, fmt.Errorf("%w: malformed", kek.ErrInvalidWrapped)
+// Describe parses the header of a wrapped blob.
+func (kr *keyring) Describe(wrapped []byte) (kek.WrappedInfo, error) {
+	if len(wrapped) < wrappedHeader+aead.Overhead || (wrapped[0] != formatUnbound && wrapped[0] != formatBound) {
+		return kek.WrappedInfo{}, fmt.Errorf("%w: malformed", kek.ErrInvalidWrapped)
 	}
 	v := binary.BigEndian.Uint32(wrapped[1:])
 	if v == 0 || v > 1<<30 {
-		return 0, fmt.Errorf("%w: malformed", kek.ErrInvalidWrapped)
+		return kek.WrappedInfo{}, fmt.Errorf("%w: malformed", kek.ErrInvalidWrapped)
 	}
-	return int(v), nil
+	return kek.WrappedInfo{Version: int(v), Bound: wrapped[0] == formatBound}, nil
 }
 
 func (kr *keyring) Rotate(ctx context.Context) (int, error) {
@@ -238,19 +266,26 @@ func (kr *keyring) Rotate(ctx context.Context) (int, error) {
 	return next, nil
 }
 
-func (kr *keyring) Rewrap(ctx context.Context, wrapped [][]byte) ([][]byte, error) {
+// Rewrap unwraps each item (format 1 or 2) and wraps it again under the
+// current version in format 2, bound to the item's ad.
+func (kr *keyring) Rewrap(ctx context.Context, items []kek.RewrapItem) ([][]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	for i, it := range items {
+		if err := kek.CheckAD(it.AD); err != nil {
+			return nil, fmt.Errorf("agekeyring: rewrap: item %d: %w", i, err)
+		}
+	}
 	kr.mu.RLock()
 	defer kr.mu.RUnlock()
-	out := make([][]byte, len(wrapped))
-	for i, w := range wrapped {
-		dek, err := kr.unwrapLocked(w)
+	out := make([][]byte, len(items))
+	for i, it := range items {
+		dek, err := kr.unwrapLocked(it.Wrapped, it.AD)
 		if err != nil {
 			return nil, fmt.Errorf("item %d: %w", i, err)
 		}
-		out[i], err = kr.wrapLocked(dek)
+		out[i], err = kr.wrapLocked(dek, it.AD)
 		clear(dek)
 		if err != nil {
 			return nil, err

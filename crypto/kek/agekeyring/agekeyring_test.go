@@ -3,6 +3,7 @@ package agekeyring_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -29,7 +30,16 @@ func TestConformance(t *testing.T) {
 			t.Fatalf("OpenOrCreate: created=%v err=%v", created, err)
 		}
 		return p
-	})
+	}, wrapUnbound)
+}
+
+func wrapUnbound(t *testing.T, w kek.Wrapper, dek []byte) []byte {
+	t.Helper()
+	b, err := agekeyring.WrapUnbound(w.(agekeyring.Provider), dek)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 func TestPassphraseConformance(t *testing.T) {
@@ -41,7 +51,7 @@ func TestPassphraseConformance(t *testing.T) {
 			t.Fatal(err)
 		}
 		return p
-	})
+	}, wrapUnbound)
 }
 
 // TestReopen: keys survive a restart, including rotations and retirements.
@@ -54,18 +64,18 @@ func TestReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	dek := bytes.Repeat([]byte{7}, 32)
-	w1, _ := p.Wrap(ctx, dek)
+	w1, _ := p.Wrap(ctx, dek, ad)
 	if _, err := p.Rotate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	w2, _ := p.Wrap(ctx, dek)
+	w2, _ := p.Wrap(ctx, dek, ad)
 
 	p2, created, err := agekeyring.OpenOrCreate(cfg, false)
 	if err != nil || created {
 		t.Fatalf("reopen: created=%v err=%v", created, err)
 	}
 	for _, w := range [][]byte{w1, w2} {
-		got, err := p2.Unwrap(ctx, w)
+		got, err := p2.Unwrap(ctx, w, ad)
 		if err != nil || !bytes.Equal(got, dek) {
 			t.Fatalf("unwrap after reopen: %v", err)
 		}
@@ -77,10 +87,10 @@ func TestReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := p3.Unwrap(ctx, w1); !errors.Is(err, kek.ErrInvalidWrapped) {
+	if _, err := p3.Unwrap(ctx, w1, ad); !errors.Is(err, kek.ErrInvalidWrapped) {
 		t.Fatalf("unwrap under a retired version after reopen: %v", err)
 	}
-	if _, err := p3.Unwrap(ctx, w2); err != nil {
+	if _, err := p3.Unwrap(ctx, w2, ad); err != nil {
 		t.Fatalf("unwrap under the current version after reopen: %v", err)
 	}
 	if err := p3.Retire(ctx, 3); err == nil {
@@ -89,6 +99,90 @@ func TestReopen(t *testing.T) {
 	info, err := os.Stat(cfg.IdentityFile)
 	if err != nil || info.Mode().Perm() != 0o600 {
 		t.Fatalf("identity file mode: %v %v", info.Mode(), err)
+	}
+}
+
+var ad = []byte("associated data")
+
+// TestLegacyKeyring: a keyring and a wrapped key written by the code before
+// wraps were bound (testdata/legacy-v1, made by its gen.go at commit
+// 6978447) still open; the blob is reported unbound, and Rewrap binds it.
+func TestLegacyKeyring(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	for _, name := range []string{"keyring.age", "identity.txt"} {
+		b, err := os.ReadFile(filepath.Join("testdata", "legacy-v1", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	golden, err := os.ReadFile(filepath.Join("testdata", "legacy-v1", "wrapped.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dekHex, wrappedHex string
+	if _, err := fmt.Sscanf(string(golden), "dek %s\nwrapped %s\n", &dekHex, &wrappedHex); err != nil {
+		t.Fatalf("wrapped.txt: %v", err)
+	}
+	dek, _ := hex.DecodeString(dekHex)
+	wrapped, _ := hex.DecodeString(wrappedHex)
+
+	p, _, err := agekeyring.OpenOrCreate(agekeyring.Config{Path: filepath.Join(dir, "keyring.age"), IdentityFile: filepath.Join(dir, "identity.txt")}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := p.Describe(wrapped); err != nil || info.Bound || info.Version != 1 {
+		t.Fatalf("Describe(legacy blob) = %+v, %v; want unbound, version 1", info, err)
+	}
+	if got, err := p.Unwrap(ctx, wrapped, ad); err != nil || !bytes.Equal(got, dek) {
+		t.Fatalf("Unwrap(legacy blob) = %x, %v", got, err)
+	}
+	// The test helper writes the same format as the old code did.
+	same, err := agekeyring.WrapUnbound(p, dek)
+	if err != nil || len(same) != len(wrapped) || !bytes.Equal(same[:5], wrapped[:5]) {
+		t.Fatalf("WrapUnbound = %x, %v; want the legacy header %x", same, err, wrapped[:5])
+	}
+	out, err := p.Rewrap(ctx, []kek.RewrapItem{{Wrapped: wrapped, AD: ad}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info, err := p.Describe(out[0]); err != nil || !info.Bound {
+		t.Fatalf("Describe(rewrapped) = %+v, %v; want bound", info, err)
+	}
+	if got, err := p.Unwrap(ctx, out[0], ad); err != nil || !bytes.Equal(got, dek) {
+		t.Fatalf("Unwrap(rewrapped) = %x, %v", got, err)
+	}
+	if _, err := p.Unwrap(ctx, out[0], []byte("another subject")); !errors.Is(err, kek.ErrInvalidWrapped) {
+		t.Fatalf("rewrapped legacy blob unwraps with other associated data: %v", err)
+	}
+}
+
+// TestBoundCannotPassAsUnbound: marking a bound blob as format 1 (unbound,
+// whose Unwrap ignores the associated data) makes it fail to authenticate,
+// so binding cannot be stripped.
+func TestBoundCannotPassAsUnbound(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	p, _, err := agekeyring.OpenOrCreate(agekeyring.Config{Path: filepath.Join(dir, "k.age"), IdentityFile: filepath.Join(dir, "id")}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := p.Wrap(ctx, bytes.Repeat([]byte{1}, 32), ad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	downgraded := bytes.Clone(w)
+	downgraded[0] = 1
+	if info, err := p.Describe(downgraded); err != nil || info.Bound {
+		t.Fatalf("Describe(downgraded) = %+v, %v", info, err)
+	}
+	for _, a := range [][]byte{ad, []byte("another subject")} {
+		if _, err := p.Unwrap(ctx, downgraded, a); !errors.Is(err, kek.ErrInvalidWrapped) {
+			t.Fatalf("a bound blob relabelled unbound unwraps: %v", err)
+		}
 	}
 }
 

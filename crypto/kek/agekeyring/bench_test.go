@@ -23,22 +23,23 @@ func BenchmarkWrapUnwrap(b *testing.B) {
 	}
 	ctx := context.Background()
 	dek := make([]byte, 32)
+	ad := make([]byte, 32) // the size of tokenvault's subject binding
 	b.Run("wrap", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := kr.Wrap(ctx, dek); err != nil {
+			if _, err := kr.Wrap(ctx, dek, ad); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
-	wrapped, err := kr.Wrap(ctx, dek)
+	wrapped, err := kr.Wrap(ctx, dek, ad)
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Run("unwrap", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			d, err := kr.Unwrap(ctx, wrapped)
+			d, err := kr.Unwrap(ctx, wrapped, ad)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -104,10 +104,16 @@ func TestErrorMapping(t *testing.T) {
 	f := newFakeVault(t)
 	p := fakeProvider(t, f)
 	ctx := testContext(t)
-	wrap := func() error { _, err := p.Wrap(ctx, randomDEK(t)); return err }
-	unwrap := func() error { _, err := p.Unwrap(ctx, []byte(fakeBlob)); return err }
-	wrapBatch := func() error { _, err := p.WrapBatch(ctx, [][]byte{randomDEK(t), randomDEK(t)}); return err }
-	rewrap := func() error { _, err := p.Rewrap(ctx, [][]byte{[]byte(fakeBlob), []byte(fakeBlob)}); return err }
+	wrap := func() error { _, err := p.Wrap(ctx, randomDEK(t), ad); return err }
+	unwrap := func() error { _, err := p.Unwrap(ctx, []byte(fakeBlob), ad); return err }
+	wrapBatch := func() error {
+		_, err := p.WrapBatch(ctx, []kek.WrapItem{{DEK: randomDEK(t), AD: ad}, {DEK: randomDEK(t), AD: ad}})
+		return err
+	}
+	rewrap := func() error {
+		_, err := p.Rewrap(ctx, []kek.RewrapItem{{Wrapped: []byte(fakeBlob), AD: ad}, {Wrapped: []byte("ad1:" + fakeBlob), AD: ad}})
+		return err
+	}
 	healthy := func() error { return p.Healthy(ctx) }
 
 	tests := []struct {
@@ -166,7 +172,7 @@ func TestSuccessDecoding(t *testing.T) {
 	ctx := testContext(t)
 
 	f.respond(200, `{"data":{"plaintext":"AAECAw=="}}`)
-	dek, err := p.Unwrap(ctx, []byte(fakeBlob))
+	dek, err := p.Unwrap(ctx, []byte(fakeBlob), ad)
 	if err != nil || !bytes.Equal(dek, []byte{0, 1, 2, 3}) {
 		t.Fatalf("Unwrap = %v, %v", dek, err)
 	}
@@ -207,7 +213,7 @@ func TestHungVaultTimesOut(t *testing.T) {
 	t.Cleanup(func() { close(release) })
 	p := newProvider(t, hcvault.Config{Address: srv.URL, Token: "t", Timeout: 200 * time.Millisecond})
 
-	_, err := p.Wrap(testContext(t), randomDEK(t))
+	_, err := p.Wrap(testContext(t), randomDEK(t), ad)
 	if !errors.Is(err, kek.ErrUnavailable) {
 		t.Fatalf("Wrap against a hung Vault: error = %v, want kek.ErrUnavailable", err)
 	}
@@ -218,7 +224,7 @@ func TestHungVaultTimesOut(t *testing.T) {
 	// The caller's own cancellation is not an outage.
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() { time.Sleep(50 * time.Millisecond); cancel() }()
-	_, err = p.Unwrap(ctx, []byte(fakeBlob))
+	_, err = p.Unwrap(ctx, []byte(fakeBlob), ad)
 	if !errors.Is(err, context.Canceled) || errors.Is(err, kek.ErrUnavailable) {
 		t.Fatalf("Unwrap canceled by the caller: error = %v, want context.Canceled only", err)
 	}
@@ -251,7 +257,7 @@ func TestAppRoleLoginFake(t *testing.T) {
 		t.Fatalf("logins = %v", l)
 	}
 	f.respond(200, `{"data":{"plaintext":"AAECAw=="}}`)
-	if _, err := p.Unwrap(testContext(t), []byte(fakeBlob)); err != nil {
+	if _, err := p.Unwrap(testContext(t), []byte(fakeBlob), ad); err != nil {
 		t.Fatal(err)
 	}
 	if token, _, _ := f.seen(); token != "logged-in-token" {
@@ -290,7 +296,7 @@ func TestIgnoresVaultEnvironment(t *testing.T) {
 	f := newFakeVault(t)
 	p := fakeProvider(t, f)
 	f.respond(200, `{"data":{"plaintext":"AAECAw=="}}`)
-	if _, err := p.Unwrap(testContext(t), []byte(fakeBlob)); err != nil {
+	if _, err := p.Unwrap(testContext(t), []byte(fakeBlob), ad); err != nil {
 		t.Fatal(err)
 	}
 	if token, ns, _ := f.seen(); token != "configured-token" || ns != "" {
@@ -298,7 +304,7 @@ func TestIgnoresVaultEnvironment(t *testing.T) {
 	}
 
 	p = fakeProvider(t, f, func(c *hcvault.Config) { c.Namespace = "team/a" })
-	if _, err := p.Unwrap(testContext(t), []byte(fakeBlob)); err != nil {
+	if _, err := p.Unwrap(testContext(t), []byte(fakeBlob), ad); err != nil {
 		t.Fatal(err)
 	}
 	if _, ns, _ := f.seen(); ns != "team/a" {
@@ -309,8 +315,8 @@ func TestIgnoresVaultEnvironment(t *testing.T) {
 func TestInvalidBlobsNeverSent(t *testing.T) {
 	f := newFakeVault(t)
 	p := fakeProvider(t, f)
-	for _, blob := range []string{"", "vault:v0:AAAA", "vault:v01:AAAA", "vault:v1:", "vault:v1:AA=A", "vault:v1:AAA", "vault:vx:AAAA", "vault:v1:AA\nA", strings.Repeat("A", 5000)} {
-		if _, err := p.Unwrap(testContext(t), []byte(blob)); !errors.Is(err, kek.ErrInvalidWrapped) {
+	for _, blob := range []string{"", "ad1:", "ad1:vault:v0:AAAA", "ad1:ad1:vault:v1:AAAA", "vault:v0:AAAA", "vault:v01:AAAA", "vault:v1:", "vault:v1:AA=A", "vault:v1:AAA", "vault:vx:AAAA", "vault:v1:AA\nA", strings.Repeat("A", 5000)} {
+		if _, err := p.Unwrap(testContext(t), []byte(blob), ad); !errors.Is(err, kek.ErrInvalidWrapped) {
 			t.Errorf("Unwrap(%q): error = %v, want kek.ErrInvalidWrapped", blob, err)
 		}
 	}

@@ -11,25 +11,29 @@ import (
 
 // FuzzParseWrapped: parseWrapped never panics, rejects with
 // kek.ErrInvalidWrapped only, and what it accepts is exactly
-// "vault:v<N>:<payload>" with the N it returns.
+// "[ad1:]vault:v<N>:<payload>" with the N it returns, bound exactly when
+// the prefix is there, and the transit ciphertext after the prefix.
 func FuzzParseWrapped(f *testing.F) {
 	for _, seed := range []string{
 		"vault:v1:AAAA", "vault:v12:AAAAAAA=", "vault:v3:AAAAAA==", "vault:v0:AAAA",
 		"vault:v1:", "vault:v:AAAA", "vault:v1:AA=A", "vault:v999999999:AAAA", "",
+		"ad1:vault:v1:AAAA", "ad1:", "ad1:ad1:vault:v1:AAAA", "ad2:vault:v1:AAAA",
 	} {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
-		v, err := parseWrapped(b)
+		info, ct, err := parseWrapped(b)
 		if err != nil {
 			if !errors.Is(err, kek.ErrInvalidWrapped) {
 				t.Fatalf("error %v is not kek.ErrInvalidWrapped", err)
 			}
 			return
 		}
+		v := info.Version
+		rest, hasPrefix := strings.CutPrefix(string(b), boundPrefix)
 		prefix := "vault:v" + strconv.Itoa(v) + ":"
-		if v < 1 || !strings.HasPrefix(string(b), prefix) || len(b) == len(prefix) || len(b) > maxWrappedSize {
-			t.Fatalf("accepted %q as version %d", b, v)
+		if v < 1 || hasPrefix != info.Bound || ct != rest || !strings.HasPrefix(ct, prefix) || len(ct) == len(prefix) || len(b) > maxWrappedSize {
+			t.Fatalf("accepted %q as version %d (bound %v, ciphertext %q)", b, v, info.Bound, ct)
 		}
 	})
 }

@@ -4,13 +4,22 @@
 //
 // # Wrapped format
 //
-// A wrapped DEK is transit's ciphertext string, stored as bytes:
-// "vault:v<N>:<base64>". N is the transit key version, so
-// [Provider.WrappedVersion] needs no round trip, and blobs made under any
-// version Vault still holds can be unwrapped. Transit's AES-256-GCM
-// (type aes256-gcm96) encrypts with a random nonce, so two wraps of the same
-// DEK differ. Blobs are checked locally (prefix, version, base64 alphabet,
-// length limit) before they are sent anywhere.
+// A wrapped DEK is transit's ciphertext string, stored as bytes, behind a
+// prefix that says it is bound to associated data:
+// "ad1:vault:v<N>:<base64>". The caller's associated data goes to transit
+// as associated_data (an AEAD key type is required: aes256-gcm96,
+// aes128-gcm96 or chacha20-poly1305, not derived, so not convergent), so
+// Vault refuses to decrypt the blob with any other. Blobs written before
+// wraps were bound are plain "vault:v<N>:<base64>", encrypted without
+// associated data; they still unwrap, and [Provider.Rewrap] binds them.
+// Removing the prefix from a bound blob does not help an attacker: Vault
+// then decrypts without associated data, and authentication fails.
+//
+// N is the transit key version, so [Provider.Describe] needs no round trip,
+// and blobs made under any version Vault still holds can be unwrapped.
+// Transit's AES-256-GCM encrypts with a random nonce, so two wraps of the
+// same DEK differ. Blobs are checked locally (prefix, version, base64
+// alphabet, length limit) before they are sent anywhere.
 //
 // # Outages
 //
@@ -42,12 +51,16 @@
 //
 // # Rotation
 //
-// [Provider.Rotate] is transit's key rotation. [Provider.Retire] raises
-// min_decryption_version and then trims versions below it with
-// min_available_version, which deletes them from Vault's storage: a blob under
-// a retired version, e.g. in an old database backup, can never be unwrapped
-// again. Transit only trims when min_encryption_version is set too, so Retire
-// raises it to the same floor (new wraps use the latest version regardless).
+// [Provider.Rotate] is transit's key rotation. [Provider.Rewrap] decrypts
+// and encrypts again (in batches), because transit's rewrap endpoint takes
+// no associated_data (Vault 1.13): the DEKs pass through tokenvault's
+// memory, as on every Unwrap, and are zeroed afterwards. [Provider.Retire]
+// raises min_decryption_version and then trims versions below it with
+// min_available_version, which deletes them from Vault's storage: a blob
+// under a retired version, e.g. in an old database backup, can never be
+// unwrapped again. Transit only trims when min_encryption_version is set
+// too, so Retire raises it to the same floor (new wraps use the latest
+// version regardless).
 //
 // The least-privilege policy this package needs is deploy/vault/tokenvault-policy.hcl.
 package hcvault
@@ -93,6 +106,9 @@ const (
 	maxBatch = 256
 )
 
+// aeadKeyTypes are the transit key types that take associated_data.
+var aeadKeyTypes = map[string]bool{"aes256-gcm96": true, "aes128-gcm96": true, "chacha20-poly1305": true}
+
 var _ Provider = (*provider)(nil)
 
 type provider struct {
@@ -102,7 +118,7 @@ type provider struct {
 	// loginClient carries no token: logins must not send a stale one.
 	loginClient *api.Client
 
-	encryptPath, decryptPath, rewrapPath, keyPath string
+	encryptPath, decryptPath, keyPath string
 
 	// ctx lives until Close; it stops the token renewal goroutine, which
 	// closes done when it has returned.
@@ -143,7 +159,6 @@ func New(ctx context.Context, cfg Config, logger *slog.Logger) (Provider, error)
 		loginClient: loginClient,
 		encryptPath: cfg.Mount + "/encrypt/" + cfg.Key,
 		decryptPath: cfg.Mount + "/decrypt/" + cfg.Key,
-		rewrapPath:  cfg.Mount + "/rewrap/" + cfg.Key,
 		keyPath:     cfg.Mount + "/keys/" + cfg.Key,
 		done:        make(chan struct{}),
 	}
@@ -228,42 +243,48 @@ func (p *provider) Close() error {
 	return nil
 }
 
-// Wrap encrypts dek with transit encrypt.
-func (p *provider) Wrap(ctx context.Context, dek []byte) ([]byte, error) {
-	if err := checkDEK(dek); err != nil {
+// Wrap encrypts dek with transit encrypt, bound to ad (transit's
+// associated_data), and returns the bound form boundPrefix + ciphertext.
+func (p *provider) Wrap(ctx context.Context, dek, ad []byte) ([]byte, error) {
+	if err := checkWrapItem(kek.WrapItem{DEK: dek, AD: ad}); err != nil {
 		return nil, fmt.Errorf("hcvault: wrap: %w", err)
 	}
 	var out struct {
 		Ciphertext string `json:"ciphertext"`
 	}
-	if err := p.do(ctx, opWrap, http.MethodPut, p.encryptPath, encryptItem{Plaintext: dek}, &out); err != nil {
+	if err := p.do(ctx, opWrap, http.MethodPut, p.encryptPath, encryptItem{Plaintext: dek, AssociatedData: ad}, &out); err != nil {
 		return nil, err
 	}
 	if err := checkCiphertext(opWrap, out.Ciphertext); err != nil {
 		return nil, err
 	}
-	return []byte(out.Ciphertext), nil
+	return bound(out.Ciphertext), nil
 }
 
-// WrapBatch encrypts deks with transit's batch_input, maxBatch per request.
+// WrapBatch encrypts items with transit's batch_input, maxBatch per request.
 // Output order matches input. Any failed item fails the whole call.
-func (p *provider) WrapBatch(ctx context.Context, deks [][]byte) ([][]byte, error) {
-	for i, dek := range deks {
-		if err := checkDEK(dek); err != nil {
+func (p *provider) WrapBatch(ctx context.Context, items []kek.WrapItem) ([][]byte, error) {
+	for i, it := range items {
+		if err := checkWrapItem(it); err != nil {
 			return nil, fmt.Errorf("hcvault: wrap batch: item %d: %w", i, err)
 		}
 	}
-	items := make([]encryptItem, len(deks))
-	for i, dek := range deks {
-		items[i].Plaintext = dek
+	reqs := make([]encryptItem, len(items))
+	for i, it := range items {
+		reqs[i] = encryptItem{Plaintext: it.DEK, AssociatedData: it.AD}
 	}
-	return batchCiphertexts(ctx, p, opWrapBatch, p.encryptPath, items)
+	return batchCiphertexts(ctx, p, opWrapBatch, p.encryptPath, reqs)
 }
 
-// Unwrap decrypts a blob with transit decrypt. The caller owns (and zeroes)
-// the result.
-func (p *provider) Unwrap(ctx context.Context, wrapped []byte) ([]byte, error) {
-	if _, err := parseWrapped(wrapped); err != nil {
+// Unwrap decrypts a blob with transit decrypt, passing ad along for a bound
+// blob (an unbound one was made without associated data). The caller owns
+// (and zeroes) the result.
+func (p *provider) Unwrap(ctx context.Context, wrapped, ad []byte) ([]byte, error) {
+	if err := kek.CheckAD(ad); err != nil {
+		return nil, fmt.Errorf("hcvault: unwrap: %w", err)
+	}
+	req, err := decryptRequest(wrapped, ad)
+	if err != nil {
 		return nil, fmt.Errorf("hcvault: unwrap: %w", err)
 	}
 	// Decoding "plaintext" straight into a []byte (encoding/json reads base64
@@ -271,7 +292,7 @@ func (p *provider) Unwrap(ctx context.Context, wrapped []byte) ([]byte, error) {
 	var out struct {
 		Plaintext []byte `json:"plaintext"`
 	}
-	if err := p.do(ctx, opUnwrap, http.MethodPut, p.decryptPath, decryptItem{Ciphertext: string(wrapped)}, &out); err != nil {
+	if err := p.do(ctx, opUnwrap, http.MethodPut, p.decryptPath, req, &out); err != nil {
 		return nil, err
 	}
 	if len(out.Plaintext) == 0 {
@@ -291,15 +312,20 @@ func (p *provider) Healthy(ctx context.Context) error {
 	if !info.SupportsEncryption || !info.SupportsDecryption {
 		return fmt.Errorf("hcvault: transit key %q at %q (type %s) cannot encrypt and decrypt; create it with type aes256-gcm96", p.cfg.Key, p.cfg.Mount, info.Type)
 	}
+	// Wraps are bound to associated data, which transit supports for its
+	// AEAD key types only; a derived key would also demand a context.
+	if !aeadKeyTypes[info.Type] || info.Derived {
+		return fmt.Errorf("hcvault: transit key %q at %q (type %s, derived %v) cannot bind associated data; create it with type aes256-gcm96, not derived", p.cfg.Key, p.cfg.Mount, info.Type, info.Derived)
+	}
 	return nil
 }
 
-func checkDEK(dek []byte) error {
+func checkWrapItem(it kek.WrapItem) error {
 	switch {
-	case len(dek) == 0:
+	case len(it.DEK) == 0:
 		return errors.New("empty DEK")
-	case len(dek) > maxDEKSize:
-		return fmt.Errorf("DEK of %d bytes exceeds the %d-byte limit", len(dek), maxDEKSize)
+	case len(it.DEK) > maxDEKSize:
+		return fmt.Errorf("DEK of %d bytes exceeds the %d-byte limit", len(it.DEK), maxDEKSize)
 	}
-	return nil
+	return kek.CheckAD(it.AD)
 }

@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,12 +34,95 @@ const testTimeout = 2 * time.Minute
 func TestConformance(t *testing.T) {
 	srv := vaulttest.Start(t)
 	mount := srv.EnableTransit(t, "")
+	var mu sync.Mutex
+	keys := map[kek.Wrapper]string{}
 	kektest.Run(t, func(t *testing.T) kek.Wrapper {
 		// A fresh key per wrapper: the suite rotates and retires.
 		key := "k" + randomName(t)
 		srv.CreateTransitKey(t, mount, key)
-		return newProvider(t, hcvault.Config{Address: srv.Addr, Token: srv.Token, Mount: mount, Key: key})
+		p := newProvider(t, hcvault.Config{Address: srv.Addr, Token: srv.Token, Mount: mount, Key: key})
+		mu.Lock()
+		defer mu.Unlock()
+		keys[p] = key
+		return p
+	}, func(t *testing.T, w kek.Wrapper, dek []byte) []byte {
+		mu.Lock()
+		key := keys[w]
+		mu.Unlock()
+		return encryptUnbound(t, srv, mount, key, dek)
 	})
+}
+
+// encryptUnbound is what the provider stored before wraps were bound: the
+// bare transit ciphertext of dek, encrypted without associated data.
+func encryptUnbound(t *testing.T, srv *vaulttest.Server, mount, key string, dek []byte) []byte {
+	t.Helper()
+	sec, err := srv.Client.Logical().WriteWithContext(testContext(t), mount+"/encrypt/"+key,
+		map[string]any{"plaintext": base64.StdEncoding.EncodeToString(dek)})
+	if err != nil {
+		t.Fatalf("transit encrypt: %v", err)
+	}
+	ct, _ := sec.Data["ciphertext"].(string)
+	if !strings.HasPrefix(ct, "vault:v") {
+		t.Fatalf("transit encrypt returned %q", ct)
+	}
+	return []byte(ct)
+}
+
+// TestBoundCannotPassAsUnbound: without its "ad1:" prefix a bound blob is
+// sent to Vault without associated data, and Vault refuses it, so binding
+// cannot be stripped; nor can the prefix bind an unbound blob to anything.
+func TestBoundCannotPassAsUnbound(t *testing.T) {
+	srv := vaulttest.Start(t)
+	mount, key := srv.Transit(t)
+	p := newProvider(t, hcvault.Config{Address: srv.Addr, Token: srv.Token, Mount: mount, Key: key})
+	ctx := testContext(t)
+	dek := randomDEK(t)
+	w := mustWrap(ctx, t, p, dek)
+	stripped, ok := bytes.CutPrefix(w, []byte("ad1:"))
+	if !ok {
+		t.Fatalf("bound blob %q lacks the ad1: prefix", w)
+	}
+	if info, err := p.Describe(stripped); err != nil || info.Bound {
+		t.Fatalf("Describe(stripped) = %+v, %v", info, err)
+	}
+	for _, a := range [][]byte{ad, []byte("another subject")} {
+		if _, err := p.Unwrap(ctx, stripped, a); !errors.Is(err, kek.ErrInvalidWrapped) {
+			t.Fatalf("a bound blob without its prefix unwraps: %v", err)
+		}
+	}
+	// The other way round: an unbound blob given the prefix is decrypted
+	// with associated data it was not made with.
+	old := encryptUnbound(t, srv, mount, key, dek)
+	if _, err := p.Unwrap(ctx, append([]byte("ad1:"), old...), ad); !errors.Is(err, kek.ErrInvalidWrapped) {
+		t.Fatalf("an unbound blob with the prefix added unwraps: %v", err)
+	}
+	if got := mustUnwrap(ctx, t, p, old); !bytes.Equal(got, dek) {
+		t.Fatal("unbound blob unwraps to a different key")
+	}
+}
+
+// Healthy refuses a transit key that cannot take associated_data.
+func TestHealthyNeedsAEADKey(t *testing.T) {
+	srv := vaulttest.Start(t)
+	mount := srv.EnableTransit(t, "")
+	ctx := testContext(t)
+	for name, params := range map[string]map[string]any{
+		"rsa":     {"type": "rsa-2048"},
+		"derived": {"type": "aes256-gcm96", "derived": true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			key := "k" + randomName(t)
+			if _, err := srv.Client.Logical().WriteWithContext(ctx, mount+"/keys/"+key, params); err != nil {
+				t.Fatalf("create key: %v", err)
+			}
+			p := newProvider(t, hcvault.Config{Address: srv.Addr, Token: srv.Token, Mount: mount, Key: key})
+			err := p.Healthy(ctx)
+			if err == nil || !strings.Contains(err.Error(), "cannot bind associated data") {
+				t.Fatalf("Healthy with a %s key: %v, want a refusal", name, err)
+			}
+		})
+	}
 }
 
 func TestWrapBatchLarge(t *testing.T) {
@@ -50,7 +136,11 @@ func TestWrapBatchLarge(t *testing.T) {
 	for i := range deks {
 		deks[i] = randomDEK(t)
 	}
-	wrapped, err := p.WrapBatch(ctx, deks)
+	items := make([]kek.WrapItem, len(deks))
+	for i, dek := range deks {
+		items[i] = kek.WrapItem{DEK: dek, AD: itemAD(i)}
+	}
+	wrapped, err := p.WrapBatch(ctx, items)
 	if err != nil {
 		t.Fatalf("WrapBatch(500): %v", err)
 	}
@@ -58,7 +148,7 @@ func TestWrapBatchLarge(t *testing.T) {
 		t.Fatalf("WrapBatch returned %d blobs for %d keys", len(wrapped), len(deks))
 	}
 	for i, w := range wrapped {
-		got, err := p.Unwrap(ctx, w)
+		got, err := p.Unwrap(ctx, w, itemAD(i))
 		if err != nil {
 			t.Fatalf("Unwrap(blob %d): %v", i, err)
 		}
@@ -66,17 +156,34 @@ func TestWrapBatchLarge(t *testing.T) {
 			t.Fatalf("blob %d does not unwrap to DEK %d", i, i)
 		}
 	}
-	rewrapped, err := p.Rewrap(ctx, wrapped)
+	re := make([]kek.RewrapItem, len(wrapped))
+	for i, w := range wrapped {
+		re[i] = kek.RewrapItem{Wrapped: w, AD: itemAD(i)}
+	}
+	// An unbound blob in a later chunk is bound on the way.
+	re[300].Wrapped = encryptUnbound(t, srv, mount, key, deks[300])
+	rewrapped, err := p.Rewrap(ctx, re)
 	if err != nil {
 		t.Fatalf("Rewrap(500): %v", err)
 	}
 	if len(rewrapped) != len(wrapped) {
 		t.Fatalf("Rewrap returned %d blobs for %d", len(rewrapped), len(wrapped))
 	}
-	for _, i := range []int{0, 255, 256, 499} {
-		if got := mustUnwrap(ctx, t, p, rewrapped[i]); !bytes.Equal(got, deks[i]) {
-			t.Fatalf("rewrapped blob %d does not unwrap to DEK %d", i, i)
+	for _, i := range []int{0, 255, 256, 300, 499} {
+		got, err := p.Unwrap(ctx, rewrapped[i], itemAD(i))
+		if err != nil || !bytes.Equal(got, deks[i]) {
+			t.Fatalf("rewrapped blob %d does not unwrap to DEK %d: %v", i, i, err)
 		}
+		if info, err := p.Describe(rewrapped[i]); err != nil || !info.Bound {
+			t.Fatalf("rewrapped blob %d: %+v, %v; want bound", i, info, err)
+		}
+	}
+	// One item bound to other associated data, in the second chunk, fails
+	// the whole rewrap and names the item.
+	re[400].AD = itemAD(401)
+	_, err = p.Rewrap(ctx, re)
+	if !errors.Is(err, kek.ErrInvalidWrapped) || !strings.Contains(err.Error(), "item 144") || !strings.Contains(err.Error(), "items 256 to 499") {
+		t.Fatalf("Rewrap with item 400 bound elsewhere: %v, want kek.ErrInvalidWrapped naming item 144 of the request of items 256 to 499", err)
 	}
 }
 
@@ -210,14 +317,14 @@ func TestPolicy(t *testing.T) {
 		}
 		dek := randomDEK(t)
 		old := mustWrap(ctx, t, p, dek)
-		if _, err := p.WrapBatch(ctx, [][]byte{randomDEK(t), randomDEK(t)}); err != nil {
+		if _, err := p.WrapBatch(ctx, []kek.WrapItem{{DEK: randomDEK(t), AD: ad}, {DEK: randomDEK(t), AD: ad}}); err != nil {
 			t.Fatalf("WrapBatch: %v", err)
 		}
 		v, err := p.Rotate(ctx)
 		if err != nil {
 			t.Fatalf("Rotate: %v", err)
 		}
-		rewrapped, err := p.Rewrap(ctx, [][]byte{old})
+		rewrapped, err := p.Rewrap(ctx, []kek.RewrapItem{{Wrapped: old, AD: ad}})
 		if err != nil {
 			t.Fatalf("Rewrap: %v", err)
 		}
@@ -230,14 +337,14 @@ func TestPolicy(t *testing.T) {
 		if got := mustUnwrap(ctx, t, p, rewrapped[0]); !bytes.Equal(got, dek) {
 			t.Fatal("rewrapped blob unwraps to a different key")
 		}
-		if _, err := p.Unwrap(ctx, old); !errors.Is(err, kek.ErrInvalidWrapped) {
+		if _, err := p.Unwrap(ctx, old, ad); !errors.Is(err, kek.ErrInvalidWrapped) {
 			t.Fatalf("Unwrap(blob under retired version) error = %v, want kek.ErrInvalidWrapped", err)
 		}
 	})
 
 	t.Run("denies another key", func(t *testing.T) {
 		p := newProvider(t, hcvault.Config{Address: srv.Addr, Token: token, Mount: mount, Key: "other"})
-		if _, err := p.Wrap(ctx, randomDEK(t)); !errors.Is(err, hcvault.ErrPermissionDenied) {
+		if _, err := p.Wrap(ctx, randomDEK(t), ad); !errors.Is(err, hcvault.ErrPermissionDenied) {
 			t.Fatalf("Wrap with key %q: error = %v, want ErrPermissionDenied", "other", err)
 		}
 		if err := p.Healthy(ctx); !errors.Is(err, hcvault.ErrPermissionDenied) {
@@ -257,18 +364,19 @@ func TestPolicy(t *testing.T) {
 		return func() error { _, err := client.Logical().WriteWithContext(ctx, path, data); return err }
 	}
 	denied := map[string]func() error{
-		"read another key":         read(mount + "/keys/other"),
-		"decrypt with another key": write(mount+"/decrypt/other", map[string]any{"ciphertext": "vault:v1:AAAA"}),
-		"create a key":             write(mount+"/keys/new", map[string]any{"type": "aes256-gcm96"}),
-		"make the key exportable":  write(mount+"/keys/"+key+"/config", map[string]any{"exportable": true}),
-		"allow deleting the key":   write(mount+"/keys/"+key+"/config", map[string]any{"deletion_allowed": true}),
-		"export the key":           read(mount + "/export/encryption-key/" + key),
-		"back up the key":          read(mount + "/backup/" + key),
-		"generate a data key":      write(mount+"/datakey/plaintext/"+key, nil),
-		"list keys":                func() error { _, err := client.Logical().ListWithContext(ctx, mount+"/keys"); return err },
-		"read sys/mounts":          read("sys/mounts"),
-		"read its own policy":      read("sys/policy/" + policy),
-		"create a token":           write("auth/token/create", map[string]any{}),
+		"read another key":                    read(mount + "/keys/other"),
+		"decrypt with another key":            write(mount+"/decrypt/other", map[string]any{"ciphertext": "vault:v1:AAAA"}),
+		"rewrap (unused: no associated_data)": write(mount+"/rewrap/"+key, map[string]any{"ciphertext": "vault:v1:AAAA"}),
+		"create a key":                        write(mount+"/keys/new", map[string]any{"type": "aes256-gcm96"}),
+		"make the key exportable":             write(mount+"/keys/"+key+"/config", map[string]any{"exportable": true}),
+		"allow deleting the key":              write(mount+"/keys/"+key+"/config", map[string]any{"deletion_allowed": true}),
+		"export the key":                      read(mount + "/export/encryption-key/" + key),
+		"back up the key":                     read(mount + "/backup/" + key),
+		"generate a data key":                 write(mount+"/datakey/plaintext/"+key, nil),
+		"list keys":                           func() error { _, err := client.Logical().ListWithContext(ctx, mount+"/keys"); return err },
+		"read sys/mounts":                     read("sys/mounts"),
+		"read its own policy":                 read("sys/policy/" + policy),
+		"create a token":                      write("auth/token/create", map[string]any{}),
 	}
 	for name, call := range denied {
 		t.Run("denies "+name, func(t *testing.T) {
@@ -295,10 +403,10 @@ func TestOutage(t *testing.T) {
 	srv.Stop()
 
 	calls := map[string]func() error{
-		"Wrap":      func() error { _, err := p.Wrap(ctx, randomDEK(t)); return err },
-		"Unwrap":    func() error { _, err := p.Unwrap(ctx, wrapped); return err },
-		"WrapBatch": func() error { _, err := p.WrapBatch(ctx, [][]byte{randomDEK(t)}); return err },
-		"Rewrap":    func() error { _, err := p.Rewrap(ctx, [][]byte{wrapped}); return err },
+		"Wrap":      func() error { _, err := p.Wrap(ctx, randomDEK(t), ad); return err },
+		"Unwrap":    func() error { _, err := p.Unwrap(ctx, wrapped, ad); return err },
+		"WrapBatch": func() error { _, err := p.WrapBatch(ctx, []kek.WrapItem{{DEK: randomDEK(t), AD: ad}}); return err },
+		"Rewrap":    func() error { _, err := p.Rewrap(ctx, []kek.RewrapItem{{Wrapped: wrapped, AD: ad}}); return err },
 		"Healthy":   func() error { return p.Healthy(ctx) },
 		"Rotate":    func() error { _, err := p.Rotate(ctx); return err },
 	}
@@ -363,7 +471,7 @@ func testContext(t *testing.T) context.Context {
 
 func mustWrap(ctx context.Context, t *testing.T, w kek.Wrapper, dek []byte) []byte {
 	t.Helper()
-	b, err := w.Wrap(ctx, dek)
+	b, err := w.Wrap(ctx, dek, ad)
 	if err != nil {
 		t.Fatalf("Wrap: %v", err)
 	}
@@ -372,12 +480,18 @@ func mustWrap(ctx context.Context, t *testing.T, w kek.Wrapper, dek []byte) []by
 
 func mustUnwrap(ctx context.Context, t *testing.T, w kek.Wrapper, wrapped []byte) []byte {
 	t.Helper()
-	b, err := w.Unwrap(ctx, wrapped)
+	b, err := w.Unwrap(ctx, wrapped, ad)
 	if err != nil {
 		t.Fatalf("Unwrap: %v", err)
 	}
 	return b
 }
+
+// ad is the associated data of the tests' wraps; itemAD(i) that of batch
+// item i.
+var ad = []byte("tokenvault/hcvault test: subject binding")
+
+func itemAD(i int) []byte { return []byte("tokenvault/hcvault test: item " + strconv.Itoa(i)) }
 
 func randomDEK(t *testing.T) []byte {
 	t.Helper()

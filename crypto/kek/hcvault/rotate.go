@@ -22,10 +22,13 @@ type keyInfo struct {
 	MinEncryptionVersion int    `json:"min_encryption_version"`
 	SupportsEncryption   bool   `json:"supports_encryption"`
 	SupportsDecryption   bool   `json:"supports_decryption"`
+	Derived              bool   `json:"derived"`
 	// Keys maps each version Vault still holds to its creation time (Unix
 	// seconds) for symmetric keys. Versions below min_decryption_version are
 	// moved out of this map by transit, so it lists what can still decrypt.
-	Keys map[string]json.Number `json:"keys"`
+	// (Asymmetric keys have objects here instead: RawMessage lets the read
+	// of such a key succeed, so that Healthy can say what is wrong with it.)
+	Keys map[string]json.RawMessage `json:"keys"`
 }
 
 func (p *provider) readKey(ctx context.Context, o op) (*keyInfo, error) {
@@ -54,19 +57,44 @@ func (p *provider) Rotate(ctx context.Context) (int, error) {
 	return info.LatestVersion, nil
 }
 
-// Rewrap re-encrypts blobs under the newest version with transit's rewrap,
-// which decrypts and encrypts inside Vault: the DEKs never come out.
-func (p *provider) Rewrap(ctx context.Context, wrapped [][]byte) ([][]byte, error) {
-	for i, w := range wrapped {
-		if _, err := parseWrapped(w); err != nil {
+// Rewrap re-encrypts blobs under the newest version, bound to their items'
+// associated data: a batch decrypt (with each bound blob's associated data,
+// none for an unbound one), then a batch encrypt. Transit's own rewrap
+// would keep the DEKs inside Vault, but it takes no associated_data, so it
+// can neither open a bound blob nor bind an unbound one. The DEKs are
+// zeroed before Rewrap returns.
+func (p *provider) Rewrap(ctx context.Context, items []kek.RewrapItem) ([][]byte, error) {
+	reqs := make([]decryptItem, len(items))
+	for i, it := range items {
+		err := kek.CheckAD(it.AD)
+		if err == nil {
+			reqs[i], err = decryptRequest(it.Wrapped, it.AD)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("hcvault: rewrap: item %d: %w", i, err)
 		}
 	}
-	items := make([]decryptItem, len(wrapped))
-	for i, w := range wrapped {
-		items[i].Ciphertext = string(w)
+	out := make([][]byte, 0, len(items))
+	// One chunk at a time, so that at most maxBatch DEKs are in memory.
+	for chunk := range slices.Chunk(reqs, maxBatch) {
+		deks, err := batchPlaintexts(ctx, p, opRewrapDecrypt, p.decryptPath, chunk, len(out))
+		if err != nil {
+			return nil, err
+		}
+		enc := make([]encryptItem, len(deks))
+		for i, dek := range deks {
+			enc[i] = encryptItem{Plaintext: dek, AssociatedData: items[len(out)+i].AD}
+		}
+		wrapped, err := batchCiphertexts(ctx, p, opRewrapEncrypt, p.encryptPath, enc)
+		for _, dek := range deks {
+			clear(dek)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, wrapped...)
 	}
-	return batchCiphertexts(ctx, p, opRewrap, p.rewrapPath, items)
+	return out, nil
 }
 
 // Retire makes versions below minVersion permanently unusable: first
@@ -119,7 +147,7 @@ func (p *provider) Versions(ctx context.Context) ([]kek.Version, error) {
 			continue
 		}
 		kv := kek.Version{Version: v}
-		if secs, err := created.Int64(); err == nil && secs > 0 {
+		if secs, err := json.Number(created).Int64(); err == nil && secs > 0 {
 			kv.Created = time.Unix(secs, 0).UTC()
 		}
 		out = append(out, kv)
@@ -128,32 +156,68 @@ func (p *provider) Versions(ctx context.Context) ([]kek.Version, error) {
 	return out, nil
 }
 
-// WrappedVersion parses the version out of "vault:v<N>:...".
-func (p *provider) WrappedVersion(wrapped []byte) (int, error) {
-	v, err := parseWrapped(wrapped)
+// Describe parses "[ad1:]vault:v<N>:...".
+func (p *provider) Describe(wrapped []byte) (kek.WrappedInfo, error) {
+	info, _, err := parseWrapped(wrapped)
 	if err != nil {
-		return 0, fmt.Errorf("hcvault: %w", err)
+		return kek.WrappedInfo{}, fmt.Errorf("hcvault: %w", err)
 	}
-	return v, nil
+	return info, nil
+}
+
+// boundPrefix marks a blob wrapped with associated data; blobs without it
+// were wrapped before tokenvault bound wrapped keys.
+const boundPrefix = "ad1:"
+
+func bound(ciphertext string) []byte {
+	return append([]byte(boundPrefix), ciphertext...)
+}
+
+// parseWrapped checks a stored blob — an optional boundPrefix, then a
+// transit ciphertext (see parseCiphertext), at most maxWrappedSize bytes in
+// all — and returns what it says and the transit ciphertext.
+func parseWrapped(b []byte) (kek.WrappedInfo, string, error) {
+	if len(b) > maxWrappedSize {
+		return kek.WrappedInfo{}, "", fmt.Errorf("%w: too long", kek.ErrInvalidWrapped)
+	}
+	ct, isBound := strings.CutPrefix(string(b), boundPrefix)
+	v, err := parseCiphertext(ct)
+	if err != nil {
+		return kek.WrappedInfo{}, "", err
+	}
+	return kek.WrappedInfo{Version: v, Bound: isBound}, ct, nil
+}
+
+// decryptRequest is the decrypt batch item for a stored blob: its transit
+// ciphertext, with ad if the blob is bound.
+func decryptRequest(wrapped, ad []byte) (decryptItem, error) {
+	info, ct, err := parseWrapped(wrapped)
+	if err != nil {
+		return decryptItem{}, err
+	}
+	req := decryptItem{Ciphertext: ct}
+	if info.Bound {
+		req.AssociatedData = ad
+	}
+	return req, nil
 }
 
 const wrappedPrefix = "vault:v"
 
-// parseWrapped checks a blob's shape strictly — "vault:v<N>:<base64>" with
-// N a positive decimal without leading zeros, standard base64 alphabet, at
-// most maxWrappedSize bytes — and returns N. It rejects what Vault would,
+// parseCiphertext checks a transit ciphertext's shape strictly —
+// "vault:v<N>:<base64>" with N a positive decimal without leading zeros,
+// standard base64 alphabet — and returns N. It rejects what Vault would,
 // without the round trip, and keeps arbitrary bytes out of requests.
-func parseWrapped(b []byte) (int, error) {
+func parseCiphertext(s string) (int, error) {
 	invalid := func(why string) (int, error) {
 		return 0, fmt.Errorf("%w: %s", kek.ErrInvalidWrapped, why)
 	}
-	if len(b) == 0 {
+	if len(s) == 0 {
 		return invalid("empty")
 	}
-	if len(b) > maxWrappedSize {
+	if len(s) > maxWrappedSize {
 		return invalid("too long")
 	}
-	s := string(b)
 	rest, ok := strings.CutPrefix(s, wrappedPrefix)
 	if !ok {
 		return invalid("not a Vault transit ciphertext")

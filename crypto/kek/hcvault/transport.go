@@ -30,83 +30,129 @@ var (
 	opWrap      = op{name: "wrap"}
 	opWrapBatch = op{name: "wrap batch"}
 	opUnwrap    = op{name: "unwrap", blobInput: true}
-	opRewrap    = op{name: "rewrap", blobInput: true}
 	opRotate    = op{name: "rotate"}
 	opRetire    = op{name: "retire"}
 	opVersions  = op{name: "versions"}
 	opHealth    = op{name: "health check"}
 	opLogin     = op{name: "authenticate"}
+
+	// Rewrap is a decrypt (of the caller's blobs), then an encrypt.
+	opRewrapDecrypt = op{name: "rewrap", blobInput: true}
+	opRewrapEncrypt = op{name: "rewrap"}
 )
 
 // maxResponseSize bounds what is read from Vault: a full rewrap batch is
 // about 40 KiB.
 const maxResponseSize = 4 << 20
 
-// Request and response bodies of transit's endpoints. Plaintexts are []byte
-// so that encoding/json does the base64 and no DEK passes through a string.
+// Request and response bodies of transit's endpoints. Plaintexts and
+// associated data are []byte so that encoding/json does the base64 (transit
+// wants both base64-encoded) and no DEK passes through a string. An empty
+// associated_data means none to transit; it is only ever empty for blobs
+// wrapped before wraps were bound.
 type (
 	encryptItem struct {
-		Plaintext []byte `json:"plaintext"`
+		Plaintext      []byte `json:"plaintext"`
+		AssociatedData []byte `json:"associated_data"`
 	}
 	decryptItem struct {
-		Ciphertext string `json:"ciphertext"`
+		Ciphertext     string `json:"ciphertext"`
+		AssociatedData []byte `json:"associated_data,omitempty"`
 	}
 	batchRequest[T any] struct {
 		BatchInput []T `json:"batch_input"`
 	}
+	batchResult struct {
+		Ciphertext string `json:"ciphertext"`
+		Plaintext  []byte `json:"plaintext"`
+		Error      string `json:"error"`
+	}
 	batchResponse struct {
-		BatchResults []struct {
-			Ciphertext string `json:"ciphertext"`
-			Error      string `json:"error"`
-		} `json:"batch_results"`
+		BatchResults []batchResult `json:"batch_results"`
 	}
 )
 
-// batchCiphertexts sends items to path as batch_input, maxBatch per request,
-// and returns the ciphertexts in input order. Any failed item fails the call.
-func batchCiphertexts[T any](ctx context.Context, p *provider, o op, path string, items []T) ([][]byte, error) {
+// batchCiphertexts sends encrypt items to path as batch_input, maxBatch per
+// request, and returns the bound blobs in input order. Any failed item
+// fails the call.
+func batchCiphertexts(ctx context.Context, p *provider, o op, path string, items []encryptItem) ([][]byte, error) {
 	out := make([][]byte, 0, len(items))
 	for chunk := range slices.Chunk(items, maxBatch) {
-		var res batchResponse
-		if err := p.do(ctx, o, http.MethodPut, path, batchRequest[T]{chunk}, &res); err != nil {
+		res, err := batch(ctx, p, o, path, chunk, len(out))
+		if err != nil {
 			return nil, err
 		}
-		if err := res.check(o, len(out), len(chunk)); err != nil {
-			return nil, err
+		for i, r := range res {
+			if err := checkCiphertext(o, r.Ciphertext); err != nil {
+				return nil, fmt.Errorf("%w (item %d)", err, len(out)+i)
+			}
 		}
-		for _, r := range res.BatchResults {
-			out = append(out, []byte(r.Ciphertext))
+		for _, r := range res {
+			out = append(out, bound(r.Ciphertext))
 		}
 	}
 	return out, nil
 }
 
-// check turns per-item errors into one error naming the first failed item
-// (offset is the chunk's position in the caller's batch), and checks the
-// ciphertexts Vault returned.
-func (r *batchResponse) check(o op, offset, want int) error {
-	if len(r.BatchResults) != want {
-		return fmt.Errorf("hcvault: %s: Vault returned %d results for %d items", o.name, len(r.BatchResults), want)
+// batchPlaintexts sends decrypt items (at most maxBatch; offset is their
+// position in the caller's batch) to path as batch_input and returns the
+// plaintexts in input order; the caller zeroes them. Any failed item fails
+// the call.
+func batchPlaintexts(ctx context.Context, p *provider, o op, path string, items []decryptItem, offset int) ([][]byte, error) {
+	res, err := batch(ctx, p, o, path, items, offset)
+	if err != nil {
+		return nil, err
 	}
-	for i, item := range r.BatchResults {
+	out := make([][]byte, len(res))
+	for i, r := range res {
+		if len(r.Plaintext) == 0 {
+			for _, r := range res {
+				clear(r.Plaintext)
+			}
+			return nil, fmt.Errorf("hcvault: %s: item %d: Vault returned an empty plaintext", o.name, offset+i)
+		}
+		out[i] = r.Plaintext
+	}
+	return out, nil
+}
+
+// batch sends one batch_input request and checks the results: as many as
+// items, none failed (the error names the first failed item; offset is the
+// chunk's position in the caller's batch).
+func batch[T any](ctx context.Context, p *provider, o op, path string, items []T, offset int) ([]batchResult, error) {
+	var res batchResponse
+	if err := p.do(ctx, o, http.MethodPut, path, batchRequest[T]{items}, &res); err != nil {
+		if offset > 0 {
+			// Vault numbers the items of the request it refused.
+			err = fmt.Errorf("%w (in the request of items %d to %d)", err, offset, offset+len(items)-1)
+		}
+		return nil, err
+	}
+	fail := func(err error) ([]batchResult, error) {
+		for _, r := range res.BatchResults {
+			clear(r.Plaintext)
+		}
+		return nil, err
+	}
+	if len(res.BatchResults) != len(items) {
+		return fail(fmt.Errorf("hcvault: %s: Vault returned %d results for %d items", o.name, len(res.BatchResults), len(items)))
+	}
+	for i, item := range res.BatchResults {
 		switch {
 		case item.Error != "" && o.blobInput:
-			return fmt.Errorf("hcvault: %s: item %d: %w: %s", o.name, offset+i, kek.ErrInvalidWrapped, sanitize(item.Error))
+			return fail(fmt.Errorf("hcvault: %s: item %d: %w: %s", o.name, offset+i, kek.ErrInvalidWrapped, sanitize(item.Error)))
 		case item.Error != "":
-			return fmt.Errorf("hcvault: %s: item %d: Vault refused it: %s", o.name, offset+i, sanitize(item.Error))
-		}
-		if err := checkCiphertext(o, item.Ciphertext); err != nil {
-			return fmt.Errorf("%w (item %d)", err, offset+i)
+			return fail(fmt.Errorf("hcvault: %s: item %d: Vault refused it: %s", o.name, offset+i, sanitize(item.Error)))
 		}
 	}
-	return nil
+	return res.BatchResults, nil
 }
 
 // checkCiphertext checks the shape of a ciphertext Vault returned. A bad one
 // is Vault's fault (or a proxy's), not the caller's: the error deliberately
 // does not wrap kek.ErrInvalidWrapped.
 func checkCiphertext(o op, ct string) error {
-	if _, err := parseWrapped([]byte(ct)); err != nil {
+	if _, err := parseCiphertext(ct); err != nil {
 		return fmt.Errorf("hcvault: %s: Vault returned an unexpected ciphertext: %v", o.name, err)
 	}
 	return nil
@@ -225,8 +271,14 @@ func vaultMessage(re *api.ResponseError, resp *api.Response) string {
 		return sanitize(strings.Join(re.Errors, "; "))
 	}
 	if resp != nil && resp.Body != nil {
+		// Errors only: a partly failed decrypt batch also carries
+		// plaintexts, which must not be decoded into memory here.
 		var batch struct {
-			Data batchResponse `json:"data"`
+			Data struct {
+				BatchResults []struct {
+					Error string `json:"error"`
+				} `json:"batch_results"`
+			} `json:"data"`
 		}
 		if json.NewDecoder(io.LimitReader(resp.Body, maxResponseSize)).Decode(&batch) == nil {
 			for i, item := range batch.Data.BatchResults {

@@ -2,12 +2,14 @@
 // so that the local keyring and HashiCorp Vault transit behave the same way
 // for the code above them.
 //
-// A provider's test calls [Run] with a constructor:
+// A provider's test calls [Run] with a constructor, and with a function that
+// makes the unbound blobs the provider wrote before wraps were bound to
+// associated data (nil for a provider that never wrote any):
 //
 //	func TestConformance(t *testing.T) {
 //		kektest.Run(t, func(t *testing.T) kek.Wrapper {
 //			return newProviderWithAFreshKeyring(t)
-//		})
+//		}, wrapTheOldWay)
 //	}
 //
 // Optional capabilities ([kek.BatchWrapper], [kek.Rotator]) are detected by
@@ -42,7 +44,11 @@ const callTimeout = 2 * time.Minute
 // fresh keyring of its own on every call: subtests rotate and retire KEK
 // versions, and one subtest checks that a blob from another keyring is
 // rejected. It may register cleanups on the t it is given.
-func Run(t *testing.T, newWrapper func(t *testing.T) kek.Wrapper) {
+//
+// wrapUnbound, if not nil, wraps dek under w's current KEK version exactly
+// as the provider did before wraps were bound (its legacy format), so the
+// suite can check that such blobs still unwrap and that Rewrap binds them.
+func Run(t *testing.T, newWrapper func(t *testing.T) kek.Wrapper, wrapUnbound func(t *testing.T, w kek.Wrapper, dek []byte) []byte) {
 	t.Run("RoundTrip", func(t *testing.T) {
 		w := newWrapper(t)
 		ctx := testContext(t)
@@ -50,18 +56,128 @@ func Run(t *testing.T, newWrapper func(t *testing.T) kek.Wrapper) {
 		for range 8 {
 			deks = append(deks, randomDEK(t))
 		}
+		ads := [][]byte{adA, {0}, bytes.Repeat([]byte{0xa5}, kek.MaxADSize)}
 		for i, dek := range deks {
-			wrapped, err := w.Wrap(ctx, dek)
+			ad := ads[i%len(ads)]
+			wrapped, err := w.Wrap(ctx, dek, ad)
 			if err != nil {
 				t.Fatalf("Wrap(dek %d): %v", i, err)
 			}
 			checkNoLeak(t, "wrapped blob", wrapped, dek)
-			got, err := w.Unwrap(ctx, wrapped)
+			got, err := w.Unwrap(ctx, wrapped, ad)
 			if err != nil {
 				t.Fatalf("Unwrap(dek %d): %v", i, err)
 			}
 			if !bytes.Equal(got, dek) {
 				t.Fatalf("Unwrap(Wrap(dek %d)) returned a different key", i)
+			}
+		}
+	})
+
+	t.Run("BoundToAssociatedData", func(t *testing.T) {
+		// A wrapped DEK copied to where other associated data is expected
+		// (tokenvault: under another subject) must not unwrap there.
+		w := newWrapper(t)
+		ctx := testContext(t)
+		dek := randomDEK(t)
+		wrapped := mustWrap(ctx, t, w, dek)
+		others := map[string][]byte{
+			"other":       adB,
+			"prefix":      adA[:len(adA)-1],
+			"extended":    append(slices.Clone(adA), 0),
+			"one bit off": flipBit(adA, len(adA)/2),
+		}
+		for name, ad := range others {
+			t.Run(name, func(t *testing.T) {
+				got, err := w.Unwrap(ctx, wrapped, ad)
+				if err == nil {
+					t.Fatalf("Unwrap with other associated data succeeded (returned %d bytes)", len(got))
+				}
+				if !errors.Is(err, kek.ErrInvalidWrapped) {
+					t.Fatalf("Unwrap error = %v, want errors.Is(err, kek.ErrInvalidWrapped)", err)
+				}
+				checkNoLeak(t, "error text", []byte(err.Error()), dek)
+			})
+		}
+		if r, ok := w.(kek.Rotator); ok {
+			if info := mustDescribe(t, r, wrapped); !info.Bound {
+				t.Fatalf("Describe(new wrap) = %+v, want Bound", info)
+			}
+		}
+		if got := mustUnwrap(ctx, t, w, wrapped); !bytes.Equal(got, dek) {
+			t.Fatal("Unwrap with the right associated data returned a different key")
+		}
+	})
+
+	t.Run("AssociatedDataRequired", func(t *testing.T) {
+		// A wrap bound to nothing would be as movable as an unbound one.
+		w := newWrapper(t)
+		ctx := testContext(t)
+		wrapped := mustWrap(ctx, t, w, randomDEK(t))
+		for name, ad := range map[string][]byte{"nil": nil, "empty": {}, "too long": make([]byte, kek.MaxADSize+1)} {
+			if b, err := w.Wrap(ctx, randomDEK(t), ad); err == nil {
+				t.Errorf("Wrap with %s associated data succeeded (%d bytes)", name, len(b))
+			}
+			if b, err := w.Unwrap(ctx, wrapped, ad); err == nil {
+				t.Errorf("Unwrap with %s associated data succeeded (%d bytes)", name, len(b))
+			}
+			if bw, ok := w.(kek.BatchWrapper); ok {
+				if _, err := bw.WrapBatch(ctx, []kek.WrapItem{{DEK: randomDEK(t), AD: adA}, {DEK: randomDEK(t), AD: ad}}); err == nil {
+					t.Errorf("WrapBatch with an item with %s associated data succeeded", name)
+				}
+			}
+			if r, ok := w.(kek.Rotator); ok {
+				if _, err := r.Rewrap(ctx, []kek.RewrapItem{{Wrapped: wrapped, AD: ad}}); err == nil {
+					t.Errorf("Rewrap with %s associated data succeeded", name)
+				}
+			}
+		}
+	})
+
+	t.Run("Unbound", func(t *testing.T) {
+		if wrapUnbound == nil {
+			t.Skip("the provider never wrote unbound blobs")
+		}
+		// Blobs from before wraps were bound keep working (whatever
+		// associated data is given: they were made without), Describe
+		// tells them apart, and Rewrap binds them.
+		w := newWrapper(t)
+		ctx := testContext(t)
+		dek := randomDEK(t)
+		old := wrapUnbound(t, w, dek)
+		checkNoLeak(t, "unbound blob", old, dek)
+		for _, ad := range [][]byte{adA, adB} {
+			got, err := w.Unwrap(ctx, old, ad)
+			if err != nil || !bytes.Equal(got, dek) {
+				t.Fatalf("Unwrap(unbound blob) = %d bytes, %v; want the DEK", len(got), err)
+			}
+		}
+		r, ok := w.(kek.Rotator)
+		if !ok {
+			return
+		}
+		info := mustDescribe(t, r, old)
+		if info.Bound {
+			t.Fatalf("Describe(unbound blob) = %+v, want not Bound", info)
+		}
+		current := mustDescribe(t, r, mustWrap(ctx, t, w, randomDEK(t))).Version
+		if info.Version != current {
+			t.Fatalf("Describe(unbound blob) version %d, want the current %d", info.Version, current)
+		}
+		out, err := r.Rewrap(ctx, []kek.RewrapItem{{Wrapped: old, AD: adA}, {Wrapped: mustWrap(ctx, t, w, dek), AD: adA}})
+		if err != nil {
+			t.Fatalf("Rewrap(unbound, bound): %v", err)
+		}
+		for i, blob := range out {
+			if info := mustDescribe(t, r, blob); !info.Bound || info.Version != current {
+				t.Fatalf("rewrapped blob %d: %+v, want bound under version %d", i, info, current)
+			}
+			checkNoLeak(t, "rewrapped blob", blob, dek)
+			if got := mustUnwrap(ctx, t, w, blob); !bytes.Equal(got, dek) {
+				t.Fatalf("rewrapped blob %d unwraps to a different key", i)
+			}
+			if _, err := w.Unwrap(ctx, blob, adB); !errors.Is(err, kek.ErrInvalidWrapped) {
+				t.Fatalf("rewrapped blob %d unwraps with other associated data: %v", i, err)
 			}
 		}
 	})
@@ -110,7 +226,7 @@ func Run(t *testing.T, newWrapper func(t *testing.T) kek.Wrapper) {
 		}
 		for name, blob := range cases {
 			t.Run(name, func(t *testing.T) {
-				got, err := w.Unwrap(ctx, blob)
+				got, err := w.Unwrap(ctx, blob, adA)
 				if err == nil {
 					t.Fatalf("Unwrap succeeded (returned %d bytes)", len(got))
 				}
@@ -132,14 +248,14 @@ func Run(t *testing.T, newWrapper func(t *testing.T) kek.Wrapper) {
 		wrapped := mustWrap(testContext(t), t, w, randomDEK(t))
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		if _, err := w.Wrap(ctx, randomDEK(t)); err == nil {
+		if _, err := w.Wrap(ctx, randomDEK(t), adA); err == nil {
 			t.Error("Wrap with a canceled context succeeded")
 		}
-		if _, err := w.Unwrap(ctx, wrapped); err == nil {
+		if _, err := w.Unwrap(ctx, wrapped, adA); err == nil {
 			t.Error("Unwrap with a canceled context succeeded")
 		}
 		if bw, ok := w.(kek.BatchWrapper); ok {
-			if _, err := bw.WrapBatch(ctx, [][]byte{randomDEK(t)}); err == nil {
+			if _, err := bw.WrapBatch(ctx, []kek.WrapItem{{DEK: randomDEK(t), AD: adA}}); err == nil {
 				t.Error("WrapBatch with a canceled context succeeded")
 			}
 		}
@@ -157,17 +273,20 @@ func Run(t *testing.T, newWrapper func(t *testing.T) kek.Wrapper) {
 		if err != nil || len(out) != 0 {
 			t.Fatalf("WrapBatch(nil) = %d blobs, %v; want 0, nil", len(out), err)
 		}
-		out, err = bw.WrapBatch(ctx, [][]byte{})
+		out, err = bw.WrapBatch(ctx, []kek.WrapItem{})
 		if err != nil || len(out) != 0 {
 			t.Fatalf("WrapBatch(empty) = %d blobs, %v; want 0, nil", len(out), err)
 		}
 
 		deks := make([][]byte, 37)
+		items := make([]kek.WrapItem, len(deks))
 		for i := range deks {
 			deks[i] = randomDEK(t)
+			items[i] = kek.WrapItem{DEK: deks[i], AD: ad(i)}
 		}
 		deks[5] = slices.Clone(deks[4]) // a repeated DEK must still wrap differently
-		out, err = bw.WrapBatch(ctx, deks)
+		items[5].DEK = deks[5]
+		out, err = bw.WrapBatch(ctx, items)
 		if err != nil {
 			t.Fatalf("WrapBatch: %v", err)
 		}
@@ -179,8 +298,12 @@ func Run(t *testing.T, newWrapper func(t *testing.T) kek.Wrapper) {
 		}
 		for i, blob := range out {
 			checkNoLeak(t, "wrapped blob", blob, deks[i])
-			if got := mustUnwrap(ctx, t, w, blob); !bytes.Equal(got, deks[i]) {
-				t.Fatalf("blob %d does not unwrap to DEK %d: order not preserved", i, i)
+			got, err := w.Unwrap(ctx, blob, ad(i))
+			if err != nil || !bytes.Equal(got, deks[i]) {
+				t.Fatalf("blob %d does not unwrap to DEK %d with its associated data (%v): order not preserved", i, i, err)
+			}
+			if _, err := w.Unwrap(ctx, blob, ad(i+1)); !errors.Is(err, kek.ErrInvalidWrapped) {
+				t.Fatalf("blob %d unwraps with another item's associated data: %v", i, err)
 			}
 		}
 	})
@@ -225,7 +348,7 @@ func Run(t *testing.T, newWrapper func(t *testing.T) kek.Wrapper) {
 			t.Fatal("blob from before Rotate unwraps to a different key")
 		}
 
-		rewrapped, err := r.Rewrap(ctx, [][]byte{keepBlob, newBlob})
+		rewrapped, err := r.Rewrap(ctx, []kek.RewrapItem{{Wrapped: keepBlob, AD: adA}, {Wrapped: newBlob, AD: adA}})
 		if err != nil {
 			t.Fatalf("Rewrap: %v", err)
 		}
@@ -244,8 +367,14 @@ func Run(t *testing.T, newWrapper func(t *testing.T) kek.Wrapper) {
 		if out, err := r.Rewrap(ctx, nil); err != nil || len(out) != 0 {
 			t.Fatalf("Rewrap(nil) = %d blobs, %v; want 0, nil", len(out), err)
 		}
-		if _, err := r.Rewrap(ctx, [][]byte{[]byte("garbage")}); !errors.Is(err, kek.ErrInvalidWrapped) {
+		if _, err := r.Rewrap(ctx, []kek.RewrapItem{{Wrapped: []byte("garbage"), AD: adA}}); !errors.Is(err, kek.ErrInvalidWrapped) {
 			t.Fatalf("Rewrap(garbage) error = %v, want kek.ErrInvalidWrapped", err)
+		}
+		// A rewrap cannot move a blob to other associated data: a wrapped
+		// key parked under a decoy subject must not be carried into the
+		// new KEK epoch.
+		if _, err := r.Rewrap(ctx, []kek.RewrapItem{{Wrapped: newBlob, AD: adA}, {Wrapped: oldBlob, AD: adB}}); !errors.Is(err, kek.ErrInvalidWrapped) {
+			t.Fatalf("Rewrap(blob, other associated data) error = %v, want kek.ErrInvalidWrapped", err)
 		}
 
 		if err := r.Retire(ctx, v2); err != nil {
@@ -254,7 +383,7 @@ func Run(t *testing.T, newWrapper func(t *testing.T) kek.Wrapper) {
 		// The point of Retire: a blob still under v1 (say, in an old backup)
 		// is dead, while everything rewrapped survives.
 		for name, blob := range map[string][]byte{"old": oldBlob, "kept (not rewrapped)": keepBlob} {
-			got, err := w.Unwrap(ctx, blob)
+			got, err := w.Unwrap(ctx, blob, adA)
 			if err == nil {
 				t.Fatalf("%s blob under retired version %d still unwraps (%d bytes)", name, v1, len(got))
 			}
@@ -264,7 +393,7 @@ func Run(t *testing.T, newWrapper func(t *testing.T) kek.Wrapper) {
 			checkNoLeak(t, "error text", []byte(err.Error()), oldDEK)
 			checkNoLeak(t, "error text", []byte(err.Error()), keepDEK)
 		}
-		if _, err := r.Rewrap(ctx, [][]byte{oldBlob}); !errors.Is(err, kek.ErrInvalidWrapped) {
+		if _, err := r.Rewrap(ctx, []kek.RewrapItem{{Wrapped: oldBlob, AD: adA}}); !errors.Is(err, kek.ErrInvalidWrapped) {
 			t.Fatalf("Rewrap(blob under retired version) error = %v, want kek.ErrInvalidWrapped", err)
 		}
 		for i, want := range [][]byte{keepDEK, newDEK} {
@@ -285,18 +414,33 @@ func Run(t *testing.T, newWrapper func(t *testing.T) kek.Wrapper) {
 		}
 	})
 
-	t.Run("WrappedVersionRejectsGarbage", func(t *testing.T) {
+	t.Run("DescribeRejectsGarbage", func(t *testing.T) {
 		w := newWrapper(t)
 		r, ok := w.(kek.Rotator)
 		if !ok {
 			t.Skip("provider does not implement kek.Rotator")
 		}
 		for _, blob := range [][]byte{nil, {}, []byte("garbage"), randomDEK(t)} {
-			if v, err := r.WrappedVersion(blob); !errors.Is(err, kek.ErrInvalidWrapped) {
-				t.Errorf("WrappedVersion(%q) = %d, %v; want kek.ErrInvalidWrapped", blob, v, err)
+			if info, err := r.Describe(blob); !errors.Is(err, kek.ErrInvalidWrapped) {
+				t.Errorf("Describe(%q) = %+v, %v; want kek.ErrInvalidWrapped", blob, info, err)
 			}
 		}
 	})
+}
+
+// The suite's associated data: adA is what mustWrap and mustUnwrap use.
+var (
+	adA = []byte("tokenvault/kektest: subject A, key 1")
+	adB = []byte("tokenvault/kektest: subject B, key 1")
+)
+
+// ad is item i's associated data in batch tests.
+func ad(i int) []byte { return []byte("tokenvault/kektest: item " + strconv.Itoa(i)) }
+
+func flipBit(b []byte, i int) []byte {
+	out := slices.Clone(b)
+	out[i] ^= 0x01
+	return out
 }
 
 func testContext(t *testing.T) context.Context {
@@ -316,7 +460,7 @@ func randomDEK(t *testing.T) []byte {
 
 func mustWrap(ctx context.Context, t *testing.T, w kek.Wrapper, dek []byte) []byte {
 	t.Helper()
-	wrapped, err := w.Wrap(ctx, dek)
+	wrapped, err := w.Wrap(ctx, dek, adA)
 	if err != nil {
 		t.Fatalf("Wrap: %v", err)
 	}
@@ -328,20 +472,25 @@ func mustWrap(ctx context.Context, t *testing.T, w kek.Wrapper, dek []byte) []by
 
 func mustUnwrap(ctx context.Context, t *testing.T, w kek.Wrapper, wrapped []byte) []byte {
 	t.Helper()
-	dek, err := w.Unwrap(ctx, wrapped)
+	dek, err := w.Unwrap(ctx, wrapped, adA)
 	if err != nil {
 		t.Fatalf("Unwrap: %v", err)
 	}
 	return dek
 }
 
+func mustDescribe(t *testing.T, r kek.Rotator, wrapped []byte) kek.WrappedInfo {
+	t.Helper()
+	info, err := r.Describe(wrapped)
+	if err != nil {
+		t.Fatalf("Describe: %v", err)
+	}
+	return info
+}
+
 func mustWrappedVersion(t *testing.T, r kek.Rotator, wrapped []byte) int {
 	t.Helper()
-	v, err := r.WrappedVersion(wrapped)
-	if err != nil {
-		t.Fatalf("WrappedVersion: %v", err)
-	}
-	return v
+	return mustDescribe(t, r, wrapped).Version
 }
 
 func mustVersions(ctx context.Context, t *testing.T, r kek.Rotator) []int {
