@@ -1,0 +1,107 @@
+package grpcserver
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tokenvault/tokenvault/internal/audit"
+)
+
+// TestRefusalsBounded: with the audit log's writer held (its queue fills,
+// WriteAsync answers ErrBusy) and refusals from many more distinct callers
+// than refusalKeys, add never blocks, the counted groups stay bounded, and
+// after Close the log holds every refusal exactly once — individually or
+// in a count.
+func TestRefusalsBounded(t *testing.T) {
+	_, key, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	var mu sync.Mutex
+	gate := make(chan struct{})
+	held := false // Open reads the clock too
+	now := func() time.Time {
+		mu.Lock()
+		h := held
+		mu.Unlock()
+		if h {
+			<-gate
+		}
+		return time.Now()
+	}
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	l, err := audit.Open(audit.Options{Path: path, SigningKey: key, Logger: quiet, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	held = true
+	mu.Unlock()
+	r := newRefusals(l, quiet)
+	const n = 20000
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range n {
+			r.add(audit.Entry{Method: "/tokenvault.v1.TokenVault/Mask", Outcome: "Unauthenticated",
+				Caller: fmt.Sprintf("caller-%d", i), Peer: fmt.Sprintf("10.0.%d.%d:5000", i/256%256, i%256), Reason: "no credentials"})
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		t.Fatal("add blocked with the audit log's writer held")
+	}
+	r.mu.Lock()
+	groups := len(r.counts)
+	r.mu.Unlock()
+	if groups > refusalKeys+1 {
+		t.Fatalf("%d counted groups, bound is %d (+1 catch-all)", groups, refusalKeys)
+	}
+	mu.Lock()
+	held = false
+	mu.Unlock()
+	close(gate)
+	r.Close()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.Verify(bytes.NewReader(data), key.Public().(ed25519.PublicKey)); err != nil {
+		t.Fatal(err)
+	}
+	var single, counted uint64
+	catchAll := false
+	for _, ln := range bytes.SplitAfter(bytes.TrimSuffix(data, []byte("\n")), []byte("\n")) {
+		e, err := audit.ParseLine(ln)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch e.Type {
+		case audit.TypeCall:
+			single++
+		case audit.TypeRefusals:
+			counted += e.Count
+			catchAll = catchAll || e.Caller == "*"
+		}
+	}
+	if single+counted != n {
+		t.Fatalf("%d individual + %d counted refusals, want %d", single, counted, n)
+	}
+	if single > refusalBurst+refusalRate*120 || !catchAll {
+		t.Fatalf("%d individual entries (bound ~%d), catch-all group used: %v", single, refusalBurst, catchAll)
+	}
+}
