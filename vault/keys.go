@@ -240,16 +240,6 @@ func (c *keyCache) len() int {
 	return c.lru.Len()
 }
 
-// ExclusiveStore is an optional Store capability. Exclusive reports that
-// nothing but this process can change the store (badger locks its
-// directory), so every erasure and restriction goes through this Vault.
-// The Vault then answers "which key does this subject have, is it
-// restricted" from its cache, without a store read per request. A store
-// that several servers share must not report true.
-type ExclusiveStore interface {
-	Exclusive() bool
-}
-
 // keysFor returns the subject's key id and keys. With create, a subject
 // without a key gets a new one (first use); otherwise that is ErrNotFound.
 // The caller must call release.

@@ -66,9 +66,18 @@ type LedgerEntry struct {
 	ErasedAt time.Time
 }
 
-// Store persists subject keys, records and deterministic lookups. Every
-// write must be durable (synced) before it returns. Implementations are
-// checked by the shared suite in vault/storetest.
+// Store is what every store must do for the vault: subject keys, records
+// and their deterministic lookups, and the crypto-shred with its purge.
+// Every write must be durable (synced) before it returns.
+//
+// What only some operations need is asked for through the optional
+// interfaces below ([RightsStore], [LedgerStore], [KeyScanStore],
+// [TokenCounter], [ExclusiveStore]), detected by type assertion where they
+// are used: an operation whose capability the store lacks fails with
+// [ErrUnsupported], and nothing else is affected. Backups, value-log
+// garbage collection and size metrics are asked for by the packages that
+// run them, through interfaces of their own. The shared suite in
+// vault/storetest checks each interface a store implements.
 type Store interface {
 	// SubjectKey returns the subject's key, or ErrNotFound.
 	SubjectKey(ctx context.Context, subject string) (SubjectKey, error)
@@ -79,17 +88,25 @@ type Store interface {
 	// returns the key that is stored afterwards: sk, or the one a
 	// concurrent caller stored first.
 	CreateSubjectKey(ctx context.Context, subject string, sk SubjectKey) (SubjectKey, error)
+
 	// PutRecords atomically stores records (and their lookup entries) for
 	// the subject whose key is id. It stores nothing and returns
 	//   - a *CollisionError when a token or lookup key is already taken
-	//     (including by another record of the same batch);
+	//     (including by another record of the same batch); tokens are
+	//     unique across every kind and subject;
 	//   - ErrErased when the subject's key is no longer id (erased meanwhile).
 	PutRecords(ctx context.Context, subject string, id KeyID, recs []Record) error
 	// Record returns the record for token, or ErrNotFound.
 	Record(ctx context.Context, token string) (Record, error)
+	// DeleteRecord deletes one record with everything that points at it
+	// (its lookup entry and any index a capability keeps, such as the
+	// expiry index of [RightsStore]). ErrNotFound if there is no such
+	// record.
+	DeleteRecord(ctx context.Context, token string) error
 	// Lookup returns the token stored under a deterministic lookup key, or
 	// ErrNotFound.
 	Lookup(ctx context.Context, id KeyID, lookup []byte) (string, error)
+
 	// ShredSubject durably deletes the subject's key and restriction mark
 	// (the crypto-shred), records that its data still has to be purged and,
 	// when ledger.Hash is set, adds ledger to the erasure ledger, all in
@@ -101,21 +118,11 @@ type Store interface {
 	// PendingPurges lists shredded keys whose purge has not finished (a
 	// crash between shred and purge).
 	PendingPurges(ctx context.Context) ([]KeyID, error)
-	// SubjectKeys lists up to limit subject keys in subject order, starting
-	// after the subject named after ("" for the start): a resumable scan
-	// for KEK rewrapping.
-	SubjectKeys(ctx context.Context, after string, limit int) ([]SubjectEntry, error)
-	// ReplaceWrapped stores a new wrapping of the subject's key (after a
-	// KEK rotation). It fails with ErrErased if the subject's key is no
-	// longer id.
-	ReplaceWrapped(ctx context.Context, subject string, id KeyID, wrapped []byte) error
-	// HasSubjectKeys reports whether any subject key (or pending purge) is
-	// stored: a data directory with keys must not get a new keyring.
-	HasSubjectKeys(ctx context.Context) (bool, error)
+}
 
-	// Data-subject rights (export, rectification, restriction, retention,
-	// erasure ledger).
-
+// RightsStore is the optional Store capability behind data-subject rights
+// other than erasure: export, rectification, restriction and retention.
+type RightsStore interface {
 	// KeyRecords lists up to limit records made under key id, in a stable
 	// store-defined order, starting after the record whose token is after
 	// ("" for the start): a resumable scan for export.
@@ -130,22 +137,67 @@ type Store interface {
 	ReplaceRecord(ctx context.Context, subject string, id KeyID, r Record) error
 	// SetRestricted marks the subject's processing as restricted since
 	// the given time, or lifts the mark when since is zero. ErrNotFound if
-	// the subject has no key.
+	// the subject has no key. SubjectKey and SubjectKeyByID report the
+	// mark ([SubjectKey.Restricted]).
 	SetRestricted(ctx context.Context, subject string, since time.Time) error
-	// DeleteRecord deletes one record with its index, lookup and expiry
-	// entries. ErrNotFound if there is no such record.
-	DeleteRecord(ctx context.Context, token string) error
 	// PurgeExpired deletes up to limit records whose expiry is at or before
 	// now (found through an expiry index, not a scan), and returns how many.
 	PurgeExpired(ctx context.Context, now time.Time, limit int) (int, error)
-	// PutLedgerEntries adds entries to the erasure ledger; an existing
-	// entry keeps the later erasure time.
-	PutLedgerEntries(ctx context.Context, entries []LedgerEntry) error
+}
+
+// LedgerStore is the optional Store capability of reading and merging the
+// erasure ledger that [Store.ShredSubject] writes to: the vault's ledger
+// export, and the restore, which hands a restored store the live ledger.
+type LedgerStore interface {
 	// LedgerEntries lists up to limit ledger entries in hash order, after
 	// the hash after (nil for the start).
 	LedgerEntries(ctx context.Context, after []byte, limit int) ([]LedgerEntry, error)
+	// PutLedgerEntries adds entries to the erasure ledger; an existing
+	// entry keeps the later erasure time.
+	PutLedgerEntries(ctx context.Context, entries []LedgerEntry) error
+}
 
-	Close() error
+// KeyScanStore is the optional Store capability of walking every stored
+// subject key: KEK status, rewrap and retirement (kekadmin.go), and the
+// start-up checks of the KEK against the stored keys.
+type KeyScanStore interface {
+	// SubjectKeys lists up to limit subject keys in subject order, starting
+	// after the subject named after ("" for the start): a resumable scan
+	// for KEK rewrapping.
+	SubjectKeys(ctx context.Context, after string, limit int) ([]SubjectEntry, error)
+	// ReplaceWrapped stores a new wrapping of the subject's key (after a
+	// KEK rotation). It fails with ErrErased if the subject's key is no
+	// longer id.
+	ReplaceWrapped(ctx context.Context, subject string, id KeyID, wrapped []byte) error
+	// HasSubjectKeys reports whether any subject key (or pending purge) is
+	// stored: a data directory with keys must not get a new keyring.
+	HasSubjectKeys(ctx context.Context) (bool, error)
+}
+
+// TokenCounter is an optional Store capability: counting stored tokens
+// (once, at start; the vault keeps the count current afterwards).
+type TokenCounter interface {
+	CountTokens(ctx context.Context) (int64, error)
+}
+
+// ExclusiveStore is an optional Store capability. Exclusive reports that
+// nothing but this process can change the store (badger locks its
+// directory), so every erasure and restriction goes through this Vault.
+// The Vault then answers "which key does this subject have, is it
+// restricted" from its cache, without a store read per request. A store
+// that several servers share must not report true.
+type ExclusiveStore interface {
+	Exclusive() bool
+}
+
+// capability returns v's store as a C, or an ErrUnsupported naming what
+// the store cannot do.
+func capability[C any](v *Vault, what string) (C, error) {
+	c, ok := v.store.(C)
+	if !ok {
+		return c, &FieldError{Field: "store", Reason: "the store does not support " + what, Err: ErrUnsupported}
+	}
+	return c, nil
 }
 
 // SubjectEntry is one subject and its key.

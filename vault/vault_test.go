@@ -18,7 +18,7 @@ import (
 
 type fixture struct {
 	v     *vault.Vault
-	store vault.Store
+	store *badgerstore.Store
 	kek   agekeyring.Provider
 }
 
@@ -30,12 +30,14 @@ func newFixtureWith(t testing.TB, opts vault.Options) *fixture {
 	return newFixtureOn(t, opts, false)
 }
 
-// sharedStore hides the badger store's ExclusiveStore capability: the
-// vault then behaves as over a store that other servers share, re-reading
-// subject keys on every request. Tests use it to change the store behind
-// the vault's back (another server's erasure, or a crash between two
-// writes).
-type sharedStore struct{ vault.Store }
+// sharedStore is the badger store, with every capability, except that it
+// does not claim to be exclusive: the vault then behaves as over a store
+// that other servers share, re-reading subject keys on every request.
+// Tests use it to change the store behind the vault's back (another
+// server's erasure, or a crash between two writes).
+type sharedStore struct{ *badgerstore.Store }
+
+func (sharedStore) Exclusive() bool { return false }
 
 // newSharedFixture is newFixture with the vault over a sharedStore.
 func newSharedFixture(t testing.TB) *fixture { return newFixtureOn(t, vault.Options{}, true) }
@@ -52,7 +54,7 @@ func newFixtureOn(t testing.TB, opts vault.Options, shared bool) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen := store
+	var seen vault.Store = store
 	if shared {
 		seen = sharedStore{store}
 	}
@@ -211,7 +213,7 @@ func TestEraseRacingTokenize(t *testing.T) {
 			}
 		}()
 	}
-	r, err := f.v.EraseSubject(ctx, "alice")
+	r, _, err := f.v.EraseSubject(ctx, "alice")
 	close(stop)
 	wg.Wait()
 	if err != nil {
@@ -220,7 +222,7 @@ func TestEraseRacingTokenize(t *testing.T) {
 	// Tokens issued before the erasure were erased; tokens issued after it
 	// belong to a new key for the returning subject. Erase again and every
 	// token ever issued must be gone.
-	r2, err := f.v.EraseSubject(ctx, "alice")
+	r2, _, err := f.v.EraseSubject(ctx, "alice")
 	if err != nil && !errors.Is(err, vault.ErrNotFound) {
 		t.Fatal(err)
 	}
@@ -287,7 +289,7 @@ func TestEraseWithWarmCache(t *testing.T) {
 	if res, _ := f.v.Detokenize(ctx, toks, "test"); res[0].Err != nil || f.v.CachedKeys() != 1 {
 		t.Fatalf("warm-up: %+v, cached %d", res[0], f.v.CachedKeys())
 	}
-	if _, err := f.v.EraseSubject(ctx, "alice"); err != nil {
+	if _, _, err := f.v.EraseSubject(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	if f.v.CachedKeys() != 0 {
@@ -352,7 +354,7 @@ func TestRevealsRacingErasure(t *testing.T) {
 				time.Sleep(time.Millisecond)
 				switch change {
 				case "erase":
-					_, err = f.v.EraseSubject(ctx, subject)
+					_, _, err = f.v.EraseSubject(ctx, subject)
 				case "restrict":
 					_, err = f.v.RestrictSubject(ctx, subject)
 				}
