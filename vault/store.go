@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/tokenvault/tokenvault/crypto/envelope"
-	"github.com/tokenvault/tokenvault/vault/format"
 )
 
 // KeyID identifies one subject data key. It is random, so it says nothing
@@ -23,41 +22,6 @@ type SubjectKey struct {
 	// not restricted). Filled by SubjectKey and SubjectKeyByID only.
 	Restricted time.Time
 }
-
-// Record is one tokenized value as stored. Sealed is the value encrypted
-// under the subject's record key, bound (see AADVersion) to token, subject,
-// key id and kind, and to Created, Expires and Lookup.
-type Record struct {
-	Token   string
-	KeyID   KeyID
-	Kind    format.Kind
-	Created time.Time
-	// Lookup is the deterministic lookup key (nil for random tokens), kept
-	// so the lookup entry can be found from the record.
-	Lookup []byte
-	Sealed []byte
-	// Expires is when the record's retention ends (zero: never). An
-	// expired record is never revealed and is purged in the background.
-	Expires time.Time
-	// AADVersion says which associated data Sealed is bound to:
-	// RecordAADv2 for every record written now, RecordAADv1 for records
-	// written before records bound their metadata. Stores keep it with the
-	// record; they need not authenticate it (see RecordAADv1).
-	AADVersion int
-}
-
-// Record AAD versions ([Record.AADVersion]).
-const (
-	// RecordAADv1 binds the sealed value to token, subject, key id and
-	// kind only: Created, Expires and Lookup of such a record are not
-	// authenticated. Records written before v2 have it and still open.
-	// Calling a v2 record v1 does not help a store writer: its value then
-	// fails to open, since the two versions' associated data differ.
-	RecordAADv1 = 1
-	// RecordAADv2 also binds Created, Expires and Lookup, so that someone
-	// who can write the store cannot, say, extend a token's retention.
-	RecordAADv2 = 2
-)
 
 // LedgerEntry is one erased subject in the erasure ledger: a keyed hash
 // of the subject id (never the id) and when it was erased.

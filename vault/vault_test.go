@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -271,6 +272,9 @@ func TestTokenSpaceExhausted(t *testing.T) {
 	var fe *vault.FieldError
 	if !errors.As(err, &fe) || fe.Field == "" {
 		t.Fatalf("exhaustion error does not name the field: %v", err)
+	}
+	if msg := err.Error(); !strings.Contains(msg, "card number of the same length with the same first 6 and last 4 digits") || strings.Contains(msg, "4222222222222") {
+		t.Fatalf("exhaustion message %q: want the card numbers that share the tokens, and not the value", msg)
 	}
 }
 
