@@ -3,11 +3,9 @@ package vault_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/vault"
 	"github.com/tokenvault/tokenvault/vault/badgerstore"
 	"github.com/tokenvault/tokenvault/vault/format"
@@ -23,21 +21,7 @@ type coreOnly struct{ vault.Store }
 // naming what the store cannot do, and nothing of the request).
 func TestCoreOnlyStore(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	bs, err := badgerstore.Open(filepath.Join(dir, "data"), badgerstore.Options{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { bs.Close() })
-	kr, _, err := agekeyring.OpenOrCreate(agekeyring.Config{Path: filepath.Join(dir, "keyring.age"), IdentityFile: filepath.Join(dir, "id.txt")}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := vault.New(ctx, coreOnly{bs}, kr, vault.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.Close()
+	v := newFixtureOn(t, vault.Options{}, func(s *badgerstore.Store) vault.Store { return coreOnly{s} }).v
 
 	const subject, value = "core-subject", "4111111111111111"
 	toks, err := v.Tokenize(ctx, subject, []vault.Field{{Kind: format.PAN, Value: value, Deterministic: true}})

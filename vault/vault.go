@@ -2,9 +2,10 @@
 // field-encrypt and crypto-shred personal data, one data key per subject.
 //
 // It knows nothing of gRPC. Its dependencies are two small interfaces: a
-// [Store] (the embedded one is [github.com/tokenvault/tokenvault/vault/badgerstore])
-// and a KEK ([github.com/tokenvault/tokenvault/crypto/kek.Wrapper]) that
-// wraps subject data keys.
+// [Store] (the embedded one is [github.com/tokenvault/tokenvault/vault/badgerstore]),
+// with optional capabilities detected where they are used (store.go), and
+// a KEK ([github.com/tokenvault/tokenvault/crypto/kek.Wrapper]) that wraps
+// subject data keys.
 //
 // # Keys
 //

@@ -28,7 +28,7 @@ func newFixture(t testing.TB) *fixture { return newFixtureWith(t, vault.Options{
 // newFixtureWith is a vault on a fresh on-disk badger store and age keyring.
 func newFixtureWith(t testing.TB, opts vault.Options) *fixture {
 	t.Helper()
-	return newFixtureOn(t, opts, false)
+	return newFixtureOn(t, opts, nil)
 }
 
 // sharedStore is the badger store, with every capability, except that it
@@ -41,9 +41,13 @@ type sharedStore struct{ *badgerstore.Store }
 func (sharedStore) Exclusive() bool { return false }
 
 // newSharedFixture is newFixture with the vault over a sharedStore.
-func newSharedFixture(t testing.TB) *fixture { return newFixtureOn(t, vault.Options{}, true) }
+func newSharedFixture(t testing.TB) *fixture {
+	return newFixtureOn(t, vault.Options{}, func(s *badgerstore.Store) vault.Store { return sharedStore{s} })
+}
 
-func newFixtureOn(t testing.TB, opts vault.Options, shared bool) *fixture {
+// newFixtureOn is newFixtureWith with the vault over seen(the badger
+// store), or over the store itself if seen is nil.
+func newFixtureOn(t testing.TB, opts vault.Options, seen func(*badgerstore.Store) vault.Store) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	store, err := badgerstore.Open(filepath.Join(dir, "data"), badgerstore.Options{}, nil)
@@ -55,11 +59,11 @@ func newFixtureOn(t testing.TB, opts vault.Options, shared bool) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var seen vault.Store = store
-	if shared {
-		seen = sharedStore{store}
+	var over vault.Store = store
+	if seen != nil {
+		over = seen(store)
 	}
-	v, err := vault.New(context.Background(), seen, kr, opts)
+	v, err := vault.New(context.Background(), over, kr, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
