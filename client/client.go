@@ -21,6 +21,7 @@ import (
 
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 	"github.com/tokenvault/tokenvault/vault/format"
+	"github.com/tokenvault/tokenvault/vault/receipt"
 )
 
 // Client talks to one tokenvault server. It is safe for concurrent use;
@@ -216,15 +217,15 @@ func (c *Client) Decrypt(ctx context.Context, purpose, blobContext string, blobs
 	return out, nil
 }
 
-// Receipt is what an erasure did.
+// Receipt is what an erasure did: the vault's receipt (package
+// vault/receipt; Subject, ErasedAt, Records, Lookups,
+// BackupsUndecryptableBy, and the signing KeyID and Signature when the
+// vault signs receipts) and the signed receipt file itself.
 type Receipt struct {
-	Subject  string
-	ErasedAt time.Time
-	Records  int64
-	Lookups  int64
-	// BackupsUndecryptableBy: by then no backup copy can be decrypted.
-	BackupsUndecryptableBy time.Time
-	// Signed is the signed receipt file (see package vault/receipt).
+	receipt.Receipt
+	// Signed is the signed receipt file, to keep and check with
+	// "tokenvault receipt verify"; nil when the vault does not sign
+	// receipts.
 	Signed []byte
 }
 
@@ -239,10 +240,17 @@ func (c *Client) EraseSubject(ctx context.Context, subject string) (Receipt, err
 		return Receipt{}, err
 	}
 	r := resp.GetReceipt()
-	out := Receipt{Subject: r.GetSubjectId(), ErasedAt: r.GetErasedAt().AsTime(),
-		Records: r.GetRecordsErased(), Lookups: r.GetLookupsErased(), Signed: resp.GetSignedReceipt()}
+	out := Receipt{Receipt: receipt.Receipt{Subject: r.GetSubjectId(), ErasedAt: r.GetErasedAt().AsTime(),
+		Records: r.GetRecordsErased(), Lookups: r.GetLookupsErased(), KeyID: r.GetSigningKeyId()},
+		Signed: resp.GetSignedReceipt()}
 	if t := r.GetBackupsUndecryptableBy(); t != nil {
 		out.BackupsUndecryptableBy = t.AsTime()
+	}
+	// The signature comes from the signed file. It covers the fields above
+	// only if the server sent the same ones in both places, so Verify on
+	// the returned receipt checks exactly what the caller is given.
+	if p, err := receipt.Parse(out.Signed); err == nil {
+		out.Signature = p.Signature
 	}
 	return out, nil
 }

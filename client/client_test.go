@@ -1,6 +1,7 @@
 package client_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -21,6 +22,7 @@ import (
 	"github.com/tokenvault/tokenvault/client"
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/internal/app"
+	"github.com/tokenvault/tokenvault/vault/receipt"
 )
 
 // counter counts RPC attempts per method, as the server would see them.
@@ -93,6 +95,37 @@ func TestTypedErrors(t *testing.T) {
 		if err := &tc.e; !errors.Is(err, tc.want) {
 			t.Errorf("%v does not match %v", tc.e, tc.want)
 		}
+	}
+}
+
+// TestEraseSubjectReceipt: the client's receipt is the vault's receipt
+// type: it holds what the signed file says, and verifies as it is.
+func TestEraseSubjectReceipt(t *testing.T) {
+	c := dial(t, addr)
+	ctx := context.Background()
+	if _, err := c.Tokenize(ctx, "receipt-subject", client.Field{Kind: "name", Value: "Ada"}, client.Field{Kind: "email", Value: "ada@example.com"}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.EraseSubject(ctx, "receipt-subject")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, err := c.ReceiptPublicKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Subject != "receipt-subject" || r.Records != 2 || r.KeyID != receipt.KeyID(pub) || r.BackupsUndecryptableBy.IsZero() {
+		t.Fatalf("receipt = %+v", r.Receipt)
+	}
+	if err := r.Verify(pub); err != nil {
+		t.Fatalf("the returned receipt does not verify: %v", err)
+	}
+	p, err := receipt.Parse(r.Signed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(p.Marshal(), r.Marshal()) {
+		t.Fatalf("the signed file says %+v, the receipt %+v", p, r.Receipt)
 	}
 }
 

@@ -27,7 +27,7 @@ func TestContextFilter(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.v.EraseSubject(ctx, "bob"); err != nil {
+	if _, _, err := f.v.EraseSubject(ctx, "bob"); err != nil {
 		t.Fatal(err)
 	}
 	var asked []string

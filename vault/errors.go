@@ -31,6 +31,10 @@ var (
 	// the purged token it is about to become, so callers see the same
 	// answer before and after the background purge.
 	ErrExpired = fmt.Errorf("%w: retention period over", ErrNotFound)
+	// ErrUnsupported: the operation needs an optional Store capability
+	// (store.go) that the store lacks. A FailedPrecondition: the
+	// deployment, not the request, is at fault.
+	ErrUnsupported = fmt.Errorf("%w: not supported by the store", ErrFailedPrecondition)
 )
 
 // FieldError names the request field at fault. It unwraps to one of the

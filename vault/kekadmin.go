@@ -54,12 +54,16 @@ func (v *Vault) KEKStatus(ctx context.Context) (KEKStatus, error) {
 	if err != nil {
 		return KEKStatus{}, err
 	}
+	ks, err := v.keyScan()
+	if err != nil {
+		return KEKStatus{}, err
+	}
 	st := KEKStatus{KeysByVersion: map[int]int{}}
 	if st.Versions, err = r.Versions(ctx); err != nil {
 		return st, fmt.Errorf("listing KEK versions: %w", err)
 	}
 	st.Current = newest(st.Versions)
-	err = v.scanKeys(ctx, func(page []SubjectEntry) error {
+	err = scanKeys(ctx, ks, func(page []SubjectEntry) error {
 		for _, e := range page {
 			info, err := describe(r, e)
 			if err != nil {
@@ -94,8 +98,13 @@ func newest(vers []kek.Version) int {
 // scanPage bounds one page of a key scan (and one rewrap batch).
 const scanPage = 200
 
-func (v *Vault) scanKeys(ctx context.Context, fn func([]SubjectEntry) error) error {
-	return scanPages(ctx, v.store.SubjectKeys, func(e SubjectEntry) string { return e.Subject }, fn)
+// keyScan is the store capability every KEK administration needs.
+func (v *Vault) keyScan() (KeyScanStore, error) {
+	return capability[KeyScanStore](v, "scanning subject keys (KEK status, rewrap and retirement)")
+}
+
+func scanKeys(ctx context.Context, ks KeyScanStore, fn func([]SubjectEntry) error) error {
+	return scanPages(ctx, ks.SubjectKeys, func(e SubjectEntry) string { return e.Subject }, fn)
 }
 
 // scanPages walks a store listing page by page: fetch returns up to n items
@@ -156,12 +165,16 @@ func (v *Vault) RewrapKeys(ctx context.Context, progress func(RewrapProgress)) (
 	if err != nil {
 		return p, err
 	}
+	ks, err := v.keyScan()
+	if err != nil {
+		return p, err
+	}
 	vers, err := r.Versions(ctx)
 	if err != nil {
 		return p, fmt.Errorf("listing KEK versions: %w", err)
 	}
 	current := newest(vers)
-	err = v.scanKeys(ctx, func(page []SubjectEntry) error {
+	err = scanKeys(ctx, ks, func(page []SubjectEntry) error {
 		var stale []SubjectEntry
 		var items []kek.RewrapItem
 		for _, e := range page {
@@ -181,7 +194,7 @@ func (v *Vault) RewrapKeys(ctx context.Context, progress func(RewrapProgress)) (
 				return fmt.Errorf("rewrapping subject keys: %w", err)
 			}
 			for i, e := range stale {
-				err := v.store.ReplaceWrapped(ctx, e.Subject, e.Key.ID, fresh[i])
+				err := ks.ReplaceWrapped(ctx, e.Subject, e.Key.ID, fresh[i])
 				if errors.Is(err, ErrErased) {
 					continue // erased meanwhile: nothing to rewrap
 				}
@@ -217,6 +230,10 @@ func (v *Vault) RetireKEK(ctx context.Context, retention time.Duration) (RetireR
 	if err != nil {
 		return res, err
 	}
+	ks, err := v.keyScan()
+	if err != nil {
+		return res, err
+	}
 	vers, err := r.Versions(ctx)
 	if err != nil {
 		return res, fmt.Errorf("listing KEK versions: %w", err)
@@ -238,7 +255,7 @@ func (v *Vault) RetireKEK(ctx context.Context, retention time.Duration) (RetireR
 		return res, nil
 	}
 	stale := 0
-	err = v.scanKeys(ctx, func(page []SubjectEntry) error {
+	err = scanKeys(ctx, ks, func(page []SubjectEntry) error {
 		for _, e := range page {
 			info, err := describe(r, e)
 			if err != nil {

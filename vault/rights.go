@@ -95,16 +95,17 @@ func (v *Vault) ledgerEntry(subject string, at time.Time) (LedgerEntry, error) {
 	return LedgerEntry{Hash: h, ErasedAt: at}, err
 }
 
-func (v *Vault) sign(r *Receipt) {
+// sign completes r with the backup horizon and, with a receipt key, signs
+// it and returns the signed receipt file.
+func (v *Vault) sign(r receipt.Receipt) (receipt.Receipt, []byte) {
 	if v.rights.BackupHorizon > 0 {
 		r.BackupsUndecryptableBy = r.ErasedAt.Add(v.rights.BackupHorizon)
 	}
 	if v.rights.ReceiptKey == nil {
-		return
+		return r, nil
 	}
-	s := receipt.Sign(receipt.Receipt{Subject: r.Subject, ErasedAt: r.ErasedAt, Records: r.Records,
-		Lookups: r.Lookups, BackupsUndecryptableBy: r.BackupsUndecryptableBy}, v.rights.ReceiptKey)
-	r.Signed = s.Marshal()
+	r = receipt.Sign(r, v.rights.ReceiptKey)
+	return r, r.Marshal()
 }
 
 // ReceiptPublicKey is the key that verifies erasure receipts (nil when
@@ -126,7 +127,11 @@ func (v *Vault) LedgerKeyID() (string, error) {
 
 // ScanLedger calls fn with every page of the erasure ledger.
 func (v *Vault) ScanLedger(ctx context.Context, fn func([]LedgerEntry) error) error {
-	return scanPages(ctx, v.store.LedgerEntries, func(e LedgerEntry) []byte { return e.Hash }, fn)
+	ls, err := capability[LedgerStore](v, "listing the erasure ledger")
+	if err != nil {
+		return err
+	}
+	return scanPages(ctx, ls.LedgerEntries, func(e LedgerEntry) []byte { return e.Hash }, fn)
 }
 
 // ExportHeader describes the subject of an export.
@@ -158,6 +163,10 @@ func (v *Vault) ExportSubject(ctx context.Context, subject string, fn func(Expor
 	if err := checkID("subject_id", subject); err != nil {
 		return err
 	}
+	rs, err := capability[RightsStore](v, "exporting a subject's data")
+	if err != nil {
+		return err
+	}
 	gen := v.cache.generation()
 	sk, err := v.store.SubjectKey(ctx, subject)
 	if errors.Is(err, ErrNotFound) {
@@ -174,7 +183,7 @@ func (v *Vault) ExportSubject(ctx context.Context, subject string, fn func(Expor
 	h := ExportHeader{Subject: subject, KeyID: sk.ID, KeyCreated: sk.Created, Restricted: sk.Restricted}
 	after, sent := "", false
 	for {
-		page, err := v.store.KeyRecords(ctx, sk.ID, after, scanPage)
+		page, err := rs.KeyRecords(ctx, sk.ID, after, scanPage)
 		if err != nil {
 			return err
 		}
@@ -228,6 +237,10 @@ func (v *Vault) Rectify(ctx context.Context, token, value string) (Rectified, er
 	if !format.LooksLikeToken(token) {
 		return Rectified{}, invalid("token", "not a token")
 	}
+	rs, err := capability[RightsStore](v, "rectifying tokens")
+	if err != nil {
+		return Rectified{}, err
+	}
 	rec, err := v.store.Record(ctx, token)
 	if errors.Is(err, ErrNotFound) {
 		return Rectified{}, &FieldError{Field: "token", Reason: unknownToken, Err: ErrNotFound}
@@ -269,7 +282,7 @@ func (v *Vault) Rectify(ctx context.Context, token, value string) (Rectified, er
 	if err := sealRecord(c.keys, c.subject, &next, norm); err != nil {
 		return Rectified{}, err
 	}
-	err = v.store.ReplaceRecord(ctx, c.subject, rec.KeyID, next)
+	err = rs.ReplaceRecord(ctx, c.subject, rec.KeyID, next)
 	if errors.Is(err, ErrCollision) {
 		// Another token of this subject is the deterministic token of the
 		// new value: it keeps the lookup. The lookup key is bound, so the
@@ -278,7 +291,7 @@ func (v *Vault) Rectify(ctx context.Context, token, value string) (Rectified, er
 		if err := sealRecord(c.keys, c.subject, &next, norm); err != nil {
 			return Rectified{}, err
 		}
-		err = v.store.ReplaceRecord(ctx, c.subject, rec.KeyID, next)
+		err = rs.ReplaceRecord(ctx, c.subject, rec.KeyID, next)
 	}
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -304,13 +317,17 @@ func (v *Vault) RestrictSubject(ctx context.Context, subject string) (time.Time,
 	if err := checkID("subject_id", subject); err != nil {
 		return time.Time{}, err
 	}
+	rs, err := capability[RightsStore](v, "restricting processing")
+	if err != nil {
+		return time.Time{}, err
+	}
 	sk, err := v.store.SubjectKey(ctx, subject)
 	if err == nil && !sk.Restricted.IsZero() {
 		return sk.Restricted, nil
 	}
 	now := v.now().UTC()
 	if err == nil {
-		err = v.store.SetRestricted(ctx, subject, now)
+		err = rs.SetRestricted(ctx, subject, now)
 		v.cache.invalidate(subject, KeyID{}) // even on error: it may have committed
 	}
 	if errors.Is(err, ErrNotFound) {
@@ -324,7 +341,11 @@ func (v *Vault) UnrestrictSubject(ctx context.Context, subject string) error {
 	if err := checkID("subject_id", subject); err != nil {
 		return err
 	}
-	err := v.store.SetRestricted(ctx, subject, time.Time{})
+	rs, err := capability[RightsStore](v, "restricting processing")
+	if err != nil {
+		return err
+	}
+	err = rs.SetRestricted(ctx, subject, time.Time{})
 	v.cache.invalidate(subject, KeyID{}) // even on error: it may have committed
 	if errors.Is(err, ErrNotFound) {
 		return &FieldError{Field: "subject_id", Reason: "no data is held for this subject", Err: ErrNotFound}
@@ -335,10 +356,14 @@ func (v *Vault) UnrestrictSubject(ctx context.Context, subject string) error {
 // PurgeExpired deletes every record whose retention is over and returns
 // how many. The server runs it periodically.
 func (v *Vault) PurgeExpired(ctx context.Context) (int64, error) {
+	rs, err := capability[RightsStore](v, "token retention (purging expired tokens)")
+	if err != nil {
+		return 0, err
+	}
 	var total int64
 	now := v.now()
 	for {
-		n, err := v.store.PurgeExpired(ctx, now, purgePage)
+		n, err := rs.PurgeExpired(ctx, now, purgePage)
 		total += int64(n)
 		v.tokens.Add(-int64(n))
 		if err != nil || n < purgePage {

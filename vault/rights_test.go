@@ -1,6 +1,7 @@
 package vault_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ed25519"
 	"errors"
@@ -188,11 +189,11 @@ func TestSignedReceiptAndLedger(t *testing.T) {
 	_, priv, _ := ed25519.GenerateKey(nil)
 	f, c := newRightsFixture(t, vault.RightsOptions{LedgerKey: lk, ReceiptKey: priv, BackupHorizon: 60 * 24 * time.Hour})
 	f.tokenize(t, "alice", vault.Field{Kind: format.PAN, Value: "4111111111111111"})
-	r, err := f.v.EraseSubject(ctx, "alice")
+	r, signed, err := f.v.EraseSubject(ctx, "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := receipt.Parse(r.Signed)
+	p, err := receipt.Parse(signed)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,6 +202,14 @@ func TestSignedReceiptAndLedger(t *testing.T) {
 	}
 	if p.Subject != "alice" || p.Records != 1 || !p.ErasedAt.Equal(c.now()) || !p.BackupsUndecryptableBy.Equal(c.now().Add(60*24*time.Hour)) {
 		t.Fatalf("receipt = %+v", p)
+	}
+	// The receipt returned is the one signed: it verifies as it is, and
+	// the signed file is its encoding.
+	if err := r.Verify(f.v.ReceiptPublicKey()); err != nil {
+		t.Fatalf("returned receipt: %v", err)
+	}
+	if !bytes.Equal(r.Marshal(), signed) {
+		t.Fatal("the signed receipt file is not the returned receipt's encoding")
 	}
 	var entries []vault.LedgerEntry
 	if err := f.v.ScanLedger(ctx, func(page []vault.LedgerEntry) error { entries = append(entries, page...); return nil }); err != nil {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/tokenvault/tokenvault/crypto/envelope"
-	"github.com/tokenvault/tokenvault/vault/format"
 )
 
 // KeyID identifies one subject data key. It is random, so it says nothing
@@ -24,41 +23,6 @@ type SubjectKey struct {
 	Restricted time.Time
 }
 
-// Record is one tokenized value as stored. Sealed is the value encrypted
-// under the subject's record key, bound (see AADVersion) to token, subject,
-// key id and kind, and to Created, Expires and Lookup.
-type Record struct {
-	Token   string
-	KeyID   KeyID
-	Kind    format.Kind
-	Created time.Time
-	// Lookup is the deterministic lookup key (nil for random tokens), kept
-	// so the lookup entry can be found from the record.
-	Lookup []byte
-	Sealed []byte
-	// Expires is when the record's retention ends (zero: never). An
-	// expired record is never revealed and is purged in the background.
-	Expires time.Time
-	// AADVersion says which associated data Sealed is bound to:
-	// RecordAADv2 for every record written now, RecordAADv1 for records
-	// written before records bound their metadata. Stores keep it with the
-	// record; they need not authenticate it (see RecordAADv1).
-	AADVersion int
-}
-
-// Record AAD versions ([Record.AADVersion]).
-const (
-	// RecordAADv1 binds the sealed value to token, subject, key id and
-	// kind only: Created, Expires and Lookup of such a record are not
-	// authenticated. Records written before v2 have it and still open.
-	// Calling a v2 record v1 does not help a store writer: its value then
-	// fails to open, since the two versions' associated data differ.
-	RecordAADv1 = 1
-	// RecordAADv2 also binds Created, Expires and Lookup, so that someone
-	// who can write the store cannot, say, extend a token's retention.
-	RecordAADv2 = 2
-)
-
 // LedgerEntry is one erased subject in the erasure ledger: a keyed hash
 // of the subject id (never the id) and when it was erased.
 type LedgerEntry struct {
@@ -66,9 +30,18 @@ type LedgerEntry struct {
 	ErasedAt time.Time
 }
 
-// Store persists subject keys, records and deterministic lookups. Every
-// write must be durable (synced) before it returns. Implementations are
-// checked by the shared suite in vault/storetest.
+// Store is what every store must do for the vault: subject keys, records
+// and their deterministic lookups, and the crypto-shred with its purge.
+// Every write must be durable (synced) before it returns.
+//
+// What only some operations need is asked for through the optional
+// interfaces below ([RightsStore], [LedgerStore], [KeyScanStore],
+// [TokenCounter], [ExclusiveStore]), detected by type assertion where they
+// are used: an operation whose capability the store lacks fails with
+// [ErrUnsupported], and nothing else is affected. Backups, value-log
+// garbage collection and size metrics are asked for by the packages that
+// run them, through interfaces of their own. The shared suite in
+// vault/storetest checks each interface a store implements.
 type Store interface {
 	// SubjectKey returns the subject's key, or ErrNotFound.
 	SubjectKey(ctx context.Context, subject string) (SubjectKey, error)
@@ -79,17 +52,25 @@ type Store interface {
 	// returns the key that is stored afterwards: sk, or the one a
 	// concurrent caller stored first.
 	CreateSubjectKey(ctx context.Context, subject string, sk SubjectKey) (SubjectKey, error)
+
 	// PutRecords atomically stores records (and their lookup entries) for
 	// the subject whose key is id. It stores nothing and returns
 	//   - a *CollisionError when a token or lookup key is already taken
-	//     (including by another record of the same batch);
+	//     (including by another record of the same batch); tokens are
+	//     unique across every kind and subject;
 	//   - ErrErased when the subject's key is no longer id (erased meanwhile).
 	PutRecords(ctx context.Context, subject string, id KeyID, recs []Record) error
 	// Record returns the record for token, or ErrNotFound.
 	Record(ctx context.Context, token string) (Record, error)
+	// DeleteRecord deletes one record with everything that points at it
+	// (its lookup entry and any index a capability keeps, such as the
+	// expiry index of [RightsStore]). ErrNotFound if there is no such
+	// record.
+	DeleteRecord(ctx context.Context, token string) error
 	// Lookup returns the token stored under a deterministic lookup key, or
 	// ErrNotFound.
 	Lookup(ctx context.Context, id KeyID, lookup []byte) (string, error)
+
 	// ShredSubject durably deletes the subject's key and restriction mark
 	// (the crypto-shred), records that its data still has to be purged and,
 	// when ledger.Hash is set, adds ledger to the erasure ledger, all in
@@ -101,21 +82,11 @@ type Store interface {
 	// PendingPurges lists shredded keys whose purge has not finished (a
 	// crash between shred and purge).
 	PendingPurges(ctx context.Context) ([]KeyID, error)
-	// SubjectKeys lists up to limit subject keys in subject order, starting
-	// after the subject named after ("" for the start): a resumable scan
-	// for KEK rewrapping.
-	SubjectKeys(ctx context.Context, after string, limit int) ([]SubjectEntry, error)
-	// ReplaceWrapped stores a new wrapping of the subject's key (after a
-	// KEK rotation). It fails with ErrErased if the subject's key is no
-	// longer id.
-	ReplaceWrapped(ctx context.Context, subject string, id KeyID, wrapped []byte) error
-	// HasSubjectKeys reports whether any subject key (or pending purge) is
-	// stored: a data directory with keys must not get a new keyring.
-	HasSubjectKeys(ctx context.Context) (bool, error)
+}
 
-	// Data-subject rights (export, rectification, restriction, retention,
-	// erasure ledger).
-
+// RightsStore is the optional Store capability behind data-subject rights
+// other than erasure: export, rectification, restriction and retention.
+type RightsStore interface {
 	// KeyRecords lists up to limit records made under key id, in a stable
 	// store-defined order, starting after the record whose token is after
 	// ("" for the start): a resumable scan for export.
@@ -130,22 +101,67 @@ type Store interface {
 	ReplaceRecord(ctx context.Context, subject string, id KeyID, r Record) error
 	// SetRestricted marks the subject's processing as restricted since
 	// the given time, or lifts the mark when since is zero. ErrNotFound if
-	// the subject has no key.
+	// the subject has no key. SubjectKey and SubjectKeyByID report the
+	// mark ([SubjectKey.Restricted]).
 	SetRestricted(ctx context.Context, subject string, since time.Time) error
-	// DeleteRecord deletes one record with its index, lookup and expiry
-	// entries. ErrNotFound if there is no such record.
-	DeleteRecord(ctx context.Context, token string) error
 	// PurgeExpired deletes up to limit records whose expiry is at or before
 	// now (found through an expiry index, not a scan), and returns how many.
 	PurgeExpired(ctx context.Context, now time.Time, limit int) (int, error)
-	// PutLedgerEntries adds entries to the erasure ledger; an existing
-	// entry keeps the later erasure time.
-	PutLedgerEntries(ctx context.Context, entries []LedgerEntry) error
+}
+
+// LedgerStore is the optional Store capability of reading and merging the
+// erasure ledger that [Store.ShredSubject] writes to: the vault's ledger
+// export, and the restore, which hands a restored store the live ledger.
+type LedgerStore interface {
 	// LedgerEntries lists up to limit ledger entries in hash order, after
 	// the hash after (nil for the start).
 	LedgerEntries(ctx context.Context, after []byte, limit int) ([]LedgerEntry, error)
+	// PutLedgerEntries adds entries to the erasure ledger; an existing
+	// entry keeps the later erasure time.
+	PutLedgerEntries(ctx context.Context, entries []LedgerEntry) error
+}
 
-	Close() error
+// KeyScanStore is the optional Store capability of walking every stored
+// subject key: KEK status, rewrap and retirement (kekadmin.go), and the
+// start-up checks of the KEK against the stored keys.
+type KeyScanStore interface {
+	// SubjectKeys lists up to limit subject keys in subject order, starting
+	// after the subject named after ("" for the start): a resumable scan
+	// for KEK rewrapping.
+	SubjectKeys(ctx context.Context, after string, limit int) ([]SubjectEntry, error)
+	// ReplaceWrapped stores a new wrapping of the subject's key (after a
+	// KEK rotation). It fails with ErrErased if the subject's key is no
+	// longer id.
+	ReplaceWrapped(ctx context.Context, subject string, id KeyID, wrapped []byte) error
+	// HasSubjectKeys reports whether any subject key (or pending purge) is
+	// stored: a data directory with keys must not get a new keyring.
+	HasSubjectKeys(ctx context.Context) (bool, error)
+}
+
+// TokenCounter is an optional Store capability: counting stored tokens
+// (once, at start; the vault keeps the count current afterwards).
+type TokenCounter interface {
+	CountTokens(ctx context.Context) (int64, error)
+}
+
+// ExclusiveStore is an optional Store capability. Exclusive reports that
+// nothing but this process can change the store (badger locks its
+// directory), so every erasure and restriction goes through this Vault.
+// The Vault then answers "which key does this subject have, is it
+// restricted" from its cache, without a store read per request. A store
+// that several servers share must not report true.
+type ExclusiveStore interface {
+	Exclusive() bool
+}
+
+// capability returns v's store as a C, or an ErrUnsupported naming what
+// the store cannot do.
+func capability[C any](v *Vault, what string) (C, error) {
+	c, ok := v.store.(C)
+	if !ok {
+		return c, &FieldError{Field: "store", Reason: "the store does not support " + what, Err: ErrUnsupported}
+	}
+	return c, nil
 }
 
 // SubjectEntry is one subject and its key.

@@ -2,12 +2,11 @@ package vault
 
 import (
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
-	"github.com/tokenvault/tokenvault/crypto/aead"
 	"github.com/tokenvault/tokenvault/vault/format"
 )
 
@@ -30,8 +29,28 @@ type Field struct {
 // collisions before the token space counts as exhausted.
 const maxRegenerations = 32
 
+// pending is one field of a Tokenize call on its way to a token.
+type pending struct {
+	i      int // index in the call's fields
+	field  Field
+	norm   string        // the normalized value
+	ttl    time.Duration // the retention of a new token
+	lookup []byte        // deterministic lookup key; nil for random tokens
+	// same is an earlier field of the call with the same lookup key: this
+	// field gets its token.
+	same  *pending
+	token string // the answer, once known
+	rec   Record // the drawn record, until it is stored
+	draws int    // tokens drawn for rec so far
+}
+
 // Tokenize stores fields for subject and returns one token per field, in
 // order. All fields are stored in one synced transaction, or none.
+//
+// It runs in phases over one slice of pending fields: check every field;
+// find the deterministic tokens that already exist; draw a token for
+// every other field; store the drawn records, redrawing one that collides
+// with a stored token, until the batch goes in.
 func (v *Vault) Tokenize(ctx context.Context, subject string, fields []Field) ([]string, error) {
 	if err := checkID("subject_id", subject); err != nil {
 		return nil, err
@@ -39,105 +58,170 @@ func (v *Vault) Tokenize(ctx context.Context, subject string, fields []Field) ([
 	if err := checkBatch("fields", len(fields)); err != nil {
 		return nil, err
 	}
-	norm := make([]string, len(fields))
-	ttls := make([]time.Duration, len(fields))
-	for i, f := range fields {
-		if !f.Kind.Valid() {
-			return nil, invalid(item("fields", i)+".kind", "unknown or unspecified kind")
-		}
-		ttl, err := v.ttlFor(item("fields", i)+".options.ttl", f.Kind, f.TTL)
-		if err != nil {
-			return nil, err
-		}
-		ttls[i] = ttl
-		n, err := normalize(item("fields", i)+".value", f.Kind, f.Value)
-		if err != nil {
-			return nil, err
-		}
-		norm[i] = n
+	all, err := v.checkFields(fields)
+	if err != nil {
+		return nil, err
 	}
-
 	c, err := v.keysFor(ctx, subject, true)
 	if err != nil {
 		return nil, err
 	}
 	defer c.release()
-
-	tokens := make([]string, len(fields))
-	recs := make([]Record, 0, len(fields))
-	pending := make([]int, 0, len(fields)) // field index of each entry of recs
-	dupOf := map[int]int{}                 // field -> earlier field with the same lookup
-	seen := map[string]int{}
-	for i, f := range fields {
-		var lookup []byte
-		if f.Deterministic {
-			if lookup, err = c.keys.lookup.MAC([]byte{byte(f.Kind)}, []byte(norm[i])); err != nil {
-				return nil, err
-			}
-			if j, ok := seen[string(lookup)]; ok {
-				dupOf[i] = j
-				continue
-			}
-			seen[string(lookup)] = i
-			tok, err := v.liveLookup(ctx, c.id, lookup)
-			if err == nil {
-				tokens[i] = tok
-				continue
-			}
-			if !errors.Is(err, ErrNotFound) {
-				return nil, err
-			}
+	fresh, err := v.findExisting(ctx, c, all)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range fresh {
+		if err := v.draw(c, subject, p); err != nil {
+			return nil, err
 		}
-		r, err := v.newRecord(c.keys, c.id, subject, i, f, norm[i], lookup, ttls[i])
+	}
+	if err := v.storeDrawn(ctx, c, subject, fresh); err != nil {
+		return nil, err
+	}
+	tokens := make([]string, len(all))
+	for i, p := range all {
+		if p.same != nil {
+			p = p.same
+		}
+		tokens[i] = p.token
+	}
+	return tokens, nil
+}
+
+// checkFields validates and normalizes every field before anything is
+// read or written.
+func (v *Vault) checkFields(fields []Field) ([]*pending, error) {
+	all := make([]*pending, len(fields))
+	for i, f := range fields {
+		name := item("fields", i)
+		if !f.Kind.Valid() {
+			return nil, invalid(name+".kind", "unknown or unspecified kind")
+		}
+		ttl, err := v.ttlFor(name+".options.ttl", f.Kind, f.TTL)
 		if err != nil {
 			return nil, err
 		}
-		recs, pending = append(recs, r), append(pending, i)
+		norm, err := normalize(name+".value", f.Kind, f.Value)
+		if err != nil {
+			return nil, err
+		}
+		all[i] = &pending{i: i, field: f, norm: norm, ttl: ttl}
 	}
+	return all, nil
+}
 
-	regens := make([]int, len(recs))
-	for len(recs) > 0 {
+// findExisting computes the lookup keys of deterministic fields and
+// answers those whose value already has a live token, or repeats an
+// earlier field of the call. It returns the fields that need a new token.
+func (v *Vault) findExisting(ctx context.Context, c cached, all []*pending) ([]*pending, error) {
+	fresh := make([]*pending, 0, len(all))
+	first := map[string]*pending{} // by lookup key
+	for _, p := range all {
+		if !p.field.Deterministic {
+			fresh = append(fresh, p)
+			continue
+		}
+		var err error
+		if p.lookup, err = c.keys.lookup.MAC([]byte{byte(p.field.Kind)}, []byte(p.norm)); err != nil {
+			return nil, err
+		}
+		if q, ok := first[string(p.lookup)]; ok {
+			p.same = q
+			continue
+		}
+		first[string(p.lookup)] = p
+		tok, err := v.liveLookup(ctx, c.id, p.lookup)
+		switch {
+		case err == nil:
+			p.token = tok
+		case errors.Is(err, ErrNotFound):
+			fresh = append(fresh, p)
+		default:
+			return nil, err
+		}
+	}
+	return fresh, nil
+}
+
+// draw gives p a newly drawn token, sealed into p.rec. It is ErrExhausted
+// once the field has had maxRegenerations redraws.
+func (v *Vault) draw(c cached, subject string, p *pending) error {
+	if p.draws > maxRegenerations {
+		return &FieldError{Field: item("fields", p.i) + ".value", Err: ErrExhausted, Reason: exhaustedReason(p.field.Kind)}
+	}
+	p.draws++
+	var err error
+	p.rec, err = v.newRecord(c.keys, c.id, subject, p.i, p.field, p.norm, p.lookup, p.ttl)
+	return err
+}
+
+// storeDrawn stores the records of fresh in one batch. A collision fails
+// the whole batch, for one record: if its token is taken it is redrawn,
+// if its lookup key is taken (a concurrent deterministic tokenize of the
+// same value won) it takes the winner's token and leaves the batch; then
+// the batch is stored again.
+func (v *Vault) storeDrawn(ctx context.Context, c cached, subject string, fresh []*pending) error {
+	for len(fresh) > 0 {
+		recs := make([]Record, len(fresh))
+		for k, p := range fresh {
+			recs[k] = p.rec
+		}
 		err := v.store.PutRecords(ctx, subject, c.id, recs)
 		var ce *CollisionError
 		switch {
 		case err == nil:
-			for k, i := range pending {
-				tokens[i] = recs[k].Token
+			for _, p := range fresh {
+				p.token = p.rec.Token
 			}
-			v.tokensCreated.Add(int64(len(recs)))
-			v.tokens.Add(int64(len(recs)))
-			recs = nil
-		case errors.As(err, &ce) && ce.Lookup:
-			// A concurrent deterministic tokenize stored this value first:
-			// use its token.
-			i := pending[ce.Index]
-			if tokens[i], err = v.store.Lookup(ctx, c.id, recs[ce.Index].Lookup); err != nil {
-				return nil, err
+			v.tokensCreated.Add(int64(len(fresh)))
+			v.tokens.Add(int64(len(fresh)))
+			return nil
+		case errors.As(err, &ce) && ce.Index >= 0 && ce.Index < len(fresh):
+			p := fresh[ce.Index]
+			if !ce.Lookup {
+				if err := v.draw(c, subject, p); err != nil {
+					return err
+				}
+				continue
 			}
-			recs = append(recs[:ce.Index], recs[ce.Index+1:]...)
-			pending = append(pending[:ce.Index], pending[ce.Index+1:]...)
-			regens = append(regens[:ce.Index], regens[ce.Index+1:]...)
-		case errors.As(err, &ce):
-			// The token is taken by another record: draw a new one.
-			if regens[ce.Index]++; regens[ce.Index] > maxRegenerations {
-				i := pending[ce.Index]
-				return nil, &FieldError{Field: item("fields", i) + ".value", Err: ErrExhausted,
-					Reason: "no free token: too many values of this kind share the kept parts (e.g. card numbers with the same first 6 and last 4 digits)"}
+			if p.token, err = v.store.Lookup(ctx, c.id, p.lookup); err != nil {
+				return err
 			}
-			i := pending[ce.Index]
-			if recs[ce.Index], err = v.newRecord(c.keys, c.id, subject, i, fields[i], norm[i], recs[ce.Index].Lookup, ttls[i]); err != nil {
-				return nil, err
-			}
+			fresh = slices.Delete(fresh, ce.Index, ce.Index+1)
 		case errors.Is(err, ErrErased):
-			return nil, &FieldError{Field: "subject_id", Reason: "subject was erased while tokenizing", Err: ErrErased}
+			return &FieldError{Field: "subject_id", Reason: "subject was erased while tokenizing", Err: ErrErased}
 		default:
-			return nil, fmt.Errorf("storing tokens: %w", err)
+			return fmt.Errorf("storing tokens: %w", err)
 		}
 	}
-	for i, j := range dupOf {
-		tokens[i] = tokens[j]
-	}
-	return tokens, nil
+	return nil
+}
+
+// exhaustedReason says why no token was found for a value of kind k,
+// without the value: every value whose token keeps the same parts draws
+// from one set of tokens (FORMATS.md, "Token spaces"), and tokens are
+// unique across every kind and subject, so tokens of other kinds with
+// the same characters take from that set too.
+func exhaustedReason(k format.Kind) string {
+	return fmt.Sprintf("no free token: all %d tokens drawn were taken; this value's tokens are shared by every %s, and no token is repeated across kinds and subjects",
+		maxRegenerations+1, tokenSharers[k])
+}
+
+// tokenSharers says, per kind, which values draw from the same tokens (the
+// "Shared by" column of FORMATS.md, "Token spaces").
+var tokenSharers = map[format.Kind]string{
+	format.PAN:          "card number of the same length with the same first 6 and last 4 digits",
+	format.SSN:          "SSN with the same last 4 digits",
+	format.CNResidentID: "resident ID of the same province",
+	format.NationalID:   "national ID with the same layout of letters, digits and separators",
+	format.Phone:        "phone number with the same country code, length and last 2 digits",
+	format.Email:        "e-mail address with the same domain and the same layout of its local part",
+	format.IBAN:         "IBAN of the same country with the same BBAN layout",
+	format.BankAccount:  "account number of the same length with the same last 4 digits",
+	format.Address:      "address with the same layout",
+	format.Name:         "name with the same word lengths and punctuation",
+	format.Generic:      "value with the same layout",
 }
 
 func normalize(field string, k format.Kind, value string) (string, error) {
@@ -187,85 +271,4 @@ func (v *Vault) newRecord(keys *subjectKeys, id KeyID, subject string, i int, f 
 	}
 	err = sealRecord(keys, subject, &r, norm)
 	return r, err
-}
-
-// sealRecord seals value into r.Sealed, bound to r (RecordAADv2).
-func sealRecord(keys *subjectKeys, subject string, r *Record, value string) error {
-	r.AADVersion = RecordAADv2
-	aad, err := recordAAD(subject, r)
-	if err != nil {
-		return err
-	}
-	r.Sealed, err = keys.record.Seal(nil, []byte(value), aad)
-	return err
-}
-
-// openRecord opens r's value with the associated data of its AAD version.
-// ErrCorrupt when it fails: the record was altered in the store (its
-// value, or any part of it that its version binds), or moved.
-func openRecord(keys *subjectKeys, subject string, r Record) (string, error) {
-	aad, err := recordAAD(subject, &r)
-	if err != nil {
-		return "", err
-	}
-	plain, err := keys.record.Open(nil, r.Sealed, aad)
-	if errors.Is(err, aead.ErrDecrypt) {
-		return "", fmt.Errorf("%w: token record failed authentication", ErrCorrupt)
-	}
-	if err != nil {
-		return "", err
-	}
-	return string(plain), nil
-}
-
-// recordAAD is the associated data r's value is sealed with: a record
-// copied under another token or subject fails to open, and with
-// RecordAADv2, so does one whose creation, expiry or lookup key was edited.
-//
-//	v1: "tokenvault/record/v1" | key id | LP(subject) | kind | LP(token)
-//	v2: "tokenvault/record/v2" | key id | LP(subject) | kind | LP(token) |
-//	    created (µs, 8) | expires (µs, 8; 0: none) | LP1(lookup)
-//
-// LP is a 4-byte big-endian length prefix, LP1 a 1-byte one.
-func recordAAD(subject string, r *Record) ([]byte, error) {
-	var label string
-	switch r.AADVersion {
-	case RecordAADv1:
-		label = "tokenvault/record/v1"
-	case RecordAADv2:
-		label = "tokenvault/record/v2"
-	default:
-		return nil, fmt.Errorf("%w: token record of unknown version %d", ErrCorrupt, r.AADVersion)
-	}
-	aad := make([]byte, 0, 48+len(subject)+len(r.Token)+17+len(r.Lookup))
-	aad = append(aad, label...)
-	aad = append(aad, r.KeyID[:]...)
-	aad = appendLP(aad, subject)
-	aad = append(aad, byte(r.Kind))
-	aad = appendLP(aad, r.Token)
-	if r.AADVersion == RecordAADv1 {
-		return aad, nil
-	}
-	if len(r.Lookup) > 255 {
-		return nil, fmt.Errorf("%w: token record lookup key too long", ErrCorrupt)
-	}
-	aad = binary.BigEndian.AppendUint64(aad, uint64(unixMicro(r.Created)))
-	aad = binary.BigEndian.AppendUint64(aad, uint64(unixMicro(r.Expires)))
-	aad = append(aad, byte(len(r.Lookup)))
-	return append(aad, r.Lookup...), nil
-}
-
-// unixMicro is t in microseconds since 1970, 0 for the zero time (no
-// expiry), whose UnixMicro would not be 0.
-func unixMicro(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixMicro()
-}
-
-func appendLP(b []byte, s string) []byte {
-	n := len(s)
-	b = append(b, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
-	return append(b, s...)
 }

@@ -2,9 +2,10 @@
 // field-encrypt and crypto-shred personal data, one data key per subject.
 //
 // It knows nothing of gRPC. Its dependencies are two small interfaces: a
-// [Store] (the embedded one is [github.com/tokenvault/tokenvault/vault/badgerstore])
-// and a KEK ([github.com/tokenvault/tokenvault/crypto/kek.Wrapper]) that
-// wraps subject data keys.
+// [Store] (the embedded one is [github.com/tokenvault/tokenvault/vault/badgerstore]),
+// with optional capabilities detected where they are used (store.go), and
+// a KEK ([github.com/tokenvault/tokenvault/crypto/kek.Wrapper]) that wraps
+// subject data keys.
 //
 // # Keys
 //
@@ -42,6 +43,7 @@ import (
 	"time"
 
 	"github.com/tokenvault/tokenvault/crypto/kek"
+	"github.com/tokenvault/tokenvault/vault/receipt"
 )
 
 // Limits, enforced on every call (documented in the proto and README).
@@ -120,12 +122,6 @@ func (v *Vault) Stats() Stats {
 	return st
 }
 
-// TokenCounter is an optional Store capability: counting stored tokens
-// (once, at start; the vault keeps the count current afterwards).
-type TokenCounter interface {
-	CountTokens(ctx context.Context) (int64, error)
-}
-
 // New returns a Vault over store and kek. It first finishes any erasure a
 // crash interrupted (see [Vault.EraseSubject]).
 func New(ctx context.Context, store Store, wrapper kek.Wrapper, opts Options) (*Vault, error) {
@@ -192,41 +188,32 @@ func (v *Vault) Close() {
 // tests).
 func (v *Vault) CachedKeys() int { return v.cache.len() }
 
-// Receipt states what an erasure did.
-type Receipt struct {
-	Subject  string
-	ErasedAt time.Time
-	Records  int64
-	Lookups  int64
-	// BackupsUndecryptableBy is ErasedAt + the KEK rotation interval + the
-	// backup retention (zero when the vault was given no bound).
-	BackupsUndecryptableBy time.Time
-	// Signed is the receipt file (package receipt) signed with the
-	// vault's receipt key; nil when the vault has no receipt key.
-	Signed []byte
-}
-
 // EraseSubject crypto-shreds subject: the wrapped DEK is deleted (synced)
 // and then evicted from the cache, and the subject entered in the erasure
 // ledger, in one transaction; then the subject's records and lookups are
 // purged. ErrNotFound if the vault holds no key for subject.
-func (v *Vault) EraseSubject(ctx context.Context, subject string) (Receipt, error) {
+//
+// It returns the erasure receipt and, when the vault has a receipt key,
+// the signed receipt file ([receipt.Receipt.Marshal]; nil otherwise). If
+// the purge fails after the shred, the receipt (unsigned: the erasure is
+// not finished) comes with the error.
+func (v *Vault) EraseSubject(ctx context.Context, subject string) (receipt.Receipt, []byte, error) {
 	if err := checkID("subject_id", subject); err != nil {
-		return Receipt{}, err
+		return receipt.Receipt{}, nil, err
 	}
-	r := Receipt{Subject: subject, ErasedAt: v.now().UTC()}
+	r := receipt.Receipt{Subject: subject, ErasedAt: v.now().UTC()}
 	entry, err := v.ledgerEntry(subject, r.ErasedAt)
 	if err != nil {
-		return Receipt{}, err
+		return receipt.Receipt{}, nil, err
 	}
 	id, err := v.store.ShredSubject(ctx, subject, entry)
 	// Invalidate even on error: the shred may have committed anyway.
 	v.cache.invalidate(subject, id)
 	if errors.Is(err, ErrNotFound) {
-		return Receipt{}, &FieldError{Field: "subject_id", Reason: "no data is held for this subject", Err: ErrNotFound}
+		return receipt.Receipt{}, nil, &FieldError{Field: "subject_id", Reason: "no data is held for this subject", Err: ErrNotFound}
 	}
 	if err != nil {
-		return Receipt{}, fmt.Errorf("shredding subject key: %w", err)
+		return receipt.Receipt{}, nil, fmt.Errorf("shredding subject key: %w", err)
 	}
 	v.erasures.Add(1)
 	// The shred is done and cannot be undone; finish the purge even if the
@@ -237,8 +224,8 @@ func (v *Vault) EraseSubject(ctx context.Context, subject string) (Receipt, erro
 	v.tokens.Add(-c.Records)
 	if err != nil {
 		// The data is already unreadable; the purge resumes at next start.
-		return r, fmt.Errorf("subject key destroyed, but purging its records failed (resumed at next start): %w", err)
+		return r, nil, fmt.Errorf("subject key destroyed, but purging its records failed (resumed at next start): %w", err)
 	}
-	v.sign(&r)
-	return r, nil
+	r, signed := v.sign(r)
+	return r, signed, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -18,7 +19,7 @@ import (
 
 type fixture struct {
 	v     *vault.Vault
-	store vault.Store
+	store *badgerstore.Store
 	kek   agekeyring.Provider
 }
 
@@ -27,20 +28,26 @@ func newFixture(t testing.TB) *fixture { return newFixtureWith(t, vault.Options{
 // newFixtureWith is a vault on a fresh on-disk badger store and age keyring.
 func newFixtureWith(t testing.TB, opts vault.Options) *fixture {
 	t.Helper()
-	return newFixtureOn(t, opts, false)
+	return newFixtureOn(t, opts, nil)
 }
 
-// sharedStore hides the badger store's ExclusiveStore capability: the
-// vault then behaves as over a store that other servers share, re-reading
-// subject keys on every request. Tests use it to change the store behind
-// the vault's back (another server's erasure, or a crash between two
-// writes).
-type sharedStore struct{ vault.Store }
+// sharedStore is the badger store, with every capability, except that it
+// does not claim to be exclusive: the vault then behaves as over a store
+// that other servers share, re-reading subject keys on every request.
+// Tests use it to change the store behind the vault's back (another
+// server's erasure, or a crash between two writes).
+type sharedStore struct{ *badgerstore.Store }
+
+func (sharedStore) Exclusive() bool { return false }
 
 // newSharedFixture is newFixture with the vault over a sharedStore.
-func newSharedFixture(t testing.TB) *fixture { return newFixtureOn(t, vault.Options{}, true) }
+func newSharedFixture(t testing.TB) *fixture {
+	return newFixtureOn(t, vault.Options{}, func(s *badgerstore.Store) vault.Store { return sharedStore{s} })
+}
 
-func newFixtureOn(t testing.TB, opts vault.Options, shared bool) *fixture {
+// newFixtureOn is newFixtureWith with the vault over seen(the badger
+// store), or over the store itself if seen is nil.
+func newFixtureOn(t testing.TB, opts vault.Options, seen func(*badgerstore.Store) vault.Store) *fixture {
 	t.Helper()
 	dir := t.TempDir()
 	store, err := badgerstore.Open(filepath.Join(dir, "data"), badgerstore.Options{}, nil)
@@ -52,11 +59,11 @@ func newFixtureOn(t testing.TB, opts vault.Options, shared bool) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	seen := store
-	if shared {
-		seen = sharedStore{store}
+	var over vault.Store = store
+	if seen != nil {
+		over = seen(store)
 	}
-	v, err := vault.New(context.Background(), seen, kr, opts)
+	v, err := vault.New(context.Background(), over, kr, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +218,7 @@ func TestEraseRacingTokenize(t *testing.T) {
 			}
 		}()
 	}
-	r, err := f.v.EraseSubject(ctx, "alice")
+	r, _, err := f.v.EraseSubject(ctx, "alice")
 	close(stop)
 	wg.Wait()
 	if err != nil {
@@ -220,7 +227,7 @@ func TestEraseRacingTokenize(t *testing.T) {
 	// Tokens issued before the erasure were erased; tokens issued after it
 	// belong to a new key for the returning subject. Erase again and every
 	// token ever issued must be gone.
-	r2, err := f.v.EraseSubject(ctx, "alice")
+	r2, _, err := f.v.EraseSubject(ctx, "alice")
 	if err != nil && !errors.Is(err, vault.ErrNotFound) {
 		t.Fatal(err)
 	}
@@ -270,6 +277,9 @@ func TestTokenSpaceExhausted(t *testing.T) {
 	if !errors.As(err, &fe) || fe.Field == "" {
 		t.Fatalf("exhaustion error does not name the field: %v", err)
 	}
+	if msg := err.Error(); !strings.Contains(msg, "card number of the same length with the same first 6 and last 4 digits") || strings.Contains(msg, "4222222222222") {
+		t.Fatalf("exhaustion message %q: want the card numbers that share the tokens, and not the value", msg)
+	}
 }
 
 // TestEraseWithWarmCache: over the exclusive badger store the key cache is
@@ -287,7 +297,7 @@ func TestEraseWithWarmCache(t *testing.T) {
 	if res, _ := f.v.Detokenize(ctx, toks, "test"); res[0].Err != nil || f.v.CachedKeys() != 1 {
 		t.Fatalf("warm-up: %+v, cached %d", res[0], f.v.CachedKeys())
 	}
-	if _, err := f.v.EraseSubject(ctx, "alice"); err != nil {
+	if _, _, err := f.v.EraseSubject(ctx, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	if f.v.CachedKeys() != 0 {
@@ -352,7 +362,7 @@ func TestRevealsRacingErasure(t *testing.T) {
 				time.Sleep(time.Millisecond)
 				switch change {
 				case "erase":
-					_, err = f.v.EraseSubject(ctx, subject)
+					_, _, err = f.v.EraseSubject(ctx, subject)
 				case "restrict":
 					_, err = f.v.RestrictSubject(ctx, subject)
 				}

@@ -53,22 +53,10 @@ type Wrapper interface {
 	Unwrap(ctx context.Context, wrapped, ad []byte) ([]byte, error)
 }
 
-// WrapItem is one DEK to wrap, with the associated data to bind it to.
-type WrapItem struct {
-	DEK, AD []byte
-}
-
 // RewrapItem is one wrapped DEK with the associated data it is bound to
 // (or, for an unbound blob, is to be bound to).
 type RewrapItem struct {
 	Wrapped, AD []byte
-}
-
-// BatchWrapper is an optional capability for providers that can wrap many
-// keys in one round trip (HashiCorp Vault transit's batch_input).
-type BatchWrapper interface {
-	// WrapBatch wraps items like Wrap; output order matches input.
-	WrapBatch(ctx context.Context, items []WrapItem) ([][]byte, error)
 }
 
 // HealthChecker is an optional capability: providers that depend on a remote

@@ -263,7 +263,7 @@ func isLoopback(host string) bool {
 // App is a running server.
 type App struct {
 	cfg     Config
-	store   vault.Store
+	store   *badgerstore.Store
 	kek     kek.Wrapper
 	vault   *vault.Vault
 	grpc    *grpc.Server
@@ -315,7 +315,7 @@ func Start(ctx context.Context, cfg Config) (a *App, err error) {
 // openKEK opens the configured KEK provider. It refuses a provider that
 // cannot unwrap the keys the store already holds: a wrong keyring or
 // transit key would otherwise make every subject unreadable, silently.
-func openKEK(ctx context.Context, cfg Config, store vault.Store) (kek.Wrapper, bool, error) {
+func openKEK(ctx context.Context, cfg Config, store vault.KeyScanStore) (kek.Wrapper, bool, error) {
 	log := cfg.Logger
 	hasKeys, err := store.HasSubjectKeys(ctx)
 	if err != nil {
@@ -353,7 +353,7 @@ func openKEK(ctx context.Context, cfg Config, store vault.Store) (kek.Wrapper, b
 // provider is not fatal (the server starts, reports NOT_SERVING and
 // recovers when the provider is back); a provider that answers but cannot
 // unwrap is.
-func probeKEK(ctx context.Context, store vault.Store, w kek.Wrapper) error {
+func probeKEK(ctx context.Context, store vault.KeyScanStore, w kek.Wrapper) error {
 	page, err := store.SubjectKeys(ctx, "", 1)
 	if err != nil || len(page) == 0 {
 		return err
@@ -374,7 +374,7 @@ func closeKEK(w kek.Wrapper) {
 	}
 }
 
-func start(ctx context.Context, cfg Config, store vault.Store, wrapper kek.Wrapper, created bool) (_ *App, err error) {
+func start(ctx context.Context, cfg Config, store *badgerstore.Store, wrapper kek.Wrapper, created bool) (_ *App, err error) {
 	// undo releases, in reverse order, what was opened before a failure.
 	var undo []func()
 	defer func() {
@@ -422,16 +422,13 @@ func start(ctx context.Context, cfg Config, store vault.Store, wrapper kek.Wrapp
 	// Metrics first, so that calls the guard refuses are counted too.
 	gs, hs := grpcserver.NewGRPCServer(srv, grpcserver.NewAdmin(v, cfg.KEK.BackupRetention, cfg.Logger),
 		append(m.ServerOptions(), secOpts...)...)
-	src, _ := store.(grpcserver.BackupSource)
 	// Backups are signed with the receipt key and ledger exports MACed
 	// with the ledger key, so that a restore can refuse forgeries.
-	pb.RegisterBackupAdminServer(gs, grpcserver.NewBackupAdmin(v, src,
+	pb.RegisterBackupAdminServer(gs, grpcserver.NewBackupAdmin(v, store,
 		grpcserver.BackupKeys{Signing: rk.signing, Ledger: rk.ledger}, cfg.Logger))
 	m.GRPC.InitializeMetrics(gs)
 	m.WatchVault(v)
-	if sz, ok := store.(metrics.Sizer); ok {
-		m.WatchStoreSize(sz)
-	}
+	m.WatchStoreSize(store)
 	bg, stopBg := context.WithCancel(context.Background())
 	a := &App{cfg: cfg, store: store, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis, metrics: m, sec: sec,
 		served: make(chan error, 1), Created: created, stopBg: stopBg, pprof: stopPprof}
@@ -464,19 +461,13 @@ func (a *App) ready() error {
 	return nil
 }
 
-// gcStore is a store with value-log garbage collection (badger).
-type gcStore interface {
-	RunGC(discardRatio float64) (rewrites int, err error)
-}
-
 // maintain runs store GC on a schedule, with its effect in metrics.
 func (a *App) maintain(ctx context.Context) {
-	gs, ok := a.store.(gcStore)
-	if !ok || a.cfg.Maintenance.GCInterval <= 0 {
+	if a.cfg.Maintenance.GCInterval <= 0 {
 		return
 	}
 	every(ctx, a.cfg.Maintenance.GCInterval, false, func() {
-		n, err := gs.RunGC(a.cfg.Maintenance.GCDiscardRatio)
+		n, err := a.store.RunGC(a.cfg.Maintenance.GCDiscardRatio)
 		a.metrics.ObserveGC(n, err)
 		if err != nil {
 			a.cfg.Logger.Warn("store GC failed", "err", err)

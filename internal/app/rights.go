@@ -98,7 +98,7 @@ type rightsKeys struct {
 // key and the ledger key. A missing ledger key is created only while the
 // store has no ledger entries: a new key would match none of them, and a
 // restore would silently stop re-erasing.
-func openRightsKeys(ctx context.Context, c RightsConfig, store vault.Store, log interface{ Warn(string, ...any) }) (rightsKeys, error) {
+func openRightsKeys(ctx context.Context, c RightsConfig, store vault.LedgerStore, log interface{ Warn(string, ...any) }) (rightsKeys, error) {
 	var k rightsKeys
 	entries, err := store.LedgerEntries(ctx, nil, 1)
 	if err != nil {

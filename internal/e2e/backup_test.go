@@ -605,11 +605,6 @@ func TestRestoreRefusesTamperedLedger(t *testing.T) {
 	}
 }
 
-// backupWriter is the store's backup stream (the badger store has it).
-type backupWriter interface {
-	WriteBackup(w io.Writer, since uint64) (uint64, error)
-}
-
 // TestRestoreRefusesForgedBackup: security review finding 5. Anyone with a
 // backup recipient's public key can make a well-formed backup file (here
 // from a fresh store of their own, as a tokenvault install or a few lines
@@ -652,7 +647,7 @@ func TestRestoreRefusesForgedBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	next, err := st.(backupWriter).WriteBackup(enc, 0)
+	next, err := st.WriteBackup(enc, 0)
 	if err != nil || enc.Close() != nil {
 		t.Fatal(err)
 	}

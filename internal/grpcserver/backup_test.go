@@ -20,7 +20,7 @@ func TestBackupAdminWithoutKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	b := NewBackupAdmin(s.v, store.(BackupSource), BackupKeys{}, s.log)
+	b := NewBackupAdmin(s.v, store, BackupKeys{}, s.log)
 	if err := b.Backup(&pb.BackupRequest{Recipients: []string{"age1x"}}, nil); status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("Backup without a signing key = %v, want FailedPrecondition", err)
 	}

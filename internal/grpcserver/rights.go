@@ -22,15 +22,11 @@ import (
 
 // Data-subject rights RPCs of TokenVault, and the BackupAdmin service.
 
-func addReceiptDetails(r *pb.ErasureReceipt, v vault.Receipt) {
+func addReceiptDetails(r *pb.ErasureReceipt, v receipt.Receipt) {
 	if !v.BackupsUndecryptableBy.IsZero() {
 		r.BackupsUndecryptableBy = timestamppb.New(v.BackupsUndecryptableBy)
 	}
-	if v.Signed != nil {
-		if p, err := receipt.Parse(v.Signed); err == nil {
-			r.SigningKeyId = p.KeyID
-		}
-	}
+	r.SigningKeyId = v.KeyID // "" when the vault does not sign receipts
 }
 
 func tsOrNil(t time.Time) *timestamppb.Timestamp {

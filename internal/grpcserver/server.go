@@ -279,7 +279,7 @@ func (s *Server) Decrypt(ctx context.Context, req *pb.DecryptRequest) (*pb.Decry
 }
 
 func (s *Server) EraseSubject(ctx context.Context, req *pb.EraseSubjectRequest) (*pb.EraseSubjectResponse, error) {
-	r, err := s.v.EraseSubject(ctx, req.GetSubjectId())
+	r, signed, err := s.v.EraseSubject(ctx, req.GetSubjectId())
 	if err != nil {
 		return nil, s.toStatus("EraseSubject", err)
 	}
@@ -288,7 +288,7 @@ func (s *Server) EraseSubject(ctx context.Context, req *pb.EraseSubjectRequest) 
 		ErasedAt:      timestamppb.New(r.ErasedAt),
 		RecordsErased: r.Records,
 		LookupsErased: r.Lookups,
-	}, SignedReceipt: r.Signed}
+	}, SignedReceipt: signed}
 	addReceiptDetails(out.Receipt, r)
 	return out, nil
 }

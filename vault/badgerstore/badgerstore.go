@@ -74,15 +74,27 @@ const (
 	encodedKeyOverhead = 1 + len(vault.KeyID{}) + 8 + 2
 )
 
-type store struct {
+// Store is the badger store. Beyond [vault.Store] it has every optional
+// capability the vault asks for (checked below), and what the server's
+// maintenance and backups use: RunGC, Size, WriteBackup and
+// BackupSizeEstimate (maintenance.go, backup.go).
+type Store struct {
 	db    *badger.DB
 	log   *slog.Logger
 	group *committer // record and key writes; see group.go
 }
 
+// store is the type's former name, which backup.go still uses (it is left
+// as it is while backups move to internal/backup).
+type store = Store
+
 var (
-	_ vault.Store          = (*store)(nil)
-	_ vault.ExclusiveStore = (*store)(nil)
+	_ vault.Store          = (*Store)(nil)
+	_ vault.RightsStore    = (*Store)(nil)
+	_ vault.LedgerStore    = (*Store)(nil)
+	_ vault.KeyScanStore   = (*Store)(nil)
+	_ vault.TokenCounter   = (*Store)(nil)
+	_ vault.ExclusiveStore = (*Store)(nil)
 )
 
 // Options tune the store.
@@ -93,7 +105,7 @@ type Options struct {
 }
 
 // Open opens (creating if needed) the store in dir.
-func Open(dir string, opts Options, logger *slog.Logger) (vault.Store, error) {
+func Open(dir string, opts Options, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
@@ -105,7 +117,7 @@ func Open(dir string, opts Options, logger *slog.Logger) (vault.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("badgerstore: opening %s: %w", dir, err)
 	}
-	return &store{db: db, log: logger, group: newCommitter(db)}, nil
+	return &Store{db: db, log: logger, group: newCommitter(db)}, nil
 }
 
 // badgerOptions are the options of every badger database tokenvault opens
@@ -135,17 +147,15 @@ func badgerOptions(dir string, logger *slog.Logger) badger.Options {
 		WithLogger(badgerLogger{logger.With("component", "badger")})
 }
 
-func (s *store) Close() error {
+// Close stops the write group and closes the database.
+func (s *Store) Close() error {
 	s.group.close()
 	return s.db.Close()
 }
 
-// DB exposes the badger handle for maintenance (GC, backup).
-func (s *store) DB() *badger.DB { return s.db }
-
 // Exclusive is true: badger holds a lock on its directory, so only this
 // process changes the store, and the vault may trust its key cache.
-func (s *store) Exclusive() bool { return true }
+func (s *Store) Exclusive() bool { return true }
 
 func key(prefix byte, parts ...[]byte) []byte {
 	n := 2
@@ -166,7 +176,7 @@ func tokenHash(token string) []byte {
 }
 
 // update runs fn in a read-write transaction, retrying lost races.
-func (s *store) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
+func (s *Store) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
 	for range conflictRetries {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -179,7 +189,7 @@ func (s *store) update(ctx context.Context, fn func(txn *badger.Txn) error) erro
 	return fmt.Errorf("badgerstore: too much contention: %w", badger.ErrConflict)
 }
 
-func (s *store) view(ctx context.Context, fn func(txn *badger.Txn) error) error {
+func (s *Store) view(ctx context.Context, fn func(txn *badger.Txn) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -197,7 +207,7 @@ func get(txn *badger.Txn, k []byte) ([]byte, error) {
 	return it.ValueCopy(nil)
 }
 
-func (s *store) SubjectKey(ctx context.Context, subject string) (sk vault.SubjectKey, err error) {
+func (s *Store) SubjectKey(ctx context.Context, subject string) (sk vault.SubjectKey, err error) {
 	err = s.view(ctx, func(txn *badger.Txn) error {
 		sk, err = subjectKey(txn, subject)
 		return err
@@ -237,7 +247,7 @@ func liveKey(txn *badger.Txn, subject string, id vault.KeyID) (vault.SubjectKey,
 	return sk, err
 }
 
-func (s *store) SubjectKeyByID(ctx context.Context, id vault.KeyID) (subject string, sk vault.SubjectKey, err error) {
+func (s *Store) SubjectKeyByID(ctx context.Context, id vault.KeyID) (subject string, sk vault.SubjectKey, err error) {
 	err = s.view(ctx, func(txn *badger.Txn) error {
 		b, err := get(txn, key(pKeyID, id[:]))
 		if err != nil {
@@ -253,7 +263,7 @@ func (s *store) SubjectKeyByID(ctx context.Context, id vault.KeyID) (subject str
 	return subject, sk, err
 }
 
-func (s *store) CreateSubjectKey(ctx context.Context, subject string, sk vault.SubjectKey) (out vault.SubjectKey, err error) {
+func (s *Store) CreateSubjectKey(ctx context.Context, subject string, sk vault.SubjectKey) (out vault.SubjectKey, err error) {
 	enc, err := encodeSubjectKey(sk)
 	if err != nil {
 		return out, err
@@ -279,7 +289,7 @@ func (s *store) CreateSubjectKey(ctx context.Context, subject string, sk vault.S
 	return out, err
 }
 
-func (s *store) PutRecords(ctx context.Context, subject string, id vault.KeyID, recs []vault.Record) error {
+func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, recs []vault.Record) error {
 	encs := make([][]byte, len(recs))
 	var w weight // the writes below
 	for i, r := range recs {
@@ -368,7 +378,7 @@ func collision(err error, i int, lookup bool) error {
 	return err
 }
 
-func (s *store) Record(ctx context.Context, token string) (r vault.Record, err error) {
+func (s *Store) Record(ctx context.Context, token string) (r vault.Record, err error) {
 	err = s.view(ctx, func(txn *badger.Txn) error {
 		b, err := get(txn, key(pToken, tokenHash(token)))
 		if err != nil {
@@ -380,7 +390,7 @@ func (s *store) Record(ctx context.Context, token string) (r vault.Record, err e
 	return r, err
 }
 
-func (s *store) Lookup(ctx context.Context, id vault.KeyID, lookup []byte) (token string, err error) {
+func (s *Store) Lookup(ctx context.Context, id vault.KeyID, lookup []byte) (token string, err error) {
 	err = s.view(ctx, func(txn *badger.Txn) error {
 		b, err := get(txn, key(pLookup, id[:], lookup))
 		token = string(b)
@@ -389,7 +399,7 @@ func (s *store) Lookup(ctx context.Context, id vault.KeyID, lookup []byte) (toke
 	return token, err
 }
 
-func (s *store) ShredSubject(ctx context.Context, subject string, ledger vault.LedgerEntry) (id vault.KeyID, err error) {
+func (s *Store) ShredSubject(ctx context.Context, subject string, ledger vault.LedgerEntry) (id vault.KeyID, err error) {
 	if ledger.Hash != nil && len(ledger.Hash) != ledgerHashSize {
 		return id, fmt.Errorf("badgerstore: ledger hash of %d bytes, want %d", len(ledger.Hash), ledgerHashSize)
 	}
@@ -421,7 +431,7 @@ func (s *store) ShredSubject(ctx context.Context, subject string, ledger vault.L
 // purgeBatch bounds one purge transaction.
 const purgeBatch = 1000
 
-func (s *store) PurgeKey(ctx context.Context, id vault.KeyID) (vault.PurgeCounts, error) {
+func (s *Store) PurgeKey(ctx context.Context, id vault.KeyID) (vault.PurgeCounts, error) {
 	var c vault.PurgeCounts
 	for _, p := range []struct {
 		prefix byte
@@ -449,7 +459,7 @@ func (s *store) PurgeKey(ctx context.Context, id vault.KeyID) (vault.PurgeCounts
 
 // purgePrefix deletes up to purgeBatch keys under prefix (and, for the
 // record index, the records they point at), returning how many.
-func (s *store) purgePrefix(ctx context.Context, prefix []byte, records bool) (n int, err error) {
+func (s *Store) purgePrefix(ctx context.Context, prefix []byte, records bool) (n int, err error) {
 	err = s.update(ctx, func(txn *badger.Txn) error {
 		n = 0
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
@@ -479,7 +489,7 @@ func (s *store) purgePrefix(ctx context.Context, prefix []byte, records bool) (n
 	return n, err
 }
 
-func (s *store) PendingPurges(ctx context.Context) (ids []vault.KeyID, err error) {
+func (s *Store) PendingPurges(ctx context.Context) (ids []vault.KeyID, err error) {
 	err = s.view(ctx, func(txn *badger.Txn) error {
 		prefix := key(pPending)
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
@@ -496,7 +506,7 @@ func (s *store) PendingPurges(ctx context.Context) (ids []vault.KeyID, err error
 	return ids, err
 }
 
-func (s *store) SubjectKeys(ctx context.Context, after string, limit int) (out []vault.SubjectEntry, err error) {
+func (s *Store) SubjectKeys(ctx context.Context, after string, limit int) (out []vault.SubjectEntry, err error) {
 	err = s.view(ctx, func(txn *badger.Txn) error {
 		prefix := key(pKey)
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: min(limit, 100)})
@@ -522,7 +532,7 @@ func (s *store) SubjectKeys(ctx context.Context, after string, limit int) (out [
 	return out, err
 }
 
-func (s *store) ReplaceWrapped(ctx context.Context, subject string, id vault.KeyID, wrapped []byte) error {
+func (s *Store) ReplaceWrapped(ctx context.Context, subject string, id vault.KeyID, wrapped []byte) error {
 	var w weight
 	w.set(len(key(pKey, []byte(subject))), len(wrapped)+encodedKeyOverhead)
 	return s.group.do(ctx, w, func(txn *badger.Txn) error {
@@ -539,7 +549,7 @@ func (s *store) ReplaceWrapped(ctx context.Context, subject string, id vault.Key
 	})
 }
 
-func (s *store) HasSubjectKeys(ctx context.Context) (found bool, err error) {
+func (s *Store) HasSubjectKeys(ctx context.Context) (found bool, err error) {
 	err = s.view(ctx, func(txn *badger.Txn) error {
 		for _, p := range []byte{pKey, pPending} {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: key(p), PrefetchValues: false})

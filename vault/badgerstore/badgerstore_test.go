@@ -11,24 +11,27 @@ import (
 	"github.com/tokenvault/tokenvault/vault/storetest"
 )
 
-func TestSuiteOnDisk(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) vault.Store {
-		s, err := badgerstore.Open(t.TempDir(), badgerstore.Options{}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	})
-}
+// The shared suite. The store implements every interface it checks
+// (asserted at compile time in badgerstore.go), so no group is skipped.
+func TestSuiteOnDisk(t *testing.T) { storetest.Run(t, newStore(badgerstore.Options{})) }
 
 func TestSuiteInMemory(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) vault.Store {
-		s, err := badgerstore.Open("", badgerstore.Options{InMemory: true}, nil)
+	storetest.Run(t, newStore(badgerstore.Options{InMemory: true}))
+}
+
+func newStore(opts badgerstore.Options) storetest.NewStore {
+	return func(t *testing.T) vault.Store {
+		dir := ""
+		if !opts.InMemory {
+			dir = t.TempDir()
+		}
+		s, err := badgerstore.Open(dir, opts, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(func() { s.Close() })
 		return s
-	})
+	}
 }
 
 // TestDurableAcrossReopen: what PutRecords acknowledged is there after a

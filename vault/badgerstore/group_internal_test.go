@@ -18,13 +18,13 @@ import (
 
 // smallStore opens a store with a 1 MiB memtable, which makes badger's
 // per-transaction limit a few thousand entries, and gives subject a key.
-func smallStore(t *testing.T, subject string) (*store, vault.SubjectKey) {
+func smallStore(t *testing.T, subject string) (*Store, vault.SubjectKey) {
 	t.Helper()
 	db, err := badger.Open(badgerOptions(t.TempDir(), slog.Default()).WithMemTableSize(1 << 20))
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &store{db: db, log: slog.Default(), group: newCommitter(db)}
+	s := &Store{db: db, log: slog.Default(), group: newCommitter(db)}
 	t.Cleanup(func() { s.Close() })
 	if s.group.limit.count > 2000 {
 		t.Fatalf("limit %+v: the memtable option did not take", s.group.limit)

@@ -5,14 +5,10 @@ import (
 	"errors"
 
 	"github.com/dgraph-io/badger/v4"
-
-	"github.com/tokenvault/tokenvault/vault"
 )
 
-var _ vault.TokenCounter = (*store)(nil)
-
 // CountTokens counts token records with a key-only scan.
-func (s *store) CountTokens(ctx context.Context) (n int64, err error) {
+func (s *Store) CountTokens(ctx context.Context) (n int64, err error) {
 	err = s.view(ctx, func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: key(pToken)})
 		defer it.Close()
@@ -28,7 +24,7 @@ func (s *store) CountTokens(ctx context.Context) (n int64, err error) {
 // worth rewriting, and reports how many value-log files it rewrote.
 // Erased subjects' sealed records live on in value-log files until they are
 // rewritten; GC is what eventually drops them from disk.
-func (s *store) RunGC(discardRatio float64) (rewrites int, err error) {
+func (s *Store) RunGC(discardRatio float64) (rewrites int, err error) {
 	for {
 		err := s.db.RunValueLogGC(discardRatio)
 		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
@@ -42,4 +38,4 @@ func (s *store) RunGC(discardRatio float64) (rewrites int, err error) {
 }
 
 // Size reports the on-disk size of the LSM tree and the value log.
-func (s *store) Size() (lsm, vlog int64) { return s.db.Size() }
+func (s *Store) Size() (lsm, vlog int64) { return s.db.Size() }

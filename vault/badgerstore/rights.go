@@ -20,7 +20,7 @@ import (
 
 const ledgerHashSize = 32
 
-func (s *store) KeyRecords(ctx context.Context, id vault.KeyID, after string, limit int) (out []vault.Record, err error) {
+func (s *Store) KeyRecords(ctx context.Context, id vault.KeyID, after string, limit int) (out []vault.Record, err error) {
 	if limit <= 0 {
 		return nil, nil
 	}
@@ -57,7 +57,7 @@ func (s *store) KeyRecords(ctx context.Context, id vault.KeyID, after string, li
 	return out, err
 }
 
-func (s *store) ReplaceRecord(ctx context.Context, subject string, id vault.KeyID, r vault.Record) error {
+func (s *Store) ReplaceRecord(ctx context.Context, subject string, id vault.KeyID, r vault.Record) error {
 	if r.KeyID != id {
 		return fmt.Errorf("badgerstore: replacement record under another key")
 	}
@@ -124,7 +124,7 @@ func (s *store) ReplaceRecord(ctx context.Context, subject string, id vault.KeyI
 	})
 }
 
-func (s *store) SetRestricted(ctx context.Context, subject string, since time.Time) error {
+func (s *Store) SetRestricted(ctx context.Context, subject string, since time.Time) error {
 	return s.update(ctx, func(txn *badger.Txn) error {
 		sk, err := subjectKey(txn, subject)
 		if err != nil {
@@ -213,7 +213,7 @@ func deleteRecord(txn *badger.Txn, hash []byte) (ok bool, err error) {
 	return true, txn.Delete(key(pToken, hash))
 }
 
-func (s *store) DeleteRecord(ctx context.Context, token string) error {
+func (s *Store) DeleteRecord(ctx context.Context, token string) error {
 	return s.update(ctx, func(txn *badger.Txn) error {
 		ok, err := deleteRecord(txn, tokenHash(token))
 		if err == nil && !ok {
@@ -223,7 +223,7 @@ func (s *store) DeleteRecord(ctx context.Context, token string) error {
 	})
 }
 
-func (s *store) PurgeExpired(ctx context.Context, now time.Time, limit int) (n int, err error) {
+func (s *Store) PurgeExpired(ctx context.Context, now time.Time, limit int) (n int, err error) {
 	if limit <= 0 {
 		return 0, nil
 	}
@@ -282,7 +282,7 @@ func putLedger(txn *badger.Txn, e vault.LedgerEntry) error {
 	return txn.Set(key(pLedger, e.Hash), binary.BigEndian.AppendUint64(nil, uint64(at.UnixNano())))
 }
 
-func (s *store) PutLedgerEntries(ctx context.Context, entries []vault.LedgerEntry) error {
+func (s *Store) PutLedgerEntries(ctx context.Context, entries []vault.LedgerEntry) error {
 	for len(entries) > 0 {
 		batch := entries[:min(len(entries), purgeBatch)]
 		entries = entries[len(batch):]
@@ -301,7 +301,7 @@ func (s *store) PutLedgerEntries(ctx context.Context, entries []vault.LedgerEntr
 	return nil
 }
 
-func (s *store) LedgerEntries(ctx context.Context, after []byte, limit int) (out []vault.LedgerEntry, err error) {
+func (s *Store) LedgerEntries(ctx context.Context, after []byte, limit int) (out []vault.LedgerEntry, err error) {
 	err = s.view(ctx, func(txn *badger.Txn) error {
 		prefix := key(pLedger)
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: min(max(limit, 1), 100)})

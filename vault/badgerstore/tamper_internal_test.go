@@ -24,12 +24,11 @@ import (
 func TestTamperedRecordMetadata(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	st, err := Open(filepath.Join(dir, "data"), Options{}, nil)
+	s, err := Open(filepath.Join(dir, "data"), Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { st.Close() })
-	s := st.(*store)
+	t.Cleanup(func() { s.Close() })
 	kr, _, err := agekeyring.OpenOrCreate(agekeyring.Config{Path: filepath.Join(dir, "keyring.age"), IdentityFile: filepath.Join(dir, "id.txt")}, true)
 	if err != nil {
 		t.Fatal(err)
@@ -58,7 +57,7 @@ func TestTamperedRecordMetadata(t *testing.T) {
 			// A subject per case: a deterministic token of another case
 			// must not be reused.
 			subject := "subject-" + string(rune('a'+i))
-			v, err := vault.New(ctx, st, kr, vault.Options{})
+			v, err := vault.New(ctx, s, kr, vault.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}

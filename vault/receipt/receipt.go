@@ -1,6 +1,7 @@
-// Package receipt is the signed erasure receipt: what [vault.Vault.EraseSubject]
-// hands back as proof of an erasure, and what `tokenvault receipt verify`
-// checks.
+// Package receipt is the erasure receipt, the one type that says what an
+// erasure did: [vault.Vault.EraseSubject] returns it with its signed
+// encoding, the gRPC layer copies it onto the wire, the client hands it
+// back, and `tokenvault receipt verify` checks the signed file.
 //
 // # Encoding (version 1)
 //
@@ -57,7 +58,9 @@ var (
 	ErrBadSignature = errors.New("receipt: signature does not verify")
 )
 
-// Receipt states what an erasure did, signed by the vault.
+// Receipt states what an erasure did. KeyID and Signature are set once the
+// vault has signed it ([Sign]); they are empty when the vault has no
+// receipt key.
 type Receipt struct {
 	Subject  string
 	ErasedAt time.Time

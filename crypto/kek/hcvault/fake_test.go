@@ -32,12 +32,19 @@ const fakeBlob = "vault:v1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
 type fakeVault struct {
 	*httptest.Server
 	mu sync.Mutex
-	// transit answers every request outside auth/: status and body.
+	// transit answers every request outside auth/: status and body,
+	// unless fixed holds an answer for the request's path.
 	status int
 	body   string
+	fixed  map[string]fakeAnswer
 	// seen records the last transit request.
 	seenToken, seenNamespace, seenPath string
 	logins                             []map[string]any
+}
+
+type fakeAnswer struct {
+	status int
+	body   string
 }
 
 func newFakeVault(t *testing.T) *fakeVault {
@@ -51,6 +58,22 @@ func (f *fakeVault) respond(status int, body string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.status, f.body = status, body
+}
+
+// respondAt fixes the answer to requests for path, whatever respond says,
+// until the returned function is called.
+func (f *fakeVault) respondAt(path string, status int, body string) (undo func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fixed == nil {
+		f.fixed = map[string]fakeAnswer{}
+	}
+	f.fixed[path] = fakeAnswer{status, body}
+	return func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		delete(f.fixed, path)
+	}
 }
 
 func (f *fakeVault) serve(w http.ResponseWriter, r *http.Request) {
@@ -74,6 +97,11 @@ func (f *fakeVault) serve(w http.ResponseWriter, r *http.Request) {
 	f.seenToken = r.Header.Get("X-Vault-Token")
 	f.seenNamespace = r.Header.Get("X-Vault-Namespace")
 	f.seenPath = r.URL.Path
+	if a, ok := f.fixed[r.URL.Path]; ok {
+		w.WriteHeader(a.status)
+		io.WriteString(w, a.body)
+		return
+	}
 	w.WriteHeader(f.status)
 	io.WriteString(w, f.body)
 }
@@ -106,8 +134,12 @@ func TestErrorMapping(t *testing.T) {
 	ctx := testContext(t)
 	wrap := func() error { _, err := p.Wrap(ctx, randomDEK(t), ad); return err }
 	unwrap := func() error { _, err := p.Unwrap(ctx, []byte(fakeBlob), ad); return err }
-	wrapBatch := func() error {
-		_, err := p.WrapBatch(ctx, []kek.WrapItem{{DEK: randomDEK(t), AD: ad}, {DEK: randomDEK(t), AD: ad}})
+	// rewrapEncrypt reaches the encrypt half of a rewrap (a batch of DEKs,
+	// not of blobs): the decrypt half is answered, and the table's answer
+	// goes to the encrypt.
+	rewrapEncrypt := func() error {
+		defer f.respondAt("/v1/transit/decrypt/tokenvault", 200, `{"data":{"batch_results":[{"plaintext":"AAECAw=="},{"plaintext":"BAUGBw=="}]}}`)()
+		_, err := p.Rewrap(ctx, []kek.RewrapItem{{Wrapped: []byte(fakeBlob), AD: ad}, {Wrapped: []byte("ad1:" + fakeBlob), AD: ad}})
 		return err
 	}
 	rewrap := func() error {
@@ -135,9 +167,9 @@ func TestErrorMapping(t *testing.T) {
 		{"missing key on unwrap", 400, `{"errors":["encryption key not found"]}`, unwrap, nil, "does not exist"},
 		{"bad request on wrap", 400, `{"errors":["failed to base64-decode plaintext"]}`, wrap, nil, "HTTP 400"},
 		{"missing key on health", 404, `{"errors":[]}`, healthy, nil, "no transit key"},
-		{"batch with item error", 400, `{"data":{"batch_results":[{"ciphertext":"` + fakeBlob + `"},{"error":"bad input"}]}}`, wrapBatch, nil, "item 1: bad input"},
+		{"batch with item error", 400, `{"data":{"batch_results":[{"ciphertext":"` + fakeBlob + `"},{"error":"bad input"}]}}`, rewrapEncrypt, nil, "item 1: bad input"},
 		{"rewrap item error", 200, `{"data":{"batch_results":[{"ciphertext":"` + fakeBlob + `"},{"error":"invalid ciphertext: could not decode base64"}]}}`, rewrap, kek.ErrInvalidWrapped, "item 1"},
-		{"short batch", 200, `{"data":{"batch_results":[{"ciphertext":"` + fakeBlob + `"}]}}`, wrapBatch, nil, "1 results for 2"},
+		{"short batch", 200, `{"data":{"batch_results":[{"ciphertext":"` + fakeBlob + `"}]}}`, rewrapEncrypt, nil, "1 results for 2"},
 		{"garbage ciphertext", 200, `{"data":{"ciphertext":"oops"}}`, wrap, nil, "unexpected ciphertext"},
 		{"malformed json", 200, `{"data":`, unwrap, nil, "malformed response"},
 		{"empty plaintext", 200, `{"data":{"plaintext":""}}`, unwrap, nil, "empty plaintext"},

@@ -83,7 +83,6 @@ import (
 // capability. Close stops background token renewal.
 type Provider interface {
 	kek.Wrapper
-	kek.BatchWrapper
 	kek.HealthChecker
 	kek.Rotator
 	Close() error
@@ -246,7 +245,7 @@ func (p *provider) Close() error {
 // Wrap encrypts dek with transit encrypt, bound to ad (transit's
 // associated_data), and returns the bound form boundPrefix + ciphertext.
 func (p *provider) Wrap(ctx context.Context, dek, ad []byte) ([]byte, error) {
-	if err := checkWrapItem(kek.WrapItem{DEK: dek, AD: ad}); err != nil {
+	if err := checkWrap(dek, ad); err != nil {
 		return nil, fmt.Errorf("hcvault: wrap: %w", err)
 	}
 	var out struct {
@@ -259,21 +258,6 @@ func (p *provider) Wrap(ctx context.Context, dek, ad []byte) ([]byte, error) {
 		return nil, err
 	}
 	return bound(out.Ciphertext), nil
-}
-
-// WrapBatch encrypts items with transit's batch_input, maxBatch per request.
-// Output order matches input. Any failed item fails the whole call.
-func (p *provider) WrapBatch(ctx context.Context, items []kek.WrapItem) ([][]byte, error) {
-	for i, it := range items {
-		if err := checkWrapItem(it); err != nil {
-			return nil, fmt.Errorf("hcvault: wrap batch: item %d: %w", i, err)
-		}
-	}
-	reqs := make([]encryptItem, len(items))
-	for i, it := range items {
-		reqs[i] = encryptItem{Plaintext: it.DEK, AssociatedData: it.AD}
-	}
-	return batchCiphertexts(ctx, p, opWrapBatch, p.encryptPath, reqs)
 }
 
 // Unwrap decrypts a blob with transit decrypt, passing ad along for a bound
@@ -320,12 +304,12 @@ func (p *provider) Healthy(ctx context.Context) error {
 	return nil
 }
 
-func checkWrapItem(it kek.WrapItem) error {
+func checkWrap(dek, ad []byte) error {
 	switch {
-	case len(it.DEK) == 0:
+	case len(dek) == 0:
 		return errors.New("empty DEK")
-	case len(it.DEK) > maxDEKSize:
-		return fmt.Errorf("DEK of %d bytes exceeds the %d-byte limit", len(it.DEK), maxDEKSize)
+	case len(dek) > maxDEKSize:
+		return fmt.Errorf("DEK of %d bytes exceeds the %d-byte limit", len(dek), maxDEKSize)
 	}
-	return kek.CheckAD(it.AD)
+	return kek.CheckAD(ad)
 }

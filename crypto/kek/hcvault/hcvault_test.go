@@ -125,27 +125,22 @@ func TestHealthyNeedsAEADKey(t *testing.T) {
 	}
 }
 
-func TestWrapBatchLarge(t *testing.T) {
+// TestRewrapLarge: a rewrap of 500 keys spans several batch_input
+// requests of each half (decrypt, encrypt) and keeps the order.
+func TestRewrapLarge(t *testing.T) {
 	srv := vaulttest.Start(t)
 	mount, key := srv.Transit(t)
 	p := newProvider(t, hcvault.Config{Address: srv.Addr, Token: srv.Token, Mount: mount, Key: key})
 	ctx := testContext(t)
 
-	// 500 spans several batch_input requests.
 	deks := make([][]byte, 500)
+	wrapped := make([][]byte, len(deks))
 	for i := range deks {
 		deks[i] = randomDEK(t)
-	}
-	items := make([]kek.WrapItem, len(deks))
-	for i, dek := range deks {
-		items[i] = kek.WrapItem{DEK: dek, AD: itemAD(i)}
-	}
-	wrapped, err := p.WrapBatch(ctx, items)
-	if err != nil {
-		t.Fatalf("WrapBatch(500): %v", err)
-	}
-	if len(wrapped) != len(deks) {
-		t.Fatalf("WrapBatch returned %d blobs for %d keys", len(wrapped), len(deks))
+		var err error
+		if wrapped[i], err = p.Wrap(ctx, deks[i], itemAD(i)); err != nil {
+			t.Fatalf("Wrap(%d): %v", i, err)
+		}
 	}
 	for i, w := range wrapped {
 		got, err := p.Unwrap(ctx, w, itemAD(i))
@@ -317,9 +312,6 @@ func TestPolicy(t *testing.T) {
 		}
 		dek := randomDEK(t)
 		old := mustWrap(ctx, t, p, dek)
-		if _, err := p.WrapBatch(ctx, []kek.WrapItem{{DEK: randomDEK(t), AD: ad}, {DEK: randomDEK(t), AD: ad}}); err != nil {
-			t.Fatalf("WrapBatch: %v", err)
-		}
 		v, err := p.Rotate(ctx)
 		if err != nil {
 			t.Fatalf("Rotate: %v", err)
@@ -403,12 +395,11 @@ func TestOutage(t *testing.T) {
 	srv.Stop()
 
 	calls := map[string]func() error{
-		"Wrap":      func() error { _, err := p.Wrap(ctx, randomDEK(t), ad); return err },
-		"Unwrap":    func() error { _, err := p.Unwrap(ctx, wrapped, ad); return err },
-		"WrapBatch": func() error { _, err := p.WrapBatch(ctx, []kek.WrapItem{{DEK: randomDEK(t), AD: ad}}); return err },
-		"Rewrap":    func() error { _, err := p.Rewrap(ctx, []kek.RewrapItem{{Wrapped: wrapped, AD: ad}}); return err },
-		"Healthy":   func() error { return p.Healthy(ctx) },
-		"Rotate":    func() error { _, err := p.Rotate(ctx); return err },
+		"Wrap":    func() error { _, err := p.Wrap(ctx, randomDEK(t), ad); return err },
+		"Unwrap":  func() error { _, err := p.Unwrap(ctx, wrapped, ad); return err },
+		"Rewrap":  func() error { _, err := p.Rewrap(ctx, []kek.RewrapItem{{Wrapped: wrapped, AD: ad}}); return err },
+		"Healthy": func() error { return p.Healthy(ctx) },
+		"Rotate":  func() error { _, err := p.Rotate(ctx); return err },
 	}
 	for name, call := range calls {
 		err := call()

@@ -27,14 +27,13 @@ type op struct {
 }
 
 var (
-	opWrap      = op{name: "wrap"}
-	opWrapBatch = op{name: "wrap batch"}
-	opUnwrap    = op{name: "unwrap", blobInput: true}
-	opRotate    = op{name: "rotate"}
-	opRetire    = op{name: "retire"}
-	opVersions  = op{name: "versions"}
-	opHealth    = op{name: "health check"}
-	opLogin     = op{name: "authenticate"}
+	opWrap     = op{name: "wrap"}
+	opUnwrap   = op{name: "unwrap", blobInput: true}
+	opRotate   = op{name: "rotate"}
+	opRetire   = op{name: "retire"}
+	opVersions = op{name: "versions"}
+	opHealth   = op{name: "health check"}
+	opLogin    = op{name: "authenticate"}
 
 	// Rewrap is a decrypt (of the caller's blobs), then an encrypt.
 	opRewrapDecrypt = op{name: "rewrap", blobInput: true}
