@@ -23,6 +23,7 @@ import (
 	"github.com/tokenvault/tokenvault/crypto/kek"
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/crypto/kek/hcvault"
+	"github.com/tokenvault/tokenvault/internal/backup"
 	"github.com/tokenvault/tokenvault/internal/grpcserver"
 	"github.com/tokenvault/tokenvault/internal/metrics"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
@@ -422,11 +423,11 @@ func start(ctx context.Context, cfg Config, store vault.Store, wrapper kek.Wrapp
 	// Metrics first, so that calls the guard refuses are counted too.
 	gs, hs := grpcserver.NewGRPCServer(srv, grpcserver.NewAdmin(v, cfg.KEK.BackupRetention, cfg.Logger),
 		append(m.ServerOptions(), secOpts...)...)
-	src, _ := store.(grpcserver.BackupSource)
+	src, _ := store.(backup.Source)
 	// Backups are signed with the receipt key and ledger exports MACed
 	// with the ledger key, so that a restore can refuse forgeries.
-	pb.RegisterBackupAdminServer(gs, grpcserver.NewBackupAdmin(v, src,
-		grpcserver.BackupKeys{Signing: rk.signing, Ledger: rk.ledger}, cfg.Logger))
+	pb.RegisterBackupAdminServer(gs, grpcserver.NewBackupAdmin(v,
+		backup.NewService(src, v, backup.Keys{Signing: rk.signing, Ledger: rk.ledger}), cfg.Logger))
 	m.GRPC.InitializeMetrics(gs)
 	m.WatchVault(v)
 	if sz, ok := store.(metrics.Sizer); ok {
