@@ -38,8 +38,9 @@ import (
 // after the backup was taken), so their wrapped keys and sealed records
 // never reach the restored directory's files at all.
 
-// ErrBadPayload: a backup frame does not decode.
-var ErrBadPayload = errors.New("backup payload is truncated or corrupt")
+// ErrBadFrame: a backup frame does not decode (its text is the one
+// restores reported before the frame moved into internal/backup).
+var ErrBadFrame = errors.New("backup payload is truncated or corrupt")
 
 // Snapshot writes the frames of everything changed after version since
 // (0: everything) to w and returns the since of the next incremental
@@ -66,7 +67,7 @@ func (s *store) BackupSizeEstimate() int64 {
 func decodeFrame(frame []byte, fn func(*pb.KV) error) error {
 	var list pb.KVList
 	if err := proto.Unmarshal(frame, &list); err != nil {
-		return fmt.Errorf("%w: frame does not parse", ErrBadPayload)
+		return fmt.Errorf("%w: frame does not parse", ErrBadFrame)
 	}
 	for _, kv := range list.Kv {
 		if err := fn(kv); err != nil {
@@ -99,13 +100,13 @@ func ScanFrame(frame []byte, onKey func(subject string, sk vault.SubjectKey), on
 		case pKey:
 			sk, err := decodeSubjectKey(kv.Value)
 			if err != nil {
-				return fmt.Errorf("%w: subject key entry", ErrBadPayload)
+				return fmt.Errorf("%w: subject key entry", ErrBadFrame)
 			}
 			onKey(string(kv.Key[2:]), sk)
 		case pLedger:
 			at, err := decodeTime(kv.Value, "ledger entry")
 			if err != nil || len(kv.Key) != 2+ledgerHashSize {
-				return fmt.Errorf("%w: ledger entry", ErrBadPayload)
+				return fmt.Errorf("%w: ledger entry", ErrBadFrame)
 			}
 			onLedger(vault.LedgerEntry{Hash: kv.Key[2:], ErasedAt: at})
 		}
@@ -118,13 +119,13 @@ func ScanFrame(frame []byte, onKey func(subject string, sk vault.SubjectKey), on
 func keyIDOf(kv *pb.KV) (id vault.KeyID, ok bool, err error) {
 	k := kv.Key
 	if len(k) < 2 || k[1] != '/' {
-		return id, false, fmt.Errorf("%w: unknown key", ErrBadPayload)
+		return id, false, fmt.Errorf("%w: unknown key", ErrBadFrame)
 	}
 	rest := k[2:]
 	switch k[0] {
 	case pKeyID, pIndex, pLookup, pPending, pRestrict:
 		if len(rest) < len(id) {
-			return id, false, fmt.Errorf("%w: short key", ErrBadPayload)
+			return id, false, fmt.Errorf("%w: short key", ErrBadFrame)
 		}
 		copy(id[:], rest)
 		return id, true, nil
@@ -141,7 +142,7 @@ func keyIDOf(kv *pb.KV) (id vault.KeyID, ok bool, err error) {
 			return r.KeyID, err == nil, err
 		default:
 			if len(kv.Value) != len(id) {
-				return id, false, fmt.Errorf("%w: expiry entry", ErrBadPayload)
+				return id, false, fmt.Errorf("%w: expiry entry", ErrBadFrame)
 			}
 			copy(id[:], kv.Value)
 			return id, true, nil
@@ -149,7 +150,7 @@ func keyIDOf(kv *pb.KV) (id vault.KeyID, ok bool, err error) {
 	case pLedger:
 		return id, false, nil
 	}
-	return id, false, fmt.Errorf("%w: unknown key type", ErrBadPayload)
+	return id, false, fmt.Errorf("%w: unknown key type", ErrBadFrame)
 }
 
 // Loader restores backups into a new data directory (a backup.Loader).
