@@ -20,6 +20,7 @@ import (
 	"github.com/tokenvault/tokenvault/client"
 	"github.com/tokenvault/tokenvault/crypto/keyfile"
 	"github.com/tokenvault/tokenvault/internal/backup"
+	"github.com/tokenvault/tokenvault/vault/badgerstore"
 	"github.com/tokenvault/tokenvault/vault/receipt"
 )
 
@@ -335,7 +336,7 @@ func restoreCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 			return fmt.Errorf("--ledger-from: %w", err)
 		}
 	}
-	res, err := backup.Restore(ctx, backup.RestoreOptions{DataDir: *dataDir, Files: from, Identities: ids,
+	res, err := backup.Restore(ctx, backup.RestoreOptions{DataDir: *dataDir, Open: backup.OpenerOf(badgerstore.NewLoader), Files: from, Identities: ids,
 		LedgerKey: key, Ledger: ledger, LedgerSource: source, VerifyKey: pub,
 		AllowUnauthenticated: *allowLegacy, Logger: slog.New(slog.NewTextHandler(stderr, nil))})
 	if errors.Is(err, backup.ErrUnauthenticated) {

@@ -23,6 +23,7 @@ import (
 	"github.com/tokenvault/tokenvault/crypto/kek"
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/crypto/kek/hcvault"
+	"github.com/tokenvault/tokenvault/internal/backup"
 	"github.com/tokenvault/tokenvault/internal/grpcserver"
 	"github.com/tokenvault/tokenvault/internal/metrics"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
@@ -424,8 +425,8 @@ func start(ctx context.Context, cfg Config, store *badgerstore.Store, wrapper ke
 		append(m.ServerOptions(), secOpts...)...)
 	// Backups are signed with the receipt key and ledger exports MACed
 	// with the ledger key, so that a restore can refuse forgeries.
-	pb.RegisterBackupAdminServer(gs, grpcserver.NewBackupAdmin(v, store,
-		grpcserver.BackupKeys{Signing: rk.signing, Ledger: rk.ledger}, cfg.Logger))
+	pb.RegisterBackupAdminServer(gs, grpcserver.NewBackupAdmin(v,
+		backup.NewService(store, v, backup.Keys{Signing: rk.signing, Ledger: rk.ledger}), cfg.Logger))
 	m.GRPC.InitializeMetrics(gs)
 	m.WatchVault(v)
 	m.WatchStoreSize(store)

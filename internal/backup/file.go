@@ -1,11 +1,21 @@
-// Package backup is tokenvault's backup file format, erasure-ledger file
-// format and offline restore.
+// Package backup is everything about tokenvault's backups: the backup
+// and erasure-ledger file formats, the server side that takes signed,
+// encrypted backups of a store (the gRPC handler only relays them), the
+// client side that writes them to files, and the offline restore.
+//
+// A store takes part through two small interfaces: a [Source] writes the
+// snapshot a backup holds, and a [Loader] (from an [Opener] the wiring
+// passes to [Restore]) fills a new store from backups. The payload inside
+// the encryption is the same for every store (see payload.go), so a
+// backup of one kind of store restores into another; the shared suite in
+// internal/backup/backuptest runs backup→restore round trips against any
+// store that implements them.
 //
 // # Backup files
 //
 // A backup file is a short plaintext header followed by an age-encrypted
-// payload (see [badgerstore.WriteBackup] for the payload). Version 2, what
-// `tokenvault backup` writes:
+// payload (see [WritePayload]). Version 2, what `tokenvault backup`
+// writes:
 //
 //	tokenvault-backup/v2
 //	since 00000000000000000000
@@ -37,8 +47,6 @@
 // The header has a fixed size per version, so the client writes a
 // placeholder, streams the ciphertext after it and writes the header
 // again, complete, when the server has sent next and the signature.
-//
-// [badgerstore.WriteBackup]: https://pkg.go.dev/github.com/tokenvault/tokenvault/vault/badgerstore
 package backup
 
 import (
@@ -57,6 +65,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/tokenvault/tokenvault/crypto/keyfile"
+	"github.com/tokenvault/tokenvault/vault"
 )
 
 const (
@@ -292,16 +301,17 @@ func ciphertextDigest(r io.Reader) ([]byte, error) {
 }
 
 // ParseRecipients parses age recipients (age1... X25519 or post-quantum
-// hybrid keys), naming the bad one as recipients[i].
+// hybrid keys), naming the bad one as recipients[i] in a
+// [vault.FieldError] (an invalid argument).
 func ParseRecipients(in []string) ([]age.Recipient, error) {
 	if len(in) == 0 {
-		return nil, errors.New("recipients: at least one age recipient is required")
+		return nil, &vault.FieldError{Field: "recipients", Reason: "at least one age recipient is required", Err: vault.ErrInvalidArgument}
 	}
 	var out []age.Recipient
 	for i, s := range in {
 		rs, err := age.ParseRecipients(strings.NewReader(s))
 		if err != nil || len(rs) != 1 || strings.ContainsAny(s, "\n#") {
-			return nil, fmt.Errorf("recipients[%d]: not an age public key (age1...)", i)
+			return nil, &vault.FieldError{Field: fmt.Sprintf("recipients[%d]", i), Reason: "not an age public key (age1...)", Err: vault.ErrInvalidArgument}
 		}
 		out = append(out, rs[0])
 	}

@@ -10,13 +10,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"path/filepath"
 
 	"filippo.io/age"
 
 	"github.com/tokenvault/tokenvault/crypto/aead"
 	"github.com/tokenvault/tokenvault/vault"
-	"github.com/tokenvault/tokenvault/vault/badgerstore"
 )
 
 // Restore.
@@ -35,9 +33,12 @@ import (
 //     lookups, index entries. They are never written, so the restored
 //     directory's files hold no trace of them.
 //
-// The load goes to a temporary directory beside the target, renamed into
-// place only when everything succeeded: a failed restore leaves nothing
-// behind, and an existing non-empty directory is refused up front.
+// The restore writes through a [Loader], which the wiring's [Opener]
+// makes for the kind of store restored into: the restored store appears
+// only when everything succeeded (Finish), a failed restore leaves
+// nothing behind (Close), and an existing store is refused up front. The
+// badger store's loader fills a temporary directory beside the target
+// and renames it into place.
 //
 // Before either pass, nothing in the inputs is trusted: the ledger's MAC is
 // checked with the ledger key, and every backup's signature with the
@@ -48,10 +49,55 @@ import (
 // decrypt it and stop if it is not what was verified (a file replaced
 // during the restore).
 
+// A Loader fills a new store from backup payloads: the restore's two
+// passes call Scan for every frame, then Load once per payload, then
+// Finish. Its methods use only plain and vault types, so that a store
+// implements it without importing this package. The frames hold the
+// entries every store's payloads hold (see payload.go): a loader reads
+// backups of any kind of store.
+type Loader interface {
+	// Scan reports every subject key and erasure-ledger entry in one frame
+	// (deletions skipped), writing nothing: the restore finds the subjects
+	// to re-erase before anything is written.
+	Scan(frame []byte, onKey func(subject string, sk vault.SubjectKey), onLedger func(vault.LedgerEntry)) error
+	// Load writes one payload's entries, leaving out every entry that
+	// belongs to a key id for which drop returns true, and counts what it
+	// wrote and left out. Payloads come in order (a full backup, then its
+	// incrementals).
+	Load(frames Frames, drop func(vault.KeyID) bool) (loaded, dropped int64, err error)
+	// Finish adds ledger to the erasure ledger of the restored store, makes
+	// it durable and puts it in place. After Finish, Close does nothing.
+	Finish(ctx context.Context, ledger []vault.LedgerEntry) error
+	// Close abandons an unfinished restore, leaving nothing behind.
+	Close() error
+}
+
+// An Opener makes the Loader of a restore into target (for the badger
+// store a data directory, which must not exist or be empty), refusing a
+// target that holds a store.
+type Opener func(target string, logger *slog.Logger) (Loader, error)
+
+// OpenerOf is the Opener of a store's loader constructor, which returns
+// the store's own loader type (Go does not convert a func's result type
+// on its own); a failed constructor's nil loader stays a nil Loader.
+func OpenerOf[L Loader](open func(target string, logger *slog.Logger) (L, error)) Opener {
+	return func(target string, logger *slog.Logger) (Loader, error) {
+		l, err := open(target, logger)
+		if err != nil {
+			return nil, err
+		}
+		return l, nil
+	}
+}
+
 // RestoreOptions describe a restore.
 type RestoreOptions struct {
-	// DataDir is the target; it must not exist or be empty.
+	// DataDir is the target, handed to Open (for the badger store a
+	// directory that must not exist or be empty).
 	DataDir string
+	// Open makes the loader of the kind of store restored into (the
+	// wiring's choice: this package knows no store).
+	Open Opener
 	// Files: a full backup, then its incremental backups in order.
 	Files      []string
 	Identities []age.Identity
@@ -121,9 +167,17 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 	if len(o.VerifyKey) != ed25519.PublicKeySize {
 		return res, errors.New("no key to verify the backups' signatures with: give the public key of the vault that took them")
 	}
-	if err := checkEmptyDir(o.DataDir); err != nil {
+	if o.DataDir == "" {
+		return res, errors.New("--data-dir: must be set")
+	}
+	if o.Open == nil {
+		return res, errors.New("no store to restore into")
+	}
+	ld, err := o.Open(o.DataDir, o.Logger)
+	if err != nil {
 		return res, err
 	}
+	defer ld.Close()
 	// Check every signature and the chain before any decryption.
 	var prev Header
 	verified := make([]verifiedFile, len(o.Files))
@@ -159,11 +213,10 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 		sk      vault.SubjectKey
 	}
 	var keys []seenKey
+	onKey := func(subject string, sk vault.SubjectKey) { keys = append(keys, seenKey{subject, sk}) }
 	for i, f := range o.Files {
-		err := withPayload(f, o.Identities, verified[i], func(r io.Reader) (badgerstore.PayloadInfo, error) {
-			return badgerstore.ScanPayload(r,
-				func(subject string, sk vault.SubjectKey) { keys = append(keys, seenKey{subject, sk}) },
-				addLedger)
+		_, err := withPayload(f, o.Identities, verified[i], func(frames Frames) error {
+			return frames(func(frame []byte) error { return ld.Scan(frame, onKey, addLedger) })
 		})
 		if err != nil {
 			return res, err
@@ -183,102 +236,30 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 	}
 	res.ReErased = len(erased)
 
-	// Pass 2: load into a staging directory, then move it into place.
-	abs, err := filepath.Abs(o.DataDir)
-	if err != nil {
-		return res, err
-	}
-	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
-		return res, err
-	}
-	staging, err := os.MkdirTemp(filepath.Dir(abs), "."+filepath.Base(abs)+".restoring-")
-	if err != nil {
-		return res, fmt.Errorf("creating a staging directory: %w", err)
-	}
-	done := false
-	defer func() {
-		if !done {
-			os.RemoveAll(staging)
-		}
-	}()
-	ld, err := badgerstore.NewLoader(staging, o.Logger)
-	if err != nil {
-		return res, err
-	}
+	// Pass 2: load, then put the restored store in place.
 	for i, f := range o.Files {
-		err := withPayload(f, o.Identities, verified[i], func(r io.Reader) (badgerstore.PayloadInfo, error) {
-			info, c, err := ld.Load(r, func(id vault.KeyID) bool { return drop[id] })
-			res.Entries += c.Loaded
-			res.Dropped += c.Dropped
-			res.Next = info.Next
-			return info, err
+		info, err := withPayload(f, o.Identities, verified[i], func(frames Frames) error {
+			loaded, dropped, err := ld.Load(frames, func(id vault.KeyID) bool { return drop[id] })
+			res.Entries += loaded
+			res.Dropped += dropped
+			return err
 		})
 		if err != nil {
-			ld.Close()
 			return res, err
 		}
-	}
-	if err := ld.Close(); err != nil {
-		return res, err
+		res.Next = info.Next
 	}
 	// The restored vault gets the current ledger, so its own backups and
 	// exports carry every erasure.
-	st, err := badgerstore.Open(staging, badgerstore.Options{}, o.Logger)
-	if err != nil {
-		return res, err
-	}
 	entries := make([]vault.LedgerEntry, 0, len(ledger))
 	for _, e := range ledger {
 		entries = append(entries, e)
 	}
-	err = st.PutLedgerEntries(ctx, entries)
-	if cerr := st.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return res, fmt.Errorf("writing the erasure ledger: %w", err)
+	if err := ld.Finish(ctx, entries); err != nil {
+		return res, err
 	}
 	res.Ledger = len(entries)
-	if err := os.Remove(abs); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return res, fmt.Errorf("data directory: %w", err)
-	}
-	if err := os.Rename(staging, abs); err != nil {
-		return res, fmt.Errorf("moving the restored store into place: %w", err)
-	}
-	done = true
-	syncDir(filepath.Dir(abs))
 	return res, nil
-}
-
-// checkEmptyDir refuses a data directory that holds anything: a restore
-// never mixes with or replaces existing data.
-func checkEmptyDir(dir string) error {
-	if dir == "" {
-		return errors.New("--data-dir: must be set")
-	}
-	f, err := os.Open(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	if !st.IsDir() {
-		return fmt.Errorf("data directory %s is not a directory", dir)
-	}
-	names, err := f.Readdirnames(1)
-	if err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	if len(names) > 0 {
-		return fmt.Errorf("data directory %s is not empty: restore only into a new or empty directory (nothing was changed)", dir)
-	}
-	return nil
 }
 
 func readFileHeader(path string) (Header, error) {
@@ -328,22 +309,23 @@ type verifiedFile struct {
 	digest []byte
 }
 
-// withPayload opens a backup file, decrypts it and hands the payload to
-// fn, checking that the payload's authenticated since and next match the
-// file's header and that the ciphertext is the one whose digest was
-// verified.
-func withPayload(path string, ids []age.Identity, want verifiedFile, fn func(io.Reader) (badgerstore.PayloadInfo, error)) error {
+// withPayload opens a backup file, decrypts it and hands use the
+// payload's frames, checking that the payload's authenticated since and
+// next match the file's header and that the ciphertext is the one whose
+// digest was verified.
+func withPayload(path string, ids []age.Identity, want verifiedFile, use func(Frames) error) (PayloadInfo, error) {
+	var info PayloadInfo
 	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("backup file: %w", err)
+		return info, fmt.Errorf("backup file: %w", err)
 	}
 	defer f.Close()
 	h, err := ReadHeader(f)
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return info, fmt.Errorf("%s: %w", path, err)
 	}
 	if h.Since != want.h.Since || h.Next != want.h.Next || !bytes.Equal(h.Signature, want.h.Signature) {
-		return fmt.Errorf("%s changed during the restore: it is no longer the file whose signature was verified", path)
+		return info, fmt.Errorf("%s changed during the restore: it is no longer the file whose signature was verified", path)
 	}
 	sum := sha256.New()
 	ct := io.TeeReader(f, sum)
@@ -351,29 +333,60 @@ func withPayload(path string, ids []age.Identity, want verifiedFile, fn func(io.
 	var nomatch *age.NoIdentityMatchError
 	switch {
 	case errors.As(err, &nomatch):
-		return fmt.Errorf("%s: the age identity given cannot decrypt this backup (it was encrypted to other recipients)", path)
+		return info, fmt.Errorf("%s: the age identity given cannot decrypt this backup (it was encrypted to other recipients)", path)
 	case err != nil:
-		return fmt.Errorf("%s: damaged: not a readable age encryption: %v", path, err)
+		return info, fmt.Errorf("%s: damaged: not a readable age encryption: %v", path, err)
 	}
-	info, err := fn(dec)
+	read := false
+	err = use(func(fn func([]byte) error) error {
+		if read {
+			return errors.New("backup: a payload's frames can be read once")
+		}
+		read = true
+		info, err = ReadPayload(decryptReader{dec}, fn)
+		return err
+	})
+	if err == nil && !read {
+		err = fmt.Errorf("%w: the store did not read it", ErrBadPayload)
+	}
 	if err == nil {
 		_, err = io.Copy(io.Discard, ct) // hash to the end, whatever age left unread
 	}
 	if err == nil && !bytes.Equal(sum.Sum(nil), want.digest) {
-		return fmt.Errorf("%s changed during the restore: it is no longer the file whose signature was verified", path)
+		return info, fmt.Errorf("%s changed during the restore: it is no longer the file whose signature was verified", path)
 	}
-	if errors.Is(err, badgerstore.ErrBadPayload) {
-		return fmt.Errorf("%s: %w", path, err)
+	var de decryptError
+	if errors.As(err, &de) {
+		// The age reader reports tampering and truncation as errors.
+		return info, fmt.Errorf("%s is corrupted or truncated: %v", path, de.err)
 	}
 	if err != nil {
-		// The age reader reports tampering and truncation as errors.
-		return fmt.Errorf("%s is corrupted or truncated: %v", path, err)
+		// The payload's frame (ErrBadPayload) or the store's error.
+		return info, fmt.Errorf("%s: %w", path, err)
 	}
 	if info.Since != h.Since || info.Next != h.Next {
-		return fmt.Errorf("%s: the header (since %d, next %d) does not match the encrypted payload (since %d, next %d): the file was altered or not fully written", path, h.Since, h.Next, info.Since, info.Next)
+		return info, fmt.Errorf("%s: the header (since %d, next %d) does not match the encrypted payload (since %d, next %d): the file was altered or not fully written", path, h.Since, h.Next, info.Since, info.Next)
 	}
-	return nil
+	return info, nil
 }
+
+// decryptReader marks the age reader's errors, so that they are reported
+// as a damaged file whoever (the payload parser or a store) came upon
+// them.
+type decryptReader struct{ r io.Reader }
+
+func (d decryptReader) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = decryptError{err}
+	}
+	return n, err
+}
+
+type decryptError struct{ err error }
+
+func (e decryptError) Error() string { return e.err.Error() }
+func (e decryptError) Unwrap() error { return e.err }
 
 func syncDir(dir string) {
 	if d, err := os.Open(dir); err == nil {

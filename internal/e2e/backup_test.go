@@ -54,6 +54,10 @@ func values(fs []client.Field) []string {
 	return out
 }
 
+// intoBadger restores into a badger data directory, as the restore
+// command does.
+var intoBadger = backup.OpenerOf(badgerstore.NewLoader)
+
 // backupTo takes a backup through the generated client.
 func backupTo(t *testing.T, c *client.Client, path string, recipient string, since uint64) backup.Header {
 	t.Helper()
@@ -161,14 +165,16 @@ func backupEraseRestore(t *testing.T, e *env) {
 
 	// A's wrapped data key, as the backup holds it.
 	var wrappedA, wrappedB []byte
-	_, err = badgerstore.ScanPayload(bytes.NewReader(decryptFile(t, full, id)), func(s string, sk vault.SubjectKey) {
-		switch s {
-		case "subject-a":
-			wrappedA = bytes.Clone(sk.Wrapped)
-		case "subject-b":
-			wrappedB = bytes.Clone(sk.Wrapped)
-		}
-	}, func(vault.LedgerEntry) {})
+	_, err = backup.ReadPayload(bytes.NewReader(decryptFile(t, full, id)), func(frame []byte) error {
+		return badgerstore.ScanFrame(frame, func(s string, sk vault.SubjectKey) {
+			switch s {
+			case "subject-a":
+				wrappedA = bytes.Clone(sk.Wrapped)
+			case "subject-b":
+				wrappedB = bytes.Clone(sk.Wrapped)
+			}
+		}, func(vault.LedgerEntry) {})
+	})
 	if err != nil || wrappedA == nil || wrappedB == nil {
 		t.Fatalf("A's key not in the backup: %v", err)
 	}
@@ -206,7 +212,7 @@ func backupEraseRestore(t *testing.T, e *env) {
 	if err != nil || !vk.Equal(pub) {
 		t.Fatalf("verify key from the signing key file: %v", err)
 	}
-	res, err := backup.Restore(context.Background(), backup.RestoreOptions{DataDir: restored,
+	res, err := backup.Restore(context.Background(), backup.RestoreOptions{Open: intoBadger, DataDir: restored,
 		Files: []string{full, inc}, Identities: []age.Identity{id}, LedgerKey: lk, Ledger: ledger,
 		LedgerSource: ledgerFile, VerifyKey: vk})
 	if err != nil {
@@ -421,7 +427,7 @@ func TestRestoreBadInput(t *testing.T) {
 			if tc.vk != nil {
 				v = tc.vk
 			}
-			_, err := backup.Restore(context.Background(), backup.RestoreOptions{DataDir: target, Files: tc.files,
+			_, err := backup.Restore(context.Background(), backup.RestoreOptions{Open: intoBadger, DataDir: target, Files: tc.files,
 				Identities: ids, LedgerKey: k, Ledger: ledger, VerifyKey: v})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Restore = %v, want an error mentioning %q", err, tc.want)
@@ -540,7 +546,7 @@ func TestRestoreRefusesTamperedLedger(t *testing.T) {
 		if err != nil {
 			return target, err
 		}
-		_, err = backup.Restore(context.Background(), backup.RestoreOptions{DataDir: target, Files: []string{full},
+		_, err = backup.Restore(context.Background(), backup.RestoreOptions{Open: intoBadger, DataDir: target, Files: []string{full},
 			Identities: []age.Identity{id}, LedgerKey: lk, Ledger: l, LedgerSource: path, VerifyKey: vk,
 			AllowUnauthenticated: allowLegacy})
 		return target, err
@@ -579,7 +585,7 @@ func TestRestoreRefusesTamperedLedger(t *testing.T) {
 	// The same check on a ledger fetched from the server.
 	dropped := fetched
 	dropped.Entries = fetched.Entries[1:]
-	_, err = backup.Restore(context.Background(), backup.RestoreOptions{DataDir: filepath.Join(dir, "r"), Files: []string{full},
+	_, err = backup.Restore(context.Background(), backup.RestoreOptions{Open: intoBadger, DataDir: filepath.Join(dir, "r"), Files: []string{full},
 		Identities: []age.Identity{id}, LedgerKey: lk, Ledger: dropped, LedgerSource: "the ledger from the server", VerifyKey: vk})
 	refused(t, err, backup.ErrBadMAC, "the ledger from the server", filepath.Join(dir, "r"))
 
@@ -647,7 +653,7 @@ func TestRestoreRefusesForgedBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	next, err := st.WriteBackup(enc, 0)
+	next, err := backup.WritePayload(enc, st, 0)
 	if err != nil || enc.Close() != nil {
 		t.Fatal(err)
 	}
@@ -666,7 +672,7 @@ func TestRestoreRefusesForgedBackup(t *testing.T) {
 	unsigned := write("unsigned.tvbak", backup.Header{Since: 0, Next: next}, ct.Bytes())
 	restore := func(file string, allowLegacy bool) (string, backup.RestoreResult, error) {
 		target := filepath.Join(t.TempDir(), "restored")
-		res, err := backup.Restore(context.Background(), backup.RestoreOptions{DataDir: target, Files: []string{file},
+		res, err := backup.Restore(context.Background(), backup.RestoreOptions{Open: intoBadger, DataDir: target, Files: []string{file},
 			Identities: []age.Identity{id}, LedgerKey: lk, Ledger: ledger, VerifyKey: vk, AllowUnauthenticated: allowLegacy})
 		return target, res, err
 	}
@@ -774,7 +780,7 @@ func TestRestoreLegacyFiles(t *testing.T) {
 	var logs bytes.Buffer
 	restore := func(files []string, l backup.Ledger, allow bool) (string, backup.RestoreResult, error) {
 		target := filepath.Join(t.TempDir(), "restored")
-		res, err := backup.Restore(context.Background(), backup.RestoreOptions{DataDir: target, Files: files,
+		res, err := backup.Restore(context.Background(), backup.RestoreOptions{Open: intoBadger, DataDir: target, Files: files,
 			Identities: []age.Identity{id}, LedgerKey: lk, Ledger: l, LedgerSource: legacyLedger, VerifyKey: vk,
 			AllowUnauthenticated: allow, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		return target, res, err

@@ -1,13 +1,14 @@
 package badgerstore
 
 import (
-	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/pb"
@@ -16,50 +17,35 @@ import (
 	"github.com/tokenvault/tokenvault/vault"
 )
 
-// Backup payloads.
+// Backups.
 //
-// A payload is what a backup file holds inside its age encryption
-// (internal/backup adds the file header and the encryption):
+// internal/backup frames a backup payload and encrypts and signs it; the
+// store supplies the frames (a backup.Source) and reads them back into a
+// new directory (a backup.Loader). Both methods use only plain and vault
+// types, so this package does not depend on the backup package.
 //
-//	"tokenvault-backup-payload/v1\n" | since (8, big endian)
-//	frames: length (8, little endian) | badger KVList (protobuf)   -- badger's own backup format
-//	trailer: 0xffffffffffffffff | since (8) | next (8)
+// A frame is badger's own backup format, the frames of DB.Backup:
 //
-// The frames are badger's DB.Backup stream: a consistent snapshot (one
-// read timestamp) of every key version at or after since, deletions
-// included, so incremental payloads replay on top of earlier ones. The
-// trailer proves the payload is complete (a truncated file has none) and
-// carries next, the since of the following incremental backup.
+//	length (8, little endian) | badger KVList (protobuf)
 //
-// Restoring is not badger's DB.Load: LoadPayload drops, frame by frame,
+// with the store's key layout (badgerstore.go), deletions included, so
+// that incremental payloads replay on top of earlier ones. It is the
+// payload encoding of every tokenvault store (another store writes and
+// reads the same entries), so a badger backup is also a migration path.
+//
+// Restoring is not badger's DB.Load alone: Load drops, frame by frame,
 // every entry that belongs to a key id the caller names (subjects erased
 // after the backup was taken), so their wrapped keys and sealed records
 // never reach the restored directory's files at all.
 
-const (
-	payloadMagic  = "tokenvault-backup-payload/v1\n"
-	trailerMarker = ^uint64(0)
-	// maxFrame bounds one frame: badger flushes its stream in batches far
-	// below this, and a corrupt length must not allocate gigabytes.
-	maxFrame = 256 << 20
-)
+// ErrBadFrame: a backup frame does not decode (its text is the one
+// restores reported before the frame moved into internal/backup).
+var ErrBadFrame = errors.New("backup payload is truncated or corrupt")
 
-// ErrBadPayload: the backup payload is truncated or malformed.
-var ErrBadPayload = errors.New("backup payload is truncated or corrupt")
-
-// PayloadInfo describes a payload.
-type PayloadInfo struct {
-	Since, Next uint64
-}
-
-// WriteBackup writes a payload of everything changed after version since
+// Snapshot writes the frames of everything changed after version since
 // (0: everything) to w and returns the since of the next incremental
 // backup. It runs on a live store: badger streams from one snapshot.
-func (s *store) WriteBackup(w io.Writer, since uint64) (uint64, error) {
-	head := append([]byte(payloadMagic), binary.BigEndian.AppendUint64(nil, since)...)
-	if _, err := w.Write(head); err != nil {
-		return 0, err
-	}
+func (s *store) Snapshot(w io.Writer, since uint64) (uint64, error) {
 	last, err := s.db.Backup(w, since)
 	if err != nil {
 		return 0, fmt.Errorf("badgerstore: backup: %w", err)
@@ -67,12 +53,7 @@ func (s *store) WriteBackup(w io.Writer, since uint64) (uint64, error) {
 	// Badger's iterator keeps versions strictly above SinceTs (its doc
 	// comment on Backup says to add 1, which would skip a version): the
 	// next backup starts after the last version this one holds.
-	next := max(last, since)
-	t := binary.LittleEndian.AppendUint64(nil, trailerMarker)
-	t = binary.BigEndian.AppendUint64(t, since)
-	t = binary.BigEndian.AppendUint64(t, next)
-	_, err = w.Write(t)
-	return next, err
+	return max(last, since), nil
 }
 
 // BackupSizeEstimate is the size of the store's files, a bound for
@@ -82,67 +63,18 @@ func (s *store) BackupSizeEstimate() int64 {
 	return int64(lsm + vlog)
 }
 
-// readPayload parses a payload, calling fn for every entry.
-func readPayload(r io.Reader, fn func(*pb.KV) error) (PayloadInfo, error) {
-	var info PayloadInfo
-	br := bufio.NewReaderSize(r, 64<<10)
-	head := make([]byte, len(payloadMagic)+8)
-	if _, err := io.ReadFull(br, head); err != nil {
-		return info, payloadErr(err, "not a tokenvault backup payload")
+// decodeFrame parses one frame, calling fn for every entry.
+func decodeFrame(frame []byte, fn func(*pb.KV) error) error {
+	var list pb.KVList
+	if err := proto.Unmarshal(frame, &list); err != nil {
+		return fmt.Errorf("%w: frame does not parse", ErrBadFrame)
 	}
-	if string(head[:len(payloadMagic)]) != payloadMagic {
-		return info, fmt.Errorf("%w: not a tokenvault backup payload", ErrBadPayload)
-	}
-	info.Since = binary.BigEndian.Uint64(head[len(payloadMagic):])
-	var buf []byte
-	for {
-		var n [8]byte
-		if _, err := io.ReadFull(br, n[:]); err != nil {
-			return info, payloadErr(err, "missing end marker")
-		}
-		size := binary.LittleEndian.Uint64(n[:])
-		if size == trailerMarker {
-			var t [16]byte
-			if _, err := io.ReadFull(br, t[:]); err != nil {
-				return info, payloadErr(err, "short end marker")
-			}
-			if binary.BigEndian.Uint64(t[:8]) != info.Since {
-				return info, fmt.Errorf("%w: end marker does not match the header", ErrBadPayload)
-			}
-			info.Next = binary.BigEndian.Uint64(t[8:])
-			if _, err := br.ReadByte(); err != io.EOF {
-				return info, payloadErr(err, "data after the end marker")
-			}
-			return info, nil
-		}
-		if size > maxFrame {
-			return info, fmt.Errorf("%w: frame of %d bytes", ErrBadPayload, size)
-		}
-		if uint64(cap(buf)) < size {
-			buf = make([]byte, size)
-		}
-		if _, err := io.ReadFull(br, buf[:size]); err != nil {
-			return info, payloadErr(err, "short frame")
-		}
-		var list pb.KVList
-		if err := proto.Unmarshal(buf[:size], &list); err != nil {
-			return info, fmt.Errorf("%w: frame does not parse", ErrBadPayload)
-		}
-		for _, kv := range list.Kv {
-			if err := fn(kv); err != nil {
-				return info, err
-			}
+	for _, kv := range list.Kv {
+		if err := fn(kv); err != nil {
+			return err
 		}
 	}
-}
-
-// payloadErr keeps errors of the underlying reader (the age decryption
-// reports tampering and truncation itself) and names the rest.
-func payloadErr(err error, what string) error {
-	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("%w: %s", ErrBadPayload, what)
-	}
-	return err
+	return nil
 }
 
 // bitDelete is badger's deletion marker in pb.KV.Meta (badger's value.go);
@@ -151,12 +83,16 @@ const bitDelete = 1 << 0
 
 func deleted(kv *pb.KV) bool { return len(kv.Meta) > 0 && kv.Meta[0]&bitDelete != 0 }
 
-// ScanPayload reads a payload and calls onKey for every subject key and
-// onLedger for every erasure-ledger entry it stores (deletions are
-// skipped). The restore uses it to find erased subjects before anything
-// is written.
-func ScanPayload(r io.Reader, onKey func(subject string, sk vault.SubjectKey), onLedger func(vault.LedgerEntry)) (PayloadInfo, error) {
-	return readPayload(r, func(kv *pb.KV) error {
+// Scan is [ScanFrame]: the restore uses it to find erased subjects
+// before anything is written.
+func (l *Loader) Scan(frame []byte, onKey func(subject string, sk vault.SubjectKey), onLedger func(vault.LedgerEntry)) error {
+	return ScanFrame(frame, onKey, onLedger)
+}
+
+// ScanFrame calls onKey for every subject key and onLedger for every
+// erasure-ledger entry a frame stores (deletions are skipped).
+func ScanFrame(frame []byte, onKey func(subject string, sk vault.SubjectKey), onLedger func(vault.LedgerEntry)) error {
+	return decodeFrame(frame, func(kv *pb.KV) error {
 		if len(kv.Key) < 2 || kv.Key[1] != '/' || deleted(kv) {
 			return nil
 		}
@@ -164,13 +100,13 @@ func ScanPayload(r io.Reader, onKey func(subject string, sk vault.SubjectKey), o
 		case pKey:
 			sk, err := decodeSubjectKey(kv.Value)
 			if err != nil {
-				return fmt.Errorf("%w: subject key entry", ErrBadPayload)
+				return fmt.Errorf("%w: subject key entry", ErrBadFrame)
 			}
 			onKey(string(kv.Key[2:]), sk)
 		case pLedger:
 			at, err := decodeTime(kv.Value, "ledger entry")
 			if err != nil || len(kv.Key) != 2+ledgerHashSize {
-				return fmt.Errorf("%w: ledger entry", ErrBadPayload)
+				return fmt.Errorf("%w: ledger entry", ErrBadFrame)
 			}
 			onLedger(vault.LedgerEntry{Hash: kv.Key[2:], ErasedAt: at})
 		}
@@ -183,13 +119,13 @@ func ScanPayload(r io.Reader, onKey func(subject string, sk vault.SubjectKey), o
 func keyIDOf(kv *pb.KV) (id vault.KeyID, ok bool, err error) {
 	k := kv.Key
 	if len(k) < 2 || k[1] != '/' {
-		return id, false, fmt.Errorf("%w: unknown key", ErrBadPayload)
+		return id, false, fmt.Errorf("%w: unknown key", ErrBadFrame)
 	}
 	rest := k[2:]
 	switch k[0] {
 	case pKeyID, pIndex, pLookup, pPending, pRestrict:
 		if len(rest) < len(id) {
-			return id, false, fmt.Errorf("%w: short key", ErrBadPayload)
+			return id, false, fmt.Errorf("%w: short key", ErrBadFrame)
 		}
 		copy(id[:], rest)
 		return id, true, nil
@@ -206,7 +142,7 @@ func keyIDOf(kv *pb.KV) (id vault.KeyID, ok bool, err error) {
 			return r.KeyID, err == nil, err
 		default:
 			if len(kv.Value) != len(id) {
-				return id, false, fmt.Errorf("%w: expiry entry", ErrBadPayload)
+				return id, false, fmt.Errorf("%w: expiry entry", ErrBadFrame)
 			}
 			copy(id[:], kv.Value)
 			return id, true, nil
@@ -214,87 +150,185 @@ func keyIDOf(kv *pb.KV) (id vault.KeyID, ok bool, err error) {
 	case pLedger:
 		return id, false, nil
 	}
-	return id, false, fmt.Errorf("%w: unknown key type", ErrBadPayload)
+	return id, false, fmt.Errorf("%w: unknown key type", ErrBadFrame)
 }
 
-// LoadCounts says what a load wrote and dropped.
-type LoadCounts struct {
-	Loaded, Dropped int64
-}
-
-// Loader restores payloads into a new store directory.
+// Loader restores backups into a new data directory (a backup.Loader).
+// It fills a staging directory beside the target, which Finish renames
+// into place: a failed restore leaves nothing behind.
 type Loader struct {
-	db *badger.DB
+	db      *badger.DB
+	dir     string // the target, absolute
+	staging string
+	logger  *slog.Logger
+	done    bool
 }
 
-// NewLoader opens a store directory for loading; the caller makes sure it
-// is new (restore refuses non-empty directories).
+// NewLoader starts a restore into dir, which must not exist or be empty:
+// a restore never mixes with or replaces existing data.
 func NewLoader(dir string, logger *slog.Logger) (*Loader, error) {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := checkEmptyDir(dir); err != nil {
 		return nil, err
 	}
-	db, err := badger.Open(badgerOptions(dir, logger))
+	abs, err := filepath.Abs(dir)
 	if err != nil {
-		return nil, fmt.Errorf("badgerstore: opening %s: %w", dir, err)
+		return nil, err
 	}
-	return &Loader{db: db}, nil
+	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
+		return nil, err
+	}
+	staging, err := os.MkdirTemp(filepath.Dir(abs), "."+filepath.Base(abs)+".restoring-")
+	if err != nil {
+		return nil, fmt.Errorf("creating a staging directory: %w", err)
+	}
+	db, err := badger.Open(badgerOptions(staging, logger))
+	if err != nil {
+		os.RemoveAll(staging)
+		return nil, fmt.Errorf("badgerstore: opening %s: %w", staging, err)
+	}
+	return &Loader{db: db, dir: abs, staging: staging, logger: logger}, nil
 }
 
-// Load applies one payload, leaving out every entry that belongs to a key
-// id for which drop returns true. Payloads must be loaded in order (a
-// full backup, then its incrementals).
-func (l *Loader) Load(r io.Reader, drop func(vault.KeyID) bool) (PayloadInfo, LoadCounts, error) {
-	var c LoadCounts
-	var info PayloadInfo
+// checkEmptyDir refuses a data directory that holds anything.
+func checkEmptyDir(dir string) error {
+	if dir == "" {
+		return errors.New("--data-dir: must be set")
+	}
+	f, err := os.Open(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("data directory %s is not a directory", dir)
+	}
+	names, err := f.Readdirnames(1)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if len(names) > 0 {
+		return fmt.Errorf("data directory %s is not empty: restore only into a new or empty directory (nothing was changed)", dir)
+	}
+	return nil
+}
+
+// Load applies one payload's frames, leaving out every entry that belongs
+// to a key id for which drop returns true. Payloads must be loaded in
+// order (a full backup, then its incrementals).
+func (l *Loader) Load(frames func(fn func(frame []byte) error) error, drop func(vault.KeyID) bool) (loaded, dropped int64, err error) {
 	pr, pw := io.Pipe()
 	parsed := make(chan error, 1)
 	go func() {
-		var err error
-		info, err = readPayload(r, func(kv *pb.KV) error {
-			id, ok, err := keyIDOf(kv)
-			if err != nil {
+		err := frames(func(frame []byte) error {
+			return decodeFrame(frame, func(kv *pb.KV) error {
+				id, ok, err := keyIDOf(kv)
+				if err != nil {
+					return err
+				}
+				if ok && drop(id) {
+					dropped++
+					return nil
+				}
+				loaded++
+				// One frame per entry keeps the filter simple; badger's
+				// loader batches the writes itself.
+				b, err := proto.Marshal(&pb.KVList{Kv: []*pb.KV{kv}})
+				if err != nil {
+					return err
+				}
+				if _, err := pw.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(b)))); err != nil {
+					return err
+				}
+				_, err = pw.Write(b)
 				return err
-			}
-			if ok && drop(id) {
-				c.Dropped++
-				return nil
-			}
-			c.Loaded++
-			// One frame per entry keeps the filter simple; badger's
-			// loader batches the writes itself.
-			b, err := proto.Marshal(&pb.KVList{Kv: []*pb.KV{kv}})
-			if err != nil {
-				return err
-			}
-			if _, err := pw.Write(binary.LittleEndian.AppendUint64(nil, uint64(len(b)))); err != nil {
-				return err
-			}
-			_, err = pw.Write(b)
-			return err
+			})
 		})
 		pw.CloseWithError(err) // nil: EOF for the loader
 		parsed <- err
 	}()
-	err := l.db.Load(pr, 256)
+	err = l.db.Load(pr, 256)
 	pr.CloseWithError(errors.New("load stopped")) // unblocks the parser if Load failed first
-	perr := <-parsed
-	if perr != nil {
-		return info, c, perr
+	// The frames' own error first: it says what was wrong with the backup
+	// (the loader only saw the pipe close).
+	if perr := <-parsed; perr != nil {
+		return loaded, dropped, perr
 	}
 	if err != nil {
-		return info, c, fmt.Errorf("badgerstore: loading backup: %w", err)
+		return loaded, dropped, fmt.Errorf("badgerstore: loading backup: %w", err)
 	}
-	return info, c, nil
+	return loaded, dropped, nil
 }
 
-// Close syncs and closes the directory.
-func (l *Loader) Close() error {
-	if err := l.db.Sync(); err != nil {
-		l.db.Close()
+// Finish adds ledger to the restored store's erasure ledger (an existing
+// entry keeps the later erasure time), syncs it and renames the staging
+// directory into place.
+func (l *Loader) Finish(ctx context.Context, ledger []vault.LedgerEntry) error {
+	if l.done {
+		return errors.New("badgerstore: the restore is already finished")
+	}
+	err := l.db.Sync()
+	if cerr := l.db.Close(); err == nil {
+		err = cerr
+	}
+	l.db = nil
+	if err != nil {
 		return err
 	}
-	return l.db.Close()
+	// The ledger through the store itself, so that it is written exactly
+	// as the store writes erasures.
+	st, err := Open(l.staging, Options{}, l.logger)
+	if err != nil {
+		return err
+	}
+	err = st.PutLedgerEntries(ctx, ledger)
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("writing the erasure ledger: %w", err)
+	}
+	if err := os.Remove(l.dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if err := os.Rename(l.staging, l.dir); err != nil {
+		return fmt.Errorf("moving the restored store into place: %w", err)
+	}
+	l.done = true
+	syncDir(filepath.Dir(l.dir))
+	return nil
+}
+
+// Close abandons an unfinished restore: the staging directory is removed.
+// After Finish it does nothing.
+func (l *Loader) Close() error {
+	if l.done {
+		return nil
+	}
+	l.done = true
+	var err error
+	if l.db != nil {
+		err = l.db.Close()
+		l.db = nil
+	}
+	if rerr := os.RemoveAll(l.staging); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
 }
