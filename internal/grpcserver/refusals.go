@@ -118,7 +118,7 @@ func (r *refusals) loop() {
 		case <-r.stop:
 			return
 		case <-t.C:
-			r.flush(nil)
+			r.flush(r.audit.WriteAsync)
 		}
 	}
 }
@@ -147,22 +147,17 @@ func (r *refusals) putBack(k refusalKey, c *refusalCount) {
 	r.counts[k] = c
 }
 
-// flush writes one entry per group: queued (ctx nil) from the loop, so a
-// busy log defers the counts to the next flush; synchronously (ctx set) at
-// Close.
-func (r *refusals) flush(ctx context.Context) {
+// flush writes one entry per group with write: queued (WriteAsync) from
+// the loop, so a busy log defers the counts to the next flush;
+// synchronously at Close.
+func (r *refusals) flush(write func(audit.Entry) error) {
 	m := r.take()
 	var total uint64
 	for k, c := range m {
 		e := audit.Entry{Type: audit.TypeRefusals, Method: k.method, Op: k.op, Outcome: k.outcome,
 			Caller: k.caller, Auth: k.auth, Peer: k.host, Reason: k.reason, Count: c.n,
 			Since: c.since.UTC().Format(time.RFC3339Nano)}
-		var err error
-		if ctx == nil {
-			err = r.audit.WriteAsync(e)
-		} else {
-			err = r.audit.Write(ctx, e)
-		}
+		err := write(e)
 		switch {
 		case err == nil:
 			total += c.n
@@ -185,6 +180,6 @@ func (r *refusals) Close() {
 		<-r.done
 		ctx, cancel := context.WithTimeout(context.Background(), refusalFinish)
 		defer cancel()
-		r.flush(ctx)
+		r.flush(func(e audit.Entry) error { return r.audit.Write(ctx, e) })
 	})
 }
