@@ -7,10 +7,9 @@ import (
 	"hash"
 	"io"
 	"log/slog"
+	"strings"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/tokenvault/tokenvault/crypto/aead"
@@ -59,7 +58,7 @@ func (s *Server) RectifyToken(ctx context.Context, req *pb.RectifyTokenRequest) 
 	if err != nil {
 		return nil, s.toStatus("RectifyToken", err)
 	}
-	noteSubject(ctx, r.Subject)
+	recordRectified(ctx, req.GetToken(), r)
 	return &pb.RectifyTokenResponse{Deterministic: r.Deterministic}, nil
 }
 
@@ -81,7 +80,7 @@ func (s *Server) UnrestrictSubject(ctx context.Context, req *pb.UnrestrictSubjec
 func (s *Server) GetReceiptPublicKey(context.Context, *pb.GetReceiptPublicKeyRequest) (*pb.GetReceiptPublicKeyResponse, error) {
 	pub := s.v.ReceiptPublicKey()
 	if pub == nil {
-		return nil, status.Error(codes.FailedPrecondition, "this vault does not sign erasure receipts")
+		return nil, s.toStatus("GetReceiptPublicKey", notConfigured("this vault does not sign erasure receipts"))
 	}
 	return &pb.GetReceiptPublicKeyResponse{PublicKeyPem: string(receipt.MarshalPublicKey(pub)), KeyId: receipt.KeyID(pub)}, nil
 }
@@ -96,7 +95,8 @@ type BackupSource interface {
 // BackupAdmin implements tokenvault.v1.BackupAdmin.
 type BackupAdmin struct {
 	pb.UnimplementedBackupAdminServer
-	s    *Server
+	mapper
+	v    *vault.Vault
 	src  BackupSource
 	keys BackupKeys
 }
@@ -117,7 +117,7 @@ type BackupKeys struct {
 // NewBackupAdmin returns the backup service over src (nil: Backup answers
 // Unimplemented, the ledger export still works).
 func NewBackupAdmin(v *vault.Vault, src BackupSource, keys BackupKeys, log *slog.Logger) *BackupAdmin {
-	return &BackupAdmin{s: New(v, log), src: src, keys: keys}
+	return &BackupAdmin{mapper: mapper{orDefault(log)}, v: v, src: src, keys: keys}
 }
 
 // chunkSize bounds one streamed chunk of a backup.
@@ -172,16 +172,21 @@ func (c counter) Write(p []byte) (int, error) {
 
 func (b *BackupAdmin) Backup(req *pb.BackupRequest, stream pb.BackupAdmin_BackupServer) error {
 	if b.src == nil {
-		return status.Error(codes.Unimplemented, "this store does not support backups")
+		return b.toStatus("Backup", unsupported("this store does not support backups"))
 	}
 	if len(b.keys.Signing) != ed25519.PrivateKeySize {
 		// An unsigned backup is one a restore refuses: better no backup
 		// than one that looks fine until the day it is needed.
-		return status.Error(codes.FailedPrecondition, "this vault has no signing key to sign backups with")
+		return b.toStatus("Backup", notConfigured("this vault has no signing key to sign backups with"))
 	}
 	recips, err := backup.ParseRecipients(req.GetRecipients())
 	if err != nil {
-		return status.Error(codes.InvalidArgument, err.Error())
+		// Its errors start with the field ("recipients[1]: …").
+		field, reason, ok := strings.Cut(err.Error(), ": ")
+		if !ok {
+			field, reason = "recipients", err.Error()
+		}
+		return b.toStatus("Backup", &vault.FieldError{Field: field, Reason: reason, Err: vault.ErrInvalidArgument})
 	}
 	var read int64
 	ch := &chunker{stream: stream, read: &read, total: b.src.BackupSizeEstimate(), sum: sha256.New()}
@@ -189,7 +194,7 @@ func (b *BackupAdmin) Backup(req *pb.BackupRequest, stream pb.BackupAdmin_Backup
 	// names) and wrapped keys, which must not cross the wire in the clear.
 	enc, err := backup.Encrypt(ch, recips)
 	if err != nil {
-		return b.s.toStatus("Backup", err)
+		return b.toStatus("Backup", err)
 	}
 	next, err := b.src.WriteBackup(counter{enc, &read}, req.GetSince())
 	if err == nil {
@@ -200,9 +205,9 @@ func (b *BackupAdmin) Backup(req *pb.BackupRequest, stream pb.BackupAdmin_Backup
 	}
 	if err != nil {
 		if stream.Context().Err() != nil {
-			return b.s.toStatus("Backup", stream.Context().Err())
+			return b.toStatus("Backup", stream.Context().Err())
 		}
-		return b.s.toStatus("Backup", err)
+		return b.toStatus("Backup", err)
 	}
 	// The signature covers exactly the ciphertext sent: the client writes
 	// it after the header unchanged, and the restore hashes it again.
@@ -213,15 +218,15 @@ func (b *BackupAdmin) Backup(req *pb.BackupRequest, stream pb.BackupAdmin_Backup
 
 func (b *BackupAdmin) ExportErasureLedger(_ *pb.ExportErasureLedgerRequest, stream pb.BackupAdmin_ExportErasureLedgerServer) error {
 	if b.keys.Ledger == nil {
-		return status.Error(codes.FailedPrecondition, "this vault keeps no erasure ledger")
+		return b.toStatus("ExportErasureLedger", notConfigured("this vault keeps no erasure ledger"))
 	}
 	kid, err := vault.LedgerKeyID(b.keys.Ledger)
 	if err != nil {
-		return b.s.toStatus("ExportErasureLedger", err)
+		return b.toStatus("ExportErasureLedger", err)
 	}
 	// The MAC covers exactly the entries sent, in the order sent.
 	sum := backup.NewLedgerSum(kid)
-	err = b.s.v.ScanLedger(stream.Context(), func(page []vault.LedgerEntry) error {
+	err = b.v.ScanLedger(stream.Context(), func(page []vault.LedgerEntry) error {
 		msg := &pb.ExportErasureLedgerResponse{LedgerKeyId: kid, Entries: make([]*pb.LedgerEntry, len(page))}
 		for i, e := range page {
 			sum.Add(e)
@@ -230,11 +235,11 @@ func (b *BackupAdmin) ExportErasureLedger(_ *pb.ExportErasureLedgerRequest, stre
 		return stream.Send(msg)
 	})
 	if err != nil {
-		return b.s.toStatus("ExportErasureLedger", err)
+		return b.toStatus("ExportErasureLedger", err)
 	}
 	mac, err := sum.MAC(b.keys.Ledger)
 	if err != nil {
-		return b.s.toStatus("ExportErasureLedger", err)
+		return b.toStatus("ExportErasureLedger", err)
 	}
-	return b.s.toStatus("ExportErasureLedger", stream.Send(&pb.ExportErasureLedgerResponse{LedgerKeyId: kid, LedgerMac: mac}))
+	return b.toStatus("ExportErasureLedger", stream.Send(&pb.ExportErasureLedgerResponse{LedgerKeyId: kid, LedgerMac: mac}))
 }
