@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
+
+	"github.com/tokenvault/tokenvault/errinfo"
 )
 
 // Automatic batching: single-item calls made concurrently are sent as one
@@ -185,7 +187,7 @@ func (c *Client) MaskOne(ctx context.Context, token string) (string, error) {
 // field in it is deterministic.
 func (c *Client) TokenizeOne(ctx context.Context, subject string, f Field) (string, error) {
 	if subject == "" {
-		return "", &Error{Code: codes.InvalidArgument, Reason: "INVALID_ARGUMENT", Field: "subject_id", Message: "subject_id: must not be empty"}
+		return "", &Error{Code: codes.InvalidArgument, Reason: errinfo.InvalidArgument, Field: "subject_id", Message: "subject_id: must not be empty"}
 	}
 	tok, err := c.tokenizeB.do(ctx, subject, f)
 	if e := (*Error)(nil); errors.As(err, &e) && e.Field != "" {

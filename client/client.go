@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/tokenvault/tokenvault/errinfo"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 	"github.com/tokenvault/tokenvault/vault/format"
 	"github.com/tokenvault/tokenvault/vault/receipt"
@@ -98,7 +99,7 @@ func (c *Client) Tokenize(ctx context.Context, subject string, fields ...Field) 
 	for i, f := range fields {
 		k, err := Kind(f.Kind)
 		if err != nil {
-			return nil, &Error{Code: codes.InvalidArgument, Reason: "INVALID_ARGUMENT", Field: fmt.Sprintf("fields[%d].kind", i),
+			return nil, &Error{Code: codes.InvalidArgument, Reason: errinfo.InvalidArgument, Field: fmt.Sprintf("fields[%d].kind", i),
 				Message: fmt.Sprintf("fields[%d].kind: %v", i, err)}
 		}
 		mode := pb.TokenMode_TOKEN_MODE_RANDOM

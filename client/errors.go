@@ -7,6 +7,8 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/tokenvault/tokenvault/errinfo"
 )
 
 // Typed errors. Every error this package returns for a failed call or item
@@ -28,16 +30,20 @@ var (
 	ErrRateLimited      = errors.New("tokenvault: rate limited")
 	ErrUnauthenticated  = errors.New("tokenvault: unauthenticated")
 	ErrPermissionDenied = errors.New("tokenvault: permission denied")
-	// ErrUnavailable: the server, or its key-encryption key provider, is
-	// unreachable; safe calls are retried automatically (see WithRetry).
+	// ErrUnavailable: the server, its key-encryption key provider or its
+	// audit log is unavailable; safe calls are retried automatically (see
+	// WithRetry).
 	ErrUnavailable = errors.New("tokenvault: unavailable")
-	ErrInternal    = errors.New("tokenvault: internal error")
+	// ErrUnimplemented: the server does not offer the call (an older
+	// server, or backups on a store without them).
+	ErrUnimplemented = errors.New("tokenvault: unimplemented")
+	ErrInternal      = errors.New("tokenvault: internal error")
 )
 
 // Error is a failed call or item.
 type Error struct {
 	Code    codes.Code
-	Reason  string // machine-readable cause from the server, e.g. "SUBJECT_ERASED"
+	Reason  string // machine-readable cause from the server, one of package errinfo's (e.g. errinfo.SubjectErased)
 	Field   string // the request field at fault, when the server named one
 	Message string
 }
@@ -50,13 +56,16 @@ func (e *Error) GRPCStatus() *status.Status { return status.New(e.Code, e.Messag
 // Is matches the sentinel for the error's reason or code.
 func (e *Error) Is(target error) bool { return e.sentinel() == target }
 
+// sentinel goes by the reason where it says more than the code, and by
+// the code otherwise (refusals made before the server read the request
+// carry no reason, see errinfo.Unauthenticated).
 func (e *Error) sentinel() error {
 	switch e.Reason {
-	case "SUBJECT_ERASED":
+	case errinfo.SubjectErased:
 		return ErrErased
-	case "TOKEN_SPACE_EXHAUSTED":
+	case errinfo.TokenSpaceExhausted:
 		return ErrExhausted
-	case "RATE_LIMITED":
+	case errinfo.RateLimited:
 		return ErrRateLimited
 	}
 	switch e.Code {
@@ -74,6 +83,8 @@ func (e *Error) sentinel() error {
 		return ErrPermissionDenied
 	case codes.Unavailable:
 		return ErrUnavailable
+	case codes.Unimplemented:
+		return ErrUnimplemented
 	case codes.DeadlineExceeded:
 		return context.DeadlineExceeded
 	case codes.Canceled:
@@ -83,11 +94,20 @@ func (e *Error) sentinel() error {
 	}
 }
 
+// AsError converts the error of a call made through the generated stubs
+// (Raw, KeyAdmin, BackupAdmin) into an *Error, as this package's methods
+// return them. nil stays nil, and an error that is not a gRPC status
+// (io.EOF ending a stream) stays as it is.
+func AsError(err error) error { return fromStatus(err) }
+
 // fromStatus converts a call's error (nil stays nil; context errors stay
 // as they are).
 func fromStatus(err error) error {
 	if err == nil {
 		return nil
+	}
+	if e := (*Error)(nil); errors.As(err, &e) {
+		return err // converted already
 	}
 	s, ok := status.FromError(err)
 	if !ok {

@@ -48,7 +48,7 @@ const BlobsNote = "Field-encryption blobs of this subject are stored in the data
 func (c *Client) ExportSubject(ctx context.Context, subject, purpose string) (Export, error) {
 	stream, err := c.rpc.ExportSubject(ctx, &pb.ExportSubjectRequest{SubjectId: subject, Purpose: purpose})
 	if err != nil {
-		return Export{}, err
+		return Export{}, fromStatus(err)
 	}
 	ex := Export{Tokens: []ExportedToken{}, BlobsNote: BlobsNote}
 	for {
@@ -60,7 +60,7 @@ func (c *Client) ExportSubject(ctx context.Context, subject, purpose string) (Ex
 			return ex, nil
 		}
 		if err != nil {
-			return Export{}, err
+			return Export{}, fromStatus(err)
 		}
 		ex.Subject, ex.BlobKeyID = m.GetSubjectId(), fmt.Sprintf("%x", m.GetBlobKeyId())
 		ex.KeyCreated = m.GetKeyCreated().AsTime()
@@ -84,14 +84,14 @@ func (c *Client) ExportSubject(ctx context.Context, subject, purpose string) (Ex
 // is the deterministic token of the new value.
 func (c *Client) Rectify(ctx context.Context, token, value string) (deterministic bool, err error) {
 	resp, err := c.rpc.RectifyToken(ctx, &pb.RectifyTokenRequest{Token: token, Value: value})
-	return resp.GetDeterministic(), err
+	return resp.GetDeterministic(), fromStatus(err)
 }
 
 // Restrict restricts processing of subject and returns since when.
 func (c *Client) Restrict(ctx context.Context, subject string) (time.Time, error) {
 	resp, err := c.rpc.RestrictSubject(ctx, &pb.RestrictSubjectRequest{SubjectId: subject})
 	if err != nil {
-		return time.Time{}, err
+		return time.Time{}, fromStatus(err)
 	}
 	return resp.GetRestrictedSince().AsTime(), nil
 }
@@ -99,14 +99,14 @@ func (c *Client) Restrict(ctx context.Context, subject string) (time.Time, error
 // Unrestrict lifts a restriction.
 func (c *Client) Unrestrict(ctx context.Context, subject string) error {
 	_, err := c.rpc.UnrestrictSubject(ctx, &pb.UnrestrictSubjectRequest{SubjectId: subject})
-	return err
+	return fromStatus(err)
 }
 
 // ReceiptPublicKey returns the key that verifies erasure receipts.
 func (c *Client) ReceiptPublicKey(ctx context.Context) (ed25519.PublicKey, error) {
 	resp, err := c.rpc.GetReceiptPublicKey(ctx, &pb.GetReceiptPublicKeyRequest{})
 	if err != nil {
-		return nil, err
+		return nil, fromStatus(err)
 	}
 	return receipt.ParsePublicKey([]byte(resp.GetPublicKeyPem()))
 }

@@ -34,6 +34,9 @@ var (
 	// ErrUnsupported: the operation needs an optional Store capability
 	// (store.go) that the store lacks. A FailedPrecondition: the
 	// deployment, not the request, is at fault.
+	// ErrNotConfigured: this vault lacks a key a call needs (a signing key,
+	// the ledger key); the error's text says which, and what to do.
+	ErrNotConfigured = errors.New("not configured")
 	ErrUnsupported = fmt.Errorf("%w: not supported by the store", ErrFailedPrecondition)
 )
 

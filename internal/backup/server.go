@@ -43,9 +43,9 @@ var (
 	ErrNoSource = fmt.Errorf("this store does not support backups: %w", errors.ErrUnsupported)
 	// ErrNoSigningKey: an unsigned backup is one a restore refuses: better
 	// no backup than one that looks fine until the day it is needed.
-	ErrNoSigningKey error = &vault.FieldError{Field: "signing_key", Reason: "this vault has no key to sign backups with", Err: vault.ErrFailedPrecondition}
+	ErrNoSigningKey = fmt.Errorf("%w: this vault has no signing key to sign backups with", vault.ErrNotConfigured)
 	// ErrNoLedgerKey: the vault keeps no erasure ledger.
-	ErrNoLedgerKey error = &vault.FieldError{Field: "ledger_key", Reason: "this vault keeps no erasure ledger", Err: vault.ErrFailedPrecondition}
+	ErrNoLedgerKey = fmt.Errorf("%w: this vault keeps no erasure ledger", vault.ErrNotConfigured)
 )
 
 // Service takes backups of a store and exports the erasure ledger.

@@ -51,7 +51,7 @@ func TestServiceRefuses(t *testing.T) {
 		field      string
 	}{
 		"no source":        {backup.NewService(nil, v, backup.Keys{Signing: signing}), good, errors.ErrUnsupported, ""},
-		"no signing key":   {backup.NewService(src, v, backup.Keys{}), good, vault.ErrFailedPrecondition, "signing_key"},
+		"no signing key":   {backup.NewService(src, v, backup.Keys{}), good, vault.ErrNotConfigured, ""},
 		"no recipient":     {backup.NewService(src, v, backup.Keys{Signing: signing}), nil, vault.ErrInvalidArgument, "recipients"},
 		"bad recipient":    {backup.NewService(src, v, backup.Keys{Signing: signing}), append(good, "age1nope"), vault.ErrInvalidArgument, "recipients[1]"},
 		"comment injected": {backup.NewService(src, v, backup.Keys{Signing: signing}), []string{good[0] + "\n# x"}, vault.ErrInvalidArgument, "recipients[0]"},
@@ -72,7 +72,7 @@ func TestServiceRefuses(t *testing.T) {
 	}
 	_, _, err := backup.NewService(src, v, backup.Keys{Signing: signing}).ExportLedger(context.Background(),
 		func(string, []vault.LedgerEntry) error { t.Fatal("sent a page"); return nil })
-	if !errors.Is(err, vault.ErrFailedPrecondition) {
+	if !errors.Is(err, vault.ErrNotConfigured) {
 		t.Fatalf("ExportLedger without a ledger key = %v", err)
 	}
 }

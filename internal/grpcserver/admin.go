@@ -15,20 +15,21 @@ import (
 // Admin implements tokenvault.v1.KeyAdmin (KEK rotation epochs).
 type Admin struct {
 	pb.UnimplementedKeyAdminServer
-	s         *Server // for the shared error mapping and logger
+	mapper
+	v         *vault.Vault
 	retention time.Duration
 }
 
 // NewAdmin returns the KeyAdmin service. retention is the backup retention
 // that bounds KEK retirement.
 func NewAdmin(v *vault.Vault, retention time.Duration, log *slog.Logger) *Admin {
-	return &Admin{s: New(v, log), retention: retention}
+	return &Admin{mapper: mapper{orDefault(log)}, v: v, retention: retention}
 }
 
 func (a *Admin) GetKekStatus(ctx context.Context, _ *pb.GetKekStatusRequest) (*pb.GetKekStatusResponse, error) {
-	st, err := a.s.v.KEKStatus(ctx)
+	st, err := a.v.KEKStatus(ctx)
 	if err != nil {
-		return nil, a.s.toStatus("GetKekStatus", err)
+		return nil, a.toStatus("GetKekStatus", err)
 	}
 	out := &pb.GetKekStatusResponse{CurrentVersion: int32(st.Current), BackupRetention: durationpb.New(a.retention)}
 	for _, ver := range st.Versions {
@@ -40,10 +41,9 @@ func (a *Admin) GetKekStatus(ctx context.Context, _ *pb.GetKekStatusRequest) (*p
 
 func (a *Admin) RotateKek(req *pb.RotateKekRequest, stream pb.KeyAdmin_RotateKekServer) error {
 	ctx := stream.Context()
-	v := a.s.v
-	st, err := v.KEKStatus(ctx)
+	st, err := a.v.KEKStatus(ctx)
 	if err != nil {
-		return a.s.toStatus("RotateKek", err)
+		return a.toStatus("RotateKek", err)
 	}
 	total := 0
 	for _, n := range st.KeysByVersion {
@@ -51,8 +51,8 @@ func (a *Admin) RotateKek(req *pb.RotateKekRequest, stream pb.KeyAdmin_RotateKek
 	}
 	version := st.Current
 	if !req.GetRewrapOnly() {
-		if version, err = v.RotateKEK(ctx); err != nil {
-			return a.s.toStatus("RotateKek", err)
+		if version, err = a.v.RotateKEK(ctx); err != nil {
+			return a.toStatus("RotateKek", err)
 		}
 	}
 	msg := func(p vault.RewrapProgress, done bool) *pb.RotateKekResponse {
@@ -63,13 +63,13 @@ func (a *Admin) RotateKek(req *pb.RotateKekRequest, stream pb.KeyAdmin_RotateKek
 		return err
 	}
 	var sendErr error
-	p, err := v.RewrapKeys(ctx, func(p vault.RewrapProgress) {
+	p, err := a.v.RewrapKeys(ctx, func(p vault.RewrapProgress) {
 		if sendErr == nil {
 			sendErr = stream.Send(msg(p, false))
 		}
 	})
 	if err != nil {
-		return a.s.toStatus("RotateKek", err)
+		return a.toStatus("RotateKek", err)
 	}
 	if sendErr != nil {
 		return sendErr
@@ -78,9 +78,9 @@ func (a *Admin) RotateKek(req *pb.RotateKekRequest, stream pb.KeyAdmin_RotateKek
 }
 
 func (a *Admin) RetireKek(ctx context.Context, _ *pb.RetireKekRequest) (*pb.RetireKekResponse, error) {
-	res, err := a.s.v.RetireKEK(ctx, a.retention)
+	res, err := a.v.RetireKEK(ctx, a.retention)
 	if err != nil {
-		return nil, a.s.toStatus("RetireKek", err)
+		return nil, a.toStatus("RetireKek", err)
 	}
 	out := &pb.RetireKekResponse{MinVersion: int32(res.MinVersion)}
 	for _, r := range res.Retired {

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"log/slog"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
@@ -32,13 +30,13 @@ type Backups interface {
 // BackupAdmin implements tokenvault.v1.BackupAdmin over Backups.
 type BackupAdmin struct {
 	pb.UnimplementedBackupAdminServer
-	s       *Server
+	mapper
 	backups Backups
 }
 
 // NewBackupAdmin returns the backup service.
 func NewBackupAdmin(v *vault.Vault, backups Backups, log *slog.Logger) *BackupAdmin {
-	return &BackupAdmin{s: New(v, log), backups: backups}
+	return &BackupAdmin{mapper: mapper{orDefault(log)}, backups: backups}
 }
 
 func (b *BackupAdmin) Backup(req *pb.BackupRequest, stream pb.BackupAdmin_BackupServer) error {
@@ -48,12 +46,11 @@ func (b *BackupAdmin) Backup(req *pb.BackupRequest, stream pb.BackupAdmin_Backup
 		return stream.Send(&pb.BackupResponse{Chunk: chunk, ReadBytes: r, TotalBytes: t})
 	})
 	if errors.Is(err, errors.ErrUnsupported) {
-		// The store cannot be backed up: the one answer the status table
-		// has no row for (the method exists, this vault's store lacks it).
-		return status.Error(codes.Unimplemented, "this store does not support backups")
+		// The method exists, this vault's store lacks it.
+		return b.toStatus("Backup", unsupported("this store does not support backups"))
 	}
 	if err != nil {
-		return b.s.toStatus("Backup", err)
+		return b.toStatus("Backup", err)
 	}
 	// The last chunk was sent after the whole payload was read: its
 	// progress is the final one.
@@ -70,7 +67,7 @@ func (b *BackupAdmin) ExportErasureLedger(_ *pb.ExportErasureLedgerRequest, stre
 		return stream.Send(msg)
 	})
 	if err != nil {
-		return b.s.toStatus("ExportErasureLedger", err)
+		return b.toStatus("ExportErasureLedger", err)
 	}
-	return b.s.toStatus("ExportErasureLedger", stream.Send(&pb.ExportErasureLedgerResponse{LedgerKeyId: kid, LedgerMac: mac}))
+	return b.toStatus("ExportErasureLedger", stream.Send(&pb.ExportErasureLedgerResponse{LedgerKeyId: kid, LedgerMac: mac}))
 }

@@ -83,15 +83,16 @@ func NewLimiter(l Limits) (*Limiter, error) {
 	return &Limiter{limits: l, now: time.Now, byID: map[string]*buckets{}}, nil
 }
 
-// deterministic tells a deterministic field as the server does when it
-// tokenizes (server.go): the same rule decides what is authorized,
-// counted and done.
+// deterministic tells a deterministic field, for the guard (authz.go),
+// the limiter and the Tokenize handler (server.go): the same rule decides
+// what is authorized, counted and done.
 func deterministic(f *pb.Field) bool {
 	return f.GetOptions().GetMode() == pb.TokenMode_TOKEN_MODE_DETERMINISTIC
 }
 
 // admitTokenize takes fields from id's buckets, or none of them and an
-// error naming the field and the limit. A nil Limiter limits nothing.
+// error naming the field (a *fieldError) and the limit. A nil Limiter
+// limits nothing.
 func (l *Limiter) admitTokenize(id auth.Identity, fields []*pb.Field) error {
 	if l == nil || len(fields) == 0 {
 		return nil
@@ -108,13 +109,13 @@ func (l *Limiter) admitTokenize(id auth.Identity, fields []*pb.Field) error {
 	// A call larger than a burst could never pass: say so rather than
 	// "retry later".
 	if lt.on() && len(fields) > lt.Burst {
-		return fmt.Errorf("fields: %w: %d fields in one call is more than one identity may tokenize (%s); send smaller batches",
-			ErrRateLimited, len(fields), lt.describe("fields"))
+		return &fieldError{"fields", fmt.Errorf("%w: %d fields in one call is more than one identity may tokenize (%s); send smaller batches",
+			ErrRateLimited, len(fields), lt.describe("fields"))}
 	}
 	detField := func() string { return "fields[" + strconv.Itoa(firstDet) + "].options.mode" }
 	if ld.on() && det > ld.Burst {
-		return fmt.Errorf("%s: %w: %d deterministic fields in one call is more than one identity may tokenize (%s); send smaller batches",
-			detField(), ErrRateLimited, det, ld.describe("deterministic fields"))
+		return &fieldError{detField(), fmt.Errorf("%w: %d deterministic fields in one call is more than one identity may tokenize (%s); send smaller batches",
+			ErrRateLimited, det, ld.describe("deterministic fields"))}
 	}
 	if !lt.on() && (!ld.on() || det == 0) {
 		return nil
@@ -128,12 +129,12 @@ func (l *Limiter) admitTokenize(id auth.Identity, fields []*pb.Field) error {
 	// that a refused call costs nothing.
 	if b.all != nil {
 		if wait := shortfall(b.all, now, len(fields), lt); wait > 0 {
-			return fmt.Errorf("fields: %w: %s may tokenize %s; retry in %s", ErrRateLimited, id, lt.describe("fields"), wait)
+			return &fieldError{"fields", fmt.Errorf("%w: %s may tokenize %s; retry in %s", ErrRateLimited, id, lt.describe("fields"), wait)}
 		}
 	}
 	if b.det != nil && det > 0 {
 		if wait := shortfall(b.det, now, det, ld); wait > 0 {
-			return fmt.Errorf("%s: %w: %s may tokenize %s; retry in %s", detField(), ErrRateLimited, id, ld.describe("deterministic fields"), wait)
+			return &fieldError{detField(), fmt.Errorf("%w: %s may tokenize %s; retry in %s", ErrRateLimited, id, ld.describe("deterministic fields"), wait)}
 		}
 	}
 	if b.all != nil {

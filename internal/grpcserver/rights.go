@@ -4,8 +4,6 @@ import (
 	"context"
 	"time"
 
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
@@ -49,7 +47,7 @@ func (s *Server) RectifyToken(ctx context.Context, req *pb.RectifyTokenRequest) 
 	if err != nil {
 		return nil, s.toStatus("RectifyToken", err)
 	}
-	noteSubject(ctx, r.Subject)
+	recordRectified(ctx, req.GetToken(), r)
 	return &pb.RectifyTokenResponse{Deterministic: r.Deterministic}, nil
 }
 
@@ -71,7 +69,7 @@ func (s *Server) UnrestrictSubject(ctx context.Context, req *pb.UnrestrictSubjec
 func (s *Server) GetReceiptPublicKey(context.Context, *pb.GetReceiptPublicKeyRequest) (*pb.GetReceiptPublicKeyResponse, error) {
 	pub := s.v.ReceiptPublicKey()
 	if pub == nil {
-		return nil, status.Error(codes.FailedPrecondition, "this vault does not sign erasure receipts")
+		return nil, s.toStatus("GetReceiptPublicKey", notConfigured("this vault does not sign erasure receipts"))
 	}
 	return &pb.GetReceiptPublicKeyResponse{PublicKeyPem: string(receipt.MarshalPublicKey(pub)), KeyId: receipt.KeyID(pub)}, nil
 }

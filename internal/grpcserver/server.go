@@ -32,8 +32,8 @@ const MaxMessageBytes = 16 << 20
 // Server implements tokenvault.v1.TokenVault over a vault.Vault.
 type Server struct {
 	pb.UnimplementedTokenVaultServer
-	v   *vault.Vault
-	log *slog.Logger
+	mapper // errors → statuses (status.go)
+	v      *vault.Vault
 	// OnBatch, if set, is told each batch request's size (for metrics).
 	OnBatch func(rpc string, n int)
 }
@@ -46,10 +46,14 @@ func (s *Server) observeBatch(rpc string, n int) {
 
 // New returns the service implementation.
 func New(v *vault.Vault, log *slog.Logger) *Server {
+	return &Server{mapper: mapper{orDefault(log)}, v: v}
+}
+
+func orDefault(log *slog.Logger) *slog.Logger {
 	if log == nil {
-		log = slog.Default()
+		return slog.Default()
 	}
-	return &Server{v: v, log: log}
+	return log
 }
 
 // Limits per client connection (see NewGRPCServer).
@@ -116,7 +120,7 @@ func (s *Server) recoverPanic(method string, err *error) {
 	if r := recover(); r != nil {
 		ref := errorRef()
 		s.log.Error("panic in handler", "method", method, "ref", ref, "stack", string(debug.Stack()))
-		*err = status.Error(codes.Internal, "internal error (ref "+ref+")")
+		*err = internalError(ref).status()
 	}
 }
 
@@ -198,7 +202,7 @@ func (s *Server) Tokenize(ctx context.Context, req *pb.TokenizeRequest) (*pb.Tok
 		fields[i] = vault.Field{
 			Kind:          kindFromPB(f.GetKind()),
 			Value:         f.GetValue(),
-			Deterministic: f.GetOptions().GetMode() == pb.TokenMode_TOKEN_MODE_DETERMINISTIC,
+			Deterministic: deterministic(f), // as the guard authorized and counted it
 			ChecksumValid: f.GetOptions().GetChecksumValid(),
 		}
 		if ttl := f.GetOptions().GetTtl(); ttl != nil {
@@ -222,6 +226,7 @@ func (s *Server) Detokenize(ctx context.Context, req *pb.DetokenizeRequest) (*pb
 	if err != nil {
 		return nil, s.toStatus("Detokenize", err)
 	}
+	recordRevealed(ctx, req.GetTokens(), res)
 	out := &pb.DetokenizeResponse{Results: make([]*pb.DetokenizeResult, len(res))}
 	for i, r := range res {
 		out.Results[i] = &pb.DetokenizeResult{Status: s.itemStatus("Detokenize", r.Err)}
@@ -238,6 +243,7 @@ func (s *Server) Mask(ctx context.Context, req *pb.MaskRequest) (*pb.MaskRespons
 	if err != nil {
 		return nil, s.toStatus("Mask", err)
 	}
+	recordRevealed(ctx, req.GetTokens(), res)
 	out := &pb.MaskResponse{Results: make([]*pb.MaskResult, len(res))}
 	for i, r := range res {
 		out.Results[i] = &pb.MaskResult{Status: s.itemStatus("Mask", r.Err)}
@@ -271,6 +277,7 @@ func (s *Server) Decrypt(ctx context.Context, req *pb.DecryptRequest) (*pb.Decry
 	if err != nil {
 		return nil, s.toStatus("Decrypt", err)
 	}
+	recordDecrypted(ctx, items, res)
 	out := &pb.DecryptResponse{Results: make([]*pb.DecryptResult, len(res))}
 	for i, r := range res {
 		out.Results[i] = &pb.DecryptResult{Status: s.itemStatus("Decrypt", r.Err), Plaintext: r.Plaintext, SubjectId: r.Subject}
@@ -291,14 +298,6 @@ func (s *Server) EraseSubject(ctx context.Context, req *pb.EraseSubjectRequest) 
 	}, SignedReceipt: signed}
 	addReceiptDetails(out.Receipt, r)
 	return out, nil
-}
-
-func (s *Server) itemStatus(method string, err error) *pb.ItemStatus {
-	if err == nil {
-		return &pb.ItemStatus{Code: int32(codes.OK)}
-	}
-	o := classify(s.log, method, err)
-	return &pb.ItemStatus{Code: int32(o.code), Message: o.msg, Reason: o.reason}
 }
 
 // The proto enum and format.Kind use the same numbers; these conversions

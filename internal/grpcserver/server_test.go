@@ -158,7 +158,7 @@ func FuzzRequests(f *testing.F) {
 // "internal error (ref …)", with details only in the server log.
 func TestInternalErrorsAreGeneric(t *testing.T) {
 	var logs strings.Builder
-	s := &Server{log: slog.New(slog.NewTextHandler(&logs, nil))}
+	s := New(nil, slog.New(slog.NewTextHandler(&logs, nil)))
 	err := s.toStatus("Test", io.ErrUnexpectedEOF)
 	st := status.Convert(err)
 	if st.Code() != codes.Internal || !strings.HasPrefix(st.Message(), "internal error (ref ") || strings.Contains(st.Message(), "EOF") {

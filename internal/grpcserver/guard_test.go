@@ -27,7 +27,7 @@ func TestEveryMethodHasAnOperation(t *testing.T) {
 			}
 			spec, ok := methods[full]
 			if !ok || !spec.op.Valid() {
-				t.Errorf("%s has no operation in the guard's methods table (authz.go)", full)
+				t.Errorf("%s has no operation in the guard's methods table (guard.go)", full)
 			}
 			if spec.op.Reveal() && spec.audit != auditAlways {
 				t.Errorf("%s reveals values but is not always audited", full)
