@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tokenvault/tokenvault/internal/app"
 	"github.com/tokenvault/tokenvault/internal/config"
 )
 
@@ -23,7 +22,7 @@ func write(t *testing.T, content string) string {
 	return p
 }
 
-func load(t *testing.T, content string, e map[string]string) (app.Config, error) {
+func load(t *testing.T, content string, e map[string]string) (config.Config, error) {
 	t.Helper()
 	cfg, err := config.Load(write(t, content), env(e))
 	if err != nil {
