@@ -22,6 +22,7 @@ import (
 	"github.com/tokenvault/tokenvault/client"
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/internal/app"
+	"github.com/tokenvault/tokenvault/internal/config"
 	"github.com/tokenvault/tokenvault/vault/receipt"
 )
 
@@ -181,9 +182,9 @@ func TestRetryOnlyWhenSafe(t *testing.T) {
 	go func() {
 		time.Sleep(200 * time.Millisecond)
 		dir := t.TempDir()
-		a, err := app.Start(context.Background(), app.Config{Listen: down, DataDir: filepath.Join(dir, "d"),
-			KEK:     app.KEKConfig{Keyring: agekeyring.Config{Path: filepath.Join(dir, "k.age"), IdentityFile: filepath.Join(dir, "id")}},
-			Metrics: app.MetricsConfig{Listen: "off"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		a, err := app.Start(context.Background(), config.Config{Listen: down, DataDir: filepath.Join(dir, "d"),
+			KEK:     config.KEKConfig{Keyring: agekeyring.Config{Path: filepath.Join(dir, "k.age"), IdentityFile: filepath.Join(dir, "id")}},
+			Metrics: config.MetricsConfig{Listen: "off"}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if err != nil {
 			t.Error(err)
 		}

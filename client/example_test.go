@@ -13,6 +13,7 @@ import (
 	"github.com/tokenvault/tokenvault/client"
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/internal/app"
+	"github.com/tokenvault/tokenvault/internal/config"
 )
 
 // addr is a real tokenvault server started for the examples.
@@ -23,11 +24,11 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	a, err := app.Start(context.Background(), app.Config{
+	a, err := app.Start(context.Background(), config.Config{
 		Listen:  "127.0.0.1:0",
 		DataDir: filepath.Join(dir, "data"),
-		KEK:     app.KEKConfig{Keyring: agekeyring.Config{Path: filepath.Join(dir, "keyring.age"), IdentityFile: filepath.Join(dir, "identity.txt")}},
-		Metrics: app.MetricsConfig{Listen: "off"},
+		KEK:     config.KEKConfig{Keyring: agekeyring.Config{Path: filepath.Join(dir, "keyring.age"), IdentityFile: filepath.Join(dir, "identity.txt")}},
+		Metrics: config.MetricsConfig{Listen: "off"},
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {

@@ -11,44 +11,13 @@ import (
 
 	"github.com/tokenvault/tokenvault/client"
 	"github.com/tokenvault/tokenvault/crypto/keyfile"
-	"github.com/tokenvault/tokenvault/internal/app"
 	"github.com/tokenvault/tokenvault/internal/audit"
 	"github.com/tokenvault/tokenvault/internal/auth"
 )
 
-// Flags and commands for "Who may see what": TLS, API keys, policy and the
-// audit log. Only wiring; the work is in internal/auth and internal/audit.
-
-// apiKeyFlags collects repeated --api-key NAME=sha256:HEX flags.
-type apiKeyFlags struct{ keys *[]auth.APIKey }
-
-func (f apiKeyFlags) String() string { return "" }
-
-func (f apiKeyFlags) Set(v string) error {
-	for _, one := range strings.Split(v, ",") {
-		name, hash, ok := strings.Cut(strings.TrimSpace(one), "=")
-		if !ok {
-			return errors.New(`want NAME=sha256:HEX (from "tokenvault apikey new")`)
-		}
-		*f.keys = append(*f.keys, auth.APIKey{Name: name, Hash: hash})
-	}
-	return nil
-}
-
-// addServeAuthFlags registers serve's flags; call the returned func after
-// parsing (it adds keys from the environment).
-func addServeAuthFlags(fs *flag.FlagSet, c *app.AuthConfig) {
-	fs.StringVar(&c.TLS.Cert, "tls-cert", "", "PEM server certificate: serve TLS (auth.tls.cert_file)")
-	fs.StringVar(&c.TLS.Key, "tls-key", "", "PEM server private key (auth.tls.key_file)")
-	fs.StringVar(&c.TLS.ClientCA, "tls-client-ca", "", "PEM CA bundle that verifies client certificates: mutual TLS (auth.tls.client_ca_file)")
-	fs.BoolVar(&c.TLS.RequireClientCert, "tls-require-client-cert", false, "refuse connections without a client certificate, so no API keys (auth.tls.require_client_cert)")
-	fs.StringVar(&c.PolicyFile, "policy", "", "YAML policy file (see deploy/policy); without one: dev mode, every caller may do everything, plaintext loopback only (auth.policy_file)")
-	fs.DurationVar(&c.PolicyPollInterval, "policy-poll", 0, "how often to re-read the policy file when it changes (default 10s; negative: only on SIGHUP) (auth.policy_poll_interval)")
-	fs.Var(apiKeyFlags{&c.APIKeys}, "api-key", "an API key as NAME=sha256:HEX (repeatable; also auth.api_keys and env TOKENVAULT_API_KEYS, comma-separated); make one with \"tokenvault apikey new\"")
-	fs.StringVar(&c.Audit.Path, "audit-log", "", "audit log file (default: tokenvault-audit/audit.jsonl beside the data directory) (auth.audit.path)")
-	fs.BoolVar(&c.Audit.AllowUnverifiedHistory, "audit-allow-unverified", false, "start even if the end of the audit log does not verify against its last signed checkpoint (check it with \"tokenvault audit verify\" first; the acceptance is audited) (auth.audit.allow_unverified_history)")
-	fs.StringVar(&c.Audit.SigningKey, "audit-signing-key", "", "Ed25519 key that signs audit checkpoints, created if missing (default: audit-signing.key beside the keyring) (auth.audit.signing_key)")
-}
+// Client credentials and the commands for "Who may see what": API keys and
+// the audit log (serve's TLS, API key and policy flags are in serveFlags).
+// Only wiring; the work is in internal/auth and internal/audit.
 
 // clientAuth holds the client commands' TLS and API key flags.
 type clientAuth struct {

@@ -8,10 +8,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,6 +22,7 @@ import (
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/crypto/kek/hcvault"
 	"github.com/tokenvault/tokenvault/internal/backup"
+	"github.com/tokenvault/tokenvault/internal/config"
 	"github.com/tokenvault/tokenvault/internal/grpcserver"
 	"github.com/tokenvault/tokenvault/internal/metrics"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
@@ -31,239 +30,9 @@ import (
 	"github.com/tokenvault/tokenvault/vault/badgerstore"
 )
 
-// Config is the server configuration: the YAML config file's shape (see
-// deploy/tokenvault.example.yaml; loaded by internal/config).
-type Config struct {
-	// Listen is the gRPC address (default 127.0.0.1:7300).
-	Listen string `yaml:"listen"`
-	// DataDir holds the badger store (default ./tokenvault-data).
-	DataDir string `yaml:"data_dir"`
-	// AllowPlaintextNonLoopback permits serving plaintext gRPC on a
-	// non-loopback address. Off by default: values and tokens would cross
-	// the network in the clear.
-	AllowPlaintextNonLoopback bool `yaml:"insecure_plaintext_nonloopback"`
-	// KEK is the key-encryption key provider.
-	KEK KEKConfig `yaml:"kek"`
-	// Cache bounds the cache of unwrapped subject keys.
-	Cache CacheConfig `yaml:"cache"`
-	// Log configures structured logging (used by cmd to build Logger).
-	Log LogConfig `yaml:"log"`
-	// Metrics configures the HTTP listener for /metrics, /healthz, /readyz.
-	Metrics MetricsConfig `yaml:"metrics"`
-	// Maintenance configures background store maintenance.
-	Maintenance MaintenanceConfig `yaml:"maintenance"`
-	// Auth: TLS, API keys, policy, audit log (internal/app/auth.go).
-	Auth AuthConfig `yaml:"auth"`
-	// ShutdownTimeout bounds the graceful drain (default 10s).
-	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-	// Rights: data-subject rights, receipts, erasure ledger (rights.go).
-	Rights RightsConfig `yaml:"rights"`
-	// Profiling serves pprof on a loopback address (off by default).
-	Profiling ProfilingConfig `yaml:"profiling"`
-	// Limits: per-identity tokenize rates under a policy (limits.go).
-	Limits LimitsConfig `yaml:"limits"`
-	// Logger receives the server's logs (default slog.Default()).
-	Logger *slog.Logger `yaml:"-"`
-}
-
-// KEKConfig selects and configures the key-encryption key provider.
-type KEKConfig struct {
-	// Provider is "local" (default, the age keyring) or "vault"
-	// (HashiCorp Vault transit).
-	Provider string `yaml:"provider"`
-	// Keyring is the local keyring (defaults: ./tokenvault-keys/keyring.age
-	// opened by ./tokenvault-keys/identity.txt).
-	Keyring agekeyring.Config `yaml:"keyring"`
-	// Vault configures the HashiCorp Vault transit KEK.
-	Vault hcvault.Config `yaml:"vault"`
-	// BackupRetention is how long backups are kept: a KEK version is
-	// retired only once its successor is older than this (default 30 days).
-	BackupRetention time.Duration `yaml:"backup_retention"`
-	// HealthInterval is how often the provider's health is checked
-	// (default 5s).
-	HealthInterval time.Duration `yaml:"health_interval"`
-}
-
-// CacheConfig bounds the cache of unwrapped subject keys.
-type CacheConfig struct {
-	// Size is the number of subjects (default 100,000).
-	Size int `yaml:"size"`
-	// TTL is how long an unwrapped key stays cached (default 10m).
-	TTL time.Duration `yaml:"ttl"`
-}
-
-// LogConfig configures logging.
-type LogConfig struct {
-	Format string `yaml:"format"` // text (default) or json
-	Level  string `yaml:"level"`  // debug, info (default), warn, error
-}
-
-// MetricsConfig configures the HTTP observability listener.
-type MetricsConfig struct {
-	// Listen is the address of /metrics, /healthz and /readyz (default
-	// 127.0.0.1:9300); "off" disables the listener.
-	Listen string `yaml:"listen"`
-}
-
-// MaintenanceConfig configures background store maintenance.
-type MaintenanceConfig struct {
-	// GCInterval is how often badger's value-log GC runs (default 10m).
-	GCInterval time.Duration `yaml:"gc_interval"`
-	// GCDiscardRatio is the share of stale data that makes a value-log
-	// file worth rewriting (default 0.5).
-	GCDiscardRatio float64 `yaml:"gc_discard_ratio"`
-}
-
-// SetDefaults fills unset fields.
-func (c *Config) SetDefaults() {
-	if c.Listen == "" {
-		c.Listen = "127.0.0.1:7300"
-	}
-	if c.DataDir == "" {
-		c.DataDir = "tokenvault-data"
-	}
-	k := &c.KEK
-	if k.Provider == "" {
-		k.Provider = KEKLocal
-	}
-	if k.Provider == KEKVault {
-		k.Vault.SetDefaults()
-	}
-	if k.BackupRetention == 0 {
-		k.BackupRetention = 30 * 24 * time.Hour
-	}
-	if k.HealthInterval == 0 {
-		k.HealthInterval = 5 * time.Second
-	}
-	if k.Keyring.Path == "" {
-		k.Keyring.Path = filepath.Join("tokenvault-keys", "keyring.age")
-	}
-	if k.Keyring.IdentityFile == "" && k.Keyring.Passphrase == "" {
-		k.Keyring.IdentityFile = filepath.Join(filepath.Dir(k.Keyring.Path), "identity.txt")
-	}
-	if c.Cache.Size == 0 {
-		c.Cache.Size = 100_000
-	}
-	if c.Cache.TTL == 0 {
-		c.Cache.TTL = 10 * time.Minute
-	}
-	if c.Log.Format == "" {
-		c.Log.Format = "text"
-	}
-	if c.Log.Level == "" {
-		c.Log.Level = "info"
-	}
-	if c.Metrics.Listen == "" {
-		c.Metrics.Listen = "127.0.0.1:9300"
-	}
-	if c.Maintenance.GCInterval == 0 {
-		c.Maintenance.GCInterval = 10 * time.Minute
-	}
-	if c.Maintenance.GCDiscardRatio == 0 {
-		c.Maintenance.GCDiscardRatio = 0.5
-	}
-	if c.ShutdownTimeout == 0 {
-		c.ShutdownTimeout = 10 * time.Second
-	}
-	c.Rights.keysDir = filepath.Dir(c.KEK.Keyring.Path)
-	c.Rights.SetDefaults()
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
-	c.Auth.SetDefaults()
-	c.Auth.setPathDefaults(c.DataDir, c.KEK.Keyring.Path)
-	c.Limits.SetDefaults()
-}
-
-// Validate reports every problem at once, each naming its config key.
-func (c *Config) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if host, _, err := net.SplitHostPort(c.Listen); err != nil {
-		bad("listen: %q is not host:port", c.Listen)
-	} else if err := c.validateListen(host); err != nil {
-		errs = append(errs, err)
-	}
-	if err := c.Auth.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if c.DataDir == "" {
-		bad("data_dir: must not be empty")
-	}
-	if err := c.Rights.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := c.Profiling.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := c.Limits.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	switch c.KEK.Provider {
-	case KEKLocal:
-		if err := c.KEK.Keyring.Validate(); err != nil {
-			errs = append(errs, err)
-		}
-	case KEKVault:
-		if err := c.KEK.Vault.Validate(); err != nil {
-			errs = append(errs, err)
-		}
-	default:
-		bad("kek.provider: %q is not %q or %q", c.KEK.Provider, KEKLocal, KEKVault)
-	}
-	if c.KEK.BackupRetention < 0 {
-		bad("kek.backup_retention: must not be negative")
-	}
-	if c.KEK.HealthInterval < 0 {
-		bad("kek.health_interval: must not be negative")
-	}
-	if c.Cache.Size < 0 {
-		bad("cache.size: must not be negative")
-	}
-	if c.Cache.TTL < 0 {
-		bad("cache.ttl: must not be negative")
-	}
-	if c.Log.Format != "text" && c.Log.Format != "json" {
-		bad("log.format: %q is not text or json", c.Log.Format)
-	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(c.Log.Level)); err != nil {
-		bad("log.level: %q is not debug, info, warn or error", c.Log.Level)
-	}
-	if c.Metrics.Listen != "off" {
-		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
-			bad("metrics.listen: %q is not host:port or off", c.Metrics.Listen)
-		}
-	}
-	if c.Maintenance.GCInterval < 0 {
-		bad("maintenance.gc_interval: must not be negative")
-	}
-	if r := c.Maintenance.GCDiscardRatio; r <= 0 || r >= 1 {
-		bad("maintenance.gc_discard_ratio: must be between 0 and 1, not %v", r)
-	}
-	if c.ShutdownTimeout < 0 {
-		bad("shutdown_timeout: must not be negative")
-	}
-	return errors.Join(errs...)
-}
-
-// KEK provider names.
-const (
-	KEKLocal = "local"
-	KEKVault = "vault"
-)
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
 // App is a running server.
 type App struct {
-	cfg     Config
+	cfg     config.Config
 	store   *badgerstore.Store
 	kek     kek.Wrapper
 	vault   *vault.Vault
@@ -287,7 +56,7 @@ type App struct {
 }
 
 // Start opens the store and keyring and starts serving.
-func Start(ctx context.Context, cfg Config) (a *App, err error) {
+func Start(ctx context.Context, cfg config.Config) (a *App, err error) {
 	cfg.SetDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -316,7 +85,7 @@ func Start(ctx context.Context, cfg Config) (a *App, err error) {
 // openKEK opens the configured KEK provider. It refuses a provider that
 // cannot unwrap the keys the store already holds: a wrong keyring or
 // transit key would otherwise make every subject unreadable, silently.
-func openKEK(ctx context.Context, cfg Config, store vault.KeyScanStore) (kek.Wrapper, bool, error) {
+func openKEK(ctx context.Context, cfg config.Config, store vault.KeyScanStore) (kek.Wrapper, bool, error) {
 	log := cfg.Logger
 	hasKeys, err := store.HasSubjectKeys(ctx)
 	if err != nil {
@@ -325,7 +94,7 @@ func openKEK(ctx context.Context, cfg Config, store vault.KeyScanStore) (kek.Wra
 	var w kek.Wrapper
 	created := false
 	switch cfg.KEK.Provider {
-	case KEKVault:
+	case config.KEKVault:
 		if w, err = hcvault.New(ctx, cfg.KEK.Vault, log.With("component", "hcvault")); err != nil {
 			return nil, false, err
 		}
@@ -375,7 +144,7 @@ func closeKEK(w kek.Wrapper) {
 	}
 }
 
-func start(ctx context.Context, cfg Config, store *badgerstore.Store, wrapper kek.Wrapper, created bool) (_ *App, err error) {
+func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, wrapper kek.Wrapper, created bool) (_ *App, err error) {
 	// undo releases, in reverse order, what was opened before a failure.
 	var undo []func()
 	defer func() {
@@ -391,7 +160,7 @@ func start(ctx context.Context, cfg Config, store *badgerstore.Store, wrapper ke
 	}
 	m := metrics.New()
 	v, err := vault.New(ctx, store, wrapper, vault.Options{Logger: cfg.Logger, CacheSize: cfg.Cache.Size,
-		CacheTTL: cfg.Cache.TTL, OnKEK: m.ObserveKEK, Rights: cfg.Rights.options(rk, cfg.KEK.BackupRetention)})
+		CacheTTL: cfg.Cache.TTL, OnKEK: m.ObserveKEK, Rights: rightsOptions(cfg.Rights, rk, cfg.KEK.BackupRetention)})
 	if err != nil {
 		rk.ledger.Zero()
 		return nil, err

@@ -14,58 +14,8 @@ import (
 	"github.com/tokenvault/tokenvault/client"
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/crypto/keyfile"
-	"github.com/tokenvault/tokenvault/internal/auth"
+	"github.com/tokenvault/tokenvault/internal/config"
 )
-
-// TestAuthConfigValidate: every rule, with the error naming the key.
-func TestAuthConfigValidate(t *testing.T) {
-	_, hash, err := auth.NewAPIKey()
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsOn := auth.TLSFiles{Cert: "c.pem", Key: "k.pem"}
-	cases := []struct {
-		name   string
-		listen string
-		plain  bool // --insecure-plaintext-nonloopback
-		auth   AuthConfig
-		want   string // "" = valid
-	}{
-		{"dev mode on loopback", "127.0.0.1:7300", false, AuthConfig{}, ""},
-		{"dev mode on localhost", "localhost:7300", false, AuthConfig{}, ""},
-		{"plaintext non-loopback", "0.0.0.0:7300", false, AuthConfig{PolicyFile: "p"}, "listen: refusing plaintext gRPC"},
-		{"plaintext non-loopback allowed", "0.0.0.0:7300", true, AuthConfig{PolicyFile: "p"}, ""},
-		{"non-loopback without policy", "0.0.0.0:7300", true, AuthConfig{}, "auth.policy_file: required"},
-		{"TLS without policy", "127.0.0.1:7300", false, AuthConfig{TLS: tlsOn}, "auth.policy_file: required"},
-		{"TLS non-loopback", "0.0.0.0:7300", false, AuthConfig{TLS: tlsOn, PolicyFile: "p"}, ""},
-		{"cert without key", "127.0.0.1:7300", false, AuthConfig{TLS: auth.TLSFiles{Cert: "c"}, PolicyFile: "p"}, "auth.tls.key_file: required"},
-		{"key without cert", "127.0.0.1:7300", false, AuthConfig{TLS: auth.TLSFiles{Key: "k"}, PolicyFile: "p"}, "auth.tls.cert_file: required"},
-		{"client CA without TLS", "127.0.0.1:7300", false, AuthConfig{TLS: auth.TLSFiles{ClientCA: "ca"}, PolicyFile: "p"}, "auth.tls.cert_file: client certificates"},
-		{"require without CA", "127.0.0.1:7300", false, AuthConfig{TLS: auth.TLSFiles{Cert: "c", Key: "k", RequireClientCert: true}, PolicyFile: "p"}, "auth.tls.client_ca_file: required"},
-		{"bad API key", "127.0.0.1:7300", false, AuthConfig{APIKeys: []auth.APIKey{{Name: "a", Hash: hash}, {Name: "b", Hash: "x"}}}, "auth.api_keys[1].hash: must start with"},
-		{"duplicate API key", "127.0.0.1:7300", false, AuthConfig{APIKeys: []auth.APIKey{{Name: "a", Hash: hash}, {Name: "a", Hash: hash}}}, "auth.api_keys[1].name"},
-		{"negative checkpoint", "127.0.0.1:7300", false, AuthConfig{Audit: AuditConfig{CheckpointEvery: -1}}, "auth.audit.checkpoint_every"},
-	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			cfg := Config{Listen: c.listen, Auth: c.auth, AllowPlaintextNonLoopback: c.plain, DataDir: t.TempDir()}
-			cfg.SetDefaults()
-			err := cfg.Validate()
-			if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
-				t.Fatalf("got %v, want %q", err, c.want)
-			}
-		})
-	}
-}
-
-func TestAuthPathDefaults(t *testing.T) {
-	cfg := Config{DataDir: "/srv/tv/data"}
-	cfg.SetDefaults()
-	if cfg.Auth.Audit.Path != "/srv/tv/tokenvault-audit/audit.jsonl" ||
-		cfg.Auth.Audit.SigningKey != "tokenvault-keys/audit-signing.key" {
-		t.Fatalf("defaults: %+v", cfg.Auth.Audit)
-	}
-}
 
 // TestAuditKeyNotRecreated: a server whose audit log holds entries but whose
 // signing key is gone refuses to start (a new key would hide the log's
@@ -73,11 +23,11 @@ func TestAuthPathDefaults(t *testing.T) {
 // new chain with a new key.
 func TestAuditKeyNotRecreated(t *testing.T) {
 	dir := t.TempDir()
-	cfg := Config{
+	cfg := config.Config{
 		Listen:  "127.0.0.1:0",
 		DataDir: filepath.Join(dir, "data"),
-		KEK:     KEKConfig{Keyring: agekeyring.Config{Path: filepath.Join(dir, "keys", "keyring.age")}},
-		Metrics: MetricsConfig{Listen: "off"},
+		KEK:     config.KEKConfig{Keyring: agekeyring.Config{Path: filepath.Join(dir, "keys", "keyring.age")}},
+		Metrics: config.MetricsConfig{Listen: "off"},
 		Logger:  slog.New(slog.DiscardHandler),
 	}
 	a, err := Start(context.Background(), cfg)

@@ -3,90 +3,14 @@ package app
 import (
 	"context"
 	"crypto/ed25519"
-	"errors"
-	"fmt"
-	"path/filepath"
-	"slices"
 	"time"
 
 	"github.com/tokenvault/tokenvault/crypto/aead"
 	"github.com/tokenvault/tokenvault/crypto/keyfile"
+	"github.com/tokenvault/tokenvault/internal/config"
 	"github.com/tokenvault/tokenvault/vault"
 	"github.com/tokenvault/tokenvault/vault/format"
 )
-
-// RightsConfig is the "rights" section: data-subject rights, erasure
-// receipts and the erasure ledger.
-type RightsConfig struct {
-	// SigningKeyFile is the Ed25519 key that signs erasure receipts,
-	// created on first start (default: receipt-signing.pem beside the
-	// keyring).
-	SigningKeyFile string `yaml:"signing_key_file"`
-	// LedgerKeyFile keys the erasure ledger's hashes of subject ids,
-	// created on first start (default: ledger.key beside the keyring).
-	// `tokenvault restore` needs it.
-	LedgerKeyFile string `yaml:"ledger_key_file"`
-	// RotationInterval is how often the KEK is rotated and retired (R in
-	// the README). Receipts state erased_at + R + backup retention as the
-	// time by which every backup copy is undecryptable (default 30 days).
-	RotationInterval time.Duration `yaml:"rotation_interval"`
-	// PurgeInterval is how often expired tokens are purged (default 1m).
-	PurgeInterval time.Duration `yaml:"purge_interval"`
-	// Retention is the default expiry of new tokens per kind name (e.g.
-	// pan: 2160h); kinds not listed do not expire unless a request says so.
-	Retention map[string]time.Duration `yaml:"retention"`
-
-	keysDir string // from the keyring path; see Config.SetDefaults
-}
-
-// SetDefaults fills unset fields.
-func (c *RightsConfig) SetDefaults() {
-	if c.keysDir == "" {
-		c.keysDir = "tokenvault-keys"
-	}
-	if c.SigningKeyFile == "" {
-		c.SigningKeyFile = filepath.Join(c.keysDir, "receipt-signing.pem")
-	}
-	if c.LedgerKeyFile == "" {
-		c.LedgerKeyFile = filepath.Join(c.keysDir, "ledger.key")
-	}
-	if c.RotationInterval == 0 {
-		c.RotationInterval = 30 * 24 * time.Hour
-	}
-	if c.PurgeInterval == 0 {
-		c.PurgeInterval = time.Minute
-	}
-}
-
-// Validate names the offending key.
-func (c *RightsConfig) Validate() error {
-	switch {
-	case c.SigningKeyFile == "":
-		return errors.New("rights.signing_key_file: must not be empty")
-	case c.LedgerKeyFile == "":
-		return errors.New("rights.ledger_key_file: must not be empty")
-	case c.SigningKeyFile == c.LedgerKeyFile:
-		return errors.New("rights.ledger_key_file: must differ from rights.signing_key_file")
-	case c.RotationInterval <= 0:
-		return errors.New("rights.rotation_interval: must be positive")
-	case c.PurgeInterval <= 0:
-		return errors.New("rights.purge_interval: must be positive")
-	}
-	names := make([]string, 0, len(c.Retention))
-	for name := range c.Retention {
-		names = append(names, name)
-	}
-	slices.Sort(names) // report the first bad one deterministically
-	for _, name := range names {
-		if _, err := format.ParseKind(name); err != nil {
-			return fmt.Errorf("rights.retention.%s: unknown kind", name)
-		}
-		if d := c.Retention[name]; d <= 0 || d > vault.MaxTTL {
-			return fmt.Errorf("rights.retention.%s: must be positive and at most %v", name, vault.MaxTTL)
-		}
-	}
-	return nil
-}
 
 // rightsKeys are the key files' contents.
 type rightsKeys struct {
@@ -98,7 +22,7 @@ type rightsKeys struct {
 // key and the ledger key. A missing ledger key is created only while the
 // store has no ledger entries: a new key would match none of them, and a
 // restore would silently stop re-erasing.
-func openRightsKeys(ctx context.Context, c RightsConfig, store vault.LedgerStore, log interface{ Warn(string, ...any) }) (rightsKeys, error) {
+func openRightsKeys(ctx context.Context, c config.RightsConfig, store vault.LedgerStore, log interface{ Warn(string, ...any) }) (rightsKeys, error) {
 	var k rightsKeys
 	entries, err := store.LedgerEntries(ctx, nil, 1)
 	if err != nil {
@@ -121,7 +45,9 @@ func openRightsKeys(ctx context.Context, c RightsConfig, store vault.LedgerStore
 	return k, nil
 }
 
-func (c RightsConfig) options(k rightsKeys, backupRetention time.Duration) vault.RightsOptions {
+// rightsOptions turns the rights section and its keys into the domain's
+// options.
+func rightsOptions(c config.RightsConfig, k rightsKeys, backupRetention time.Duration) vault.RightsOptions {
 	o := vault.RightsOptions{LedgerKey: k.ledger, ReceiptKey: k.signing,
 		BackupHorizon: c.RotationInterval + backupRetention, DefaultTTL: map[format.Kind]time.Duration{}}
 	for name, d := range c.Retention {

@@ -1,6 +1,11 @@
-// Package config loads tokenvault's server configuration: a YAML file,
-// then environment overrides, then defaults and validation. Every error
-// names the key (or environment variable) at fault.
+// Package config is tokenvault's server configuration: one struct per
+// section ([Config], [AuthConfig], [RightsConfig], ...) with its
+// SetDefaults and Validate, and [Load], which reads a YAML file, then
+// environment overrides. Defaults and validation come last ([Validate]).
+// Every error names the key (or environment variable) at fault.
+//
+// The package only describes and checks settings; internal/app opens
+// what they name. app imports config, never the reverse.
 //
 // Environment variables are derived from the YAML keys: TOKENVAULT_ plus
 // the key path upper-cased and joined with "_", e.g. kek.vault.address is
@@ -12,178 +17,244 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"reflect"
-	"strconv"
-	"strings"
+	"log/slog"
+	"net"
+	"path/filepath"
 	"time"
 
-	"gopkg.in/yaml.v3"
-
-	"github.com/tokenvault/tokenvault/internal/app"
+	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
+	"github.com/tokenvault/tokenvault/crypto/kek/hcvault"
 )
 
-// EnvPrefix starts every environment override.
-const EnvPrefix = "TOKENVAULT_"
-
-// Load reads the YAML file at path (none if path is ""), applies
-// environment overrides from lookupEnv (os.LookupEnv in production), and
-// returns the configuration with defaults set. It does not validate: call
-// Validate after applying flags.
-func Load(path string, lookupEnv func(string) (string, bool)) (app.Config, error) {
-	var cfg app.Config
-	if path != "" {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return cfg, fmt.Errorf("config: %w", err)
-		}
-		if err := decode(b, &cfg); err != nil {
-			return cfg, fmt.Errorf("config %s: %w", path, err)
-		}
-	}
-	if err := applyEnv(reflect.ValueOf(&cfg).Elem(), EnvPrefix, "", lookupEnv); err != nil {
-		return cfg, err
-	}
-	if cfg.KEK.Vault.Address == "" {
-		cfg.KEK.Vault.Address, _ = lookupEnv("VAULT_ADDR")
-	}
-	if cfg.KEK.Vault.Token == "" {
-		cfg.KEK.Vault.Token, _ = lookupEnv("VAULT_TOKEN")
-	}
-	return cfg, nil
+// Config is the server configuration: the YAML config file's shape (see
+// deploy/tokenvault.example.yaml). Load reads it; internal/app starts a
+// server from it.
+type Config struct {
+	// Listen is the gRPC address (default 127.0.0.1:7300).
+	Listen string `yaml:"listen"`
+	// DataDir holds the badger store (default ./tokenvault-data).
+	DataDir string `yaml:"data_dir"`
+	// AllowPlaintextNonLoopback permits serving plaintext gRPC on a
+	// non-loopback address. Off by default: values and tokens would cross
+	// the network in the clear.
+	AllowPlaintextNonLoopback bool `yaml:"insecure_plaintext_nonloopback"`
+	// KEK is the key-encryption key provider.
+	KEK KEKConfig `yaml:"kek"`
+	// Cache bounds the cache of unwrapped subject keys.
+	Cache CacheConfig `yaml:"cache"`
+	// Log configures structured logging (used by cmd to build Logger).
+	Log LogConfig `yaml:"log"`
+	// Metrics configures the HTTP listener for /metrics, /healthz, /readyz.
+	Metrics MetricsConfig `yaml:"metrics"`
+	// Maintenance configures background store maintenance.
+	Maintenance MaintenanceConfig `yaml:"maintenance"`
+	// Auth: TLS, API keys, policy, audit log (auth.go).
+	Auth AuthConfig `yaml:"auth"`
+	// ShutdownTimeout bounds the graceful drain (default 10s).
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Rights: data-subject rights, receipts, erasure ledger (rights.go).
+	Rights RightsConfig `yaml:"rights"`
+	// Profiling serves pprof on a loopback address (off by default).
+	Profiling ProfilingConfig `yaml:"profiling"`
+	// Limits: per-identity tokenize rates under a policy (limits.go).
+	Limits LimitsConfig `yaml:"limits"`
+	// Logger receives the server's logs (default slog.Default()).
+	Logger *slog.Logger `yaml:"-"`
 }
 
-// Validate sets defaults and validates.
-func Validate(cfg *app.Config) error {
-	cfg.SetDefaults()
-	return cfg.Validate()
+// KEKConfig selects and configures the key-encryption key provider.
+type KEKConfig struct {
+	// Provider is "local" (default, the age keyring) or "vault"
+	// (HashiCorp Vault transit).
+	Provider string `yaml:"provider"`
+	// Keyring is the local keyring (defaults: ./tokenvault-keys/keyring.age
+	// opened by ./tokenvault-keys/identity.txt).
+	Keyring agekeyring.Config `yaml:"keyring"`
+	// Vault configures the HashiCorp Vault transit KEK.
+	Vault hcvault.Config `yaml:"vault"`
+	// BackupRetention is how long backups are kept: a KEK version is
+	// retired only once its successor is older than this (default 30 days).
+	BackupRetention time.Duration `yaml:"backup_retention"`
+	// HealthInterval is how often the provider's health is checked
+	// (default 5s).
+	HealthInterval time.Duration `yaml:"health_interval"`
 }
 
-// decode parses strictly: unknown keys are errors (a misspelt key would
-// otherwise silently leave a security setting at its default).
-func decode(b []byte, cfg *app.Config) error {
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	err := dec.Decode(cfg)
-	if errors.Is(err, io.EOF) {
-		return nil // an empty file
-	}
-	if err != nil {
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			return errors.New(strings.Join(te.Errors, "; "))
-		}
-		return err
-	}
-	var extra any
-	if dec.Decode(&extra) != io.EOF {
-		return errors.New("more than one YAML document")
-	}
-	return nil
+// CacheConfig bounds the cache of unwrapped subject keys.
+type CacheConfig struct {
+	// Size is the number of subjects (default 100,000).
+	Size int `yaml:"size"`
+	// TTL is how long an unwrapped key stays cached (default 10m).
+	TTL time.Duration `yaml:"ttl"`
 }
 
-var durationType = reflect.TypeFor[time.Duration]()
+// LogConfig configures logging.
+type LogConfig struct {
+	Format string `yaml:"format"` // text (default) or json
+	Level  string `yaml:"level"`  // debug, info (default), warn, error
+}
 
-// eachLeaf calls fn for every settable leaf of the config struct v, with
-// its environment variable name and its YAML key path. Nested structs
-// (other than durations) are sections and are walked into.
-func eachLeaf(v reflect.Value, prefix, keyPrefix string, fn func(fv reflect.Value, name, key string) error) error {
-	t := v.Type()
-	for i := range t.NumField() {
-		f := t.Field(i)
-		tag := strings.Split(f.Tag.Get("yaml"), ",")[0]
-		if tag == "" || tag == "-" || !f.IsExported() {
-			continue
-		}
-		name, key := prefix+strings.ToUpper(tag), keyPrefix+tag
-		if f.Type.Kind() == reflect.Slice {
-			continue // lists (auth.api_keys) come from the file, or a dedicated variable
-		}
-		var err error
-		if f.Type.Kind() == reflect.Struct && f.Type != durationType {
-			err = eachLeaf(v.Field(i), name+"_", key+".", fn)
-		} else {
-			err = fn(v.Field(i), name, key)
-		}
-		if err != nil {
-			return err
-		}
+// MetricsConfig configures the HTTP observability listener.
+type MetricsConfig struct {
+	// Listen is the address of /metrics, /healthz and /readyz (default
+	// 127.0.0.1:9300); "off" disables the listener.
+	Listen string `yaml:"listen"`
+}
+
+// MaintenanceConfig configures background store maintenance.
+type MaintenanceConfig struct {
+	// GCInterval is how often badger's value-log GC runs (default 10m).
+	GCInterval time.Duration `yaml:"gc_interval"`
+	// GCDiscardRatio is the share of stale data that makes a value-log
+	// file worth rewriting (default 0.5).
+	GCDiscardRatio float64 `yaml:"gc_discard_ratio"`
+}
+
+// SetDefaults fills unset fields.
+func (c *Config) SetDefaults() {
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:7300"
 	}
-	return nil
+	if c.DataDir == "" {
+		c.DataDir = "tokenvault-data"
+	}
+	k := &c.KEK
+	if k.Provider == "" {
+		k.Provider = KEKLocal
+	}
+	if k.Provider == KEKVault {
+		k.Vault.SetDefaults()
+	}
+	if k.BackupRetention == 0 {
+		k.BackupRetention = 30 * 24 * time.Hour
+	}
+	if k.HealthInterval == 0 {
+		k.HealthInterval = 5 * time.Second
+	}
+	if k.Keyring.Path == "" {
+		k.Keyring.Path = filepath.Join("tokenvault-keys", "keyring.age")
+	}
+	if k.Keyring.IdentityFile == "" && k.Keyring.Passphrase == "" {
+		k.Keyring.IdentityFile = filepath.Join(filepath.Dir(k.Keyring.Path), "identity.txt")
+	}
+	if c.Cache.Size == 0 {
+		c.Cache.Size = 100_000
+	}
+	if c.Cache.TTL == 0 {
+		c.Cache.TTL = 10 * time.Minute
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Metrics.Listen == "" {
+		c.Metrics.Listen = "127.0.0.1:9300"
+	}
+	if c.Maintenance.GCInterval == 0 {
+		c.Maintenance.GCInterval = 10 * time.Minute
+	}
+	if c.Maintenance.GCDiscardRatio == 0 {
+		c.Maintenance.GCDiscardRatio = 0.5
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	c.Rights.keysDir = filepath.Dir(c.KEK.Keyring.Path)
+	c.Rights.SetDefaults()
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.Auth.SetDefaults()
+	c.Auth.setPathDefaults(c.DataDir, c.KEK.Keyring.Path)
+	c.Limits.SetDefaults()
 }
 
-// applyEnv sets every field whose environment variable is present.
-func applyEnv(v reflect.Value, prefix, keyPrefix string, lookupEnv func(string) (string, bool)) error {
-	return eachLeaf(v, prefix, keyPrefix, func(fv reflect.Value, name, key string) error {
-		s, ok := lookupEnv(name)
-		if !ok {
-			return nil
+// Validate reports every problem at once, each naming its config key.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if host, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen: %q is not host:port", c.Listen)
+	} else if err := c.validateListen(host); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Auth.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.DataDir == "" {
+		bad("data_dir: must not be empty")
+	}
+	if err := c.Rights.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Profiling.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Limits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	switch c.KEK.Provider {
+	case KEKLocal:
+		if err := c.KEK.Keyring.Validate(); err != nil {
+			errs = append(errs, err)
 		}
-		if err := setField(fv, s); err != nil {
-			// The value is not echoed: it may be a secret.
-			return fmt.Errorf("%s (%s): %w", name, key, err)
+	case KEKVault:
+		if err := c.KEK.Vault.Validate(); err != nil {
+			errs = append(errs, err)
 		}
-		return nil
-	})
-}
-
-func setField(fv reflect.Value, s string) error {
-	switch {
-	case fv.Type() == durationType:
-		d, err := time.ParseDuration(s)
-		if err != nil {
-			return errors.New("not a duration such as 30s, 10m or 720h")
-		}
-		fv.SetInt(int64(d))
-	case fv.Kind() == reflect.String:
-		fv.SetString(s)
-	case fv.Kind() == reflect.Bool:
-		b, err := strconv.ParseBool(s)
-		if err != nil {
-			return errors.New("not true or false")
-		}
-		fv.SetBool(b)
-	case fv.Kind() == reflect.Int:
-		n, err := strconv.Atoi(s)
-		if err != nil {
-			return errors.New("not an integer")
-		}
-		fv.SetInt(int64(n))
-	case fv.Type() == reflect.TypeFor[map[string]time.Duration]():
-		// KEY=DURATION pairs, comma-separated: "pan=2160h,email=720h".
-		m := map[string]time.Duration{}
-		for _, pair := range strings.Split(s, ",") {
-			k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
-			d, err := time.ParseDuration(v)
-			if !ok || k == "" || err != nil {
-				return errors.New("not a comma-separated list of KEY=DURATION")
-			}
-			m[k] = d
-		}
-		fv.Set(reflect.ValueOf(m))
-	case fv.Kind() == reflect.Float64:
-		x, err := strconv.ParseFloat(s, 64)
-		if err != nil {
-			return errors.New("not a number")
-		}
-		fv.SetFloat(x)
 	default:
-		return fmt.Errorf("cannot be set from the environment (type %s)", fv.Type())
+		bad("kek.provider: %q is not %q or %q", c.KEK.Provider, KEKLocal, KEKVault)
 	}
-	return nil
+	if c.KEK.BackupRetention < 0 {
+		bad("kek.backup_retention: must not be negative")
+	}
+	if c.KEK.HealthInterval < 0 {
+		bad("kek.health_interval: must not be negative")
+	}
+	if c.Cache.Size < 0 {
+		bad("cache.size: must not be negative")
+	}
+	if c.Cache.TTL < 0 {
+		bad("cache.ttl: must not be negative")
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format: %q is not text or json", c.Log.Format)
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.Log.Level)); err != nil {
+		bad("log.level: %q is not debug, info, warn or error", c.Log.Level)
+	}
+	if c.Metrics.Listen != "off" {
+		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
+			bad("metrics.listen: %q is not host:port or off", c.Metrics.Listen)
+		}
+	}
+	if c.Maintenance.GCInterval < 0 {
+		bad("maintenance.gc_interval: must not be negative")
+	}
+	if r := c.Maintenance.GCDiscardRatio; r <= 0 || r >= 1 {
+		bad("maintenance.gc_discard_ratio: must be between 0 and 1, not %v", r)
+	}
+	if c.ShutdownTimeout < 0 {
+		bad("shutdown_timeout: must not be negative")
+	}
+	return errors.Join(errs...)
 }
 
-// EnvNames lists every environment variable the config honours, for docs
-// and tests.
-func EnvNames() []string {
-	var names []string
-	eachLeaf(reflect.ValueOf(app.Config{}), EnvPrefix, "", func(_ reflect.Value, name, _ string) error {
-		names = append(names, name)
-		return nil
-	})
-	return names
+// KEK provider names.
+const (
+	KEKLocal = "local"
+	KEKVault = "vault"
+)
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

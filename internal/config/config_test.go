@@ -1,13 +1,13 @@
 package config_test
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/tokenvault/tokenvault/internal/app"
 	"github.com/tokenvault/tokenvault/internal/config"
 )
 
@@ -23,7 +23,7 @@ func write(t *testing.T, content string) string {
 	return p
 }
 
-func load(t *testing.T, content string, e map[string]string) (app.Config, error) {
+func load(t *testing.T, content string, e map[string]string) (config.Config, error) {
 	t.Helper()
 	cfg, err := config.Load(write(t, content), env(e))
 	if err != nil {
@@ -161,4 +161,62 @@ func TestBadConfig(t *testing.T) {
 			t.Fatal("loaded a missing file")
 		}
 	})
+}
+
+// TestSet: one setting from its text form, by YAML key path (what
+// cmd/tokenvault's flags use); errors name the key, not the value.
+func TestSet(t *testing.T) {
+	var cfg config.Config
+	for key, v := range map[string]string{
+		"listen": "127.0.0.1:1", "kek.keyring.path": "k.age", "kek.backup_retention": "48h",
+		"insecure_plaintext_nonloopback": "true", "cache.size": "7", "maintenance.gc_discard_ratio": "0.25",
+		"rights.retention": "pan=1h, email=2h", "auth.tls.require_client_cert": "true",
+	} {
+		if err := cfg.Set(key, v); err != nil {
+			t.Fatalf("Set(%s): %v", key, err)
+		}
+	}
+	if cfg.Listen != "127.0.0.1:1" || cfg.KEK.Keyring.Path != "k.age" || cfg.KEK.BackupRetention != 48*time.Hour ||
+		!cfg.AllowPlaintextNonLoopback || cfg.Cache.Size != 7 || cfg.Maintenance.GCDiscardRatio != 0.25 ||
+		len(cfg.Rights.Retention) != 2 || cfg.Rights.Retention["email"] != 2*time.Hour || !cfg.Auth.TLS.RequireClientCert {
+		t.Fatalf("Set did not set: %+v", cfg)
+	}
+	// A map is replaced, not merged; API keys add up.
+	cfg.Set("rights.retention", "ssn=3h")
+	cfg.Set("auth.api_keys", "a=sha256:01")
+	cfg.Set("auth.api_keys", "b=sha256:02,c=sha256:03")
+	if len(cfg.Rights.Retention) != 1 || len(cfg.Auth.APIKeys) != 3 || cfg.Auth.APIKeys[2].Name != "c" || cfg.Auth.APIKeys[2].Hash != "sha256:03" {
+		t.Fatalf("retention %v, api keys %v", cfg.Rights.Retention, cfg.Auth.APIKeys)
+	}
+	for _, tc := range []struct{ key, value, want string }{
+		{"lisen", "x", "lisen: not a settable configuration key"},
+		{"kek", "x", "kek: not a settable"}, // a section, not a setting
+		{"kek.vault.token", "x", ""},
+		{"cache.ttl", "hunter2", "cache.ttl: not a duration"},
+		{"auth.api_keys", "hunter2", "auth.api_keys: want NAME=sha256:HEX"},
+	} {
+		err := cfg.Set(tc.key, tc.value)
+		if tc.want == "" && err != nil || tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)) || err != nil && strings.Contains(err.Error(), "hunter2") {
+			t.Errorf("Set(%s): %v, want %q", tc.key, err, tc.want)
+		}
+	}
+	if err := cfg.Set("nope", ""); !errors.Is(err, config.ErrUnknownKey) {
+		t.Errorf("unknown key: %v", err)
+	}
+}
+
+// TestAPIKeysEnv: TOKENVAULT_API_KEYS adds to the file's keys.
+func TestAPIKeysEnv(t *testing.T) {
+	cfg, err := config.Load(write(t, "auth:\n  api_keys:\n    - name: a\n      hash: sha256:01\n"),
+		env(map[string]string{config.APIKeysEnv: "b=sha256:02, c=sha256:03"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Auth.APIKeys) != 3 || cfg.Auth.APIKeys[0].Name != "a" || cfg.Auth.APIKeys[2].Name != "c" {
+		t.Fatalf("api keys %v", cfg.Auth.APIKeys)
+	}
+	_, err = config.Load("", env(map[string]string{config.APIKeysEnv: "hunter2"}))
+	if err == nil || !strings.Contains(err.Error(), config.APIKeysEnv) || strings.Contains(err.Error(), "hunter2") {
+		t.Fatalf("bad %s: %v", config.APIKeysEnv, err)
+	}
 }

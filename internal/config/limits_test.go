@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/tokenvault/tokenvault/internal/app"
+	"github.com/tokenvault/tokenvault/internal/config"
 )
 
 // TestLimitsConfig: the limits section's defaults, file keys, environment
@@ -14,8 +14,8 @@ func TestLimitsConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Limits.Tokenize != (app.RateConfig{FieldsPerSecond: 1000, Burst: 10_000}) ||
-		cfg.Limits.DeterministicTokenize != (app.RateConfig{FieldsPerSecond: 10, Burst: 100}) {
+	if cfg.Limits.Tokenize != (config.RateConfig{FieldsPerSecond: 1000, Burst: 10_000}) ||
+		cfg.Limits.DeterministicTokenize != (config.RateConfig{FieldsPerSecond: 10, Burst: 100}) {
 		t.Fatalf("defaults: %+v", cfg.Limits)
 	}
 	cfg, err = load(t, "limits:\n  tokenize:\n    fields_per_second: -1\n  deterministic_tokenize:\n    burst: 20\n",
@@ -23,7 +23,7 @@ func TestLimitsConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Limits.Tokenize.FieldsPerSecond != -1 || cfg.Limits.DeterministicTokenize != (app.RateConfig{FieldsPerSecond: 0.5, Burst: 20}) {
+	if cfg.Limits.Tokenize.FieldsPerSecond != -1 || cfg.Limits.DeterministicTokenize != (config.RateConfig{FieldsPerSecond: 0.5, Burst: 20}) {
 		t.Fatalf("overrides: %+v", cfg.Limits)
 	}
 	for _, tc := range []struct{ yaml, want string }{

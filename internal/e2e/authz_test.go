@@ -17,6 +17,7 @@ import (
 	"github.com/tokenvault/tokenvault/client"
 	"github.com/tokenvault/tokenvault/internal/app"
 	"github.com/tokenvault/tokenvault/internal/auth"
+	"github.com/tokenvault/tokenvault/internal/config"
 	"github.com/tokenvault/tokenvault/internal/testpki"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 )
@@ -72,7 +73,7 @@ roles:
 type secureEnv struct {
 	*env
 	pki         *testpki.CA
-	cfg         app.Config
+	cfg         config.Config
 	app         *app.App
 	policyFile  string
 	apiKey      string
@@ -115,7 +116,7 @@ func newSecureEnv(t *testing.T) *secureEnv {
 	}
 	s.apiKey = key
 	s.cfg = e.config()
-	s.cfg.Auth = app.AuthConfig{
+	s.cfg.Auth = config.AuthConfig{
 		TLS:                auth.TLSFiles{Cert: c, Key: k, ClientCA: s.pki.CAFile},
 		APIKeys:            []auth.APIKey{{Name: "dashboard", Hash: hash}},
 		PolicyFile:         s.policyFile,
@@ -410,7 +411,7 @@ func TestAuthenticationRejected(t *testing.T) {
 	})
 }
 
-func startApp(t *testing.T, cfg app.Config) (*app.App, error) {
+func startApp(t *testing.T, cfg config.Config) (*app.App, error) {
 	a, err := app.Start(context.Background(), cfg)
 	if err == nil {
 		t.Cleanup(func() { a.Stop() })

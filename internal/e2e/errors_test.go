@@ -13,7 +13,7 @@ import (
 
 	"github.com/tokenvault/tokenvault/client"
 	"github.com/tokenvault/tokenvault/errinfo"
-	"github.com/tokenvault/tokenvault/internal/app"
+	"github.com/tokenvault/tokenvault/internal/config"
 	"github.com/tokenvault/tokenvault/internal/testpki"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 )
@@ -82,8 +82,8 @@ func TestEveryGuardRefusal(t *testing.T) {
 	if err := os.WriteFile(s.policyFile, []byte(errorsPolicy), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	slow := func(burst int) app.RateConfig { return app.RateConfig{FieldsPerSecond: 0.001, Burst: burst} }
-	s.cfg.Limits = app.LimitsConfig{Tokenize: slow(3), DeterministicTokenize: slow(1)}
+	slow := func(burst int) config.RateConfig { return config.RateConfig{FieldsPerSecond: 0.001, Burst: burst} }
+	s.cfg.Limits = config.LimitsConfig{Tokenize: slow(3), DeterministicTokenize: slow(1)}
 	s.start(t)
 	c := ctx(t)
 	as := func(who string) *client.Client {

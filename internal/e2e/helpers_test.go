@@ -17,6 +17,7 @@ import (
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/crypto/kek/hcvault"
 	"github.com/tokenvault/tokenvault/internal/app"
+	"github.com/tokenvault/tokenvault/internal/config"
 	"github.com/tokenvault/tokenvault/internal/vaulttest"
 	"github.com/tokenvault/tokenvault/vault/receipt"
 )
@@ -55,22 +56,22 @@ func withEachKEK(t *testing.T, fn func(t *testing.T, e *env)) {
 	t.Run("kek=vault", func(t *testing.T) { fn(t, newVaultEnv(t)) })
 }
 
-func (e *env) config() app.Config {
-	cfg := app.Config{
+func (e *env) config() config.Config {
+	cfg := config.Config{
 		Listen:  "127.0.0.1:0",
 		DataDir: e.dataDir,
-		KEK: app.KEKConfig{
+		KEK: config.KEKConfig{
 			Keyring:         agekeyring.Config{Path: filepath.Join(e.keysDir, "keyring.age"), IdentityFile: filepath.Join(e.keysDir, "identity.txt")},
 			HealthInterval:  100 * time.Millisecond,
 			BackupRetention: e.retention,
 		},
-		Metrics: app.MetricsConfig{Listen: "127.0.0.1:0"},
+		Metrics: config.MetricsConfig{Listen: "127.0.0.1:0"},
 		// Debug level: the no-secrets-in-logs test wants every log line.
 		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	cfg.Rights.PurgeInterval = e.purgeInterval
 	if e.vault != nil {
-		cfg.KEK.Provider, cfg.KEK.Vault = app.KEKVault, e.vaultCfg
+		cfg.KEK.Provider, cfg.KEK.Vault = config.KEKVault, e.vaultCfg
 	}
 	return cfg
 }

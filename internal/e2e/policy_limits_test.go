@@ -16,6 +16,7 @@ import (
 	"github.com/tokenvault/tokenvault/client"
 	"github.com/tokenvault/tokenvault/internal/app"
 	"github.com/tokenvault/tokenvault/internal/audit"
+	"github.com/tokenvault/tokenvault/internal/config"
 	"github.com/tokenvault/tokenvault/internal/testpki"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 )
@@ -73,7 +74,7 @@ type limitsEnv struct {
 	clients map[string]*client.Client
 }
 
-func newLimitsEnv(t *testing.T, limits app.LimitsConfig) *limitsEnv {
+func newLimitsEnv(t *testing.T, limits config.LimitsConfig) *limitsEnv {
 	t.Helper()
 	s := newSecureEnv(t)
 	if err := os.WriteFile(s.policyFile, []byte(limitsPolicy), 0o600); err != nil {
@@ -152,7 +153,7 @@ func wantRefused(t *testing.T, err error, code codes.Code, parts ...string) {
 // tokenize-only caller holding a deterministic token cannot test guesses
 // of its value; refused guesses store nothing and are audited.
 func TestDeterministicTokenizePermission(t *testing.T) {
-	e := newLimitsEnv(t, app.LimitsConfig{})
+	e := newLimitsEnv(t, config.LimitsConfig{})
 	c := ctx(t)
 	values := map[string]string{"email": "jane.doe@example.com", "ssn": "078-05-1120"}
 	// Written out by hand, not derived from the policy engine under test.
@@ -243,7 +244,7 @@ func TestDeterministicTokenizePermission(t *testing.T) {
 // TestBlobContexts: decrypt limited to contexts is checked per item (the
 // rest of the batch is served), encrypt refuses the call naming the item.
 func TestBlobContexts(t *testing.T) {
-	e := newLimitsEnv(t, app.LimitsConfig{})
+	e := newLimitsEnv(t, config.LimitsConfig{})
 	c := ctx(t)
 	plain := map[string]string{"orders.address": "1 Main Street", "billing.note": "pays late", "": "no context"}
 	blobs := map[string][]byte{}
@@ -323,8 +324,8 @@ func TestBlobContexts(t *testing.T) {
 // are so low (one field per 1,000 s) that the buckets do not refill during
 // the test: nothing here depends on timing.
 func TestTokenizeRateLimits(t *testing.T) {
-	slow := func(burst int) app.RateConfig { return app.RateConfig{FieldsPerSecond: 0.001, Burst: burst} }
-	e := newLimitsEnv(t, app.LimitsConfig{Tokenize: slow(30), DeterministicTokenize: slow(5)})
+	slow := func(burst int) config.RateConfig { return config.RateConfig{FieldsPerSecond: 0.001, Burst: burst} }
+	e := newLimitsEnv(t, config.LimitsConfig{Tokenize: slow(30), DeterministicTokenize: slow(5)})
 	c := ctx(t)
 	joiner, plain := e.clients["joiner"], e.clients["plain"]
 	emails := func(n int, det bool) []client.Field {
@@ -399,7 +400,7 @@ func TestTokenizeRateLimits(t *testing.T) {
 func TestDevModeIsNotLimited(t *testing.T) {
 	e := newEnv(t)
 	cfg := e.config()
-	cfg.Limits = app.LimitsConfig{Tokenize: app.RateConfig{FieldsPerSecond: 0.001, Burst: 1}, DeterministicTokenize: app.RateConfig{FieldsPerSecond: 0.001, Burst: 1}}
+	cfg.Limits = config.LimitsConfig{Tokenize: config.RateConfig{FieldsPerSecond: 0.001, Burst: 1}, DeterministicTokenize: config.RateConfig{FieldsPerSecond: 0.001, Burst: 1}}
 	a, err := app.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)

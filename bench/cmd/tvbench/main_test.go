@@ -17,6 +17,7 @@ import (
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/internal/app"
 	"github.com/tokenvault/tokenvault/internal/auth"
+	"github.com/tokenvault/tokenvault/internal/config"
 	"github.com/tokenvault/tokenvault/internal/testpki"
 	"github.com/tokenvault/tokenvault/internal/vaulttest"
 )
@@ -35,11 +36,11 @@ func TestMain(m *testing.M) {
 func startTokenvault(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	a, err := app.Start(context.Background(), app.Config{
+	a, err := app.Start(context.Background(), config.Config{
 		Listen:  "127.0.0.1:0",
 		DataDir: filepath.Join(dir, "data"),
-		KEK:     app.KEKConfig{Keyring: agekeyring.Config{Path: filepath.Join(dir, "keys", "keyring.age"), IdentityFile: filepath.Join(dir, "keys", "identity.txt")}},
-		Metrics: app.MetricsConfig{Listen: "off"},
+		KEK:     config.KEKConfig{Keyring: agekeyring.Config{Path: filepath.Join(dir, "keys", "keyring.age"), IdentityFile: filepath.Join(dir, "keys", "identity.txt")}},
+		Metrics: config.MetricsConfig{Listen: "off"},
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
@@ -134,12 +135,12 @@ func TestRunSmokeTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := app.Start(context.Background(), app.Config{
+	a, err := app.Start(context.Background(), config.Config{
 		Listen:  "127.0.0.1:0",
 		DataDir: filepath.Join(dir, "data"),
-		KEK:     app.KEKConfig{Keyring: agekeyring.Config{Path: filepath.Join(dir, "keys", "keyring.age"), IdentityFile: filepath.Join(dir, "keys", "identity.txt")}},
-		Metrics: app.MetricsConfig{Listen: "off"},
-		Auth: app.AuthConfig{TLS: auth.TLSFiles{Cert: cert, Key: key}, PolicyFile: policy, PolicyPollInterval: -1,
+		KEK:     config.KEKConfig{Keyring: agekeyring.Config{Path: filepath.Join(dir, "keys", "keyring.age"), IdentityFile: filepath.Join(dir, "keys", "identity.txt")}},
+		Metrics: config.MetricsConfig{Listen: "off"},
+		Auth: config.AuthConfig{TLS: auth.TLSFiles{Cert: cert, Key: key}, PolicyFile: policy, PolicyPollInterval: -1,
 			APIKeys: []auth.APIKey{{Name: "bench", Hash: hash}}},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

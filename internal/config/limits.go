@@ -1,11 +1,9 @@
-package app
+package config
 
 import (
 	"errors"
 	"fmt"
 	"math"
-
-	"github.com/tokenvault/tokenvault/internal/grpcserver"
 )
 
 // LimitsConfig is the "limits" section: how fast one caller identity may
@@ -73,12 +71,4 @@ func (r RateConfig) validate(key string) error {
 		return fmt.Errorf("%s.burst: must not be negative", key)
 	}
 	return nil
-}
-
-// grpcLimits converts the section for the guard.
-func (c *LimitsConfig) grpcLimits() grpcserver.Limits {
-	conv := func(r RateConfig) grpcserver.Rate {
-		return grpcserver.Rate{PerSecond: r.FieldsPerSecond, Burst: r.Burst}
-	}
-	return grpcserver.Limits{Tokenize: conv(c.Tokenize), Deterministic: conv(c.DeterministicTokenize)}
 }

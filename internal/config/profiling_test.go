@@ -1,8 +1,10 @@
-package app
+package config_test
 
 import (
 	"strings"
 	"testing"
+
+	"github.com/tokenvault/tokenvault/internal/config"
 )
 
 func TestProfilingConfigValidate(t *testing.T) {
@@ -18,7 +20,7 @@ func TestProfilingConfigValidate(t *testing.T) {
 		{"6060", "profiling.listen: \"6060\" is not host:port"},
 	} {
 		t.Run(tc.listen, func(t *testing.T) {
-			err := (&ProfilingConfig{Listen: tc.listen}).Validate()
+			err := (&config.ProfilingConfig{Listen: tc.listen}).Validate()
 			if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.HasPrefix(err.Error(), tc.wantErr)) {
 				t.Fatalf("Validate(%q) = %v, want %q", tc.listen, err, tc.wantErr)
 			}
