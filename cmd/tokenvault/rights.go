@@ -210,7 +210,7 @@ func ledgerCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return err
 	}
 	return c.call(func(ctx context.Context, cl *client.Client) error {
-		l, err := backup.FetchLedger(ctx, cl.BackupAdmin())
+		l, err := backup.FetchLedger(ctx, cl)
 		if err != nil {
 			return err
 		}
@@ -254,7 +254,7 @@ func backupCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		if !*quiet {
 			progress = func(read, total int64) { fmt.Fprintf(stderr, "\rbacking up: %s", bar(read, total)) }
 		}
-		res, err := backup.Fetch(ctx, cl.BackupAdmin(), *to, recips, since, progress)
+		res, err := backup.Fetch(ctx, cl, *to, recips, since, progress)
 		if !*quiet {
 			fmt.Fprintln(stderr)
 		}
@@ -329,7 +329,7 @@ func restoreCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 			return err
 		}
 		lctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-		ledger, err = backup.FetchLedger(lctx, cl.BackupAdmin())
+		ledger, err = backup.FetchLedger(lctx, cl)
 		cancel()
 		cl.Close()
 		if err != nil {

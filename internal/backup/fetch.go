@@ -10,8 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/tokenvault/tokenvault/client"
 	"github.com/tokenvault/tokenvault/crypto/keyfile"
-	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 	"github.com/tokenvault/tokenvault/vault"
 )
 
@@ -28,12 +28,22 @@ type FetchResult struct {
 	Bytes  int64 // file size
 }
 
+// Client is the client side of the BackupAdmin service that Fetch and
+// FetchLedger use (*client.Client has it): the stream handling, its checks
+// and typed errors live in the client package, once.
+type Client interface {
+	Backup(ctx context.Context, recipients []string, since uint64, w io.Writer, progress func(read, total int64)) (client.BackupEnd, error)
+	ExportErasureLedger(ctx context.Context) (client.ErasureLedger, error)
+}
+
+var _ Client = (*client.Client)(nil)
+
 // Fetch takes a backup through the BackupAdmin service and writes it to
 // path: a full backup with since 0, else an incremental one (since is the
 // Next of the backup it follows, see HeaderOf). The file appears only
 // when complete (written as path.partial, synced, renamed); an existing
 // file is never overwritten.
-func Fetch(ctx context.Context, c pb.BackupAdminClient, path string, recipients []string, since uint64, progress Progress) (FetchResult, error) {
+func Fetch(ctx context.Context, c Client, path string, recipients []string, since uint64, progress Progress) (FetchResult, error) {
 	var res FetchResult
 	if _, err := ParseRecipients(recipients); err != nil {
 		return res, err
@@ -59,34 +69,15 @@ func Fetch(ctx context.Context, c pb.BackupAdminClient, path string, recipients 
 	if _, err := f.Write(placeholder.Marshal()); err != nil {
 		return res, err
 	}
-	res.Bytes = int64(placeholder.Size())
-	stream, err := c.Backup(ctx, &pb.BackupRequest{Recipients: recipients, Since: since})
+	end, err := c.Backup(ctx, recipients, since, f, progress)
+	res.Bytes = int64(placeholder.Size()) + end.Bytes
+	if errors.Is(err, client.ErrIncomplete) {
+		return res, errors.New("the server ended the backup stream before the backup was complete")
+	}
 	if err != nil {
 		return res, err
 	}
-	for {
-		m, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			return res, errors.New("the server ended the backup stream before the backup was complete")
-		}
-		if err != nil {
-			return res, err
-		}
-		if len(m.GetChunk()) > 0 {
-			n, err := f.Write(m.GetChunk())
-			res.Bytes += int64(n)
-			if err != nil {
-				return res, fmt.Errorf("writing the backup file: %w", err)
-			}
-		}
-		if progress != nil {
-			progress(m.GetReadBytes(), m.GetTotalBytes())
-		}
-		if m.GetDone() {
-			res.Header = Header{Since: since, Next: m.GetNextSince(), KeyID: m.GetSigningKeyId(), Signature: m.GetSignature()}
-			break
-		}
-	}
+	res.Header = Header{Since: since, Next: end.NextSince, KeyID: end.SigningKeyID, Signature: end.Signature}
 	// The signature is checked by the restore, against a key the operator
 	// trusts; here only its shape, so that the header has its fixed size.
 	if len(res.Header.Signature) == 0 {
@@ -119,40 +110,19 @@ func HeaderOf(path string) (Header, error) { return readFileHeader(path) }
 // FetchLedger downloads the erasure ledger. The server sends its MAC in
 // the last message (Restore verifies it); a ledger from an older server
 // has none.
-func FetchLedger(ctx context.Context, c pb.BackupAdminClient) (Ledger, error) {
-	var l Ledger
-	stream, err := c.ExportErasureLedger(ctx, &pb.ExportErasureLedgerRequest{})
+func FetchLedger(ctx context.Context, c Client) (Ledger, error) {
+	cl, err := c.ExportErasureLedger(ctx)
+	if errors.Is(err, client.ErrIncomplete) {
+		return Ledger{}, errors.New("the server sent no erasure ledger")
+	}
 	if err != nil {
-		return l, err
+		return Ledger{}, err
 	}
-	for {
-		m, err := stream.Recv()
-		if errors.Is(err, io.EOF) {
-			if l.KeyID == "" {
-				return l, errors.New("the server sent no erasure ledger")
-			}
-			return l, nil
-		}
-		if err != nil {
-			return l, err
-		}
-		switch {
-		case l.MAC != nil:
-			return l, errors.New("the server sent erasure ledger entries after the ledger's MAC")
-		case l.KeyID != "" && m.GetLedgerKeyId() != l.KeyID:
-			return l, errors.New("the server changed the ledger key id in the middle of the erasure ledger")
-		}
-		l.KeyID = m.GetLedgerKeyId()
-		for _, e := range m.GetEntries() {
-			l.Entries = append(l.Entries, vault.LedgerEntry{Hash: e.GetSubjectHash(), ErasedAt: e.GetErasedAt().AsTime()})
-		}
-		if mac := m.GetLedgerMac(); mac != nil {
-			if len(mac) != ledgerMACSize {
-				return l, errors.New("the server sent a malformed erasure ledger MAC")
-			}
-			l.MAC = mac
-		}
+	l := Ledger{KeyID: cl.KeyID, MAC: cl.MAC, Entries: make([]vault.LedgerEntry, len(cl.Entries))}
+	for i, e := range cl.Entries {
+		l.Entries[i] = vault.LedgerEntry{Hash: e.SubjectHash, ErasedAt: e.ErasedAt}
 	}
+	return l, nil
 }
 
 // WriteLedger writes a ledger file at path (mode 0600, not overwriting).

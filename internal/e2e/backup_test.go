@@ -61,7 +61,7 @@ var intoBadger = backup.OpenerOf(badgerstore.NewLoader)
 // backupTo takes a backup through the generated client.
 func backupTo(t *testing.T, c *client.Client, path string, recipient string, since uint64) backup.Header {
 	t.Helper()
-	res, err := backup.Fetch(ctx(t), c.BackupAdmin(), path, []string{recipient}, since, nil)
+	res, err := backup.Fetch(ctx(t), c, path, []string{recipient}, since, nil)
 	if err != nil {
 		t.Fatalf("backup: %v", err)
 	}
@@ -183,7 +183,7 @@ func backupEraseRestore(t *testing.T, e *env) {
 	if rc.Records != int64(len(subjectA)) {
 		t.Fatalf("receipt %+v: want %d records", rc, len(subjectA))
 	}
-	ledger, err := backup.FetchLedger(cx, c.BackupAdmin())
+	ledger, err := backup.FetchLedger(cx, c)
 	if err != nil || len(ledger.Entries) != 1 {
 		t.Fatalf("ledger: %d entries, %v", len(ledger.Entries), err)
 	}
@@ -346,20 +346,20 @@ func TestRestoreBadInput(t *testing.T) {
 	if _, err := c.EraseSubject(cx, "subject-a"); err != nil {
 		t.Fatal(err)
 	}
-	ledger, err := backup.FetchLedger(cx, c.BackupAdmin())
+	ledger, err := backup.FetchLedger(cx, c)
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// Bad requests to the Backup RPC.
-	_, err = backup.Fetch(cx, c.BackupAdmin(), filepath.Join(dir, "x"), []string{"age1notakey"}, 0, nil)
+	_, err = backup.Fetch(cx, c, filepath.Join(dir, "x"), []string{"age1notakey"}, 0, nil)
 	if err == nil || !strings.Contains(err.Error(), "recipients[0]") {
 		t.Fatalf("backup to a bad recipient: %v", err)
 	}
 	stream, _ := c.BackupAdmin().Backup(cx, &pb.BackupRequest{})
 	_, err = stream.Recv()
 	wantCode(t, err, codes.InvalidArgument, "recipients")
-	if _, err := backup.Fetch(cx, c.BackupAdmin(), full, []string{id.Recipient().String()}, 0, nil); err == nil || !strings.Contains(err.Error(), "exists") {
+	if _, err := backup.Fetch(cx, c, full, []string{id.Recipient().String()}, 0, nil); err == nil || !strings.Contains(err.Error(), "exists") {
 		t.Fatalf("backup over an existing file: %v", err)
 	}
 	a.Stop()
@@ -510,7 +510,7 @@ func TestRestoreRefusesTamperedLedger(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	fetched, err := backup.FetchLedger(cx, c.BackupAdmin())
+	fetched, err := backup.FetchLedger(cx, c)
 	if err != nil || len(fetched.Entries) != 2 {
 		t.Fatalf("ledger: %d entries, %v", len(fetched.Entries), err)
 	}
@@ -631,7 +631,7 @@ func TestRestoreRefusesForgedBackup(t *testing.T) {
 	dir := t.TempDir()
 	genuine := filepath.Join(dir, "genuine.tvbak")
 	gh := backupTo(t, c, genuine, id.Recipient().String(), 0)
-	ledger, err := backup.FetchLedger(cx, c.BackupAdmin())
+	ledger, err := backup.FetchLedger(cx, c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -746,7 +746,7 @@ func TestRestoreLegacyFiles(t *testing.T) {
 	if _, err := c.EraseSubject(cx, "subject-a"); err != nil {
 		t.Fatal(err)
 	}
-	ledger, err := backup.FetchLedger(cx, c.BackupAdmin())
+	ledger, err := backup.FetchLedger(cx, c)
 	if err != nil {
 		t.Fatal(err)
 	}

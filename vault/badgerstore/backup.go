@@ -45,7 +45,7 @@ var ErrBadFrame = errors.New("backup payload is truncated or corrupt")
 // Snapshot writes the frames of everything changed after version since
 // (0: everything) to w and returns the since of the next incremental
 // backup. It runs on a live store: badger streams from one snapshot.
-func (s *store) Snapshot(w io.Writer, since uint64) (uint64, error) {
+func (s *Store) Snapshot(w io.Writer, since uint64) (uint64, error) {
 	last, err := s.db.Backup(w, since)
 	if err != nil {
 		return 0, fmt.Errorf("badgerstore: backup: %w", err)
@@ -58,7 +58,7 @@ func (s *store) Snapshot(w io.Writer, since uint64) (uint64, error) {
 
 // BackupSizeEstimate is the size of the store's files, a bound for
 // progress reports.
-func (s *store) BackupSizeEstimate() int64 {
+func (s *Store) BackupSizeEstimate() int64 {
 	lsm, vlog := s.db.EstimateSize(nil)
 	return int64(lsm + vlog)
 }

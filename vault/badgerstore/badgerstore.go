@@ -84,10 +84,6 @@ type Store struct {
 	group *committer // record and key writes; see group.go
 }
 
-// store is the type's former name, which backup.go still uses (it is left
-// as it is while backups move to internal/backup).
-type store = Store
-
 var (
 	_ vault.Store          = (*Store)(nil)
 	_ vault.RightsStore    = (*Store)(nil)
