@@ -3,7 +3,6 @@ package e2e
 import (
 	"errors"
 	"io"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -64,15 +63,7 @@ func TestAuditGaps(t *testing.T) {
 	}
 	keyFile := filepath.Join(e.keysDir, "audit-signing.key")
 	entries := verifiedAuditEntries(t, a, keyFile)
-	keyPEM, err := os.ReadFile(keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sk, err := audit.ParseSigningKey(keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hasher, _ := audit.NewTokenHasher(sk)
+	hasher := tokenHasher(t, keyFile)
 
 	var rect []audit.Entry
 	for _, x := range entries {

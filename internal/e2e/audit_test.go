@@ -104,12 +104,7 @@ func TestAuditScenario(t *testing.T) {
 		t.Fatalf("report %+v: a clean stop must end with a checkpoint", rep)
 	}
 
-	keyPEM, _ := os.ReadFile(signingKey)
-	sk, err := audit.ParseSigningKey(keyPEM)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hasher, _ := audit.NewTokenHasher(sk)
+	hasher := tokenHasher(t, signingKey)
 	var entries []audit.Entry
 	for _, ln := range bytes.SplitAfter(bytes.TrimSuffix(logData, []byte("\n")), []byte("\n")) {
 		e, err := audit.ParseLine(ln)

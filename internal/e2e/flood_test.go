@@ -62,15 +62,25 @@ func verifiedAuditEntries(t *testing.T, a *app.App, signingKey string) []audit.E
 	if rep.Unsigned != 0 {
 		t.Fatalf("report %+v: a clean stop ends with a checkpoint", rep)
 	}
-	var out []audit.Entry
-	for _, ln := range bytes.SplitAfter(bytes.TrimSuffix(data, []byte("\n")), []byte("\n")) {
-		e, err := audit.ParseLine(ln)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out = append(out, e)
+	return auditEntries(t, a.AuditLogPath())
+}
+
+// tokenHasher is the audit log's keyed token hash, from its signing key.
+func tokenHasher(t *testing.T, signingKey string) *audit.TokenHasher {
+	t.Helper()
+	keyPEM, err := os.ReadFile(signingKey)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return out
+	sk, err := audit.ParseSigningKey(keyPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := audit.NewTokenHasher(sk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
 
 // TestFloodPolicyMode: 6,000 unauthenticated Mask calls and 2,000
