@@ -37,7 +37,7 @@ var (
 	// ErrNotConfigured: this vault lacks a key a call needs (a signing key,
 	// the ledger key); the error's text says which, and what to do.
 	ErrNotConfigured = errors.New("not configured")
-	ErrUnsupported = fmt.Errorf("%w: not supported by the store", ErrFailedPrecondition)
+	ErrUnsupported   = fmt.Errorf("%w: not supported by the store", ErrFailedPrecondition)
 )
 
 // FieldError names the request field at fault. It unwraps to one of the
