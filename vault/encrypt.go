@@ -19,7 +19,7 @@ type EncryptItem struct {
 // Encrypt seals items under subject's blob key. Blobs (see crypto/envelope)
 // are bound to subject and context and die with the subject's key.
 func (v *Vault) Encrypt(ctx context.Context, subject string, items []EncryptItem) ([][]byte, error) {
-	if err := checkID("subject_id", subject); err != nil {
+	if err := checkNewSubject(subject); err != nil {
 		return nil, err
 	}
 	if err := checkBatch("items", len(items)); err != nil {
@@ -29,7 +29,7 @@ func (v *Vault) Encrypt(ctx context.Context, subject string, items []EncryptItem
 		if len(it.Plaintext) > MaxValueBytes {
 			return nil, invalid(item("items", i)+".plaintext", "larger than %d bytes", MaxValueBytes)
 		}
-		if err := checkText(item("items", i)+".context", it.Context); err != nil {
+		if err := checkNewContext(item("items", i)+".context", it.Context); err != nil {
 			return nil, err
 		}
 	}
@@ -64,7 +64,7 @@ type Decrypted struct {
 
 // Decrypt opens blobs made by Encrypt. One bad blob fails only its item.
 func (v *Vault) Decrypt(ctx context.Context, items []DecryptItem, purpose string) ([]Decrypted, error) {
-	if err := checkID("purpose", purpose); err != nil {
+	if _, err := Purpose(purpose); err != nil {
 		return nil, err
 	}
 	if err := checkBatch("items", len(items)); err != nil {

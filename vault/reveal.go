@@ -19,7 +19,7 @@ type Revealed struct {
 // Detokenize reveals the values behind tokens. One bad, unknown or erased
 // token fails only its own item.
 func (v *Vault) Detokenize(ctx context.Context, tokens []string, purpose string) ([]Revealed, error) {
-	if err := checkID("purpose", purpose); err != nil {
+	if _, err := Purpose(purpose); err != nil {
 		return nil, err
 	}
 	return v.reveal(ctx, tokens, false)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/tokenvault/tokenvault/internal/audit"
 	"github.com/tokenvault/tokenvault/internal/auth"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 	"github.com/tokenvault/tokenvault/vault"
@@ -30,7 +31,7 @@ func (g *Guard) admit(ctx context.Context, c *call, req any) (context.Context, e
 	}
 	c.id = id
 	c.entry.Caller, c.entry.Auth = id.String(), string(id.Method)
-	if err := checkPurpose(c.spec.op, c.purpose); err != nil {
+	if err := checkPurpose(c); err != nil {
 		return nil, g.refuse(c, err)
 	}
 	if g.cfg.Policy == nil {
@@ -68,12 +69,20 @@ func purposeOf(req any) string {
 
 // checkPurpose is the guard's one check of the purpose: every reveal says
 // why, in every mode, before the policy is asked (which would otherwise
-// answer a missing purpose with a denial). Its form (length, UTF-8) is the
-// vault's to check, as for every field it is given.
-func checkPurpose(op auth.Operation, purpose string) error {
-	if op.Reveal() && purpose == "" {
-		return &vault.FieldError{Field: "purpose", Reason: "required: every reveal must say why the value is needed", Err: vault.ErrInvalidArgument}
+// answer a missing purpose with a denial). The rule is the vault's
+// (vault.Purpose: trimmed, not blank), and the call goes on with the
+// purpose it returns: the policy decides on, and the audit log records,
+// the purpose the vault checks, never "  " or " payment". A refused call
+// is audited with the purpose as sent.
+func checkPurpose(c *call) error {
+	if !c.spec.op.Reveal() {
+		return nil
 	}
+	p, err := vault.Purpose(c.purpose)
+	if err != nil {
+		return err
+	}
+	c.purpose, c.entry.Purpose = p, audit.Clip(p)
 	return nil
 }
 

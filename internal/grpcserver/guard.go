@@ -159,7 +159,7 @@ type call struct {
 	known   bool
 	entry   audit.Entry
 	id      auth.Identity
-	purpose string // as the request states it (entry.Purpose is clipped)
+	purpose string // as the request states it; for reveals, once admitted, as vault.Purpose trims it (entry.Purpose is clipped)
 	req     any
 	rec     *record // nil for calls that are never audited
 }
