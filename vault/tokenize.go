@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tokenvault/tokenvault/vault/format"
@@ -48,11 +49,12 @@ type pending struct {
 // order. All fields are stored in one synced transaction, or none.
 //
 // It runs in phases over one slice of pending fields: check every field;
-// find the deterministic tokens that already exist; draw a token for
+// refuse a value that is itself a live token (refuseTokens); find the
+// deterministic tokens that already exist; draw a token for
 // every other field; store the drawn records, redrawing one that collides
 // with a stored token, until the batch goes in.
 func (v *Vault) Tokenize(ctx context.Context, subject string, fields []Field) ([]string, error) {
-	if err := checkID("subject_id", subject); err != nil {
+	if err := checkNewSubject(subject); err != nil {
 		return nil, err
 	}
 	if err := checkBatch("fields", len(fields)); err != nil {
@@ -60,6 +62,10 @@ func (v *Vault) Tokenize(ctx context.Context, subject string, fields []Field) ([
 	}
 	all, err := v.checkFields(fields)
 	if err != nil {
+		return nil, err
+	}
+	// Before keysFor: a refused call makes no subject key.
+	if err := v.refuseTokens(ctx, all); err != nil {
 		return nil, err
 	}
 	c, err := v.keysFor(ctx, subject, true)
@@ -109,6 +115,51 @@ func (v *Vault) checkFields(fields []Field) ([]*pending, error) {
 		all[i] = &pending{i: i, field: f, norm: norm, ttl: ttl}
 	}
 	return all, nil
+}
+
+// refuseTokens fails with ErrFailedPrecondition, naming the field, if the
+// value of a field is a live (stored, unexpired) token of this vault, of
+// any kind and subject: as given (trimmed) or as normalized, since the
+// normal form of one kind's token may be another kind's value ("912-34-
+// 5678" is an SSN token; as a bank account it becomes "912345678"). A
+// token tokenized again would be a token standing for a token: it reveals
+// a token, not the value, and outlives the erasure of the value's subject.
+//
+// It costs one store read per field (two when normalizing changed the
+// value); the store has no batched read of records. What the refusal tells
+// a caller who may tokenize is only that a string is a live token, never
+// whose or of what, and Mask tells as much.
+func (v *Vault) refuseTokens(ctx context.Context, all []*pending) error {
+	for _, p := range all {
+		live, err := v.isLiveToken(ctx, p.norm)
+		if given := strings.TrimSpace(p.field.Value); err == nil && !live && given != p.norm {
+			live, err = v.isLiveToken(ctx, given)
+		}
+		if err != nil {
+			return err
+		}
+		if live {
+			return &FieldError{Field: item("fields", p.i) + ".value", Err: ErrFailedPrecondition,
+				Reason: "the value is a token of this vault: tokenize the original value, not its token"}
+		}
+	}
+	return nil
+}
+
+// isLiveToken reports whether s is the token of a stored record that has
+// not expired.
+func (v *Vault) isLiveToken(ctx context.Context, s string) (bool, error) {
+	if !format.LooksLikeToken(s) {
+		return false, nil
+	}
+	rec, err := v.store.Record(ctx, s)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("checking whether a value is a token: %w", err)
+	}
+	return !expired(rec, v.now()), nil
 }
 
 // findExisting computes the lookup keys of deterministic fields and
