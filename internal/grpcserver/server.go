@@ -199,6 +199,14 @@ func (s *Server) logCall(method, id string, start time.Time, err error) {
 func (s *Server) Tokenize(ctx context.Context, req *pb.TokenizeRequest) (*pb.TokenizeResponse, error) {
 	fields := make([]vault.Field, len(req.GetFields()))
 	for i, f := range req.GetFields() {
+		// The domain has no token modes to check (a field is deterministic
+		// or not), so the one enum it does not see is checked here: an
+		// unknown mode is refused like an unknown kind (the vault's check),
+		// not taken as random, which a newer client may not have meant.
+		if _, ok := pb.TokenMode_name[int32(f.GetOptions().GetMode())]; !ok {
+			return nil, s.toStatus("Tokenize", &vault.FieldError{Field: fmt.Sprintf("fields[%d].options.mode", i),
+				Reason: "unknown token mode (TOKEN_MODE_RANDOM or TOKEN_MODE_DETERMINISTIC)", Err: vault.ErrInvalidArgument})
+		}
 		fields[i] = vault.Field{
 			Kind:          kindFromPB(f.GetKind()),
 			Value:         f.GetValue(),

@@ -2,6 +2,7 @@ package grpcserver
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"path/filepath"
@@ -55,7 +56,9 @@ func newTestServer(t testing.TB) *Server {
 // FuzzRequests feeds arbitrary requests to every RPC. No input may panic or
 // produce Internal/Unknown (bad input is the caller's fault and must say
 // which field); whatever tokenizes must detokenize back to its normalized
-// value, and whatever encrypts must decrypt back.
+// value, and whatever encrypts must decrypt back. A field with an enum
+// value the proto does not define (kind, options.mode) never tokenizes:
+// it is INVALID_ARGUMENT, an unknown mode naming its field.
 func FuzzRequests(f *testing.F) {
 	seed := func(m proto.Message) []byte { b, _ := proto.Marshal(m); return b }
 	f.Add(seed(&pb.TokenizeRequest{SubjectId: "s", Fields: []*pb.Field{{Kind: pb.Kind_KIND_PAN, Value: "4111111111111111"}}}))
@@ -67,6 +70,14 @@ func FuzzRequests(f *testing.F) {
 	f.Add(seed(&pb.TokenizeRequest{SubjectId: "s", Fields: []*pb.Field{{Kind: pb.Kind_KIND_NAME, Value: "x",
 		Options: &pb.TokenizeOptions{Ttl: durationpb.New(time.Nanosecond)}}}}))
 	f.Add(seed(&pb.RectifyTokenRequest{Token: "4111110000001111", Value: "4111111111111111"}))
+	// Unknown enum values: a mode past the last, a negative one, and a
+	// kind past the last next to a valid field.
+	f.Add(seed(&pb.TokenizeRequest{SubjectId: "s", Fields: []*pb.Field{{Kind: pb.Kind_KIND_PAN, Value: "4111111111111111"},
+		{Kind: pb.Kind_KIND_EMAIL, Value: "a@b.co", Options: &pb.TokenizeOptions{Mode: pb.TokenMode(3)}}}}))
+	f.Add(seed(&pb.TokenizeRequest{SubjectId: "s", Fields: []*pb.Field{{Kind: pb.Kind_KIND_NAME, Value: "Ada",
+		Options: &pb.TokenizeOptions{Mode: pb.TokenMode(-1)}}}}))
+	f.Add(seed(&pb.TokenizeRequest{SubjectId: "s", Fields: []*pb.Field{{Kind: pb.Kind_KIND_PAN, Value: "4111111111111111"},
+		{Kind: pb.Kind(len(pb.Kind_name)), Value: "Ada"}}}))
 	f.Add([]byte{})
 	s := newTestServer(f)
 	ctx := context.Background()
@@ -80,6 +91,23 @@ func FuzzRequests(f *testing.F) {
 		if proto.Unmarshal(b, &tr) == nil {
 			resp, err := s.Tokenize(ctx, &tr)
 			check("Tokenize", err)
+			badMode, badKind := -1, false
+			for i, fl := range tr.Fields {
+				if _, ok := pb.TokenMode_name[int32(fl.GetOptions().GetMode())]; !ok && badMode < 0 {
+					badMode = i
+				}
+				if _, ok := pb.Kind_name[int32(fl.GetKind())]; !ok {
+					badKind = true
+				}
+			}
+			// Modes are checked before anything else of the request.
+			if want := fmt.Sprintf("fields[%d].options.mode: ", badMode); badMode >= 0 &&
+				(status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(status.Convert(err).Message(), want)) {
+				t.Fatalf("unknown mode of field %d: %v", badMode, err)
+			}
+			if badKind && status.Code(err) != codes.InvalidArgument {
+				t.Fatalf("a field of unknown kind: %v", err)
+			}
 			if err == nil {
 				det, err := s.Detokenize(ctx, &pb.DetokenizeRequest{Tokens: resp.Tokens, Purpose: "fuzz"})
 				check("Detokenize", err)
