@@ -79,16 +79,26 @@ type Log struct {
 	closeOnce sync.Once
 	closeErr  error
 	reqs      chan *request
-	quit      chan struct{} // closed by Close
-	exited    chan struct{} // closed when the writer goroutine is done
+	// Close first closes stopping, so that no sender starts waiting any
+	// more; then takes sendMu, which every send holds (read-locked) while
+	// it puts a request on the queue, so that no send is under way; and
+	// only then closes quit, so that the writer's final drain sees every
+	// request that was ever accepted.
+	stopping chan struct{}
+	sendMu   sync.RWMutex
+	quit     chan struct{} // closed by Close, after stopping
+	exited   chan struct{} // closed when the writer goroutine is done
 
 	// Owned by the writer goroutine.
 	buf     bytes.Buffer // a group's lines, reused
 	seq     uint64
 	prev    string
 	sinceCP int
-	lastCP  time.Time
-	notice  *Entry // written first after Open, if set (see recover)
+	// sinceCPBytes: the size of the unsigned entries; a checkpoint is due
+	// well before Open's read-back bound (maxTailBytes).
+	sinceCPBytes int64
+	lastCP       time.Time
+	notice       *Entry // written first after Open, if set (see recover)
 }
 
 type request struct {
@@ -129,7 +139,7 @@ func Open(opts Options) (*Log, error) {
 	}
 	l := &Log{opts: opts, f: f, hasher: hasher, log: opts.Logger,
 		keyID: KeyID(opts.SigningKey.Public().(ed25519.PublicKey)),
-		reqs:  make(chan *request, queueSize), quit: make(chan struct{}), exited: make(chan struct{}),
+		reqs:  make(chan *request, queueSize), stopping: make(chan struct{}), quit: make(chan struct{}), exited: make(chan struct{}),
 		prev: ZeroHash, lastCP: opts.Now()}
 	if err := l.recover(); err != nil {
 		f.Close()
@@ -161,6 +171,7 @@ func (l *Log) recover() error {
 	if _, err := l.f.ReadAt(tail, size-n); err != nil && err != io.EOF {
 		return err
 	}
+	var torn int64 // bytes of a torn last line, cut off once verified
 	if tail[len(tail)-1] != '\n' {
 		cut := bytes.LastIndexByte(tail, '\n') + 1 // 0 if no complete line in the tail
 		if cut == 0 && n == size {
@@ -169,43 +180,61 @@ func (l *Log) recover() error {
 			return errors.New("last line is longer than the maximum; run tokenvault audit verify")
 		}
 		keep := size - n + int64(cut)
+		torn = size - keep
+		tail, size = tail[:cut], keep
+	}
+	var e Entry
+	var ut unsignedTail
+	if size > 0 {
+		body := tail[:len(tail)-1]
+		last := body[bytes.LastIndexByte(body, '\n')+1:]
+		if e, err = ParseLine(last); err != nil {
+			return fmt.Errorf("last entry: %w; run tokenvault audit verify", err)
+		}
+		// Verified before anything is changed: a refused Open leaves the
+		// file as it found it.
+		if ut, err = l.verifyTail(size); err != nil {
+			if !l.opts.AllowUnverified {
+				return fmt.Errorf("%w; run tokenvault audit verify, and start with --audit-allow-unverified only once you know why (the acceptance is itself audited)", err)
+			}
+			// The operator accepted a history the server cannot vouch
+			// for: say so in the log itself, inside the chain and under
+			// the next checkpoint, so that no one mistakes it for a
+			// verified one.
+			l.log.Warn("audit log: starting on a history that does not verify, as allowed by configuration", "path", l.opts.Path, "err", err)
+			l.notice = &Entry{Type: TypeNotice, Op: "audit-open", Outcome: "UNVERIFIED",
+				Reason: Clip("started with allow_unverified_history: " + err.Error())}
+		}
+	}
+	if torn > 0 {
 		l.log.Warn("audit log ended in a torn line (crash during a write); cutting it off",
-			"path", l.opts.Path, "bytes", size-keep)
-		if err := l.f.Truncate(keep); err != nil {
+			"path", l.opts.Path, "bytes", torn)
+		if err := l.f.Truncate(size); err != nil {
 			return err
 		}
 		if err := l.f.Sync(); err != nil {
 			return err
 		}
-		tail, size = tail[:cut], keep
-		if size == 0 {
-			return nil
-		}
 	}
-	body := tail[:len(tail)-1]
-	last := body[bytes.LastIndexByte(body, '\n')+1:]
-	e, err := ParseLine(last)
-	if err != nil {
-		return fmt.Errorf("last entry: %w; run tokenvault audit verify", err)
-	}
-	if verr := l.verifyTail(size); verr != nil {
-		if !l.opts.AllowUnverified {
-			return fmt.Errorf("%w; run tokenvault audit verify, and start with --audit-allow-unverified only once you know why (the acceptance is itself audited)", verr)
-		}
-		// The operator accepted a history the server cannot vouch for:
-		// say so in the log itself, inside the chain and under the next
-		// checkpoint, so that no one mistakes it for a verified one.
-		l.log.Warn("audit log: starting on a history that does not verify, as allowed by configuration", "path", l.opts.Path, "err", verr)
-		l.notice = &Entry{Type: TypeNotice, Op: "audit-open", Outcome: "UNVERIFIED",
-			Reason: Clip("started with allow_unverified_history: " + verr.Error())}
+	if size == 0 {
+		return nil
 	}
 	l.seq, l.prev = e.Seq, e.Hash
 	if e.Type != TypeCheckpoint {
-		// The server stopped without a closing checkpoint (a crash):
-		// sign what is there as soon as possible.
-		l.sinceCP = 1
+		// The server stopped without a closing checkpoint (a crash): count
+		// what is unsigned as it is, and sign it with the first group or
+		// tick, so that crash after crash never piles up more unsigned
+		// entries than the next start accepts.
+		l.sinceCP, l.sinceCPBytes = max(ut.entries, 1), ut.bytes
+		l.lastCP = time.Time{}
 	}
 	return nil
+}
+
+// unsignedTail is what follows the last checkpoint.
+type unsignedTail struct {
+	entries int
+	bytes   int64
 }
 
 // ErrUnverifiedHistory is wrapped by Open's error when the end of an
@@ -227,51 +256,77 @@ const maxTailBytes = 64 << 20
 // this log's key; a log with no checkpoint at all is refused. Lines before the
 // last checkpoint are protected by its signature; `tokenvault audit
 // verify` checks them all.
-func (l *Log) verifyTail(size int64) error {
+func (l *Log) verifyTail(size int64) (unsignedTail, error) {
+	var ut unsignedTail
 	maxUnsigned := l.opts.CheckpointEvery + maxGroup
 	lines, atStart, err := readTail(l.f, size, maxUnsigned+1, maxTailBytes)
 	if err != nil {
-		return err
+		return ut, err
 	}
 	entries := make([]Entry, len(lines))
 	for i, ln := range lines {
 		if entries[i], err = ParseLine(ln); err != nil {
-			return fmt.Errorf("%w: %d lines from the end: %w", ErrUnverifiedHistory, len(lines)-i, err)
+			return ut, fmt.Errorf("%w: %d lines from the end: %w", ErrUnverifiedHistory, len(lines)-i, err)
 		}
 	}
 	first := entries[0]
-	if first.Type == TypeCheckpoint {
-		sig, err := base64.RawStdEncoding.DecodeString(first.Sig)
-		if first.KeyID != l.keyID {
-			return fmt.Errorf("%w: the last checkpoint (seq %d) is signed by key %s, not by this server's key %s", ErrUnverifiedHistory, first.Seq, Clip(first.KeyID), l.keyID)
+	switch {
+	case first.Type == TypeCheckpoint:
+		if err := verifyCheckpoint(&first, l.opts.SigningKey.Public().(ed25519.PublicKey), l.keyID); err != nil {
+			return ut, fmt.Errorf("%w: the last checkpoint (seq %d): %v", ErrUnverifiedHistory, first.Seq, err)
 		}
-		if err != nil || !ed25519.Verify(l.opts.SigningKey.Public().(ed25519.PublicKey), checkpointMessage(&first), sig) {
-			return fmt.Errorf("%w: the last checkpoint (seq %d) has an invalid signature", ErrUnverifiedHistory, first.Seq)
-		}
-	} else if atStart {
+	case atStart:
 		// A log only ever lacks a checkpoint if the server crashed before
 		// its first one (within checkpoint_interval of a new log); from the
 		// file alone that cannot be told from checkpoints that were
 		// removed, so the operator decides.
-		return fmt.Errorf("%w: the log has no checkpoint at all (removed, or a crash before the first one)", ErrUnverifiedHistory)
-	} else {
-		return fmt.Errorf("%w: more than %d entries since the last signed checkpoint; the writer never leaves that many unsigned", ErrUnverifiedHistory, maxUnsigned)
+		return ut, fmt.Errorf("%w: the log has no checkpoint at all (removed, or a crash before the first one)", ErrUnverifiedHistory)
+	default:
+		return ut, fmt.Errorf("%w: more than %d entries since the last signed checkpoint; the writer never leaves that many unsigned", ErrUnverifiedHistory, maxUnsigned)
 	}
-	unsigned := 0
 	for i := 1; i < len(entries); i++ {
 		e, prev := entries[i], entries[i-1]
 		if e.Seq != prev.Seq+1 || e.Prev != prev.Hash {
-			return fmt.Errorf("%w: entry %d does not chain to the one before", ErrUnverifiedHistory, e.Seq)
+			return ut, fmt.Errorf("%w: entry %d does not chain to the one before", ErrUnverifiedHistory, e.Seq)
 		}
-		if e.Type == TypeCheckpoint {
-			return fmt.Errorf("%w: entry %d: a checkpoint after the last checkpoint", ErrUnverifiedHistory, e.Seq)
+		// The same rules as Verify: what the server signs next must be
+		// what `audit verify` accepts.
+		if err := checkUnsigned(&e); err != nil {
+			return ut, fmt.Errorf("%w: entry %d: %v", ErrUnverifiedHistory, e.Seq, err)
 		}
-		unsigned++
+		ut.entries++
+		ut.bytes += int64(len(lines[i]))
 	}
-	if unsigned > maxUnsigned {
-		return fmt.Errorf("%w: %d entries since the last signed checkpoint; the writer never leaves more than %d", ErrUnverifiedHistory, unsigned, maxUnsigned)
+	return ut, nil
+}
+
+// verifyCheckpoint checks a checkpoint's key id and signature (Verify and
+// Open share it).
+func verifyCheckpoint(e *Entry, pub ed25519.PublicKey, keyID string) error {
+	if e.KeyID != keyID {
+		return fmt.Errorf("checkpoint signed by key %s, not by the given public key (%s)", Clip(e.KeyID), keyID)
+	}
+	sig, err := base64.RawStdEncoding.DecodeString(e.Sig)
+	if err != nil || !ed25519.Verify(pub, checkpointMessage(e), sig) {
+		return errors.New("checkpoint signature is invalid (the chain was rewritten)")
 	}
 	return nil
+}
+
+// checkUnsigned checks an entry that is not a checkpoint: a known type and
+// no signature (Verify and Open share it).
+func checkUnsigned(e *Entry) error {
+	switch e.Type {
+	case TypeCall, TypeRefusals, TypeNotice:
+		if e.Sig != "" || e.KeyID != "" {
+			return fmt.Errorf("a %s entry carries a signature", e.Type)
+		}
+		return nil
+	case TypeCheckpoint:
+		return errors.New("a checkpoint after the last checkpoint")
+	default:
+		return fmt.Errorf("unknown entry type %q", Clip(e.Type))
+	}
 }
 
 // readTail returns the complete lines at the end of f (whose size is size
@@ -398,11 +453,16 @@ func (l *Log) WriteAsync(e Entry) error {
 	if e.Type == "" {
 		e.Type = TypeCall
 	}
+	l.sendMu.RLock()
+	defer l.sendMu.RUnlock()
+	select {
+	case <-l.stopping:
+		return fmt.Errorf("%w: closed", ErrUnavailable)
+	default:
+	}
 	select {
 	case l.reqs <- &request{e: e}:
 		return nil
-	case <-l.quit:
-		return fmt.Errorf("%w: closed", ErrUnavailable)
 	default:
 		return ErrBusy
 	}
@@ -418,10 +478,18 @@ func (l *Log) submit(ctx context.Context, r *request) error {
 		l.failure()
 		return err
 	}
+	l.sendMu.RLock()
+	defer l.sendMu.RUnlock()
+	select {
+	case <-l.stopping:
+		l.failure()
+		return fmt.Errorf("%w: closed", ErrUnavailable)
+	default:
+	}
 	select {
 	case l.reqs <- r:
 		return nil
-	case <-l.quit:
+	case <-l.stopping:
 		l.failure()
 		return fmt.Errorf("%w: closed", ErrUnavailable)
 	case <-ctx.Done():
@@ -443,9 +511,16 @@ func (l *Log) setFailed(err error) { l.failed.CompareAndSwap(nil, &err) }
 func (l *Log) Close() error {
 	l.closeOnce.Do(func() {
 		l.closed.Store(true)
+		close(l.stopping)
+		l.sendMu.Lock() // every send under way has finished
 		close(l.quit)
+		l.sendMu.Unlock()
 		<-l.exited
-		l.closeErr = l.f.Close()
+		var failed error
+		if p := l.failed.Load(); p != nil {
+			failed = fmt.Errorf("%w: %v", ErrUnavailable, *p)
+		}
+		l.closeErr = errors.Join(failed, l.f.Close())
 	})
 	return l.closeErr
 }
@@ -509,7 +584,7 @@ func (l *Log) gather(group []*request) []*request {
 // one fsync, then answers every request.
 func (l *Log) commit(group []*request) {
 	if p := l.failed.Load(); p != nil {
-		answer(group, fmt.Errorf("%w: %v", ErrUnavailable, *p))
+		l.answer(group, fmt.Errorf("%w: %v", ErrUnavailable, *p))
 		return
 	}
 	buf := &l.buf
@@ -529,19 +604,22 @@ func (l *Log) commit(group []*request) {
 		if e.Type == TypeCheckpoint {
 			e.Type = TypeCall // only the writer makes checkpoints
 		}
+		start := buf.Len()
 		if err = e.appendLine(buf); err != nil {
 			break
 		}
 		l.seq, l.prev = e.Seq, e.Hash
 		l.sinceCP++
+		l.sinceCPBytes += int64(buf.Len() - start)
 	}
-	cp := l.sinceCP > 0 && (len(group) == 0 || l.sinceCP >= l.opts.CheckpointEvery || now.Sub(l.lastCP) >= l.opts.CheckpointInterval)
+	cp := l.sinceCP > 0 && (len(group) == 0 || l.sinceCP >= l.opts.CheckpointEvery ||
+		l.sinceCPBytes >= maxTailBytes/2 || now.Sub(l.lastCP) >= l.opts.CheckpointInterval)
 	if err == nil && cp {
 		e := Entry{Seq: l.seq + 1, Time: stamp, Type: TypeCheckpoint, KeyID: l.keyID, Prev: l.prev}
 		e.Sig = base64.RawStdEncoding.EncodeToString(ed25519.Sign(l.opts.SigningKey, checkpointMessage(&e)))
 		if err = e.appendLine(buf); err == nil {
 			l.seq, l.prev = e.Seq, e.Hash
-			l.sinceCP, l.lastCP = 0, now
+			l.sinceCP, l.sinceCPBytes, l.lastCP = 0, 0, now
 			// The server log is a second, independent witness of the
 			// chain head (shipped elsewhere, it bounds truncation).
 			defer l.log.Info("audit checkpoint", "seq", e.Seq, "hash", e.Hash)
@@ -557,15 +635,19 @@ func (l *Log) commit(group []*request) {
 		l.setFailed(err)
 		err = fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
-	answer(group, err)
+	l.answer(group, err)
 }
 
 // answer tells every waiting writer of the group its result (done has room
-// for one: the writer never blocks here).
-func answer(group []*request, err error) {
+// for one: the writer never blocks here). An asynchronous entry that
+// failed has no one to tell: it is counted (OnFailure) instead.
+func (l *Log) answer(group []*request, err error) {
 	for _, r := range group {
-		if r.done != nil {
+		switch {
+		case r.done != nil:
 			r.done <- err
+		case err != nil:
+			l.failure()
 		}
 	}
 }

@@ -3,7 +3,6 @@ package audit
 import (
 	"bufio"
 	"crypto/ed25519"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -70,27 +69,20 @@ func Verify(r io.Reader, pub ed25519.PublicKey) (Report, error) {
 		if e.Prev != rep.LastHash {
 			return fail("does not chain to the line before (a line was edited, removed or reordered)")
 		}
-		switch e.Type {
-		case TypeCheckpoint:
+		if e.Type == TypeCheckpoint {
 			if pub != nil {
-				sig, err := base64.RawStdEncoding.DecodeString(e.Sig)
-				if e.KeyID != keyID {
-					return fail("checkpoint signed by key %s, not by the given public key (%s)", e.KeyID, keyID)
-				}
-				if err != nil || !ed25519.Verify(pub, checkpointMessage(&e), sig) {
-					return fail("checkpoint signature is invalid (the chain was rewritten)")
+				if err := verifyCheckpoint(&e, pub, keyID); err != nil {
+					return fail("%v", err)
 				}
 			}
 			rep.Checkpoints++
 			rep.LastCheckpoint = e.Seq
 			rep.Unsigned = 0
-		case TypeCall, TypeRefusals, TypeNotice:
-			if e.Sig != "" || e.KeyID != "" {
-				return fail("a call entry carries a signature")
+		} else {
+			if err := checkUnsigned(&e); err != nil {
+				return fail("%v", err)
 			}
 			rep.Unsigned++
-		default:
-			return fail("unknown entry type %q", Clip(e.Type))
 		}
 		rep.Entries, rep.LastHash = e.Seq, e.Hash
 	}
