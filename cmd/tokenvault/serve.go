@@ -48,6 +48,7 @@ var serveFlags = []struct {
 	{"metrics-listen", "metrics.listen", stringFlag, `address of /metrics, /healthz, /readyz, or "off"`},
 	{"log-format", "log.format", stringFlag, "log format: text or json"},
 	{"log-level", "log.level", stringFlag, "log level: debug, info, warn, error"},
+	{"log-access", "log.access", boolFlag, "log one line per call at info level (default true; --log-access=false logs only failures)"},
 	{"rotation-interval", "rights.rotation_interval", durationFlag, "how often you rotate and retire the KEK; erasure receipts promise backups dead by erasure + this + backup retention"},
 	{"purge-interval", "rights.purge_interval", durationFlag, "how often expired tokens are purged"},
 	{"retention", "rights.retention", listFlag, "default token expiry per kind, `KIND=DURATION` (e.g. pan=2160h); repeatable, replaces the configured map"},

@@ -189,6 +189,7 @@ func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, wra
 	}
 	srv := grpcserver.New(v, cfg.Logger)
 	srv.OnBatch = m.ObserveBatch
+	srv.AccessLog = cfg.Log.AccessOn()
 	// Metrics first, so that calls the guard refuses are counted too.
 	gs, hs := grpcserver.NewGRPCServer(srv, grpcserver.NewAdmin(v, cfg.KEK.BackupRetention, cfg.Logger),
 		append(m.ServerOptions(), secOpts...)...)

@@ -94,7 +94,15 @@ type CacheConfig struct {
 type LogConfig struct {
 	Format string `yaml:"format"` // text (default) or json
 	Level  string `yaml:"level"`  // debug, info (default), warn, error
+	// Access logs one line per call at info level (default true): method,
+	// request id, caller, code, duration. False logs only failures at
+	// info, successful calls at debug. A pointer: unset must mean true.
+	Access *bool `yaml:"access"`
 }
+
+// AccessOn reports whether every call is logged at info level (log.access,
+// true unless set to false).
+func (c LogConfig) AccessOn() bool { return c.Access == nil || *c.Access }
 
 // MetricsConfig configures the HTTP observability listener.
 type MetricsConfig struct {
@@ -150,6 +158,10 @@ func (c *Config) SetDefaults() {
 	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
+	}
+	if c.Log.Access == nil {
+		on := true
+		c.Log.Access = &on
 	}
 	if c.Metrics.Listen == "" {
 		c.Metrics.Listen = "127.0.0.1:9300"

@@ -220,3 +220,39 @@ func TestAPIKeysEnv(t *testing.T) {
 		t.Fatalf("bad %s: %v", config.APIKeysEnv, err)
 	}
 }
+
+// TestLogAccess: log.access is on unless set to false, from the file, the
+// environment or Set (the flag), and a bad value names the key.
+func TestLogAccess(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		env        map[string]string
+		want       bool
+	}{
+		{"default", "", nil, true},
+		{"file false", "log:\n  access: false\n", nil, false},
+		{"file true", "log:\n  access: true\n", nil, true},
+		{"env false", "", map[string]string{"TOKENVAULT_LOG_ACCESS": "false"}, false},
+		{"env over file", "log:\n  access: false\n", map[string]string{"TOKENVAULT_LOG_ACCESS": "true"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := load(t, tc.yaml, tc.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Log.AccessOn(); got != tc.want || cfg.Log.Access == nil || *cfg.Log.Access != tc.want {
+				t.Fatalf("log.access = %v, want %v", got, tc.want)
+			}
+		})
+	}
+	var cfg config.Config
+	if err := cfg.Set("log.access", "false"); err != nil || cfg.Log.AccessOn() {
+		t.Fatalf(`Set("log.access", "false"): %v, on = %v`, err, cfg.Log.AccessOn())
+	}
+	if err := cfg.Set("log.access", "maybe"); err == nil || !strings.Contains(err.Error(), "log.access") {
+		t.Fatalf(`Set("log.access", "maybe") = %v, want an error naming log.access`, err)
+	}
+	if _, err := load(t, "", map[string]string{"TOKENVAULT_LOG_ACCESS": "maybe"}); err == nil || !strings.Contains(err.Error(), "TOKENVAULT_LOG_ACCESS") {
+		t.Fatalf("bad env value: %v", err)
+	}
+}

@@ -195,6 +195,13 @@ func setField(fv reflect.Value, s string) error {
 			return errors.New("not true or false")
 		}
 		fv.SetBool(b)
+	case fv.Type() == reflect.TypeFor[*bool]():
+		// A bool whose default is true (log.access): nil is "not set".
+		b, err := strconv.ParseBool(s)
+		if err != nil {
+			return errors.New("not true or false")
+		}
+		fv.Set(reflect.ValueOf(&b))
 	case fv.Kind() == reflect.Int:
 		n, err := strconv.Atoi(s)
 		if err != nil {
