@@ -150,6 +150,21 @@ func Open(opts Options) (*Log, error) {
 		l.reqs <- &request{e: *l.notice}
 		l.notice = nil
 	}
+	if l.seq == 0 {
+		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+			// A new log starts with a signed checkpoint (seq 1, over the
+			// zero hash), so that a log without any checkpoint is always
+			// one whose checkpoints were removed, never a crash in the
+			// first minute of a new installation (Open refuses those).
+			l.sinceCP = 1
+			l.commit(nil)
+			l.sinceCP = 0
+			if err := l.Healthy(); err != nil {
+				f.Close()
+				return nil, fmt.Errorf("audit log %s: writing its first checkpoint: %w", opts.Path, err)
+			}
+		}
+	}
 	go l.loop()
 	return l, nil
 }
