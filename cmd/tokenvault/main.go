@@ -44,7 +44,7 @@ Data-subject rights, receipts, backups (see README):
   tokenvault ledger export --to FILE               write the erasure ledger
   tokenvault backup --to FILE --recipient AGE_PUBLIC_KEY… [--incremental-from PREV]
   tokenvault restore --from FILE… --identity FILE --data-dir DIR --ledger FILE|--ledger-from ADDR
-                     [--verify-key PUBKEY_FILE] [--ledger-key FILE] [--allow-unauthenticated-legacy]
+                     [--keys-dir DIR | --config FILE] [--verify-key PUBKEY_FILE] [--ledger-key FILE] [--allow-unauthenticated-legacy]
 
 A VALUE of "-" is read from standard input (keeps values out of shell
 history and the process list). Client commands take --addr (default
@@ -58,13 +58,16 @@ func main() {
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, usage)
-		if len(args) == 0 {
-			return 2
-		}
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage) // not asked for: a usage error
+		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage) // asked for: output, so "| less" works
 		return 0
 	}
+	// The commands' flag sets print -h to stdout through this (cli.go).
+	stderr = streams{Writer: stderr, stdout: stdout}
 	cmds := map[string]func([]string, io.Reader, io.Writer, io.Writer) error{
 		"serve": serve, "tokenize": tokenize, "detokenize": detokenize, "mask": mask,
 		"encrypt": encrypt, "decrypt": decrypt, "erase": erase, "kek": kekCmd, "config": configCmd,

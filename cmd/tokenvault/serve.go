@@ -93,7 +93,7 @@ func serveConfig(args []string, lookupEnv func(string) (string, bool), stderr io
 		}
 		keys[f.name] = f.key
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return config.Config{}, err
 	}
 	if fs.NArg() > 0 {
