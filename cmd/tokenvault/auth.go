@@ -58,7 +58,7 @@ func apikeyCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("apikey new", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	name := fs.String("name", "", "name of the key's owner, used in the policy (api_key: NAME) and the audit log (required)")
-	if err := fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if err := required("name", *name); err != nil {
@@ -92,7 +92,7 @@ func auditCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "verify":
 		pubFile := fs.String("pubkey", "", "PEM public key of the signing key (audit-signing.key.pub); without it only the hash chain is checked")
-		if err := fs.Parse(args[1:]); err != nil {
+		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
 		}
 		if fs.NArg() != 1 {
@@ -131,7 +131,7 @@ func auditCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return nil
 	case "pubkey", "token-hash":
 		key := fs.String("signing-key", "tokenvault-keys/audit-signing.key", "the audit signing key")
-		if err := fs.Parse(args[1:]); err != nil {
+		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
 		}
 		sk, err := keyfile.LoadSigningKey(*key)

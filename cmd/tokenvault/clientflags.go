@@ -36,7 +36,7 @@ func newClientFlagsTimeout(name string, stderr io.Writer, timeout time.Duration)
 
 // parse parses flags and requires at least one positional argument.
 func (c *clientFlags) parse(args []string, what string, stdin io.Reader) ([]string, error) {
-	if err := c.fs.Parse(args); err != nil {
+	if err := parseFlags(c.fs, args); err != nil {
 		return nil, err
 	}
 	if c.fs.NArg() == 0 {

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 	"time"
 
 	"github.com/tokenvault/tokenvault/client"
@@ -20,7 +19,7 @@ func kekCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	}
 	sub := args[0]
 	c := newClientFlagsTimeout("kek "+sub, stderr, time.Hour)
-	if err := c.fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(c.fs, args[1:]); err != nil {
 		return err
 	}
 	if c.fs.NArg() > 0 {
@@ -39,13 +38,19 @@ func kekCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 			}
 			return nil
 		case "rotate", "rewrap":
+			var p *progress
 			r, err := cl.RotateKEK(ctx, sub == "rewrap", func(r client.Rotation) {
-				fmt.Fprintf(stderr, "\rrewrapping under KEK version %d: %s", r.Version, bar(r.Scanned, r.Total))
+				if p == nil {
+					p = newProgress(stderr, fmt.Sprintf("rewrapping under KEK version %d", r.Version))
+				}
+				p.update(r.Scanned, r.Total)
 			})
+			if p != nil {
+				p.end()
+			}
 			if errors.Is(err, client.ErrIncomplete) {
 				return errors.New("the server ended the rotation without finishing; run \"tokenvault kek rewrap\" to resume")
 			}
-			fmt.Fprintln(stderr)
 			if err != nil {
 				return fmt.Errorf("%w (run \"tokenvault kek rewrap\" to resume)", err)
 			}
@@ -66,14 +71,4 @@ func kekCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 			return fmt.Errorf("unknown kek subcommand %q (status, rotate, rewrap, retire)", sub)
 		}
 	})
-}
-
-// bar draws a text progress bar.
-func bar(done, total int64) string {
-	const width = 30
-	if total <= 0 {
-		return fmt.Sprintf("%d", done)
-	}
-	n := int(min(done, total) * width / total)
-	return fmt.Sprintf("[%s%s] %d/%d (%d%%)", strings.Repeat("#", n), strings.Repeat(".", width-n), done, total, min(done, total)*100/total)
 }

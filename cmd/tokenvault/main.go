@@ -6,7 +6,8 @@
 // rest), one file per command family: serve.go (serve, config check),
 // tokens.go (tokenize … erase), kek.go, auth.go (apikey, audit), rights.go
 // (rights, receipts, ledger, backup, restore); clientflags.go holds what
-// the client commands share.
+// the client commands share, cli.go what every command shares (flag
+// parsing with help on stdout, progress output).
 package main
 
 import (
@@ -28,7 +29,7 @@ Usage:
   tokenvault detokenize --purpose P TOKEN…         print the values
   tokenvault mask TOKEN…                           print display masks
   tokenvault encrypt --subject S [--context C] VALUE   print a blob (base64url)
-  tokenvault decrypt --purpose P [--context C] BLOB    print the value
+  tokenvault decrypt --purpose P [--context C] BLOB    print the value (BLOB: base64url or base64)
   tokenvault erase --subject S                     crypto-shred a subject, print the receipt
   tokenvault kek status|rotate|rewrap|retire       KEK rotation epochs (see README)
   tokenvault apikey new --name NAME               make an API key and the hash to configure
@@ -42,12 +43,14 @@ Data-subject rights, receipts, backups (see README):
   tokenvault receipt pubkey [--to FILE]            print the vault's public key (PEM): verifies receipts and backups
   tokenvault receipt verify RECEIPT_FILE --pubkey FILE   check an erasure receipt (offline)
   tokenvault ledger export --to FILE               write the erasure ledger
+  tokenvault backup keygen --to IDENTITY_FILE      make the age key pair for backups, print the recipient
   tokenvault backup --to FILE --recipient AGE_PUBLIC_KEY… [--incremental-from PREV]
   tokenvault restore --from FILE… --identity FILE --data-dir DIR --ledger FILE|--ledger-from ADDR
-                     [--verify-key PUBKEY_FILE] [--ledger-key FILE] [--allow-unauthenticated-legacy]
+                     [--keys-dir DIR | --config FILE] [--verify-key PUBKEY_FILE] [--ledger-key FILE] [--allow-unauthenticated-legacy]
 
 A VALUE of "-" is read from standard input (keeps values out of shell
-history and the process list). Client commands take --addr (default
+history and the process list). Flags may also follow the values; after
+"--" everything is a value. Client commands take --addr (default
 127.0.0.1:7300, env TOKENVAULT_ADDR), TLS flags (--ca, --cert, --key,
 --server-name) and --api-key (env TOKENVAULT_API_KEY). Run "tokenvault CMD -h"
 for flags.
@@ -58,13 +61,16 @@ func main() {
 }
 
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
-		fmt.Fprint(stderr, usage)
-		if len(args) == 0 {
-			return 2
-		}
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage) // not asked for: a usage error
+		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stdout, usage) // asked for: output, so "| less" works
 		return 0
 	}
+	// The commands' flag sets print -h to stdout through this (cli.go).
+	stderr = streams{Writer: stderr, stdout: stdout}
 	cmds := map[string]func([]string, io.Reader, io.Writer, io.Writer) error{
 		"serve": serve, "tokenize": tokenize, "detokenize": detokenize, "mask": mask,
 		"encrypt": encrypt, "decrypt": decrypt, "erase": erase, "kek": kekCmd, "config": configCmd,

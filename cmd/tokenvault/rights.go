@@ -14,12 +14,16 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"filippo.io/age"
 
 	"github.com/tokenvault/tokenvault/client"
 	"github.com/tokenvault/tokenvault/crypto/keyfile"
 	"github.com/tokenvault/tokenvault/internal/backup"
+	"github.com/tokenvault/tokenvault/internal/config"
 	"github.com/tokenvault/tokenvault/vault/badgerstore"
 	"github.com/tokenvault/tokenvault/vault/receipt"
 )
@@ -41,7 +45,7 @@ func exportCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	c := newClientFlagsTimeout("export", stderr, 10*time.Minute)
 	subject := c.fs.String("subject", "", "data subject id (required)")
 	purpose := c.fs.String("purpose", "dsar", "why the export is made (default: a data-subject access request)")
-	if err := c.fs.Parse(args); err != nil {
+	if err := parseFlags(c.fs, args); err != nil {
 		return err
 	}
 	if err := errors.Join(noArgs(c.fs), required("subject", *subject), required("purpose", *purpose)); err != nil {
@@ -92,7 +96,7 @@ func restrictCmd(lift bool) func([]string, io.Reader, io.Writer, io.Writer) erro
 	return func(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		c := newClientFlags(name, stderr)
 		subject := c.fs.String("subject", "", "data subject id (required)")
-		if err := c.fs.Parse(args); err != nil {
+		if err := parseFlags(c.fs, args); err != nil {
 			return err
 		}
 		if err := errors.Join(noArgs(c.fs), required("subject", *subject)); err != nil {
@@ -124,7 +128,7 @@ func receiptCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	case "pubkey":
 		c := newClientFlags("receipt pubkey", stderr)
 		to := c.fs.String("to", "", "write the PEM public key to this file instead of stdout")
-		if err := c.fs.Parse(args[1:]); err != nil {
+		if err := parseFlags(c.fs, args[1:]); err != nil {
 			return err
 		}
 		if err := noArgs(c.fs); err != nil {
@@ -156,7 +160,7 @@ func receiptCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		if len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 			file, rest = rest[0], rest[1:]
 		}
-		if err := fs.Parse(rest); err != nil {
+		if err := parseFlags(fs, rest); err != nil {
 			return err
 		}
 		if file == "" && fs.NArg() == 1 {
@@ -203,7 +207,7 @@ func ledgerCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	}
 	c := newClientFlagsTimeout("ledger export", stderr, 10*time.Minute)
 	to := c.fs.String("to", "", "file to write the erasure ledger to (required; not overwritten)")
-	if err := c.fs.Parse(args[1:]); err != nil {
+	if err := parseFlags(c.fs, args[1:]); err != nil {
 		return err
 	}
 	if err := errors.Join(noArgs(c.fs), required("to", *to)); err != nil {
@@ -226,13 +230,16 @@ func ledgerCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 }
 
 func backupCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "keygen" {
+		return backupKeygen(args[1:], stdout, stderr)
+	}
 	c := newClientFlagsTimeout("backup", stderr, 24*time.Hour)
 	to := c.fs.String("to", "", "backup file to write (required; never overwritten)")
 	var recips stringList
 	c.fs.Var(&recips, "recipient", "age public key (age1...) to encrypt to; repeat for several (at least one)")
 	prev := c.fs.String("incremental-from", "", "take an incremental backup of what changed since this earlier backup file")
-	quiet := c.fs.Bool("quiet", false, "no progress bar")
-	if err := c.fs.Parse(args); err != nil {
+	quiet := c.fs.Bool("quiet", false, "no progress output")
+	if err := parseFlags(c.fs, args); err != nil {
 		return err
 	}
 	if err := errors.Join(noArgs(c.fs), required("to", *to)); err != nil {
@@ -251,13 +258,12 @@ func backupCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	}
 	return c.call(func(ctx context.Context, cl *client.Client) error {
 		var progress backup.Progress
+		p := newProgress(stderr, "backing up")
 		if !*quiet {
-			progress = func(read, total int64) { fmt.Fprintf(stderr, "\rbacking up: %s", bar(read, total)) }
+			progress = p.update
 		}
 		res, err := backup.Fetch(ctx, cl, *to, recips, since, progress)
-		if !*quiet {
-			fmt.Fprintln(stderr)
-		}
+		p.end()
 		if err != nil {
 			return err
 		}
@@ -271,6 +277,42 @@ func backupCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	})
 }
 
+// backupKeygen makes the age key pair backups are encrypted to: the
+// identity (secret) goes to a new file that only its owner may read, the
+// recipient (public) to stdout for "backup --recipient". Keep the
+// identity away from the vault's machine: with it and a backup, anyone
+// can read every value not yet erased.
+func backupKeygen(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("backup keygen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	to := fs.String("to", "", "identity file to create (required; never overwritten; mode 0600)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := errors.Join(noArgs(fs), required("to", *to)); err != nil {
+		return err
+	}
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		return err
+	}
+	recipient := id.Recipient().String()
+	// The same layout as age-keygen writes, so age and tokenvault both read it.
+	content := []byte(fmt.Sprintf("# created: %s\n# public key: %s\n%s\n",
+		time.Now().UTC().Format(time.RFC3339), recipient, id.String()))
+	err = keyfile.WriteExclusive(*to, content)
+	clear(content) // the identity's string form cannot be cleared; this copy can
+	if errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("--to: %s already exists; refusing to overwrite an identity (backups encrypted to it would become unreadable)", *to)
+	}
+	if err != nil {
+		return fmt.Errorf("--to: %w", err)
+	}
+	fmt.Fprintln(stdout, recipient)
+	fmt.Fprintf(stderr, "wrote the backup identity to %s (keep it offline: it decrypts every backup); back up with\n  tokenvault backup --to FILE --recipient %s\nrestore with --identity %s\n", *to, recipient, *to)
+	return nil
+}
+
 func restoreCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("restore", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -280,12 +322,14 @@ func restoreCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	dataDir := fs.String("data-dir", "", "new or empty data directory to restore into (required; no server may use it)")
 	ledgerFile := fs.String("ledger", "", "erasure ledger file from \"tokenvault ledger export\"")
 	ledgerFrom := fs.String("ledger-from", "", "fetch the erasure ledger from this live vault's address instead")
-	ledgerKey := fs.String("ledger-key", envOr("TOKENVAULT_LEDGER_KEY", "tokenvault-keys/ledger.key"), "the vault's erasure-ledger key file (env TOKENVAULT_LEDGER_KEY)")
-	verifyKey := fs.String("verify-key", envOr("TOKENVAULT_VERIFY_KEY", "tokenvault-keys/receipt-signing.pem"),
-		"verifies the backups' signatures: the vault's public key (\"tokenvault receipt pubkey --to FILE\") or its receipt-signing.pem (env TOKENVAULT_VERIFY_KEY)")
+	ledgerKey := fs.String("ledger-key", "", "the vault's erasure-ledger key file (env TOKENVAULT_LEDGER_KEY; default: from --keys-dir or --config)")
+	verifyKey := fs.String("verify-key", "",
+		"verifies the backups' signatures: the vault's public key (\"tokenvault receipt pubkey --to FILE\") or its receipt-signing.pem (env TOKENVAULT_VERIFY_KEY; default: from --keys-dir or --config)")
+	keysDir := fs.String("keys-dir", "", "the vault's key directory (where its keyring.age, ledger.key and receipt-signing.pem are): the default for --ledger-key and --verify-key")
+	configFile := fs.String("config", os.Getenv("TOKENVAULT_CONFIG"), "the vault's config file (env TOKENVAULT_CONFIG): its rights.ledger_key_file and rights.signing_key_file are the defaults for --ledger-key and --verify-key")
 	allowLegacy := fs.Bool("allow-unauthenticated-legacy", false,
 		"also accept backup and ledger files written before tokenvault signed them (tokenvault-backup/v1, tokenvault-erasure-ledger/v1); each is logged as a warning")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if err := errors.Join(noArgs(fs), required("identity", *identity), required("data-dir", *dataDir)); err != nil {
@@ -306,13 +350,17 @@ func restoreCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--identity: %w", err)
 	}
-	pub, err := backup.LoadVerifyKey(*verifyKey)
+	keys, err := restoreKeyPaths(*ledgerKey, *verifyKey, *keysDir, *configFile, os.LookupEnv)
 	if err != nil {
-		return fmt.Errorf("--verify-key: %w", err)
+		return err
 	}
-	key, err := keyfile.LoadLedgerKey(*ledgerKey)
+	pub, err := backup.LoadVerifyKey(keys.verify)
 	if err != nil {
-		return fmt.Errorf("--ledger-key: %w", err)
+		return fmt.Errorf("--verify-key: %w%s", err, keys.hint("verify", "--verify-key PUBKEY_FILE"))
+	}
+	key, err := keyfile.LoadLedgerKey(keys.ledger)
+	if err != nil {
+		return fmt.Errorf("--ledger-key: %w%s", err, keys.hint("ledger", "--ledger-key FILE"))
 	}
 	defer key.Zero()
 	var ledger backup.Ledger
@@ -348,4 +396,58 @@ func restoreCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "restored %d backup file(s) into %s: %d entries written; re-erased %d subject(s) named in the erasure ledger (%d entries left out); ledger of %d entries kept\n",
 		len(from), *dataDir, res.Entries, res.ReErased, res.Dropped, res.Ledger)
 	return nil
+}
+
+// restoreKeys are the key files restore reads and where each path came
+// from, for the error when one cannot be read.
+type restoreKeys struct {
+	ledger, verify         string
+	ledgerFrom, verifyFrom string
+}
+
+// restoreKeyPaths picks the ledger key and verify key files: each one's
+// flag, else the file in --keys-dir, else its environment variable, else
+// what the server's config file names (rights.ledger_key_file,
+// rights.signing_key_file, with the server's defaults beside the
+// keyring), else the server's default ./tokenvault-keys. The server's
+// relative paths are relative to where it runs; so are these.
+func restoreKeyPaths(ledgerFlag, verifyFlag, keysDir, configFile string, lookupEnv func(string) (string, bool)) (restoreKeys, error) {
+	var cfg config.Config
+	cfgFrom := "the server's default key directory ./tokenvault-keys"
+	switch {
+	case keysDir != "":
+		cfg.KEK.Keyring.Path = filepath.Join(keysDir, "keyring.age")
+		cfgFrom = "--keys-dir " + keysDir
+	case configFile != "":
+		var err error
+		if cfg, err = config.Load(configFile, lookupEnv); err != nil {
+			return restoreKeys{}, fmt.Errorf("--config: %w", err)
+		}
+		cfgFrom = "the config file " + configFile
+	}
+	cfg.SetDefaults()
+	k := restoreKeys{ledger: cfg.Rights.LedgerKeyFile, verify: cfg.Rights.SigningKeyFile, ledgerFrom: cfgFrom, verifyFrom: cfgFrom}
+	pick := func(path, from *string, flagValue, flagName, env string) {
+		if flagValue != "" {
+			*path, *from = flagValue, flagName
+		} else if v, _ := lookupEnv(env); v != "" && keysDir == "" {
+			*path, *from = v, env
+		}
+	}
+	pick(&k.ledger, &k.ledgerFrom, ledgerFlag, "--ledger-key", "TOKENVAULT_LEDGER_KEY")
+	pick(&k.verify, &k.verifyFrom, verifyFlag, "--verify-key", "TOKENVAULT_VERIFY_KEY")
+	return k, nil
+}
+
+// hint says which path restore tried, why, and how to give another.
+func (k restoreKeys) hint(which, flagForm string) string {
+	path, from := k.ledger, k.ledgerFrom
+	if which == "verify" {
+		path, from = k.verify, k.verifyFrom
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		abs = path
+	}
+	return fmt.Sprintf("\n(tried %s, from %s; give %s, --keys-dir DIR (the server's key directory) or --config FILE (the server's config))", abs, from, flagForm)
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"net"
 	"os"
 	"path/filepath"
@@ -68,6 +69,8 @@ func TestScripts(t *testing.T) {
 			"dropline":   cmdDropLine,
 			"agekeygen":  cmdAgeKeygen,
 			"legacybak":  cmdLegacyBackup,
+			"b64std":     cmdB64Std,
+			"perm":       cmdPerm,
 		},
 	})
 }
@@ -213,4 +216,29 @@ func cmdLegacyBackup(ts *testscript.TestScript, neg bool, args []string) {
 	b, err := os.ReadFile(in)
 	ts.Check(err)
 	ts.Check(os.WriteFile(ts.MkAbs(args[1]), append(backup.Header{Since: h.Since, Next: h.Next}.Marshal(), b[h.Size():]...), 0o600))
+}
+
+// b64std VAR BLOB: set $VAR to BLOB (base64url, as encrypt prints it)
+// re-encoded in padded standard base64, as protobuf JSON shows bytes.
+func cmdB64Std(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: b64std VAR BLOB")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(args[1])
+	ts.Check(err)
+	ts.Setenv(args[0], base64.StdEncoding.EncodeToString(b))
+}
+
+// perm FILE MODE: FILE's permission bits are MODE (octal, e.g. 0600).
+func cmdPerm(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: perm FILE MODE")
+	}
+	want, err := strconv.ParseUint(args[1], 8, 32)
+	ts.Check(err)
+	st, err := os.Stat(ts.MkAbs(args[0]))
+	ts.Check(err)
+	if got := st.Mode().Perm(); got != os.FileMode(want) {
+		ts.Fatalf("%s has mode %#o, want %#o", args[0], got, want)
+	}
 }

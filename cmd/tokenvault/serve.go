@@ -94,18 +94,18 @@ func serveConfig(args []string, lookupEnv func(string) (string, bool), stderr io
 		}
 		keys[f.name] = f.key
 	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return config.Config{}, err
 	}
 	if fs.NArg() > 0 {
 		return config.Config{}, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
 	cfg, err := config.Load(*configFile, lookupEnv)
-	if err != nil {
+	if err != nil && !errors.Is(err, config.ErrInvalid) {
 		return cfg, err
 	}
 	// Only the flags given: an unset flag must not reset the file's value.
-	var errs []error
+	errs := []error{err}
 	fs.Visit(func(f *flag.Flag) {
 		if key, ok := keys[f.Name]; ok {
 			if err := cfg.Set(key, f.Value.String()); err != nil {
@@ -113,15 +113,25 @@ func serveConfig(args []string, lookupEnv func(string) (string, bool), stderr io
 			}
 		}
 	})
-	return cfg, errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return cfg, invalidConfig{err}
+	}
+	return cfg, nil
 }
+
+// invalidConfig: problems with the settings (file, environment, flags)
+// rather than a failure to read them; Validate's findings are reported
+// with them, so the user sees every problem at once.
+type invalidConfig struct{ error }
+
+func (e invalidConfig) Unwrap() error { return e.error }
 
 func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 	cfg, err := serveConfig(args, os.LookupEnv, stderr)
-	if err != nil {
-		return err
+	if inv := (invalidConfig{}); err != nil && !errors.As(err, &inv) {
+		return err // flags that do not parse, a file that cannot be read
 	}
-	if err := config.Validate(&cfg); err != nil {
+	if err := errors.Join(err, config.Validate(&cfg)); err != nil {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	cfg.Logger = newLogger(cfg.Log, stderr)
@@ -172,10 +182,10 @@ func configCmd(args []string, _ io.Reader, stdout, _ io.Writer) error {
 		return errors.New("usage: tokenvault config check FILE")
 	}
 	cfg, err := config.Load(args[1], os.LookupEnv)
-	if err != nil {
+	if err != nil && !errors.Is(err, config.ErrInvalid) {
 		return err
 	}
-	if err := config.Validate(&cfg); err != nil {
+	if err := errors.Join(err, config.Validate(&cfg)); err != nil {
 		return fmt.Errorf("%s is invalid:\n%w", args[1], err)
 	}
 	fmt.Fprintf(stdout, "%s: ok (kek provider %s, listen %s, data_dir %s)\n", args[1], cfg.KEK.Provider, cfg.Listen, cfg.DataDir)

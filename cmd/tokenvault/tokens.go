@@ -141,8 +141,8 @@ func decrypt(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	blobs := make([][]byte, len(encoded))
 	for i, e := range encoded {
-		if blobs[i], err = base64.RawURLEncoding.DecodeString(strings.TrimRight(strings.TrimSpace(e), "=")); err != nil {
-			return fmt.Errorf("BLOB %d: not base64url (as printed by tokenvault encrypt)", i+1)
+		if blobs[i], err = decodeBlob(e); err != nil {
+			return fmt.Errorf("BLOB %d: not base64url (as printed by tokenvault encrypt) or standard base64 (as JSON and grpcurl show bytes)", i+1)
 		}
 	}
 	return c.call(func(ctx context.Context, cl *client.Client) error {
@@ -157,7 +157,7 @@ func decrypt(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 func erase(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	c := newClientFlags("erase", stderr)
 	subject := c.fs.String("subject", "", "data subject id (required)")
-	if err := c.fs.Parse(args); err != nil {
+	if err := parseFlags(c.fs, args); err != nil {
 		return err
 	}
 	if c.fs.NArg() > 0 {
@@ -182,4 +182,17 @@ func erase(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 			"records_erased": r.Records, "lookups_erased": r.Lookups,
 		})
 	})
+}
+
+// decodeBlob reads a blob in either base64 alphabet, padded or not:
+// encrypt prints base64url, but protobuf JSON (grpcurl, for one) shows
+// bytes fields in standard base64, and a blob copied from there should
+// work too. The alphabets differ only in "+/" versus
+// "-_", so at most one of them can match a given string.
+func decodeBlob(s string) ([]byte, error) {
+	s = strings.TrimRight(strings.TrimSpace(s), "=")
+	if strings.ContainsAny(s, "+/") {
+		return base64.RawStdEncoding.DecodeString(s)
+	}
+	return base64.RawURLEncoding.DecodeString(s)
 }

@@ -77,36 +77,39 @@ func (c *AuthConfig) setPathDefaults(dataDir, keyring string) {
 // TLSEnabled reports whether the listener serves TLS.
 func (c *AuthConfig) TLSEnabled() bool { return c.TLS.Cert != "" || c.TLS.Key != "" }
 
-// Validate names the offending key. Rules that involve the listen address
-// are in Config.Validate.
+// Validate reports every problem, each naming its key. Rules that
+// involve the listen address are in Config.Validate.
 func (c *AuthConfig) Validate() error {
+	var errs []error
+	bad := func(msg string) { errs = append(errs, errors.New(msg)) }
 	t := c.TLS
 	switch {
 	case t.Cert != "" && t.Key == "":
-		return errors.New("auth.tls.key_file: required with auth.tls.cert_file")
+		bad("auth.tls.key_file: required with auth.tls.cert_file")
 	case t.Key != "" && t.Cert == "":
-		return errors.New("auth.tls.cert_file: required with auth.tls.key_file")
+		bad("auth.tls.cert_file: required with auth.tls.key_file")
 	case t.ClientCA != "" && t.Cert == "":
-		return errors.New("auth.tls.cert_file: client certificates (client_ca_file) need TLS: set cert_file and key_file")
-	case t.RequireClientCert && t.ClientCA == "":
-		return errors.New("auth.tls.client_ca_file: required with require_client_cert")
+		bad("auth.tls.cert_file: client certificates (client_ca_file) need TLS: set cert_file and key_file")
+	}
+	if t.RequireClientCert && t.ClientCA == "" {
+		bad("auth.tls.client_ca_file: required with require_client_cert")
 	}
 	if _, err := auth.NewAPIKeys(c.APIKeys); err != nil {
-		return fmt.Errorf("auth.api_keys%w", err)
+		errs = append(errs, fmt.Errorf("auth.api_keys%w", err))
 	}
 	if c.Audit.Path == "" {
-		return errors.New("auth.audit.path: must not be empty")
+		bad("auth.audit.path: must not be empty")
 	}
 	if c.Audit.SigningKey == "" {
-		return errors.New("auth.audit.signing_key: must not be empty")
+		bad("auth.audit.signing_key: must not be empty")
 	}
 	if c.Audit.CheckpointEvery < 0 {
-		return errors.New("auth.audit.checkpoint_every: must not be negative")
+		bad("auth.audit.checkpoint_every: must not be negative")
 	}
 	if c.Audit.CheckpointInterval < 0 {
-		return errors.New("auth.audit.checkpoint_interval: must not be negative")
+		bad("auth.audit.checkpoint_interval: must not be negative")
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // validateListen checks the rules that tie security to the listen

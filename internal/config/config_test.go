@@ -99,8 +99,8 @@ func TestBadConfig(t *testing.T) {
 		env        map[string]string
 		want       string
 	}{
-		{"unknown key", "lisen: 127.0.0.1:7300\n", nil, "lisen"},
-		{"unknown nested key", "kek:\n  keyring:\n    pth: x\n", nil, "pth"},
+		{"unknown key", "lisen: 127.0.0.1:7300\n", nil, "lisen: unknown key (line 1; did you mean listen?)"},
+		{"unknown nested key", "kek:\n  keyring:\n    pth: x\n", nil, "kek.keyring.pth: unknown key (line 3; did you mean kek.keyring.path?)"},
 		{"bad listen", "listen: nonsense\n", nil, "listen"},
 		{"plaintext non-loopback", "listen: 0.0.0.0:7300\n", nil, "listen: refusing plaintext"},
 		{"bad provider", "kek:\n  provider: hsm\n", nil, "kek.provider"},
@@ -115,7 +115,7 @@ func TestBadConfig(t *testing.T) {
 		{"bad metrics listen", "metrics:\n  listen: everywhere\n", nil, "metrics.listen"},
 		{"bad discard ratio", "maintenance:\n  gc_discard_ratio: 2\n", nil, "maintenance.gc_discard_ratio"},
 		{"negative cache", "cache:\n  size: -1\n", nil, "cache.size"},
-		{"not a mapping", "- a\n- b\n", nil, "cannot unmarshal"},
+		{"not a mapping", "- a\n- b\n", nil, "top level: want a mapping of keys, not a list (line 1)"},
 		{"two documents", "listen: 127.0.0.1:1\n---\nlisten: 127.0.0.1:2\n", nil, "more than one"},
 		{"bad env duration", "", map[string]string{"TOKENVAULT_CACHE_TTL": "soon"}, "TOKENVAULT_CACHE_TTL (cache.ttl)"},
 		{"bad env bool", "", map[string]string{"TOKENVAULT_INSECURE_PLAINTEXT_NONLOOPBACK": "maybe"}, "TOKENVAULT_INSECURE_PLAINTEXT_NONLOOPBACK"},
@@ -254,5 +254,55 @@ func TestLogAccess(t *testing.T) {
 	}
 	if _, err := load(t, "", map[string]string{"TOKENVAULT_LOG_ACCESS": "maybe"}); err == nil || !strings.Contains(err.Error(), "TOKENVAULT_LOG_ACCESS") {
 		t.Fatalf("bad env value: %v", err)
+	}
+}
+
+// TestEveryProblemAtOnce: unknown keys, values of the wrong type, bad
+// environment variables and Validate's findings are reported together,
+// each by key path (and line), not by Go type; values are not echoed.
+func TestEveryProblemAtOnce(t *testing.T) {
+	path := write(t, "kek:\n  provder: vault\ncache:\n  size: hunter2\n  ttl: soon\nlog:\n  level: loud\nauth:\n  api_keys:\n    - name: a\n      hsh: x\nrights:\n  retention: 5\n")
+	cfg, err := config.Load(path, env(map[string]string{"TOKENVAULT_SHUTDOWN_TIMEOUT": "never"}))
+	if !errors.Is(err, config.ErrInvalid) {
+		t.Fatalf("Load: %v, want ErrInvalid", err)
+	}
+	all := errors.Join(err, config.Validate(&cfg)).Error()
+	for _, want := range []string{
+		path + ": kek.provder: unknown key (line 2; did you mean kek.provider?)",
+		"cache.size: not an integer (line 4)",
+		"cache.ttl: not a duration such as 30s, 10m or 720h (line 5)",
+		"auth.api_keys[0].hsh: unknown key (line 11; did you mean auth.api_keys[0].hash?)",
+		"rights.retention: not a mapping of KIND: DURATION (line 13)",
+		"TOKENVAULT_SHUTDOWN_TIMEOUT (shutdown_timeout): not a duration",
+		"log.level", // from Validate
+	} {
+		if !strings.Contains(all, want) {
+			t.Errorf("missing %q in:\n%s", want, all)
+		}
+	}
+	for _, bad := range []string{"hunter2", "soon", "never", "KEKConfig", "not found in type"} {
+		if strings.Contains(all, bad) {
+			t.Errorf("%q in:\n%s", bad, all)
+		}
+	}
+	// What was valid is still loaded.
+	if cfg.Log.Level != "loud" || len(cfg.Auth.APIKeys) != 1 {
+		t.Errorf("the rest of the file was not loaded: %+v", cfg)
+	}
+	// A file that is not YAML is one error, not ErrInvalid.
+	if _, err := config.Load(write(t, "kek: [\n"), env(nil)); err == nil || errors.Is(err, config.ErrInvalid) {
+		t.Errorf("syntax error: %v", err)
+	}
+}
+
+// TestValidateListsEverySection: each section reports all its problems,
+// not the first.
+func TestValidateListsEverySection(t *testing.T) {
+	_, err := load(t, "auth:\n  tls:\n    cert_file: c.pem\n    require_client_cert: true\n  audit:\n    checkpoint_every: -1\nrights:\n  purge_interval: -1s\n  rotation_interval: -1s\n  retention:\n    visa: 1h\n    pan: -1h\n", nil)
+	for _, want := range []string{"auth.tls.key_file", "auth.tls.client_ca_file", "auth.audit.checkpoint_every",
+		"rights.purge_interval", "rights.rotation_interval", "rights.retention.visa: unknown kind", "rights.retention.pan: must be positive"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in %v", want, err)
+		}
 	}
 }

@@ -29,7 +29,7 @@ func TestLimitsConfig(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"limits:\n  deterministic_tokenize:\n    burst: -1\n", "limits.deterministic_tokenize.burst: must not be negative"},
 		{"limits:\n  tokenize:\n    fields_per_second: .nan\n", "limits.tokenize.fields_per_second: not a number"},
-		{"limits:\n  tokenize:\n    rate: 5\n", "field rate not found"},
+		{"limits:\n  tokenize:\n    rate: 5\n", "limits.tokenize.rate: unknown key (line 3)"},
 	} {
 		if _, err := load(t, tc.yaml, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: got %v, want %q", tc.yaml, err, tc.want)

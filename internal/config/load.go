@@ -1,17 +1,13 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"reflect"
 	"strconv"
 	"strings"
 	"time"
-
-	"gopkg.in/yaml.v3"
 
 	"github.com/tokenvault/tokenvault/internal/auth"
 )
@@ -30,23 +26,34 @@ var ErrUnknownKey = errors.New("not a settable configuration key")
 // environment overrides from lookupEnv (os.LookupEnv in production), and
 // returns the configuration. It neither sets defaults nor validates: call
 // Validate after applying flags (Set).
+//
+// Every problem with the file's keys and values and with the environment
+// is reported at once, each naming its key path (and line): the error
+// then matches [ErrInvalid] and cfg holds everything else, so that
+// Validate's findings can be reported with them. Other errors (the file
+// cannot be read, is not YAML) come alone.
 func Load(path string, lookupEnv func(string) (string, bool)) (Config, error) {
 	var cfg Config
+	var probs problems
 	if path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return cfg, fmt.Errorf("config: %w", err)
 		}
-		if err := decode(b, &cfg); err != nil {
+		err = decode(b, &cfg)
+		var p problems
+		if errors.As(err, &p) {
+			for _, e := range p {
+				probs = append(probs, fmt.Errorf("%s: %w", path, e))
+			}
+		} else if err != nil {
 			return cfg, fmt.Errorf("config %s: %w", path, err)
 		}
 	}
-	if err := applyEnv(reflect.ValueOf(&cfg).Elem(), EnvPrefix, "", lookupEnv); err != nil {
-		return cfg, err
-	}
+	probs = append(probs, applyEnv(reflect.ValueOf(&cfg).Elem(), EnvPrefix, "", lookupEnv)...)
 	if v, _ := lookupEnv(APIKeysEnv); v != "" {
 		if err := addAPIKeys(&cfg.Auth.APIKeys, v); err != nil {
-			return cfg, fmt.Errorf("%s: %w", APIKeysEnv, err)
+			probs = append(probs, fmt.Errorf("%s: %w", APIKeysEnv, err))
 		}
 	}
 	if cfg.KEK.Vault.Address == "" {
@@ -54,6 +61,9 @@ func Load(path string, lookupEnv func(string) (string, bool)) (Config, error) {
 	}
 	if cfg.KEK.Vault.Token == "" {
 		cfg.KEK.Vault.Token, _ = lookupEnv("VAULT_TOKEN")
+	}
+	if len(probs) > 0 {
+		return cfg, probs
 	}
 	return cfg, nil
 }
@@ -111,29 +121,6 @@ func addAPIKeys(keys *[]auth.APIKey, v string) error {
 	return nil
 }
 
-// decode parses strictly: unknown keys are errors (a misspelt key would
-// otherwise silently leave a security setting at its default).
-func decode(b []byte, cfg *Config) error {
-	dec := yaml.NewDecoder(bytes.NewReader(b))
-	dec.KnownFields(true)
-	err := dec.Decode(cfg)
-	if errors.Is(err, io.EOF) {
-		return nil // an empty file
-	}
-	if err != nil {
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			return errors.New(strings.Join(te.Errors, "; "))
-		}
-		return err
-	}
-	var extra any
-	if dec.Decode(&extra) != io.EOF {
-		return errors.New("more than one YAML document")
-	}
-	return nil
-}
-
 var durationType = reflect.TypeFor[time.Duration]()
 
 // eachLeaf calls fn for every settable leaf of the config struct v, with
@@ -164,19 +151,22 @@ func eachLeaf(v reflect.Value, prefix, keyPrefix string, fn func(fv reflect.Valu
 	return nil
 }
 
-// applyEnv sets every field whose environment variable is present.
-func applyEnv(v reflect.Value, prefix, keyPrefix string, lookupEnv func(string) (string, bool)) error {
-	return eachLeaf(v, prefix, keyPrefix, func(fv reflect.Value, name, key string) error {
+// applyEnv sets every field whose environment variable is present and
+// returns a problem for each one that does not parse.
+func applyEnv(v reflect.Value, prefix, keyPrefix string, lookupEnv func(string) (string, bool)) problems {
+	var probs problems
+	eachLeaf(v, prefix, keyPrefix, func(fv reflect.Value, name, key string) error {
 		s, ok := lookupEnv(name)
 		if !ok {
 			return nil
 		}
 		if err := setField(fv, s); err != nil {
 			// The value is not echoed: it may be a secret.
-			return fmt.Errorf("%s (%s): %w", name, key, err)
+			probs = append(probs, fmt.Errorf("%s (%s): %w", name, key, err))
 		}
 		return nil
 	})
+	return probs
 }
 
 func setField(fv reflect.Value, s string) error {

@@ -54,32 +54,35 @@ func (c *RightsConfig) SetDefaults() {
 	}
 }
 
-// Validate names the offending key.
+// Validate reports every problem, each naming its key.
 func (c *RightsConfig) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
 	switch {
 	case c.SigningKeyFile == "":
-		return errors.New("rights.signing_key_file: must not be empty")
+		bad("rights.signing_key_file: must not be empty")
 	case c.LedgerKeyFile == "":
-		return errors.New("rights.ledger_key_file: must not be empty")
+		bad("rights.ledger_key_file: must not be empty")
 	case c.SigningKeyFile == c.LedgerKeyFile:
-		return errors.New("rights.ledger_key_file: must differ from rights.signing_key_file")
-	case c.RotationInterval <= 0:
-		return errors.New("rights.rotation_interval: must be positive")
-	case c.PurgeInterval <= 0:
-		return errors.New("rights.purge_interval: must be positive")
+		bad("rights.ledger_key_file: must differ from rights.signing_key_file")
+	}
+	if c.RotationInterval <= 0 {
+		bad("rights.rotation_interval: must be positive")
+	}
+	if c.PurgeInterval <= 0 {
+		bad("rights.purge_interval: must be positive")
 	}
 	names := make([]string, 0, len(c.Retention))
 	for name := range c.Retention {
 		names = append(names, name)
 	}
-	slices.Sort(names) // report the first bad one deterministically
+	slices.Sort(names) // a stable order
 	for _, name := range names {
 		if _, err := format.ParseKind(name); err != nil {
-			return fmt.Errorf("rights.retention.%s: unknown kind", name)
-		}
-		if d := c.Retention[name]; d <= 0 || d > vault.MaxTTL {
-			return fmt.Errorf("rights.retention.%s: must be positive and at most %v", name, vault.MaxTTL)
+			bad("rights.retention.%s: unknown kind", name)
+		} else if d := c.Retention[name]; d <= 0 || d > vault.MaxTTL {
+			bad("rights.retention.%s: must be positive and at most %v", name, vault.MaxTTL)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }

@@ -10,7 +10,10 @@
 //     test only and killed when the test ends.
 //
 // Without either, tests are skipped with a message saying how to get a
-// server, except when CI=true: CI must run them, so there they fail.
+// server, except when CI=true: CI must run them, so there they fail. A
+// package whose TestMain runs through [Main] also says, after its tests,
+// how many were skipped that way: "go test ./..." shows no skip messages
+// of passing packages, so without it they would be skipped silently.
 //
 // A started server is not `vault server -dev`: dev mode keeps everything in
 // memory, and outage tests need transit keys to survive a restart. It uses
@@ -90,6 +93,7 @@ func Start(t testing.TB) *Server {
 		if os.Getenv("CI") == "true" {
 			t.Fatal(msg)
 		}
+		noteSkip(why)
 		t.Skip(msg)
 	}
 

@@ -42,8 +42,10 @@ const (
 //
 // Limits (requests over them fail with INVALID_ARGUMENT naming the field):
 // at most 1000 items per call, at most 65536 bytes per value, subject ids
-// and purposes at most 256 bytes, contexts at most 256 bytes, and at most
-// 16 MiB per request message.
+// and purposes at most 256 bytes, contexts at most 256 bytes. A request
+// message over 16 MiB is refused by gRPC itself before it is decoded:
+// RESOURCE_EXHAUSTED ("received message larger than max"), with no field
+// name and no ErrorInfo.
 type TokenVaultClient interface {
 	// Tokenize replaces sensitive values with format-preserving tokens. The
 	// reply lists tokens in request order. A token is durable (written and
@@ -220,8 +222,10 @@ func (c *tokenVaultClient) GetReceiptPublicKey(ctx context.Context, in *GetRecei
 //
 // Limits (requests over them fail with INVALID_ARGUMENT naming the field):
 // at most 1000 items per call, at most 65536 bytes per value, subject ids
-// and purposes at most 256 bytes, contexts at most 256 bytes, and at most
-// 16 MiB per request message.
+// and purposes at most 256 bytes, contexts at most 256 bytes. A request
+// message over 16 MiB is refused by gRPC itself before it is decoded:
+// RESOURCE_EXHAUSTED ("received message larger than max"), with no field
+// name and no ErrorInfo.
 type TokenVaultServer interface {
 	// Tokenize replaces sensitive values with format-preserving tokens. The
 	// reply lists tokens in request order. A token is durable (written and
