@@ -91,7 +91,7 @@ func checkPermissions(path string, st fs.FileInfo) error {
 	if perm := st.Mode().Perm(); perm&0o077 != 0 {
 		return fmt.Errorf("%w: %s has mode %04o, but only its owner may have access (chmod 600 %s)", ErrPermissions, path, perm, path)
 	}
-	return nil
+	return checkOwner(path, st)
 }
 
 // WriteExclusive creates path (mode 0600, directory 0700) with content,

@@ -231,3 +231,32 @@ func TestWriters(t *testing.T) {
 		t.Fatalf("directory holds %v, want only a.key and a.pub", names)
 	}
 }
+
+// TestSecretFileOwner: a secret file owned by another (non-root) user is
+// refused even with mode 0600: that user could replace the key. Needs
+// root to give a file away (CI runs as root).
+func TestSecretFileOwner(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no owner ids on Windows")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to chown a file to another user; run as root (CI does)")
+	}
+	ledger := filepath.Join(t.TempDir(), "ledger.key")
+	if _, _, err := keyfile.LoadOrCreateLedgerKey(ledger, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(ledger, 12345, 12345); err != nil {
+		t.Fatal(err)
+	}
+	_, err := keyfile.LoadLedgerKey(ledger)
+	if !errors.Is(err, keyfile.ErrPermissions) || !strings.Contains(err.Error(), "owned by user 12345") {
+		t.Fatalf("file owned by another user: %v", err)
+	}
+	if err := os.Chown(ledger, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keyfile.LoadLedgerKey(ledger); err != nil {
+		t.Fatalf("root-owned 0600 file: %v", err)
+	}
+}

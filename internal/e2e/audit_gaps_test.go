@@ -16,7 +16,8 @@ import (
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 )
 
-// TestAuditGaps (security review, finding 8): rectify entries name the
+// TestAuditGaps (security review, finding 8, and the review of its fix):
+// deterministic tokenize calls are audited; rectify entries name the
 // token (keyed hash) and its subject; backup entries name the recipients;
 // streaming calls that send data — backup, ledger export, KEK rotation —
 // are audited before their first message (a STARTED entry) and again with
@@ -30,6 +31,13 @@ func TestAuditGaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := c.Rectify(cx, tok[0], "new@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	// A deterministic tokenize can confirm a guessed value: audited, field
+	// by field; the random field of the same call is not listed.
+	det, err := c.Tokenize(cx, "gap-subject", client.Field{Kind: "ssn", Value: "078-05-1120", Deterministic: true},
+		client.Field{Kind: "pan", Value: "4111 1111 1111 1111"})
+	if err != nil {
 		t.Fatal(err)
 	}
 	id, _ := age.GenerateX25519Identity()
@@ -74,6 +82,17 @@ func TestAuditGaps(t *testing.T) {
 	if len(rect) != 1 || rect[0].Outcome != "OK" || rect[0].Subject != "gap-subject" || len(rect[0].Items) != 1 ||
 		rect[0].Items[0] != (audit.Item{Token: hasher.Hash(tok[0]), Outcome: "OK"}) {
 		t.Errorf("rectify entries %+v", rect)
+	}
+
+	var toks []audit.Entry
+	for _, x := range entries {
+		if x.Op == "tokenize" {
+			toks = append(toks, x)
+		}
+	}
+	if len(toks) != 1 || toks[0].Outcome != "OK" || toks[0].Subject != "gap-subject" || len(toks[0].Items) != 1 ||
+		toks[0].Items[0] != (audit.Item{Token: hasher.Hash(det[0]), Kind: "ssn", Outcome: "OK"}) {
+		t.Errorf("tokenize entries (want only the deterministic call, its deterministic field): %+v", toks)
 	}
 
 	for _, m := range []string{pb.BackupAdmin_Backup_FullMethodName, pb.BackupAdmin_ExportErasureLedger_FullMethodName, pb.KeyAdmin_RotateKek_FullMethodName} {

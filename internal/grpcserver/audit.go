@@ -35,6 +35,11 @@ const (
 	auditNever     auditMode = iota
 	auditAlways              // reveals, erasure, admin
 	auditOnDenials           // when some item was refused (mask)
+	// auditDeterministic: tokenize calls with deterministic fields. Handing
+	// back the existing token confirms a guessed value (README, "Who may
+	// see what"): such calls are recorded like reveals, field by field
+	// (kind and the token's keyed hash).
+	auditDeterministic
 )
 
 // auditFinishTimeout bounds the wait for the audit entry of a call that
@@ -96,6 +101,28 @@ func recordDecrypted(ctx context.Context, items []vault.DecryptItem, res []vault
 	if r := recordOf(ctx); r != nil {
 		r.set(blobItems(items, res))
 	}
+}
+
+// recordTokenized records the deterministic fields of a tokenize call:
+// kind and the keyed hash of the token handed back.
+func recordTokenized(ctx context.Context, fields []vault.Field, tokens []string) {
+	r := recordOf(ctx)
+	if r == nil {
+		return
+	}
+	var items []audit.Item
+	omitted := 0
+	for i, f := range fields {
+		if !f.Deterministic || i >= len(tokens) {
+			continue
+		}
+		if len(items) == audit.MaxItems {
+			omitted++
+			continue
+		}
+		items = append(items, audit.Item{Token: r.hash(tokens[i]), Kind: f.Kind.String(), Outcome: codes.OK.String()})
+	}
+	r.set(items, omitted)
 }
 
 // recordRectified records a rectification: the token and its subject.
@@ -186,6 +213,11 @@ func (g *Guard) started(ctx context.Context, c *call) error {
 	e := c.entry
 	e.Outcome = "STARTED"
 	if err := g.cfg.Audit.Write(ctx, e); err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			// The caller gave up waiting: its own deadline, not an
+			// unavailable log (which a client would retry).
+			return g.toStatus(c.method, cerr)
+		}
 		return g.toStatus(c.method, fmt.Errorf("%w; nothing was sent", errAuditUnavailable))
 	}
 	return nil
@@ -194,7 +226,7 @@ func (g *Guard) started(ctx context.Context, c *call) error {
 // finish writes the audit entry of an admitted call. A non-nil return
 // replaces the call's result: an unaudited result is never sent.
 func (g *Guard) finish(c *call, callErr error) error {
-	if c.spec.audit == auditNever {
+	if c.rec == nil {
 		return nil
 	}
 	c.rec.mu.Lock()
@@ -203,8 +235,9 @@ func (g *Guard) finish(c *call, callErr error) error {
 	if !recorded && c.req != nil {
 		items, omitted = attempted(g.cfg.Audit, c.req)
 	}
-	if c.spec.audit == auditOnDenials && !anyDenied(items) {
-		return nil
+	if c.spec.audit == auditOnDenials && !anyDenied(items) ||
+		c.spec.audit == auditDeterministic && !recorded {
+		return nil // a failed tokenize handed nothing back
 	}
 	// The code the caller gets (handlers return statuses).
 	c.entry.Outcome = status.Code(callErr).String()

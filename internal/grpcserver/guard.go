@@ -112,7 +112,7 @@ type methodSpec struct {
 // snapshot. What the call did item by item comes from the handler, which
 // records the vault's results for the audit entry (audit.go).
 var methods = map[string]methodSpec{
-	pb.TokenVault_Tokenize_FullMethodName:     {op: auth.OpTokenize},
+	pb.TokenVault_Tokenize_FullMethodName:     {op: auth.OpTokenize, audit: auditDeterministic},
 	pb.TokenVault_Detokenize_FullMethodName:   {op: auth.OpDetokenize, audit: auditAlways},
 	pb.TokenVault_Mask_FullMethodName:         {op: auth.OpMask, audit: auditOnDenials},
 	pb.TokenVault_Encrypt_FullMethodName:      {op: auth.OpEncrypt},
@@ -169,7 +169,7 @@ func (g *Guard) begin(ctx context.Context, method string, req any) *call {
 	c := &call{method: method, spec: spec, known: known, req: req, purpose: purposeOf(req),
 		entry: audit.Entry{Method: method, Op: string(spec.op)}}
 	c.entry.Purpose = audit.Clip(c.purpose)
-	if spec.audit != auditNever {
+	if spec.audit != auditNever && (spec.audit != auditDeterministic || hasDeterministic(req)) {
 		c.rec = &record{hash: g.cfg.Audit.TokenHash}
 	}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
@@ -232,4 +232,19 @@ func (g *Guard) stream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInf
 		return aerr
 	}
 	return err
+}
+
+// hasDeterministic: a tokenize request with a deterministic field (only
+// those calls are audited; random tokenize stays off the audit path).
+func hasDeterministic(req any) bool {
+	r, ok := req.(*pb.TokenizeRequest)
+	if !ok {
+		return false
+	}
+	for _, f := range r.GetFields() {
+		if deterministic(f) {
+			return true
+		}
+	}
+	return false
 }

@@ -38,20 +38,36 @@ const (
 	refusalFinish = 10 * time.Second // Close's bound on the final flush
 )
 
+// refusalKey groups refusals. It holds nothing a caller can vary freely:
+// no reason text (it may quote the request; the group keeps its first),
+// and an unknown method's name is not kept (any string would make a new
+// group); peer hosts and authenticated callers are bounded by refusalKeys
+// and then by the catch-alls in add.
 type refusalKey struct {
-	method, op, outcome, caller, auth, host, reason string
+	method, op, outcome, caller, auth, host string
 }
 
 type refusalCount struct {
-	n     uint64
-	since time.Time
+	n      uint64
+	since  time.Time
+	reason string // the first one's
 }
+
+// unknownMethodKey stands for every method name the guard does not know.
+const unknownMethodKey = "(unknown method)"
+
+// maxRefusalItems bounds what one refusal entry records of its request
+// (the rest is counted in items_omitted): a refused call revealed nothing,
+// and an entry per refusal must not carry a 1,000-token batch each time.
+const maxRefusalItems = 16
 
 type refusals struct {
 	audit Auditor
 	log   *slog.Logger
-	lim   *rate.Limiter
-	now   func() time.Time
+	// Separate budgets: a flood of unauthenticated refusals cannot use up
+	// the entries that record an authenticated caller's refusals.
+	anon, authed *rate.Limiter
+	now          func() time.Time
 
 	mu     sync.Mutex
 	counts map[refusalKey]*refusalCount
@@ -62,7 +78,8 @@ type refusals struct {
 }
 
 func newRefusals(a Auditor, log *slog.Logger) *refusals {
-	r := &refusals{audit: a, log: log, lim: rate.NewLimiter(refusalRate, refusalBurst), now: time.Now,
+	r := &refusals{audit: a, log: log, anon: rate.NewLimiter(refusalRate, refusalBurst),
+		authed: rate.NewLimiter(refusalRate, refusalBurst), now: time.Now,
 		counts: map[refusalKey]*refusalCount{}, stop: make(chan struct{}), done: make(chan struct{})}
 	go r.loop()
 	return r
@@ -70,7 +87,15 @@ func newRefusals(a Auditor, log *slog.Logger) *refusals {
 
 // add records one refused call; it never blocks.
 func (r *refusals) add(e audit.Entry) {
-	if r.lim.Allow() {
+	lim := r.anon
+	if e.Caller != "" {
+		lim = r.authed
+	}
+	if len(e.Items) > maxRefusalItems {
+		e.ItemsOmitted += len(e.Items) - maxRefusalItems
+		e.Items = e.Items[:maxRefusalItems]
+	}
+	if lim.Allow() {
 		err := r.audit.WriteAsync(e)
 		if err == nil {
 			r.log.Warn("call refused", "method", e.Method, "caller", e.Caller, "peer", e.Peer, "code", e.Outcome, "reason", e.Reason)
@@ -81,20 +106,31 @@ func (r *refusals) add(e audit.Entry) {
 			return
 		}
 	}
-	k := refusalKey{method: e.Method, op: e.Op, outcome: e.Outcome, caller: e.Caller, auth: e.Auth,
-		host: peerHost(e.Peer), reason: e.Reason}
+	method := e.Method
+	if _, known := methods[method]; !known {
+		method = unknownMethodKey
+	}
+	k := refusalKey{method: method, op: e.Op, outcome: e.Outcome, caller: e.Caller, auth: e.Auth, host: peerHost(e.Peer)}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	c, ok := r.counts[k]
 	if !ok && len(r.counts) >= refusalKeys {
-		// Too many distinct groups (callers cycling names or addresses):
-		// one catch-all per outcome keeps memory bounded and the count
-		// exact.
-		k = refusalKey{method: "*", outcome: e.Outcome, caller: "*", host: "*", reason: "many distinct refusals"}
+		// Too many distinct groups (callers cycling addresses or names):
+		// catch-alls keep memory bounded and the count exact. An
+		// authenticated caller keeps a group of its own while there is
+		// room, so that a flood of anonymous refusals cannot wash its
+		// name out of the record.
+		k = refusalKey{method: "*", outcome: e.Outcome, caller: "*", host: "*"}
+		if e.Caller != "" && len(r.counts) < 2*refusalKeys {
+			k.caller, k.auth = e.Caller, e.Auth
+		}
 		c, ok = r.counts[k]
 	}
 	if !ok {
-		c = &refusalCount{since: r.now()}
+		c = &refusalCount{since: r.now(), reason: e.Reason}
+		if k.host == "*" {
+			c.reason = "many distinct refusals"
+		}
 		r.counts[k] = c
 	}
 	c.n++
@@ -141,7 +177,7 @@ func (r *refusals) putBack(k refusalKey, c *refusalCount) {
 	defer r.mu.Unlock()
 	if cur, ok := r.counts[k]; ok {
 		cur.n += c.n
-		cur.since = c.since
+		cur.since, cur.reason = c.since, c.reason
 		return
 	}
 	r.counts[k] = c
@@ -155,7 +191,7 @@ func (r *refusals) flush(write func(audit.Entry) error) {
 	var total uint64
 	for k, c := range m {
 		e := audit.Entry{Type: audit.TypeRefusals, Method: k.method, Op: k.op, Outcome: k.outcome,
-			Caller: k.caller, Auth: k.auth, Peer: k.host, Reason: k.reason, Count: c.n,
+			Caller: k.caller, Auth: k.auth, Peer: k.host, Reason: c.reason, Count: c.n,
 			Since: c.since.UTC().Format(time.RFC3339Nano)}
 		switch err := write(e); {
 		case err == nil:
@@ -179,6 +215,13 @@ func (r *refusals) Close() {
 		<-r.done
 		ctx, cancel := context.WithTimeout(context.Background(), refusalFinish)
 		defer cancel()
-		r.flush(func(e audit.Entry) error { return r.audit.Write(ctx, e) })
+		// Queued like the loop's (the audit log writes its queue before it
+		// closes); waited for only when the queue is full.
+		r.flush(func(e audit.Entry) error {
+			if err := r.audit.WriteAsync(e); !errors.Is(err, audit.ErrBusy) {
+				return err
+			}
+			return r.audit.Write(ctx, e)
+		})
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -48,13 +49,21 @@ func TestRefusalsBounded(t *testing.T) {
 	held = true
 	mu.Unlock()
 	r := newRefusals(l, quiet)
-	const n = 20000
+	const n, insider = 20000, 200
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for i := range n {
-			r.add(audit.Entry{Method: "/tokenvault.v1.TokenVault/Mask", Outcome: "Unauthenticated",
-				Caller: fmt.Sprintf("caller-%d", i), Peer: fmt.Sprintf("10.0.%d.%d:5000", i/256%256, i%256), Reason: "no credentials"})
+			// Anonymous refusals from ever new hosts, naming ever new
+			// methods (a flood meant to wash out other callers' records)…
+			r.add(audit.Entry{Method: fmt.Sprintf("/x.Y/M%d", i), Outcome: "Unauthenticated",
+				Peer: fmt.Sprintf("10.0.%d.%d:5000", i/256%256, i%256), Reason: "no credentials"})
+			// …and, among them, an insider's.
+			if i%100 == 0 {
+				r.add(audit.Entry{Method: "/tokenvault.v1.TokenVault/Detokenize", Op: "detokenize", Outcome: "PermissionDenied",
+					Caller: "spiffe://example.org/insider", Auth: "mtls", Peer: "10.9.9.9:1", Reason: "no role",
+					Items: make([]audit.Item, 1000)})
+			}
 		}
 	}()
 	select {
@@ -65,8 +74,8 @@ func TestRefusalsBounded(t *testing.T) {
 	r.mu.Lock()
 	groups := len(r.counts)
 	r.mu.Unlock()
-	if groups > refusalKeys+1 {
-		t.Fatalf("%d counted groups, bound is %d (+1 catch-all)", groups, refusalKeys)
+	if groups > 2*refusalKeys+1 {
+		t.Fatalf("%d counted groups, bound is %d", groups, 2*refusalKeys+1)
 	}
 	mu.Lock()
 	held = false
@@ -83,23 +92,38 @@ func TestRefusalsBounded(t *testing.T) {
 	if _, err := audit.Verify(bytes.NewReader(data), key.Public().(ed25519.PublicKey)); err != nil {
 		t.Fatal(err)
 	}
-	var single, counted uint64
+	var single, counted, insiderSeen uint64
 	catchAll := false
 	for _, ln := range bytes.SplitAfter(bytes.TrimSuffix(data, []byte("\n")), []byte("\n")) {
 		e, err := audit.ParseLine(ln)
 		if err != nil {
 			t.Fatal(err)
 		}
+		if len(e.Items) > maxRefusalItems || e.Caller == "spiffe://example.org/insider" && len(e.Items)+e.ItemsOmitted != 1000 && e.Type == audit.TypeCall {
+			t.Fatalf("refusal entry with %d items (+%d omitted)", len(e.Items), e.ItemsOmitted)
+		}
+		if strings.Contains(string(ln), "/x.Y/M") && e.Type == audit.TypeRefusals {
+			t.Fatalf("a counted group keeps a caller-chosen method name: %+v", e)
+		}
 		switch e.Type {
 		case audit.TypeCall:
 			single++
+			if e.Caller == "spiffe://example.org/insider" {
+				insiderSeen++
+			}
 		case audit.TypeRefusals:
 			counted += e.Count
 			catchAll = catchAll || e.Caller == "*"
+			if e.Caller == "spiffe://example.org/insider" {
+				insiderSeen += e.Count
+			}
 		}
 	}
-	if single+counted != n {
-		t.Fatalf("%d individual + %d counted refusals, want %d", single, counted, n)
+	if single+counted != n+insider {
+		t.Fatalf("%d individual + %d counted refusals, want %d", single, counted, n+insider)
+	}
+	if insiderSeen != insider {
+		t.Fatalf("the insider's %d refusals are recorded under its name %d times", insider, insiderSeen)
 	}
 	if single > refusalBurst+refusalRate*120 || !catchAll {
 		t.Fatalf("%d individual entries (bound ~%d), catch-all group used: %v", single, refusalBurst, catchAll)

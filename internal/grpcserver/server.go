@@ -260,6 +260,7 @@ func (s *Server) Tokenize(ctx context.Context, req *pb.TokenizeRequest) (*pb.Tok
 	if err != nil {
 		return nil, s.toStatus("Tokenize", err)
 	}
+	recordTokenized(ctx, fields, tokens)
 	return &pb.TokenizeResponse{Tokens: tokens}, nil
 }
 
