@@ -49,11 +49,11 @@ type App struct {
 	// (watchSpace); reads still work.
 	diskFull atomic.Bool
 	healthMu sync.Mutex // orders updates of the gRPC health status
-	lis        net.Listener
-	served     chan error
-	pprof      func() // stops the profiling listener
-	sec        *security
-	Created    bool // a new keyring was created at start
+	lis      net.Listener
+	served   chan error
+	pprof    func() // stops the profiling listener
+	sec      *security
+	Created  bool // a new keyring was created at start
 
 	stopOnce sync.Once
 	stopErr  error
