@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -75,17 +74,6 @@ type space struct {
 
 func newSpace(dir string, reserve int64, log *slog.Logger) *space {
 	return &space{dir: dir, reserve: reserve, log: log}
-}
-
-// freeBytes is what an unprivileged writer may still allocate on dir's
-// filesystem (Bavail: root's reserved blocks are not counted, so the
-// store leaves them to the rest of the system).
-func freeBytes(dir string) (int64, error) {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(dir, &st); err != nil {
-		return 0, fmt.Errorf("badgerstore: measuring free space of %s: %w", dir, err)
-	}
-	return int64(st.Bavail) * int64(st.Bsize), nil
 }
 
 // admit reserves n bytes for a write, or refuses it with an error that
@@ -228,18 +216,6 @@ func checkOpenSpace(dir string) error {
 			vault.ErrStorageFull, dir, free>>20, (need+1<<20-1)>>20)
 	}
 	return nil
-}
-
-// allocated is the disk space a (sparse) file occupies.
-func allocated(path string) int64 {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return st.Blocks * 512
-	}
-	return fi.Size()
 }
 
 // maxWrite bounds what one transaction outside the write group (shreds,
