@@ -55,8 +55,10 @@ const (
 )
 
 // DefaultDiskReserve is the reserve with badger's options of this store:
-// every memtable flushed to a table, plus as much again for a compaction
-// and the write group in flight.
+// every memtable flushed to a table, plus one memtable's size more for
+// compaction output and the write groups in flight (256 MiB). A compaction
+// of a large level 0 can need more: a deployment whose disk is tight
+// should alert on free space well before this.
 func DefaultDiskReserve() int64 { return (numMemtables + 1) * memTableSize }
 
 // space measures the free space of the store's filesystem and admits
