@@ -87,6 +87,7 @@ func TestTypedErrors(t *testing.T) {
 		{client.Error{Code: codes.FailedPrecondition, Reason: "SUBJECT_ERASED"}, client.ErrErased},
 		{client.Error{Code: codes.FailedPrecondition, Reason: "RESTRICTED"}, client.ErrFailedPrecondition},
 		{client.Error{Code: codes.ResourceExhausted, Reason: "TOKEN_SPACE_EXHAUSTED"}, client.ErrExhausted},
+		{client.Error{Code: codes.ResourceExhausted, Reason: "STORAGE_FULL"}, client.ErrStorageFull},
 		{client.Error{Code: codes.Unavailable, Reason: "KEK_UNAVAILABLE"}, client.ErrUnavailable},
 		{client.Error{Code: codes.PermissionDenied}, client.ErrPermissionDenied},
 		{client.Error{Code: codes.Unauthenticated}, client.ErrUnauthenticated},

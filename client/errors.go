@@ -25,6 +25,10 @@ var (
 	ErrFailedPrecondition = errors.New("tokenvault: failed precondition")
 	// ErrExhausted: no free token for the value (tiny token spaces).
 	ErrExhausted = errors.New("tokenvault: token space exhausted")
+	// ErrStorageFull: the server's disk is full; it refuses writes until
+	// space is freed (nothing of the call was written) and still serves
+	// reveals. Retry later.
+	ErrStorageFull = errors.New("tokenvault: server storage full")
 	// ErrRateLimited: the caller's identity is over a per-identity limit
 	// (server config "limits"); the message says when to retry.
 	ErrRateLimited      = errors.New("tokenvault: rate limited")
@@ -65,6 +69,8 @@ func (e *Error) sentinel() error {
 		return ErrErased
 	case errinfo.TokenSpaceExhausted:
 		return ErrExhausted
+	case errinfo.StorageFull:
+		return ErrStorageFull
 	case errinfo.RateLimited:
 		return ErrRateLimited
 	}

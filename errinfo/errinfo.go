@@ -34,6 +34,10 @@ const (
 	// TokenSpaceExhausted (RESOURCE_EXHAUSTED): no free token is left for
 	// the value.
 	TokenSpaceExhausted = "TOKEN_SPACE_EXHAUSTED"
+	// StorageFull (RESOURCE_EXHAUSTED): the server's disk is full, so it
+	// refuses writes (tokenize, erase, …) until space is freed; reveals
+	// still work. Retrying later is safe: nothing was written.
+	StorageFull = "STORAGE_FULL"
 	// RateLimited (RESOURCE_EXHAUSTED): the caller's identity is over a
 	// per-identity limit; the message says when to retry.
 	RateLimited = "RATE_LIMITED"

@@ -23,6 +23,10 @@ var (
 	// ErrCorrupt: stored data failed authentication or parsing. Never the
 	// caller's fault; logged and reported as an internal error.
 	ErrCorrupt = errors.New("stored data corrupt")
+	// ErrStorageFull: the store's filesystem is (nearly) full, so it
+	// refuses writes before any of them starts; nothing is half-written,
+	// reads still work, and writes succeed again once space is freed.
+	ErrStorageFull = errors.New("store: disk full")
 
 	// ErrRestricted: processing of the subject is restricted
 	// (RestrictSubject); values are not revealed. A FailedPrecondition.

@@ -45,11 +45,15 @@ type App struct {
 
 	httpAddr   string
 	kekHealthy atomic.Bool
-	lis        net.Listener
-	served     chan error
-	pprof      func() // stops the profiling listener
-	sec        *security
-	Created    bool // a new keyring was created at start
+	// diskFull: the store refuses writes for lack of free space
+	// (watchSpace); reads still work.
+	diskFull atomic.Bool
+	healthMu sync.Mutex // orders updates of the gRPC health status
+	lis      net.Listener
+	served   chan error
+	pprof    func() // stops the profiling listener
+	sec      *security
+	Created  bool // a new keyring was created at start
 
 	stopOnce sync.Once
 	stopErr  error
@@ -204,7 +208,8 @@ func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, wra
 	a := &App{cfg: cfg, store: store, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis, metrics: m, sec: sec,
 		served: make(chan error, 1), Created: created, stopBg: stopBg, pprof: stopPprof}
 	a.kekHealthy.Store(true)
-	for _, job := range []func(context.Context){a.watchKEK, a.maintain, a.purgeExpired,
+	m.WatchDiskFull(a.diskFull.Load)
+	for _, job := range []func(context.Context){a.watchKEK, a.watchSpace, a.maintain, a.purgeExpired,
 		func(ctx context.Context) { sec.pollPolicy(ctx, cfg.Auth.PolicyPollInterval) }} {
 		a.bg.Add(1)
 		go func() { defer a.bg.Done(); job(bg) }()
@@ -219,17 +224,57 @@ func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, wra
 	return a, nil
 }
 
-// ready backs /readyz: the store answers and the KEK provider is healthy.
+// ready backs /readyz: the store answers and has room for writes, and the
+// KEK provider is healthy.
+//
+// A full disk makes the server not ready although it still reveals: a
+// balancer should send new writes (most traffic tokenizes) to a replica
+// that can take them, while /healthz stays ok so that the process, which
+// recovers by itself once space is freed, is not restarted for it.
 func (a *App) ready() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	if _, err := a.store.HasSubjectKeys(ctx); err != nil {
 		return errors.New("store unavailable")
 	}
+	if err := a.store.StorageFull(); err != nil {
+		if errors.Is(err, vault.ErrStorageFull) {
+			return fmt.Errorf("%w: writes are refused until space is freed (reads still work)", vault.ErrStorageFull)
+		}
+		return errors.New("store: cannot measure free space")
+	}
 	if !a.kekHealthy.Load() {
 		return errors.New("key-encryption key provider unavailable")
 	}
 	return nil
+}
+
+// spaceInterval is how often watchSpace measures the store's free space.
+const spaceInterval = time.Second
+
+// watchSpace reports a full disk through the gRPC health service: the
+// TokenVault service is NOT_SERVING while the store refuses writes for
+// lack of space (reveals still work; /readyz says why), and SERVING again
+// once space is freed, without a restart.
+func (a *App) watchSpace(ctx context.Context) {
+	every(ctx, spaceInterval, true, func() {
+		full := errors.Is(a.store.StorageFull(), vault.ErrStorageFull)
+		if a.diskFull.Swap(full) != full {
+			a.updateHealth()
+		}
+	})
+}
+
+// updateHealth sets the TokenVault service's gRPC health from the KEK
+// provider's health and the store's free space.
+func (a *App) updateHealth() {
+	a.healthMu.Lock()
+	defer a.healthMu.Unlock()
+	st := healthpb.HealthCheckResponse_SERVING
+	if !a.kekHealthy.Load() || a.diskFull.Load() {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	a.health.SetServingStatus(pb.TokenVault_ServiceDesc.ServiceName, st)
 }
 
 // maintain runs store GC on a schedule, with its effect in metrics.
@@ -268,7 +313,8 @@ func every(ctx context.Context, d time.Duration, now bool, fn func()) {
 
 // watchKEK reports the KEK provider's health through the gRPC health
 // service: the TokenVault service is NOT_SERVING while the provider is
-// unreachable (requests for subjects whose keys are cached still work).
+// unreachable (requests for subjects whose keys are cached still work) or
+// the disk is full (watchSpace).
 func (a *App) watchKEK(ctx context.Context) {
 	hc, ok := a.kek.(kek.HealthChecker)
 	if !ok {
@@ -287,14 +333,12 @@ func (a *App) watchKEK(ctx context.Context) {
 		if (err == nil) != healthy {
 			healthy = err == nil
 			a.kekHealthy.Store(healthy)
-			st := healthpb.HealthCheckResponse_SERVING
 			if healthy {
 				a.cfg.Logger.Info("KEK provider is healthy again")
 			} else {
-				st = healthpb.HealthCheckResponse_NOT_SERVING
 				a.cfg.Logger.Warn("KEK provider unhealthy", "err", err)
 			}
-			a.health.SetServingStatus(pb.TokenVault_ServiceDesc.ServiceName, st)
+			a.updateHealth()
 		}
 		select {
 		case <-ctx.Done():

@@ -76,6 +76,7 @@ func TestErrorTable(t *testing.T) {
 		vault.ErrErased:             {codes.FailedPrecondition, "SUBJECT_ERASED", client.ErrErased},
 		vault.ErrFailedPrecondition: {codes.FailedPrecondition, "FAILED_PRECONDITION", client.ErrFailedPrecondition},
 		vault.ErrExhausted:          {codes.ResourceExhausted, "TOKEN_SPACE_EXHAUSTED", client.ErrExhausted},
+		vault.ErrStorageFull:        {codes.ResourceExhausted, "STORAGE_FULL", client.ErrStorageFull},
 		vault.ErrPermissionDenied:   {codes.PermissionDenied, "PERMISSION_DENIED", client.ErrPermissionDenied},
 		kek.ErrUnavailable:          {codes.Unavailable, "KEK_UNAVAILABLE", client.ErrUnavailable},
 		auth.ErrUnauthenticated:     {codes.Unauthenticated, "UNAUTHENTICATED", client.ErrUnauthenticated},

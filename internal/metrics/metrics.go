@@ -142,6 +142,19 @@ func (m *Metrics) WatchStoreSize(s Sizer) {
 			func() float64 { _, v := s.Size(); return float64(v) }))
 }
 
+// WatchDiskFull exports whether the store refuses writes for lack of
+// free space (1) or not (0).
+func (m *Metrics) WatchDiskFull(full func() bool) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Name: "store_disk_full",
+		Help: "1 while the store refuses writes because its disk is full (reads still work), 0 otherwise."},
+		func() float64 {
+			if full() {
+				return 1
+			}
+			return 0
+		}))
+}
+
 // Handler serves /metrics, /healthz (the process is up) and /readyz (ready
 // reports nil when the store and the KEK provider are usable).
 func (m *Metrics) Handler(ready func() error) http.Handler {

@@ -161,6 +161,7 @@ type Loader struct {
 	dir     string // the target, absolute
 	staging string
 	logger  *slog.Logger
+	space   *space // a restore is refused a full disk like any write
 	done    bool
 }
 
@@ -184,12 +185,17 @@ func NewLoader(dir string, logger *slog.Logger) (*Loader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating a staging directory: %w", err)
 	}
+	if err := checkOpenSpace(staging); err != nil {
+		os.RemoveAll(staging)
+		return nil, fmt.Errorf("badgerstore: opening %s: %w", staging, err)
+	}
 	db, err := badger.Open(badgerOptions(staging, logger))
 	if err != nil {
 		os.RemoveAll(staging)
 		return nil, fmt.Errorf("badgerstore: opening %s: %w", staging, err)
 	}
-	return &Loader{db: db, dir: abs, staging: staging, logger: logger}, nil
+	return &Loader{db: db, dir: abs, staging: staging, logger: logger,
+		space: newSpace(staging, DefaultDiskReserve(), logger.With("component", "badgerstore"))}, nil
 }
 
 // checkEmptyDir refuses a data directory that holds anything.
@@ -238,6 +244,11 @@ func (l *Loader) Load(frames func(fn func(frame []byte) error) error, drop func(
 				if ok && drop(id) {
 					dropped++
 					return nil
+				}
+				// Admitted like any write (space.go): a restore that fills
+				// the disk stops with ErrStorageFull, not a SIGBUS.
+				if err := l.space.admit(2 * int64(len(kv.Key)+len(kv.Value)+12)); err != nil {
+					return err
 				}
 				loaded++
 				// One frame per entry keeps the filter simple; badger's

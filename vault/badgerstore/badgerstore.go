@@ -65,6 +65,10 @@ const (
 	maxWrapped = 4096
 	// conflictRetries bounds retries of a transaction that lost a race.
 	conflictRetries = 16
+	// Memtables: see badgerOptions. The disk reserve is sized from them
+	// (space.go).
+	numMemtables = 3
+	memTableSize = 64 << 20 // badger's default
 
 	// Sizes of fixed-size keys and of an encoded subject key without its
 	// wrapped DEK, for the committer's write estimates (group.go).
@@ -82,6 +86,7 @@ type Store struct {
 	db    *badger.DB
 	log   *slog.Logger
 	group *committer // record and key writes; see group.go
+	space *space     // free-space admission of writes (space.go); nil in memory
 }
 
 var (
@@ -98,6 +103,11 @@ type Options struct {
 	// InMemory keeps everything in memory (tests of things other than
 	// durability).
 	InMemory bool
+	// DiskReserve is the free space below which writes are refused with
+	// vault.ErrStorageFull (space.go); 0 means DefaultDiskReserve. Smaller
+	// than what badger writes on its own after writes stop, it lets a full
+	// disk crash the process.
+	DiskReserve int64
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -109,11 +119,26 @@ func Open(dir string, opts Options, logger *slog.Logger) (*Store, error) {
 	if opts.InMemory {
 		bo.Dir, bo.ValueDir = "", ""
 	}
+	var sp *space
+	if !opts.InMemory {
+		// Before badger.Open: replaying the write-ahead log on a full disk
+		// is a SIGBUS, not an error (space.go).
+		if err := checkOpenSpace(dir); err != nil {
+			return nil, fmt.Errorf("badgerstore: opening %s: %w", dir, err)
+		}
+		reserve := opts.DiskReserve
+		if reserve <= 0 {
+			reserve = DefaultDiskReserve()
+		}
+		sp = newSpace(dir, reserve, logger.With("component", "badgerstore"))
+	}
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("badgerstore: opening %s: %w", dir, err)
 	}
-	return &Store{db: db, log: logger, group: newCommitter(db)}, nil
+	g := newCommitter(db)
+	g.space = sp
+	return &Store{db: db, log: logger, group: g, space: sp}, nil
 }
 
 // badgerOptions are the options of every badger database tokenvault opens
@@ -135,7 +160,11 @@ func badgerOptions(dir string, logger *slog.Logger) badger.Options {
 		// with Go's GC headroom. Three memtables still absorb flush
 		// stalls, and a 64 MiB block cache holds the hot index blocks;
 		// record reads are random anyway. (BENCHMARKS.md: RSS target.)
-		WithNumMemtables(3).
+		WithNumMemtables(numMemtables).
+		WithMemTableSize(memTableSize).
+		// Smaller value-log files than badger's 1 GiB: a value-log GC
+		// rewrites one file at a time and needs that much free (space.go).
+		WithValueLogFileSize(valueLogFileSize).
 		WithBlockCacheSize(64 << 20).
 		// Each concurrent compaction holds its table builders' buffers
 		// (most of the heap during bulk loads); badger's default is 4.
@@ -175,6 +204,9 @@ func tokenHash(token string) []byte {
 func (s *Store) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
 	for range conflictRetries {
 		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := s.space.admit(maxWrite(s.db)); err != nil {
 			return err
 		}
 		err := s.db.Update(fn)

@@ -83,6 +83,9 @@ type committer struct {
 	// per op (a weight that underestimated, or an op that failed).
 	fallbacks atomic.Int64
 
+	// space admits writes (nil: no check); set before the first do.
+	space *space
+
 	mu     sync.RWMutex // guards closed and sends on ops
 	closed bool
 	ops    chan *op
@@ -105,6 +108,12 @@ func newCommitter(db *badger.DB) *committer {
 // queueing.
 func (c *committer) do(ctx context.Context, w weight, fn func(txn *badger.Txn) error) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	// Refused before it is queued: nothing of it is written (space.go).
+	// Twice the weight: an entry goes to the write-ahead log and, if
+	// large, its value to the value log as well.
+	if err := c.space.admit(2 * w.size); err != nil {
 		return err
 	}
 	o := &op{fn: fn, w: w, done: make(chan error, 1)}

@@ -24,8 +24,16 @@ func (s *Store) CountTokens(ctx context.Context) (n int64, err error) {
 // worth rewriting, and reports how many value-log files it rewrote.
 // Erased subjects' sealed records live on in value-log files until they are
 // rewritten; GC is what eventually drops them from disk.
+//
+// A rewrite writes the live part of a value-log file before the file is
+// deleted: GC runs only while that much is free above the disk reserve
+// (space.go), and otherwise stops without an error, to run again at the
+// next interval.
 func (s *Store) RunGC(discardRatio float64) (rewrites int, err error) {
 	for {
+		if !s.space.above(minGCSpace) {
+			return rewrites, nil
+		}
 		err := s.db.RunValueLogGC(discardRatio)
 		if errors.Is(err, badger.ErrNoRewrite) || errors.Is(err, badger.ErrRejected) {
 			return rewrites, nil
