@@ -325,19 +325,22 @@ type Options struct {
 type spec struct {
 	normalize func(s string) (string, error)
 	check     func(v string) error
-	token     func(v string, o Options, g *rng) string
-	mask      func(v string) string
-	space     func(v string, o Options) *big.Int
+	// valid, if set, says whether a checksum-valid token can be made for v
+	// (Token and TokenSpace return its error with ChecksumValid).
+	valid func(v string) error
+	token func(v string, o Options, g *rng) string
+	mask  func(v string) string
+	space func(v string, o Options) *big.Int
 }
 
 var specs = [...]spec{
 	PAN:          {normalize: normPAN, token: tokenPAN, mask: maskPAN, space: spacePAN},
 	SSN:          {normalize: normSSN, token: tokenSSN, mask: maskSSN, space: spaceSSN},
-	CNResidentID: {normalize: normCNID, check: checkCNID, token: tokenCNID, mask: maskCNID, space: spaceCNID},
+	CNResidentID: {normalize: normCNID, check: checkCNID, valid: validCNID, token: tokenCNID, mask: maskCNID, space: spaceCNID},
 	NationalID:   {normalize: normNationalID, token: tokenGeneric, mask: maskNationalID, space: spaceText(false)},
-	Phone:        {normalize: normPhone, token: tokenPhone, mask: maskPhone, space: spacePhone},
+	Phone:        {normalize: normPhone, valid: validPhone, token: tokenPhone, mask: maskPhone, space: spacePhone},
 	Email:        {normalize: normEmail, token: tokenEmail, mask: maskEmail, space: spaceEmail},
-	IBAN:         {normalize: normIBAN, check: checkIBAN, token: tokenIBAN, mask: maskIBAN, space: spaceIBAN},
+	IBAN:         {normalize: normIBAN, check: checkIBAN, valid: validIBAN, token: tokenIBAN, mask: maskIBAN, space: spaceIBAN},
 	BankAccount:  {normalize: normBankAccount, token: tokenBankAccount, mask: maskBankAccount, space: spaceBankAccount},
 	Address:      {normalize: normAddress, token: tokenAddress, mask: maskAddress, space: spaceText(true)},
 	Name:         {normalize: normName, token: tokenName, mask: maskName, space: spaceName},
@@ -400,12 +403,18 @@ func Token(k Kind, normalized string, opts Options, r io.Reader) (string, error)
 	if v != normalized {
 		return "", invalid(k, "not in canonical form (call Normalize first)")
 	}
+	if err := checkValid(k, v, opts); err != nil {
+		return "", err
+	}
 	if r == nil {
 		return "", errors.New("format: nil random source")
 	}
 	g := &rng{r: r}
 	for range maxAttempts {
 		t := specs[k].token(v, opts, g)
+		if errors.Is(g.err, ErrInvalidValue) {
+			return "", g.err // no valid token exists in practice
+		}
 		if g.err != nil {
 			return "", fmt.Errorf("format: reading random source: %w", g.err)
 		}
@@ -414,6 +423,15 @@ func Token(k Kind, normalized string, opts Options, r io.Reader) (string, error)
 		}
 	}
 	return "", errors.New("format: random source keeps reproducing the value")
+}
+
+// checkValid returns why no checksum-valid token can be made for v, if
+// opts asks for one.
+func checkValid(k Kind, v string, opts Options) error {
+	if f := specs[k].valid; opts.ChecksumValid && f != nil {
+		return f(v)
+	}
+	return nil
 }
 
 // unparsedMask is what Mask returns for values it cannot parse: it has a

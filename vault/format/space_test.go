@@ -168,7 +168,10 @@ func TestTokenSpaceFormulas(t *testing.T) {
 		{format.PAN, "4111111111111111", format.Options{ChecksumValid: true}, big.NewInt(99999)},
 		{format.SSN, "123-45-6789", format.Options{}, big.NewInt(4900)},
 		{format.CNResidentID, "11010519491231002X", format.Options{}, mul(pow(10, 8), big.NewInt(days))},
-		{format.CNResidentID, "11010519491231002X", format.Options{ChecksumValid: true}, minus1(mul(pow(10, 7), big.NewInt(days)))},
+		// Beijing has 14 division codes in the table: 110101-110117 less
+		// 3 not in use; 110118 and 110119 (2015) are left out because
+		// python-stdnum 1.18 does not know them (see cnid.go).
+		{format.CNResidentID, "11010519491231002X", format.Options{ChecksumValid: true}, minus1(mul(big.NewInt(14), pow(10, 3), big.NewInt(days)))},
 		{format.Phone, "+14155552671", format.Options{}, minus1(big.NewInt(9 * 10000000))},
 		{format.Email, "li@example.com", format.Options{}, pow(36, 8)},
 		{format.Email, "John.Smith@example.com", format.Options{}, pow(26, 9)},
@@ -238,6 +241,12 @@ func TestTokenSpaceAllKinds(t *testing.T) {
 			v := generators[k](r)
 			for _, opts := range []format.Options{{}, {ChecksumValid: true}} {
 				n, err := format.TokenSpace(k, v, opts)
+				if opts.ChecksumValid && !canBeValid(t, k, v) {
+					if !errors.Is(err, format.ErrInvalidValue) {
+						t.Fatalf("%v %q: TokenSpace = %v, %v; want the checksum-valid error", k, v, n, err)
+					}
+					continue
+				}
 				if err != nil {
 					t.Fatalf("%v %q: %v", k, v, err)
 				}
