@@ -71,6 +71,7 @@ func tokenIBAN(v string, o Options, g *rng) string {
 	cc, bban := v[:2], scramble(v[4:], g, false)
 	if n := nationalChecks[cc]; n != nil && o.ChecksumValid && n.fits(v[4:]) {
 		b := []byte(bban)
+		n.draw(b, g)
 		// Norway has BBANs without a check digit: draw again, which keeps
 		// the token uniform over the BBANs that have one.
 		for tries := 0; !n.fix(b); tries++ {
@@ -79,6 +80,7 @@ func tokenIBAN(v string, o Options, g *rng) string {
 				return ""
 			}
 			b = []byte(scramble(v[4:], g, false))
+			n.draw(b, g)
 		}
 		bban = string(b)
 	}

@@ -1,6 +1,9 @@
 package format
 
-import "math/big"
+import (
+	"math/big"
+	"slices"
+)
 
 // National check digits inside the BBAN. MOD 97 (ISO 13616) covers the whole
 // IBAN, but many countries also put check digits of their own into the BBAN,
@@ -24,10 +27,13 @@ type nationalCheck struct {
 	// returns false when no check digit makes b valid (Norway), and the
 	// token draws again.
 	fix func(b []byte) bool
+	// banks, if set, are the only bank codes a validator accepts (the
+	// first 3 BBAN digits): the token draws one of them.
+	banks []string
 }
 
 var nationalChecks = map[string]*nationalCheck{
-	"BE": {layout: "nnnnnnnnnnnn", pos: []int{10, 11}, fix: fixBE},
+	"BE": {layout: "nnnnnnnnnnnn", pos: []int{10, 11}, fix: fixBE, banks: expandRanges(beBanks)},
 	"ES": {layout: "nnnnnnnnnnnnnnnnnnnn", pos: []int{8, 9}, fix: fixES},
 	"FI": {layout: "nnnnnnnnnnnnnn", pos: []int{13}, fix: fixLuhn},
 	"FR": {layout: "nnnnnnnnnncccccccccccnn", pos: []int{21, 22}, fix: fixRIB},
@@ -52,8 +58,34 @@ func (n *nationalCheck) fits(bban string) bool {
 	return true
 }
 
-// valid reports whether bban carries the right national check digits.
+// expandRanges lists the 3-digit codes of ranges "from to".
+func expandRanges(r string) []string {
+	var codes []string
+	for i := 0; i+6 <= len(r); i += 6 {
+		from, to := atoi3(r[i:i+3]), atoi3(r[i+3:i+6])
+		for c := from; c <= to; c++ {
+			codes = append(codes, string([]byte{'0' + byte(c/100), '0' + byte(c/10%10), '0' + byte(c%10)}))
+		}
+	}
+	return codes
+}
+
+func atoi3(s string) int { return int(s[0]-'0')*100 + int(s[1]-'0')*10 + int(s[2]-'0') }
+
+// draw replaces the bank code of b by a random one in use, if the country
+// has a list.
+func (n *nationalCheck) draw(b []byte, g *rng) {
+	if n.banks != nil {
+		copy(b, n.banks[g.intn(len(n.banks))])
+	}
+}
+
+// valid reports whether bban carries the right national check digits (and
+// a bank code in use, where the country has a list).
 func (n *nationalCheck) valid(bban string) bool {
+	if n.banks != nil && !slices.Contains(n.banks, bban[:3]) {
+		return false
+	}
 	b := []byte(bban)
 	return n.fix(b) && string(b) == bban
 }
@@ -169,11 +201,15 @@ func fixPL(b []byte) bool {
 }
 
 // nationalSpace counts the BBANs of bban's layout that fixing produces:
-// every character but the check digits is free, except in Norway, where
-// the prefixes without a check digit and bank code 0000 are left out.
+// every character but the check digits is free, except in Belgium, whose
+// bank code is one of beBanks, and in Norway, where the prefixes without a
+// check digit and bank code 0000 are left out.
 func nationalSpace(cc, bban string, letters, digits int) *big.Int {
 	n := nationalChecks[cc]
-	if cc != "NO" {
+	switch {
+	case n.banks != nil: // the bank code is one of the list
+		return count(letters, digits-len(n.pos)-3, int64(len(n.banks)), false)
+	case cc != "NO":
 		return count(letters, digits-len(n.pos), 1, false)
 	}
 	// Count the 10-digit prefixes whose weighted sum is 10 mod 11, overall
@@ -196,3 +232,16 @@ func nationalSpace(cc, bban string, letters, digits int) *big.Int {
 	giro := int64(1e6) - rem(noWeights[4:])
 	return big.NewInt(all - giro)
 }
+
+// beBanks are the Belgian bank codes (the first 3 BBAN digits) in use, as
+// ranges "from to", 6 digits each: the National Bank of Belgium's list of
+// 2022-10-01 (current_codes.xls) as python-stdnum 1.18 ships it in
+// be/banks.dat. python-stdnum rejects a Belgian IBAN whose bank code is not
+// in it, so checksum-valid tokens draw their bank code from these 806 codes.
+const beBanks = "" +
+	"000111113114119127129129131134137137140150171173175176178179183183185185189214220501504504507510" +
+	"512515521525530530538538541541546546548560562579581581583583585588590601605605607607610613624625" +
+	"630631634636638638640640642649651654657658663664666680682688693694696696700709719719722722725817" +
+	"823826828828830840844845850853859860862863865866868868871871873873876881883884887888890899906906" +
+	"908908910911913917920920922924926926928931934934936936939943945945948961963964966969971971973984" +
+	"989999"

@@ -29,8 +29,10 @@ import (
 // error wrapping [ErrInvalidValue], and errors never contain the value.
 // The result is exact, which can make it very large (an address of 1024
 // digits has 10^1024 - 1 tokens); compare it with [big.Int.Cmp]. It takes
-// well under a microsecond for most kinds and tens of microseconds for an
-// iban, whose count depends on the MOD 97 check of every BBAN.
+// well under a microsecond for most kinds, tens of microseconds for an
+// iban, whose count depends on the MOD 97 check of every BBAN, and a few
+// milliseconds for a checksum-valid phone number, whose count runs
+// libphonenumber's patterns over every digit (phone.go).
 func TokenSpace(k Kind, normalized string, opts Options) (*big.Int, error) {
 	v, err := Normalize(k, normalized)
 	if err != nil {
