@@ -96,7 +96,9 @@
 // a person, the birth date is personal data in itself, and the sequence's
 // parity encodes sex. The rest is a random region, a random real date in the
 // accepted range and a random sequence; the check character is wrong by
-// default and right with ChecksumValid. Mask: the province, then 16 '*'; the
+// default and right with ChecksumValid, which also draws the region from
+// the real county-level division codes of the province (GB/T 2260, see
+// cnid.go) instead of 4 random digits. Mask: the province, then 16 '*'; the
 // mask shows no more than the token, because the last 4 would show the
 // sequence (and its sex parity) and a check character computed from the
 // hidden digits.
@@ -121,7 +123,12 @@
 // (routing, SMS cost, regional formatting) and the last 2 digits (enough for
 // "ending in 34" hints); the first digit after the country code is 1-9 because
 // many parsers read a leading 0 as a trunk prefix and would strip it; the rest
-// is random. Mask: +CC, '*' for the middle, last 2.
+// is random. With ChecksumValid the value must be a number that
+// libphonenumber (github.com/nyaruka/phonenumbers) finds valid as written,
+// and the token is drawn uniformly from the numbers of the same length and
+// last 2 digits that it finds valid for the same region and of the same
+// number type (mobile stays mobile); its first national digit can then be 0
+// where the country's numbers start with 0 (Italy's fixed lines). Mask: +CC, '*' for the middle, last 2.
 //
 // email: exactly one '@'; an unquoted (dot-atom) local part of 1-64 bytes and
 // a domain of 1-253 bytes made of at least two LDH labels of 1-63 bytes.
@@ -146,7 +153,10 @@
 // code plus a few digits narrows an account down. By default the check digits
 // are 00, 01 or 99, which ISO 13616 never produces (it yields 02-98), never
 // the one that would still satisfy MOD 97 for that BBAN, so a token fails
-// both range and MOD 97 checks; with ChecksumValid they are correct. Mask:
+// both range and MOD 97 checks; with ChecksumValid they are correct, and so
+// are the national check digits inside the BBAN of BE, ES, FI, FR, MC, ME,
+// NO, PL, PT and RS (ibannational.go), whose values must then have the
+// registry's BBAN layout; a Belgian token draws a bank code in use. Mask:
 // country code, '*' for check digits and BBAN, last 4 (which the token does
 // not keep).
 //
@@ -309,10 +319,19 @@ func invalid(k Kind, reason string) error { return &valueError{k, reason} }
 
 // Options controls token generation.
 type Options struct {
-	// ChecksumValid makes tokens of kinds with a check digit (pan: Luhn,
-	// cn-resident-id: ISO 7064 MOD 11-2, iban: MOD 97) carry a VALID check;
-	// the default (false) makes the token's check deliberately INVALID so a
-	// token can never pass as a live card/ID/IBAN.
+	// ChecksumValid makes tokens pass the full validation downstream
+	// systems run: pan passes Luhn; cn-resident-id gets a real division code
+	// of its province and the right ISO 7064 MOD 11-2 check; iban passes
+	// MOD 97 and, for BE ES FI FR MC ME NO PL PT RS, the national check
+	// digits (and a Belgian bank code in use); phone becomes a number
+	// libphonenumber finds valid, in the value's region and of its number
+	// type. A value for which no such token exists (no real province, a
+	// number libphonenumber rejects, a BBAN not in its country's layout) gets
+	// an error wrapping [ErrInvalidValue]. FORMATS.md says what each validator
+	// says of the tokens. The default (false) makes the check of pan,
+	// cn-resident-id and iban tokens deliberately INVALID so a token can
+	// never pass as a live card/ID/IBAN; phone tokens then only have the
+	// value's length.
 	ChecksumValid bool
 }
 
@@ -325,19 +344,22 @@ type Options struct {
 type spec struct {
 	normalize func(s string) (string, error)
 	check     func(v string) error
-	token     func(v string, o Options, g *rng) string
-	mask      func(v string) string
-	space     func(v string, o Options) *big.Int
+	// valid, if set, says whether a checksum-valid token can be made for v
+	// (Token and TokenSpace return its error with ChecksumValid).
+	valid func(v string) error
+	token func(v string, o Options, g *rng) string
+	mask  func(v string) string
+	space func(v string, o Options) *big.Int
 }
 
 var specs = [...]spec{
 	PAN:          {normalize: normPAN, token: tokenPAN, mask: maskPAN, space: spacePAN},
 	SSN:          {normalize: normSSN, token: tokenSSN, mask: maskSSN, space: spaceSSN},
-	CNResidentID: {normalize: normCNID, check: checkCNID, token: tokenCNID, mask: maskCNID, space: spaceCNID},
+	CNResidentID: {normalize: normCNID, check: checkCNID, valid: validCNID, token: tokenCNID, mask: maskCNID, space: spaceCNID},
 	NationalID:   {normalize: normNationalID, token: tokenGeneric, mask: maskNationalID, space: spaceText(false)},
-	Phone:        {normalize: normPhone, token: tokenPhone, mask: maskPhone, space: spacePhone},
+	Phone:        {normalize: normPhone, valid: validPhone, token: tokenPhone, mask: maskPhone, space: spacePhone},
 	Email:        {normalize: normEmail, token: tokenEmail, mask: maskEmail, space: spaceEmail},
-	IBAN:         {normalize: normIBAN, check: checkIBAN, token: tokenIBAN, mask: maskIBAN, space: spaceIBAN},
+	IBAN:         {normalize: normIBAN, check: checkIBAN, valid: validIBAN, token: tokenIBAN, mask: maskIBAN, space: spaceIBAN},
 	BankAccount:  {normalize: normBankAccount, token: tokenBankAccount, mask: maskBankAccount, space: spaceBankAccount},
 	Address:      {normalize: normAddress, token: tokenAddress, mask: maskAddress, space: spaceText(true)},
 	Name:         {normalize: normName, token: tokenName, mask: maskName, space: spaceName},
@@ -400,12 +422,18 @@ func Token(k Kind, normalized string, opts Options, r io.Reader) (string, error)
 	if v != normalized {
 		return "", invalid(k, "not in canonical form (call Normalize first)")
 	}
+	if err := checkValid(k, v, opts); err != nil {
+		return "", err
+	}
 	if r == nil {
 		return "", errors.New("format: nil random source")
 	}
 	g := &rng{r: r}
 	for range maxAttempts {
 		t := specs[k].token(v, opts, g)
+		if errors.Is(g.err, ErrInvalidValue) {
+			return "", g.err // no valid token exists in practice
+		}
 		if g.err != nil {
 			return "", fmt.Errorf("format: reading random source: %w", g.err)
 		}
@@ -414,6 +442,15 @@ func Token(k Kind, normalized string, opts Options, r io.Reader) (string, error)
 		}
 	}
 	return "", errors.New("format: random source keeps reproducing the value")
+}
+
+// checkValid returns why no checksum-valid token can be made for v, if
+// opts asks for one.
+func checkValid(k Kind, v string, opts Options) error {
+	if f := specs[k].valid; opts.ChecksumValid && f != nil {
+		return f(v)
+	}
+	return nil
 }
 
 // unparsedMask is what Mask returns for values it cannot parse: it has a

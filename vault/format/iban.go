@@ -57,8 +57,33 @@ func ibanMod97(v string) int {
 	return m
 }
 
+// validIBAN is the precondition of a checksum-valid token: a country with
+// national check digits needs its registry BBAN layout, or the token could
+// not carry them.
+func validIBAN(v string) error {
+	if n := nationalChecks[v[:2]]; n != nil && !n.fits(v[4:]) {
+		return invalid(IBAN, "checksum-valid tokens need the BBAN layout of the IBAN registry for its country")
+	}
+	return nil
+}
+
 func tokenIBAN(v string, o Options, g *rng) string {
 	cc, bban := v[:2], scramble(v[4:], g, false)
+	if n := nationalChecks[cc]; n != nil && o.ChecksumValid && n.fits(v[4:]) {
+		b := []byte(bban)
+		n.draw(b, g)
+		// Norway has BBANs without a check digit: draw again, which keeps
+		// the token uniform over the BBANs that have one.
+		for tries := 0; !n.fix(b); tries++ {
+			if tries == maxRejects || g.err != nil {
+				g.err = cmpOr(g.err, errNotRandom)
+				return ""
+			}
+			b = []byte(scramble(v[4:], g, false))
+			n.draw(b, g)
+		}
+		bban = string(b)
+	}
 	check := 98 - ibanMod97(cc+"00"+bban) // always 02-98
 	if !o.ChecksumValid {
 		// 00, 01 and 99 are never produced by ISO 13616, but each is congruent
@@ -79,3 +104,10 @@ func tokenIBAN(v string, o Options, g *rng) string {
 }
 
 func maskIBAN(v string) string { return maskEnds(v, 2, 4) }
+
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/nyaruka/phonenumbers"
 )
 
 // Kinds made of digits: pan, ssn, bank-account and phone.
@@ -183,12 +185,100 @@ func normPhone(s string) (string, error) {
 	return "+" + d, nil
 }
 
-func tokenPhone(v string, _ Options, g *rng) string {
+// A checksum-valid phone token is a number that libphonenumber (here its Go
+// port, github.com/nyaruka/phonenumbers) finds valid, for the same region
+// and of the same number type as the value: what a caller's own validation
+// with libphonenumber checks. phone.go draws it.
+
+// maxPhoneDraws bounds the draws of phoneSet that libphonenumber itself
+// must confirm (the automata follow its rules, so the first draw passes
+// unless the two disagree) or that hit the value itself.
+const maxPhoneDraws = 64
+
+// errNoValidPhone says that no checksum-valid token can be made.
+var errNoValidPhone = invalid(Phone, "checksum-valid tokens need a number that libphonenumber finds valid as written, with another valid number of its region, type, length and last 2 digits")
+
+// phoneInfo returns what a checksum-valid token keeps of a number: its
+// region and number type, or ok false if libphonenumber does not find the
+// number valid exactly as written (its E.164 form must be the value, so
+// that no trunk prefix is hidden in it).
+func phoneInfo(v string) (region string, typ phonenumbers.PhoneNumberType, ok bool) {
+	n, err := phonenumbers.Parse(v, "")
+	if err != nil || !phonenumbers.IsValidNumber(n) || phonenumbers.Format(n, phonenumbers.E164) != v {
+		return "", phonenumbers.UNKNOWN, false
+	}
+	return phonenumbers.GetRegionCodeForNumber(n), phonenumbers.GetNumberType(n), true
+}
+
+// phoneSetOf returns the set checksum-valid tokens of v are drawn from, and
+// whether v is in it.
+func phoneSetOf(v string) (*phoneSet, bool, error) {
+	c := ccLen(v[1:])
+	cc, _ := strconv.Atoi(v[1 : 1+c])
+	s, err := newPhoneSet(cc, v[1+c:])
+	if err != nil {
+		return nil, false, err
+	}
+	self, err := s.contains(v[1+c:])
+	return s, self, err
+}
+
+func validPhone(v string) error {
+	if _, _, ok := phoneInfo(v); !ok {
+		return errNoValidPhone
+	}
+	s, self, err := phoneSetOf(v)
+	if err != nil {
+		return errNoValidPhone
+	}
+	if n, err := s.size(); err != nil || n-b2i(self) < 1 {
+		return errNoValidPhone
+	}
+	return nil
+}
+
+func b2i(b bool) int64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func tokenPhone(v string, o Options, g *rng) string {
+	if o.ChecksumValid {
+		return tokenValidPhone(v, g)
+	}
 	b := []byte(v)
 	i := 1 + ccLen(v[1:])
 	b[i] = '1' + byte(g.intn(9)) // a leading 0 reads as a trunk prefix
 	g.digits(b[i+1 : len(b)-2])
 	return string(b)
+}
+
+func tokenValidPhone(v string, g *rng) string {
+	region, typ, _ := phoneInfo(v)
+	s, _, err := phoneSetOf(v)
+	if err != nil {
+		g.err = errNoValidPhone
+		return ""
+	}
+	cc := v[:1+ccLen(v[1:])]
+	for range maxPhoneDraws {
+		nsn, err := s.draw(g)
+		if g.err != nil {
+			return ""
+		}
+		if err != nil {
+			break
+		}
+		if t := cc + nsn; t != v {
+			if r, ty, ok := phoneInfo(t); ok && r == region && ty == typ {
+				return t
+			}
+		}
+	}
+	g.err = errNoValidPhone
+	return ""
 }
 
 func maskPhone(v string) string { return maskEnds(v, 1+ccLen(v[1:]), 2) }

@@ -4,13 +4,19 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"maps"
 	mrand "math/rand/v2"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/nyaruka/phonenumbers"
 
 	"github.com/tokenvault/tokenvault/vault/format"
 )
@@ -93,7 +99,11 @@ var generators = map[format.Kind]func(r *mrand.Rand) string{
 		start := time.Date(1900, 1, 1, 0, 0, 0, 0, time.UTC)
 		days := int(time.Since(start).Hours() / 24)
 		date := start.AddDate(0, 0, r.IntN(days)).Format("20060102")
-		body := strconv.Itoa(11+r.IntN(55)) + digits(r, 4) + date + digits(r, 3)
+		region := strconv.Itoa(11+r.IntN(55)) + digits(r, 4) // often no such province
+		if r.IntN(4) != 0 {
+			region = pick(r, gbt2260(nil)) // a real county
+		}
+		body := region + date + digits(r, 3)
 		return body + string(cnCheck(body))
 	},
 	format.NationalID: func(r *mrand.Rand) string {
@@ -108,6 +118,9 @@ var generators = map[format.Kind]func(r *mrand.Rand) string{
 		return b.String()
 	},
 	format.Phone: func(r *mrand.Rand) string {
+		if r.IntN(2) == 0 {
+			return pick(r, phoneExamples())
+		}
 		cc := pick(r, phoneCCs)
 		n := 8 + r.IntN(8) - len(cc)
 		return "+" + cc + pickRune(r, "0123456789") + digits(r, n-1)
@@ -138,6 +151,17 @@ var generators = map[format.Kind]func(r *mrand.Rand) string{
 			{"NO", "99999999999"},
 			{"NL", "AAAA9999999999"},
 			{"MT", "AAAA99999XXXXXXXXXXXXXXXXXX"},
+			// Countries with national check digits, one not in the
+			// registry's layout (its checksum-valid token is refused).
+			{"BE", "999999999999"},
+			{"ES", "99999999999999999999"},
+			{"ES", "AAAA9999999999999999"},
+			{"FI", "99999999999999"},
+			{"MC", "9999999999XXXXXXXXXXX99"},
+			{"ME", "999999999999999999"},
+			{"PL", "999999999999999999999999"},
+			{"PT", "999999999999999999999"},
+			{"RS", "999999999999999999"},
 		})
 		b := []byte(c.shape)
 		for i, s := range b {
@@ -182,6 +206,104 @@ var generators = map[format.Kind]func(r *mrand.Rand) string{
 		b.WriteString(pickRune(r, lowerABC))
 		return b.String()
 	},
+}
+
+// gbt2260 returns the county-level division codes of testdata (the list the
+// package's table was made from), and fails t if it cannot read them.
+var gbt2260 = func() func(t *testing.T) []string {
+	b, err := os.ReadFile("testdata/gbt2260-2020.txt")
+	var codes []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l != "" && l[0] != '#' {
+			codes = append(codes, l)
+		}
+	}
+	return func(t *testing.T) []string {
+		if err != nil || len(codes) < 2000 {
+			if t == nil {
+				panic(fmt.Sprint("testdata/gbt2260-2020.txt: ", err))
+			}
+			t.Fatalf("testdata/gbt2260-2020.txt: %v", err)
+		}
+		return codes
+	}
+}()
+
+// phoneCC returns the country code of a generated phone number: one of
+// phoneCCs, or for libphonenumber's examples the one it parses.
+func phoneCC(v string) string {
+	for _, c := range phoneCCs {
+		if strings.HasPrefix(v, "+"+c) {
+			return c
+		}
+	}
+	n, err := phonenumbers.Parse(v, "")
+	if err != nil {
+		panic("generated phone number without a country code")
+	}
+	return strconv.Itoa(int(n.GetCountryCode()))
+}
+
+// phoneExamples are libphonenumber's example numbers of every region and
+// type with a national number of at least 7 digits (shorter ones can have
+// a single valid number of their shape, and so no checksum-valid token).
+var phoneExamples = sync.OnceValue(func() []string {
+	var xs []string
+	regions := slices.Sorted(maps.Keys(phonenumbers.GetSupportedRegions()))
+	for _, region := range regions {
+		for typ := phonenumbers.FIXED_LINE; typ < phonenumbers.UNKNOWN; typ++ {
+			if n := phonenumbers.GetExampleNumberForType(region, typ); n != nil && len(phonenumbers.GetNationalSignificantNumber(n)) >= 7 {
+				xs = append(xs, phonenumbers.Format(n, phonenumbers.E164))
+			}
+		}
+	}
+	return xs
+})
+
+// phoneValid is what a caller validating with libphonenumber checks: the
+// number parses to itself and is valid; it returns the region and type.
+func phoneValid(v string) (string, phonenumbers.PhoneNumberType, bool) {
+	n, err := phonenumbers.Parse(v, "")
+	if err != nil || !phonenumbers.IsValidNumber(n) || phonenumbers.Format(n, phonenumbers.E164) != v {
+		return "", phonenumbers.UNKNOWN, false
+	}
+	return phonenumbers.GetRegionCodeForNumber(n), phonenumbers.GetNumberType(n), true
+}
+
+// ibanLayouts are the registry BBAN layouts of the countries with national
+// check digits: '9' a digit, 'X' a letter or digit.
+var ibanLayouts = map[string]string{
+	"BE": "999999999999", "ES": "99999999999999999999", "FI": "99999999999999",
+	"FR": "9999999999XXXXXXXXXXX99", "MC": "9999999999XXXXXXXXXXX99",
+	"ME": "999999999999999999", "NO": "99999999999", "PL": "999999999999999999999999",
+	"PT": "999999999999999999999", "RS": "999999999999999999",
+}
+
+// canBeValid reports whether a checksum-valid token can be made for v:
+// a real province, a number libphonenumber accepts, an IBAN in its
+// country's layout.
+func canBeValid(t *testing.T, k format.Kind, v string) bool {
+	switch k {
+	case format.CNResidentID:
+		return slices.ContainsFunc(gbt2260(t), func(c string) bool { return c[:2] == v[:2] })
+	case format.Phone:
+		_, _, ok := phoneValid(v)
+		return ok
+	case format.IBAN:
+		l, ok := ibanLayouts[v[:2]]
+		if !ok {
+			return true
+		}
+		if len(l) != len(v)-4 {
+			return false
+		}
+		for i := range len(l) {
+			if l[i] == '9' && (v[4+i] < '0' || v[4+i] > '9') {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // checksumKinds are the kinds whose default token has a deliberately wrong
@@ -253,17 +375,21 @@ func checkToken(t *testing.T, k format.Kind, v, tok string, opts format.Options)
 		if _, err := time.Parse("20060102", tok[6:14]); err != nil {
 			t.Fatalf("cn-resident-id token %q: bad date", tok)
 		}
-	case format.Phone:
-		var cc string
-		for _, c := range phoneCCs {
-			if strings.HasPrefix(v, "+"+c) {
-				cc = "+" + c
-			}
+		if opts.ChecksumValid && !slices.Contains(gbt2260(t), tok[:6]) {
+			t.Fatalf("cn-resident-id token %q: no such division code", tok)
 		}
+	case format.Phone:
+		cc := "+" + phoneCC(v)
 		if len(tok) != len(v) || !strings.HasPrefix(tok, cc) || tok[len(v)-2:] != v[len(v)-2:] {
 			t.Fatalf("phone token %q does not keep the country code and last 2 digits", tok)
 		}
-		if tok[len(cc)] == '0' {
+		if opts.ChecksumValid {
+			region, typ, _ := phoneValid(v)
+			tr, tt, ok := phoneValid(tok)
+			if !ok || tr != region || tt != typ {
+				t.Fatalf("phone token %q: libphonenumber: valid %v, region %s, type %v; want %s, %v", tok, ok, tr, tt, region, typ)
+			}
+		} else if tok[len(cc)] == '0' {
 			t.Fatalf("phone token %q: national number starts with 0", tok)
 		}
 		sameShape(t, v, tok, nil)
@@ -364,6 +490,13 @@ func TestTokenProperties(t *testing.T) {
 				}
 				for _, opts := range []format.Options{{}, {ChecksumValid: true}} {
 					tok, err := format.Token(k, v, opts, rand.Reader)
+					if opts.ChecksumValid && !canBeValid(t, k, v) {
+						// No valid token exists: a clear error, no token.
+						if !errors.Is(err, format.ErrInvalidValue) || !strings.Contains(err.Error(), "checksum-valid tokens need") {
+							t.Fatalf("Token(%q, %+v) = %q, %v; want the checksum-valid error", v, opts, tok, err)
+						}
+						continue
+					}
 					if err != nil {
 						t.Fatalf("Token(%q, %+v): %v", v, opts, err)
 					}

@@ -90,3 +90,23 @@ func (g *rng) digits(b []byte) {
 		b[i] = g.digit()
 	}
 }
+
+// int64n returns a uniform number in [0, n) for n > 0, by rejection
+// sampling over 8 bytes like intn.
+func (g *rng) int64n(n int64) int64 {
+	limit := ^uint64(0) - ^uint64(0)%uint64(n)
+	for range maxRejects {
+		var v uint64
+		for range 8 {
+			v = v<<8 | uint64(g.byte())
+		}
+		if g.err != nil {
+			return 0
+		}
+		if v < limit {
+			return int64(v % uint64(n))
+		}
+	}
+	g.err = errNotRandom
+	return 0
+}

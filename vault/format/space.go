@@ -29,8 +29,10 @@ import (
 // error wrapping [ErrInvalidValue], and errors never contain the value.
 // The result is exact, which can make it very large (an address of 1024
 // digits has 10^1024 - 1 tokens); compare it with [big.Int.Cmp]. It takes
-// well under a microsecond for most kinds and tens of microseconds for an
-// iban, whose count depends on the MOD 97 check of every BBAN.
+// well under a microsecond for most kinds, tens of microseconds for an
+// iban, whose count depends on the MOD 97 check of every BBAN, and a few
+// milliseconds for a checksum-valid phone number, whose count runs
+// libphonenumber's patterns over every digit (phone.go).
 func TokenSpace(k Kind, normalized string, opts Options) (*big.Int, error) {
 	v, err := Normalize(k, normalized)
 	if err != nil {
@@ -38,6 +40,9 @@ func TokenSpace(k Kind, normalized string, opts Options) (*big.Int, error) {
 	}
 	if v != normalized {
 		return nil, invalid(k, "not in canonical form (call Normalize first)")
+	}
+	if err := checkValid(k, v, opts); err != nil {
+		return nil, err
 	}
 	return specs[k].space(v, opts), nil
 }
@@ -69,21 +74,34 @@ func spaceSSN(v string, _ Options) *big.Int {
 	return count(0, 0, 100*49, v[0] == '9' && v[4:6] <= "49")
 }
 
-// spaceCNID: 10^4 region digits after the province, every day from
-// 1900-01-01 to the end of this year, 10^3 sequences, and the check
-// character: 1 with ChecksumValid (then the value itself is one of them), 10
-// wrong ones by default (never the value, whose check is right).
-func spaceCNID(_ string, o Options) *big.Int {
-	n := count(0, 7, int64(cnDays()), o.ChecksumValid)
-	if !o.ChecksumValid {
-		n.Mul(n, big.NewInt(10))
+// spaceCNID: every day from 1900-01-01 to the end of this year and 10^3
+// sequences. By default 10^4 region digits after the province and 10 wrong
+// check characters (never the value, whose check is right); with
+// ChecksumValid one of the province's division codes and the one right
+// check character (then the value is a token if its region is one of them).
+func spaceCNID(v string, o Options) *big.Int {
+	if o.ChecksumValid {
+		return count(0, 3, int64(cnDays())*int64(len(cnRegions[v[:2]])/4), cnRegion(v))
 	}
-	return n
+	n := count(0, 7, int64(cnDays()), false)
+	return n.Mul(n, big.NewInt(10))
 }
 
 // spacePhone: after the country code, the first digit is 1-9 and the rest
 // but the last 2 random.
-func spacePhone(v string, _ Options) *big.Int {
+//
+// With ChecksumValid they are the numbers libphonenumber finds valid for the
+// value's region and type (phoneSet), less the value.
+func spacePhone(v string, o Options) *big.Int {
+	if o.ChecksumValid {
+		// validPhone has built the same set.
+		s, self, err := phoneSetOf(v)
+		n, err2 := s.size()
+		if err != nil || err2 != nil {
+			panic("format: phone set failed after validPhone: " + cmpOr(err, err2).Error())
+		}
+		return big.NewInt(n - b2i(self))
+	}
 	i := 1 + ccLen(v[1:])
 	return count(0, len(v)-i-3, 9, v[i] != '0')
 }
@@ -128,6 +146,15 @@ func spaceIBAN(v string, o Options) *big.Int {
 		}
 	}
 	if o.ChecksumValid {
+		// The national check digits follow from the rest of the BBAN too;
+		// the value is one of the tokens if it carries them.
+		if n := nationalChecks[v[:2]]; n != nil && n.fits(bban) {
+			c := nationalSpace(v[:2], bban, letters, digits)
+			if n.valid(bban) {
+				c.Sub(c, big.NewInt(1))
+			}
+			return c
+		}
 		return count(letters, digits, 1, true)
 	}
 	// The valid check is 98 - (BBAN + country + "00" mod 97); it is 02, 97
