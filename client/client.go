@@ -75,7 +75,7 @@ type Field struct {
 	Value string
 	// Deterministic: the same subject, kind and value give the same token.
 	Deterministic bool
-	// ChecksumValid: tokens with a valid Luhn/mod-11-2/mod-97 check.
+	// ChecksumValid: tokens that pass their kind's validators (Luhn, MOD 11-2 and region codes, MOD 97 and national check digits, valid phone numbers; see vault/format/FORMATS.md).
 	ChecksumValid bool
 	// TTL is the token's retention (0: the server's default for the kind).
 	TTL time.Duration

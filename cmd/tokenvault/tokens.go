@@ -23,7 +23,7 @@ func tokenize(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	subject := c.fs.String("subject", "", "data subject id (required)")
 	kind := c.fs.String("kind", "", "value kind: pan, ssn, cn-resident-id, national-id, phone, email, iban, bank-account, address, name, generic (required)")
 	det := c.fs.Bool("deterministic", false, "same subject+kind+value always gives the same token")
-	valid := c.fs.Bool("checksum-valid", false, "make Luhn/mod-11-2/mod-97 checks of the token valid (default: deliberately invalid)")
+	valid := c.fs.Bool("checksum-valid", false, "make the token pass the validators of its kind: Luhn, MOD 11-2 and real region codes, MOD 97 and national check digits, valid phone numbers (see vault/format/FORMATS.md; default: deliberately invalid)")
 	ttl := c.fs.Duration("ttl", 0, "retention: the token expires after this (default: the server's default for the kind)")
 	values, err := c.parse(args, "VALUE", stdin)
 	if err != nil {
