@@ -164,9 +164,14 @@ func backupEraseRestore(t *testing.T, e *env) {
 	}
 
 	// A's wrapped data key, as the backup holds it.
+	// (Subject ids in it are sealed under a key derived from the ledger key.)
+	lk, err := keyfile.LoadLedgerKey(filepath.Join(e.keysDir, "ledger.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var wrappedA, wrappedB []byte
 	_, err = backup.ReadPayload(bytes.NewReader(decryptFile(t, full, id)), func(frame []byte) error {
-		return badgerstore.ScanFrame(frame, func(s string, sk vault.SubjectKey) {
+		return badgerstore.ScanFrame(lk, frame, func(s string, sk vault.SubjectKey) {
 			switch s {
 			case "subject-a":
 				wrappedA = bytes.Clone(sk.Wrapped)
@@ -201,10 +206,6 @@ func backupEraseRestore(t *testing.T, e *env) {
 	}
 
 	// Restore the old backups (taken before the erasure) into a fresh dir.
-	lk, err := keyfile.LoadLedgerKey(filepath.Join(e.keysDir, "ledger.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
 	restored := filepath.Join(dir, "restored")
 	// The verification key as restore finds it by default: the public
 	// half of the vault's signing key file.
@@ -251,7 +252,7 @@ func backupEraseRestore(t *testing.T, e *env) {
 	if len(grepDir(t, restored, []byte("subject-a"))) != 0 {
 		t.Error("A's subject id is in the restored files")
 	}
-	st, err := badgerstore.Open(restored, badgerstore.Options{}, nil)
+	st, err := badgerstore.Open(restored, badgerstore.Options{IDKey: lk}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -598,7 +599,7 @@ func TestRestoreRefusesTamperedLedger(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := badgerstore.Open(target, badgerstore.Options{}, nil)
+	st, err := badgerstore.Open(target, badgerstore.Options{IDKey: lk}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -644,7 +645,7 @@ func TestRestoreRefusesForgedBackup(t *testing.T) {
 
 	// The forger's payload: a store of their own (no restriction, no
 	// erasures), encrypted to the recipient's public key alone.
-	st, err := badgerstore.Open(filepath.Join(dir, "forger"), badgerstore.Options{}, nil)
+	st, err := badgerstore.Open(filepath.Join(dir, "forger"), badgerstore.Options{IDKey: lk}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -701,7 +702,7 @@ func TestRestoreRefusesForgedBackup(t *testing.T) {
 		if err != nil || len(res.Unauthenticated) != 1 || res.Unauthenticated[0] != unsigned {
 			t.Fatalf("legacy restore of the forgery: %+v, %v", res, err)
 		}
-		st, err := badgerstore.Open(target, badgerstore.Options{}, nil)
+		st, err := badgerstore.Open(target, badgerstore.Options{IDKey: lk}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -805,7 +806,7 @@ func TestRestoreLegacyFiles(t *testing.T) {
 	if strings.Contains(logs.String(), "subject-") {
 		t.Fatalf("the log names a subject: %s", logs.String())
 	}
-	st, err := badgerstore.Open(target, badgerstore.Options{}, nil)
+	st, err := badgerstore.Open(target, badgerstore.Options{IDKey: lk}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
