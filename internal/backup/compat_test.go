@@ -125,6 +125,13 @@ func TestRestoreEarlierBackups(t *testing.T) {
 			if res.ReErased != 1 || res.Dropped == 0 || res.Ledger != 1 || len(res.Unauthenticated) != 0 {
 				t.Fatalf("restore result %+v", res)
 			}
+			// The backups hold subject ids in the clear (store layout 1);
+			// the restored directory does not (layout 2).
+			for s := range fx.Subjects {
+				if hits := filesHolding(t, target, s); len(hits) != 0 {
+					t.Fatalf("the restored directory holds %s: %v", s, hits)
+				}
+			}
 			st, err := badgerstore.Open(target, badgerstore.Options{IDKey: lk}, nil)
 			if err != nil {
 				t.Fatal(err)
@@ -309,4 +316,24 @@ func payloadSubjects(t *testing.T, lk *aead.Key, payload []byte) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// filesHolding lists the files under dir that contain needle.
+func filesHolding(t *testing.T, dir, needle string) []string {
+	t.Helper()
+	var hits []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if bytes.Contains(b, []byte(needle)) {
+			hits = append(hits, filepath.Base(path))
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hits
 }
