@@ -104,7 +104,21 @@ func TestMigrationResumes(t *testing.T) {
 
 func layout1Copy(t *testing.T) (string, *aead.Key) {
 	t.Helper()
-	src := filepath.Join("testdata", "layout-1")
+	dir := CopyTree(t, filepath.Join("testdata", "layout-1"))
+	lk, err := keyfile.LoadLedgerKey(filepath.Join(dir, "ledger.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lk.Zero)
+	return filepath.Join(dir, "data"), lk
+}
+
+func idsIn(t *testing.T, dir string) []string { return FilesHolding(t, dir, layout1IDs...) }
+
+// CopyTree copies src to a new temporary directory (for the external
+// tests too: exported from a test file, it is not part of the package).
+func CopyTree(t *testing.T, src string) string {
+	t.Helper()
 	dir := t.TempDir()
 	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -123,15 +137,12 @@ func layout1Copy(t *testing.T) (string, *aead.Key) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lk, err := keyfile.LoadLedgerKey(filepath.Join(dir, "ledger.key"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(lk.Zero)
-	return filepath.Join(dir, "data"), lk
+	return dir
 }
 
-func idsIn(t *testing.T, dir string) []string {
+// FilesHolding is a byte search: the files under dir that contain any of
+// needles, as "file holds needle".
+func FilesHolding(t *testing.T, dir string, needles ...string) []string {
 	t.Helper()
 	var hits []string
 	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
@@ -139,9 +150,9 @@ func idsIn(t *testing.T, dir string) []string {
 			return err
 		}
 		b, err := os.ReadFile(path)
-		for _, id := range layout1IDs {
-			if bytes.Contains(b, []byte(id)) {
-				hits = append(hits, filepath.Base(path)+": "+id)
+		for _, n := range needles {
+			if bytes.Contains(b, []byte(n)) {
+				hits = append(hits, filepath.Base(path)+" holds "+n)
 			}
 		}
 		return err

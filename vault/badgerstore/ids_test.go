@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
@@ -35,30 +34,6 @@ type layout1 struct {
 
 func (f layout1) ids() []string { return []string{f.Live, f.Restricted, f.Erased} }
 
-// copyTree copies src to a new temporary directory.
-func copyTree(t *testing.T, src string) string {
-	t.Helper()
-	dir := t.TempDir()
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dir, rel), 0o700)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dir, rel), b, 0o600)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
 func openLayout1(t *testing.T) (dir string, fx layout1, lk *aead.Key, kr agekeyring.Provider) {
 	t.Helper()
 	dir = copyTree(t, filepath.Join("testdata", "layout-1"))
@@ -80,30 +55,10 @@ func openLayout1(t *testing.T) (dir string, fx layout1, lk *aead.Key, kr agekeyr
 	return dir, fx, lk, kr
 }
 
-// filesHolding lists the files under dir that contain any of needles.
-func filesHolding(t *testing.T, dir string, needles ...string) []string {
-	t.Helper()
-	var hits []string
-	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		for _, n := range needles {
-			if bytes.Contains(b, []byte(n)) {
-				hits = append(hits, filepath.Base(path)+" holds "+n)
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return hits
-}
+var (
+	copyTree     = badgerstore.CopyTree
+	filesHolding = badgerstore.FilesHolding
+)
 
 func openStore(t *testing.T, dir string, lk *aead.Key) *badgerstore.Store {
 	t.Helper()
