@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tokenvault/tokenvault/crypto/aead"
 	"github.com/tokenvault/tokenvault/crypto/envelope"
 )
 
@@ -125,9 +126,10 @@ type LedgerStore interface {
 // subject key: KEK status, rewrap and retirement (kekadmin.go), and the
 // start-up checks of the KEK against the stored keys.
 type KeyScanStore interface {
-	// SubjectKeys lists up to limit subject keys in subject order, starting
-	// after the subject named after ("" for the start): a resumable scan
-	// for KEK rewrapping.
+	// SubjectKeys lists up to limit subject keys in a stable store-defined
+	// order (a store holds no subject id in the clear, so not the ids'
+	// order), starting after the subject named after ("" for the start):
+	// a resumable scan for KEK rewrapping.
 	SubjectKeys(ctx context.Context, after string, limit int) ([]SubjectEntry, error)
 	// ReplaceWrapped stores a new wrapping of the subject's key (after a
 	// KEK rotation). It fails with ErrErased if the subject's key is no
@@ -195,3 +197,30 @@ func (e *CollisionError) Is(target error) bool { return target == ErrCollision }
 
 // ErrCollision matches every *CollisionError.
 var ErrCollision = errors.New("store: collision")
+
+// Subject ids at rest. A store holds no subject id in the clear (an
+// erased subject's id would otherwise outlive the erasure in deletion
+// markers, old files and every backup): it addresses a subject by
+// [StoreSubjectHash] and keeps the id itself, which the vault needs back
+// (a blob or record names only a key id), sealed under [StoreSealKey].
+// Both come from the vault's ledger key under labels of their own, so
+// that every store of a vault (and every replica) computes the same
+// hashes, and the key is the one already kept and backed up with the
+// keyring (no new key file to lose).
+const (
+	storeHashLabel = "tokenvault/store/subject-id/v1"
+	storeSealLabel = "tokenvault/store/subject-seal/v1"
+)
+
+// StoreSubjectHash is the keyed hash (HMAC-SHA256 under the ledger key,
+// a label distinct from the ledger's own) by which stores address a
+// subject.
+func StoreSubjectHash(ledgerKey *aead.Key, subject string) ([]byte, error) {
+	return ledgerKey.MAC([]byte(storeHashLabel), []byte(subject))
+}
+
+// StoreSealKey is the key (HKDF from the ledger key) that seals subject
+// ids in stores. The caller zeroes it.
+func StoreSealKey(ledgerKey *aead.Key) (*aead.Key, error) {
+	return ledgerKey.Derive(storeSealLabel)
+}

@@ -66,8 +66,13 @@ func Start(ctx context.Context, cfg config.Config) (a *App, err error) {
 		return nil, err
 	}
 	log := cfg.Logger
-	store, err := badgerstore.Open(cfg.DataDir, badgerstore.Options{}, log)
+	// The store hashes and seals subject ids with the ledger key, so it is
+	// loaded (or, for a store that holds nothing made with one, created)
+	// as the store opens.
+	var ledger ledgerKey
+	store, err := badgerstore.Open(cfg.DataDir, badgerstore.Options{LoadIDKey: ledger.loader(cfg.Rights.LedgerKeyFile)}, log)
 	if err != nil {
+		ledger.key.Zero()
 		return nil, err
 	}
 	defer func() {
@@ -77,9 +82,10 @@ func Start(ctx context.Context, cfg config.Config) (a *App, err error) {
 	}()
 	wrapper, created, err := openKEK(ctx, cfg, store)
 	if err != nil {
+		ledger.key.Zero()
 		return nil, err
 	}
-	a, err = start(ctx, cfg, store, wrapper, created)
+	a, err = start(ctx, cfg, store, ledger, wrapper, created)
 	if err != nil {
 		closeKEK(wrapper)
 	}
@@ -148,7 +154,7 @@ func closeKEK(w kek.Wrapper) {
 	}
 }
 
-func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, wrapper kek.Wrapper, created bool) (_ *App, err error) {
+func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, ledger ledgerKey, wrapper kek.Wrapper, created bool) (_ *App, err error) {
 	// undo releases, in reverse order, what was opened before a failure.
 	var undo []func()
 	defer func() {
@@ -158,7 +164,7 @@ func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, wra
 			}
 		}
 	}()
-	rk, err := openRightsKeys(ctx, cfg.Rights, store, cfg.Logger)
+	rk, err := openRightsKeys(cfg.Rights, ledger, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}

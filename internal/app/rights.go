@@ -18,23 +18,33 @@ type rightsKeys struct {
 	ledger  *aead.Key
 }
 
-// openRightsKeys loads (or, on first start, creates) the receipt signing
-// key and the ledger key. A missing ledger key is created only while the
-// store has no ledger entries: a new key would match none of them, and a
-// restore would silently stop re-erasing.
-func openRightsKeys(ctx context.Context, c config.RightsConfig, store vault.LedgerStore, log interface{ Warn(string, ...any) }) (rightsKeys, error) {
-	var k rightsKeys
-	entries, err := store.LedgerEntries(ctx, nil, 1)
-	if err != nil {
+// ledgerKey is the ledger key as the store's LoadIDKey loaded it.
+type ledgerKey struct {
+	key     *aead.Key
+	created bool
+}
+
+// loader loads the ledger key at path for the store. A missing key is
+// created only while the store holds nothing made with one (erasure-ledger
+// entries, hashed subject ids): a new key would match none of them, so
+// subjects would vanish and a restore would silently stop re-erasing.
+func (l *ledgerKey) loader(path string) func(keyed bool) (*aead.Key, error) {
+	return func(keyed bool) (*aead.Key, error) {
+		k, created, err := keyfile.LoadOrCreateLedgerKey(path, !keyed)
+		l.key, l.created = k, created
 		return k, err
 	}
-	var created bool
-	if k.ledger, created, err = keyfile.LoadOrCreateLedgerKey(c.LedgerKeyFile, len(entries) == 0); err != nil {
-		return k, err
-	}
-	if created {
+}
+
+// openRightsKeys completes the ledger key (loaded with the store) with the
+// receipt signing key, loaded or, on first start, created.
+func openRightsKeys(c config.RightsConfig, ledger ledgerKey, log interface{ Warn(string, ...any) }) (rightsKeys, error) {
+	k := rightsKeys{ledger: ledger.key}
+	if ledger.created {
 		log.Warn("created the erasure-ledger key: back it up with the keyring identity; restore needs it", "file", c.LedgerKeyFile)
 	}
+	var created bool
+	var err error
 	if k.signing, created, err = keyfile.LoadOrCreateSigningKey(c.SigningKeyFile); err != nil {
 		k.ledger.Zero()
 		return k, err

@@ -5,15 +5,18 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4/pb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tokenvault/tokenvault/crypto/aead"
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/crypto/keyfile"
 	"github.com/tokenvault/tokenvault/internal/backup"
@@ -122,7 +125,14 @@ func TestRestoreEarlierBackups(t *testing.T) {
 			if res.ReErased != 1 || res.Dropped == 0 || res.Ledger != 1 || len(res.Unauthenticated) != 0 {
 				t.Fatalf("restore result %+v", res)
 			}
-			st, err := badgerstore.Open(target, badgerstore.Options{}, nil)
+			// The backups hold subject ids in the clear (store layout 1);
+			// the restored directory does not (layout 2).
+			for s := range fx.Subjects {
+				if hits := filesHolding(t, target, s); len(hits) != 0 {
+					t.Fatalf("the restored directory holds %s: %v", s, hits)
+				}
+			}
+			st, err := badgerstore.Open(target, badgerstore.Options{IDKey: lk}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -202,16 +212,24 @@ func payloadKVs(t *testing.T, payload []byte) (backup.PayloadInfo, [][]byte) {
 
 // TestPayloadAsBefore: the payload of a store is what the code before
 // this package framed it wrote, testdata/signed-v2/full.payload of the
-// directory data-full: the same header and trailer bytes and the same
-// entries. (Badger splits the same entries into frames differently from
-// one run to the next, so the frames themselves are not compared.)
+// directory data-full: the same header, the same trailer (but for next:
+// opening data-full migrates it to store layout 2, which writes) and the
+// same entries, but for the subject keys, which the migration moved from
+// their ids in the clear to hashed and sealed ones: the same subjects with
+// the same keys, and no id in the clear. (Badger splits the same entries
+// into frames differently from one run to the next, so the frames
+// themselves are not compared.)
 func TestPayloadAsBefore(t *testing.T) {
-	dir, _ := copyFixture(t)
+	dir, fx := copyFixture(t)
 	old, err := os.ReadFile(filepath.Join(dir, "full.payload"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := badgerstore.Open(filepath.Join(dir, "data-full"), badgerstore.Options{}, nil)
+	lk, err := keyfile.LoadLedgerKey(filepath.Join(dir, "ledger.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := badgerstore.Open(filepath.Join(dir, "data-full"), badgerstore.Options{IDKey: lk}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,15 +241,99 @@ func TestPayloadAsBefore(t *testing.T) {
 	}
 	const head, trailer = len("tokenvault-backup-payload/v1\n") + 8, 24
 	b := now.Bytes()
-	if !bytes.Equal(b[:head], old[:head]) || !bytes.Equal(b[len(b)-trailer:], old[len(old)-trailer:]) {
-		t.Fatalf("payload framing differs:\n now %q ... %x\n was %q ... %x", b[:head], b[len(b)-trailer:], old[:head], old[len(old)-trailer:])
+	if !bytes.Equal(b[:head], old[:head]) || !bytes.Equal(b[len(b)-trailer:len(b)-8], old[len(old)-trailer:len(old)-8]) {
+		t.Fatalf("payload framing differs:\n now %q ... %x\n was %q ... %x", b[:head], b[len(b)-trailer:], b[:head], old[len(old)-trailer:])
 	}
 	nowInfo, nowKVs := payloadKVs(t, b)
 	oldInfo, oldKVs := payloadKVs(t, old)
-	if nowInfo != oldInfo || nowInfo.Next != next || len(oldKVs) == 0 {
+	if nowInfo.Since != oldInfo.Since || nowInfo.Next != next || next <= oldInfo.Next || len(oldKVs) == 0 {
 		t.Fatalf("payload info %+v (next %d), was %+v", nowInfo, next, oldInfo)
 	}
-	if !slices.EqualFunc(nowKVs, oldKVs, bytes.Equal) {
-		t.Fatalf("payload entries differ: %d now, %d before", len(nowKVs), len(oldKVs))
+	// The entries the layout does not touch, unchanged.
+	if got, want := otherThanSubjects(t, nowKVs), otherThanSubjects(t, oldKVs); !slices.EqualFunc(got, want, bytes.Equal) || len(want) == 0 {
+		t.Fatalf("payload entries differ: %d now, %d before", len(got), len(want))
 	}
+	// The subject keys: the same, now under hashed and sealed ids.
+	got, want := payloadSubjects(t, lk, b), payloadSubjects(t, lk, old)
+	if fmt.Sprint(got) != fmt.Sprint(want) || len(want) == 0 {
+		t.Fatalf("subject keys now %v, before %v", got, want)
+	}
+	for s := range fx.Subjects {
+		if !strings.Contains(fmt.Sprint(want), s+"=") {
+			continue // in the incremental backup only
+		}
+		backup.ReadPayload(bytes.NewReader(b), func(frame []byte) error {
+			var l pb.KVList
+			proto.Unmarshal(frame, &l)
+			for _, kv := range l.Kv {
+				if bytes.Contains(kv.Key, []byte(s)) || bytes.Contains(kv.Value, []byte(s)) {
+					t.Logf("DEBUG %q %x v%d meta %x", kv.Key, kv.Value, kv.Version, kv.Meta)
+				}
+			}
+			return nil
+		})
+		if !bytes.Contains(old, []byte(s)) || bytes.Contains(b, []byte(s)) {
+			t.Fatalf("subject id %s: in the old payload %v, in the new one %v (want true, false)", s, bytes.Contains(old, []byte(s)), bytes.Contains(b, []byte(s)))
+		}
+	}
+}
+
+// otherThanSubjects leaves out the entries of subject keys (k/, i/ in
+// layout 1; h/, j/ and the layout marker in layout 2).
+func otherThanSubjects(t *testing.T, kvs [][]byte) [][]byte {
+	var out [][]byte
+	for _, b := range kvs {
+		var kv pb.KV
+		if err := proto.Unmarshal(b, &kv); err != nil {
+			t.Fatal(err)
+		}
+		if len(kv.Key) > 1 && kv.Key[1] == '/' && bytes.ContainsRune([]byte("kihjv"), rune(kv.Key[0])) {
+			continue
+		}
+		// Badger numbers the streams of a backup by key range, and the
+		// ranges moved with the new entries.
+		kv.StreamId = 0
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(&kv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// payloadSubjects lists the subject keys a payload holds, as
+// "subject=key id/created/wrapped" in order.
+func payloadSubjects(t *testing.T, lk *aead.Key, payload []byte) []string {
+	var out []string
+	_, err := backup.ReadPayload(bytes.NewReader(payload), func(frame []byte) error {
+		return badgerstore.ScanFrame(lk, frame, func(s string, sk vault.SubjectKey) {
+			out = append(out, fmt.Sprintf("%s=%x/%d/%x", s, sk.ID, sk.Created.UnixNano(), sk.Wrapped))
+		}, func(vault.LedgerEntry) {})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// filesHolding lists the files under dir that contain needle.
+func filesHolding(t *testing.T, dir, needle string) []string {
+	t.Helper()
+	var hits []string
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if bytes.Contains(b, []byte(needle)) {
+			hits = append(hits, filepath.Base(path))
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hits
 }

@@ -56,6 +56,12 @@ import (
 // entries every store's payloads hold (see payload.go): a loader reads
 // backups of any kind of store.
 type Loader interface {
+	// UseLedgerKey hands the loader the ledger key, before any other
+	// call: stores keep subject ids hashed and sealed under keys derived
+	// from it ([vault.StoreSubjectHash]), so Scan needs it to name the
+	// subjects of a backup, and the restored store to address them. The
+	// loader keeps its own copy.
+	UseLedgerKey(k *aead.Key) error
 	// Scan reports every subject key and erasure-ledger entry in one frame
 	// (deletions skipped), writing nothing: the restore finds the subjects
 	// to re-erase before anything is written.
@@ -178,6 +184,9 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 		return res, err
 	}
 	defer ld.Close()
+	if err := ld.UseLedgerKey(o.LedgerKey); err != nil {
+		return res, err
+	}
 	// Check every signature and the chain before any decryption.
 	var prev Header
 	verified := make([]verifiedFile, len(o.Files))

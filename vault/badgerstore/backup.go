@@ -1,6 +1,7 @@
 package badgerstore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"github.com/dgraph-io/badger/v4/pb"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/tokenvault/tokenvault/crypto/aead"
 	"github.com/tokenvault/tokenvault/vault"
 )
 
@@ -83,26 +85,48 @@ const bitDelete = 1 << 0
 
 func deleted(kv *pb.KV) bool { return len(kv.Meta) > 0 && kv.Meta[0]&bitDelete != 0 }
 
-// Scan is [ScanFrame]: the restore uses it to find erased subjects
-// before anything is written.
+// Scan is [ScanFrame] with the loader's ledger key ([Loader.UseLedgerKey]):
+// the restore uses it to find erased subjects before anything is written.
 func (l *Loader) Scan(frame []byte, onKey func(subject string, sk vault.SubjectKey), onLedger func(vault.LedgerEntry)) error {
-	return ScanFrame(frame, onKey, onLedger)
+	return scanFrame(l.ids, frame, onKey, onLedger)
 }
 
 // ScanFrame calls onKey for every subject key and onLedger for every
-// erasure-ledger entry a frame stores (deletions are skipped).
-func ScanFrame(frame []byte, onKey func(subject string, sk vault.SubjectKey), onLedger func(vault.LedgerEntry)) error {
+// erasure-ledger entry a frame stores (deletions are skipped), in either
+// layout: a layout-2 frame's subject ids are opened with ledgerKey (the
+// IDKey of the store that wrote it; nil as for [Options.IDKey]).
+func ScanFrame(ledgerKey *aead.Key, frame []byte, onKey func(subject string, sk vault.SubjectKey), onLedger func(vault.LedgerEntry)) error {
+	ids, err := newIDKeys(ledgerKey)
+	if err != nil {
+		return err
+	}
+	defer ids.zero()
+	return scanFrame(ids, frame, onKey, onLedger)
+}
+
+func scanFrame(ids *idKeys, frame []byte, onKey func(subject string, sk vault.SubjectKey), onLedger func(vault.LedgerEntry)) error {
 	return decodeFrame(frame, func(kv *pb.KV) error {
 		if len(kv.Key) < 2 || kv.Key[1] != '/' || deleted(kv) {
 			return nil
 		}
 		switch kv.Key[0] {
-		case pKey:
-			sk, err := decodeSubjectKey(kv.Value)
+		case pKey: // layout 1: the id in the key
+			sk, _, err := decodeSubjectKey(kv.Value)
 			if err != nil {
 				return fmt.Errorf("%w: subject key entry", ErrBadFrame)
 			}
 			onKey(string(kv.Key[2:]), sk)
+		case pHashed:
+			sk, sealed, err := decodeSubjectKey(kv.Value)
+			if err != nil || sealed == nil {
+				return fmt.Errorf("%w: subject key entry", ErrBadFrame)
+			}
+			subject, err := ids.openSubject(sk.ID, sealed)
+			if err != nil {
+				// Not ErrBadFrame: a wrong key, most likely.
+				return fmt.Errorf("a subject key entry does not open with the ledger key (a backup of a vault with another ledger key?): %w", err)
+			}
+			onKey(subject, sk)
 		case pLedger:
 			at, err := decodeTime(kv.Value, "ledger entry")
 			if err != nil || len(kv.Key) != 2+ledgerHashSize {
@@ -123,19 +147,19 @@ func keyIDOf(kv *pb.KV) (id vault.KeyID, ok bool, err error) {
 	}
 	rest := k[2:]
 	switch k[0] {
-	case pKeyID, pIndex, pLookup, pPending, pRestrict:
+	case pKeyID, pHashID, pIndex, pLookup, pPending, pRestrict:
 		if len(rest) < len(id) {
 			return id, false, fmt.Errorf("%w: short key", ErrBadFrame)
 		}
 		copy(id[:], rest)
 		return id, true, nil
-	case pKey, pToken, pExpiry:
+	case pKey, pHashed, pToken, pExpiry:
 		if deleted(kv) {
 			return id, false, nil
 		}
 		switch k[0] {
-		case pKey:
-			sk, err := decodeSubjectKey(kv.Value)
+		case pKey, pHashed:
+			sk, _, err := decodeSubjectKey(kv.Value)
 			return sk.ID, err == nil, err
 		case pToken:
 			r, err := decodeRecord(kv.Value)
@@ -149,6 +173,10 @@ func keyIDOf(kv *pb.KV) (id vault.KeyID, ok bool, err error) {
 		}
 	case pLedger:
 		return id, false, nil
+	case layoutKey[0]:
+		if bytes.Equal(k, layoutKey) {
+			return id, false, nil
+		}
 	}
 	return id, false, fmt.Errorf("%w: unknown key type", ErrBadFrame)
 }
@@ -157,6 +185,8 @@ func keyIDOf(kv *pb.KV) (id vault.KeyID, ok bool, err error) {
 // It fills a staging directory beside the target, which Finish renames
 // into place: a failed restore leaves nothing behind.
 type Loader struct {
+	ids     *idKeys   // from UseLedgerKey
+	key     *aead.Key // the same, for the restored store (nil: as Options.IDKey)
 	db      *badger.DB
 	dir     string // the target, absolute
 	staging string
@@ -194,8 +224,42 @@ func NewLoader(dir string, logger *slog.Logger) (*Loader, error) {
 		os.RemoveAll(staging)
 		return nil, fmt.Errorf("badgerstore: opening %s: %w", staging, err)
 	}
-	return &Loader{db: db, dir: abs, staging: staging, logger: logger,
+	ids, err := newIDKeys(nil)
+	if err != nil {
+		db.Close()
+		os.RemoveAll(staging)
+		return nil, err
+	}
+	return &Loader{ids: ids, db: db, dir: abs, staging: staging, logger: logger,
 		space: newSpace(staging, DefaultDiskReserve(), logger.With("component", "badgerstore"))}, nil
+}
+
+// UseLedgerKey sets the key that hashes and seals subject ids in the
+// backups and in the restored store ([Options.IDKey]). The loader keeps a
+// copy. Without it, the fixed test key stands in.
+func (l *Loader) UseLedgerKey(k *aead.Key) error {
+	if k == nil {
+		return nil
+	}
+	ids, err := newIDKeys(k)
+	if err != nil {
+		return err
+	}
+	own, err := aead.KeyFromBytes(k.Bytes())
+	if err != nil {
+		ids.zero()
+		return err
+	}
+	l.dropKeys()
+	l.ids, l.key = ids, own
+	return nil
+}
+
+func (l *Loader) dropKeys() {
+	l.ids.zero()
+	if l.key != nil {
+		l.key.Zero()
+	}
 }
 
 // checkEmptyDir refuses a data directory that holds anything.
@@ -296,8 +360,11 @@ func (l *Loader) Finish(ctx context.Context, ledger []vault.LedgerEntry) error {
 		return err
 	}
 	// The ledger through the store itself, so that it is written exactly
-	// as the store writes erasures.
-	st, err := Open(l.staging, Options{}, l.logger)
+	// as the store writes erasures. Opening it also migrates what a
+	// layout-1 backup brought (ids.go): the restored directory holds no
+	// subject id in the clear either.
+	st, err := Open(l.staging, Options{IDKey: l.key}, l.logger)
+	l.dropKeys()
 	if err != nil {
 		return err
 	}
@@ -326,6 +393,7 @@ func (l *Loader) Close() error {
 		return nil
 	}
 	l.done = true
+	l.dropKeys()
 	var err error
 	if l.db != nil {
 		err = l.db.Close()

@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/tokenvault/tokenvault/crypto/aead"
 	"github.com/tokenvault/tokenvault/internal/backup"
 	"github.com/tokenvault/tokenvault/internal/backup/backuptest"
 	"github.com/tokenvault/tokenvault/vault"
@@ -14,8 +15,8 @@ var _ backup.Loader = (*badgerstore.Loader)(nil)
 
 func TestBackupSuite(t *testing.T) {
 	backuptest.Run(t, backuptest.Store{
-		Open: func(t *testing.T, dir string) vault.Store {
-			s, err := badgerstore.Open(dir, badgerstore.Options{}, nil)
+		Open: func(t *testing.T, dir string, ledgerKey *aead.Key) vault.Store {
+			s, err := badgerstore.Open(dir, badgerstore.Options{IDKey: ledgerKey}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,10 +1,10 @@
 // Package badgerstore is the embedded [vault.Store], on [badger] v4.
 //
-// Key layout (one byte of type, then fixed-size parts where possible, so
+// Key layout 2 (one byte of type, then fixed-size parts where possible, so
 // that prefixes scan exactly one subject key's data):
 //
-//	k/<subject>                     -> subject key: v1 | key id | created | wrapped DEK
-//	i/<key id (16)>                 -> subject id            (blobs and records name key ids)
+//	h/<hash(subject) (32)>          -> subject key: v2 | key id | created | wrapped DEK | sealed subject id
+//	j/<key id (16)>                 -> hash(subject)         (blobs and records name key ids)
 //	t/<sha256(token) (32)>          -> record: v1..v4 | key id | kind | created | lookup | sealed value
 //	s/<key id><sha256(token)>       -> empty                 (index: a key's records, for purge/export)
 //	d/<key id><lookup (32)>         -> token                 (deterministic lookups)
@@ -12,7 +12,12 @@
 //	r/<key id>                      -> restricted since      (restriction of processing)
 //	x/<expires (8)><sha256(token)>  -> key id                (expiry index, for the retention purge)
 //	e/<hmac(ledger key, subject)>   -> erasure time          (erasure ledger; never the subject id)
+//	v/layout                        -> layout version | id-key check
 //
+// No key or value holds a subject id in the clear: hash(subject) is
+// [vault.StoreSubjectHash] and the sealed id is sealed under
+// [vault.StoreSealKey], both from the ledger key (ids.go, which also
+// migrates layout 1, where k/<subject> and i/ held the id in the clear).
 // Tokens are addressed by their SHA-256 so keys stay small and bounded
 // (a generic token may be 64 KiB; badger caps keys near that). Nothing
 // stored is plaintext: values are sealed by the domain before they get here,
@@ -26,6 +31,7 @@
 package badgerstore
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/binary"
@@ -43,8 +49,12 @@ import (
 )
 
 const (
-	pKey     = 'k'
-	pKeyID   = 'i'
+	// Layout 1 (ids.go migrates them): k/<subject>, i/<key id> -> subject.
+	pKey   = 'k'
+	pKeyID = 'i'
+	// Layout 2.
+	pHashed  = 'h'
+	pHashID  = 'j'
 	pToken   = 't'
 	pIndex   = 's'
 	pLookup  = 'd'
@@ -73,9 +83,10 @@ const (
 	// Sizes of fixed-size keys and of an encoded subject key without its
 	// wrapped DEK, for the committer's write estimates (group.go).
 	tokenKeyLen        = 2 + sha256.Size
+	subjectKeyLen      = 2 + sha256.Size
 	indexKeyLen        = 2 + len(vault.KeyID{}) + sha256.Size
 	expiryKeyLen       = 2 + 8 + sha256.Size
-	encodedKeyOverhead = 1 + len(vault.KeyID{}) + 8 + 2
+	encodedKeyOverhead = 1 + len(vault.KeyID{}) + 8 + 2 + sealedSubjectMax
 )
 
 // Store is the badger store. Beyond [vault.Store] it has every optional
@@ -87,6 +98,7 @@ type Store struct {
 	log   *slog.Logger
 	group *committer // record and key writes; see group.go
 	space *space     // free-space admission of writes (space.go); nil in memory
+	ids   *idKeys    // hash and seal subject ids (ids.go)
 }
 
 var (
@@ -108,6 +120,17 @@ type Options struct {
 	// than what badger writes on its own after writes stop, it lets a full
 	// disk crash the process.
 	DiskReserve int64
+	// IDKey hashes and seals subject ids: the vault's ledger key (see
+	// [vault.StoreSubjectHash]). The store keeps a copy. Nil stands for
+	// a fixed, public key, for tests only: ids are then not stored in the
+	// clear, but anyone can check a guess. A directory opened with one
+	// key refuses every other ([ErrWrongIDKey]).
+	IDKey *aead.Key
+	// LoadIDKey, if set, is asked for IDKey once the directory is open,
+	// with whether it already holds anything made with a key (a layout
+	// marker or erasure-ledger entries): a missing key file must then
+	// not be replaced by a new key. The store zeroes nothing it returns.
+	LoadIDKey func(keyed bool) (*aead.Key, error)
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -136,9 +159,38 @@ func Open(dir string, opts Options, logger *slog.Logger) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("badgerstore: opening %s: %w", dir, err)
 	}
+	ids, err := openIDKeys(db, opts)
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	s := &Store{db: db, log: logger, ids: ids, space: sp}
+	if err := s.upgrade(context.Background()); err != nil {
+		ids.zero()
+		db.Close()
+		return nil, err
+	}
 	g := newCommitter(db)
 	g.space = sp
-	return &Store{db: db, log: logger, group: g, space: sp}, nil
+	s.group = g
+	return s, nil
+}
+
+func openIDKeys(db *badger.DB, opts Options) (*idKeys, error) {
+	k := opts.IDKey
+	if opts.LoadIDKey != nil {
+		has, err := keyed(db)
+		if err != nil {
+			return nil, err
+		}
+		if k, err = opts.LoadIDKey(has); err != nil {
+			return nil, err
+		}
+		if k == nil {
+			return nil, errors.New("badgerstore: no subject-id key")
+		}
+	}
+	return newIDKeys(k)
 }
 
 // badgerOptions are the options of every badger database tokenvault opens
@@ -175,6 +227,7 @@ func badgerOptions(dir string, logger *slog.Logger) badger.Options {
 // Close stops the write group and closes the database.
 func (s *Store) Close() error {
 	s.group.close()
+	s.ids.zero()
 	return s.db.Close()
 }
 
@@ -235,16 +288,31 @@ func get(txn *badger.Txn, k []byte) ([]byte, error) {
 	return it.ValueCopy(nil)
 }
 
+// subjectKeyOf is the key of subject's key entry, h/<hash(subject)>.
+func (s *Store) subjectKeyOf(subject string) ([]byte, error) {
+	h, err := s.ids.hash(subject)
+	if err != nil {
+		return nil, err
+	}
+	return key(pHashed, h), nil
+}
+
 func (s *Store) SubjectKey(ctx context.Context, subject string) (sk vault.SubjectKey, err error) {
+	hk, err := s.subjectKeyOf(subject)
+	if err != nil {
+		return sk, err
+	}
 	err = s.view(ctx, func(txn *badger.Txn) error {
-		sk, err = subjectKey(txn, subject)
+		sk, err = subjectKey(txn, hk)
 		return err
 	})
 	return sk, err
 }
 
-func subjectKey(txn *badger.Txn, subject string) (vault.SubjectKey, error) {
-	sk, err := storedKey(txn, subject)
+// subjectKey reads the subject key stored under hk (see subjectKeyOf)
+// with its restriction mark.
+func subjectKey(txn *badger.Txn, hk []byte) (vault.SubjectKey, error) {
+	sk, _, err := storedKey(txn, hk)
 	if err != nil {
 		return sk, err
 	}
@@ -253,54 +321,68 @@ func subjectKey(txn *badger.Txn, subject string) (vault.SubjectKey, error) {
 }
 
 // storedKey is subjectKey without the restriction mark (a second read that
-// the write paths do not need).
-func storedKey(txn *badger.Txn, subject string) (vault.SubjectKey, error) {
-	b, err := get(txn, key(pKey, []byte(subject)))
+// the write paths do not need), and with the sealed subject id.
+func storedKey(txn *badger.Txn, hk []byte) (vault.SubjectKey, []byte, error) {
+	b, err := get(txn, hk)
 	if err != nil {
-		return vault.SubjectKey{}, err
+		return vault.SubjectKey{}, nil, err
 	}
-	return decodeSubjectKey(b)
+	sk, sealed, err := decodeSubjectKey(b)
+	if err == nil && sealed == nil {
+		err = fmt.Errorf("%w: subject key record without its subject", vault.ErrCorrupt)
+	}
+	return sk, sealed, err
 }
 
-// liveKey returns the subject's key (without its restriction mark) if it
-// is still id, ErrErased if the subject has no key or a newer one (erased
-// meanwhile). Reading it puts the key in the transaction's read set, so a
-// shred committing concurrently makes the transaction fail with a conflict
-// (and its retry see ErrErased).
-func liveKey(txn *badger.Txn, subject string, id vault.KeyID) (vault.SubjectKey, error) {
-	sk, err := storedKey(txn, subject)
+// liveKey returns the subject's key (without its restriction mark) and
+// sealed id if it is still id, ErrErased if the subject has no key or a
+// newer one (erased meanwhile). Reading it puts the key in the
+// transaction's read set, so a shred committing concurrently makes the
+// transaction fail with a conflict (and its retry see ErrErased).
+func liveKey(txn *badger.Txn, hk []byte, id vault.KeyID) (vault.SubjectKey, []byte, error) {
+	sk, sealed, err := storedKey(txn, hk)
 	if errors.Is(err, vault.ErrNotFound) || (err == nil && sk.ID != id) {
-		return vault.SubjectKey{}, vault.ErrErased
+		return vault.SubjectKey{}, nil, vault.ErrErased
 	}
-	return sk, err
+	return sk, sealed, err
 }
 
 func (s *Store) SubjectKeyByID(ctx context.Context, id vault.KeyID) (subject string, sk vault.SubjectKey, err error) {
 	err = s.view(ctx, func(txn *badger.Txn) error {
-		b, err := get(txn, key(pKeyID, id[:]))
+		h, err := get(txn, key(pHashID, id[:]))
 		if err != nil {
 			return err
 		}
-		subject = string(b)
-		sk, err = subjectKey(txn, subject)
+		sk, err = subjectKey(txn, key(pHashed, h))
 		if errors.Is(err, vault.ErrNotFound) || (err == nil && sk.ID != id) {
 			return fmt.Errorf("%w: key index points at a missing key", vault.ErrCorrupt)
 		}
+		if err != nil {
+			return err
+		}
+		_, sealed, err := storedKey(txn, key(pHashed, h))
+		if err != nil {
+			return err
+		}
+		subject, err = s.ids.openSubject(id, sealed)
 		return err
 	})
 	return subject, sk, err
 }
 
 func (s *Store) CreateSubjectKey(ctx context.Context, subject string, sk vault.SubjectKey) (out vault.SubjectKey, err error) {
-	enc, err := encodeSubjectKey(sk)
+	hk, err := s.subjectKeyOf(subject)
 	if err != nil {
 		return out, err
 	}
+	if _, err := encodeSubjectKey(sk, nil); err != nil {
+		return out, err
+	}
 	var w weight
-	w.set(len(key(pKey, []byte(subject))), len(enc))
-	w.set(len(key(pKeyID, sk.ID[:])), len(subject))
+	w.set(subjectKeyLen, len(sk.Wrapped)+encodedKeyOverhead)
+	w.set(len(key(pHashID, sk.ID[:])), sha256.Size)
 	err = s.group.do(ctx, w, func(txn *badger.Txn) error {
-		existing, err := subjectKey(txn, subject)
+		existing, err := subjectKey(txn, hk)
 		if err == nil {
 			out = existing
 			return nil
@@ -308,16 +390,17 @@ func (s *Store) CreateSubjectKey(ctx context.Context, subject string, sk vault.S
 		if !errors.Is(err, vault.ErrNotFound) {
 			return err
 		}
-		if err := txn.Set(key(pKey, []byte(subject)), enc); err != nil {
-			return err
-		}
 		out = sk
-		return txn.Set(key(pKeyID, sk.ID[:]), []byte(subject))
+		return s.putSubjectKey(txn, subject, sk)
 	})
 	return out, err
 }
 
 func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, recs []vault.Record) error {
+	hk, err := s.subjectKeyOf(subject)
+	if err != nil {
+		return err
+	}
 	encs := make([][]byte, len(recs))
 	var w weight // the writes below
 	for i, r := range recs {
@@ -335,7 +418,7 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 		}
 	}
 	return s.group.do(ctx, w, func(txn *badger.Txn) error {
-		if _, err := liveKey(txn, subject, id); err != nil {
+		if _, _, err := liveKey(txn, hk, id); err != nil {
 			return err
 		}
 		// All checks first, then all writes: a rejected batch writes
@@ -431,16 +514,20 @@ func (s *Store) ShredSubject(ctx context.Context, subject string, ledger vault.L
 	if ledger.Hash != nil && len(ledger.Hash) != ledgerHashSize {
 		return id, fmt.Errorf("badgerstore: ledger hash of %d bytes, want %d", len(ledger.Hash), ledgerHashSize)
 	}
+	hk, err := s.subjectKeyOf(subject)
+	if err != nil {
+		return id, err
+	}
 	err = s.update(ctx, func(txn *badger.Txn) error {
-		sk, err := subjectKey(txn, subject)
+		sk, err := subjectKey(txn, hk)
 		if err != nil {
 			return err
 		}
 		id = sk.ID
-		if err := txn.Delete(key(pKey, []byte(subject))); err != nil {
+		if err := txn.Delete(hk); err != nil {
 			return err
 		}
-		if err := txn.Delete(key(pKeyID, id[:])); err != nil {
+		if err := txn.Delete(key(pHashID, id[:])); err != nil {
 			return err
 		}
 		if err := txn.Delete(key(pRestrict, id[:])); err != nil {
@@ -534,22 +621,35 @@ func (s *Store) PendingPurges(ctx context.Context) (ids []vault.KeyID, err error
 	return ids, err
 }
 
+// SubjectKeys lists subject keys in the order of their hashes (the store
+// does not know ids otherwise), after the subject named after.
 func (s *Store) SubjectKeys(ctx context.Context, after string, limit int) (out []vault.SubjectEntry, err error) {
+	prefix := key(pHashed)
+	start := prefix
+	if after != "" {
+		if start, err = s.subjectKeyOf(after); err != nil {
+			return nil, err
+		}
+	}
 	err = s.view(ctx, func(txn *badger.Txn) error {
-		prefix := key(pKey)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: min(limit, 100)})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: min(max(limit, 1), 100)})
 		defer it.Close()
-		start := key(pKey, []byte(after))
 		for it.Seek(start); it.Valid() && len(out) < limit; it.Next() {
-			subject := string(it.Item().Key()[len(prefix):])
-			if after != "" && subject == after {
+			if after != "" && bytes.Equal(it.Item().Key(), start) {
 				continue
 			}
 			b, err := it.Item().ValueCopy(nil)
 			if err != nil {
 				return err
 			}
-			sk, err := decodeSubjectKey(b)
+			sk, sealed, err := decodeSubjectKey(b)
+			if err == nil && sealed == nil {
+				err = fmt.Errorf("%w: subject key record without its subject", vault.ErrCorrupt)
+			}
+			if err != nil {
+				return err
+			}
+			subject, err := s.ids.openSubject(sk.ID, sealed)
 			if err != nil {
 				return err
 			}
@@ -561,25 +661,29 @@ func (s *Store) SubjectKeys(ctx context.Context, after string, limit int) (out [
 }
 
 func (s *Store) ReplaceWrapped(ctx context.Context, subject string, id vault.KeyID, wrapped []byte) error {
+	hk, err := s.subjectKeyOf(subject)
+	if err != nil {
+		return err
+	}
 	var w weight
-	w.set(len(key(pKey, []byte(subject))), len(wrapped)+encodedKeyOverhead)
+	w.set(subjectKeyLen, len(wrapped)+encodedKeyOverhead)
 	return s.group.do(ctx, w, func(txn *badger.Txn) error {
-		sk, err := liveKey(txn, subject, id)
+		sk, sealed, err := liveKey(txn, hk, id)
 		if err != nil {
 			return err
 		}
 		sk.Wrapped = wrapped
-		enc, err := encodeSubjectKey(sk)
+		enc, err := encodeSubjectKey(sk, sealed)
 		if err != nil {
 			return err
 		}
-		return txn.Set(key(pKey, []byte(subject)), enc)
+		return txn.Set(hk, enc)
 	})
 }
 
 func (s *Store) HasSubjectKeys(ctx context.Context) (found bool, err error) {
 	err = s.view(ctx, func(txn *badger.Txn) error {
-		for _, p := range []byte{pKey, pPending} {
+		for _, p := range []byte{pHashed, pPending} {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: key(p), PrefetchValues: false})
 			it.Rewind()
 			found = found || it.Valid()
@@ -592,32 +696,52 @@ func (s *Store) HasSubjectKeys(ctx context.Context) (found bool, err error) {
 
 // Encodings. Strict: a version byte, fixed sizes checked, lengths bounded.
 
-func encodeSubjectKey(sk vault.SubjectKey) ([]byte, error) {
+// subject key v1 (layout 1): v1 | key id | created | wrappedLen(2) | wrapped
+// subject key v2 (layout 2): v2 | key id | created | wrappedLen(2) | wrapped | sealed subject id
+// encodeSubjectKey writes v1 when sealed is nil (the fuzz test's round
+// trip; the store writes only v2).
+func encodeSubjectKey(sk vault.SubjectKey, sealed []byte) ([]byte, error) {
 	if len(sk.Wrapped) == 0 || len(sk.Wrapped) > maxWrapped {
 		return nil, fmt.Errorf("badgerstore: wrapped key size %d out of range", len(sk.Wrapped))
 	}
+	ver := byte(encV1)
+	if sealed != nil {
+		if len(sealed) <= aead.Overhead || len(sealed) > sealedSubjectMax {
+			return nil, fmt.Errorf("badgerstore: sealed subject id of %d bytes out of range", len(sealed))
+		}
+		ver = encV2
+	}
 	b := make([]byte, 0, encodedKeyOverhead+len(sk.Wrapped))
-	b = append(b, encV1)
+	b = append(b, ver)
 	b = append(b, sk.ID[:]...)
 	b = binary.BigEndian.AppendUint64(b, uint64(sk.Created.UnixNano()))
 	b = binary.BigEndian.AppendUint16(b, uint16(len(sk.Wrapped)))
-	return append(b, sk.Wrapped...), nil
+	b = append(b, sk.Wrapped...)
+	return append(b, sealed...), nil
 }
 
-func decodeSubjectKey(b []byte) (vault.SubjectKey, error) {
+func decodeSubjectKey(b []byte) (vault.SubjectKey, []byte, error) {
 	var sk vault.SubjectKey
 	const head = 1 + len(sk.ID) + 8 + 2
-	if len(b) < head || b[0] != encV1 {
-		return sk, fmt.Errorf("%w: subject key record", vault.ErrCorrupt)
+	bad := fmt.Errorf("%w: subject key record", vault.ErrCorrupt)
+	if len(b) < head || (b[0] != encV1 && b[0] != encV2) {
+		return sk, nil, bad
 	}
 	copy(sk.ID[:], b[1:])
 	sk.Created = time.Unix(0, int64(binary.BigEndian.Uint64(b[1+len(sk.ID):]))).UTC()
 	n := int(binary.BigEndian.Uint16(b[head-2:]))
-	if n == 0 || n > maxWrapped || len(b) != head+n {
-		return sk, fmt.Errorf("%w: subject key record", vault.ErrCorrupt)
+	if n == 0 || n > maxWrapped || len(b) < head+n {
+		return sk, nil, bad
 	}
-	sk.Wrapped = b[head:]
-	return sk, nil
+	sk.Wrapped = b[head : head+n]
+	rest := b[head+n:]
+	switch {
+	case b[0] == encV1 && len(rest) == 0:
+		return sk, nil, nil
+	case b[0] == encV2 && len(rest) > aead.Overhead && len(rest) <= sealedSubjectMax:
+		return sk, rest, nil
+	}
+	return sk, nil, bad
 }
 
 // record v1: ver | key id | kind | created | tokenLen(4) | token | lookupLen(1) | lookup | sealed

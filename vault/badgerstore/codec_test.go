@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenvault/tokenvault/crypto/aead"
 	"github.com/tokenvault/tokenvault/vault"
 	"github.com/tokenvault/tokenvault/vault/format"
 )
@@ -62,18 +63,21 @@ func TestEncodeRecordRefusesUnknownAAD(t *testing.T) {
 }
 
 func FuzzDecodeSubjectKey(f *testing.F) {
-	enc, _ := encodeSubjectKey(vault.SubjectKey{ID: vault.KeyID{7}, Wrapped: []byte("wrapped"), Created: time.Unix(5, 0)})
+	sk := vault.SubjectKey{ID: vault.KeyID{7}, Wrapped: []byte("wrapped"), Created: time.Unix(5, 0)}
+	enc, _ := encodeSubjectKey(sk, nil)
+	f.Add(enc)
+	enc, _ = encodeSubjectKey(sk, make([]byte, aead.Overhead+9))
 	f.Add(enc)
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		sk, err := decodeSubjectKey(b)
+		sk, sealed, err := decodeSubjectKey(b)
 		if err != nil {
 			if !errors.Is(err, vault.ErrCorrupt) {
 				t.Fatalf("error %v is not ErrCorrupt", err)
 			}
 			return
 		}
-		again, err := encodeSubjectKey(sk)
+		again, err := encodeSubjectKey(sk, sealed)
 		if err != nil || !bytes.Equal(again, b) {
 			t.Fatalf("round trip: %v", err)
 		}

@@ -24,7 +24,11 @@ func smallStore(t *testing.T, subject string) (*Store, vault.SubjectKey) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Store{db: db, log: slog.Default(), group: newCommitter(db)}
+	ids, err := newIDKeys(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Store{db: db, log: slog.Default(), group: newCommitter(db), ids: ids}
 	t.Cleanup(func() { s.Close() })
 	if s.group.limit.count > 2000 {
 		t.Fatalf("limit %+v: the memtable option did not take", s.group.limit)

@@ -66,10 +66,14 @@ func (s *Store) ReplaceRecord(ctx context.Context, subject string, id vault.KeyI
 		return err
 	}
 	h := tokenHash(r.Token)
+	hk, err := s.subjectKeyOf(subject)
+	if err != nil {
+		return err
+	}
 	return s.update(ctx, func(txn *badger.Txn) error {
 		// Reading the subject key makes a concurrent shred conflict with
 		// this transaction (see PutRecords).
-		if _, err := liveKey(txn, subject, id); err != nil {
+		if _, _, err := liveKey(txn, hk, id); err != nil {
 			return err
 		}
 		b, err := get(txn, key(pToken, h))
@@ -125,8 +129,12 @@ func (s *Store) ReplaceRecord(ctx context.Context, subject string, id vault.KeyI
 }
 
 func (s *Store) SetRestricted(ctx context.Context, subject string, since time.Time) error {
+	hk, err := s.subjectKeyOf(subject)
+	if err != nil {
+		return err
+	}
 	return s.update(ctx, func(txn *badger.Txn) error {
-		sk, err := subjectKey(txn, subject)
+		sk, err := subjectKey(txn, hk)
 		if err != nil {
 			return err
 		}

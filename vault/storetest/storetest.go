@@ -6,7 +6,9 @@
 //   - [RunRights]: [vault.RightsStore];
 //   - [RunLedger]: [vault.LedgerStore];
 //   - [RunKeyScan]: [vault.KeyScanStore];
-//   - [RunTokenCounter]: [vault.TokenCounter].
+//   - [RunTokenCounter]: [vault.TokenCounter];
+//   - [RunAtRest]: no subject id in the clear in what a store holds,
+//     read through its backup snapshot ([Snapshotter]).
 //
 // [Run] runs every group, skipping (visibly) those whose interface the
 // store does not implement:
@@ -55,6 +57,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Ledger", "vault.LedgerStore", implements[vault.LedgerStore](probe), RunLedger},
 		{"KeyScan", "vault.KeyScanStore", implements[vault.KeyScanStore](probe), RunKeyScan},
 		{"TokenCounter", "vault.TokenCounter", implements[vault.TokenCounter](probe), RunTokenCounter},
+		{"AtRest", "storetest.Snapshotter", implements[Snapshotter](probe), RunAtRest},
 	} {
 		t.Run(g.name, func(t *testing.T) {
 			if !g.has {

@@ -27,9 +27,11 @@ import (
 
 // Store is the kind of store under test.
 type Store struct {
-	// Open opens the store at target, creating it if it is new; the suite
-	// closes it. It must be a [backup.Source].
-	Open func(t *testing.T, target string) vault.Store
+	// Open opens the store at target, creating it if it is new, with the
+	// vault's ledger key (stores hash and seal subject ids with it, see
+	// [vault.StoreSubjectHash]); the suite closes it. It must be a
+	// [backup.Source].
+	Open func(t *testing.T, target string, ledgerKey *aead.Key) vault.Store
 	// Loader makes the restore's loader (what cmd/tokenvault wires in).
 	Loader backup.Opener
 	// NewTarget names a new, unused place for a store (for a store in a
@@ -96,7 +98,7 @@ type live struct {
 
 func (e *env) open(t *testing.T, target string) live {
 	t.Helper()
-	st := e.s.Open(t, target)
+	st := e.s.Open(t, target, e.ledger(t))
 	if c, ok := st.(interface{ Close() error }); ok {
 		t.Cleanup(func() { c.Close() })
 	}
