@@ -4,13 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/tokenvault/tokenvault/crypto/kek"
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
+	"github.com/tokenvault/tokenvault/internal/testfs"
 	"github.com/tokenvault/tokenvault/vault"
 	"github.com/tokenvault/tokenvault/vault/badgerstore"
 	"github.com/tokenvault/tokenvault/vault/format"
@@ -33,25 +33,7 @@ type legacyData struct {
 // were bound) to a temporary directory and opens a vault on it.
 func openLegacy(t *testing.T) (*vault.Vault, vault.Store, agekeyring.Provider, legacyData) {
 	t.Helper()
-	src := filepath.Join("testdata", "legacy-v1")
-	dir := t.TempDir()
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dir, rel), 0o700)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dir, rel), b, 0o600)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := testfs.CopyTree(t, filepath.Join("testdata", "legacy-v1"))
 	var data legacyData
 	b, err := os.ReadFile(filepath.Join(dir, "legacy.json"))
 	if err == nil {

@@ -14,6 +14,7 @@ import (
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/internal/app"
 	"github.com/tokenvault/tokenvault/internal/config"
+	"github.com/tokenvault/tokenvault/internal/testfs"
 )
 
 // TestStartMigratesLayout1: a data directory of store layout 1 (subject
@@ -22,25 +23,7 @@ import (
 // without the ledger key file the server refuses to start (a new key
 // would find no subject) and makes no new key.
 func TestStartMigratesLayout1(t *testing.T) {
-	dir := t.TempDir()
-	src := filepath.Join("..", "..", "vault", "badgerstore", "testdata", "layout-1")
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dir, rel), 0o700)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dir, rel), b, 0o600)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := testfs.CopyTree(t, filepath.Join("..", "..", "vault", "badgerstore", "testdata", "layout-1"))
 	ids := []string{"zz-live-subject-3c9a", "zz-restricted-subject-51b0", "zz-erased-subject-7d1f"}
 	holding := func() []string {
 		var hits []string

@@ -20,6 +20,7 @@ import (
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/crypto/keyfile"
 	"github.com/tokenvault/tokenvault/internal/backup"
+	"github.com/tokenvault/tokenvault/internal/testfs"
 	"github.com/tokenvault/tokenvault/vault"
 	"github.com/tokenvault/tokenvault/vault/badgerstore"
 	"github.com/tokenvault/tokenvault/vault/format"
@@ -42,25 +43,7 @@ type fixture struct {
 // files private (git keeps no file modes but the executable bit).
 func copyFixture(t *testing.T) (string, fixture) {
 	t.Helper()
-	src := filepath.Join("testdata", "signed-v2")
-	dir := t.TempDir()
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dir, rel), 0o700)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dir, rel), b, 0o600)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir := testfs.CopyTree(t, filepath.Join("testdata", "signed-v2"))
 	var fx fixture
 	b, err := os.ReadFile(filepath.Join(dir, "fixture.json"))
 	if err == nil {

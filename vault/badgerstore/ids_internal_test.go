@@ -14,6 +14,7 @@ import (
 
 	"github.com/tokenvault/tokenvault/crypto/aead"
 	"github.com/tokenvault/tokenvault/crypto/keyfile"
+	"github.com/tokenvault/tokenvault/internal/testfs"
 	"github.com/tokenvault/tokenvault/vault"
 )
 
@@ -119,25 +120,7 @@ func idsIn(t *testing.T, dir string) []string { return FilesHolding(t, dir, layo
 // tests too: exported from a test file, it is not part of the package).
 func CopyTree(t *testing.T, src string) string {
 	t.Helper()
-	dir := t.TempDir()
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		if d.IsDir() {
-			return os.MkdirAll(filepath.Join(dir, rel), 0o700)
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(filepath.Join(dir, rel), b, 0o600)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return dir
+	return testfs.CopyTree(t, src)
 }
 
 // FilesHolding is a byte search: the files under dir that contain any of
