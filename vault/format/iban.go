@@ -59,8 +59,12 @@ func ibanMod97(v string) int {
 
 // validIBAN is the precondition of a checksum-valid token: a country with
 // national check digits needs its registry BBAN layout, or the token could
-// not carry them.
+// not carry them, and a country whose check digits we cannot compute gets
+// no token at all (random digits there would fail its validators).
 func validIBAN(v string) error {
+	if err := refusedChecks[v[:2]]; err != nil {
+		return err
+	}
 	if n := nationalChecks[v[:2]]; n != nil && !n.fits(v[4:]) {
 		return invalid(IBAN, "checksum-valid tokens need the BBAN layout of the IBAN registry for its country")
 	}

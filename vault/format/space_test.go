@@ -186,6 +186,17 @@ func TestTokenSpaceFormulas(t *testing.T) {
 		{format.IBAN, "BE68539007547034", format.Options{ChecksumValid: true}, mul(big.NewInt(806), pow(10, 7))}, // bank 539 not in use: not a token
 		{format.IBAN, "FR1420041010050500013M02606", format.Options{ChecksumValid: true}, minus1(mul(big.NewInt(26), pow(10, 20)))},
 		{format.IBAN, "PL61109010140000071219812874", format.Options{ChecksumValid: true}, minus1(pow(10, 23))},
+		// The Italian CIN is a letter: the rest of the BBAN is 22 digits.
+		{format.IBAN, "IT60X0542811101000000123456", format.Options{ChecksumValid: true}, minus1(pow(10, 22))},
+		{format.IBAN, "SM86U0322509800000000270100", format.Options{ChecksumValid: true}, minus1(pow(10, 22))},
+		{format.IBAN, "HU42117730161111101800000000", format.Options{ChecksumValid: true}, minus1(pow(10, 22))},
+		{format.IBAN, "HR1210010051863000160", format.Options{ChecksumValid: true}, minus1(pow(10, 15))},
+		{format.IBAN, "EE382200221020145685", format.Options{ChecksumValid: true}, minus1(pow(10, 15))},
+		{format.IBAN, "AL47212110090000000235698741", format.Options{ChecksumValid: true}, minus1(pow(10, 23))},
+		{format.IBAN, "SI56263300012039086", format.Options{ChecksumValid: true}, minus1(pow(10, 13))},
+		{format.IBAN, "TN5910006035183598478831", format.Options{ChecksumValid: true}, minus1(pow(10, 18))},
+		// The example's national check digits are wrong: not a token.
+		{format.IBAN, "IT65A0542811101000000123456", format.Options{ChecksumValid: true}, pow(10, 22)},
 		{format.NationalID, "AB 123456 C", format.Options{}, minus1(mul(pow(26, 3), pow(10, 6)))},
 		{format.Address, "10 Downing St\nLondon SW1A 2AA", format.Options{}, minus1(mul(pow(26, 20), pow(10, 4)))},
 		{format.Name, "Li", format.Options{}, pow(26, 6)},
