@@ -154,9 +154,11 @@
 // are 00, 01 or 99, which ISO 13616 never produces (it yields 02-98), never
 // the one that would still satisfy MOD 97 for that BBAN, so a token fails
 // both range and MOD 97 checks; with ChecksumValid they are correct, and so
-// are the national check digits inside the BBAN of BE, ES, FI, FR, MC, ME,
-// NO, PL, PT and RS (ibannational.go), whose values must then have the
-// registry's BBAN layout; a Belgian token draws a bank code in use. Mask:
+// are the national check digits inside the BBAN of the countries that have
+// them (ibannational.go lists them; FORMATS.md too), whose values must then
+// have the registry's BBAN layout; a Belgian token draws a bank code in
+// use. The few countries with check digits we cannot compute (SE, LU, IS,
+// ...) get no checksum-valid token: an error instead. Mask:
 // country code, '*' for check digits and BBAN, last 4 (which the token does
 // not keep).
 //
@@ -322,11 +324,13 @@ type Options struct {
 	// ChecksumValid makes tokens pass the full validation downstream
 	// systems run: pan passes Luhn; cn-resident-id gets a real division code
 	// of its province and the right ISO 7064 MOD 11-2 check; iban passes
-	// MOD 97 and, for BE ES FI FR MC ME NO PL PT RS, the national check
-	// digits (and a Belgian bank code in use); phone becomes a number
+	// MOD 97 and the national check digits of the countries that have
+	// them (ibannational.go; a Belgian bank code in use), and is refused
+	// for the few whose check digits are not implemented; phone becomes a number
 	// libphonenumber finds valid, in the value's region and of its number
 	// type. A value for which no such token exists (no real province, a
-	// number libphonenumber rejects, a BBAN not in its country's layout) gets
+	// number libphonenumber rejects, a BBAN not in its country's layout,
+	// an IBAN country whose national check digits are not implemented) gets
 	// an error wrapping [ErrInvalidValue]. FORMATS.md says what each validator
 	// says of the tokens. The default (false) makes the check of pan,
 	// cn-resident-id and iban tokens deliberately INVALID so a token can
