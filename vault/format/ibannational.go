@@ -9,11 +9,14 @@ import (
 // IBAN, but many countries also put check digits of their own into the BBAN,
 // and validators such as python-stdnum and the banks' own software check
 // those too. A checksum-valid token must pass them, so for the countries
-// below tokenIBAN computes them after drawing the BBAN; every other country
-// gets MOD 97 only (FORMATS.md lists what a validator says of those).
+// below tokenIBAN computes them after drawing the BBAN, the countries of
+// refusedCountries get no checksum-valid token, and every other country
+// (no national check digits in the registry or php-iban) gets MOD 97 only
+// (FORMATS.md lists what a validator says of each group).
 //
-// Each algorithm is written from the country's published rule and pinned by
-// the registry's example IBAN in TestNationalExamples.
+// Each algorithm is written from the country's published rule (php-iban's
+// implementation where it has one) and pinned by the registry's example
+// IBAN in TestNationalExamples.
 
 // nationalCheck describes one country's BBAN check digits.
 type nationalCheck struct {
