@@ -40,6 +40,9 @@ type fakeVault struct {
 	// seen records the last transit request.
 	seenToken, seenNamespace, seenPath string
 	logins                             []map[string]any
+	// deny answers 403 to transit requests whose token it holds (a
+	// token that expired, or one without the policy).
+	deny map[string]bool
 }
 
 type fakeAnswer struct {
@@ -88,7 +91,11 @@ func (f *fakeVault) serve(w http.ResponseWriter, r *http.Request) {
 		var creds map[string]any
 		_ = json.NewDecoder(r.Body).Decode(&creds)
 		f.logins = append(f.logins, creds)
-		io.WriteString(w, `{"auth":{"client_token":"logged-in-token","lease_duration":3600,"renewable":true}}`)
+		token := "logged-in-token"
+		if n := len(f.logins); n > 1 {
+			token = fmt.Sprintf("logged-in-token-%d", n)
+		}
+		fmt.Fprintf(w, `{"auth":{"client_token":%q,"lease_duration":3600,"renewable":true}}`, token)
 		return
 	case "/v1/auth/token/renew-self":
 		io.WriteString(w, `{"auth":{"client_token":"logged-in-token","lease_duration":3600,"renewable":true}}`)
@@ -97,6 +104,11 @@ func (f *fakeVault) serve(w http.ResponseWriter, r *http.Request) {
 	f.seenToken = r.Header.Get("X-Vault-Token")
 	f.seenNamespace = r.Header.Get("X-Vault-Namespace")
 	f.seenPath = r.URL.Path
+	if f.deny[f.seenToken] {
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, `{"errors":["permission denied"]}`)
+		return
+	}
 	if a, ok := f.fixed[r.URL.Path]; ok {
 		w.WriteHeader(a.status)
 		io.WriteString(w, a.body)
@@ -423,5 +435,43 @@ func TestConfigHidesCredentials(t *testing.T) {
 		if strings.Contains(out, "secret-token") || strings.Contains(out, "secret-id") {
 			t.Errorf("credentials printed: %s", out)
 		}
+	}
+}
+
+// TestReloginAfterDenial: a token that expired between renewals (a busy
+// host) makes Vault answer 403; with AppRole or Kubernetes auth the
+// provider logs in again and retries the request once, so the call
+// succeeds. A denial that a fresh token does not cure stays a denial.
+func TestReloginAfterDenial(t *testing.T) {
+	f := newFakeVault(t)
+	secretFile := filepath.Join(t.TempDir(), "secret-id")
+	if err := os.WriteFile(secretFile, []byte("the-secret-id\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := fakeProvider(t, f, func(c *hcvault.Config) {
+		c.Token = ""
+		c.Auth = hcvault.AuthConfig{Method: hcvault.AuthAppRole, RoleID: "the-role-id", SecretIDFile: secretFile}
+	})
+	f.respond(200, `{"data":{"plaintext":"AAECAw=="}}`)
+	f.mu.Lock()
+	f.deny = map[string]bool{"logged-in-token": true} // the first token "expired"
+	f.mu.Unlock()
+	if _, err := p.Unwrap(testContext(t), []byte(fakeBlob), ad); err != nil {
+		t.Fatalf("unwrap with an expired token: %v", err)
+	}
+	if token, _, _ := f.seen(); token != "logged-in-token-2" || len(f.loginRequests()) != 2 {
+		t.Fatalf("transit request used token %q after %d logins, want a fresh one after 2", token, len(f.loginRequests()))
+	}
+	// Every token denied (a policy without the grant): ErrPermissionDenied
+	// after at most one more login.
+	f.mu.Lock()
+	f.deny = map[string]bool{"logged-in-token-2": true, "logged-in-token-3": true}
+	f.mu.Unlock()
+	time.Sleep(1100 * time.Millisecond) // past the one-login-a-second bound
+	if _, err := p.Unwrap(testContext(t), []byte(fakeBlob), ad); !errors.Is(err, hcvault.ErrPermissionDenied) {
+		t.Fatalf("unwrap with every token denied: %v", err)
+	}
+	if n := len(f.loginRequests()); n != 3 {
+		t.Fatalf("%d logins, want 3 (one per denial, bounded)", n)
 	}
 }

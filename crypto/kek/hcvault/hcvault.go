@@ -73,6 +73,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"sync"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 
@@ -124,6 +126,12 @@ type provider struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
+
+	// reloginMu and lastRelogin bound the log-ins that requests refused
+	// with HTTP 403 trigger (see do): one a second at most, however many
+	// requests were refused at once.
+	reloginMu   sync.Mutex
+	lastRelogin time.Time
 }
 
 // New validates cfg, connects to Vault and authenticates. It fails if Vault

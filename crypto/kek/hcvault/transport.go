@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/vault/api"
 
@@ -179,18 +180,35 @@ func (p *provider) do(ctx context.Context, o op, method, path string, in, out an
 	callCtx, cancel := context.WithTimeout(ctx, p.cfg.Timeout)
 	defer cancel()
 
-	var resp *api.Response
-	var err error
-	if method == http.MethodGet {
-		resp, err = p.client.Logical().ReadRawWithContext(callCtx, path)
-	} else {
-		resp, err = p.client.Logical().WriteRawWithContext(callCtx, path, body)
+	send := func() (*api.Response, error) {
+		if method == http.MethodGet {
+			return p.client.Logical().ReadRawWithContext(callCtx, path)
+		}
+		return p.client.Logical().WriteRawWithContext(callCtx, path, body)
+	}
+	resp, err := send()
+	if err != nil {
+		// classify reads the response body: classify once per response.
+		cerr := p.classify(ctx, o, resp, err)
+		if resp != nil {
+			resp.Body.Close()
+		}
+		if !errors.Is(cerr, ErrPermissionDenied) || !p.reloginAfterDenial(callCtx) {
+			return cerr
+		}
+		// The token may have expired between its renewals (a busy host,
+		// a renewal that came late): with a fresh one the request is tried
+		// once more. A real denial stays one.
+		if resp, err = send(); err != nil {
+			cerr := p.classify(ctx, o, resp, err)
+			if resp != nil {
+				resp.Body.Close()
+			}
+			return cerr
+		}
 	}
 	if resp != nil {
 		defer resp.Body.Close()
-	}
-	if err != nil {
-		return p.classify(ctx, o, resp, err)
 	}
 	if out == nil {
 		return nil
@@ -298,4 +316,27 @@ func sanitize(s string) string {
 		s = s[:limit] + "…"
 	}
 	return s
+}
+
+// reloginAfterDenial logs in again after Vault refused a request with HTTP
+// 403, for the auth methods that can log in (AppRole, Kubernetes; a
+// configured token cannot be replaced). It reports whether there is a
+// fresh token to retry with: a log-in by this call, or by another one
+// less than a second ago.
+func (p *provider) reloginAfterDenial(ctx context.Context) bool {
+	if p.cfg.Auth.Method == AuthToken || p.cfg.Auth.Method == "" {
+		return false
+	}
+	p.reloginMu.Lock()
+	defer p.reloginMu.Unlock()
+	if time.Since(p.lastRelogin) < time.Second {
+		return true
+	}
+	if _, err := p.login(ctx); err != nil {
+		p.logger.Warn("Vault refused a request and logging in again failed", "err", err)
+		return false
+	}
+	p.lastRelogin = time.Now()
+	p.logger.Info("logged in to Vault again after a refused request (expired token?)", "method", p.cfg.Auth.Method)
+	return true
 }
