@@ -186,7 +186,7 @@ func ParseLedger(r io.Reader) (Ledger, error) {
 				return l, bad("not the mac line (the header says %d entries)", want)
 			}
 			mac, err := hex.DecodeString(m.MAC)
-			if err != nil || len(mac) != ledgerMACSize {
+			if err != nil || len(mac) != ledgerMACSize || hex.EncodeToString(mac) != m.MAC {
 				return l, bad("mac: want 64 lower-case hex digits")
 			}
 			if err := strict(m); err != nil {
@@ -206,6 +206,11 @@ func ParseLedger(r io.Reader) (Ledger, error) {
 		at, err := time.Parse(time.RFC3339Nano, e.ErasedAt)
 		if err != nil || at.Location() != time.UTC || e.ErasedAt[len(e.ErasedAt)-1] != 'Z' || at.Year() < 1970 || at.Year() > 2200 {
 			return l, bad("erased_at: want an RFC 3339 UTC time")
+		}
+		if v2 && at.UTC().Format(time.RFC3339Nano) != e.ErasedAt {
+			// The line's bytes are its entry's only spelling (time.Parse
+			// also takes, say, a one-digit hour).
+			return l, bad("erased_at: not in canonical form")
 		}
 		if int64(len(l.Entries)) >= want {
 			return l, bad("more entries than the header's %d", want)
