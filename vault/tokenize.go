@@ -68,6 +68,12 @@ func (v *Vault) Tokenize(ctx context.Context, subject string, fields []Field) ([
 	if err := v.refuseTokens(ctx, all); err != nil {
 		return nil, err
 	}
+	return v.tokenizeChecked(ctx, subject, all)
+}
+
+// tokenizeChecked tokenizes fields that passed every check: the subject's
+// keys, existing deterministic tokens, new draws, one durable store.
+func (v *Vault) tokenizeChecked(ctx context.Context, subject string, all []*pending) ([]string, error) {
 	c, err := v.keysFor(ctx, subject, true)
 	if err != nil {
 		return nil, err

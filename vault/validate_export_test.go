@@ -15,31 +15,7 @@ func StoreAsBefore(ctx context.Context, v *Vault, subject string, fields []Field
 	if err != nil {
 		return nil, err
 	}
-	c, err := v.keysFor(ctx, subject, true)
-	if err != nil {
-		return nil, err
-	}
-	defer c.release()
-	fresh, err := v.findExisting(ctx, c, all)
-	if err != nil {
-		return nil, err
-	}
-	for _, p := range fresh {
-		if err := v.draw(c, subject, p); err != nil {
-			return nil, err
-		}
-	}
-	if err := v.storeDrawn(ctx, c, subject, fresh); err != nil {
-		return nil, err
-	}
-	toks := make([]string, len(all))
-	for i, p := range all {
-		if p.same != nil {
-			p = p.same
-		}
-		toks[i] = p.token
-	}
-	return toks, nil
+	return v.tokenizeChecked(ctx, subject, all) // without refuseTokens
 }
 
 // EncryptAsBefore seals plaintext for subject under blobContext the way
