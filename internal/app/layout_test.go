@@ -44,13 +44,7 @@ func TestStartMigratesLayout1(t *testing.T) {
 	if len(holding()) == 0 {
 		t.Fatal("the fixture holds no subject id: the test checks nothing")
 	}
-	cfg := config.Config{
-		Listen:  "127.0.0.1:0",
-		DataDir: filepath.Join(dir, "data"),
-		KEK:     config.KEKConfig{Keyring: agekeyring.Config{Path: filepath.Join(dir, "keyring.age"), IdentityFile: filepath.Join(dir, "identity.txt")}},
-		Metrics: config.MetricsConfig{Listen: "off"},
-		Logger:  slog.New(slog.DiscardHandler),
-	}
+	cfg := dirConfig(dir)
 	a, err := app.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -83,13 +77,7 @@ func TestStartMigratesLayout1(t *testing.T) {
 // it holds no ledger entries): a lost key file is refused, not replaced.
 func TestStartRefusesNewLedgerKeyOverHashedIDs(t *testing.T) {
 	dir := t.TempDir()
-	cfg := config.Config{
-		Listen:  "127.0.0.1:0",
-		DataDir: filepath.Join(dir, "data"),
-		KEK:     config.KEKConfig{Keyring: agekeyring.Config{Path: filepath.Join(dir, "keyring.age"), IdentityFile: filepath.Join(dir, "identity.txt")}},
-		Metrics: config.MetricsConfig{Listen: "off"},
-		Logger:  slog.New(slog.DiscardHandler),
-	}
+	cfg := dirConfig(dir)
 	a, err := app.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -104,5 +92,16 @@ func TestStartRefusesNewLedgerKeyOverHashedIDs(t *testing.T) {
 	if err == nil {
 		a.Stop()
 		t.Fatal("started with a new ledger key over a store keyed with another")
+	}
+}
+
+// dirConfig is a loopback server with its data, keyring and keys in dir.
+func dirConfig(dir string) config.Config {
+	return config.Config{
+		Listen:  "127.0.0.1:0",
+		DataDir: filepath.Join(dir, "data"),
+		KEK:     config.KEKConfig{Keyring: agekeyring.Config{Path: filepath.Join(dir, "keyring.age"), IdentityFile: filepath.Join(dir, "identity.txt")}},
+		Metrics: config.MetricsConfig{Listen: "off"},
+		Logger:  slog.New(slog.DiscardHandler),
 	}
 }
