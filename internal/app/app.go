@@ -57,6 +57,8 @@ type App struct {
 
 	stopOnce sync.Once
 	stopErr  error
+
+	console *consoleServer // the privacy console; nil: off (console.go)
 }
 
 // Start opens the store and keyring and starts serving.
@@ -201,8 +203,8 @@ func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, led
 	srv.OnBatch = m.ObserveBatch
 	srv.AccessLog = cfg.Log.AccessOn()
 	// Metrics first, so that calls the guard refuses are counted too.
-	gs, hs := grpcserver.NewGRPCServer(srv, grpcserver.NewAdmin(v, cfg.KEK.BackupRetention, cfg.Logger),
-		append(m.ServerOptions(), secOpts...)...)
+	admin := grpcserver.NewAdmin(v, cfg.KEK.BackupRetention, cfg.Logger)
+	gs, hs := grpcserver.NewGRPCServer(srv, admin, append(m.ServerOptions(), secOpts...)...)
 	// Backups are signed with the receipt key and ledger exports MACed
 	// with the ledger key, so that a restore can refuse forgeries.
 	pb.RegisterBackupAdminServer(gs, grpcserver.NewBackupAdmin(v,
@@ -214,6 +216,11 @@ func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, led
 	a := &App{cfg: cfg, store: store, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis, metrics: m, sec: sec,
 		served: make(chan error, 1), Created: created, stopBg: stopBg, pprof: stopPprof}
 	a.kekHealthy.Store(true)
+	if err := a.startConsole(srv, admin, v); err != nil {
+		stopBg()
+		return nil, err
+	}
+	undo = append(undo, a.stopConsole)
 	m.WatchDiskFull(a.diskFull.Load)
 	for _, job := range []func(context.Context){a.watchKEK, a.watchSpace, a.maintain, a.purgeExpired,
 		func(ctx context.Context) { sec.pollPolicy(ctx, cfg.Auth.PolicyPollInterval) }} {
@@ -372,6 +379,7 @@ func (a *App) Stop() error {
 
 func (a *App) stop() error {
 	done := make(chan struct{})
+	a.stopConsole() // no new console calls while the gRPC calls drain
 	go func() { a.grpc.GracefulStop(); close(done) }()
 	select {
 	case <-done:

@@ -60,6 +60,8 @@ type Config struct {
 	Profiling ProfilingConfig `yaml:"profiling"`
 	// Limits: per-identity tokenize rates under a policy (limits.go).
 	Limits LimitsConfig `yaml:"limits"`
+	// Console: the privacy console's web listener (console.go).
+	Console ConsoleConfig `yaml:"console"`
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -183,6 +185,7 @@ func (c *Config) SetDefaults() {
 	c.Auth.SetDefaults()
 	c.Auth.setPathDefaults(c.DataDir, c.KEK.Keyring.Path)
 	c.Limits.SetDefaults()
+	c.Console.SetDefaults()
 }
 
 // Validate reports every problem at once, each naming its config key.
@@ -207,6 +210,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Limits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Console.validate(c.Auth.TLSEnabled(), c.AllowPlaintextNonLoopback); err != nil {
 		errs = append(errs, err)
 	}
 	switch c.KEK.Provider {

@@ -62,6 +62,12 @@ func (g *Guard) authenticate(ctx context.Context) (auth.Identity, error) {
 	if err != nil {
 		return auth.Identity{}, err
 	}
+	return g.identify(cert, key, hasKey)
+}
+
+// identify is authenticate's decision, shared with in-process callers
+// (Identify).
+func (g *Guard) identify(cert *x509.Certificate, key string, hasKey bool) (auth.Identity, error) {
 	switch {
 	case cert != nil && hasKey:
 		return auth.Identity{}, fmt.Errorf("%w: both a client certificate and an API key were presented; use one", auth.ErrUnauthenticated)

@@ -1,0 +1,59 @@
+package grpcserver
+
+import (
+	"context"
+	"crypto/x509"
+	"net"
+
+	"google.golang.org/grpc/peer"
+
+	"github.com/tokenvault/tokenvault/internal/auth"
+)
+
+// In-process callers: the privacy console (internal/console) serves people
+// in a browser, not gRPC clients, but it must not become a second way in.
+// So it identifies its users with the guard's own rule (Identify) and runs
+// every operation through the guard's own admission and audit (Call): the
+// same policy decision, purpose check, per-item filters, refusal audit and
+// audit entry as the gRPC call of that method, under the console user's
+// identity.
+
+// Identify is the guard's authentication of a verified client certificate
+// (nil: none) or an API key ("": none); as for gRPC, not both, and without
+// either only in dev mode (anonymous). Errors wrap auth.ErrUnauthenticated
+// and never contain the key.
+func (g *Guard) Identify(cert *x509.Certificate, apiKey string) (auth.Identity, error) {
+	return g.identify(cert, apiKey, apiKey != "")
+}
+
+// Call runs h as the gRPC method (its full name, e.g.
+// pb.TokenVault_Detokenize_FullMethodName) called by id from addr with
+// req: admitted (and refusals audited) exactly as that call, h given the
+// context a handler gets, and the audit entry written from what h
+// recorded. h should call the method's handler (the Server's or Admin's
+// method of that name), so that it records what the vault did. A method
+// the guard does not know is refused. The error is a gRPC status from
+// the one table (status.go), or h's.
+func (g *Guard) Call(ctx context.Context, id auth.Identity, addr net.Addr, method string, req any, h func(context.Context) error) error {
+	ctx = context.WithValue(ctx, identityKey{}, id)
+	if addr != nil {
+		ctx = peer.NewContext(ctx, &peer.Peer{Addr: addr})
+	}
+	c := g.begin(ctx, method, req)
+	ctx, err := g.admit(ctx, c, req)
+	if err != nil {
+		return err
+	}
+	if c.spec.newReq != nil {
+		// A streaming method: its entry is written before it sends, as
+		// for gRPC (started).
+		if err := g.started(ctx, c); err != nil {
+			return err
+		}
+	}
+	err = h(withRecord(ctx, c.rec))
+	if aerr := g.finish(c, err); aerr != nil {
+		return aerr
+	}
+	return err
+}
