@@ -39,7 +39,7 @@ func (a *App) startConsole(srv *grpcserver.Server, admin *grpcserver.Admin, v *v
 			}
 			return nil
 		},
-		IdleTimeout: cfg.Console.IdleTimeout, TLS: a.sec.tls != nil, Logger: cfg.Logger.With("component", "console")}
+		IdleTimeout: cfg.Console.IdleTimeout, RevealFor: cfg.Console.RevealFor, TLS: a.sec.tls != nil, Logger: cfg.Logger.With("component", "console")}
 	if a.sec.policy != nil {
 		o.Policy = a.sec.policy // a nil *PolicyFileSource must not become a non-nil interface
 	}

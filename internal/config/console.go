@@ -21,7 +21,12 @@ type ConsoleConfig struct {
 	// IdleTimeout signs a console user out after this long without a
 	// request (default 15m, at most 12h).
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// RevealFor is how long a revealed value stays on the page before the
+	// page hides it (default 20s, at most 10m).
+	RevealFor time.Duration `yaml:"reveal_for"`
 }
+
+const maxRevealFor = 10 * time.Minute
 
 // maxConsoleIdle bounds console.idle_timeout: a console session is a
 // signed-in vault identity left in a browser.
@@ -39,6 +44,9 @@ func (c *ConsoleConfig) SetDefaults() {
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 15 * time.Minute
+	}
+	if c.RevealFor == 0 {
+		c.RevealFor = 20 * time.Second
 	}
 }
 
@@ -59,6 +67,9 @@ func (c *ConsoleConfig) validate(tls, plaintextOK bool) error {
 	}
 	if c.IdleTimeout < 0 || c.IdleTimeout > maxConsoleIdle {
 		return fmt.Errorf("console.idle_timeout: must be between 0 and %v, not %v", maxConsoleIdle, c.IdleTimeout)
+	}
+	if c.RevealFor < 0 || c.RevealFor > maxRevealFor {
+		return fmt.Errorf("console.reveal_for: must be between 0 and %v, not %v", maxRevealFor, c.RevealFor)
 	}
 	return nil
 }

@@ -82,7 +82,8 @@ func startServer(t *testing.T) *server {
 			{Name: "officer", Hash: auth.HashAPIKey(officerKey)},
 			{Name: "support", Hash: auth.HashAPIKey(supportKey)},
 			{Name: "setup", Hash: auth.HashAPIKey(setupKey)}}},
-		Console: config.ConsoleConfig{Listen: "127.0.0.1:0"},
+		// Values hide quickly, so the browser test can watch them go.
+		Console: config.ConsoleConfig{Listen: "127.0.0.1:0", RevealFor: 1500 * time.Millisecond},
 		// Debug: the no-data-in-logs test wants every line.
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
@@ -153,17 +154,17 @@ func (s *server) waitEntry(t *testing.T, what string, fn func(audit.Entry) bool)
 	}
 }
 
-// browser is a plain HTTP client with a cookie jar, as a browser keeps
+// webClient is a plain HTTP client with a cookie jar, as a browser keeps
 // cookies; it does not follow redirects, so tests see them.
-type browser struct {
+type webClient struct {
 	t    *testing.T
 	base string
 	hc   *http.Client
 }
 
-func newBrowser(t *testing.T, base string) *browser {
+func newBrowser(t *testing.T, base string) *webClient {
 	jar, _ := cookiejar.New(nil)
-	return &browser{t: t, base: base, hc: &http.Client{Jar: jar, Timeout: time.Minute,
+	return &webClient{t: t, base: base, hc: &http.Client{Jar: jar, Timeout: time.Minute,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 
@@ -173,7 +174,7 @@ type page struct {
 	body   string
 }
 
-func (b *browser) do(method, path string, form url.Values) page {
+func (b *webClient) do(method, path string, form url.Values) page {
 	b.t.Helper()
 	var body io.Reader
 	if form != nil {
@@ -195,7 +196,7 @@ func (b *browser) do(method, path string, form url.Values) page {
 	return page{code: resp.StatusCode, header: resp.Header, body: string(data)}
 }
 
-func (b *browser) get(path string) page { return b.do("GET", path, nil) }
+func (b *webClient) get(path string) page { return b.do("GET", path, nil) }
 
 var csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
@@ -209,7 +210,7 @@ func csrfOf(t *testing.T, p page) string {
 }
 
 // signIn signs in with key and returns the session's CSRF token.
-func (b *browser) signIn(key string) string {
+func (b *webClient) signIn(key string) string {
 	b.t.Helper()
 	p := b.get("/signin")
 	p = b.do("POST", "/signin", url.Values{"csrf": {csrfOf(b.t, p)}, "api_key": {key}})
@@ -220,7 +221,7 @@ func (b *browser) signIn(key string) string {
 }
 
 // open looks subject up and returns its page.
-func (b *browser) open(csrf, subject string) page {
+func (b *webClient) open(csrf, subject string) page {
 	b.t.Helper()
 	p := b.do("POST", "/lookup", url.Values{"csrf": {csrf}, "subject_id": {subject}})
 	if p.code != http.StatusSeeOther || p.header.Get("Location") != "/subject" {

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/tokenvault/tokenvault/client"
 	"github.com/tokenvault/tokenvault/internal/auth"
@@ -285,7 +287,8 @@ func (c *Console) reveal(q *req) {
 	}
 	r := res.GetResults()[0]
 	if r.GetStatus().GetCode() != 0 {
-		c.page(q, http.StatusForbidden, "error", map[string]any{"Title": "Not revealed", "Message": r.GetStatus().GetMessage()})
+		code := codes.Code(r.GetStatus().GetCode())
+		c.page(q, httpStatus(status.Error(code, "")), "error", map[string]any{"Title": "Not revealed", "Message": code.String() + ": " + r.GetStatus().GetMessage()})
 		return
 	}
 	c.page(q, http.StatusOK, "reveal", map[string]any{"Title": "Revealed value", "Value": r.GetValue(),
