@@ -33,8 +33,9 @@ type TokenInfo struct {
 const MaxTokenPage = 500
 
 // SubjectTokens lists up to limit (at most MaxTokenPage) unexpired tokens
-// of subject after the token after ("" from the start), in token order,
-// and whether more follow. ErrNotFound if the vault holds no key for
+// of subject after the token after ("" from the start; pass the last
+// token of the previous page), in the store's order, and whether more
+// follow. ErrNotFound if the vault holds no key for
 // subject (see ErasedAt for whether it was erased). Nothing is unsealed.
 func (v *Vault) SubjectTokens(ctx context.Context, subject, after string, limit int) (SubjectInfo, []TokenInfo, bool, error) {
 	if err := checkID("subject_id", subject); err != nil {

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -64,8 +65,10 @@ func (a *App) startConsole(srv *grpcserver.Server, admin *grpcserver.Admin, v *v
 				return cur, nil
 			}})
 	}
+	log := cfg.Logger.With("component", "console")
 	a.console = &consoleServer{addr: lis.Addr().String(), http: &http.Server{Handler: c,
-		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute}}
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: time.Minute, IdleTimeout: 2 * time.Minute,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelInfo)}}
 	go a.console.http.Serve(lis)
 	cfg.Logger.Info("privacy console serving", "addr", a.console.addr, "tls", a.sec.tls != nil)
 	return nil

@@ -3,6 +3,7 @@ package console_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net/http"
@@ -43,6 +44,8 @@ identities:
     roles: [support]
   - api_key: setup
     roles: [setup]
+  - uri: spiffe://test.example/officer
+    roles: [privacy-officer]
 roles:
   privacy-officer:
     - operations: [detokenize]
@@ -64,7 +67,8 @@ type server struct {
 	audit string
 }
 
-func startServer(t *testing.T) *server {
+// startServer starts a server; opts change its configuration first.
+func startServer(t *testing.T, opts ...func(*config.Config)) *server {
 	t.Helper()
 	dir := t.TempDir()
 	policy := filepath.Join(dir, "policy.yaml")
@@ -87,17 +91,28 @@ func startServer(t *testing.T) *server {
 		// Debug: the no-data-in-logs test wants every line.
 		Logger: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
+	for _, o := range opts {
+		o(&cfg)
+	}
 	a, err := app.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
-	c, err := client.Dial(a.Addr(), client.WithAPIKey(setupKey))
+	copts := []client.Option{client.WithAPIKey(setupKey)}
+	if cfg.Auth.TLSEnabled() {
+		copts = append(copts, client.WithTLS(setupTLS))
+	}
+	c, err := client.Dial(a.Addr(), copts...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close(); a.Stop() })
 	return &server{app: a, base: "http://" + a.ConsoleAddr(), logs: logs, setup: c, audit: a.AuditLogPath()}
 }
+
+// setupTLS is the setup client's TLS configuration when the server has
+// TLS (set by the test that turns TLS on).
+var setupTLS *tls.Config
 
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -162,9 +177,13 @@ type webClient struct {
 	hc   *http.Client
 }
 
-func newBrowser(t *testing.T, base string) *webClient {
+func newBrowser(t *testing.T, base string) *webClient { return newTLSBrowser(t, base, nil) }
+
+// newTLSBrowser connects with tc (nil: plaintext).
+func newTLSBrowser(t *testing.T, base string, tc *tls.Config) *webClient {
 	jar, _ := cookiejar.New(nil)
 	return &webClient{t: t, base: base, hc: &http.Client{Jar: jar, Timeout: time.Minute,
+		Transport:     &http.Transport{TLSClientConfig: tc},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}
 }
 
