@@ -62,21 +62,28 @@ func (c *Client) ExportSubject(ctx context.Context, subject, purpose string) (Ex
 		if err != nil {
 			return Export{}, fromStatus(err)
 		}
-		ex.Subject, ex.BlobKeyID = m.GetSubjectId(), fmt.Sprintf("%x", m.GetBlobKeyId())
-		ex.KeyCreated = m.GetKeyCreated().AsTime()
-		if t := m.GetRestrictedSince(); t != nil {
-			at := t.AsTime()
-			ex.RestrictedSince = &at
+		ex.Add(m)
+	}
+}
+
+// Add adds one message of the ExportSubject stream to ex. (The privacy
+// console, which gets the messages in-process, builds its download with
+// it, so that the file is the same as this client's.)
+func (ex *Export) Add(m *pb.ExportSubjectResponse) {
+	ex.Subject, ex.BlobKeyID = m.GetSubjectId(), fmt.Sprintf("%x", m.GetBlobKeyId())
+	ex.KeyCreated = m.GetKeyCreated().AsTime()
+	if t := m.GetRestrictedSince(); t != nil {
+		at := t.AsTime()
+		ex.RestrictedSince = &at
+	}
+	for _, t := range m.GetTokens() {
+		et := ExportedToken{Kind: KindName(t.GetKind()), Token: t.GetToken(), Value: t.GetValue(),
+			Created: t.GetCreated().AsTime(), Deterministic: t.GetDeterministic()}
+		if e := t.GetExpires(); e != nil {
+			at := e.AsTime()
+			et.Expires = &at
 		}
-		for _, t := range m.GetTokens() {
-			et := ExportedToken{Kind: KindName(t.GetKind()), Token: t.GetToken(), Value: t.GetValue(),
-				Created: t.GetCreated().AsTime(), Deterministic: t.GetDeterministic()}
-			if e := t.GetExpires(); e != nil {
-				at := e.AsTime()
-				et.Expires = &at
-			}
-			ex.Tokens = append(ex.Tokens, et)
-		}
+		ex.Tokens = append(ex.Tokens, et)
 	}
 }
 

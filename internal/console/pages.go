@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 	"time"
@@ -337,21 +336,7 @@ func (c *Console) export(q *req) {
 	}
 	ex := client.Export{Tokens: []client.ExportedToken{}, BlobsNote: client.BlobsNote}
 	for _, m := range st.msgs {
-		ex.Subject, ex.BlobKeyID = m.GetSubjectId(), fmt.Sprintf("%x", m.GetBlobKeyId())
-		ex.KeyCreated = m.GetKeyCreated().AsTime()
-		if t := m.GetRestrictedSince(); t != nil {
-			at := t.AsTime()
-			ex.RestrictedSince = &at
-		}
-		for _, t := range m.GetTokens() {
-			et := client.ExportedToken{Kind: client.KindName(t.GetKind()), Token: t.GetToken(), Value: t.GetValue(),
-				Created: t.GetCreated().AsTime(), Deterministic: t.GetDeterministic()}
-			if e := t.GetExpires(); e != nil {
-				at := e.AsTime()
-				et.Expires = &at
-			}
-			ex.Tokens = append(ex.Tokens, et)
-		}
+		ex.Add(m)
 	}
 	q.w.Header().Set("Content-Type", "application/json")
 	// A fixed file name: the subject id stays out of headers too.
