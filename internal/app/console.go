@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -82,8 +83,16 @@ func (a *App) ConsoleAddr() string {
 	return a.console.addr
 }
 
+// stopConsole lets console requests in flight finish (up to the shutdown
+// timeout), so that their audit entries are written before the audit log
+// closes.
 func (a *App) stopConsole() {
-	if a.console != nil {
+	if a.console == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
+	defer cancel()
+	if a.console.http.Shutdown(ctx) != nil {
 		a.console.http.Close()
 	}
 }

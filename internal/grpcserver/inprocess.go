@@ -5,9 +5,11 @@ import (
 	"crypto/x509"
 	"net"
 
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/peer"
 
 	"github.com/tokenvault/tokenvault/internal/auth"
+	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 )
 
 // In-process callers: the privacy console (internal/console) serves people
@@ -44,9 +46,8 @@ func (g *Guard) Call(ctx context.Context, id auth.Identity, addr net.Addr, metho
 	if err != nil {
 		return err
 	}
-	if c.spec.newReq != nil {
-		// A streaming method: its entry is written before it sends, as
-		// for gRPC (started).
+	if streaming(method) {
+		// Its entry is written before it sends, as for gRPC (started).
 		if err := g.started(ctx, c); err != nil {
 			return err
 		}
@@ -56,4 +57,17 @@ func (g *Guard) Call(ctx context.Context, id auth.Identity, addr net.Addr, metho
 		return aerr
 	}
 	return err
+}
+
+// streaming reports whether method is a streaming RPC of a tokenvault
+// service.
+func streaming(method string) bool {
+	for _, sd := range []grpc.ServiceDesc{pb.TokenVault_ServiceDesc, pb.KeyAdmin_ServiceDesc, pb.BackupAdmin_ServiceDesc} {
+		for _, st := range sd.Streams {
+			if method == "/"+sd.ServiceName+"/"+st.StreamName {
+				return true
+			}
+		}
+	}
+	return false
 }
