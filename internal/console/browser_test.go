@@ -274,6 +274,7 @@ func TestBrowserPrivacyOfficer(t *testing.T) {
 		!strings.Contains(trail, "api_key:officer") {
 		t.Errorf("the trail does not show the reveal: %q", trail)
 	}
+	c.shoot(t, "subject-trail")
 
 	// A request without the CSRF token is refused.
 	c.run(t, "subject page", chromedp.Navigate(s.base+"/subject"), chromedp.WaitVisible(chromedp.ID("tokens")))
