@@ -53,6 +53,7 @@ var serveFlags = []struct {
 	{"purge-interval", "rights.purge_interval", durationFlag, "how often expired tokens are purged"},
 	{"retention", "rights.retention", listFlag, "default token expiry per kind, `KIND=DURATION` (e.g. pan=2160h); repeatable, replaces the configured map"},
 	{"pprof-listen", "profiling.listen", stringFlag, "serve Go pprof profiles on this loopback address, e.g. 127.0.0.1:6060 (off by default; see BENCHMARKS.md)"},
+	{"console-listen", "console.listen", stringFlag, "serve the privacy console on this address; a port alone (:7380) is loopback only (off by default; see README \"Privacy console\")"},
 	{"tls-cert", "auth.tls.cert_file", stringFlag, "PEM server certificate: serve TLS"},
 	{"tls-key", "auth.tls.key_file", stringFlag, "PEM server private key"},
 	{"tls-client-ca", "auth.tls.client_ca_file", stringFlag, "PEM CA bundle that verifies client certificates: mutual TLS"},
