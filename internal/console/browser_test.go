@@ -348,6 +348,9 @@ func TestBrowserPrivacyOfficer(t *testing.T) {
 	if st := c.text(t, "#state"); !strings.Contains(st, "Erased on") || !strings.Contains(st, r.ErasedAt.UTC().Format("2006-01-02 15:04:05")) {
 		t.Fatalf("erased subject's page: %q", st)
 	}
+	if by := c.text(t, "#backups-by"); !strings.Contains(by, r.BackupsUndecryptableBy.UTC().Format("2006-01-02 15:04:05")) {
+		t.Errorf("erased subject's backup horizon %q, want the receipt's %v", by, r.BackupsUndecryptableBy)
+	}
 	if n := c.count(t, "button.reveal"); n != 0 {
 		t.Fatalf("%d reveal controls on an erased subject", n)
 	}

@@ -220,6 +220,9 @@ func (c *Console) showSubject(q *req, code int, after string, extra map[string]a
 		"CanReveal": canReveal, "Purposes": purposes, "AnyPurpose": anyPurpose,
 		"CanExport": c.may(id, auth.OpExport), "CanErase": c.may(id, auth.OpErase),
 		"CanRestrict": c.may(id, auth.OpRestrict), "CanRectify": c.may(id, auth.OpRectify)}
+	if !erasedAt.IsZero() && c.o.BackupHorizon > 0 {
+		data["BackupsBy"] = erasedAt.Add(c.o.BackupHorizon)
+	}
 	if held && len(rows) > 0 {
 		data["Next"] = rows[len(rows)-1].Token
 	}
@@ -478,7 +481,7 @@ func (c *Console) keysPage(q *req) {
 		return
 	case err != nil:
 		// A provider without versions (no rotation) still has a health.
-		data["StatusError"] = err.Error()
+		data["StatusError"] = status.Convert(err).Message()
 	default:
 		data["Status"] = res
 		for _, v := range res.GetVersions() {

@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
 
 	"github.com/tokenvault/tokenvault/internal/auth"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
@@ -34,8 +35,8 @@ func (g *Guard) Identify(cert *x509.Certificate, apiKey string) (auth.Identity, 
 // context a handler gets, and the audit entry written from what h
 // recorded. h should call the method's handler (the Server's or Admin's
 // method of that name), so that it records what the vault did. A method
-// the guard does not know is refused. The error is a gRPC status from
-// the one table (status.go), or h's.
+// the guard does not know is refused. The error is nil or a gRPC status
+// from the one table (status.go), h's errors included.
 func (g *Guard) Call(ctx context.Context, id auth.Identity, addr net.Addr, method string, req any, h func(context.Context) error) error {
 	ctx = context.WithValue(ctx, identityKey{}, id)
 	if addr != nil {
@@ -53,6 +54,12 @@ func (g *Guard) Call(ctx context.Context, id auth.Identity, addr net.Addr, metho
 		}
 	}
 	err = h(withRecord(ctx, c.rec))
+	if _, isStatus := status.FromError(err); !isStatus {
+		// A domain error from h (handlers return statuses already): the
+		// one table (status.go) answers it, and the audit entry records
+		// its code, as for a handler's.
+		err = g.toStatus(method, err)
+	}
 	if aerr := g.finish(c, err); aerr != nil {
 		return aerr
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -19,6 +20,7 @@ import (
 	"github.com/tokenvault/tokenvault/internal/audit"
 	"github.com/tokenvault/tokenvault/internal/auth"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
+	"github.com/tokenvault/tokenvault/vault"
 )
 
 // TestCall: an in-process call (the privacy console) is identified,
@@ -110,6 +112,12 @@ roles:
 			t.Errorf("%s: handler ran %d times", tc.name, ran-before)
 		}
 	}
+	// A domain error from h goes through the one table.
+	err = g.Call(ctx, officer, addr, detok, &pb.DetokenizeRequest{Tokens: []string{"tok_x"}, Purpose: "dsar"},
+		func(context.Context) error { return fmt.Errorf("listing: %w", vault.ErrNotFound) })
+	if status.Code(err) != codes.NotFound {
+		t.Errorf("domain error from h: %v, want NotFound", err)
+	}
 	g.Close()
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
@@ -131,6 +139,7 @@ roles:
 			t.Errorf("entry peer %q, want the browser's address", e.Peer)
 		}
 		switch {
+		case e.Outcome == "NotFound":
 		case e.Outcome == "OK" && e.Caller == "api_key:officer" && e.Purpose == "dsar" && len(e.Items) == 1:
 			ok++
 		case e.Outcome == "PermissionDenied" || e.Outcome == "InvalidArgument":
