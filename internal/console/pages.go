@@ -199,7 +199,7 @@ func (c *Console) showSubject(q *req, code int, after string, extra map[string]a
 			return err
 		}
 		for i, t := range toks {
-			row := tokenRow{N: i + 1, Token: t.Token, Kind: kindName(t.Kind), Created: t.Created, Expires: t.Expires, Deterministic: t.Deterministic}
+			row := tokenRow{N: i + 1, Token: t.Token, Kind: t.Kind.String(), Created: t.Created, Expires: t.Expires, Deterministic: t.Deterministic}
 			if r := res.GetResults()[i]; r.GetStatus().GetCode() == 0 {
 				row.Masked = r.GetMasked()
 			} else {
@@ -272,8 +272,6 @@ func (c *Console) allTokenHashes(q *req, subject string, hashes map[string]bool)
 	})
 }
 
-func kindName(k interface{ String() string }) string { return k.String() }
-
 func (c *Console) reveal(q *req) {
 	token, purpose := q.r.PostForm.Get("token"), q.r.PostForm.Get("purpose")
 	dreq := &pb.DetokenizeRequest{Tokens: []string{token}, Purpose: purpose}
@@ -285,6 +283,10 @@ func (c *Console) reveal(q *req) {
 	})
 	if err != nil {
 		c.fail(q, err)
+		return
+	}
+	if len(res.GetResults()) != 1 {
+		c.fail(q, errors.New("console: detokenize answered no result"))
 		return
 	}
 	r := res.GetResults()[0]
