@@ -60,6 +60,10 @@ type Config struct {
 	Profiling ProfilingConfig `yaml:"profiling"`
 	// Limits: per-identity tokenize rates under a policy (limits.go).
 	Limits LimitsConfig `yaml:"limits"`
+	// Consent and Erasures: consent purposes without a policy, erasure
+	// event retention (consent.go).
+	Consent  ConsentConfig  `yaml:"consent"`
+	Erasures ErasuresConfig `yaml:"erasures"`
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -183,6 +187,7 @@ func (c *Config) SetDefaults() {
 	c.Auth.SetDefaults()
 	c.Auth.setPathDefaults(c.DataDir, c.KEK.Keyring.Path)
 	c.Limits.SetDefaults()
+	c.Erasures.SetDefaults()
 }
 
 // Validate reports every problem at once, each naming its config key.
@@ -207,6 +212,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Limits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(c.Consent.Validate(c.Auth.PolicyFile), c.Erasures.Validate()); err != nil {
 		errs = append(errs, err)
 	}
 	switch c.KEK.Provider {
