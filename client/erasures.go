@@ -62,6 +62,10 @@ func (c *Client) WatchErasures(ctx context.Context, consumer string, fn func(Era
 	}
 }
 
+// ackTimeout bounds an acknowledgement made after the caller's context
+// ended.
+const ackTimeout = 10 * time.Second
+
 // callbackError carries fn's error out of watchOnce.
 type callbackError struct{ err error }
 
@@ -92,10 +96,18 @@ func (c *Client) watchOnce(ctx context.Context, consumer string, fn func(Erasure
 		}
 		ev := ErasureEvent{Sequence: m.GetSequence(), Subject: m.GetSubjectId(), ErasedAt: m.GetErasedAt().AsTime(),
 			BlobKeyID: fmt.Sprintf("%x", m.GetBlobKeyId()), SignedReceipt: m.GetSignedReceipt()}
+		if ctx.Err() != nil {
+			return ctx.Err() // ended while this one was in flight: not handed over
+		}
 		if err := fn(ev); err != nil {
 			return callbackError{err}
 		}
-		if _, err := c.rpc.AckErasures(ctx, &pb.AckErasuresRequest{Consumer: consumer, Sequence: ev.Sequence}); err != nil {
+		// fn handled the event: acknowledge it even if ctx ended meanwhile
+		// (a caller that stops after its last event must not get it again).
+		actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), ackTimeout)
+		_, err = c.rpc.AckErasures(actx, &pb.AckErasuresRequest{Consumer: consumer, Sequence: ev.Sequence})
+		acancel()
+		if err != nil {
 			return fromStatus(err)
 		}
 		delivered()
