@@ -56,6 +56,26 @@ type erasureLog struct {
 	mu       sync.Mutex
 	wake     chan struct{} // closed and replaced on every change
 	inflight map[uint64]bool
+	end      sync.Once
+	ended    chan struct{} // closed by EndWatches
+}
+
+func (l *erasureLog) endCh() chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ended == nil {
+		l.ended = make(chan struct{})
+	}
+	return l.ended
+}
+
+// EndWatches ends every WatchErasures call (returning nil), now and
+// later: the server calls it before draining, so that open watches do
+// not hold the shutdown until its timeout (clients reconnect to another
+// server, or to this one once it is back).
+func (v *Vault) EndWatches() {
+	ch := v.events.endCh()
+	v.events.end.Do(func() { close(ch) })
 }
 
 func (l *erasureLog) changed() {
@@ -182,6 +202,7 @@ func (v *Vault) WatchErasures(ctx context.Context, consumer string, fn func(Eras
 		return err
 	}
 	next := cursors[consumer] // the last one delivered on this watch
+	ended := v.events.endCh()
 	poll := v.eventOpts.Poll
 	if poll <= 0 {
 		poll = 5 * time.Second
@@ -211,6 +232,9 @@ func (v *Vault) WatchErasures(ctx context.Context, consumer string, fn func(Eras
 		case <-ctx.Done():
 			t.Stop()
 			return ctx.Err()
+		case <-ended:
+			t.Stop()
+			return nil
 		case <-wake:
 		case <-t.C:
 		}

@@ -124,3 +124,19 @@ func TestErasureEventRetention(t *testing.T) {
 		t.Fatalf("an event past the retention: %+v", ev)
 	}
 }
+
+// TestEndWatches: a waiting watch ends (nil) when the server shuts down.
+func TestEndWatches(t *testing.T) {
+	f := newFixture(t)
+	done := make(chan error)
+	go func() {
+		done <- f.v.WatchErasures(context.Background(), "crm", func(vault.ErasureEvent) error { return nil })
+	}()
+	f.v.EndWatches()
+	if err := <-done; err != nil {
+		t.Fatalf("watch ended with %v", err)
+	}
+	if err := f.v.WatchErasures(context.Background(), "crm", func(vault.ErasureEvent) error { return nil }); err != nil {
+		t.Fatalf("a watch after EndWatches: %v", err)
+	}
+}

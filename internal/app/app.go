@@ -378,6 +378,7 @@ func (a *App) Stop() error {
 }
 
 func (a *App) stop() error {
+	a.vault.EndWatches() // open erasure watches would hold the drain
 	done := make(chan struct{})
 	go func() { a.grpc.GracefulStop(); close(done) }()
 	select {
