@@ -29,11 +29,7 @@ func erasuresCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if *count < 0 {
 		return errors.New("--count must not be negative")
 	}
-	opts, err := c.auth.dialOptions()
-	if err != nil {
-		return err
-	}
-	cl, err := client.Dial(c.addr, opts...)
+	cl, err := c.dial()
 	if err != nil {
 		return err
 	}

@@ -1,15 +1,14 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/tokenvault/tokenvault/client"
+	"github.com/tokenvault/tokenvault/internal/testfs"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 )
 
@@ -71,7 +70,7 @@ func TestErasureEventsSurviveKill(t *testing.T) {
 	h.load1.Close()
 	h.stop()
 	for _, s := range subjects {
-		if hits := grepFiles(t, filepath.Join(dir, "data"), []byte(s)); len(hits) > 0 {
+		if hits := testfs.Grep(t, filepath.Join(dir, "data"), []byte(s)); len(hits) > 0 {
 			t.Fatalf("subject id %s at rest in %v", s, hits)
 		}
 	}
@@ -103,23 +102,4 @@ func (h *crashHarness) firstEvent(c *client.Client) *pb.WatchErasuresResponse {
 		h.t.Fatalf("watch: %v\n%s", err, h.logTail())
 	}
 	return ev
-}
-
-func grepFiles(t *testing.T, dir string, needle []byte) []string {
-	t.Helper()
-	var hits []string
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err == nil && bytes.Contains(b, needle) {
-			hits = append(hits, p)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return hits
 }
