@@ -295,6 +295,7 @@ func (s *Store) TrimErasureEvents(ctx context.Context, cutoff time.Time) (change
 				k, v []byte // v nil: delete
 			}
 			var changes []change
+		scan:
 			for it.Rewind(); it.Valid(); it.Next() {
 				if len(changes) == trimBatch {
 					more = true
@@ -319,6 +320,12 @@ func (s *Store) TrimErasureEvents(ctx context.Context, cutoff time.Time) (change
 					// the consumers still behind.
 					e.subject, e.receipt = nil, nil
 					changes = append(changes, change{k: k, v: e.encode()})
+				case !expired:
+					// Pending and within the retention: so is every later
+					// event (sequence follows erasure time, up to a clock
+					// step back, which a later pass catches up with), so a
+					// trim reads only what it changes, not the whole log.
+					break scan
 				}
 			}
 			for _, c := range changes {
