@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -42,7 +43,14 @@ func registerConsumers(ctx context.Context, v *vault.Vault, sec *security) error
 	if sec.policy == nil {
 		return nil
 	}
-	return v.RegisterConsumers(ctx, sec.policy.Current().Consumers())
+	err := v.RegisterConsumers(ctx, sec.policy.Current().Consumers())
+	if errors.Is(err, vault.ErrUnsupported) {
+		// Erasures still work without events; watches then fail with
+		// FAILED_PRECONDITION naming the store's missing capability.
+		sec.log.Warn("the policy names erasure-event consumers, but the store keeps no erasure events")
+		return nil
+	}
+	return err
 }
 
 // trimErasureEvents drops acknowledged events and subject ids past the
