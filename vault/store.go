@@ -37,7 +37,8 @@ type LedgerEntry struct {
 //
 // What only some operations need is asked for through the optional
 // interfaces below ([RightsStore], [LedgerStore], [KeyScanStore],
-// [TokenCounter], [ExclusiveStore]), detected by type assertion where they
+// [TokenCounter], [ExclusiveStore], [ConsentStore], [ErasureEventStore]),
+// detected by type assertion where they
 // are used: an operation whose capability the store lacks fails with
 // [ErrUnsupported], and nothing else is affected. Backups, value-log
 // garbage collection and size metrics are asked for by the packages that
