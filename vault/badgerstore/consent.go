@@ -3,6 +3,7 @@ package badgerstore
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
@@ -77,7 +78,7 @@ func (s *Store) AppendConsent(ctx context.Context, subject string, id vault.KeyI
 // readCounter reads a counter (0 if absent).
 func readCounter(txn *badger.Txn, k []byte) (uint64, error) {
 	b, err := get(txn, k)
-	if err == vault.ErrNotFound {
+	if errors.Is(err, vault.ErrNotFound) {
 		return 0, nil
 	}
 	if err != nil {

@@ -3,6 +3,7 @@ package badgerstore
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -150,7 +151,7 @@ func (s *Store) AttachReceipt(ctx context.Context, seq uint64, receipt []byte) e
 	}
 	return s.update(ctx, func(txn *badger.Txn) error {
 		b, err := get(txn, eventKey(seq))
-		if err == vault.ErrNotFound {
+		if errors.Is(err, vault.ErrNotFound) {
 			return nil
 		}
 		if err != nil {
