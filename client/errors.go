@@ -21,6 +21,10 @@ var (
 	ErrNotFound = errors.New("tokenvault: not found")
 	// ErrErased: the data is known to belong to an erased subject.
 	ErrErased = errors.New("tokenvault: subject erased")
+	// ErrConsentRequired: a reveal item for a purpose that rests on
+	// consent, of a subject that has not consented to it or withdrew
+	// consent (GrantConsent); the message names the purpose.
+	ErrConsentRequired = errors.New("tokenvault: consent required")
 	// ErrFailedPrecondition: not allowed in the current state.
 	ErrFailedPrecondition = errors.New("tokenvault: failed precondition")
 	// ErrExhausted: no free token for the value (tiny token spaces).
@@ -67,6 +71,8 @@ func (e *Error) sentinel() error {
 	switch e.Reason {
 	case errinfo.SubjectErased:
 		return ErrErased
+	case errinfo.ConsentRequired:
+		return ErrConsentRequired
 	case errinfo.TokenSpaceExhausted:
 		return ErrExhausted
 	case errinfo.StorageFull:

@@ -30,6 +30,7 @@ func TestMain(m *testing.M) {
 		KEK:     config.KEKConfig{Keyring: agekeyring.Config{Path: filepath.Join(dir, "keyring.age"), IdentityFile: filepath.Join(dir, "identity.txt")}},
 		Metrics: config.MetricsConfig{Listen: "off"},
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Consent: config.ConsentConfig{Purposes: []string{"marketing"}}, // issue16_example_test.go
 	})
 	if err != nil {
 		log.Fatal(err)

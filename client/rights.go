@@ -27,6 +27,8 @@ type Export struct {
 	KeyCreated      time.Time       `json:"key_created"`
 	RestrictedSince *time.Time      `json:"restricted_since,omitempty"`
 	Tokens          []ExportedToken `json:"tokens"`
+	// ConsentHistory is the subject's consent record, oldest first.
+	ConsentHistory []ConsentRecord `json:"consent_history"`
 }
 
 // ExportedToken is one token and its value.
@@ -72,6 +74,10 @@ func (c *Client) ExportSubject(ctx context.Context, subject, purpose string) (Ex
 func (ex *Export) Add(m *pb.ExportSubjectResponse) {
 	ex.Subject, ex.BlobKeyID = m.GetSubjectId(), fmt.Sprintf("%x", m.GetBlobKeyId())
 	ex.KeyCreated = m.GetKeyCreated().AsTime()
+	ex.ConsentHistory = make([]ConsentRecord, len(m.GetConsentHistory())) // the same in every message
+	for i, r := range m.GetConsentHistory() {
+		ex.ConsentHistory[i] = consentFromPB(r)
+	}
 	if t := m.GetRestrictedSince(); t != nil {
 		at := t.AsTime()
 		ex.RestrictedSince = &at

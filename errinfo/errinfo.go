@@ -31,6 +31,10 @@ const (
 	// feature this vault is not configured for (receipt or backup signing,
 	// the erasure ledger).
 	FailedPrecondition = "FAILED_PRECONDITION"
+	// ConsentRequired (FAILED_PRECONDITION): the reveal's purpose rests on
+	// consent (the policy's purposes) and the subject has not consented
+	// to it, or withdrew consent; the message names the purpose.
+	ConsentRequired = "CONSENT_REQUIRED"
 	// TokenSpaceExhausted (RESOURCE_EXHAUSTED): no free token is left for
 	// the value.
 	TokenSpaceExhausted = "TOKEN_SPACE_EXHAUSTED"

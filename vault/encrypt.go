@@ -64,7 +64,8 @@ type Decrypted struct {
 
 // Decrypt opens blobs made by Encrypt. One bad blob fails only its item.
 func (v *Vault) Decrypt(ctx context.Context, items []DecryptItem, purpose string) ([]Decrypted, error) {
-	if _, err := Purpose(purpose); err != nil {
+	p, err := Purpose(purpose)
+	if err != nil {
 		return nil, err
 	}
 	if err := checkBatch("items", len(items)); err != nil {
@@ -75,12 +76,12 @@ func (v *Vault) Decrypt(ctx context.Context, items []DecryptItem, purpose string
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		out[i] = v.decryptOne(ctx, item("items", i), it)
+		out[i] = v.decryptOne(ctx, item("items", i), it, p)
 	}
 	return out, nil
 }
 
-func (v *Vault) decryptOne(ctx context.Context, field string, it DecryptItem) Decrypted {
+func (v *Vault) decryptOne(ctx context.Context, field string, it DecryptItem, purpose string) Decrypted {
 	if err := checkText(field+".context", it.Context); err != nil {
 		return Decrypted{Err: err}
 	}
@@ -104,6 +105,9 @@ func (v *Vault) decryptOne(ctx context.Context, field string, it DecryptItem) De
 		return Decrypted{Err: err}
 	}
 	defer c.release()
+	if err := v.checkConsent(ctx, field+".blob", purpose, c); err != nil {
+		return Decrypted{Err: err}
+	}
 	plain, err := c.keys.blob.Open(nil, bl.Sealed, envelope.AAD(bl.KeyID, c.subject, it.Context))
 	if errors.Is(err, aead.ErrDecrypt) {
 		return Decrypted{Err: invalid(field+".blob", "authentication failed: wrong context, or the blob was altered")}

@@ -19,19 +19,22 @@ type Revealed struct {
 // Detokenize reveals the values behind tokens. One bad, unknown or erased
 // token fails only its own item.
 func (v *Vault) Detokenize(ctx context.Context, tokens []string, purpose string) ([]Revealed, error) {
-	if _, err := Purpose(purpose); err != nil {
+	p, err := Purpose(purpose)
+	if err != nil {
 		return nil, err
 	}
-	return v.reveal(ctx, tokens, false)
+	return v.reveal(ctx, tokens, p)
 }
 
 // Mask returns display masks of the values behind tokens, computed inside
 // the vault so the caller never receives the value.
 func (v *Vault) Mask(ctx context.Context, tokens []string) ([]Revealed, error) {
-	return v.reveal(ctx, tokens, true)
+	return v.reveal(ctx, tokens, "")
 }
 
-func (v *Vault) reveal(ctx context.Context, tokens []string, mask bool) ([]Revealed, error) {
+// reveal opens tokens for purpose; "" is a mask (no purpose, no consent).
+func (v *Vault) reveal(ctx context.Context, tokens []string, purpose string) ([]Revealed, error) {
+	mask := purpose == ""
 	if err := checkBatch("tokens", len(tokens)); err != nil {
 		return nil, err
 	}
@@ -40,7 +43,7 @@ func (v *Vault) reveal(ctx context.Context, tokens []string, mask bool) ([]Revea
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		val, kind, err := v.openToken(ctx, item("tokens", i), t, !mask)
+		val, kind, err := v.openToken(ctx, item("tokens", i), t, purpose)
 		if err == nil && mask {
 			val = format.Mask(kind, val)
 		}
@@ -49,9 +52,11 @@ func (v *Vault) reveal(ctx context.Context, tokens []string, mask bool) ([]Revea
 	return out, nil
 }
 
-// openToken opens the record of token. reveal is false for masks, which
-// a restriction of processing does not block.
-func (v *Vault) openToken(ctx context.Context, field, token string, reveal bool) (string, format.Kind, error) {
+// openToken opens the record of token for purpose. purpose is "" for
+// masks, which neither a restriction of processing nor missing consent
+// blocks.
+func (v *Vault) openToken(ctx context.Context, field, token, purpose string) (string, format.Kind, error) {
+	reveal := purpose != ""
 	if !format.LooksLikeToken(token) {
 		return "", 0, invalid(field, "not a token")
 	}
@@ -83,6 +88,9 @@ func (v *Vault) openToken(ctx context.Context, field, token string, reveal bool)
 		return "", 0, err
 	}
 	defer c.release()
+	if err := v.checkConsent(ctx, field, purpose, c); err != nil {
+		return "", 0, err
+	}
 	// The expiry was checked above, before the record was authenticated:
 	// an expiry edited in the store makes this fail (RecordAADv2).
 	plain, err := openRecord(c.keys, c.subject, rec)

@@ -143,6 +143,8 @@ type ExportHeader struct {
 	KeyID      KeyID
 	KeyCreated time.Time
 	Restricted time.Time // zero: not restricted
+	// Consent is the subject's consent history, oldest first (consent.go).
+	Consent []ConsentRecord
 }
 
 // ExportedRecord is one token and its value.
@@ -181,6 +183,9 @@ func (v *Vault) ExportSubject(ctx context.Context, subject string, fn func(Expor
 	}
 	defer c.release()
 	h := ExportHeader{Subject: subject, KeyID: sk.ID, KeyCreated: sk.Created, Restricted: sk.Restricted}
+	if h.Consent, err = v.consentHistory(ctx, c); err != nil {
+		return err
+	}
 	after, sent := "", false
 	for {
 		page, err := rs.KeyRecords(ctx, sk.ID, after, scanPage)

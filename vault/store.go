@@ -37,7 +37,8 @@ type LedgerEntry struct {
 //
 // What only some operations need is asked for through the optional
 // interfaces below ([RightsStore], [LedgerStore], [KeyScanStore],
-// [TokenCounter], [ExclusiveStore]), detected by type assertion where they
+// [TokenCounter], [ExclusiveStore], [ConsentStore], [ErasureEventStore]),
+// detected by type assertion where they
 // are used: an operation whose capability the store lacks fails with
 // [ErrUnsupported], and nothing else is affected. Backups, value-log
 // garbage collection and size metrics are asked for by the packages that
@@ -223,4 +224,81 @@ func StoreSubjectHash(ledgerKey *aead.Key, subject string) ([]byte, error) {
 // ids in stores. The caller zeroes it.
 func StoreSealKey(ledgerKey *aead.Key) (*aead.Key, error) {
 	return ledgerKey.Derive(storeSealLabel)
+}
+
+// Consent per purpose and erasure events (issue 16: consent.go,
+// erasures.go).
+
+// ConsentEntry is one entry of a subject's consent history as a store
+// keeps it: opaque to the store, sealed by the vault under a key derived
+// from the subject's data key, so that the crypto-shred destroys the
+// history with everything else.
+type ConsentEntry struct {
+	// Tag is the vault's keyed hash of the purpose (32 bytes, keyed by the
+	// subject's data key): the store finds the latest entry of a purpose
+	// without learning which purpose it is.
+	Tag    []byte
+	Sealed []byte
+}
+
+// ConsentStore is the optional Store capability behind consent per
+// purpose. Entries live under the subject's key id, and PurgeKey deletes
+// them with the key's records. Reads go to the store on every reveal (no
+// cache), so a withdrawal on one server holds at once on every server
+// sharing the store.
+type ConsentStore interface {
+	// AppendConsent appends e to the consent history under key id and
+	// makes it the latest entry for e.Tag, in one durable transaction. It
+	// stores nothing and returns ErrErased when the subject's key is no
+	// longer id.
+	AppendConsent(ctx context.Context, subject string, id KeyID, e ConsentEntry) error
+	// LatestConsent returns the latest entry for tag under key id, or
+	// ErrNotFound.
+	LatestConsent(ctx context.Context, id KeyID, tag []byte) (ConsentEntry, error)
+	// ConsentHistory lists up to limit entries under key id in the order
+	// they were appended, after the after-th (0 for the start).
+	ConsentHistory(ctx context.Context, id KeyID, after uint64, limit int) ([]ConsentEntry, error)
+}
+
+// ErasureEvent is what a store keeps of one erasure for its consumers
+// (erasures.go). The subject id is sealed by the store (under
+// [StoreSealKey]) and dropped with the receipt once every registered
+// consumer acknowledged the event or it is older than the retention.
+type ErasureEvent struct {
+	Seq      uint64 // commit order, from 1; set by the store
+	Subject  string // "" once dropped
+	ErasedAt time.Time
+	KeyID    KeyID
+	// Receipt is the signed receipt file, attached after the purge (nil
+	// until then, without a receipt key, or once dropped).
+	Receipt []byte
+}
+
+// ErasureEventStore is the optional Store capability behind erasure
+// events. ShredErasure is [Store.ShredSubject] plus the event, in the
+// same transaction: an erasure is never committed without its event.
+type ErasureEventStore interface {
+	// ShredErasure is ShredSubject, also appending ev (Seq and KeyID
+	// filled by the store) to the event log; it returns the event.
+	ShredErasure(ctx context.Context, subject string, ledger LedgerEntry, ev ErasureEvent) (ErasureEvent, error)
+	// AttachReceipt stores the signed receipt in event seq (no-op if the
+	// event is gone or its subject id dropped).
+	AttachReceipt(ctx context.Context, seq uint64, receipt []byte) error
+	// RegisterConsumer creates consumer's cursor if it has none, before
+	// every retained event (a new consumer gets everything still kept).
+	RegisterConsumer(ctx context.Context, consumer string) error
+	// Consumers lists every registered consumer and its cursor (the last
+	// sequence acknowledged).
+	Consumers(ctx context.Context) (map[string]uint64, error)
+	// ErasureEvents lists up to limit events after sequence after, in
+	// commit order.
+	ErasureEvents(ctx context.Context, after uint64, limit int) ([]ErasureEvent, error)
+	// AckErasures moves consumer's cursor to seq (never back). It fails
+	// with ErrNotFound for an unregistered consumer and with
+	// ErrInvalidArgument for a seq beyond the last event.
+	AckErasures(ctx context.Context, consumer string, seq uint64) error
+	// TrimErasureEvents deletes every event all registered consumers
+	// acknowledged, and drops the subject id and receipt of events erased
+	// before cutoff; it returns how many events it changed.
+	TrimErasureEvents(ctx context.Context, cutoff time.Time) (int, error)
 }

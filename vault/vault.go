@@ -71,6 +71,12 @@ type Options struct {
 	// Rights configures data-subject rights: erasure ledger, signed
 	// receipts, retention defaults (rights.go).
 	Rights RightsOptions
+	// ConsentRequired reports whether a (trimmed) purpose rests on
+	// consent (consent.go); nil: none does. It is asked on every reveal,
+	// so a reloaded policy takes effect at once.
+	ConsentRequired func(purpose string) bool
+	// Erasures configures erasure events (erasures.go).
+	Erasures ErasureOptions
 }
 
 // Vault is the domain service. It is safe for concurrent use.
@@ -92,7 +98,11 @@ type Vault struct {
 	recordsPurged atomic.Int64
 	tokensCounted bool
 
-	rights RightsOptions
+	rights  RightsOptions
+	consent func(purpose string) bool // see Options.ConsentRequired
+
+	events    erasureLog // erasures.go
+	eventOpts ErasureOptions
 }
 
 // Stats are the vault's counters, for metrics.
@@ -146,7 +156,7 @@ func New(ctx context.Context, store Store, wrapper kek.Wrapper, opts Options) (*
 	v := &Vault{
 		store: store, kek: wrapper, log: opts.Logger, rand: opts.Rand, now: opts.Now, onKEK: opts.OnKEK,
 		cache:  newKeyCache(opts.CacheSize, opts.CacheTTL, opts.Now),
-		rights: opts.Rights,
+		rights: opts.Rights, consent: opts.ConsentRequired, eventOpts: opts.Erasures,
 	}
 	if es, ok := store.(ExclusiveStore); ok {
 		v.exclusive = es.Exclusive()
@@ -206,7 +216,7 @@ func (v *Vault) EraseSubject(ctx context.Context, subject string) (receipt.Recei
 	if err != nil {
 		return receipt.Receipt{}, nil, err
 	}
-	id, err := v.store.ShredSubject(ctx, subject, entry)
+	id, seq, err := v.shred(ctx, subject, entry, r.ErasedAt) // with its erasure event (erasures.go)
 	// Invalidate even on error: the shred may have committed anyway.
 	v.cache.invalidate(subject, id)
 	if errors.Is(err, ErrNotFound) {
@@ -224,8 +234,10 @@ func (v *Vault) EraseSubject(ctx context.Context, subject string) (receipt.Recei
 	v.tokens.Add(-c.Records)
 	if err != nil {
 		// The data is already unreadable; the purge resumes at next start.
+		v.erasureDone(ctx, seq, nil)
 		return r, nil, fmt.Errorf("subject key destroyed, but purging its records failed (resumed at next start): %w", err)
 	}
 	r, signed := v.sign(r)
+	v.erasureDone(ctx, seq, signed)
 	return r, signed, nil
 }

@@ -56,11 +56,7 @@ func (c *clientFlags) parse(args []string, what string, stdin io.Reader) ([]stri
 }
 
 func (c *clientFlags) call(fn func(ctx context.Context, cl *client.Client) error) error {
-	opts, err := c.auth.dialOptions()
-	if err != nil {
-		return err
-	}
-	cl, err := client.Dial(c.addr, opts...)
+	cl, err := c.dial()
 	if err != nil {
 		return err
 	}
@@ -75,4 +71,13 @@ func required(name, v string) error {
 		return fmt.Errorf("--%s is required", name)
 	}
 	return nil
+}
+
+// dial connects with the flags' address, TLS and API key.
+func (c *clientFlags) dial() (*client.Client, error) {
+	opts, err := c.auth.dialOptions()
+	if err != nil {
+		return nil, err
+	}
+	return client.Dial(c.addr, opts...)
 }

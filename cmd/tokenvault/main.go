@@ -40,6 +40,8 @@ Data-subject rights, receipts, backups (see README):
   tokenvault export --subject S                    print every token and value of S (JSON)
   tokenvault rectify --token T VALUE               correct the value behind T (token unchanged)
   tokenvault restrict|unrestrict --subject S       restrict processing (no reveal/decrypt) or lift it
+  tokenvault consent grant|withdraw --subject S --purpose P --source SRC   record consent to a purpose
+  tokenvault erasures watch --consumer NAME [--count N]   print erasure events as JSON lines (acknowledged once printed)
   tokenvault receipt pubkey [--to FILE]            print the vault's public key (PEM): verifies receipts and backups
   tokenvault receipt verify RECEIPT_FILE --pubkey FILE   check an erasure receipt (offline)
   tokenvault ledger export --to FILE               write the erasure ledger
@@ -77,6 +79,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		"export": exportCmd, "rectify": rectifyCmd, "restrict": restrictCmd(false), "unrestrict": restrictCmd(true),
 		"receipt": receiptCmd, "ledger": ledgerCmd, "backup": backupCmd, "restore": restoreCmd,
 		"apikey": apikeyCmd, "audit": auditCmd,
+		"consent": consentCmd, "erasures": erasuresCmd,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {

@@ -171,8 +171,10 @@ func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, led
 		return nil, err
 	}
 	m := metrics.New()
+	consent := newConsentSource(cfg) // erasures.go
 	v, err := vault.New(ctx, store, wrapper, vault.Options{Logger: cfg.Logger, CacheSize: cfg.Cache.Size,
-		CacheTTL: cfg.Cache.TTL, OnKEK: m.ObserveKEK, Rights: rightsOptions(cfg.Rights, rk, cfg.KEK.BackupRetention)})
+		CacheTTL: cfg.Cache.TTL, OnKEK: m.ObserveKEK, Rights: rightsOptions(cfg.Rights, rk, cfg.KEK.BackupRetention),
+		ConsentRequired: consent.required, Erasures: vault.ErasureOptions{Retention: cfg.Erasures.EventRetention}})
 	if err != nil {
 		rk.ledger.Zero()
 		return nil, err
@@ -183,6 +185,10 @@ func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, led
 		return nil, err
 	}
 	undo = append(undo, func() { sec.close() })
+	consent.set(sec)
+	if err := registerConsumers(ctx, v, sec); err != nil {
+		return nil, err
+	}
 	lis, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
@@ -212,6 +218,7 @@ func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, led
 	m.GRPC.InitializeMetrics(gs)
 	m.WatchVault(v)
 	m.WatchStoreSize(store)
+	m.WatchErasures(v.ErasureBacklog)
 	bg, stopBg := context.WithCancel(context.Background())
 	a := &App{cfg: cfg, store: store, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis, metrics: m, sec: sec,
 		served: make(chan error, 1), Created: created, stopBg: stopBg, pprof: stopPprof}
@@ -222,7 +229,7 @@ func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, led
 	}
 	undo = append(undo, a.stopConsole)
 	m.WatchDiskFull(a.diskFull.Load)
-	for _, job := range []func(context.Context){a.watchKEK, a.watchSpace, a.maintain, a.purgeExpired,
+	for _, job := range []func(context.Context){a.watchKEK, a.watchSpace, a.maintain, a.purgeExpired, a.trimErasureEvents,
 		func(ctx context.Context) { sec.pollPolicy(ctx, cfg.Auth.PolicyPollInterval) }} {
 		a.bg.Add(1)
 		go func() { defer a.bg.Done(); job(bg) }()
@@ -378,6 +385,7 @@ func (a *App) Stop() error {
 }
 
 func (a *App) stop() error {
+	a.vault.EndWatches() // open erasure watches would hold the drain
 	done := make(chan struct{})
 	a.stopConsole() // no new console calls while the gRPC calls drain
 	go func() { a.grpc.GracefulStop(); close(done) }()

@@ -43,11 +43,16 @@ const (
 	OpRestrict              Operation = "restrict"
 	OpRectify               Operation = "rectify"
 	OpAdmin                 Operation = "admin" // the KeyAdmin service (KEK rotation)
+	// OpConsent grants and withdraws subjects' consent (purposes.go).
+	OpConsent Operation = "consent"
+	// OpWatchErasures watches erasure events as the consumers its
+	// permission names (purposes.go).
+	OpWatchErasures Operation = "watch-erasures"
 )
 
 // Operations lists every operation, in a stable order.
 var Operations = []Operation{OpTokenize, OpTokenizeDeterministic, OpDetokenize, OpMask, OpEncrypt, OpDecrypt,
-	OpErase, OpExport, OpRestrict, OpRectify, OpAdmin}
+	OpErase, OpExport, OpRestrict, OpRectify, OpAdmin, OpConsent, OpWatchErasures}
 
 // Valid reports whether o is a known operation.
 func (o Operation) Valid() bool { return slices.Contains(Operations, o) }

@@ -18,6 +18,7 @@ func FuzzParsePolicy(f *testing.F) {
 	f.Add([]byte("version: 1\nroles: {a: [{operations: [admin]}]}\n"))
 	f.Add([]byte("version: 1\nroles:\n  r:\n    - operations: [tokenize-deterministic]\n      kinds: [email, ssn]\n    - operations: [encrypt]\n      contexts: [\"\", orders.address]\n    - operations: [decrypt]\n      contexts: [\"*\"]\n      purposes: [x]\n"))
 	f.Add([]byte("version: 1\nroles:\n  r:\n    - operations: [decrypt]\n      contexts: []\n      purposes: [x]\n"))
+	f.Add([]byte("version: 1\npurposes: {marketing: consent, payment: contract}\nroles: {w: [{operations: [watch-erasures], consumers: [crm]}], c: [{operations: [consent]}]}\n"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		p, err := auth.ParsePolicy(b)
 		if err != nil {

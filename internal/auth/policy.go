@@ -40,6 +40,9 @@ type PolicyFile struct {
 	Version    int                     `yaml:"version"`
 	Identities []IdentityRule          `yaml:"identities"`
 	Roles      map[string][]Permission `yaml:"roles"`
+	// Purposes declares the legal basis of purposes (purposes.go): a
+	// reveal for a purpose declared "consent" needs the subject's consent.
+	Purposes map[string]LegalBasis `yaml:"purposes,omitempty"`
 }
 
 // IdentityRule grants roles to one identity. Exactly one of URI, DNS and
@@ -64,6 +67,9 @@ type Permission struct {
 	Kinds      []string    `yaml:"kinds,omitempty,flow"`
 	Contexts   []string    `yaml:"contexts,omitempty,flow"`
 	Purposes   []string    `yaml:"purposes,omitempty,flow"`
+	// Consumers names the erasure-event consumers a watch-erasures
+	// permission may watch as (required with it, allowed only with it).
+	Consumers []string `yaml:"consumers,omitempty,flow"`
 }
 
 // Wildcard purpose: any purpose (a reveal still needs one).
@@ -83,6 +89,10 @@ type Policy struct {
 	byDNS map[string][]string
 	byKey map[string][]string
 	roles map[string][]grant
+	// consent: purposes declared consent-based; consumers: every
+	// consumer a watch-erasures permission names (purposes.go).
+	consent   map[string]bool
+	consumers []string
 }
 
 type grant struct {
@@ -91,6 +101,7 @@ type grant struct {
 	contexts map[string]bool      // nil: every context
 	purposes map[string]bool      // nil: no purpose (non-reveal ops)
 	any      bool                 // purposes contains "*"
+	consumer map[string]bool      // watch-erasures: the consumers allowed
 }
 
 // ErrPolicy is wrapped by every policy parse or validation error.
@@ -128,6 +139,9 @@ func normalize(f PolicyFile) PolicyFile {
 	if len(f.Roles) == 0 {
 		f.Roles = nil
 	}
+	if len(f.Purposes) == 0 {
+		f.Purposes = nil
+	}
 	for name, perms := range f.Roles {
 		for i := range perms {
 			if len(perms[i].Kinds) == 0 {
@@ -138,6 +152,9 @@ func normalize(f PolicyFile) PolicyFile {
 			}
 			if len(perms[i].Purposes) == 0 {
 				perms[i].Purposes = nil
+			}
+			if len(perms[i].Consumers) == 0 {
+				perms[i].Consumers = nil
 			}
 		}
 		f.Roles[name] = perms
@@ -169,6 +186,9 @@ func compile(f PolicyFile) (*Policy, error) {
 			}
 			p.roles[name] = append(p.roles[name], g)
 		}
+	}
+	if err := p.compilePurposes(); err != nil {
+		return nil, err
 	}
 	seen := map[string]int{}
 	for i, r := range f.Identities {
@@ -280,6 +300,9 @@ func compileGrant(key string, perm Permission) (grant, error) {
 		return fail(key+".purposes", "required for %s (name the purposes, or \"*\" for any)", perm.Operations[0])
 	case reveal == 0 && len(perm.Purposes) > 0:
 		return fail(key+".purposes", "only reveal operations (detokenize, decrypt, export) carry a purpose")
+	}
+	if err := compileConsumers(key, perm, &g); err != nil {
+		return grant{}, err
 	}
 	if reveal > 0 {
 		g.purposes = map[string]bool{}

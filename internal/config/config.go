@@ -62,6 +62,10 @@ type Config struct {
 	Limits LimitsConfig `yaml:"limits"`
 	// Console: the privacy console's web listener (console.go).
 	Console ConsoleConfig `yaml:"console"`
+	// Consent and Erasures: consent purposes without a policy, erasure
+	// event retention (consent.go).
+	Consent  ConsentConfig  `yaml:"consent"`
+	Erasures ErasuresConfig `yaml:"erasures"`
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -186,6 +190,7 @@ func (c *Config) SetDefaults() {
 	c.Auth.setPathDefaults(c.DataDir, c.KEK.Keyring.Path)
 	c.Limits.SetDefaults()
 	c.Console.SetDefaults()
+	c.Erasures.SetDefaults()
 }
 
 // Validate reports every problem at once, each naming its config key.
@@ -213,6 +218,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Console.validate(c.Auth.TLSEnabled(), c.AllowPlaintextNonLoopback); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(c.Consent.Validate(c.Auth.PolicyFile), c.Erasures.Validate()); err != nil {
 		errs = append(errs, err)
 	}
 	switch c.KEK.Provider {

@@ -21,6 +21,7 @@ import (
 	"github.com/tokenvault/tokenvault/client"
 	"github.com/tokenvault/tokenvault/crypto/keyfile"
 	"github.com/tokenvault/tokenvault/internal/backup"
+	"github.com/tokenvault/tokenvault/internal/testfs"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 	"github.com/tokenvault/tokenvault/vault"
 	"github.com/tokenvault/tokenvault/vault/badgerstore"
@@ -91,27 +92,7 @@ func decryptFile(t *testing.T, path string, id age.Identity) []byte {
 }
 
 // grepDir reports which files under dir contain needle.
-func grepDir(t *testing.T, dir string, needle []byte) []string {
-	t.Helper()
-	var hits []string
-	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		if bytes.Contains(b, needle) {
-			hits = append(hits, p)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return hits
-}
+func grepDir(t *testing.T, dir string, needle []byte) []string { return testfs.Grep(t, dir, needle) }
 
 // TestBackupEraseRestore is the acceptance test: tokenize for A and
 // B, back up, erase A, restore the old backup into a fresh directory: A

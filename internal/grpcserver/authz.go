@@ -120,6 +120,13 @@ func (g *Guard) authorize(ctx context.Context, pol *auth.Policy, c *call, req an
 		ctx = vault.WithContextFilter(ctx, func(blobContext string) bool {
 			return pol.AuthorizeContext(id, op, blobContext, purpose) == nil
 		})
+	case auth.OpWatchErasures:
+		// Which consumers an identity may watch (and acknowledge) as.
+		if r, ok := req.(interface{ GetConsumer() string }); ok {
+			if err := pol.AuthorizeConsumer(id, r.GetConsumer()); err != nil {
+				return nil, &fieldError{"consumer", err}
+			}
+		}
 	case auth.OpDetokenize, auth.OpMask:
 		// Kinds are known per item, once the record is read.
 		ctx = vault.WithKindFilter(ctx, func(k format.Kind) bool {

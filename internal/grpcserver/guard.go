@@ -132,6 +132,13 @@ var methods = map[string]methodSpec{
 		newReq: func() proto.Message { return new(pb.BackupRequest) }},
 	pb.BackupAdmin_ExportErasureLedger_FullMethodName: {op: auth.OpAdmin, audit: auditAlways,
 		newReq: func() proto.Message { return new(pb.ExportErasureLedgerRequest) }},
+	// Consent per purpose and erasure notices (issue 16; consent.go,
+	// erasures.go). The consumer a watch names is checked in authz.go.
+	pb.TokenVault_GrantConsent_FullMethodName:    {op: auth.OpConsent, audit: auditAlways},
+	pb.TokenVault_WithdrawConsent_FullMethodName: {op: auth.OpConsent, audit: auditAlways},
+	pb.TokenVault_WatchErasures_FullMethodName: {op: auth.OpWatchErasures, audit: auditAlways,
+		newReq: func() proto.Message { return new(pb.WatchErasuresRequest) }},
+	pb.TokenVault_AckErasures_FullMethodName: {op: auth.OpWatchErasures, audit: auditOnDenials},
 }
 
 // public methods need no identity. The receipt public key is public by

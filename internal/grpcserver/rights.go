@@ -32,7 +32,7 @@ func (s *Server) ExportSubject(req *pb.ExportSubjectRequest, stream pb.TokenVaul
 	err := s.v.ExportSubject(stream.Context(), req.GetSubjectId(), func(h vault.ExportHeader, recs []vault.ExportedRecord) error {
 		msg := &pb.ExportSubjectResponse{SubjectId: h.Subject, BlobKeyId: h.KeyID[:],
 			KeyCreated: timestamppb.New(h.KeyCreated), RestrictedSince: tsOrNil(h.Restricted),
-			Tokens: make([]*pb.ExportedToken, len(recs))}
+			Tokens: make([]*pb.ExportedToken, len(recs)), ConsentHistory: consentHistoryToPB(h.Consent)}
 		for i, r := range recs {
 			msg.Tokens[i] = &pb.ExportedToken{Token: r.Token, Kind: kindToPB(r.Kind), Value: r.Value,
 				Created: timestamppb.New(r.Created), Expires: tsOrNil(r.Expires), Deterministic: r.Deterministic}

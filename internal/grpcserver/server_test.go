@@ -46,7 +46,7 @@ func newTestServer(t testing.TB) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := vault.New(context.Background(), store, kr, vault.Options{})
+	v, err := vault.New(context.Background(), store, kr, vault.Options{ConsentRequired: func(p string) bool { return p == "marketing" }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +78,10 @@ func FuzzRequests(f *testing.F) {
 		Options: &pb.TokenizeOptions{Mode: pb.TokenMode(-1)}}}}))
 	f.Add(seed(&pb.TokenizeRequest{SubjectId: "s", Fields: []*pb.Field{{Kind: pb.Kind_KIND_PAN, Value: "4111111111111111"},
 		{Kind: pb.Kind(len(pb.Kind_name)), Value: "Ada"}}}))
+	f.Add(seed(&pb.GrantConsentRequest{SubjectId: "s", Purpose: "marketing", Source: "form"}))
+	f.Add(seed(&pb.WithdrawConsentRequest{SubjectId: "s", Purpose: " marketing", Source: "call"}))
+	f.Add(seed(&pb.WatchErasuresRequest{Consumer: "crm"}))
+	f.Add(seed(&pb.AckErasuresRequest{Consumer: "crm", Sequence: 1}))
 	f.Add([]byte{})
 	s := newTestServer(f)
 	ctx := context.Background()
@@ -179,6 +183,7 @@ func FuzzRequests(f *testing.F) {
 			_, err := s.EraseSubject(ctx, &ar)
 			check("EraseSubject", err)
 		}
+		fuzzIssue16(t, s, b, check)
 	})
 }
 

@@ -4,6 +4,7 @@
 package testfs
 
 import (
+	"bytes"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -37,4 +38,25 @@ func CopyTree(t testing.TB, src string) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// Grep reports which files under dir contain needle (the byte searches
+// of data directories for subject ids and key bytes).
+func Grep(t testing.TB, dir string, needle []byte) []string {
+	t.Helper()
+	var hits []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err == nil && bytes.Contains(b, needle) {
+			hits = append(hits, p)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hits
 }

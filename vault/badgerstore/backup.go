@@ -147,7 +147,7 @@ func keyIDOf(kv *pb.KV) (id vault.KeyID, ok bool, err error) {
 	}
 	rest := k[2:]
 	switch k[0] {
-	case pKeyID, pHashID, pIndex, pLookup, pPending, pRestrict:
+	case pKeyID, pHashID, pIndex, pLookup, pPending, pRestrict, pConsent, pConsentLatest:
 		if len(rest) < len(id) {
 			return id, false, fmt.Errorf("%w: short key", ErrBadFrame)
 		}
@@ -171,7 +171,13 @@ func keyIDOf(kv *pb.KV) (id vault.KeyID, ok bool, err error) {
 			copy(id[:], kv.Value)
 			return id, true, nil
 		}
-	case pLedger:
+	case pLedger, pEvent, pCursor:
+		return id, false, nil
+	case pCounter: // n/c<key id>: a consent counter; n/w: the event counter
+		if len(rest) == 1+len(id) && rest[0] == pConsent {
+			copy(id[:], rest[1:])
+			return id, true, nil
+		}
 		return id, false, nil
 	case layoutKey[0]:
 		if bytes.Equal(k, layoutKey) {

@@ -13,6 +13,8 @@
 //	x/<expires (8)><sha256(token)>  -> key id                (expiry index, for the retention purge)
 //	e/<hmac(ledger key, subject)>   -> erasure time          (erasure ledger; never the subject id)
 //	v/layout                        -> layout version | id-key check
+//	c/, q/, n/c                     -> consent history (consent.go)
+//	w/, u/, n/w                     -> erasure events, consumer cursors (erasures.go)
 //
 // No key or value holds a subject id in the clear: hash(subject) is
 // [vault.StoreSubjectHash] and the sealed id is sealed under
@@ -38,6 +40,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -99,6 +102,10 @@ type Store struct {
 	group *committer // record and key writes; see group.go
 	space *space     // free-space admission of writes (space.go); nil in memory
 	ids   *idKeys    // hash and seal subject ids (ids.go)
+	// events serializes the shreds that append erasure events: they all
+	// write the event counter, and would otherwise exhaust their retries
+	// under a burst of erasures (erasures.go).
+	events sync.Mutex
 }
 
 var (
@@ -519,28 +526,35 @@ func (s *Store) ShredSubject(ctx context.Context, subject string, ledger vault.L
 		return id, err
 	}
 	err = s.update(ctx, func(txn *badger.Txn) error {
-		sk, err := subjectKey(txn, hk)
-		if err != nil {
-			return err
-		}
-		id = sk.ID
-		if err := txn.Delete(hk); err != nil {
-			return err
-		}
-		if err := txn.Delete(key(pHashID, id[:])); err != nil {
-			return err
-		}
-		if err := txn.Delete(key(pRestrict, id[:])); err != nil {
-			return err
-		}
-		if ledger.Hash != nil {
-			if err := putLedger(txn, ledger); err != nil {
-				return err
-			}
-		}
-		return txn.Set(key(pPending, id[:]), binary.BigEndian.AppendUint64(nil, uint64(time.Now().UnixNano())))
+		id, err = shredIn(txn, hk, ledger)
+		return err
 	})
 	return id, err
+}
+
+// shredIn is ShredSubject's transaction (ShredErasure adds the event to
+// it, erasures.go).
+func shredIn(txn *badger.Txn, hk []byte, ledger vault.LedgerEntry) (vault.KeyID, error) {
+	sk, err := subjectKey(txn, hk)
+	if err != nil {
+		return vault.KeyID{}, err
+	}
+	id := sk.ID
+	if err := txn.Delete(hk); err != nil {
+		return id, err
+	}
+	if err := txn.Delete(key(pHashID, id[:])); err != nil {
+		return id, err
+	}
+	if err := txn.Delete(key(pRestrict, id[:])); err != nil {
+		return id, err
+	}
+	if ledger.Hash != nil {
+		if err := putLedger(txn, ledger); err != nil {
+			return id, err
+		}
+	}
+	return id, txn.Set(key(pPending, id[:]), binary.BigEndian.AppendUint64(nil, uint64(time.Now().UnixNano())))
 }
 
 // purgeBatch bounds one purge transaction.
@@ -548,10 +562,11 @@ const purgeBatch = 1000
 
 func (s *Store) PurgeKey(ctx context.Context, id vault.KeyID) (vault.PurgeCounts, error) {
 	var c vault.PurgeCounts
+	var consent int64 // consent history (consent.go), not reported
 	for _, p := range []struct {
 		prefix byte
 		n      *int64
-	}{{pIndex, &c.Records}, {pLookup, &c.Lookups}} {
+	}{{pIndex, &c.Records}, {pLookup, &c.Lookups}, {pConsent, &consent}, {pConsentLatest, &consent}} {
 		for {
 			n, err := s.purgePrefix(ctx, key(p.prefix, id[:]), p.prefix == pIndex)
 			*p.n += int64(n)
@@ -565,6 +580,9 @@ func (s *Store) PurgeKey(ctx context.Context, id vault.KeyID) (vault.PurgeCounts
 	}
 	err := s.update(ctx, func(txn *badger.Txn) error {
 		if err := txn.Delete(key(pRestrict, id[:])); err != nil {
+			return err
+		}
+		if err := txn.Delete(consentCounterKey(id)); err != nil {
 			return err
 		}
 		return txn.Delete(key(pPending, id[:]))

@@ -8,7 +8,9 @@
 //   - [RunKeyScan]: [vault.KeyScanStore];
 //   - [RunTokenCounter]: [vault.TokenCounter];
 //   - [RunAtRest]: no subject id in the clear in what a store holds,
-//     read through its backup snapshot ([Snapshotter]).
+//     read through its backup snapshot ([Snapshotter]);
+//   - [RunConsent]: [vault.ConsentStore];
+//   - [RunErasureEvents]: [vault.ErasureEventStore].
 //
 // [Run] runs every group, skipping (visibly) those whose interface the
 // store does not implement:
@@ -58,6 +60,8 @@ func Run(t *testing.T, newStore NewStore) {
 		{"KeyScan", "vault.KeyScanStore", implements[vault.KeyScanStore](probe), RunKeyScan},
 		{"TokenCounter", "vault.TokenCounter", implements[vault.TokenCounter](probe), RunTokenCounter},
 		{"AtRest", "storetest.Snapshotter", implements[Snapshotter](probe), RunAtRest},
+		{"Consent", "vault.ConsentStore", implements[vault.ConsentStore](probe), RunConsent},
+		{"ErasureEvents", "vault.ErasureEventStore", implements[vault.ErasureEventStore](probe), RunErasureEvents},
 	} {
 		t.Run(g.name, func(t *testing.T) {
 			if !g.has {

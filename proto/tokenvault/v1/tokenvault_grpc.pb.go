@@ -30,6 +30,10 @@ const (
 	TokenVault_RestrictSubject_FullMethodName     = "/tokenvault.v1.TokenVault/RestrictSubject"
 	TokenVault_UnrestrictSubject_FullMethodName   = "/tokenvault.v1.TokenVault/UnrestrictSubject"
 	TokenVault_GetReceiptPublicKey_FullMethodName = "/tokenvault.v1.TokenVault/GetReceiptPublicKey"
+	TokenVault_GrantConsent_FullMethodName        = "/tokenvault.v1.TokenVault/GrantConsent"
+	TokenVault_WithdrawConsent_FullMethodName     = "/tokenvault.v1.TokenVault/WithdrawConsent"
+	TokenVault_WatchErasures_FullMethodName       = "/tokenvault.v1.TokenVault/WatchErasures"
+	TokenVault_AckErasures_FullMethodName         = "/tokenvault.v1.TokenVault/AckErasures"
 )
 
 // TokenVaultClient is the client API for TokenVault service.
@@ -83,6 +87,23 @@ type TokenVaultClient interface {
 	// GetReceiptPublicKey returns the Ed25519 key that verifies erasure
 	// receipts.
 	GetReceiptPublicKey(ctx context.Context, in *GetReceiptPublicKeyRequest, opts ...grpc.CallOption) (*GetReceiptPublicKeyResponse, error)
+	// GrantConsent records that the subject consented to a purpose. Reveals
+	// for a purpose the policy declares consent-based need the subject's
+	// latest consent record for it to be a grant.
+	GrantConsent(ctx context.Context, in *GrantConsentRequest, opts ...grpc.CallOption) (*GrantConsentResponse, error)
+	// WithdrawConsent records that the subject withdrew consent for a
+	// purpose: from the moment it returns, Detokenize and Decrypt items of
+	// the subject for that purpose fail with FAILED_PRECONDITION
+	// (reason CONSENT_REQUIRED).
+	WithdrawConsent(ctx context.Context, in *WithdrawConsentRequest, opts ...grpc.CallOption) (*WithdrawConsentResponse, error)
+	// WatchErasures streams erasure events in commit order, starting after
+	// the consumer's acknowledged cursor, and keeps the stream open for new
+	// ones. Delivery is at least once: an event comes again (on this stream
+	// after a reconnect) until AckErasures acknowledged it.
+	WatchErasures(ctx context.Context, in *WatchErasuresRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchErasuresResponse], error)
+	// AckErasures moves the consumer's cursor to sequence: every event up to
+	// it is acknowledged and never delivered to this consumer again.
+	AckErasures(ctx context.Context, in *AckErasuresRequest, opts ...grpc.CallOption) (*AckErasuresResponse, error)
 }
 
 type tokenVaultClient struct {
@@ -212,6 +233,55 @@ func (c *tokenVaultClient) GetReceiptPublicKey(ctx context.Context, in *GetRecei
 	return out, nil
 }
 
+func (c *tokenVaultClient) GrantConsent(ctx context.Context, in *GrantConsentRequest, opts ...grpc.CallOption) (*GrantConsentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GrantConsentResponse)
+	err := c.cc.Invoke(ctx, TokenVault_GrantConsent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tokenVaultClient) WithdrawConsent(ctx context.Context, in *WithdrawConsentRequest, opts ...grpc.CallOption) (*WithdrawConsentResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(WithdrawConsentResponse)
+	err := c.cc.Invoke(ctx, TokenVault_WithdrawConsent_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *tokenVaultClient) WatchErasures(ctx context.Context, in *WatchErasuresRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchErasuresResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &TokenVault_ServiceDesc.Streams[1], TokenVault_WatchErasures_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchErasuresRequest, WatchErasuresResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TokenVault_WatchErasuresClient = grpc.ServerStreamingClient[WatchErasuresResponse]
+
+func (c *tokenVaultClient) AckErasures(ctx context.Context, in *AckErasuresRequest, opts ...grpc.CallOption) (*AckErasuresResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AckErasuresResponse)
+	err := c.cc.Invoke(ctx, TokenVault_AckErasures_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TokenVaultServer is the server API for TokenVault service.
 // All implementations must embed UnimplementedTokenVaultServer
 // for forward compatibility.
@@ -263,6 +333,23 @@ type TokenVaultServer interface {
 	// GetReceiptPublicKey returns the Ed25519 key that verifies erasure
 	// receipts.
 	GetReceiptPublicKey(context.Context, *GetReceiptPublicKeyRequest) (*GetReceiptPublicKeyResponse, error)
+	// GrantConsent records that the subject consented to a purpose. Reveals
+	// for a purpose the policy declares consent-based need the subject's
+	// latest consent record for it to be a grant.
+	GrantConsent(context.Context, *GrantConsentRequest) (*GrantConsentResponse, error)
+	// WithdrawConsent records that the subject withdrew consent for a
+	// purpose: from the moment it returns, Detokenize and Decrypt items of
+	// the subject for that purpose fail with FAILED_PRECONDITION
+	// (reason CONSENT_REQUIRED).
+	WithdrawConsent(context.Context, *WithdrawConsentRequest) (*WithdrawConsentResponse, error)
+	// WatchErasures streams erasure events in commit order, starting after
+	// the consumer's acknowledged cursor, and keeps the stream open for new
+	// ones. Delivery is at least once: an event comes again (on this stream
+	// after a reconnect) until AckErasures acknowledged it.
+	WatchErasures(*WatchErasuresRequest, grpc.ServerStreamingServer[WatchErasuresResponse]) error
+	// AckErasures moves the consumer's cursor to sequence: every event up to
+	// it is acknowledged and never delivered to this consumer again.
+	AckErasures(context.Context, *AckErasuresRequest) (*AckErasuresResponse, error)
 	mustEmbedUnimplementedTokenVaultServer()
 }
 
@@ -305,6 +392,18 @@ func (UnimplementedTokenVaultServer) UnrestrictSubject(context.Context, *Unrestr
 }
 func (UnimplementedTokenVaultServer) GetReceiptPublicKey(context.Context, *GetReceiptPublicKeyRequest) (*GetReceiptPublicKeyResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetReceiptPublicKey not implemented")
+}
+func (UnimplementedTokenVaultServer) GrantConsent(context.Context, *GrantConsentRequest) (*GrantConsentResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GrantConsent not implemented")
+}
+func (UnimplementedTokenVaultServer) WithdrawConsent(context.Context, *WithdrawConsentRequest) (*WithdrawConsentResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method WithdrawConsent not implemented")
+}
+func (UnimplementedTokenVaultServer) WatchErasures(*WatchErasuresRequest, grpc.ServerStreamingServer[WatchErasuresResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method WatchErasures not implemented")
+}
+func (UnimplementedTokenVaultServer) AckErasures(context.Context, *AckErasuresRequest) (*AckErasuresResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AckErasures not implemented")
 }
 func (UnimplementedTokenVaultServer) mustEmbedUnimplementedTokenVaultServer() {}
 func (UnimplementedTokenVaultServer) testEmbeddedByValue()                    {}
@@ -518,6 +617,71 @@ func _TokenVault_GetReceiptPublicKey_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TokenVault_GrantConsent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GrantConsentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenVaultServer).GrantConsent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenVault_GrantConsent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenVaultServer).GrantConsent(ctx, req.(*GrantConsentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TokenVault_WithdrawConsent_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(WithdrawConsentRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenVaultServer).WithdrawConsent(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenVault_WithdrawConsent_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenVaultServer).WithdrawConsent(ctx, req.(*WithdrawConsentRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _TokenVault_WatchErasures_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchErasuresRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(TokenVaultServer).WatchErasures(m, &grpc.GenericServerStream[WatchErasuresRequest, WatchErasuresResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type TokenVault_WatchErasuresServer = grpc.ServerStreamingServer[WatchErasuresResponse]
+
+func _TokenVault_AckErasures_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AckErasuresRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenVaultServer).AckErasures(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenVault_AckErasures_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenVaultServer).AckErasures(ctx, req.(*AckErasuresRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TokenVault_ServiceDesc is the grpc.ServiceDesc for TokenVault service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -565,11 +729,28 @@ var TokenVault_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "GetReceiptPublicKey",
 			Handler:    _TokenVault_GetReceiptPublicKey_Handler,
 		},
+		{
+			MethodName: "GrantConsent",
+			Handler:    _TokenVault_GrantConsent_Handler,
+		},
+		{
+			MethodName: "WithdrawConsent",
+			Handler:    _TokenVault_WithdrawConsent_Handler,
+		},
+		{
+			MethodName: "AckErasures",
+			Handler:    _TokenVault_AckErasures_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
 			StreamName:    "ExportSubject",
 			Handler:       _TokenVault_ExportSubject_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchErasures",
+			Handler:       _TokenVault_WatchErasures_Handler,
 			ServerStreams: true,
 		},
 	},

@@ -1,0 +1,93 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/tokenvault/tokenvault/client"
+	"github.com/tokenvault/tokenvault/vault/receipt"
+)
+
+// watchN watches as consumer until n events came, acknowledging each,
+// and returns them.
+func watchN(t *testing.T, c *client.Client, consumer string, n int) []client.ErasureEvent {
+	t.Helper()
+	var got []client.ErasureEvent
+	wctx, cancel := context.WithCancel(ctx(t))
+	defer cancel()
+	err := c.WatchErasures(wctx, consumer, func(ev client.ErasureEvent) error {
+		got = append(got, ev)
+		if len(got) == n {
+			cancel() // after this callback returns nil: acknowledged
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) || len(got) != n {
+		t.Fatalf("watching as %s: %d of %d events, %v", consumer, len(got), n, err)
+	}
+	return got
+}
+
+// TestLateConsumer: a consumer that connects after the erasures (and
+// one that reconnects after being away) gets every event it missed, in
+// commit order, each with a receipt that verifies; events acknowledged
+// by every consumer are gone, and the metrics show the backlog.
+func TestLateConsumer(t *testing.T) {
+	e := newEnv(t)
+	srv, c := e.start(t)
+	cx := ctx(t)
+	subjects := []string{"late-a-5b1c", "late-b-8d2e", "late-c-0f3a"}
+	for _, s := range subjects {
+		if _, err := c.Tokenize(cx, s, client.Field{Kind: "email", Value: s + "@example.com"}); err != nil {
+			t.Fatal(err)
+		}
+		eraseVerified(t, cx, c, s)
+	}
+	pub, err := c.ReceiptPublicKey(cx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := watchN(t, c, "crm", len(subjects))
+	for i, ev := range got {
+		r, err := receipt.Parse(ev.SignedReceipt)
+		if ev.Sequence != uint64(i+1) || ev.Subject != subjects[i] || err != nil || r.Verify(pub) != nil || r.Subject != subjects[i] || len(ev.BlobKeyID) != 32 {
+			t.Fatalf("event %d: %+v (receipt %v)", i, ev, err)
+		}
+	}
+	// One more erasure while crm is away.
+	if _, err := c.Tokenize(cx, "late-d-77aa", client.Field{Kind: "name", Value: "D"}); err != nil {
+		t.Fatal(err)
+	}
+	eraseVerified(t, cx, c, "late-d-77aa")
+	_, body := httpGet(t, "http://"+srv.MetricsAddr()+"/metrics")
+	if !strings.Contains(body, `tokenvault_erasure_events_pending{consumer="crm"} 1`) ||
+		!strings.Contains(body, `tokenvault_erasure_events_oldest_pending_age_seconds{consumer="crm"}`) {
+		t.Fatalf("/metrics lacks the backlog:\n%s", grepLines(body, "erasure_events"))
+	}
+	// The acknowledged events never come again: the first one now is
+	// the new one.
+	if evs := watchN(t, c, "crm", 1); evs[0].Subject != "late-d-77aa" || evs[0].Sequence != 4 {
+		t.Fatalf("after reconnecting: %+v", evs)
+	}
+	// Every consumer acknowledged every event: none is kept, and no
+	// subject id is anywhere in the data directory.
+	srv.Stop()
+	for _, s := range append(subjects, "late-d-77aa") {
+		if hits := grepDir(t, e.dataDir, []byte(s)); len(hits) > 0 {
+			t.Fatalf("subject id %s found at rest in %v", s, hits)
+		}
+	}
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return fmt.Sprint(out)
+}
