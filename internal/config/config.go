@@ -36,6 +36,8 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// DataDir holds the badger store (default ./tokenvault-data).
 	DataDir string `yaml:"data_dir"`
+	// Store selects the store: badger in DataDir, or PostgreSQL (store.go).
+	Store StoreConfig `yaml:"store"`
 	// AllowPlaintextNonLoopback permits serving plaintext gRPC on a
 	// non-loopback address. Off by default: values and tokens would cross
 	// the network in the clear.
@@ -183,6 +185,7 @@ func (c *Config) SetDefaults() {
 	c.Auth.SetDefaults()
 	c.Auth.setPathDefaults(c.DataDir, c.KEK.Keyring.Path)
 	c.Limits.SetDefaults()
+	c.Store.SetDefaults()
 }
 
 // Validate reports every problem at once, each naming its config key.
@@ -207,6 +210,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Limits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Store.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	switch c.KEK.Provider {

@@ -75,6 +75,11 @@ type Options struct {
 	// fixed, public key, for tests only. A database written with one key
 	// refuses every other ([ErrWrongIDKey]).
 	IDKey *aead.Key
+	// LoadIDKey, if set, is asked for IDKey once the database is open,
+	// with whether it already holds anything made with a key (the key
+	// check or erasure-ledger entries): a missing key file must then not
+	// be replaced by a new key. The store zeroes nothing it returns.
+	LoadIDKey func(keyed bool) (*aead.Key, error)
 	// MaxConns bounds the connection pool (0: pgxpool's default, the
 	// larger of 4 and the number of CPUs).
 	MaxConns int32
@@ -107,7 +112,21 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	ids, err := newIDKeys(opts.IDKey)
+	k := opts.IDKey
+	if opts.LoadIDKey != nil {
+		has, err := keyed(ctx, pool)
+		if err == nil {
+			k, err = opts.LoadIDKey(has)
+		}
+		if err == nil && k == nil {
+			err = errors.New("pgstore: no subject-id key")
+		}
+		if err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
+	ids, err := newIDKeys(k)
 	if err != nil {
 		pool.Close()
 		return nil, err
@@ -148,6 +167,17 @@ func (s *Store) Close() error {
 	s.pool.Close()
 	s.ids.zero()
 	return nil
+}
+
+// keyed reports whether the database holds anything made with a
+// subject-id key.
+func keyed(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
+	var has bool
+	err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tokenvault_meta WHERE name = 'id_key_check') OR EXISTS (SELECT 1 FROM tokenvault_ledger)`).Scan(&has)
+	if err != nil {
+		return false, fmt.Errorf("pgstore: %w", err)
+	}
+	return has, nil
 }
 
 func (s *Store) checkIDKey(ctx context.Context) error {
