@@ -68,6 +68,15 @@ var (
 	}
 )
 
+// Available reports why there is no PostgreSQL for tests (nil: there
+// is one, starting it if needed), and whether t should skip rather than
+// fail for it: true only for a missing installation outside CI. For
+// callers that cannot let New skip (a testscript command).
+func Available() (err error, skip bool) {
+	once.Do(start)
+	return srvErr, srvErr != nil && missing && os.Getenv("CI") != "true"
+}
+
 // New returns a new, empty database for t, dropped when t ends. It skips
 // t (fails it under CI=true) when no PostgreSQL is available.
 func New(t testing.TB) *DB {
@@ -150,7 +159,8 @@ func (db *DB) Exec(t testing.TB, sql string, args ...any) {
 // Main runs the tests (call it as os.Exit(pgtest.Main(m)) from TestMain),
 // then stops a server it started and removes its directory, and says how
 // many tests were skipped for want of PostgreSQL and how to run them.
-func Main(m *testing.M) int {
+// m is a *testing.M, or what wraps one (testscript.Main takes the same).
+func Main(m interface{ Run() int }) int {
 	code := m.Run()
 	if srv != nil && srv.started {
 		srv.stop()
