@@ -46,7 +46,7 @@ Data-subject rights, receipts, backups (see README):
   tokenvault ledger export --to FILE               write the erasure ledger
   tokenvault backup keygen --to IDENTITY_FILE      make the age key pair for backups, print the recipient
   tokenvault backup --to FILE --recipient AGE_PUBLIC_KEY… [--incremental-from PREV]
-  tokenvault restore --from FILE… --identity FILE --data-dir DIR --ledger FILE|--ledger-from ADDR
+  tokenvault restore --from FILE… --identity FILE --data-dir DIR|--store postgres --ledger FILE|--ledger-from ADDR
                      [--keys-dir DIR | --config FILE] [--verify-key PUBKEY_FILE] [--ledger-key FILE] [--allow-unauthenticated-legacy]
 
 A VALUE of "-" is read from standard input (keeps values out of shell

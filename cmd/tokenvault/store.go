@@ -10,7 +10,9 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/tokenvault/tokenvault/internal/backup"
 	"github.com/tokenvault/tokenvault/internal/config"
+	"github.com/tokenvault/tokenvault/vault/badgerstore"
 	"github.com/tokenvault/tokenvault/vault/pgstore"
 )
 
@@ -54,4 +56,44 @@ func storeCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "migrated the database from schema version %d to %d\n", from, to)
 	return nil
+}
+
+// restoreTargetOf is where a restore writes: the store kind (--store, else
+// --config's store.provider, else badger) and its target.
+type restoreTargetOf struct {
+	dir  string // RestoreOptions.DataDir: a directory, or the DSN
+	open backup.Opener
+	name string // for output: never the DSN (it may hold a password)
+}
+
+func restoreTarget(kind, dataDir, configFile string) (restoreTargetOf, error) {
+	var cfg config.Config
+	if configFile != "" {
+		var err error
+		if cfg, err = config.Load(configFile, os.LookupEnv); err != nil && !errors.Is(err, config.ErrInvalid) {
+			return restoreTargetOf{}, fmt.Errorf("--config: %w", err)
+		}
+	} else if dsn, ok := os.LookupEnv("TOKENVAULT_STORE_POSTGRES_DSN"); ok {
+		cfg.Store.Postgres.DSN = dsn
+	}
+	if kind == "" {
+		kind = cfg.Store.Provider
+	}
+	switch kind {
+	case "", config.StoreBadger:
+		if dataDir == "" {
+			return restoreTargetOf{}, errors.New("--data-dir is required")
+		}
+		return restoreTargetOf{dir: dataDir, open: backup.OpenerOf(badgerstore.NewLoader), name: dataDir}, nil
+	case config.StorePostgres:
+		if dataDir != "" {
+			return restoreTargetOf{}, errors.New("--data-dir: not with --store postgres (the database is the target)")
+		}
+		if cfg.Store.Postgres.DSN == "" {
+			return restoreTargetOf{}, errors.New("--store postgres: set TOKENVAULT_STORE_POSTGRES_DSN, or give --config with store.postgres.dsn")
+		}
+		return restoreTargetOf{dir: cfg.Store.Postgres.DSN, open: backup.OpenerOf(pgstore.NewLoader), name: "the PostgreSQL database"}, nil
+	default:
+		return restoreTargetOf{}, fmt.Errorf("--store: %q is not %q or %q", kind, config.StoreBadger, config.StorePostgres)
+	}
 }

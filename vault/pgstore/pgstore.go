@@ -136,6 +136,15 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	var restoring bool
+	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tokenvault_meta WHERE name = $1)`, restoreMark).Scan(&restoring); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	if restoring {
+		s.Close()
+		return nil, ErrRestoring
+	}
 	return s, nil
 }
 
