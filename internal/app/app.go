@@ -208,10 +208,7 @@ func start(ctx context.Context, cfg config.Config, store appStore, bs *badgersto
 		append(m.ServerOptions(), secOpts...)...)
 	// Backups are signed with the receipt key and ledger exports MACed
 	// with the ledger key, so that a restore can refuse forgeries.
-	var src backup.Source // nil: the store cannot be backed up
-	if bs != nil {
-		src = bs
-	}
+	src, _ := store.(backup.Source) // nil: the store cannot be backed up
 	pb.RegisterBackupAdminServer(gs, grpcserver.NewBackupAdmin(v,
 		backup.NewService(src, v, backup.Keys{Signing: rk.signing, Ledger: rk.ledger}), cfg.Logger))
 	m.GRPC.InitializeMetrics(gs)

@@ -89,8 +89,17 @@ type Options struct {
 // Store is the PostgreSQL store.
 type Store struct {
 	pool *pgxpool.Pool
-	log  *slog.Logger
-	ids  *idKeys
+	// q runs the read statements: the pool, or for a backup one
+	// read-only transaction (backup.go).
+	q   querier
+	log *slog.Logger
+	ids *idKeys
+}
+
+// querier is what pgxpool.Pool and pgx.Tx share.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
 // ErrWrongIDKey: the database was written with another subject-id key
@@ -131,7 +140,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool, log: opts.Logger.With("component", "pgstore"), ids: ids}
+	s := &Store{pool: pool, q: pool, log: opts.Logger.With("component", "pgstore"), ids: ids}
 	if err := s.checkIDKey(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -248,7 +257,7 @@ func (s *Store) SubjectKey(ctx context.Context, subject string) (vault.SubjectKe
 	var sk vault.SubjectKey
 	var id []byte
 	var restricted *time.Time
-	err = s.pool.QueryRow(ctx, `SELECT key_id, wrapped, created, restricted FROM tokenvault_subject_keys WHERE subject_hash = $1`, h).
+	err = s.q.QueryRow(ctx, `SELECT key_id, wrapped, created, restricted FROM tokenvault_subject_keys WHERE subject_hash = $1`, h).
 		Scan(&id, &sk.Wrapped, &sk.Created, &restricted)
 	if err != nil {
 		return sk, notFound(err)
@@ -547,7 +556,7 @@ func (s *Store) SubjectKeys(ctx context.Context, after string, limit int) ([]vau
 			return nil, err
 		}
 	}
-	rows, err := s.pool.Query(ctx, `SELECT key_id, wrapped, created, restricted, sealed_subject FROM tokenvault_subject_keys
+	rows, err := s.q.Query(ctx, `SELECT key_id, wrapped, created, restricted, sealed_subject FROM tokenvault_subject_keys
 		WHERE subject_hash > $1 ORDER BY subject_hash LIMIT $2`, start, limit)
 	if err != nil {
 		return nil, err

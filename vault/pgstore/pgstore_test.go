@@ -50,6 +50,22 @@ func TestSuite(t *testing.T) {
 	})
 }
 
+// TestAtRestInBackups: RunAtRest on the store's own backup snapshot (the
+// suite above searches the database itself).
+func TestAtRestInBackups(t *testing.T) {
+	storetest.RunAtRest(t, func(t *testing.T) vault.Store {
+		s, _ := open(t)
+		return s
+	})
+}
+
+func TestIncrementalBackupRefused(t *testing.T) {
+	s, _ := open(t)
+	if _, err := s.Snapshot(io.Discard, 7); !errors.Is(err, pgstore.ErrIncremental) {
+		t.Fatalf("incremental snapshot: %v", err)
+	}
+}
+
 // atRest gives RunAtRest what PostgreSQL holds, in place of a backup
 // snapshot: a pg_dump of the database (bytea columns in hex, so the
 // search also looks for the hex of the id) and every file of the data

@@ -150,10 +150,18 @@ func (l *Loader) Finish(ctx context.Context, ledger []vault.LedgerEntry) error {
 	return nil
 }
 
+// fullStore is a store with the capabilities a copy reads and writes.
+type fullStore interface {
+	vault.Store
+	vault.RightsStore
+	vault.LedgerStore
+	vault.KeyScanStore
+}
+
 // copyStore copies every subject key (with its restriction), its records
-// and the erasure ledger from src to dst. Records of shredded keys are
-// not copied: they are reached through live keys only.
-func copyStore(ctx context.Context, src *badgerstore.Store, dst *Store) error {
+// and the erasure ledger from src to the empty dst. Records of shredded
+// keys are not copied: they are reached through live keys only.
+func copyStore(ctx context.Context, src, dst fullStore) error {
 	after := ""
 	for {
 		page, err := src.SubjectKeys(ctx, after, 500)

@@ -24,7 +24,7 @@ func (s *Store) KeyRecords(ctx context.Context, id vault.KeyID, after string, li
 	if after != "" {
 		start = tokenHash(after)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+recordColumns+` FROM tokenvault_records
+	rows, err := s.q.Query(ctx, `SELECT `+recordColumns+` FROM tokenvault_records
 		WHERE key_id = $1 AND token_hash > $2 ORDER BY token_hash LIMIT $3`, id[:], start, limit)
 	if err != nil {
 		return nil, err
@@ -132,7 +132,7 @@ func (s *Store) LedgerEntries(ctx context.Context, after []byte, limit int) ([]v
 	if after == nil {
 		after = []byte{}
 	}
-	rows, err := s.pool.Query(ctx, `SELECT hash, erased_at FROM tokenvault_ledger WHERE hash > $1 ORDER BY hash LIMIT $2`, after, limit)
+	rows, err := s.q.Query(ctx, `SELECT hash, erased_at FROM tokenvault_ledger WHERE hash > $1 ORDER BY hash LIMIT $2`, after, limit)
 	if err != nil {
 		return nil, err
 	}
