@@ -37,16 +37,17 @@ type App struct {
 	// badger is store when it is the badger store (GC, disk space, size
 	// metrics, backups), else nil.
 	badger *badgerstore.Store
-	// holder names this replica in leases (store.go).
-	holder  string
-	kek     kek.Wrapper
-	vault   *vault.Vault
-	grpc    *grpc.Server
-	health  *health.Server
-	metrics *metrics.Metrics
-	http    *http.Server
-	stopBg  context.CancelFunc
-	bg      sync.WaitGroup
+	// holder names this replica in leases, held for leaseTTL (store.go).
+	holder   string
+	leaseTTL time.Duration
+	kek      kek.Wrapper
+	vault    *vault.Vault
+	grpc     *grpc.Server
+	health   *health.Server
+	metrics  *metrics.Metrics
+	http     *http.Server
+	stopBg   context.CancelFunc
+	bg       sync.WaitGroup
 
 	httpAddr   string
 	kekHealthy atomic.Bool
@@ -217,7 +218,7 @@ func start(ctx context.Context, cfg config.Config, store appStore, bs *badgersto
 		m.WatchStoreSize(bs)
 	}
 	bg, stopBg := context.WithCancel(context.Background())
-	a := &App{cfg: cfg, store: store, badger: bs, holder: leaseHolder(), kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis, metrics: m, sec: sec,
+	a := &App{cfg: cfg, store: store, badger: bs, holder: leaseHolder(), leaseTTL: defaultLeaseTTL, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis, metrics: m, sec: sec,
 		served: make(chan error, 1), Created: created, stopBg: stopBg, pprof: stopPprof}
 	a.kekHealthy.Store(true)
 	m.WatchDiskFull(a.diskFull.Load)

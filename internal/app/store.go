@@ -54,9 +54,9 @@ type leaser interface {
 	ReleaseLease(ctx context.Context, name, holder string) error
 }
 
-// leaseTTL is how long a lease outlives its holder; it is renewed every
-// third of it while the job runs.
-const leaseTTL = 30 * time.Second
+// defaultLeaseTTL is how long a lease outlives its holder (App.leaseTTL);
+// it is renewed every third of it while the job runs.
+const defaultLeaseTTL = 30 * time.Second
 
 // Lease names, one per background job.
 var leaseNames = []string{"expiry-purge", "pending-purges"}
@@ -73,7 +73,7 @@ func leaseHolder() string {
 // once runs fn, when the store is shared, only if this replica holds the
 // lease name, renewing it while fn runs and cancelling fn's context if
 // the lease is lost. The lease is kept afterwards, so the holder stays
-// the one that runs the job; it lapses leaseTTL after the holder stops
+// the one that runs the job; it lapses a.leaseTTL after the holder stops
 // (dies), and then another replica takes it at its next tick.
 func (a *App) once(ctx context.Context, name string, fn func(context.Context)) {
 	l, ok := a.store.(leaser)
@@ -81,7 +81,7 @@ func (a *App) once(ctx context.Context, name string, fn func(context.Context)) {
 		fn(ctx)
 		return
 	}
-	got, err := l.TryLease(ctx, name, a.holder, leaseTTL)
+	got, err := l.TryLease(ctx, name, a.holder, a.leaseTTL)
 	if err != nil {
 		if ctx.Err() == nil {
 			a.cfg.Logger.Warn("background job: taking its lease failed", "job", name, "err", err)
@@ -96,14 +96,14 @@ func (a *App) once(ctx context.Context, name string, fn func(context.Context)) {
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
-		t := time.NewTicker(leaseTTL / 3)
+		t := time.NewTicker(a.leaseTTL / 3)
 		defer t.Stop()
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
-				if ok, err := l.TryLease(jctx, name, a.holder, leaseTTL); err != nil || !ok {
+				if ok, err := l.TryLease(jctx, name, a.holder, a.leaseTTL); err != nil || !ok {
 					a.cfg.Logger.Warn("background job: lost its lease, stopping", "job", name, "err", err)
 					cancel()
 					return
