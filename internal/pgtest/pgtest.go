@@ -28,7 +28,9 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -121,6 +123,58 @@ func (db *DB) DataDir(t testing.TB) string {
 		t.Skip("pgtest: the data directory of an external server (TOKENVAULT_PG_ADMIN_DSN) is not readable here")
 	}
 	return filepath.Join(db.srv.dir, "data")
+}
+
+// EnableTLS turns TLS on for the started server (every database of the
+// test binary; plaintext connections keep working), with the server
+// certificate and key in certFile and keyFile (PEM). It skips t for an
+// external server.
+func (db *DB) EnableTLS(t testing.TB, certFile, keyFile string) {
+	t.Helper()
+	if !db.srv.started {
+		t.Skip("pgtest: TLS settings of an external server (TOKENVAULT_PG_ADMIN_DSN) are not this test's")
+	}
+	// PostgreSQL insists that its key is private to the server's user.
+	for src, dst := range map[string]string{certFile: "server.crt", keyFile: "server.key"} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatalf("pgtest: %v", err)
+		}
+		path := filepath.Join(db.srv.dir, dst)
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatalf("pgtest: %v", err)
+		}
+		if err := chownToServer(path); err != nil {
+			t.Fatalf("pgtest: %v", err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, stmt := range []string{
+		"ALTER SYSTEM SET ssl_cert_file = '" + filepath.Join(db.srv.dir, "server.crt") + "'",
+		"ALTER SYSTEM SET ssl_key_file = '" + filepath.Join(db.srv.dir, "server.key") + "'",
+		"ALTER SYSTEM SET ssl = on",
+		"SELECT pg_reload_conf()",
+	} {
+		if err := db.srv.exec(ctx, stmt); err != nil {
+			t.Fatalf("pgtest: %s: %v", stmt, err)
+		}
+	}
+}
+
+// chownToServer gives path to the user the server runs as: postgres when
+// we are root (start.sh), else ourselves already.
+func chownToServer(path string) error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return err
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return os.Chown(path, uid, gid)
 }
 
 // Dump returns a plain-text pg_dump of the database (schema and rows).
