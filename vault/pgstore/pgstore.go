@@ -329,12 +329,14 @@ func (s *Store) CreateSubjectKey(ctx context.Context, subject string, sk vault.S
 // each other, a shred's DELETE waits for them), ErrErased otherwise.
 func liveKey(ctx context.Context, tx pgx.Tx, h []byte, id vault.KeyID) error {
 	var one int
-	err := tx.QueryRow(ctx, `SELECT 1 FROM tokenvault_subject_keys WHERE subject_hash = $1 AND key_id = $2 FOR SHARE`, h, id[:]).Scan(&one)
+	err := tx.QueryRow(ctx, liveKeySQL, h, id[:]).Scan(&one)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return vault.ErrErased
 	}
 	return err
 }
+
+const liveKeySQL = `SELECT 1 FROM tokenvault_subject_keys WHERE subject_hash = $1 AND key_id = $2 FOR SHARE`
 
 const insertRecord = `INSERT INTO tokenvault_records (token_hash, token, key_id, kind, created, expires, lookup, sealed, aad_version)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`
@@ -380,19 +382,27 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 		return err
 	}
 	return s.tx(ctx, func(tx pgx.Tx) error {
-		if err := liveKey(ctx, tx, h, id); err != nil {
-			return err
-		}
-		// One round trip for the whole batch. Each insert does nothing on
-		// a clash with a committed row or an earlier one of the batch (a
-		// concurrent insert of the same token is waited for); the first
-		// that does nothing is the collision, and returning an error rolls
-		// back every insert before it.
+		// One round trip for the key check and the whole batch. The check
+		// comes first and locks the key row (see liveKey); if it fails,
+		// returning the error rolls back the inserts sent with it. Each
+		// insert does nothing on a clash with a committed row or an
+		// earlier one of the batch (a concurrent insert of the same token
+		// is waited for); the first that does nothing is the collision,
+		// and returning an error rolls back every insert before it.
 		b := &pgx.Batch{}
+		b.Queue(liveKeySQL, h, id[:])
 		for _, r := range recs {
 			b.Queue(insertRecord, recordArgs(r)...)
 		}
 		br := tx.SendBatch(ctx, b)
+		var one int
+		if err := br.QueryRow().Scan(&one); err != nil {
+			br.Close()
+			if errors.Is(err, pgx.ErrNoRows) {
+				return vault.ErrErased
+			}
+			return err
+		}
 		clash := -1
 		for i := range recs {
 			tag, err := br.Exec()
