@@ -130,6 +130,7 @@ func (c *Config) SetDefaults() {
 	if c.DataDir == "" {
 		c.DataDir = "tokenvault-data"
 	}
+	c.Store.SetDefaults()
 	k := &c.KEK
 	if k.Provider == "" {
 		k.Provider = KEKLocal
@@ -185,7 +186,6 @@ func (c *Config) SetDefaults() {
 	c.Auth.SetDefaults()
 	c.Auth.setPathDefaults(c.DataDir, c.KEK.Keyring.Path)
 	c.Limits.SetDefaults()
-	c.Store.SetDefaults()
 }
 
 // Validate reports every problem at once, each naming its config key.
@@ -203,6 +203,9 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		bad("data_dir: must not be empty")
 	}
+	if err := c.Store.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.Rights.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -210,9 +213,6 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Limits.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := c.Store.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	switch c.KEK.Provider {
