@@ -164,16 +164,8 @@ func New(ctx context.Context, store Store, wrapper kek.Wrapper, opts Options) (*
 	if err := opts.Rights.validate(); err != nil {
 		return nil, err
 	}
-	pending, err := store.PendingPurges(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("vault: listing interrupted erasures: %w", err)
-	}
-	for _, id := range pending {
-		c, err := store.PurgeKey(ctx, id)
-		if err != nil {
-			return nil, fmt.Errorf("vault: resuming interrupted erasure: %w", err)
-		}
-		v.log.Info("resumed interrupted erasure", "records", c.Records, "lookups", c.Lookups)
+	if _, err := v.ResumePurges(ctx); err != nil {
+		return nil, err
 	}
 	if tc, ok := store.(TokenCounter); ok {
 		n, err := tc.CountTokens(ctx)
@@ -184,6 +176,27 @@ func New(ctx context.Context, store Store, wrapper kek.Wrapper, opts Options) (*
 		v.tokensCounted = true
 	}
 	return v, nil
+}
+
+// ResumePurges finishes erasures whose purge did not (a crash between
+// shred and purge) and returns how many. New calls it; a server on a
+// store that other servers share also calls it while running, for the
+// erasures of a server that crashed meanwhile.
+func (v *Vault) ResumePurges(ctx context.Context) (int, error) {
+	pending, err := v.store.PendingPurges(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("vault: listing interrupted erasures: %w", err)
+	}
+	for i, id := range pending {
+		c, err := v.store.PurgeKey(ctx, id)
+		if err != nil {
+			return i, fmt.Errorf("vault: resuming interrupted erasure: %w", err)
+		}
+		v.recordsPurged.Add(c.Records)
+		v.tokens.Add(-c.Records)
+		v.log.Info("resumed interrupted erasure", "records", c.Records, "lookups", c.Lookups)
+	}
+	return len(pending), nil
 }
 
 // Close zeroes cached keys and the ledger key. It does not close the store.

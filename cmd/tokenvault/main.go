@@ -4,7 +4,7 @@
 // The command only wires flags and environment to the packages that do
 // the work (internal/config and internal/app for the server, client for the
 // rest), one file per command family: serve.go (serve, config check),
-// tokens.go (tokenize … erase), kek.go, auth.go (apikey, audit), rights.go
+// tokens.go (tokenize … erase), store.go (store migrate), kek.go, auth.go (apikey, audit), rights.go
 // (rights, receipts, ledger, backup, restore); clientflags.go holds what
 // the client commands share, cli.go what every command shares (flag
 // parsing with help on stdout, progress output).
@@ -25,6 +25,7 @@ const usage = `tokenvault: tokenization and field-encryption vault
 Usage:
   tokenvault serve [--config FILE] [flags]         run the gRPC service
   tokenvault config check FILE                     validate a config file
+  tokenvault store migrate --config FILE           create or upgrade the PostgreSQL store's schema
   tokenvault tokenize --subject S --kind K VALUE…  print one token per value
   tokenvault detokenize --purpose P TOKEN…         print the values
   tokenvault mask TOKEN…                           print display masks
@@ -47,7 +48,7 @@ Data-subject rights, receipts, backups (see README):
   tokenvault ledger export --to FILE               write the erasure ledger
   tokenvault backup keygen --to IDENTITY_FILE      make the age key pair for backups, print the recipient
   tokenvault backup --to FILE --recipient AGE_PUBLIC_KEY… [--incremental-from PREV]
-  tokenvault restore --from FILE… --identity FILE --data-dir DIR --ledger FILE|--ledger-from ADDR
+  tokenvault restore --from FILE… --identity FILE --data-dir DIR|--store postgres --ledger FILE|--ledger-from ADDR
                      [--keys-dir DIR | --config FILE] [--verify-key PUBKEY_FILE] [--ledger-key FILE] [--allow-unauthenticated-legacy]
 
 A VALUE of "-" is read from standard input (keeps values out of shell
@@ -78,7 +79,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		"encrypt": encrypt, "decrypt": decrypt, "erase": erase, "kek": kekCmd, "config": configCmd,
 		"export": exportCmd, "rectify": rectifyCmd, "restrict": restrictCmd(false), "unrestrict": restrictCmd(true),
 		"receipt": receiptCmd, "ledger": ledgerCmd, "backup": backupCmd, "restore": restoreCmd,
-		"apikey": apikeyCmd, "audit": auditCmd,
+		"apikey": apikeyCmd, "audit": auditCmd, "store": storeCmd,
 		"consent": consentCmd, "erasures": erasuresCmd,
 	}
 	cmd, ok := cmds[args[0]]

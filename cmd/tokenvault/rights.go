@@ -24,7 +24,6 @@ import (
 	"github.com/tokenvault/tokenvault/crypto/keyfile"
 	"github.com/tokenvault/tokenvault/internal/backup"
 	"github.com/tokenvault/tokenvault/internal/config"
-	"github.com/tokenvault/tokenvault/vault/badgerstore"
 	"github.com/tokenvault/tokenvault/vault/receipt"
 )
 
@@ -319,7 +318,8 @@ func restoreCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	var from stringList
 	fs.Var(&from, "from", "backup file; repeat: the full backup first, then its incrementals in order (required)")
 	identity := fs.String("identity", "", "age identity file that decrypts the backups (required)")
-	dataDir := fs.String("data-dir", "", "new or empty data directory to restore into (required; no server may use it)")
+	dataDir := fs.String("data-dir", "", "new or empty data directory to restore into (required for the badger store; no server may use it)")
+	storeKind := fs.String("store", "", "store to restore into: badger (--data-dir) or postgres (the migrated, empty database of TOKENVAULT_STORE_POSTGRES_DSN or --config's store.postgres.dsn); default: --config's store.provider, else badger")
 	ledgerFile := fs.String("ledger", "", "erasure ledger file from \"tokenvault ledger export\"")
 	ledgerFrom := fs.String("ledger-from", "", "fetch the erasure ledger from this live vault's address instead")
 	ledgerKey := fs.String("ledger-key", "", "the vault's erasure-ledger key file (env TOKENVAULT_LEDGER_KEY; default: from --keys-dir or --config)")
@@ -332,7 +332,8 @@ func restoreCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if err := errors.Join(noArgs(fs), required("identity", *identity), required("data-dir", *dataDir)); err != nil {
+	target, err := restoreTarget(*storeKind, *dataDir, *configFile)
+	if err := errors.Join(noArgs(fs), required("identity", *identity), err); err != nil {
 		return err
 	}
 	if len(from) == 0 {
@@ -384,7 +385,7 @@ func restoreCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 			return fmt.Errorf("--ledger-from: %w", err)
 		}
 	}
-	res, err := backup.Restore(ctx, backup.RestoreOptions{DataDir: *dataDir, Open: backup.OpenerOf(badgerstore.NewLoader), Files: from, Identities: ids,
+	res, err := backup.Restore(ctx, backup.RestoreOptions{DataDir: target.dir, Open: target.open, Files: from, Identities: ids,
 		LedgerKey: key, Ledger: ledger, LedgerSource: source, VerifyKey: pub,
 		AllowUnauthenticated: *allowLegacy, Logger: slog.New(slog.NewTextHandler(stderr, nil))})
 	if errors.Is(err, backup.ErrUnauthenticated) {
@@ -394,7 +395,7 @@ func restoreCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return err
 	}
 	fmt.Fprintf(stdout, "restored %d backup file(s) into %s: %d entries written; re-erased %d subject(s) named in the erasure ledger (%d entries left out); ledger of %d entries kept\n",
-		len(from), *dataDir, res.Entries, res.ReErased, res.Dropped, res.Ledger)
+		len(from), target.name, res.Entries, res.ReErased, res.Dropped, res.Ledger)
 	return nil
 }
 

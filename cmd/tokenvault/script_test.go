@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/base64"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -16,6 +17,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/tokenvault/tokenvault/internal/backup"
+	"github.com/tokenvault/tokenvault/internal/pgtest"
 	"github.com/tokenvault/tokenvault/internal/testpki"
 )
 
@@ -23,10 +25,15 @@ import (
 // the test binary doubles as the tokenvault binary, so "exec tokenvault
 // serve &" is a real server process, signals and all.
 func TestMain(m *testing.M) {
-	testscript.Main(m, map[string]func(){
+	// pgtest.Main stops the PostgreSQL the pgdb command started.
+	testscript.Main(pgtestM{m}, map[string]func(){
 		"tokenvault": func() { os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
 	})
 }
+
+type pgtestM struct{ m *testing.M }
+
+func (p pgtestM) Run() int { return pgtest.Main(p.m) }
 
 func TestScripts(t *testing.T) {
 	// One PKI for every script (key generation is the slow part): a CA, a
@@ -44,6 +51,7 @@ func TestScripts(t *testing.T) {
 		Dir:                 "testdata",
 		RequireExplicitExec: true,
 		RequireUniqueNames:  true,
+		Condition:           pgCondition,
 		Setup: func(e *testscript.Env) error {
 			// Free loopback addresses: two for servers, one nothing listens on.
 			for _, name := range []string{"ADDR", "ADDR2", "NOBODY"} {
@@ -71,6 +79,7 @@ func TestScripts(t *testing.T) {
 			"legacybak":  cmdLegacyBackup,
 			"b64std":     cmdB64Std,
 			"perm":       cmdPerm,
+			"pgdb":       func(ts *testscript.TestScript, neg bool, args []string) { cmdPgDB(t, ts, neg, args) },
 		},
 	})
 }
@@ -241,4 +250,33 @@ func cmdPerm(ts *testscript.TestScript, neg bool, args []string) {
 	if got := st.Mode().Perm(); got != os.FileMode(want) {
 		ts.Fatalf("%s has mode %#o, want %#o", args[0], got, want)
 	}
+}
+
+// pgdb VAR: set $VAR to the DSN of a new, empty PostgreSQL database
+// (internal/pgtest), dropped when the scripts end. Scripts guard it with
+// "[!pg] skip": see pgCondition.
+func cmdPgDB(t *testing.T, ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 1 {
+		ts.Fatalf("usage: pgdb VAR")
+	}
+	if err, _ := pgtest.Available(); err != nil {
+		ts.Fatalf("pgtest: %v (a script guards pgdb with [!pg] skip)", err)
+	}
+	ts.Setenv(args[0], pgtest.New(t).DSN)
+}
+
+// pgCondition answers [pg]: whether PostgreSQL is here for tests. Under
+// CI=true a missing one is an error (the script fails) rather than false.
+func pgCondition(cond string) (bool, error) {
+	if cond != "pg" {
+		return false, fmt.Errorf("unknown condition %q", cond)
+	}
+	err, skip := pgtest.Available()
+	if err != nil && !skip {
+		return false, err
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "pgtest:", err)
+	}
+	return err == nil, nil
 }

@@ -32,16 +32,22 @@ import (
 
 // App is a running server.
 type App struct {
-	cfg     config.Config
-	store   *badgerstore.Store
-	kek     kek.Wrapper
-	vault   *vault.Vault
-	grpc    *grpc.Server
-	health  *health.Server
-	metrics *metrics.Metrics
-	http    *http.Server
-	stopBg  context.CancelFunc
-	bg      sync.WaitGroup
+	cfg   config.Config
+	store appStore
+	// badger is store when it is the badger store (GC, disk space, size
+	// metrics, backups), else nil.
+	badger *badgerstore.Store
+	// holder names this replica in leases, held for leaseTTL (store.go).
+	holder   string
+	leaseTTL time.Duration
+	kek      kek.Wrapper
+	vault    *vault.Vault
+	grpc     *grpc.Server
+	health   *health.Server
+	metrics  *metrics.Metrics
+	http     *http.Server
+	stopBg   context.CancelFunc
+	bg       sync.WaitGroup
 
 	httpAddr   string
 	kekHealthy atomic.Bool
@@ -67,12 +73,8 @@ func Start(ctx context.Context, cfg config.Config) (a *App, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	log := cfg.Logger
-	// The store hashes and seals subject ids with the ledger key, so it is
-	// loaded (or, for a store that holds nothing made with one, created)
-	// as the store opens.
 	var ledger ledgerKey
-	store, err := badgerstore.Open(cfg.DataDir, badgerstore.Options{LoadIDKey: ledger.loader(cfg.Rights.LedgerKeyFile)}, log)
+	store, bs, err := openStore(ctx, cfg, &ledger)
 	if err != nil {
 		ledger.key.Zero()
 		return nil, err
@@ -87,7 +89,7 @@ func Start(ctx context.Context, cfg config.Config) (a *App, err error) {
 		ledger.key.Zero()
 		return nil, err
 	}
-	a, err = start(ctx, cfg, store, ledger, wrapper, created)
+	a, err = start(ctx, cfg, store, bs, ledger, wrapper, created)
 	if err != nil {
 		closeKEK(wrapper)
 	}
@@ -156,7 +158,9 @@ func closeKEK(w kek.Wrapper) {
 	}
 }
 
-func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, ledger ledgerKey, wrapper kek.Wrapper, created bool) (_ *App, err error) {
+// start serves over store; bs is the same store when it is the badger
+// one (nil otherwise), for what only badger has.
+func start(ctx context.Context, cfg config.Config, store appStore, bs *badgerstore.Store, ledger ledgerKey, wrapper kek.Wrapper, created bool) (_ *App, err error) {
 	// undo releases, in reverse order, what was opened before a failure.
 	var undo []func()
 	defer func() {
@@ -213,14 +217,17 @@ func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, led
 	gs, hs := grpcserver.NewGRPCServer(srv, admin, append(m.ServerOptions(), secOpts...)...)
 	// Backups are signed with the receipt key and ledger exports MACed
 	// with the ledger key, so that a restore can refuse forgeries.
+	src, _ := store.(backup.Source) // nil: the store cannot be backed up
 	pb.RegisterBackupAdminServer(gs, grpcserver.NewBackupAdmin(v,
-		backup.NewService(store, v, backup.Keys{Signing: rk.signing, Ledger: rk.ledger}), cfg.Logger))
+		backup.NewService(src, v, backup.Keys{Signing: rk.signing, Ledger: rk.ledger}), cfg.Logger))
 	m.GRPC.InitializeMetrics(gs)
 	m.WatchVault(v)
-	m.WatchStoreSize(store)
+	if bs != nil {
+		m.WatchStoreSize(bs)
+	}
 	m.WatchErasures(v.ErasureBacklog)
 	bg, stopBg := context.WithCancel(context.Background())
-	a := &App{cfg: cfg, store: store, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis, metrics: m, sec: sec,
+	a := &App{cfg: cfg, store: store, badger: bs, holder: leaseHolder(), leaseTTL: defaultLeaseTTL, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis, metrics: m, sec: sec,
 		served: make(chan error, 1), Created: created, stopBg: stopBg, pprof: stopPprof}
 	a.kekHealthy.Store(true)
 	if err := a.startConsole(srv, admin, v); err != nil {
@@ -229,7 +236,7 @@ func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, led
 	}
 	undo = append(undo, a.stopConsole)
 	m.WatchDiskFull(a.diskFull.Load)
-	for _, job := range []func(context.Context){a.watchKEK, a.watchSpace, a.maintain, a.purgeExpired, a.trimErasureEvents,
+	for _, job := range []func(context.Context){a.watchKEK, a.watchSpace, a.maintain, a.purgeExpired, a.resumePurges, a.trimErasureEvents,
 		func(ctx context.Context) { sec.pollPolicy(ctx, cfg.Auth.PolicyPollInterval) }} {
 		a.bg.Add(1)
 		go func() { defer a.bg.Done(); job(bg) }()
@@ -240,7 +247,7 @@ func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, led
 		go a.http.Serve(httpLis)
 	}
 	go func() { a.served <- gs.Serve(lis) }()
-	cfg.Logger.Info("tokenvault serving", "addr", lis.Addr().String(), "metrics", a.httpAddr, "data_dir", cfg.DataDir, "kek", cfg.KEK.Provider)
+	cfg.Logger.Info("tokenvault serving", "addr", lis.Addr().String(), "metrics", a.httpAddr, "store", cfg.Store.Provider, "data_dir", cfg.DataDir, "kek", cfg.KEK.Provider)
 	return a, nil
 }
 
@@ -257,11 +264,14 @@ func (a *App) ready() error {
 	if _, err := a.store.HasSubjectKeys(ctx); err != nil {
 		return errors.New("store unavailable")
 	}
-	if err := a.store.StorageFull(); err != nil {
-		if errors.Is(err, vault.ErrStorageFull) {
-			return fmt.Errorf("%w: writes are refused until space is freed (reads still work)", vault.ErrStorageFull)
+	// Free space is badger's; a database server watches its own disk.
+	if a.badger != nil {
+		if err := a.badger.StorageFull(); err != nil {
+			if errors.Is(err, vault.ErrStorageFull) {
+				return fmt.Errorf("%w: writes are refused until space is freed (reads still work)", vault.ErrStorageFull)
+			}
+			return errors.New("store: cannot measure free space")
 		}
-		return errors.New("store: cannot measure free space")
 	}
 	if !a.kekHealthy.Load() {
 		return errors.New("key-encryption key provider unavailable")
@@ -277,8 +287,11 @@ const spaceInterval = time.Second
 // lack of space (reveals still work; /readyz says why), and SERVING again
 // once space is freed, without a restart.
 func (a *App) watchSpace(ctx context.Context) {
+	if a.badger == nil {
+		return // a database server watches its own disk
+	}
 	every(ctx, spaceInterval, true, func() {
-		full := errors.Is(a.store.StorageFull(), vault.ErrStorageFull)
+		full := errors.Is(a.badger.StorageFull(), vault.ErrStorageFull)
 		if a.diskFull.Swap(full) != full {
 			a.updateHealth()
 		}
@@ -299,11 +312,11 @@ func (a *App) updateHealth() {
 
 // maintain runs store GC on a schedule, with its effect in metrics.
 func (a *App) maintain(ctx context.Context) {
-	if a.cfg.Maintenance.GCInterval <= 0 {
-		return
+	if a.cfg.Maintenance.GCInterval <= 0 || a.badger == nil {
+		return // PostgreSQL vacuums on its own
 	}
 	every(ctx, a.cfg.Maintenance.GCInterval, false, func() {
-		n, err := a.store.RunGC(a.cfg.Maintenance.GCDiscardRatio)
+		n, err := a.badger.RunGC(a.cfg.Maintenance.GCDiscardRatio)
 		a.metrics.ObserveGC(n, err)
 		if err != nil {
 			a.cfg.Logger.Warn("store GC failed", "err", err)
@@ -401,6 +414,7 @@ func (a *App) stop() error {
 	if a.http != nil {
 		a.http.Close()
 	}
+	a.releaseLeases()
 	auditErr := a.sec.close() // after the drain: the last calls are audited
 	a.vault.Close()
 	closeKEK(a.kek)

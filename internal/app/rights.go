@@ -70,13 +70,16 @@ func rightsOptions(c config.RightsConfig, k rightsKeys, backupRetention time.Dur
 // purgeExpired purges expired tokens every interval until ctx ends.
 func (a *App) purgeExpired(ctx context.Context) {
 	every(ctx, a.cfg.Rights.PurgeInterval, true, func() {
-		n, err := a.vault.PurgeExpired(ctx)
-		switch {
-		case ctx.Err() != nil:
-		case err != nil:
-			a.cfg.Logger.Error("purging expired tokens", "err", err)
-		case n > 0:
-			a.cfg.Logger.Info("purged expired tokens", "records", n)
-		}
+		// On a shared store, one replica at a time (store.go).
+		a.once(ctx, "expiry-purge", func(ctx context.Context) {
+			n, err := a.vault.PurgeExpired(ctx)
+			switch {
+			case ctx.Err() != nil:
+			case err != nil:
+				a.cfg.Logger.Error("purging expired tokens", "err", err)
+			case n > 0:
+				a.cfg.Logger.Info("purged expired tokens", "records", n)
+			}
+		})
 	})
 }

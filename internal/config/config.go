@@ -36,6 +36,8 @@ type Config struct {
 	Listen string `yaml:"listen"`
 	// DataDir holds the badger store (default ./tokenvault-data).
 	DataDir string `yaml:"data_dir"`
+	// Store selects the store: badger in DataDir, or PostgreSQL (store.go).
+	Store StoreConfig `yaml:"store"`
 	// AllowPlaintextNonLoopback permits serving plaintext gRPC on a
 	// non-loopback address. Off by default: values and tokens would cross
 	// the network in the clear.
@@ -134,6 +136,7 @@ func (c *Config) SetDefaults() {
 	if c.DataDir == "" {
 		c.DataDir = "tokenvault-data"
 	}
+	c.Store.SetDefaults()
 	k := &c.KEK
 	if k.Provider == "" {
 		k.Provider = KEKLocal
@@ -207,6 +210,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		bad("data_dir: must not be empty")
+	}
+	if err := c.Store.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Rights.Validate(); err != nil {
 		errs = append(errs, err)

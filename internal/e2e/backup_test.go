@@ -98,7 +98,7 @@ func grepDir(t *testing.T, dir string, needle []byte) []string { return testfs.G
 // B, back up, erase A, restore the old backup into a fresh directory: A
 // stays erased on every API path, B is intact, and no file holds A's
 // plaintext or A's wrapped data key.
-func TestBackupEraseRestore(t *testing.T) { withEachKEK(t, backupEraseRestore) }
+func TestBackupEraseRestore(t *testing.T) { withEachKEKOnBadger(t, backupEraseRestore) }
 
 func backupEraseRestore(t *testing.T, e *env) {
 	a, c := e.start(t)

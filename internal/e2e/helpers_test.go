@@ -18,7 +18,9 @@ import (
 	"github.com/tokenvault/tokenvault/crypto/kek/hcvault"
 	"github.com/tokenvault/tokenvault/internal/app"
 	"github.com/tokenvault/tokenvault/internal/config"
+	"github.com/tokenvault/tokenvault/internal/pgtest"
 	"github.com/tokenvault/tokenvault/internal/vaulttest"
+	"github.com/tokenvault/tokenvault/vault/pgstore"
 	"github.com/tokenvault/tokenvault/vault/receipt"
 )
 
@@ -31,6 +33,7 @@ type env struct {
 	vaultCfg         hcvault.Config
 	retention        time.Duration // backup retention; 0 for the default
 	purgeInterval    time.Duration // expired-token purge; 0 for the default
+	pgDSN            string        // the PostgreSQL store's database; "" for badger
 }
 
 // newEnv uses the local age keyring.
@@ -50,8 +53,30 @@ func newVaultEnv(t *testing.T) *env {
 	return e
 }
 
-// withEachKEK runs fn against the local keyring and against Vault transit.
+// newPostgresEnv uses the PostgreSQL store on a fresh, migrated database
+// of a real server (skipped locally without one, mandatory in CI; see
+// internal/pgtest), with the local keyring.
+func newPostgresEnv(t *testing.T) *env {
+	db := pgtest.New(t)
+	if _, _, err := pgstore.Migrate(context.Background(), db.DSN); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t)
+	e.pgDSN = db.DSN
+	return e
+}
+
+// withEachKEK runs fn against the local keyring and against Vault transit
+// (badger store), and with the local keyring on the PostgreSQL store.
 func withEachKEK(t *testing.T, fn func(t *testing.T, e *env)) {
+	t.Run("kek=local", func(t *testing.T) { fn(t, newEnv(t)) })
+	t.Run("kek=vault", func(t *testing.T) { fn(t, newVaultEnv(t)) })
+	t.Run("store=postgres", func(t *testing.T) { fn(t, newPostgresEnv(t)) })
+}
+
+// withEachKEKOnBadger is withEachKEK for tests that read badger's data
+// directory or back it up incrementally: the badger store only.
+func withEachKEKOnBadger(t *testing.T, fn func(t *testing.T, e *env)) {
 	t.Run("kek=local", func(t *testing.T) { fn(t, newEnv(t)) })
 	t.Run("kek=vault", func(t *testing.T) { fn(t, newVaultEnv(t)) })
 }
@@ -72,6 +97,9 @@ func (e *env) config() config.Config {
 	cfg.Rights.PurgeInterval = e.purgeInterval
 	if e.vault != nil {
 		cfg.KEK.Provider, cfg.KEK.Vault = config.KEKVault, e.vaultCfg
+	}
+	if e.pgDSN != "" {
+		cfg.Store = config.StoreConfig{Provider: config.StorePostgres, Postgres: config.PostgresConfig{DSN: e.pgDSN}}
 	}
 	return cfg
 }

@@ -16,7 +16,7 @@ import (
 // TestRotationKillsOldBackups is the backup half of erasure, end to end:
 // a raw copy of the data directory taken before an erasure becomes useless
 // once the KEK is rotated, every key rewrapped and the old version retired.
-func TestRotationKillsOldBackups(t *testing.T) { withEachKEK(t, rotationKillsOldBackups) }
+func TestRotationKillsOldBackups(t *testing.T) { withEachKEKOnBadger(t, rotationKillsOldBackups) }
 
 func rotationKillsOldBackups(t *testing.T, e *env) {
 	e.retention = time.Millisecond

@@ -37,13 +37,21 @@ type Store struct {
 	// NewTarget names a new, unused place for a store (for a store in a
 	// directory: a path under t.TempDir()).
 	NewTarget func(t *testing.T) string
+	// FullOnly: the store takes full backups only (PostgreSQL keeps no
+	// entry versions): an incremental backup must be refused with an
+	// error that matches errors.ErrUnsupported, instead of restored.
+	FullOnly bool
 }
 
 // Run runs the suite.
 func Run(t *testing.T, s Store) {
 	t.Run("FullBackup", func(t *testing.T) { fullBackup(t, newEnv(t, s)) })
 	t.Run("ErasedAfterBackup", func(t *testing.T) { erasedAfterBackup(t, newEnv(t, s)) })
-	t.Run("Incremental", func(t *testing.T) { incremental(t, newEnv(t, s)) })
+	if s.FullOnly {
+		t.Run("IncrementalRefused", func(t *testing.T) { incrementalRefused(t, newEnv(t, s)) })
+	} else {
+		t.Run("Incremental", func(t *testing.T) { incremental(t, newEnv(t, s)) })
+	}
 	t.Run("Refusals", func(t *testing.T) { refusals(t, newEnv(t, s)) })
 }
 
@@ -329,6 +337,17 @@ func erasedAfterBackup(t *testing.T, e *env) {
 // was added, rectified, restricted and erased between them is as the live
 // store had it, and a subject id used again after its erasure keeps its
 // new key.
+func incrementalRefused(t *testing.T, e *env) {
+	l := e.open(t, e.s.NewTarget(t))
+	tokenize(t, l.v, "subject-a", fieldsA)
+	_, h1 := e.takeBackup(t, l, 0)
+	_, _, _, err := l.backups.Backup(context.Background(), []string{e.id.Recipient().String()}, h1.Next,
+		func([]byte, int64, int64) error { return nil })
+	if !errors.Is(err, errors.ErrUnsupported) {
+		t.Fatalf("incremental backup of a full-only store: %v, want an ErrUnsupported", err)
+	}
+}
+
 func incremental(t *testing.T, e *env) {
 	ctx := context.Background()
 	l := e.open(t, e.s.NewTarget(t))

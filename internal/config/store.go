@@ -1,0 +1,67 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// Store provider names (store.provider).
+const (
+	StoreBadger   = "badger"
+	StorePostgres = "postgres"
+)
+
+// StoreConfig is the "store" section: where tokens and subject keys live.
+type StoreConfig struct {
+	// Provider is "badger" (default: the embedded store in data_dir, one
+	// process) or "postgres" (a PostgreSQL database several replicas
+	// share).
+	Provider string `yaml:"provider"`
+	// Postgres configures the PostgreSQL store.
+	Postgres PostgresConfig `yaml:"postgres"`
+}
+
+// PostgresConfig configures the PostgreSQL store (store.postgres).
+type PostgresConfig struct {
+	// DSN is a libpq connection string or postgres:// URL. It may hold a
+	// password: best given as TOKENVAULT_STORE_POSTGRES_DSN, never
+	// logged. TLS is the DSN's: sslmode=verify-full with sslrootcert=FILE
+	// (and sslcert/sslkey for client certificates). Several hosts with
+	// target_session_attrs=read-write find the primary after a failover.
+	DSN string `yaml:"dsn"`
+	// MaxConns bounds the connection pool of one replica (default 16).
+	MaxConns int `yaml:"max_conns"`
+}
+
+// SetDefaults fills unset fields.
+func (c *StoreConfig) SetDefaults() {
+	if c.Provider == "" {
+		c.Provider = StoreBadger
+	}
+	if c.Provider == StorePostgres && c.Postgres.MaxConns == 0 {
+		c.Postgres.MaxConns = 16
+	}
+}
+
+// Validate names the offending key. It never quotes the DSN (a secret).
+func (c *StoreConfig) Validate() error {
+	var errs []error
+	switch c.Provider {
+	case StoreBadger:
+	case StorePostgres:
+		dsn := strings.TrimSpace(c.Postgres.DSN)
+		switch {
+		case dsn == "":
+			errs = append(errs, errors.New("store.postgres.dsn: must be set with store.provider postgres (or TOKENVAULT_STORE_POSTGRES_DSN)"))
+		case !strings.Contains(dsn, "=") && !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://"):
+			errs = append(errs, errors.New("store.postgres.dsn: not a key=value connection string or postgres:// URL"))
+		}
+		if c.Postgres.MaxConns < 1 || c.Postgres.MaxConns > 1000 {
+			errs = append(errs, fmt.Errorf("store.postgres.max_conns: must be between 1 and 1000, not %d", c.Postgres.MaxConns))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("store.provider: %q is not %q or %q", c.Provider, StoreBadger, StorePostgres))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,623 @@
+// Package pgstore is the PostgreSQL [vault.Store], on [pgx] (pgxpool):
+// the scale-out store that several tokenvault replicas share.
+//
+// The schema is versioned and embedded (schema/NNNN_*.sql, applied by
+// [Migrate], recorded in tokenvault_schema_version); [Open] refuses a
+// database whose schema is older or newer than this binary's. No table or
+// index holds a subject id in the clear (see schema/0001_init.sql):
+// subjects are addressed by [vault.StoreSubjectHash] and the id is kept
+// sealed under [vault.StoreSealKey], as in the badger store's layout 2.
+//
+// Uniqueness of tokens (across every kind and subject) and of
+// deterministic lookups is the database's: primary key and unique
+// constraints, written with ON CONFLICT DO NOTHING so that a clash is
+// seen, reported as a [vault.CollisionError] and the whole batch rolled
+// back, never overwritten. Every write is one transaction committed with
+// synchronous_commit as the server has it (on by default): what is
+// acknowledged is durable. Concurrent writes run on separate pooled
+// connections, so durability does not serialize them; a batch of records
+// goes to the server as one [pgx.Batch].
+//
+// The store is shared: it does not implement [vault.ExclusiveStore], so
+// the vault reads a subject's key from the database on every request and
+// an erasure or restriction made through another replica holds at once,
+// whatever this replica has cached. Background jobs that must run on one
+// replica at a time take a lease ([Store.TryLease]).
+//
+// Statements stay within what PostgreSQL-compatible distributed engines
+// (CockroachDB, YugabyteDB) also support: no advisory locks, no
+// LISTEN/NOTIFY, plain types.
+//
+// [pgx]: https://github.com/jackc/pgx
+package pgstore
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/tokenvault/tokenvault/crypto/aead"
+	"github.com/tokenvault/tokenvault/vault"
+	"github.com/tokenvault/tokenvault/vault/format"
+)
+
+var (
+	_ vault.Store        = (*Store)(nil)
+	_ vault.RightsStore  = (*Store)(nil)
+	_ vault.LedgerStore  = (*Store)(nil)
+	_ vault.KeyScanStore = (*Store)(nil)
+	_ vault.TokenCounter = (*Store)(nil)
+)
+
+const (
+	ledgerHashSize = 32
+	// maxWrapped bounds a stored wrapped key, as in the badger store.
+	maxWrapped = 4096
+	// purgeBatch bounds one purge or ledger transaction.
+	purgeBatch = 1000
+	// retries bounds re-running a transaction that lost a race the
+	// database reports as an error (a serialization failure, or a unique
+	// violation of a row committed after our check).
+	retries = 16
+)
+
+// Options tune the store.
+type Options struct {
+	// IDKey hashes and seals subject ids: the vault's ledger key (see
+	// [vault.StoreSubjectHash]). The store keeps a copy. Nil stands for a
+	// fixed, public key, for tests only. A database written with one key
+	// refuses every other ([ErrWrongIDKey]).
+	IDKey *aead.Key
+	// LoadIDKey, if set, is asked for IDKey once the database is open,
+	// with whether it already holds anything made with a key (the key
+	// check or erasure-ledger entries): a missing key file must then not
+	// be replaced by a new key. The store zeroes nothing it returns.
+	LoadIDKey func(keyed bool) (*aead.Key, error)
+	// MaxConns bounds the connection pool (0: pgxpool's default, the
+	// larger of 4 and the number of CPUs).
+	MaxConns int32
+	Logger   *slog.Logger
+}
+
+// Store is the PostgreSQL store.
+type Store struct {
+	pool *pgxpool.Pool
+	// q runs the read statements: the pool, or for a backup one
+	// read-only transaction (backup.go).
+	q   querier
+	log *slog.Logger
+	ids *idKeys
+}
+
+// querier is what pgxpool.Pool and pgx.Tx share.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// ErrWrongIDKey: the database was written with another subject-id key
+// (the vault's ledger key) than the one the store was opened with.
+var ErrWrongIDKey = errors.New("pgstore: the database was written with another ledger key (subject ids are hashed with it): every replica must use the same ledger.key")
+
+// Open connects to the database named by dsn and checks its schema
+// version and subject-id key. The DSN is never logged or put into an
+// error (it may hold a password).
+func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	pool, err := openPool(ctx, dsn, opts.MaxConns)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkSchema(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	k := opts.IDKey
+	if opts.LoadIDKey != nil {
+		has, err := keyed(ctx, pool)
+		if err == nil {
+			k, err = opts.LoadIDKey(has)
+		}
+		if err == nil && k == nil {
+			err = errors.New("pgstore: no subject-id key")
+		}
+		if err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
+	ids, err := newIDKeys(k)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	s := &Store{pool: pool, q: pool, log: opts.Logger.With("component", "pgstore"), ids: ids}
+	if err := s.checkIDKey(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	var restoring bool
+	if err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tokenvault_meta WHERE name = $1)`, restoreMark).Scan(&restoring); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	if restoring {
+		s.Close()
+		return nil, ErrRestoring
+	}
+	return s, nil
+}
+
+// openPool parses dsn and connects. pgx handles TLS (sslmode,
+// sslrootcert, ...) and multi-host DSNs (target_session_attrs).
+func openPool(ctx context.Context, dsn string, maxConns int32) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		// pgx's parse errors quote the DSN (password masked, but not
+		// every secret a DSN can hold is a password field): none of it.
+		return nil, errors.New("pgstore: the DSN is not a valid PostgreSQL connection string (key=value or postgres:// URL)")
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pgstore: connecting to the database: %w", err)
+	}
+	return pool, nil
+}
+
+// Close closes the pool and zeroes the store's keys.
+func (s *Store) Close() error {
+	s.pool.Close()
+	s.ids.zero()
+	return nil
+}
+
+// keyed reports whether the database holds anything made with a
+// subject-id key.
+func keyed(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
+	var has bool
+	err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tokenvault_meta WHERE name = 'id_key_check') OR EXISTS (SELECT 1 FROM tokenvault_ledger)`).Scan(&has)
+	if err != nil {
+		return false, fmt.Errorf("pgstore: %w", err)
+	}
+	return has, nil
+}
+
+func (s *Store) checkIDKey(ctx context.Context) error {
+	check, err := s.ids.check()
+	if err != nil {
+		return err
+	}
+	if _, err := s.pool.Exec(ctx, `INSERT INTO tokenvault_meta (name, value) VALUES ('id_key_check', $1) ON CONFLICT (name) DO NOTHING`, check); err != nil {
+		return fmt.Errorf("pgstore: %w", err)
+	}
+	var stored []byte
+	if err := s.pool.QueryRow(ctx, `SELECT value FROM tokenvault_meta WHERE name = 'id_key_check'`).Scan(&stored); err != nil {
+		return fmt.Errorf("pgstore: %w", err)
+	}
+	if string(stored) != string(check) {
+		return ErrWrongIDKey
+	}
+	return nil
+}
+
+func tokenHash(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}
+
+// tx runs fn in a transaction, again when the database reports a race
+// it lost (see retries).
+func (s *Store) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	var err error
+	for range retries {
+		err = pgx.BeginFunc(ctx, s.pool, fn)
+		if !retryable(err) {
+			return err
+		}
+	}
+	return err
+}
+
+func retryable(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && (pe.Code == "40001" || pe.Code == "40P01" || pe.Code == "23505")
+}
+
+// hashOf is subject's hash, the key of its row.
+func (s *Store) hashOf(subject string) ([]byte, error) { return s.ids.hash(subject) }
+
+func notFound(err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return vault.ErrNotFound
+	}
+	return err
+}
+
+func (s *Store) SubjectKey(ctx context.Context, subject string) (vault.SubjectKey, error) {
+	h, err := s.hashOf(subject)
+	if err != nil {
+		return vault.SubjectKey{}, err
+	}
+	var sk vault.SubjectKey
+	var id []byte
+	var restricted *time.Time
+	err = s.q.QueryRow(ctx, `SELECT key_id, wrapped, created, restricted FROM tokenvault_subject_keys WHERE subject_hash = $1`, h).
+		Scan(&id, &sk.Wrapped, &sk.Created, &restricted)
+	if err != nil {
+		return sk, notFound(err)
+	}
+	return finishKey(sk, id, restricted)
+}
+
+func finishKey(sk vault.SubjectKey, id []byte, restricted *time.Time) (vault.SubjectKey, error) {
+	if len(id) != len(sk.ID) {
+		return sk, fmt.Errorf("%w: key id of %d bytes", vault.ErrCorrupt, len(id))
+	}
+	copy(sk.ID[:], id)
+	sk.Created = sk.Created.UTC()
+	if restricted != nil {
+		sk.Restricted = restricted.UTC()
+	}
+	return sk, nil
+}
+
+func (s *Store) SubjectKeyByID(ctx context.Context, id vault.KeyID) (string, vault.SubjectKey, error) {
+	var sk vault.SubjectKey
+	var rid, sealed []byte
+	var restricted *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT key_id, wrapped, created, restricted, sealed_subject FROM tokenvault_subject_keys WHERE key_id = $1`, id[:]).
+		Scan(&rid, &sk.Wrapped, &sk.Created, &restricted, &sealed)
+	if err != nil {
+		return "", sk, notFound(err)
+	}
+	if sk, err = finishKey(sk, rid, restricted); err != nil {
+		return "", sk, err
+	}
+	subject, err := s.ids.openSubject(id, sealed)
+	return subject, sk, err
+}
+
+func (s *Store) CreateSubjectKey(ctx context.Context, subject string, sk vault.SubjectKey) (vault.SubjectKey, error) {
+	if len(sk.Wrapped) == 0 || len(sk.Wrapped) > maxWrapped {
+		return sk, fmt.Errorf("pgstore: wrapped key size %d out of range", len(sk.Wrapped))
+	}
+	h, err := s.hashOf(subject)
+	if err != nil {
+		return sk, err
+	}
+	sealed, err := s.ids.sealSubject(sk.ID, subject)
+	if err != nil {
+		return sk, err
+	}
+	for range retries {
+		tag, err := s.pool.Exec(ctx, `INSERT INTO tokenvault_subject_keys (subject_hash, key_id, wrapped, created, sealed_subject)
+			VALUES ($1, $2, $3, $4, $5) ON CONFLICT (subject_hash) DO NOTHING`, h, sk.ID[:], sk.Wrapped, sk.Created, sealed)
+		if err != nil {
+			return sk, fmt.Errorf("pgstore: storing subject key: %w", err)
+		}
+		if tag.RowsAffected() == 1 {
+			return sk, nil
+		}
+		// A concurrent first use stored its key first: use that one
+		// (unless it was erased meanwhile; then try again).
+		existing, err := s.SubjectKey(ctx, subject)
+		if !errors.Is(err, vault.ErrNotFound) {
+			return existing, err
+		}
+	}
+	return sk, errors.New("pgstore: storing subject key: lost too many races")
+}
+
+// liveKey locks the subject's key row for the transaction if its key is
+// still id (FOR SHARE: concurrent writers of the subject do not wait for
+// each other, a shred's DELETE waits for them), ErrErased otherwise.
+func liveKey(ctx context.Context, tx pgx.Tx, h []byte, id vault.KeyID) error {
+	var one int
+	err := tx.QueryRow(ctx, liveKeySQL, h, id[:]).Scan(&one)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return vault.ErrErased
+	}
+	return err
+}
+
+const liveKeySQL = `SELECT 1 FROM tokenvault_subject_keys WHERE subject_hash = $1 AND key_id = $2 FOR SHARE`
+
+const insertRecord = `INSERT INTO tokenvault_records (token_hash, token, key_id, kind, created, expires, lookup, sealed, aad_version)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`
+
+func recordArgs(r vault.Record) []any {
+	return []any{tokenHash(r.Token), []byte(r.Token), r.KeyID[:], int64(r.Kind), r.Created, optTime(r.Expires), optBytes(r.Lookup), r.Sealed, int64(r.AADVersion)}
+}
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	return &t
+}
+
+func optBytes(b []byte) []byte {
+	if b == nil {
+		return nil
+	}
+	return b
+}
+
+func checkRecord(r vault.Record, id vault.KeyID) error {
+	switch {
+	case r.KeyID != id:
+		return errors.New("pgstore: record under another key")
+	case r.AADVersion != vault.RecordAADv1 && r.AADVersion != vault.RecordAADv2:
+		return fmt.Errorf("pgstore: record of unknown AAD version %d", r.AADVersion)
+	case r.Lookup != nil && len(r.Lookup) != 32:
+		return fmt.Errorf("pgstore: lookup key of %d bytes", len(r.Lookup))
+	}
+	return nil
+}
+
+func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, recs []vault.Record) error {
+	for _, r := range recs {
+		if err := checkRecord(r, id); err != nil {
+			return err
+		}
+	}
+	h, err := s.hashOf(subject)
+	if err != nil {
+		return err
+	}
+	return s.tx(ctx, func(tx pgx.Tx) error {
+		// One round trip for the key check and the whole batch. The check
+		// comes first and locks the key row (see liveKey); if it fails,
+		// returning the error rolls back the inserts sent with it. Each
+		// insert does nothing on a clash with a committed row or an
+		// earlier one of the batch (a concurrent insert of the same token
+		// is waited for); the first that does nothing is the collision,
+		// and returning an error rolls back every insert before it.
+		b := &pgx.Batch{}
+		b.Queue(liveKeySQL, h, id[:])
+		for _, r := range recs {
+			b.Queue(insertRecord, recordArgs(r)...)
+		}
+		br := tx.SendBatch(ctx, b)
+		var one int
+		if err := br.QueryRow().Scan(&one); err != nil {
+			br.Close()
+			if errors.Is(err, pgx.ErrNoRows) {
+				return vault.ErrErased
+			}
+			return err
+		}
+		clash := -1
+		for i := range recs {
+			tag, err := br.Exec()
+			if err != nil {
+				br.Close()
+				return err
+			}
+			if tag.RowsAffected() == 0 {
+				clash = i
+				break
+			}
+		}
+		if err := br.Close(); err != nil {
+			return err
+		}
+		if clash < 0 {
+			return nil
+		}
+		var tokenTaken bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tokenvault_records WHERE token_hash = $1)`, tokenHash(recs[clash].Token)).Scan(&tokenTaken); err != nil {
+			return err
+		}
+		return &vault.CollisionError{Index: clash, Lookup: !tokenTaken}
+	})
+}
+
+const recordColumns = `token, key_id, kind, created, expires, lookup, sealed, aad_version`
+
+func scanRecord(row pgx.Row) (vault.Record, error) {
+	var r vault.Record
+	var token, id []byte
+	var kind, aad int64
+	var expires *time.Time
+	if err := row.Scan(&token, &id, &kind, &r.Created, &expires, &r.Lookup, &r.Sealed, &aad); err != nil {
+		return r, notFound(err)
+	}
+	if len(id) != len(r.KeyID) || kind < 0 || kind > 255 || (aad != vault.RecordAADv1 && aad != vault.RecordAADv2) {
+		return r, fmt.Errorf("%w: token record", vault.ErrCorrupt)
+	}
+	r.Token = string(token)
+	copy(r.KeyID[:], id)
+	r.Kind = format.Kind(kind)
+	r.AADVersion = int(aad)
+	r.Created = r.Created.UTC()
+	if expires != nil {
+		r.Expires = expires.UTC()
+	}
+	return r, nil
+}
+
+func (s *Store) Record(ctx context.Context, token string) (vault.Record, error) {
+	return scanRecord(s.pool.QueryRow(ctx, `SELECT `+recordColumns+` FROM tokenvault_records WHERE token_hash = $1`, tokenHash(token)))
+}
+
+func (s *Store) DeleteRecord(ctx context.Context, token string) error {
+	// The lookup and the expiry index entry are the row's own columns.
+	tag, err := s.pool.Exec(ctx, `DELETE FROM tokenvault_records WHERE token_hash = $1`, tokenHash(token))
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return vault.ErrNotFound
+	}
+	return nil
+}
+
+func (s *Store) Lookup(ctx context.Context, id vault.KeyID, lookup []byte) (string, error) {
+	var token []byte
+	err := s.pool.QueryRow(ctx, `SELECT token FROM tokenvault_records WHERE key_id = $1 AND lookup = $2`, id[:], lookup).Scan(&token)
+	return string(token), notFound(err)
+}
+
+func (s *Store) ShredSubject(ctx context.Context, subject string, ledger vault.LedgerEntry) (vault.KeyID, error) {
+	var id vault.KeyID
+	if ledger.Hash != nil && len(ledger.Hash) != ledgerHashSize {
+		return id, fmt.Errorf("pgstore: ledger hash of %d bytes, want %d", len(ledger.Hash), ledgerHashSize)
+	}
+	h, err := s.hashOf(subject)
+	if err != nil {
+		return id, err
+	}
+	err = s.tx(ctx, func(tx pgx.Tx) error {
+		// The key row carries the restriction mark and the sealed id:
+		// deleting it is the crypto-shred.
+		var rid []byte
+		if err := tx.QueryRow(ctx, `DELETE FROM tokenvault_subject_keys WHERE subject_hash = $1 RETURNING key_id`, h).Scan(&rid); err != nil {
+			return notFound(err)
+		}
+		if copy(id[:], rid) != len(id) {
+			return fmt.Errorf("%w: key id", vault.ErrCorrupt)
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO tokenvault_pending_purges (key_id, shredded_at) VALUES ($1, now()) ON CONFLICT (key_id) DO NOTHING`, id[:]); err != nil {
+			return err
+		}
+		if ledger.Hash != nil {
+			return putLedger(ctx, tx, ledger)
+		}
+		return nil
+	})
+	return id, err
+}
+
+func putLedger(ctx context.Context, tx pgx.Tx, e vault.LedgerEntry) error {
+	if len(e.Hash) != ledgerHashSize {
+		return fmt.Errorf("pgstore: ledger hash of %d bytes, want %d", len(e.Hash), ledgerHashSize)
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO tokenvault_ledger (hash, erased_at) VALUES ($1, $2)
+		ON CONFLICT (hash) DO UPDATE SET erased_at = GREATEST(tokenvault_ledger.erased_at, excluded.erased_at)`, e.Hash, e.ErasedAt)
+	return err
+}
+
+func (s *Store) PurgeKey(ctx context.Context, id vault.KeyID) (vault.PurgeCounts, error) {
+	var c vault.PurgeCounts
+	for {
+		var n, lookups int64
+		// In batches, so no transaction grows with the subject's data.
+		err := s.pool.QueryRow(ctx, `WITH gone AS (
+				DELETE FROM tokenvault_records WHERE token_hash IN
+					(SELECT token_hash FROM tokenvault_records WHERE key_id = $1 LIMIT $2)
+				RETURNING lookup)
+			SELECT count(*), count(lookup) FROM gone`, id[:], purgeBatch).Scan(&n, &lookups)
+		if err != nil {
+			return c, err
+		}
+		c.Records += n
+		c.Lookups += lookups
+		if n < purgeBatch {
+			break
+		}
+	}
+	_, err := s.pool.Exec(ctx, `DELETE FROM tokenvault_pending_purges WHERE key_id = $1`, id[:])
+	return c, err
+}
+
+func (s *Store) PendingPurges(ctx context.Context) ([]vault.KeyID, error) {
+	rows, err := s.pool.Query(ctx, `SELECT key_id FROM tokenvault_pending_purges ORDER BY key_id`)
+	if err != nil {
+		return nil, err
+	}
+	var ids []vault.KeyID
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			return nil, err
+		}
+		var id vault.KeyID
+		if copy(id[:], b) != len(id) || len(b) != len(id) {
+			rows.Close()
+			return nil, fmt.Errorf("%w: pending-purge key id", vault.ErrCorrupt)
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
+func (s *Store) SubjectKeys(ctx context.Context, after string, limit int) ([]vault.SubjectEntry, error) {
+	start := []byte{}
+	if after != "" {
+		var err error
+		if start, err = s.hashOf(after); err != nil {
+			return nil, err
+		}
+	}
+	rows, err := s.q.Query(ctx, `SELECT key_id, wrapped, created, restricted, sealed_subject FROM tokenvault_subject_keys
+		WHERE subject_hash > $1 ORDER BY subject_hash LIMIT $2`, start, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []vault.SubjectEntry
+	for rows.Next() {
+		var sk vault.SubjectKey
+		var id, sealed []byte
+		var restricted *time.Time
+		if err := rows.Scan(&id, &sk.Wrapped, &sk.Created, &restricted, &sealed); err != nil {
+			return nil, err
+		}
+		if sk, err = finishKey(sk, id, restricted); err != nil {
+			return nil, err
+		}
+		subject, err := s.ids.openSubject(sk.ID, sealed)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, vault.SubjectEntry{Subject: subject, Key: sk})
+	}
+	return out, rows.Err()
+}
+
+func (s *Store) ReplaceWrapped(ctx context.Context, subject string, id vault.KeyID, wrapped []byte) error {
+	if len(wrapped) == 0 || len(wrapped) > maxWrapped {
+		return fmt.Errorf("pgstore: wrapped key size %d out of range", len(wrapped))
+	}
+	h, err := s.hashOf(subject)
+	if err != nil {
+		return err
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE tokenvault_subject_keys SET wrapped = $3 WHERE subject_hash = $1 AND key_id = $2`, h, id[:], wrapped)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return vault.ErrErased
+	}
+	return nil
+}
+
+func (s *Store) HasSubjectKeys(ctx context.Context) (bool, error) {
+	var found bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tokenvault_subject_keys) OR EXISTS (SELECT 1 FROM tokenvault_pending_purges)`).Scan(&found)
+	return found, err
+}
+
+func (s *Store) CountTokens(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM tokenvault_records`).Scan(&n)
+	return n, err
+}
