@@ -22,16 +22,19 @@ func (v *Vault) Detokenize(ctx context.Context, tokens []string, purpose string)
 	if _, err := Purpose(purpose); err != nil {
 		return nil, err
 	}
-	return v.reveal(ctx, tokens, false)
+	return v.reveal(ctx, tokens, purpose)
 }
 
 // Mask returns display masks of the values behind tokens, computed inside
 // the vault so the caller never receives the value.
 func (v *Vault) Mask(ctx context.Context, tokens []string) ([]Revealed, error) {
-	return v.reveal(ctx, tokens, true)
+	return v.reveal(ctx, tokens, "")
 }
 
-func (v *Vault) reveal(ctx context.Context, tokens []string, mask bool) ([]Revealed, error) {
+// reveal reveals (purpose set) or masks (purpose "") the values behind
+// tokens.
+func (v *Vault) reveal(ctx context.Context, tokens []string, purpose string) ([]Revealed, error) {
+	mask := purpose == ""
 	if err := checkBatch("tokens", len(tokens)); err != nil {
 		return nil, err
 	}
@@ -40,7 +43,7 @@ func (v *Vault) reveal(ctx context.Context, tokens []string, mask bool) ([]Revea
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		val, kind, err := v.openToken(ctx, item("tokens", i), t, !mask)
+		val, kind, err := v.openToken(ctx, item("tokens", i), t, purpose)
 		if err == nil && mask {
 			val = format.Mask(kind, val)
 		}
@@ -49,9 +52,10 @@ func (v *Vault) reveal(ctx context.Context, tokens []string, mask bool) ([]Revea
 	return out, nil
 }
 
-// openToken opens the record of token. reveal is false for masks, which
+// openToken opens the record of token. purpose is "" for masks, which
 // a restriction of processing does not block.
-func (v *Vault) openToken(ctx context.Context, field, token string, reveal bool) (string, format.Kind, error) {
+func (v *Vault) openToken(ctx context.Context, field, token, purpose string) (string, format.Kind, error) {
+	reveal := purpose != ""
 	if !format.LooksLikeToken(token) {
 		return "", 0, invalid(field, "not a token")
 	}
@@ -83,6 +87,12 @@ func (v *Vault) openToken(ctx context.Context, field, token string, reveal bool)
 		return "", 0, err
 	}
 	defer c.release()
+	if err := v.checkHeld(ctx, c, field, purpose); err != nil {
+		if errors.Is(err, ErrErased) {
+			err = &FieldError{Field: field, Reason: "the token's subject has been erased (its hold has ended)", Err: ErrErased}
+		}
+		return "", 0, err
+	}
 	// The expiry was checked above, before the record was authenticated:
 	// an expiry edited in the store makes this fail (RecordAADv2).
 	plain, err := openRecord(c.keys, c.subject, rec)

@@ -71,6 +71,8 @@ type Options struct {
 	// Rights configures data-subject rights: erasure ledger, signed
 	// receipts, retention defaults (rights.go).
 	Rights RightsOptions
+	// Holds are the legal hold classes by name (holds.go).
+	Holds map[string]HoldClass
 }
 
 // Vault is the domain service. It is safe for concurrent use.
@@ -93,6 +95,7 @@ type Vault struct {
 	tokensCounted bool
 
 	rights RightsOptions
+	holds  map[string]HoldClass
 }
 
 // Stats are the vault's counters, for metrics.
@@ -146,12 +149,15 @@ func New(ctx context.Context, store Store, wrapper kek.Wrapper, opts Options) (*
 	v := &Vault{
 		store: store, kek: wrapper, log: opts.Logger, rand: opts.Rand, now: opts.Now, onKEK: opts.OnKEK,
 		cache:  newKeyCache(opts.CacheSize, opts.CacheTTL, opts.Now),
-		rights: opts.Rights,
+		rights: opts.Rights, holds: opts.Holds,
 	}
 	if es, ok := store.(ExclusiveStore); ok {
 		v.exclusive = es.Exclusive()
 	}
 	if err := opts.Rights.validate(); err != nil {
+		return nil, err
+	}
+	if err := validateHolds(opts.Holds); err != nil {
 		return nil, err
 	}
 	pending, err := store.PendingPurges(ctx)
@@ -206,7 +212,8 @@ func (v *Vault) EraseSubject(ctx context.Context, subject string) (receipt.Recei
 	if err != nil {
 		return receipt.Receipt{}, nil, err
 	}
-	id, err := v.store.ShredSubject(ctx, subject, entry)
+	id, held, err := v.shredWithHolds(ctx, subject, r.ErasedAt, entry)
+	r.Held = held
 	// Invalidate even on error: the shred may have committed anyway.
 	v.cache.invalidate(subject, id)
 	if errors.Is(err, ErrNotFound) {
@@ -216,6 +223,10 @@ func (v *Vault) EraseSubject(ctx context.Context, subject string) (receipt.Recei
 		return receipt.Receipt{}, nil, fmt.Errorf("shredding subject key: %w", err)
 	}
 	v.erasures.Add(1)
+	if id == (KeyID{}) { // only held data: nothing to purge now
+		r, signed := v.sign(r)
+		return r, signed, nil
+	}
 	// The shred is done and cannot be undone; finish the purge even if the
 	// caller gives up waiting.
 	c, err := v.store.PurgeKey(context.WithoutCancel(ctx), id)

@@ -171,7 +171,17 @@ func keyIDOf(kv *pb.KV) (id vault.KeyID, ok bool, err error) {
 			copy(id[:], kv.Value)
 			return id, true, nil
 		}
-	case pLedger:
+	case pHold, pHoldDue:
+		// o/<key id>, q/<until (8)><key id> (holds.go)
+		if k[0] == pHoldDue {
+			rest = rest[min(8, len(rest)):]
+		}
+		if len(rest) != len(id) {
+			return id, false, fmt.Errorf("%w: hold key", ErrBadFrame)
+		}
+		copy(id[:], rest)
+		return id, true, nil
+	case pLedger, pHoldRcpt:
 		return id, false, nil
 	case layoutKey[0]:
 		if bytes.Equal(k, layoutKey) {
@@ -348,6 +358,12 @@ func (l *Loader) Load(frames func(fn func(frame []byte) error) error, drop func(
 // entry keeps the later erasure time), syncs it and renames the staging
 // directory into place.
 func (l *Loader) Finish(ctx context.Context, ledger []vault.LedgerEntry) error {
+	return l.FinishWithHolds(ctx, ledger, nil)
+}
+
+// FinishWithHolds is Finish that also schedules holds (a backup.HoldLoader):
+// the holds of subjects erased after the backup was taken.
+func (l *Loader) FinishWithHolds(ctx context.Context, ledger []vault.LedgerEntry, holds []vault.Hold) error {
 	if l.done {
 		return errors.New("badgerstore: the restore is already finished")
 	}
@@ -369,6 +385,9 @@ func (l *Loader) Finish(ctx context.Context, ledger []vault.LedgerEntry) error {
 		return err
 	}
 	err = st.PutLedgerEntries(ctx, ledger)
+	if err == nil && len(holds) > 0 {
+		err = st.putHolds(ctx, holds)
+	}
 	if cerr := st.Close(); err == nil {
 		err = cerr
 	}
