@@ -58,6 +58,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"KeyScan", "vault.KeyScanStore", implements[vault.KeyScanStore](probe), RunKeyScan},
 		{"TokenCounter", "vault.TokenCounter", implements[vault.TokenCounter](probe), RunTokenCounter},
 		{"AtRest", "storetest.Snapshotter", implements[Snapshotter](probe), RunAtRest},
+		{"Holds", "vault.HoldStore", implements[vault.HoldStore](probe), RunHolds},
 	} {
 		t.Run(g.name, func(t *testing.T) {
 			if !g.has {
