@@ -27,6 +27,9 @@ type Export struct {
 	KeyCreated      time.Time       `json:"key_created"`
 	RestrictedSince *time.Time      `json:"restricted_since,omitempty"`
 	Tokens          []ExportedToken `json:"tokens"`
+	// Holds are the subject's legal holds; after its erasure only held
+	// data is exported (BlobKeyID is then empty).
+	Holds []ExportedHold `json:"holds,omitempty"`
 }
 
 // ExportedToken is one token and its value.
@@ -37,6 +40,7 @@ type ExportedToken struct {
 	Created       time.Time  `json:"created"`
 	Expires       *time.Time `json:"expires,omitempty"`
 	Deterministic bool       `json:"deterministic"`
+	Hold          string     `json:"hold,omitempty"`
 }
 
 // BlobsNote explains where blobs are, in every export.
@@ -63,14 +67,17 @@ func (c *Client) ExportSubject(ctx context.Context, subject, purpose string) (Ex
 			return Export{}, fromStatus(err)
 		}
 		ex.Subject, ex.BlobKeyID = m.GetSubjectId(), fmt.Sprintf("%x", m.GetBlobKeyId())
-		ex.KeyCreated = m.GetKeyCreated().AsTime()
+		if m.GetKeyCreated() != nil {
+			ex.KeyCreated = m.GetKeyCreated().AsTime()
+		}
+		ex.Holds = exportedHoldsFromPB(m.GetHolds())
 		if t := m.GetRestrictedSince(); t != nil {
 			at := t.AsTime()
 			ex.RestrictedSince = &at
 		}
 		for _, t := range m.GetTokens() {
 			et := ExportedToken{Kind: KindName(t.GetKind()), Token: t.GetToken(), Value: t.GetValue(),
-				Created: t.GetCreated().AsTime(), Deterministic: t.GetDeterministic()}
+				Created: t.GetCreated().AsTime(), Deterministic: t.GetDeterministic(), Hold: t.GetHold()}
 			if e := t.GetExpires(); e != nil {
 				at := e.AsTime()
 				et.Expires = &at

@@ -170,7 +170,8 @@ func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, led
 	}
 	m := metrics.New()
 	v, err := vault.New(ctx, store, wrapper, vault.Options{Logger: cfg.Logger, CacheSize: cfg.Cache.Size,
-		CacheTTL: cfg.Cache.TTL, OnKEK: m.ObserveKEK, Rights: rightsOptions(cfg.Rights, rk, cfg.KEK.BackupRetention)})
+		CacheTTL: cfg.Cache.TTL, OnKEK: m.ObserveKEK, Rights: rightsOptions(cfg.Rights, rk, cfg.KEK.BackupRetention),
+		Holds: cfg.Holds.Vault(), Now: cfg.Now})
 	if err != nil {
 		rk.ledger.Zero()
 		return nil, err
@@ -215,7 +216,7 @@ func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, led
 		served: make(chan error, 1), Created: created, stopBg: stopBg, pprof: stopPprof}
 	a.kekHealthy.Store(true)
 	m.WatchDiskFull(a.diskFull.Load)
-	for _, job := range []func(context.Context){a.watchKEK, a.watchSpace, a.maintain, a.purgeExpired,
+	for _, job := range []func(context.Context){a.watchKEK, a.watchSpace, a.maintain, a.purgeExpired, a.shredHolds,
 		func(ctx context.Context) { sec.pollPolicy(ctx, cfg.Auth.PolicyPollInterval) }} {
 		a.bg.Add(1)
 		go func() { defer a.bg.Done(); job(bg) }()

@@ -132,6 +132,9 @@ var methods = map[string]methodSpec{
 		newReq: func() proto.Message { return new(pb.BackupRequest) }},
 	pb.BackupAdmin_ExportErasureLedger_FullMethodName: {op: auth.OpAdmin, audit: auditAlways,
 		newReq: func() proto.Message { return new(pb.ExportErasureLedgerRequest) }},
+	// Legal holds (issue 16): the receipts of hold shreds are the rest of
+	// an erasure's receipt, for whoever may erase.
+	pb.TokenVault_GetHoldReceipts_FullMethodName: {op: auth.OpErase, audit: auditAlways},
 }
 
 // public methods need no identity. The receipt public key is public by

@@ -70,6 +70,7 @@ var codeTable = []codeRow{
 	{vault.ErrInvalidArgument, codes.InvalidArgument, errinfo.InvalidArgument, "invalid argument"},
 	{vault.ErrNotFound, codes.NotFound, errinfo.NotFound, "not found"},
 	{vault.ErrErased, codes.FailedPrecondition, errinfo.SubjectErased, "the subject has been erased"},
+	{vault.ErrHeld, codes.FailedPrecondition, errinfo.HeldAfterErasure, "held after erasure for other purposes"},
 	{vault.ErrFailedPrecondition, codes.FailedPrecondition, errinfo.FailedPrecondition, "failed precondition"},
 	{vault.ErrExhausted, codes.ResourceExhausted, errinfo.TokenSpaceExhausted, "token space exhausted"},
 	{vault.ErrStorageFull, codes.ResourceExhausted, errinfo.StorageFull, "store: disk full; writes are refused until space is freed (reads still work)"},

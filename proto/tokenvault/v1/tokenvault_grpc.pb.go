@@ -30,6 +30,7 @@ const (
 	TokenVault_RestrictSubject_FullMethodName     = "/tokenvault.v1.TokenVault/RestrictSubject"
 	TokenVault_UnrestrictSubject_FullMethodName   = "/tokenvault.v1.TokenVault/UnrestrictSubject"
 	TokenVault_GetReceiptPublicKey_FullMethodName = "/tokenvault.v1.TokenVault/GetReceiptPublicKey"
+	TokenVault_GetHoldReceipts_FullMethodName     = "/tokenvault.v1.TokenVault/GetHoldReceipts"
 )
 
 // TokenVaultClient is the client API for TokenVault service.
@@ -83,6 +84,10 @@ type TokenVaultClient interface {
 	// GetReceiptPublicKey returns the Ed25519 key that verifies erasure
 	// receipts.
 	GetReceiptPublicKey(ctx context.Context, in *GetReceiptPublicKeyRequest, opts ...grpc.CallOption) (*GetReceiptPublicKeyResponse, error)
+	// GetHoldReceipts returns the signed receipts of a subject's held data
+	// shredded when its legal hold ended (README, "Legal holds"), oldest
+	// first; none while every hold still runs.
+	GetHoldReceipts(ctx context.Context, in *GetHoldReceiptsRequest, opts ...grpc.CallOption) (*GetHoldReceiptsResponse, error)
 }
 
 type tokenVaultClient struct {
@@ -212,6 +217,16 @@ func (c *tokenVaultClient) GetReceiptPublicKey(ctx context.Context, in *GetRecei
 	return out, nil
 }
 
+func (c *tokenVaultClient) GetHoldReceipts(ctx context.Context, in *GetHoldReceiptsRequest, opts ...grpc.CallOption) (*GetHoldReceiptsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetHoldReceiptsResponse)
+	err := c.cc.Invoke(ctx, TokenVault_GetHoldReceipts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TokenVaultServer is the server API for TokenVault service.
 // All implementations must embed UnimplementedTokenVaultServer
 // for forward compatibility.
@@ -263,6 +278,10 @@ type TokenVaultServer interface {
 	// GetReceiptPublicKey returns the Ed25519 key that verifies erasure
 	// receipts.
 	GetReceiptPublicKey(context.Context, *GetReceiptPublicKeyRequest) (*GetReceiptPublicKeyResponse, error)
+	// GetHoldReceipts returns the signed receipts of a subject's held data
+	// shredded when its legal hold ended (README, "Legal holds"), oldest
+	// first; none while every hold still runs.
+	GetHoldReceipts(context.Context, *GetHoldReceiptsRequest) (*GetHoldReceiptsResponse, error)
 	mustEmbedUnimplementedTokenVaultServer()
 }
 
@@ -305,6 +324,9 @@ func (UnimplementedTokenVaultServer) UnrestrictSubject(context.Context, *Unrestr
 }
 func (UnimplementedTokenVaultServer) GetReceiptPublicKey(context.Context, *GetReceiptPublicKeyRequest) (*GetReceiptPublicKeyResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetReceiptPublicKey not implemented")
+}
+func (UnimplementedTokenVaultServer) GetHoldReceipts(context.Context, *GetHoldReceiptsRequest) (*GetHoldReceiptsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetHoldReceipts not implemented")
 }
 func (UnimplementedTokenVaultServer) mustEmbedUnimplementedTokenVaultServer() {}
 func (UnimplementedTokenVaultServer) testEmbeddedByValue()                    {}
@@ -518,6 +540,24 @@ func _TokenVault_GetReceiptPublicKey_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TokenVault_GetHoldReceipts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetHoldReceiptsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenVaultServer).GetHoldReceipts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenVault_GetHoldReceipts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenVaultServer).GetHoldReceipts(ctx, req.(*GetHoldReceiptsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TokenVault_ServiceDesc is the grpc.ServiceDesc for TokenVault service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -564,6 +604,10 @@ var TokenVault_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetReceiptPublicKey",
 			Handler:    _TokenVault_GetReceiptPublicKey_Handler,
+		},
+		{
+			MethodName: "GetHoldReceipts",
+			Handler:    _TokenVault_GetHoldReceipts_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
