@@ -384,8 +384,18 @@ func restoreCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 			return fmt.Errorf("--ledger-from: %w", err)
 		}
 	}
+	// The server's legal hold classes, to schedule holds a backup from
+	// before an erasure lacks (backup.RestoreOptions.Holds).
+	var holds config.HoldsConfig
+	if *configFile != "" {
+		cfg, err := config.Load(*configFile, os.LookupEnv)
+		if err != nil {
+			return fmt.Errorf("--config: %w", err)
+		}
+		holds = cfg.Holds
+	}
 	res, err := backup.Restore(ctx, backup.RestoreOptions{DataDir: *dataDir, Open: backup.OpenerOf(badgerstore.NewLoader), Files: from, Identities: ids,
-		LedgerKey: key, Ledger: ledger, LedgerSource: source, VerifyKey: pub,
+		LedgerKey: key, Ledger: ledger, LedgerSource: source, VerifyKey: pub, Holds: holds.Vault(),
 		AllowUnauthenticated: *allowLegacy, Logger: slog.New(slog.NewTextHandler(stderr, nil))})
 	if errors.Is(err, backup.ErrUnauthenticated) {
 		return fmt.Errorf("%w\n(only if you know this file was written by your vault before tokenvault signed backups and ledgers, and was not changed since, pass --allow-unauthenticated-legacy)", err)
