@@ -110,6 +110,15 @@ func (k *HoldKeep) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
+// MarshalYAML writes the canonical spelling (nothing for a zero keep,
+// which reads back as unset).
+func (k HoldKeep) MarshalYAML() (any, error) {
+	if k == (HoldKeep{}) {
+		return nil, nil
+	}
+	return k.String(), nil
+}
+
 // Validate reports every problem, each naming its key.
 func (c HoldsConfig) Validate() error {
 	var errs []error
