@@ -251,6 +251,26 @@ func (v *Vault) holdNames() []string {
 	return names
 }
 
+// restrictHolds sets (since) or lifts (zero) the restriction of
+// subject's hold keys, so that restricting a subject covers its held data,
+// and returns how many it found.
+func (v *Vault) restrictHolds(ctx context.Context, rs RightsStore, subject string, since time.Time) (int, error) {
+	n := 0
+	for _, name := range v.holdNames() {
+		ks := HoldSubject(subject, name)
+		err := rs.SetRestricted(ctx, ks, since)
+		v.cache.invalidate(ks, KeyID{}) // even on error: it may have committed
+		switch {
+		case errors.Is(err, ErrNotFound):
+			continue
+		case err != nil:
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
 // duePage bounds one DueHolds read.
 const duePage = 100
 

@@ -162,3 +162,50 @@ func TestHoldShredResumes(t *testing.T) {
 		t.Fatalf("a second run = %d, %v; want nothing left", n, err)
 	}
 }
+
+// TestRestrictCoversHolds: restricting a subject blocks reveals of its
+// held data too, before and after its erasure; lifting it lifts both.
+func TestRestrictCoversHolds(t *testing.T) {
+	ctx := context.Background()
+	e := newHoldsEnv(t)
+	v := e.open(t)
+	if _, err := v.Tokenize(ctx, "alice", []vault.Field{{Kind: format.Name, Value: "Ada Lovelace"}}); err != nil {
+		t.Fatal(err)
+	}
+	held, err := v.Tokenize(ctx, "alice", []vault.Field{{Kind: format.Name, Value: "Ada Lovelace", Hold: "tax"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reveal := func() error {
+		got, err := v.Detokenize(ctx, held, "legal")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got[0].Err
+	}
+	if _, err := v.RestrictSubject(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := reveal(); !errors.Is(err, vault.ErrRestricted) {
+		t.Fatalf("held data of a restricted subject: %v", err)
+	}
+	if err := v.UnrestrictSubject(ctx, "alice"); err != nil || reveal() != nil {
+		t.Fatalf("after lifting the restriction: %v, %v", err, reveal())
+	}
+	if _, _, err := v.EraseSubject(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	// Erased: only held data is left, and it can still be restricted.
+	if _, err := v.RestrictSubject(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := reveal(); !errors.Is(err, vault.ErrRestricted) {
+		t.Fatalf("held data of a restricted, erased subject: %v", err)
+	}
+	if err := v.UnrestrictSubject(ctx, "alice"); err != nil || reveal() != nil {
+		t.Fatalf("after lifting the restriction: %v, %v", err, reveal())
+	}
+	if _, err := v.RestrictSubject(ctx, "nobody"); !errors.Is(err, vault.ErrNotFound) {
+		t.Fatalf("restricting an unknown subject: %v", err)
+	}
+}

@@ -355,13 +355,25 @@ func (v *Vault) RestrictSubject(ctx context.Context, subject string) (time.Time,
 		return time.Time{}, err
 	}
 	sk, err := v.store.SubjectKey(ctx, subject)
+	now := v.now().UTC()
+	since := now
+	if err == nil && !sk.Restricted.IsZero() {
+		since = sk.Restricted
+	}
+	// The subject's held data too (holds.go), with the same start.
+	held, herr := v.restrictHolds(ctx, rs, subject, since)
+	if herr != nil {
+		return time.Time{}, herr
+	}
 	if err == nil && !sk.Restricted.IsZero() {
 		return sk.Restricted, nil
 	}
-	now := v.now().UTC()
 	if err == nil {
 		err = rs.SetRestricted(ctx, subject, now)
 		v.cache.invalidate(subject, KeyID{}) // even on error: it may have committed
+	}
+	if errors.Is(err, ErrNotFound) && held > 0 {
+		return now, nil // only held data is left (erased)
 	}
 	if errors.Is(err, ErrNotFound) {
 		return time.Time{}, &FieldError{Field: "subject_id", Reason: "no data is held for this subject", Err: ErrNotFound}
@@ -378,8 +390,15 @@ func (v *Vault) UnrestrictSubject(ctx context.Context, subject string) error {
 	if err != nil {
 		return err
 	}
+	held, err := v.restrictHolds(ctx, rs, subject, time.Time{})
+	if err != nil {
+		return err
+	}
 	err = rs.SetRestricted(ctx, subject, time.Time{})
 	v.cache.invalidate(subject, KeyID{}) // even on error: it may have committed
+	if errors.Is(err, ErrNotFound) && held > 0 {
+		return nil
+	}
 	if errors.Is(err, ErrNotFound) {
 		return &FieldError{Field: "subject_id", Reason: "no data is held for this subject", Err: ErrNotFound}
 	}
