@@ -46,19 +46,8 @@ var taxHold = config.HoldsConfig{"tax": {Keep: config.HoldKeep{Years: 7}, Purpos
 // clock, shredding due holds every 50ms.
 func startHolds(t *testing.T, e *env, clk *clock) (*app.App, *client.Client) {
 	t.Helper()
-	cfg := e.config()
-	cfg.Holds, cfg.Now = taxHold, clk.Now
-	cfg.Rights.PurgeInterval = 50 * time.Millisecond
-	a, err := app.Start(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	c, err := client.Dial(a.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); a.Stop() })
-	return a, c
+	e.holds, e.now, e.purgeInterval = taxHold, clk.Now, 50*time.Millisecond
+	return e.start(t)
 }
 
 // waitHoldReceipts polls until the server made n hold receipts for subject

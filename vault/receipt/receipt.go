@@ -118,8 +118,12 @@ func (r Receipt) v2() bool { return len(r.Held) > 0 || r.HoldClass != "" }
 
 // SignedBytes is the canonical byte string the signature covers.
 func (r Receipt) SignedBytes() []byte {
+	format := Format
+	if r.v2() {
+		format = FormatV2
+	}
 	b := make([]byte, 0, 128+len(r.Subject))
-	b = append(b, Format...)
+	b = append(b, format...)
 	b = append(b, 0)
 	b = appendLP(b, r.Subject)
 	b = binary.BigEndian.AppendUint64(b, uint64(r.ErasedAt.UnixNano()))
@@ -127,13 +131,6 @@ func (r Receipt) SignedBytes() []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Lookups))
 	b = binary.BigEndian.AppendUint64(b, uint64(r.BackupsUndecryptableBy.UnixNano()))
 	if r.v2() {
-		b = append(b[:0], FormatV2...)
-		b = append(b, 0)
-		b = appendLP(b, r.Subject)
-		b = binary.BigEndian.AppendUint64(b, uint64(r.ErasedAt.UnixNano()))
-		b = binary.BigEndian.AppendUint64(b, uint64(r.Records))
-		b = binary.BigEndian.AppendUint64(b, uint64(r.Lookups))
-		b = binary.BigEndian.AppendUint64(b, uint64(r.BackupsUndecryptableBy.UnixNano()))
 		b = binary.BigEndian.AppendUint32(b, uint32(len(r.Held)))
 		for _, h := range r.Held {
 			b = appendLP(b, h.Class)
