@@ -254,13 +254,16 @@ func TestLegalHoldRestore(t *testing.T) {
 	id, _ := age.GenerateX25519Identity()
 	dir := t.TempDir()
 	full := filepath.Join(dir, "full.tvbak")
-	backupTo(t, c, full, id.Recipient().String(), 0)
+	h1 := backupTo(t, c, full, id.Recipient().String(), 0)
 
 	_, rc, pub := eraseVerified(t, cx, c, subject)
 	ledger, err := backup.FetchLedger(cx, c)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// An incremental backup after the erasure holds the hold's schedule.
+	inc := filepath.Join(dir, "inc.tvbak")
+	backupTo(t, c, inc, id.Recipient().String(), h1.Next)
 	a.Stop()
 
 	lk, err := keyfile.LoadLedgerKey(filepath.Join(e.keysDir, "ledger.key"))
@@ -283,9 +286,24 @@ func TestLegalHoldRestore(t *testing.T) {
 		t.Fatalf("restore: %+v; want the subject re-erased and its held key scheduled", res)
 	}
 
+	// With the incremental backup the schedule comes from the backup
+	// itself, and is the same.
+	withInc := opts
+	withInc.DataDir, withInc.Files = filepath.Join(dir, "restored-inc"), []string{full, inc}
+	if res, err := backup.Restore(context.Background(), withInc); err != nil || res.ReErased != 1 || res.Held != 1 {
+		t.Fatalf("restore with the incremental backup: %+v, %v", res, err)
+	}
+	e3 := *e
+	e3.dataDir = withInc.DataDir
+	a3, c3 := startHolds(t, &e3, clk)
+	if ex, err := c3.ExportSubject(cx, subject, "dsar"); err != nil || len(ex.Holds) != 1 || !ex.Holds[0].HeldUntil.Equal(rc.Held[0].Until) {
+		t.Fatalf("export of the hold restored with its schedule: %+v, %v", ex, err)
+	}
+	a3.Stop()
+
 	e2 := *e
 	e2.dataDir = restored
-	_, c2 := startHolds(t, &e2, clk)
+	a2, c2 := startHolds(t, &e2, clk)
 	det, err := c2.Detokenize(cx, "legal", own[0], held[0])
 	if err != nil {
 		t.Fatal(err)
@@ -316,14 +334,31 @@ func TestLegalHoldRestore(t *testing.T) {
 	}
 
 	// A restore after the shred drops the held data too: the shred put the
-	// hold key in the ledger.
+	// hold key in the ledger. A backup taken after it keeps the receipt.
 	ledger2, err := backup.FetchLedger(cx, c2)
 	if err != nil || len(ledger2.Entries) != 2 {
 		t.Fatalf("ledger after the hold's shred: %d entries, %v", len(ledger2.Entries), err)
 	}
+	after := filepath.Join(dir, "after.tvbak")
+	backupTo(t, c2, after, id.Recipient().String(), 0)
+	a2.Stop()
 	opts.DataDir, opts.Ledger = filepath.Join(dir, "restored-2"), ledger2
 	res, err = backup.Restore(context.Background(), opts)
 	if err != nil || res.ReErased != 2 || res.Held != 0 {
 		t.Fatalf("restore after the shred: %+v, %v; want both keys re-erased and nothing held", res, err)
+	}
+	opts.DataDir, opts.Files = filepath.Join(dir, "restored-3"), []string{after}
+	if res, err = backup.Restore(context.Background(), opts); err != nil || res.Held != 0 {
+		t.Fatalf("restore of the backup after the shred: %+v, %v", res, err)
+	}
+	e4 := *e
+	e4.dataDir = opts.DataDir
+	_, c4 := startHolds(t, &e4, clk)
+	if rs, err := c4.HoldReceipts(cx, subject); err != nil || len(rs) != 1 || rs[0].Verify(pub) != nil {
+		t.Fatalf("hold receipts after a restore: %+v, %v", rs, err)
+	}
+	det, err = c4.Detokenize(cx, "legal", held[0])
+	if err != nil || det[0].Err == nil {
+		t.Fatalf("held data back after a restore: %+v, %v", det, err)
 	}
 }
