@@ -227,9 +227,13 @@ func TestLegalHold(t *testing.T) {
 	if _, err := c.Tokenize(cx, subject, client.Field{Kind: "pan", Value: "4111 1111 1111 1111", Hold: "tax"}); err != nil {
 		t.Fatalf("tokenize under the hold after it ended: %v", err)
 	}
-	// Restarting does not shred or sign again.
 	if rs, _ := c.HoldReceipts(cx, subject); len(rs) != 1 {
 		t.Fatalf("%d hold receipts, want 1", len(rs))
+	}
+	// No subject id in the clear at rest: not in hold keys, schedules or
+	// the stored receipt.
+	if hits := grepDir(t, e.dataDir, []byte(subject)); len(hits) > 0 {
+		t.Errorf("the subject id is in %v", hits)
 	}
 }
 

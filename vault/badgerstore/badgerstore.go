@@ -12,6 +12,7 @@
 //	r/<key id>                      -> restricted since      (restriction of processing)
 //	x/<expires (8)><sha256(token)>  -> key id                (expiry index, for the retention purge)
 //	e/<hmac(ledger key, subject)>   -> erasure time          (erasure ledger; never the subject id)
+//	o/, q/, w/                      -> legal holds: schedule, due index, receipts (holds.go)
 //	v/layout                        -> layout version | id-key check
 //
 // No key or value holds a subject id in the clear: hash(subject) is
