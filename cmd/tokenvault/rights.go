@@ -193,8 +193,15 @@ func receiptCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		if err := r.Verify(pub); err != nil {
 			return fmt.Errorf("INVALID receipt: %w", err)
 		}
-		fmt.Fprintf(stdout, "valid receipt: subject %q erased at %s (%d records, %d lookups); every backup copy undecryptable by %s; signed by key %s\n",
-			r.Subject, r.ErasedAt.Format(time.RFC3339), r.Records, r.Lookups, r.BackupsUndecryptableBy.Format(time.RFC3339), r.KeyID)
+		what := "erased"
+		if r.HoldClass != "" {
+			what = fmt.Sprintf("held data (hold class %q, subject erased at %s) shredded", r.HoldClass, r.SubjectErasedAt.Format(time.RFC3339))
+		}
+		fmt.Fprintf(stdout, "valid receipt: subject %q %s at %s (%d records, %d lookups); every backup copy undecryptable by %s; signed by key %s\n",
+			r.Subject, what, r.ErasedAt.Format(time.RFC3339), r.Records, r.Lookups, r.BackupsUndecryptableBy.Format(time.RFC3339), r.KeyID)
+		for _, h := range r.Held {
+			fmt.Fprintf(stdout, "held: hold class %q until %s\n", h.Class, h.Until.Format(time.RFC3339))
+		}
 		return nil
 	default:
 		return fmt.Errorf("unknown receipt subcommand %q (pubkey, verify)", args[0])

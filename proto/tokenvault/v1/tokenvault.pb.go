@@ -2614,8 +2614,9 @@ func (x *ErasureReceipt) GetHeld() []*HeldData {
 type EraseSubjectResponse struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Receipt *ErasureReceipt        `protobuf:"bytes,1,opt,name=receipt" json:"receipt,omitempty"`
-	// The receipt file (JSON, format tokenvault-erasure-receipt/v1) with an
-	// Ed25519 signature; check it with `tokenvault receipt verify`.
+	// The receipt file (JSON, format tokenvault-erasure-receipt/v1, or v2
+	// when the erasure left data under a legal hold) with an Ed25519
+	// signature; check it with `tokenvault receipt verify`.
 	SignedReceipt []byte `protobuf:"bytes,2,opt,name=signed_receipt,json=signedReceipt" json:"signed_receipt,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
