@@ -143,6 +143,9 @@ func TestHoldShredResumes(t *testing.T) {
 	if err != nil || !errors.Is(got[0].Err, vault.ErrErased) {
 		t.Fatalf("held data revealed after its hold ended: %+v, %v", got, err)
 	}
+	if _, err := v.Rectify(ctx, toks[0], "Ada King"); !errors.Is(err, vault.ErrErased) {
+		t.Fatalf("held data rectified after its hold ended: %v", err)
+	}
 	n, err := v.ShredDueHolds(ctx)
 	if err != nil || n != 1 {
 		t.Fatalf("ShredDueHolds = %d, %v", n, err)

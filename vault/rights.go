@@ -296,6 +296,11 @@ func (v *Vault) Rectify(ctx context.Context, token, value string) (Rectified, er
 		return Rectified{}, err
 	}
 	defer c.release()
+	if err := v.checkHeld(ctx, c, "token", ""); errors.Is(err, ErrErased) { // a hold that has ended
+		return Rectified{}, &FieldError{Field: "token", Reason: "the token's subject has been erased", Err: ErrErased}
+	} else if err != nil {
+		return Rectified{}, err
+	}
 	// The stored record must be authentic before it is resealed: the new
 	// seal binds the creation and expiry kept from it, and would otherwise
 	// launder an expiry edited in the store. (A RecordAADv1 record's
