@@ -188,29 +188,33 @@ func (r Receipt) Verify(pub ed25519.PublicKey) error {
 // its SHA-256, in hex.
 func KeyID(pub ed25519.PublicKey) string { return keyfile.KeyID(pub) }
 
-type fileV1 struct {
+// fileHead and fileSig are the members of every version, first and last
+// (embedded, their members are the file's own, in this order).
+type fileHead struct {
 	Format                 string `json:"format"`
 	Subject                string `json:"subject_id"`
 	ErasedAt               string `json:"erased_at"`
 	Records                int64  `json:"records_erased"`
 	Lookups                int64  `json:"lookups_erased"`
 	BackupsUndecryptableBy string `json:"backups_undecryptable_by"`
-	KeyID                  string `json:"key_id"`
-	Signature              string `json:"signature"`
+}
+
+type fileSig struct {
+	KeyID     string `json:"key_id"`
+	Signature string `json:"signature"`
+}
+
+type fileV1 struct {
+	fileHead
+	fileSig
 }
 
 type fileV2 struct {
-	Format                 string     `json:"format"`
-	Subject                string     `json:"subject_id"`
-	ErasedAt               string     `json:"erased_at"`
-	Records                int64      `json:"records_erased"`
-	Lookups                int64      `json:"lookups_erased"`
-	BackupsUndecryptableBy string     `json:"backups_undecryptable_by"`
-	Held                   []heldJSON `json:"held"`
-	HoldClass              string     `json:"hold_class"`
-	SubjectErasedAt        string     `json:"subject_erased_at"`
-	KeyID                  string     `json:"key_id"`
-	Signature              string     `json:"signature"`
+	fileHead
+	Held            []heldJSON `json:"held"`
+	HoldClass       string     `json:"hold_class"`
+	SubjectErasedAt string     `json:"subject_erased_at"`
+	fileSig
 }
 
 type heldJSON struct {
@@ -225,28 +229,24 @@ func (r Receipt) Marshal() []byte {
 	enc := json.NewEncoder(&buf)
 	enc.SetIndent("", "  ")
 	enc.SetEscapeHTML(false)
-	if r.v2() {
-		f := fileV2{Format: FormatV2, Subject: r.Subject,
-			ErasedAt: r.ErasedAt.UTC().Format(time.RFC3339Nano), Records: r.Records, Lookups: r.Lookups,
-			BackupsUndecryptableBy: r.BackupsUndecryptableBy.UTC().Format(time.RFC3339Nano),
-			Held:                   []heldJSON{}, HoldClass: r.HoldClass,
-			KeyID: r.KeyID, Signature: base64.StdEncoding.EncodeToString(r.Signature)}
-		for _, h := range r.Held {
-			f.Held = append(f.Held, heldJSON{Class: h.Class, Until: h.Until.UTC().Format(time.RFC3339Nano)})
-		}
-		if !r.SubjectErasedAt.IsZero() {
-			f.SubjectErasedAt = r.SubjectErasedAt.UTC().Format(time.RFC3339Nano)
-		}
-		_ = enc.Encode(f)
+	head := fileHead{Format: Format, Subject: r.Subject,
+		ErasedAt: r.ErasedAt.UTC().Format(time.RFC3339Nano), Records: r.Records, Lookups: r.Lookups,
+		BackupsUndecryptableBy: r.BackupsUndecryptableBy.UTC().Format(time.RFC3339Nano)}
+	sig := fileSig{KeyID: r.KeyID, Signature: base64.StdEncoding.EncodeToString(r.Signature)}
+	// Encoding structs of strings and integers cannot fail.
+	if !r.v2() {
+		_ = enc.Encode(fileV1{head, sig})
 		return buf.Bytes()
 	}
-	// Encoding a struct of strings and integers cannot fail.
-	_ = enc.Encode(fileV1{
-		Format: Format, Subject: r.Subject,
-		ErasedAt: r.ErasedAt.UTC().Format(time.RFC3339Nano), Records: r.Records, Lookups: r.Lookups,
-		BackupsUndecryptableBy: r.BackupsUndecryptableBy.UTC().Format(time.RFC3339Nano),
-		KeyID:                  r.KeyID, Signature: base64.StdEncoding.EncodeToString(r.Signature),
-	})
+	head.Format = FormatV2
+	f := fileV2{fileHead: head, Held: []heldJSON{}, HoldClass: r.HoldClass, fileSig: sig}
+	for _, h := range r.Held {
+		f.Held = append(f.Held, heldJSON{Class: h.Class, Until: h.Until.UTC().Format(time.RFC3339Nano)})
+	}
+	if !r.SubjectErasedAt.IsZero() {
+		f.SubjectErasedAt = r.SubjectErasedAt.UTC().Format(time.RFC3339Nano)
+	}
+	_ = enc.Encode(f)
 	return buf.Bytes()
 }
 
@@ -286,8 +286,7 @@ func parse(b []byte, stored bool) (Receipt, error) {
 	case Format:
 		var f1 fileV1
 		if err = decodeStrict(b, &f1); err == nil {
-			f = fileV2{Format: f1.Format, Subject: f1.Subject, ErasedAt: f1.ErasedAt, Records: f1.Records, Lookups: f1.Lookups,
-				BackupsUndecryptableBy: f1.BackupsUndecryptableBy, KeyID: f1.KeyID, Signature: f1.Signature}
+			f = fileV2{fileHead: f1.fileHead, fileSig: f1.fileSig}
 		}
 	case FormatV2:
 		err = decodeStrict(b, &f)
