@@ -139,6 +139,9 @@ var methods = map[string]methodSpec{
 	pb.TokenVault_WatchErasures_FullMethodName: {op: auth.OpWatchErasures, audit: auditAlways,
 		newReq: func() proto.Message { return new(pb.WatchErasuresRequest) }},
 	pb.TokenVault_AckErasures_FullMethodName: {op: auth.OpWatchErasures, audit: auditOnDenials},
+	// Legal holds (issue 16): the receipts of hold shreds are the rest of
+	// an erasure's receipt, for whoever may erase.
+	pb.TokenVault_GetHoldReceipts_FullMethodName: {op: auth.OpErase, audit: auditAlways},
 }
 
 // public methods need no identity. The receipt public key is public by

@@ -247,6 +247,7 @@ func (s *Server) Tokenize(ctx context.Context, req *pb.TokenizeRequest) (*pb.Tok
 			Value:         f.GetValue(),
 			Deterministic: deterministic(f), // as the guard authorized and counted it
 			ChecksumValid: f.GetOptions().GetChecksumValid(),
+			Hold:          f.GetOptions().GetHold(),
 		}
 		if ttl := f.GetOptions().GetTtl(); ttl != nil {
 			if err := ttl.CheckValid(); err != nil {
@@ -301,7 +302,7 @@ func (s *Server) Mask(ctx context.Context, req *pb.MaskRequest) (*pb.MaskRespons
 func (s *Server) Encrypt(ctx context.Context, req *pb.EncryptRequest) (*pb.EncryptResponse, error) {
 	items := make([]vault.EncryptItem, len(req.GetItems()))
 	for i, it := range req.GetItems() {
-		items[i] = vault.EncryptItem{Plaintext: it.GetPlaintext(), Context: it.GetContext()}
+		items[i] = vault.EncryptItem{Plaintext: it.GetPlaintext(), Context: it.GetContext(), Hold: it.GetHold()}
 	}
 	s.observeBatch("Encrypt", len(items))
 	blobs, err := s.v.Encrypt(ctx, req.GetSubjectId(), items)
