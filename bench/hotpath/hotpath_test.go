@@ -137,4 +137,3 @@ func BenchmarkHotPath(b *testing.B) {
 		})
 	}
 }
-

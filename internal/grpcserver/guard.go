@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -162,6 +163,18 @@ type call struct {
 	purpose string // as the request states it; for reveals, once admitted, as vault.Purpose trims it (entry.Purpose is clipped)
 	req     any
 	rec     *record // nil for calls that are never audited
+	// peer is the caller's address, formatted into entry.Peer only when
+	// the entry is written (withPeer): most calls (a random tokenize) are
+	// never audited, and formatting it costs two allocations.
+	peer net.Addr
+}
+
+// withPeer fills in the entry's peer; every path that writes c.entry
+// calls it first.
+func (c *call) withPeer() {
+	if c.peer != nil && c.entry.Peer == "" {
+		c.entry.Peer = c.peer.String()
+	}
 }
 
 func (g *Guard) begin(ctx context.Context, method string, req any) *call {
@@ -173,7 +186,7 @@ func (g *Guard) begin(ctx context.Context, method string, req any) *call {
 		c.rec = &record{hash: g.cfg.Audit.TokenHash}
 	}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		c.entry.Peer = p.Addr.String()
+		c.peer = p.Addr
 	}
 	if r, ok := req.(interface{ GetSubjectId() string }); ok {
 		c.entry.Subject = audit.Clip(r.GetSubjectId())
