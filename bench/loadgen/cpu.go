@@ -94,24 +94,70 @@ func (m metricsCPU) CPUSeconds(ctx context.Context) (float64, error) {
 	return v, nil
 }
 
-// scrapeMetric fetches a Prometheus text exposition and returns the value
-// of an unlabelled sample named name.
-func scrapeMetric(ctx context.Context, c *http.Client, url, name string) (float64, error) {
+// CallsStarted sums grpc_server_started_total over its labels: how many
+// calls the server behind the endpoint has started (ok false if it does
+// not export the counter, as the echo does not).
+func (m metricsCPU) CallsStarted(ctx context.Context) (n float64, ok bool, err error) {
+	body, err := fetch(ctx, m.c, m.url)
+	if err != nil {
+		return 0, false, err
+	}
+	defer body.Close()
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		rest, found := strings.CutPrefix(sc.Text(), "grpc_server_started_total{")
+		if !found {
+			continue
+		}
+		i := strings.LastIndexByte(rest, '}')
+		f := strings.Fields(rest[i+1:])
+		if i < 0 || len(f) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			return 0, false, fmt.Errorf("grpc_server_started_total: %w", err)
+		}
+		n, ok = n+v, true
+	}
+	return n, ok, sc.Err()
+}
+
+// callCounter is a CPU source that can also count its server's calls, so
+// that a metrics address that is not the server under test (another
+// tokenvault on the same host, say on the default port) is noticed.
+type callCounter interface {
+	CallsStarted(ctx context.Context) (float64, bool, error)
+}
+
+func fetch(ctx context.Context, c *http.Client, url string) (io.ReadCloser, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	// Plain text, not the protobuf or OpenMetrics negotiation.
 	req.Header.Set("Accept", "text/plain")
 	resp, err := c.Do(req)
 	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s: HTTP %d", url, resp.StatusCode)
+	}
+	return resp.Body, nil
+}
+
+// scrapeMetric fetches a Prometheus text exposition and returns the value
+// of an unlabelled sample named name.
+func scrapeMetric(ctx context.Context, c *http.Client, url, name string) (float64, error) {
+	body, err := fetch(ctx, c, url)
+	if err != nil {
 		return 0, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("%s: HTTP %d", url, resp.StatusCode)
-	}
-	return findMetric(resp.Body, name)
+	defer body.Close()
+	return findMetric(body, name)
 }
 
 func findMetric(r io.Reader, name string) (float64, error) {
@@ -160,6 +206,28 @@ type cpuMeter struct {
 	srcs   []CPUSource
 	before []float64
 	err    error
+	// calls0 is the sum of the sources' started calls, when every source
+	// counts them (counted).
+	calls0  float64
+	counted bool
+}
+
+// startedCalls sums the sources' started calls; ok is false unless every
+// source counts them.
+func (m *cpuMeter) startedCalls(ctx context.Context) (float64, bool) {
+	var sum float64
+	for _, s := range m.srcs {
+		cc, ok := s.(callCounter)
+		if !ok {
+			return 0, false
+		}
+		n, ok, err := cc.CallsStarted(ctx)
+		if err != nil || !ok {
+			return 0, false
+		}
+		sum += n
+	}
+	return sum, len(m.srcs) > 0
 }
 
 func (m *cpuMeter) read(ctx context.Context) ([]float64, error) {
@@ -175,6 +243,7 @@ func (m *cpuMeter) read(ctx context.Context) ([]float64, error) {
 }
 
 func (m *cpuMeter) start(ctx context.Context) {
+	m.calls0, m.counted = m.startedCalls(ctx)
 	m.before, m.err = m.read(ctx)
 }
 
@@ -187,6 +256,16 @@ func (m *cpuMeter) finish(ctx context.Context, calls, items uint64) *ServerCPU {
 	if err = errors.Join(m.err, err); err != nil {
 		c.Error = err.Error()
 		return c
+	}
+	if m.counted {
+		// Calls in flight at either end make the two counts differ a
+		// little; a server that saw far fewer calls than were made is not
+		// the one under test.
+		if n, ok := m.startedCalls(ctx); ok && n-m.calls0 < 0.9*float64(calls) {
+			c.Error = fmt.Sprintf("the server behind %s started %.0f calls while tvbench made %d: not the server under test? (give -metrics or -pid)",
+				strings.Join(c.Sources, ", "), n-m.calls0, calls)
+			return c
+		}
 	}
 	for i := range after {
 		c.Seconds += after[i] - m.before[i]

@@ -48,7 +48,9 @@ func TestMetricsCPU(t *testing.T) {
 		"# TYPE process_cpu_seconds_total counter\n" +
 		"process_cpu_seconds_total_other 9\n" +
 		"process_cpu_seconds_total 12.34\n" +
-		"tokenvault_tokens_stored 1e+07\n"
+		"tokenvault_tokens_stored 1e+07\n" +
+		"grpc_server_started_total{grpc_method=\"Tokenize\",grpc_service=\"tokenvault.v1.TokenVault\",grpc_type=\"unary\"} 40\n" +
+		"grpc_server_started_total{grpc_method=\"Detokenize\",grpc_service=\"tokenvault.v1.TokenVault\",grpc_type=\"unary\"} 2\n"
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/metrics" {
 			http.NotFound(w, r)
@@ -66,6 +68,9 @@ func TestMetricsCPU(t *testing.T) {
 	}
 	if _, err := ScrapeGauge(context.Background(), addr, "absent_metric"); err == nil || !strings.Contains(err.Error(), "absent_metric") {
 		t.Fatalf("missing sample: %v", err)
+	}
+	if n, ok, err := MetricsCPU(addr).(callCounter).CallsStarted(context.Background()); err != nil || !ok || n != 42 {
+		t.Fatalf("calls started: %v, %v, %v; want 42", n, ok, err)
 	}
 	if _, err := MetricsCPU(srv.URL + "/nope").CPUSeconds(context.Background()); err == nil {
 		t.Fatal("HTTP 404 accepted")

@@ -223,6 +223,24 @@ func TestTargetsSmokeWithVaultTransit(t *testing.T) {
 	}
 }
 
+// TestMetricsOfAnotherServerNoticed: a -metrics address that belongs to
+// another server (here a second tokenvault, as on a shared host with the
+// default port) gives no CPU figure rather than the wrong one.
+func TestMetricsOfAnotherServerNoticed(t *testing.T) {
+	addr := startTokenvault(t)
+	_, otherMetrics := startTokenvaultMetrics(t, "127.0.0.1:0")
+	rep := tvbench(t, append([]string{"run", "-addr", addr, "-metrics", otherMetrics}, short...)...)
+	c := rep.Runs[1].ServerCPU
+	if c == nil || !strings.Contains(c.Error, "not the server under test") || c.PerCallUS != 0 {
+		t.Fatalf("server CPU from another server's metrics: %+v", c)
+	}
+	addr2, metrics2 := startTokenvaultMetrics(t, "127.0.0.1:0")
+	rep = tvbench(t, append([]string{"run", "-addr", addr2, "-metrics", metrics2}, short...)...)
+	if c := rep.Runs[1].ServerCPU; c == nil || c.Error != "" || c.PerCallUS <= 0 {
+		t.Fatalf("server CPU from its own metrics: %+v", c)
+	}
+}
+
 // TestRunSeveralAddressesWithCPUAndRSS: -addr a,b spreads the calls over
 // two servers, -pid reads their CPU from /proc (both are this process
 // here), and the RSS chart and CSV are written.
