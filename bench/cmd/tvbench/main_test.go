@@ -287,6 +287,7 @@ func TestTargetMargins(t *testing.T) {
 		{"under the limit", atMost("x", 1.5, 1, 2), true, "25% under the limit"},
 		{"just over", atMost("x", 2.01, 1, 2), false, "0.5% over the limit"},
 		{"no baseline", atLeast("x", 5, 0, 0.5), false, "100% short of the target"},
+		{"no baseline for a limit", atMost("x", 5, 0, 2), false, "no baseline measured"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.c.Met != tc.met || tc.c.Margin != tc.want {

@@ -201,9 +201,12 @@ func atMost(name string, num, den, want float64) loadgen.Check {
 	met := v <= want && den != 0
 	ch := loadgen.Check{Name: name, Target: fmt.Sprintf("<= %g", want), Measured: v, Met: met,
 		Explained: fmt.Sprintf("%.3f / %.3f", num, den), Status: status(met)}
-	if ch.Met {
+	switch {
+	case den == 0:
+		ch.Margin = "no baseline measured"
+	case ch.Met:
 		ch.Margin = percent(1-v/want) + " under the limit"
-	} else {
+	default:
 		ch.Margin = percent(v/want-1) + " over the limit"
 	}
 	return ch
