@@ -75,4 +75,13 @@ func TestHotPathAllocations(t *testing.T) {
 	if c.entry.Peer != "10.1.2.3:40000" {
 		t.Fatalf("peer %q", c.entry.Peer)
 	}
+
+	// An audited call's record comes with the call: one allocation in all.
+	det := &pb.DetokenizeRequest{Tokens: []string{"tok"}, Purpose: "bench"}
+	if n := testing.AllocsPerRun(100, func() { g.begin(ctx, pb.TokenVault_Detokenize_FullMethodName, det) }); n != 1 {
+		t.Errorf("begin, audited call: %v allocations, want 1", n)
+	}
+	if c := g.begin(ctx, pb.TokenVault_Detokenize_FullMethodName, det); c.rec == nil || c.rec.hash("tok") != log.TokenHash("tok") {
+		t.Error("an audited call has no record, or one that hashes tokens differently from the audit log")
+	}
 }
