@@ -75,6 +75,9 @@ func targetsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	rep.Ratios = append(rep.Ratios, loadgen.Compare(tok, e)...)
 	rep.Ratios = append(rep.Ratios, loadgen.Compare(det, eDet)...)
 	rep.Ratios = append(rep.Ratios, loadgen.Compare(enc, eEnc)...)
+	for _, pair := range [][2]*loadgen.RunResult{{tok, e}, {det, eDet}, {enc, eEnc}} {
+		rep.Ratios = append(rep.Ratios, loadgen.CompareCPU(pair[0], pair[1])...)
+	}
 	// The targets of issue 18, in its order: CPU per call first (the
 	// figures that survive a busy machine), then throughput, then memory
 	// and start-up.
