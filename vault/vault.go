@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/tokenvault/tokenvault/crypto/kek"
+	"github.com/tokenvault/tokenvault/vault/format"
 	"github.com/tokenvault/tokenvault/vault/receipt"
 )
 
@@ -71,6 +72,9 @@ type Options struct {
 	// Rights configures data-subject rights: erasure ledger, signed
 	// receipts, retention defaults (rights.go).
 	Rights RightsOptions
+	// Volatile configures volatile tokens (card security codes,
+	// volatile.go).
+	Volatile VolatileOptions
 }
 
 // Vault is the domain service. It is safe for concurrent use.
@@ -93,6 +97,7 @@ type Vault struct {
 	tokensCounted bool
 
 	rights RightsOptions
+	vol    *volatileArena // volatile tokens (volatile.go)
 }
 
 // Stats are the vault's counters, for metrics.
@@ -107,6 +112,7 @@ type Stats struct {
 	CacheHits     int64
 	CacheMisses   int64
 	CacheEvicted  int64
+	Volatile      VolatileStats
 }
 
 // Stats returns the current counters.
@@ -115,6 +121,7 @@ func (v *Vault) Stats() Stats {
 		TokensStored: -1, TokensCreated: v.tokensCreated.Load(), Erasures: v.erasures.Load(),
 		RecordsPurged: v.recordsPurged.Load(), CacheEntries: v.cache.len(),
 		CacheHits: v.cache.hits.Load(), CacheMisses: v.cache.misses.Load(), CacheEvicted: v.cache.evictions.Load(),
+		Volatile: v.vol.stats(),
 	}
 	if v.tokensCounted {
 		st.TokensStored = v.tokens.Load()
@@ -154,6 +161,10 @@ func New(ctx context.Context, store Store, wrapper kek.Wrapper, opts Options) (*
 	if err := opts.Rights.validate(); err != nil {
 		return nil, err
 	}
+	var err error
+	if v.vol, err = newVolatileArena(opts.Volatile, opts.Now, opts.Logger, func() (string, error) { return format.NewHolderID(opts.Rand) }); err != nil {
+		return nil, err
+	}
 	pending, err := store.PendingPurges(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("vault: listing interrupted erasures: %w", err)
@@ -179,6 +190,7 @@ func New(ctx context.Context, store Store, wrapper kek.Wrapper, opts Options) (*
 // Close zeroes cached keys and the ledger key. It does not close the store.
 func (v *Vault) Close() {
 	v.cache.purge()
+	v.vol.close()
 	if v.rights.LedgerKey != nil {
 		v.rights.LedgerKey.Zero()
 	}
@@ -209,6 +221,9 @@ func (v *Vault) EraseSubject(ctx context.Context, subject string) (receipt.Recei
 	id, err := v.store.ShredSubject(ctx, subject, entry)
 	// Invalidate even on error: the shred may have committed anyway.
 	v.cache.invalidate(subject, id)
+	if id != (KeyID{}) {
+		v.vol.dropKey(id) // the subject's volatile tokens go at once
+	}
 	if errors.Is(err, ErrNotFound) {
 		return receipt.Receipt{}, nil, &FieldError{Field: "subject_id", Reason: "no data is held for this subject", Err: ErrNotFound}
 	}
