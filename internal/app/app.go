@@ -170,7 +170,8 @@ func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, led
 	}
 	m := metrics.New()
 	v, err := vault.New(ctx, store, wrapper, vault.Options{Logger: cfg.Logger, CacheSize: cfg.Cache.Size,
-		CacheTTL: cfg.Cache.TTL, OnKEK: m.ObserveKEK, Rights: rightsOptions(cfg.Rights, rk, cfg.KEK.BackupRetention)})
+		CacheTTL: cfg.Cache.TTL, OnKEK: m.ObserveKEK, Rights: rightsOptions(cfg.Rights, rk, cfg.KEK.BackupRetention),
+		Volatile: cfg.Volatile.Options()})
 	if err != nil {
 		rk.ledger.Zero()
 		return nil, err

@@ -60,6 +60,8 @@ type Config struct {
 	Profiling ProfilingConfig `yaml:"profiling"`
 	// Limits: per-identity tokenize rates under a policy (limits.go).
 	Limits LimitsConfig `yaml:"limits"`
+	// Volatile: card security codes held only in memory (volatile.go).
+	Volatile VolatileConfig `yaml:"volatile"`
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -183,6 +185,7 @@ func (c *Config) SetDefaults() {
 	c.Auth.SetDefaults()
 	c.Auth.setPathDefaults(c.DataDir, c.KEK.Keyring.Path)
 	c.Limits.SetDefaults()
+	c.Volatile.SetDefaults()
 }
 
 // Validate reports every problem at once, each naming its config key.
@@ -207,6 +210,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Limits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Volatile.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	switch c.KEK.Provider {
