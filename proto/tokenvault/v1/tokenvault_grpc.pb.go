@@ -30,6 +30,7 @@ const (
 	TokenVault_RestrictSubject_FullMethodName     = "/tokenvault.v1.TokenVault/RestrictSubject"
 	TokenVault_UnrestrictSubject_FullMethodName   = "/tokenvault.v1.TokenVault/UnrestrictSubject"
 	TokenVault_GetReceiptPublicKey_FullMethodName = "/tokenvault.v1.TokenVault/GetReceiptPublicKey"
+	TokenVault_TokenizeCard_FullMethodName        = "/tokenvault.v1.TokenVault/TokenizeCard"
 )
 
 // TokenVaultClient is the client API for TokenVault service.
@@ -83,6 +84,16 @@ type TokenVaultClient interface {
 	// GetReceiptPublicKey returns the Ed25519 key that verifies erasure
 	// receipts.
 	GetReceiptPublicKey(ctx context.Context, in *GetReceiptPublicKeyRequest, opts ...grpc.CallOption) (*GetReceiptPublicKeyResponse, error)
+	// TokenizeCard tokenizes a card's number, expiry, security code and
+	// holder name in one call and returns their tokens together. The
+	// security code's token is volatile: held only in the memory of the
+	// serving process, never stored, dropped after its last reveal (one by
+	// default), at its expiry (1 h by default, at most 24 h), on erasure of
+	// the subject and on restart (README, "Card security codes (volatile
+	// tokens)"). Reveal it with Detokenize. The call succeeds or fails as a
+	// whole; over the server's cap of volatile tokens it fails with
+	// RESOURCE_EXHAUSTED (reason VOLATILE_CAPACITY_EXHAUSTED).
+	TokenizeCard(ctx context.Context, in *TokenizeCardRequest, opts ...grpc.CallOption) (*TokenizeCardResponse, error)
 }
 
 type tokenVaultClient struct {
@@ -212,6 +223,16 @@ func (c *tokenVaultClient) GetReceiptPublicKey(ctx context.Context, in *GetRecei
 	return out, nil
 }
 
+func (c *tokenVaultClient) TokenizeCard(ctx context.Context, in *TokenizeCardRequest, opts ...grpc.CallOption) (*TokenizeCardResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TokenizeCardResponse)
+	err := c.cc.Invoke(ctx, TokenVault_TokenizeCard_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TokenVaultServer is the server API for TokenVault service.
 // All implementations must embed UnimplementedTokenVaultServer
 // for forward compatibility.
@@ -263,6 +284,16 @@ type TokenVaultServer interface {
 	// GetReceiptPublicKey returns the Ed25519 key that verifies erasure
 	// receipts.
 	GetReceiptPublicKey(context.Context, *GetReceiptPublicKeyRequest) (*GetReceiptPublicKeyResponse, error)
+	// TokenizeCard tokenizes a card's number, expiry, security code and
+	// holder name in one call and returns their tokens together. The
+	// security code's token is volatile: held only in the memory of the
+	// serving process, never stored, dropped after its last reveal (one by
+	// default), at its expiry (1 h by default, at most 24 h), on erasure of
+	// the subject and on restart (README, "Card security codes (volatile
+	// tokens)"). Reveal it with Detokenize. The call succeeds or fails as a
+	// whole; over the server's cap of volatile tokens it fails with
+	// RESOURCE_EXHAUSTED (reason VOLATILE_CAPACITY_EXHAUSTED).
+	TokenizeCard(context.Context, *TokenizeCardRequest) (*TokenizeCardResponse, error)
 	mustEmbedUnimplementedTokenVaultServer()
 }
 
@@ -305,6 +336,9 @@ func (UnimplementedTokenVaultServer) UnrestrictSubject(context.Context, *Unrestr
 }
 func (UnimplementedTokenVaultServer) GetReceiptPublicKey(context.Context, *GetReceiptPublicKeyRequest) (*GetReceiptPublicKeyResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetReceiptPublicKey not implemented")
+}
+func (UnimplementedTokenVaultServer) TokenizeCard(context.Context, *TokenizeCardRequest) (*TokenizeCardResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method TokenizeCard not implemented")
 }
 func (UnimplementedTokenVaultServer) mustEmbedUnimplementedTokenVaultServer() {}
 func (UnimplementedTokenVaultServer) testEmbeddedByValue()                    {}
@@ -518,6 +552,24 @@ func _TokenVault_GetReceiptPublicKey_Handler(srv interface{}, ctx context.Contex
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TokenVault_TokenizeCard_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TokenizeCardRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenVaultServer).TokenizeCard(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenVault_TokenizeCard_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenVaultServer).TokenizeCard(ctx, req.(*TokenizeCardRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TokenVault_ServiceDesc is the grpc.ServiceDesc for TokenVault service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -564,6 +616,10 @@ var TokenVault_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetReceiptPublicKey",
 			Handler:    _TokenVault_GetReceiptPublicKey_Handler,
+		},
+		{
+			MethodName: "TokenizeCard",
+			Handler:    _TokenVault_TokenizeCard_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
