@@ -202,6 +202,16 @@
 // ASCII digit, and everything else (spaces, punctuation, symbols, marks) is
 // kept. Mask: every letter and numeral becomes '*'.
 //
+// card-security-code (card.go): 3 or 4 ASCII digits. The token is volatile,
+// tvvol1_<holder>_<secret> ([VolatileToken]): the vault holds the code only
+// in the memory of the process named by holder and never stores it. Mask:
+// "***" for every code.
+//
+// card-expiry (card.go): MM/YY, or MM/YYYY with a year 20YY, a dash or
+// spaces around the separator accepted; canonical MM/YY, month 01-12. The
+// token is opaque ("exp_" and 16 characters of a-z2-7), since MM/YY has only
+// 1 200 values. Mask: the whole value (month and year).
+//
 // # Token spaces
 //
 // A token keeps some parts of its value and draws the rest, so all values
