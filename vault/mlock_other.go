@@ -5,5 +5,3 @@ package vault
 import "errors"
 
 func mlock([]byte) error { return errors.New("mlock is not available on this platform") }
-
-func munlock([]byte) {}

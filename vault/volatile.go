@@ -133,10 +133,9 @@ type VolatileStats struct {
 // memKey is an in-memory sealing key and the number of live tokens it
 // sealed.
 type memKey struct {
-	key    *aead.Key
-	locked bool
-	live   int
-	seals  uint64
+	key   *aead.Key
+	live  int
+	seals uint64
 }
 
 func newMemKey(log *slog.Logger) (*memKey, error) {
@@ -144,24 +143,20 @@ func newMemKey(log *slog.Logger) (*memKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	mk := &memKey{key: k}
 	// Locked so the key never reaches swap. Go does not move heap objects,
 	// so the locked page stays the key's. A failure (RLIMIT_MEMLOCK) is
-	// logged, not fatal: the key is still only in memory.
+	// logged, not fatal: the key is still only in memory. The sealed codes
+	// need no lock (they are ciphertext); the AES key schedule inside
+	// crypto/aes cannot be reached to lock or wipe (see crypto/aead).
 	if err := mlock(k.Bytes()); err != nil {
 		log.Warn("volatile tokens: could not lock the in-memory key out of swap", "err", err)
-	} else {
-		mk.locked = true
 	}
-	return mk, nil
+	return &memKey{key: k}, nil
 }
 
-func (mk *memKey) zero() {
-	if mk.locked {
-		munlock(mk.key.Bytes())
-	}
-	mk.key.Zero()
-}
+// zero wipes the key. Its page stays locked: locks are per page and do
+// not nest, so unlocking could unlock another key sharing the page.
+func (mk *memKey) zero() { mk.key.Zero() }
 
 type volatileEntry struct {
 	token   string
