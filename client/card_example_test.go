@@ -21,7 +21,7 @@ func ExampleClient_TokenizeCard() {
 	}
 	defer c.Close()
 
-	toks, err := c.TokenizeCard(ctx, "customer-42", client.Card{
+	toks, err := c.TokenizeCard(ctx, "shopper-7", client.Card{
 		Number: "4111 1111 1111 1111", Expiry: "09/27", SecurityCode: "737", HolderName: "Jane Doe"})
 	if err != nil {
 		log.Fatal(err)

@@ -286,3 +286,15 @@ func TestVolatileNeverStored(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestVolatileNotRectified: rectification applies to stored tokens only.
+func TestVolatileNotRectified(t *testing.T) {
+	f := newFixture(t)
+	tok := code(t, f, "alice", "737")
+	if _, err := f.v.Rectify(context.Background(), tok, "738"); !errors.Is(err, vault.ErrNotFound) {
+		t.Fatalf("Rectify of a volatile token: %v", err)
+	}
+	if r := reveal(t, f, tok); r.Err != nil || r.Value != "737" {
+		t.Fatalf("reveal after the refused rectification: %+v", r)
+	}
+}
