@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -15,30 +14,12 @@ import (
 
 	"github.com/tokenvault/tokenvault/client"
 	"github.com/tokenvault/tokenvault/errinfo"
-	"github.com/tokenvault/tokenvault/internal/app"
 	"github.com/tokenvault/tokenvault/internal/config"
 	"github.com/tokenvault/tokenvault/vault/format"
 )
 
 // Card security codes (issue 17): volatile tokens through the generated
 // client against a real server.
-
-// startWith is env.start with the config changed by edit.
-func (e *env) startWith(t *testing.T, edit func(*config.Config)) (*app.App, *client.Client) {
-	t.Helper()
-	cfg := e.config()
-	edit(&cfg)
-	a, err := app.Start(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	c, err := client.Dial(a.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); a.Stop() })
-	return a, c
-}
 
 func revealOne(t *testing.T, c *client.Client, tok string) client.Result {
 	t.Helper()
