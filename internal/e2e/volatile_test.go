@@ -283,3 +283,35 @@ func TestVolatileNeverWritten(t *testing.T) {
 		t.Fatal("the server log has no TokenizeCard line: the search saw nothing")
 	}
 }
+
+// TestTokenizeCardPolicy: the policy decides on each card field's kind
+// (orders may tokenize pan and email only), and a reveal of a code is
+// refused, item by item, to a caller who may detokenize only pan.
+func TestTokenizeCardPolicy(t *testing.T) {
+	s := newSecureEnv(t)
+	s.start(t)
+	cx := ctx(t)
+	_, err := s.as(t, "orders").TokenizeCard(cx, "shopper", client.Card{Number: "4111111111111111", SecurityCode: "737"})
+	var ce *client.Error
+	if !errors.As(err, &ce) || !errors.Is(err, client.ErrPermissionDenied) || ce.Field != "security_code" {
+		t.Fatalf("orders tokenizing a code: %v", err)
+	}
+	if _, err := s.as(t, "orders").TokenizeCard(cx, "shopper", client.Card{Number: "4111111111111111"}); err != nil {
+		t.Fatalf("orders tokenizing a card number alone: %v", err)
+	}
+	toks, err := s.as(t, "setup").TokenizeCard(cx, "shopper", client.Card{Number: "4111111111111111", SecurityCode: "737"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := s.as(t, "payments").Detokenize(cx, "payment", toks.SecurityCode, toks.Number)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(res[0].Err, client.ErrPermissionDenied) || res[1].Err != nil {
+		t.Fatalf("payments revealing: %+v", res)
+	}
+	m, err := s.as(t, "support-ui").Mask(cx, toks.SecurityCode)
+	if err != nil || m[0].Err != nil || m[0].Value != "***" {
+		t.Fatalf("mask: %+v, %v", m, err)
+	}
+}
