@@ -298,3 +298,18 @@ func TestVolatileNotRectified(t *testing.T) {
 		t.Fatalf("reveal after the refused rectification: %+v", r)
 	}
 }
+
+// TestVolatileKindDenied: a caller the policy refuses the kind gets
+// PermissionDenied, and the code keeps its reveal.
+func TestVolatileKindDenied(t *testing.T) {
+	f := newFixture(t)
+	tok := code(t, f, "alice", "737")
+	deny := vault.WithKindFilter(context.Background(), func(k format.Kind) bool { return k != format.CardSecurityCode })
+	res, err := f.v.Detokenize(deny, []string{tok}, "checkout")
+	if err != nil || !errors.Is(res[0].Err, vault.ErrPermissionDenied) {
+		t.Fatalf("denied reveal: %+v, %v", res, err)
+	}
+	if r := reveal(t, f, tok); r.Err != nil || r.Value != "737" {
+		t.Fatalf("reveal after the denied one: %+v", r)
+	}
+}
