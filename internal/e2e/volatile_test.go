@@ -144,6 +144,9 @@ func TestVolatileRestart(t *testing.T) {
 	if err := a.Stop(); err != nil {
 		t.Fatal(err)
 	}
+	if !bytes.Contains(e.logs.Bytes(), []byte("dropping volatile tokens at shutdown")) || !bytes.Contains(e.logs.Bytes(), []byte("tokens=1")) {
+		t.Fatal("the shutdown did not log the volatile tokens it dropped")
+	}
 	a, c = e.start(t)
 	res, err := c.Detokenize(ctx(t), "checkout", toks.SecurityCode, toks.Number)
 	if err != nil {
