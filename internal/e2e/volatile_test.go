@@ -86,6 +86,16 @@ func TestTokenizeCard(t *testing.T) {
 		t.Fatalf("third reveal: %+v", r)
 	}
 
+	// Plain Tokenize gives a code a volatile token too: the vault decides
+	// by kind.
+	plain, err := c.Tokenize(cx, "shopper", client.Field{Kind: "card-security-code", Value: "4321"})
+	if err != nil || !format.IsVolatileToken(plain[0]) {
+		t.Fatalf("Tokenize of a code: %q, %v", plain, err)
+	}
+	if r := revealOne(t, c, plain[0]); r.Err != nil || r.Value != "4321" {
+		t.Fatalf("reveal: %+v", r)
+	}
+
 	// Bad input names the request's field.
 	for _, bad := range []struct {
 		card  client.Card
@@ -119,10 +129,10 @@ func TestTokenizeCard(t *testing.T) {
 	mf := scrape(t, a.MetricsAddr())
 	for name, want := range map[string]float64{
 		"tokenvault_volatile_tokens_live":          0,
-		"tokenvault_volatile_tokens_created_total": 3,
-		"tokenvault_volatile_tokens_burned_total":  2,
+		"tokenvault_volatile_tokens_created_total": 4,
+		"tokenvault_volatile_tokens_burned_total":  3,
 		"tokenvault_volatile_tokens_erased_total":  1,
-		"tokenvault_volatile_reveals_total":        3,
+		"tokenvault_volatile_reveals_total":        4,
 	} {
 		if got := value(mf, name, nil); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)
@@ -183,8 +193,8 @@ func TestVolatileCap(t *testing.T) {
 // TestVolatileNeverWritten: after a workload of 200 distinct codes
 // (tokenized, some revealed, some masked, some refused, a subject erased,
 // a backup taken), no file the server wrote (data directory, keys, audit
-// log), no backup (as written and decrypted) and no server log line holds
-// any code or any code token.
+// log), no backup (as written and decrypted), no server log line and no
+// tokenvault metric holds any code or any code token.
 //
 // A code is 4 digits, which binary files hold by chance, so the search
 // goes by context: in text (logs, the audit log) a code must never stand
@@ -223,6 +233,15 @@ func TestVolatileNeverWritten(t *testing.T) {
 	bak := filepath.Join(t.TempDir(), "full.tvbak")
 	backupTo(t, c, bak, id.Recipient().String(), 0)
 	payload := decryptFile(t, bak, id)
+	// Our own metrics: the runtime's (go_*, process_*) are byte counts
+	// that take any value, 7123 as well.
+	_, all := httpGet(t, "http://"+a.MetricsAddr()+"/metrics")
+	var metrics string
+	for _, line := range strings.Split(all, "\n") {
+		if strings.HasPrefix(line, "tokenvault_") {
+			metrics += line + "\n"
+		}
+	}
 	auditPath := a.AuditLogPath()
 	c.Close()
 	if err := a.Stop(); err != nil {
@@ -234,7 +253,7 @@ func TestVolatileNeverWritten(t *testing.T) {
 		t.Fatalf("audit log: %d bytes, %v", len(audit), err)
 	}
 	logs := e.logs.Bytes()
-	texts := map[string][]byte{"server log": logs, "audit log": audit}
+	texts := map[string][]byte{"server log": logs, "audit log": audit, "metrics": []byte(metrics)}
 	binaries := map[string][]byte{"backup payload": payload}
 	raw, err := os.ReadFile(bak)
 	if err != nil {
