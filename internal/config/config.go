@@ -56,12 +56,12 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// Rights: data-subject rights, receipts, erasure ledger (rights.go).
 	Rights RightsConfig `yaml:"rights"`
+	// Volatile: card security codes held only in memory (volatile.go).
+	Volatile VolatileConfig `yaml:"volatile"`
 	// Profiling serves pprof on a loopback address (off by default).
 	Profiling ProfilingConfig `yaml:"profiling"`
 	// Limits: per-identity tokenize rates under a policy (limits.go).
 	Limits LimitsConfig `yaml:"limits"`
-	// Volatile: card security codes held only in memory (volatile.go).
-	Volatile VolatileConfig `yaml:"volatile"`
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -179,13 +179,13 @@ func (c *Config) SetDefaults() {
 	}
 	c.Rights.keysDir = filepath.Dir(c.KEK.Keyring.Path)
 	c.Rights.SetDefaults()
+	c.Volatile.SetDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
 	c.Auth.SetDefaults()
 	c.Auth.setPathDefaults(c.DataDir, c.KEK.Keyring.Path)
 	c.Limits.SetDefaults()
-	c.Volatile.SetDefaults()
 }
 
 // Validate reports every problem at once, each naming its config key.
@@ -206,13 +206,13 @@ func (c *Config) Validate() error {
 	if err := c.Rights.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.Volatile.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.Profiling.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Limits.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := c.Volatile.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	switch c.KEK.Provider {
