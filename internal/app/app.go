@@ -179,7 +179,8 @@ func start(ctx context.Context, cfg config.Config, store appStore, bs *badgersto
 	v, err := vault.New(ctx, store, wrapper, vault.Options{Logger: cfg.Logger, CacheSize: cfg.Cache.Size,
 		CacheTTL: cfg.Cache.TTL, OnKEK: m.ObserveKEK, Rights: rightsOptions(cfg.Rights, rk, cfg.KEK.BackupRetention),
 		ConsentRequired: consent.required, Erasures: vault.ErasureOptions{Retention: cfg.Erasures.EventRetention},
-		Holds: cfg.Holds.Vault(), Now: cfg.Now})
+		Holds: cfg.Holds.Vault(), Now: cfg.Now,
+		Volatile: cfg.Volatile.Options()})
 	if err != nil {
 		rk.ledger.Zero()
 		return nil, err

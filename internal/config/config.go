@@ -58,6 +58,8 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// Rights: data-subject rights, receipts, erasure ledger (rights.go).
 	Rights RightsConfig `yaml:"rights"`
+	// Volatile: card security codes held only in memory (volatile.go).
+	Volatile VolatileConfig `yaml:"volatile"`
 	// Profiling serves pprof on a loopback address (off by default).
 	Profiling ProfilingConfig `yaml:"profiling"`
 	// Limits: per-identity tokenize rates under a policy (limits.go).
@@ -191,6 +193,7 @@ func (c *Config) SetDefaults() {
 	}
 	c.Rights.keysDir = filepath.Dir(c.KEK.Keyring.Path)
 	c.Rights.SetDefaults()
+	c.Volatile.SetDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -220,6 +223,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Rights.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Volatile.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Profiling.Validate(); err != nil {

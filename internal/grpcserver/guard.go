@@ -147,6 +147,9 @@ var methods = map[string]methodSpec{
 	// Legal holds (issue 16): the receipts of hold shreds are the rest of
 	// an erasure's receipt, for whoever may erase.
 	pb.TokenVault_GetHoldReceipts_FullMethodName: {op: auth.OpErase, audit: auditAlways},
+	// Card checkout (issue 17): random tokens, audited like Tokenize's
+	// (never, but for refusals); the kinds are checked in authorize.
+	pb.TokenVault_TokenizeCard_FullMethodName: {op: auth.OpTokenize},
 }
 
 // public methods need no identity. The receipt public key is public by

@@ -35,6 +35,7 @@ const (
 	TokenVault_WatchErasures_FullMethodName       = "/tokenvault.v1.TokenVault/WatchErasures"
 	TokenVault_AckErasures_FullMethodName         = "/tokenvault.v1.TokenVault/AckErasures"
 	TokenVault_GetHoldReceipts_FullMethodName     = "/tokenvault.v1.TokenVault/GetHoldReceipts"
+	TokenVault_TokenizeCard_FullMethodName        = "/tokenvault.v1.TokenVault/TokenizeCard"
 )
 
 // TokenVaultClient is the client API for TokenVault service.
@@ -109,6 +110,16 @@ type TokenVaultClient interface {
 	// shredded when its legal hold ended (README, "Legal holds"), oldest
 	// first; none while every hold still runs.
 	GetHoldReceipts(ctx context.Context, in *GetHoldReceiptsRequest, opts ...grpc.CallOption) (*GetHoldReceiptsResponse, error)
+	// TokenizeCard tokenizes a card's number, expiry, security code and
+	// holder name in one call and returns their tokens together. The
+	// security code's token is volatile: held only in the memory of the
+	// serving process, never stored, dropped after its last reveal (one by
+	// default), at its expiry (1 h by default, at most 24 h), on erasure of
+	// the subject and on restart (README, "Card security codes (volatile
+	// tokens)"). Reveal it with Detokenize. The call succeeds or fails as a
+	// whole; over the server's cap of volatile tokens it fails with
+	// RESOURCE_EXHAUSTED (reason VOLATILE_CAPACITY_EXHAUSTED).
+	TokenizeCard(ctx context.Context, in *TokenizeCardRequest, opts ...grpc.CallOption) (*TokenizeCardResponse, error)
 }
 
 type tokenVaultClient struct {
@@ -297,6 +308,16 @@ func (c *tokenVaultClient) GetHoldReceipts(ctx context.Context, in *GetHoldRecei
 	return out, nil
 }
 
+func (c *tokenVaultClient) TokenizeCard(ctx context.Context, in *TokenizeCardRequest, opts ...grpc.CallOption) (*TokenizeCardResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TokenizeCardResponse)
+	err := c.cc.Invoke(ctx, TokenVault_TokenizeCard_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TokenVaultServer is the server API for TokenVault service.
 // All implementations must embed UnimplementedTokenVaultServer
 // for forward compatibility.
@@ -369,6 +390,16 @@ type TokenVaultServer interface {
 	// shredded when its legal hold ended (README, "Legal holds"), oldest
 	// first; none while every hold still runs.
 	GetHoldReceipts(context.Context, *GetHoldReceiptsRequest) (*GetHoldReceiptsResponse, error)
+	// TokenizeCard tokenizes a card's number, expiry, security code and
+	// holder name in one call and returns their tokens together. The
+	// security code's token is volatile: held only in the memory of the
+	// serving process, never stored, dropped after its last reveal (one by
+	// default), at its expiry (1 h by default, at most 24 h), on erasure of
+	// the subject and on restart (README, "Card security codes (volatile
+	// tokens)"). Reveal it with Detokenize. The call succeeds or fails as a
+	// whole; over the server's cap of volatile tokens it fails with
+	// RESOURCE_EXHAUSTED (reason VOLATILE_CAPACITY_EXHAUSTED).
+	TokenizeCard(context.Context, *TokenizeCardRequest) (*TokenizeCardResponse, error)
 	mustEmbedUnimplementedTokenVaultServer()
 }
 
@@ -426,6 +457,9 @@ func (UnimplementedTokenVaultServer) AckErasures(context.Context, *AckErasuresRe
 }
 func (UnimplementedTokenVaultServer) GetHoldReceipts(context.Context, *GetHoldReceiptsRequest) (*GetHoldReceiptsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetHoldReceipts not implemented")
+}
+func (UnimplementedTokenVaultServer) TokenizeCard(context.Context, *TokenizeCardRequest) (*TokenizeCardResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method TokenizeCard not implemented")
 }
 func (UnimplementedTokenVaultServer) mustEmbedUnimplementedTokenVaultServer() {}
 func (UnimplementedTokenVaultServer) testEmbeddedByValue()                    {}
@@ -722,6 +756,24 @@ func _TokenVault_GetHoldReceipts_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TokenVault_TokenizeCard_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TokenizeCardRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenVaultServer).TokenizeCard(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenVault_TokenizeCard_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenVaultServer).TokenizeCard(ctx, req.(*TokenizeCardRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TokenVault_ServiceDesc is the grpc.ServiceDesc for TokenVault service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -784,6 +836,10 @@ var TokenVault_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetHoldReceipts",
 			Handler:    _TokenVault_GetHoldReceipts_Handler,
+		},
+		{
+			MethodName: "TokenizeCard",
+			Handler:    _TokenVault_TokenizeCard_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
