@@ -51,6 +51,16 @@ const (
 	// TypeNotice records an event of the log itself (an operator allowed
 	// the server to continue an unverifiable history).
 	TypeNotice = "notice"
+	// TypeContinue is the first entry of a file that continues the chain
+	// of a rotated file (File names it, Prev is its last entry's hash,
+	// CheckpointSeq its closing checkpoint): see rotate.go.
+	TypeContinue = "continue"
+)
+
+// Ops of the log's own entries.
+const (
+	OpRotate    = "audit-rotate"
+	OpRetention = "audit-retention"
 )
 
 // Entry is one audit record. The writer sets Seq, Time, Prev and Hash.
@@ -81,6 +91,11 @@ type Entry struct {
 	// Recipients: backups only, the age recipients the backup was
 	// encrypted to (who can read it).
 	Recipients []string `json:"recipients,omitempty"`
+	// File: continue entries, the rotated file this one continues;
+	// retention notices, the rotated file deleted. CheckpointSeq: continue
+	// entries only, the seq of that file's closing checkpoint.
+	File          string `json:"file,omitempty"`
+	CheckpointSeq uint64 `json:"cp_seq,omitempty"`
 	// Checkpoints only: the signing key's id and the signature.
 	KeyID string `json:"key_id,omitempty"`
 	Sig   string `json:"sig,omitempty"`
@@ -141,7 +156,7 @@ func (e *Entry) appendBody(b *bytes.Buffer) error {
 // doing it first keeps the written line canonical.
 func (e *Entry) sanitize() {
 	for _, p := range []*string{&e.Time, &e.Type, &e.Caller, &e.Auth, &e.Peer, &e.Op, &e.Method,
-		&e.Purpose, &e.Subject, &e.Outcome, &e.Reason, &e.Since, &e.KeyID, &e.Sig, &e.Prev} {
+		&e.Purpose, &e.Subject, &e.Outcome, &e.Reason, &e.Since, &e.File, &e.KeyID, &e.Sig, &e.Prev} {
 		*p = strings.ToValidUTF8(*p, "\uFFFD")
 	}
 	for i := range e.Recipients {

@@ -47,6 +47,9 @@ type Options struct {
 	// is then the first thing written. For an operator who has checked
 	// the log with `tokenvault audit verify` and knows why.
 	AllowUnverified bool
+	// Rotation: when the current file is rotated, what becomes of
+	// rotated files, and which may be deleted (rotate.go).
+	Rotation Rotation
 }
 
 // Log appends entries durably.
@@ -99,11 +102,31 @@ type Log struct {
 	sinceCPBytes int64
 	lastCP       time.Time
 	notice       *Entry // written first after Open, if set (see recover)
+	forceCP      bool   // the next commit ends with a checkpoint
+	regular      bool   // the log is a regular file (else: never rotated)
+	// The current file (rotate.go): its size, first seq, first entry's
+	// time, and how many entries other than the log's own it holds.
+	size        int64
+	fileFirst   uint64
+	fileStart   time.Time
+	fileEntries int
+
+	stats stats // counters for metrics (rotate.go)
+
+	// Housekeeping (compression, retention) runs beside the writer:
+	// hk signals a rotation; Close closes hkStop and waits for hkDone.
+	hk     chan struct{}
+	hkStop chan struct{}
+	hkDone chan struct{}
 }
 
 type request struct {
 	e    Entry
 	done chan error // nil: asynchronous, nobody waits
+	// own: an entry of the log itself (a continue entry), whose type the
+	// writer keeps; rotate: not an entry but a request to rotate now.
+	own    bool
+	rotate string
 }
 
 // Open opens (or creates) the log at opts.Path and continues its chain.
@@ -140,8 +163,13 @@ func Open(opts Options) (*Log, error) {
 	l := &Log{opts: opts, f: f, hasher: hasher, log: opts.Logger,
 		keyID: KeyID(opts.SigningKey.Public().(ed25519.PublicKey)),
 		reqs:  make(chan *request, queueSize), stopping: make(chan struct{}), quit: make(chan struct{}), exited: make(chan struct{}),
-		prev: ZeroHash, lastCP: opts.Now()}
+		prev: ZeroHash, lastCP: opts.Now(),
+		hk: make(chan struct{}, 1), hkStop: make(chan struct{}), hkDone: make(chan struct{})}
 	if err := l.recover(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("audit log %s: %w", opts.Path, err)
+	}
+	if err := l.openFileState(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("audit log %s: %w", opts.Path, err)
 	}
@@ -150,8 +178,14 @@ func Open(opts Options) (*Log, error) {
 		l.reqs <- &request{e: *l.notice}
 		l.notice = nil
 	}
+	if l.seq == 0 && l.regular {
+		if err := l.continueRotated(); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("audit log %s: %w", opts.Path, err)
+		}
+	}
 	if l.seq == 0 {
-		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		if l.regular {
 			// A new log starts with a signed checkpoint (seq 1, over the
 			// zero hash), so that a log without any checkpoint is always
 			// one whose checkpoints were removed, never a crash in the
@@ -166,6 +200,7 @@ func Open(opts Options) (*Log, error) {
 		}
 	}
 	go l.loop()
+	go l.housekeeping()
 	return l, nil
 }
 
@@ -332,7 +367,7 @@ func verifyCheckpoint(e *Entry, pub ed25519.PublicKey, keyID string) error {
 // no signature (Verify and Open share it).
 func checkUnsigned(e *Entry) error {
 	switch e.Type {
-	case TypeCall, TypeRefusals, TypeNotice:
+	case TypeCall, TypeRefusals, TypeNotice, TypeContinue:
 		if e.Sig != "" || e.KeyID != "" {
 			return fmt.Errorf("a %s entry carries a signature", e.Type)
 		}
@@ -431,7 +466,11 @@ func (l *Log) Healthy() error {
 // written (and so not hand out what it audits); the entry may still be
 // written later, which errs on the side of the record.
 func (l *Log) Write(ctx context.Context, e Entry) error {
-	r := &request{e: e, done: make(chan error, 1)}
+	return l.do(ctx, &request{e: e, done: make(chan error, 1)})
+}
+
+// do submits r and waits for its answer.
+func (l *Log) do(ctx context.Context, r *request) error {
 	if err := l.submit(ctx, r); err != nil {
 		return err
 	}
@@ -525,6 +564,10 @@ func (l *Log) setFailed(err error) { l.failed.CompareAndSwap(nil, &err) }
 // first call's result.
 func (l *Log) Close() error {
 	l.closeOnce.Do(func() {
+		// Housekeeping writes retention entries: stop it while the log
+		// still takes them.
+		close(l.hkStop)
+		<-l.hkDone
 		l.closed.Store(true)
 		close(l.stopping)
 		l.sendMu.Lock() // every send under way has finished
@@ -567,18 +610,19 @@ func (l *Log) loop() {
 				if len(group) == 0 {
 					break
 				}
-				l.commit(group)
+				l.commitAll(group)
 			}
 			if l.sinceCP > 0 && l.failed.Load() == nil {
 				l.commit(nil)
 			}
 			return
 		case <-tick.C:
+			l.rotateIfOld()
 			if l.sinceCP == 0 || l.opts.Now().Sub(l.lastCP) < l.opts.CheckpointInterval {
 				continue
 			}
 		}
-		l.commit(group)
+		l.commitAll(group)
 	}
 }
 
@@ -616,8 +660,8 @@ func (l *Log) commit(group []*request) {
 		e := r.e
 		e.Seq, e.Time, e.Prev = l.seq+1, stamp, l.prev
 		e.KeyID, e.Sig = "", ""
-		if e.Type == TypeCheckpoint {
-			e.Type = TypeCall // only the writer makes checkpoints
+		if !r.own && (e.Type == TypeCheckpoint || e.Type == TypeContinue) {
+			e.Type = TypeCall // only the writer makes checkpoints and continue entries
 		}
 		start := buf.Len()
 		if err = e.appendLine(buf); err != nil {
@@ -627,14 +671,14 @@ func (l *Log) commit(group []*request) {
 		l.sinceCP++
 		l.sinceCPBytes += int64(buf.Len() - start)
 	}
-	cp := l.sinceCP > 0 && (len(group) == 0 || l.sinceCP >= l.opts.CheckpointEvery ||
+	cp := l.sinceCP > 0 && (len(group) == 0 || l.forceCP || l.sinceCP >= l.opts.CheckpointEvery ||
 		l.sinceCPBytes >= maxTailBytes/2 || now.Sub(l.lastCP) >= l.opts.CheckpointInterval)
 	if err == nil && cp {
 		e := Entry{Seq: l.seq + 1, Time: stamp, Type: TypeCheckpoint, KeyID: l.keyID, Prev: l.prev}
 		e.Sig = base64.RawStdEncoding.EncodeToString(ed25519.Sign(l.opts.SigningKey, checkpointMessage(&e)))
 		if err = e.appendLine(buf); err == nil {
 			l.seq, l.prev = e.Seq, e.Hash
-			l.sinceCP, l.sinceCPBytes, l.lastCP = 0, 0, now
+			l.sinceCP, l.sinceCPBytes, l.lastCP, l.forceCP = 0, 0, now, false
 			// The server log is a second, independent witness of the
 			// chain head (shipped elsewhere, it bounds truncation).
 			defer l.log.Info("audit checkpoint", "seq", e.Seq, "hash", e.Hash)
@@ -644,6 +688,9 @@ func (l *Log) commit(group []*request) {
 		if _, err = l.f.Write(buf.Bytes()); err == nil {
 			err = l.f.Sync()
 		}
+	}
+	if err == nil {
+		l.wrote(group, buf.Len())
 	}
 	if err != nil {
 		l.log.Error("audit log write failed: audited operations are refused until restart", "path", l.opts.Path, "err", err)
