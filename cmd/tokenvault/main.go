@@ -4,7 +4,7 @@
 // The command only wires flags and environment to the packages that do
 // the work (internal/config and internal/app for the server, client for the
 // rest), one file per command family: serve.go (serve, config check),
-// tokens.go (tokenize … erase), kek.go, auth.go (apikey, audit), rights.go
+// tokens.go (tokenize … erase), kek.go, auth.go (apikey), audit.go, rights.go
 // (rights, receipts, ledger, backup, restore); clientflags.go holds what
 // the client commands share, cli.go what every command shares (flag
 // parsing with help on stdout, progress output).

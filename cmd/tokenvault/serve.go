@@ -145,14 +145,14 @@ func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 		return err
 	}
 	// SIGHUP reloads the policy and TLS files (errors are logged; the old
-	// ones stay in force).
+	// ones stay in force) and rotates the audit log.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:
-			cfg.Logger.Info("SIGHUP: reloading policy and TLS files")
+			cfg.Logger.Info("SIGHUP: reloading policy and TLS files, rotating the audit log")
 			a.Reload()
 			continue
 		case <-ctx.Done():

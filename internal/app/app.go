@@ -201,7 +201,7 @@ func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, led
 	srv.OnBatch = m.ObserveBatch
 	srv.AccessLog = cfg.Log.AccessOn()
 	// Metrics first, so that calls the guard refuses are counted too.
-	gs, hs := grpcserver.NewGRPCServer(srv, grpcserver.NewAdmin(v, cfg.KEK.BackupRetention, cfg.Logger),
+	gs, hs := grpcserver.NewGRPCServer(srv, grpcserver.NewAdmin(v, cfg.KEK.BackupRetention, cfg.Logger).WithAuditLog(sec.audit),
 		append(m.ServerOptions(), secOpts...)...)
 	// Backups are signed with the receipt key and ledger exports MACed
 	// with the ledger key, so that a restore can refuse forgeries.

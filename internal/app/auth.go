@@ -4,9 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
 	"time"
 
 	"google.golang.org/grpc"
@@ -69,12 +67,12 @@ func openSecurity(cfg config.Config, onAuditFailure func()) (*security, []grpc.S
 	}
 	// A new key beside a log with entries would leave a log whose earlier
 	// checkpoints no longer verify: the key may be created only while the
-	// log holds nothing (missing, empty, or not a regular file).
-	st, statErr := os.Stat(cfg.Auth.Audit.Path)
-	if statErr != nil && !errors.Is(statErr, fs.ErrNotExist) {
-		return nil, nil, fmt.Errorf("auth.audit.path: %w", statErr)
+	// log holds nothing (current file missing, empty, or not a regular
+	// file, and no rotated files).
+	hasHistory, err := audit.HasHistory(cfg.Auth.Audit.Path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("auth.audit.path: %w", err)
 	}
-	hasHistory := statErr == nil && st.Mode().IsRegular() && st.Size() > 0
 	key, created, err := audit.LoadOrCreateSigningKey(cfg.Auth.Audit.SigningKey, !hasHistory)
 	if err != nil {
 		return nil, nil, err
@@ -85,7 +83,8 @@ func openSecurity(cfg config.Config, onAuditFailure func()) (*security, []grpc.S
 	}
 	s.audit, err = audit.Open(audit.Options{Path: cfg.Auth.Audit.Path, SigningKey: key,
 		CheckpointEvery: cfg.Auth.Audit.CheckpointEvery, CheckpointInterval: cfg.Auth.Audit.CheckpointInterval,
-		Logger: log.With("component", "audit"), OnFailure: onAuditFailure, AllowUnverified: cfg.Auth.Audit.AllowUnverifiedHistory})
+		Logger: log.With("component", "audit"), OnFailure: onAuditFailure, AllowUnverified: cfg.Auth.Audit.AllowUnverifiedHistory,
+		Rotation: auditRotation(cfg.Auth.Audit)})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -107,10 +106,17 @@ func openSecurity(cfg config.Config, onAuditFailure func()) (*security, []grpc.S
 	return s, append(opts, guard.ServerOptions()...), nil
 }
 
-// reload re-reads the policy and the TLS files. A bad file is logged and
+// reload re-reads the policy and the TLS files, and rotates the audit log
+// (the usual meaning of SIGHUP for a log writer). A bad file is logged and
 // the one in force stays.
 func (s *security) reload() error {
 	var errs []error
+	if name, err := s.audit.Rotate(context.Background()); err != nil && !errors.Is(err, audit.ErrNotRotatable) {
+		s.log.Error("audit log rotation failed", "err", err)
+		errs = append(errs, err)
+	} else if err == nil {
+		s.log.Info("audit log rotated", "rotated", name)
+	}
 	if s.policy != nil {
 		changed, err := s.policy.Reload()
 		switch {
@@ -148,7 +154,7 @@ func (s *security) pollPolicy(ctx context.Context, interval time.Duration) {
 }
 
 // Reload re-reads the policy file and the TLS certificate, key and client
-// CA (cmd/tokenvault calls it on SIGHUP). On error the old ones stay in
+// CA, and rotates the audit log (cmd/tokenvault calls it on SIGHUP). On error the old ones stay in
 // force; the error says why.
 func (a *App) Reload() error { return a.sec.reload() }
 
@@ -161,4 +167,10 @@ func grpcLimits(c config.LimitsConfig) grpcserver.Limits {
 		return grpcserver.Rate{PerSecond: r.FieldsPerSecond, Burst: r.Burst}
 	}
 	return grpcserver.Limits{Tokenize: conv(c.Tokenize), Deterministic: conv(c.DeterministicTokenize)}
+}
+
+// auditRotation converts the audit log's rotation and retention settings.
+func auditRotation(c config.AuditConfig) audit.Rotation {
+	return audit.Rotation{MaxSize: c.Rotate.MaxSize, MaxAge: c.Rotate.MaxAge, Compress: c.Rotate.Compress,
+		KeepFiles: c.Retention.MaxFiles, KeepAge: c.Retention.MaxAge}
 }

@@ -2,6 +2,7 @@ package audit
 
 import (
 	"bufio"
+	"compress/gzip"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -181,4 +182,13 @@ func scanFile(path string, fn func(Entry) bool) (bool, error) {
 			return false, nil
 		}
 	}
+}
+
+// Gunzip reads a gzipped (rotated) log file.
+func Gunzip(r io.Reader) (io.Reader, error) {
+	z, err := gzip.NewReader(r)
+	if err != nil {
+		return nil, fmt.Errorf("%w: not a valid gzip file: %v", ErrTampered, err)
+	}
+	return z, nil
 }

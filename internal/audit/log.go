@@ -125,8 +125,9 @@ type request struct {
 	done chan error // nil: asynchronous, nobody waits
 	// own: an entry of the log itself (a continue entry), whose type the
 	// writer keeps; rotate: not an entry but a request to rotate now.
-	own    bool
-	rotate string
+	own     bool
+	rotate  string
+	rotated string // the rotated file's name, set before done is sent
 }
 
 // Open opens (or creates) the log at opts.Path and continues its chain.
@@ -655,6 +656,7 @@ func (l *Log) commit(group []*request) {
 	}()
 	now := l.opts.Now().UTC()
 	stamp := now.Format(time.RFC3339Nano)
+	firstSeq := l.seq + 1
 	var err error
 	for _, r := range group {
 		e := r.e
@@ -690,7 +692,7 @@ func (l *Log) commit(group []*request) {
 		}
 	}
 	if err == nil {
-		l.wrote(group, buf.Len())
+		l.wrote(group, buf.Len(), firstSeq, now)
 	}
 	if err != nil {
 		l.log.Error("audit log write failed: audited operations are refused until restart", "path", l.opts.Path, "err", err)

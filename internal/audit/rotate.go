@@ -85,14 +85,19 @@ func (l *Log) Stats() Stats {
 // file (a pipe, /dev/stdout).
 var ErrNotRotatable = errors.New("audit log is not a regular file and cannot be rotated")
 
-// Rotate rotates the current file now and returns once the new file has
-// its first entries (or an error; a failure after the rename is sticky,
-// like a failed write, and a restart continues from the rotated file).
-func (l *Log) Rotate(ctx context.Context) error {
+// Rotate rotates the current file now and returns the rotated file's
+// name once the new file has its first entries (or an error; a failure
+// after the rename is sticky, like a failed write, and a restart
+// continues from the rotated file).
+func (l *Log) Rotate(ctx context.Context) (string, error) {
 	if !l.regular {
-		return ErrNotRotatable
+		return "", ErrNotRotatable
 	}
-	return l.do(ctx, &request{rotate: "requested", done: make(chan error, 1)})
+	r := &request{rotate: "requested", done: make(chan error, 1)}
+	if err := l.do(ctx, r); err != nil {
+		return "", err
+	}
+	return r.rotated, nil // written before done was sent
 }
 
 // openFileState reads what rotation needs to know of the current file.
@@ -149,7 +154,6 @@ func (l *Log) continueRotated() error {
 	}
 	l.log.Warn("audit log: the current file is missing or empty; continuing the chain of the newest rotated file", "file", last.name)
 	l.seq, l.prev = e.Seq, e.Hash
-	l.fileFirst, l.fileStart = e.Seq+1, l.opts.Now()
 	group := []*request{{own: true, e: Entry{Type: TypeContinue, Op: OpRotate, Reason: "start", File: last.plain, CheckpointSeq: e.Seq}}}
 	if verr != nil {
 		group = append(group, &request{e: Entry{Type: TypeNotice, Op: "audit-open", Outcome: "UNVERIFIED",
@@ -178,7 +182,9 @@ func (l *Log) commitAll(group []*request) {
 		if i > start {
 			l.commit(group[start:i])
 		}
-		r.done <- l.rotateFile(r.rotate)
+		var err error
+		r.rotated, err = l.rotateFile(r.rotate)
+		r.done <- err
 		start = i + 1
 	}
 	if start < len(group) {
@@ -197,13 +203,17 @@ func (l *Log) rotateIfOld() {
 }
 
 func (l *Log) rotateLogged(why string) {
-	if err := l.rotateFile(why); err != nil {
+	if _, err := l.rotateFile(why); err != nil {
 		l.log.Error("audit log rotation failed", "reason", why, "err", err)
 	}
 }
 
-// wrote accounts for a committed group of size bytes.
-func (l *Log) wrote(group []*request, size int) {
+// wrote accounts for a committed group of size bytes, whose first entry
+// has seq first, written at now.
+func (l *Log) wrote(group []*request, size int, first uint64, now time.Time) {
+	if l.size == 0 {
+		l.fileFirst, l.fileStart = first, now
+	}
 	l.size += int64(size)
 	for _, r := range group {
 		if !r.own {
@@ -216,27 +226,27 @@ func (l *Log) wrote(group []*request, size int) {
 
 // rotateFile closes the current file with a checkpoint, renames it and
 // starts the next one. Writer goroutine only.
-func (l *Log) rotateFile(why string) error {
+func (l *Log) rotateFile(why string) (string, error) {
 	if !l.regular {
-		return ErrNotRotatable
+		return "", ErrNotRotatable
 	}
 	if p := l.failed.Load(); p != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, *p)
+		return "", fmt.Errorf("%w: %v", ErrUnavailable, *p)
 	}
 	if l.sinceCP > 0 {
 		l.commit(nil) // the closing checkpoint
 		if p := l.failed.Load(); p != nil {
-			return fmt.Errorf("%w: %v", ErrUnavailable, *p)
+			return "", fmt.Errorf("%w: %v", ErrUnavailable, *p)
 		}
 	}
 	dir := filepath.Dir(l.opts.Path)
 	name := rotatedName(l.opts.Path, l.fileFirst, l.fileStart)
 	if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
-		return fmt.Errorf("audit: rotating: %s already exists", name)
+		return "", fmt.Errorf("audit: rotating: %s already exists", name)
 	}
 	if err := os.Rename(l.opts.Path, filepath.Join(dir, name)); err != nil {
 		// Nothing changed: the log goes on in the same file.
-		return fmt.Errorf("audit: rotating: %w", err)
+		return "", fmt.Errorf("audit: rotating: %w", err)
 	}
 	// From here on a failure leaves the rotated file as the chain's end:
 	// sticky, and the next start continues from it (continueRotated).
@@ -244,18 +254,18 @@ func (l *Log) rotateFile(why string) error {
 	f, err := os.OpenFile(l.opts.Path, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
 	if err != nil {
 		l.setFailed(err)
-		return fmt.Errorf("%w: rotating: %v", ErrUnavailable, err)
+		return "", fmt.Errorf("%w: rotating: %v", ErrUnavailable, err)
 	}
 	cpSeq := l.seq
-	l.f, l.size, l.fileFirst, l.fileStart, l.fileEntries = f, 0, l.seq+1, l.opts.Now(), 0
+	l.f, l.size, l.fileEntries = f, 0, 0
 	l.sinceCP, l.forceCP = 1, true // the new file's first checkpoint follows its continue entry
 	l.commit([]*request{{own: true, e: Entry{Type: TypeContinue, Op: OpRotate, Reason: why, File: name, CheckpointSeq: cpSeq}}})
 	if p := l.failed.Load(); p != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, *p)
+		return "", fmt.Errorf("%w: %v", ErrUnavailable, *p)
 	}
 	if err := syncDir(dir); err != nil {
 		l.setFailed(err)
-		return fmt.Errorf("%w: rotating: %v", ErrUnavailable, err)
+		return "", fmt.Errorf("%w: rotating: %v", ErrUnavailable, err)
 	}
 	l.stats.rotations.Add(1)
 	l.log.Info("audit log rotated", "reason", why, "rotated", name, "seq", l.seq)
@@ -263,7 +273,7 @@ func (l *Log) rotateFile(why string) error {
 	case l.hk <- struct{}{}:
 	default:
 	}
-	return nil
+	return name, nil
 }
 
 func syncDir(dir string) error {

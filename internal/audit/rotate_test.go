@@ -90,7 +90,7 @@ func TestRotateConcurrentWriters(t *testing.T) {
 				return
 			default:
 			}
-			if err := l.Rotate(context.Background()); err != nil {
+			if _, err := l.Rotate(context.Background()); err != nil {
 				t.Error(err)
 			}
 			n++
@@ -143,7 +143,7 @@ func rotatedLog(t *testing.T, compress bool) (dir string, key []byte) {
 			}
 		}
 		if f < 4 {
-			if err := l.Rotate(context.Background()); err != nil {
+			if _, err := l.Rotate(context.Background()); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -153,6 +153,10 @@ func rotatedLog(t *testing.T, compress bool) (dir string, key []byte) {
 	}
 	if _, err := audit.VerifyDir(dir, pubOf(k)); err != nil {
 		t.Fatal(err)
+	}
+	// Names carry the first entry's seq (and sort in chain order).
+	if n := names(t, dir)[0]; !strings.HasPrefix(n, "audit-00000000000000000001-") {
+		t.Fatalf("first rotated file %s", n)
 	}
 	return dir, k
 }
@@ -247,7 +251,7 @@ func TestRotateContinuesOldLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := openRotating(t, path, key, audit.Rotation{})
-	if err := l.Rotate(context.Background()); err != nil {
+	if _, err := l.Rotate(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if err := l.Write(context.Background(), entry(99)); err != nil {
@@ -346,7 +350,7 @@ func TestRetention(t *testing.T) {
 					}
 				}
 				if f < 5 {
-					if err := l.Rotate(context.Background()); err != nil {
+					if _, err := l.Rotate(context.Background()); err != nil {
 						t.Fatal(err)
 					}
 				}

@@ -1,0 +1,103 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/tokenvault/tokenvault/client"
+	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
+	"github.com/tokenvault/tokenvault/crypto/keyfile"
+	"github.com/tokenvault/tokenvault/internal/audit"
+	"github.com/tokenvault/tokenvault/internal/config"
+	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
+)
+
+// TestAuditRotationOnDemand: SIGHUP's Reload and the RotateAuditLog call
+// rotate the running server's audit log; the directory verifies as one
+// chain, the rotation call is itself audited, and a server whose log has
+// only rotated files left still refuses a new signing key.
+func TestAuditRotationOnDemand(t *testing.T) {
+	dir := t.TempDir()
+	cfg := config.Config{
+		Listen:  "127.0.0.1:0",
+		DataDir: filepath.Join(dir, "data"),
+		KEK:     config.KEKConfig{Keyring: agekeyring.Config{Path: filepath.Join(dir, "keys", "keyring.age")}},
+		Metrics: config.MetricsConfig{Listen: "off"},
+		Logger:  slog.New(slog.DiscardHandler),
+	}
+	cfg.Auth.Audit.Rotate.Compress = true
+	a, err := Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.Dial(a.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	toks, err := cl.Tokenize(ctx, "s1", client.Field{Kind: "name", Value: "Ada Lovelace"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.Detokenize(ctx, "test", toks...); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := cl.KeyAdmin().RotateAuditLog(ctx, &pb.RotateAuditLogRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(resp.GetRotatedFile(), "audit-") {
+		t.Errorf("rotated file %q", resp.GetRotatedFile())
+	}
+	if _, err := cl.Detokenize(ctx, "test", toks...); err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	if err := a.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	logDir := filepath.Dir(a.AuditLogPath())
+	pub, err := os.ReadFile(filepath.Join(dir, "keys", "audit-signing.key.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := keyfile.ParsePublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := audit.VerifyDir(logDir, pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Files) != 3 {
+		t.Fatalf("%d files, want 3: %+v", len(rep.Files), rep.Files)
+	}
+	var reveals, rotations int
+	audit.Scan(logDir, func(_ string, e audit.Entry) bool {
+		switch {
+		case e.Op == "detokenize" && e.Outcome == "OK":
+			reveals++
+		case strings.HasSuffix(e.Method, "/RotateAuditLog") && e.Outcome == "OK":
+			rotations++
+		}
+		return true
+	})
+	if reveals != 2 || rotations != 1 {
+		t.Errorf("%d reveals, %d RotateAuditLog calls audited; want 2 and 1", reveals, rotations)
+	}
+	// Only rotated files left, and no signing key: refused.
+	if err := os.Remove(a.AuditLogPath()); err != nil {
+		t.Fatal(err)
+	}
+	os.Rename(filepath.Join(dir, "keys", "audit-signing.key"), filepath.Join(dir, "audit-signing.key.moved"))
+	if _, err := Start(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "audit signing key") {
+		t.Fatalf("start without the signing key beside rotated files: %v", err)
+	}
+}

@@ -1,0 +1,26 @@
+package config_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestAuditRotationConfig(t *testing.T) {
+	cfg, err := load(t, "auth:\n  audit:\n    rotate:\n      max_size: 104857600\n      max_age: 24h\n      compress: true\n    retention:\n      max_files: 30\n      max_age: 720h\n", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := cfg.Auth.Audit
+	if a.Rotate.MaxSize != 100<<20 || a.Rotate.MaxAge != 24*time.Hour || !a.Rotate.Compress ||
+		a.Retention.MaxFiles != 30 || a.Retention.MaxAge != 720*time.Hour {
+		t.Fatalf("%+v", a)
+	}
+	_, err = load(t, "auth:\n  audit:\n    rotate:\n      max_size: 1000\n      max_age: -1h\n    retention:\n      max_files: -1\n      max_age: -1s\n", nil)
+	for _, want := range []string{"auth.audit.rotate.max_size: 1000 bytes is below", "auth.audit.rotate.max_age: must not be negative",
+		"auth.audit.retention.max_files: must not be negative", "auth.audit.retention.max_age: must not be negative"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in %v", want, err)
+		}
+	}
+}
