@@ -242,6 +242,16 @@ func (l *Log) recover() error {
 		if e, err = ParseLine(last); err != nil {
 			return fmt.Errorf("last entry: %w; run tokenvault audit verify", err)
 		}
+		if e.Type == TypeContinue && len(last) == len(body) {
+			// A rotation's new file whose first checkpoint was torn by a
+			// crash: nothing but the continue entry, never acknowledged
+			// to anyone. Start the file again (continueRotated).
+			l.log.Warn("audit log: a new file holds only its continue entry (crash during a rotation); starting it again", "path", l.opts.Path)
+			if err := l.f.Truncate(0); err != nil {
+				return err
+			}
+			return l.f.Sync()
+		}
 		// Verified before anything is changed: a refused Open leaves the
 		// file as it found it.
 		if ut, err = l.verifyTail(size); err != nil {

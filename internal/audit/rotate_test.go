@@ -388,3 +388,42 @@ func shippedFirst(n int) func(string) bool {
 		return slices.Index(asked, name) < n
 	}
 }
+
+// A crash during the rotation's first write to the new file (its
+// checkpoint torn): the next start writes the new file again.
+func TestOpenAfterTornContinue(t *testing.T) {
+	dir, key := rotatedLog(t, false)
+	path := filepath.Join(dir, "audit.jsonl")
+	// Make the current file look like a rotation's torn first write: move
+	// it into place as a rotated file (it ends with a checkpoint), then
+	// write its continue entry alone plus a torn line.
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cont, last []byte
+	lines := strings.SplitAfter(string(b), "\n")
+	lines = lines[:len(lines)-1]
+	first, _ := audit.ParseLine([]byte(lines[0]))
+	last = []byte(lines[len(lines)-1])
+	le, _ := audit.ParseLine(last)
+	name := fmt.Sprintf("audit-%020d-20260101T000000Z.jsonl", first.Seq)
+	if err := os.Rename(path, filepath.Join(dir, name)); err != nil {
+		t.Fatal(err)
+	}
+	e := audit.Entry{Seq: le.Seq + 1, Time: le.Time, Type: audit.TypeContinue, Op: audit.OpRotate, Reason: "size", File: name, CheckpointSeq: le.Seq, Prev: le.Hash}
+	if cont, err = e.Line(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, append(cont, `{"seq":`...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	l := openRotating(t, path, key, audit.Rotation{})
+	if err := l.Write(context.Background(), entry(7)); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if _, err := audit.VerifyDir(dir, pubOf(key)); err != nil {
+		t.Fatal(err)
+	}
+}
