@@ -33,7 +33,9 @@ Usage:
   tokenvault erase --subject S                     crypto-shred a subject, print the receipt
   tokenvault kek status|rotate|rewrap|retire       KEK rotation epochs (see README)
   tokenvault apikey new --name NAME               make an API key and the hash to configure
-  tokenvault audit verify FILE [--pubkey FILE]     check the audit log's chain and signatures
+  tokenvault audit verify FILE|DIR [--pubkey FILE] check the audit log's chain and signatures
+  tokenvault audit rotate                          rotate the server's audit log now
+  tokenvault audit grep --subject ID [--config F]  list a subject's entries (ids are hashed)
   tokenvault audit pubkey|token-hash               export the audit public key; hash a token
 
 Data-subject rights, receipts, backups (see README):

@@ -154,6 +154,11 @@ func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 		case <-hup:
 			cfg.Logger.Info("SIGHUP: reloading policy and TLS files, rotating the audit log")
 			a.Reload()
+			if name, err := a.RotateAuditLog(ctx); err != nil {
+				cfg.Logger.Error("SIGHUP: audit log rotation failed", "err", err)
+			} else {
+				cfg.Logger.Info("SIGHUP: audit log rotated", "rotated", name)
+			}
 			continue
 		case <-ctx.Done():
 			cfg.Logger.Info("shutting down: draining in-flight calls", "timeout", cfg.ShutdownTimeout)

@@ -176,7 +176,7 @@ func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, led
 		return nil, err
 	}
 	undo = append(undo, v.Close)
-	sec, secOpts, err := openSecurity(cfg, m.AuditWriteFailed)
+	sec, secOpts, err := openSecurity(cfg, m.AuditWriteFailed, rk.ledger)
 	if err != nil {
 		return nil, err
 	}

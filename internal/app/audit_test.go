@@ -16,9 +16,10 @@ import (
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 )
 
-// TestAuditRotationOnDemand: SIGHUP's Reload and the RotateAuditLog call
+// TestAuditRotationOnDemand: App.RotateAuditLog (SIGHUP) and the RotateAuditLog call
 // rotate the running server's audit log; the directory verifies as one
-// chain, the rotation call is itself audited, and a server whose log has
+// chain, the rotation call is itself audited, subjects are hashed (and
+// found by audit.Trail), and a server whose log has
 // only rotated files left still refuses a new signing key.
 func TestAuditRotationOnDemand(t *testing.T) {
 	dir := t.TempDir()
@@ -46,7 +47,7 @@ func TestAuditRotationOnDemand(t *testing.T) {
 	if _, err := cl.Detokenize(ctx, "test", toks...); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Reload(); err != nil {
+	if _, err := a.RotateAuditLog(ctx); err != nil { // as on SIGHUP
 		t.Fatal(err)
 	}
 	resp, err := cl.KeyAdmin().RotateAuditLog(ctx, &pb.RotateAuditLogRequest{})
@@ -59,7 +60,14 @@ func TestAuditRotationOnDemand(t *testing.T) {
 	if _, err := cl.Detokenize(ctx, "test", toks...); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := cl.EraseSubject(ctx, "s1"); err != nil {
+		t.Fatal(err)
+	}
 	cl.Close()
+	s1, err := a.AuditSubjectHash("s1")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := a.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +89,9 @@ func TestAuditRotationOnDemand(t *testing.T) {
 	}
 	var reveals, rotations int
 	audit.Scan(logDir, func(_ string, e audit.Entry) bool {
+		if e.Subject != "" {
+			t.Errorf("a subject id in the clear: entry %d", e.Seq)
+		}
 		switch {
 		case e.Op == "detokenize" && e.Outcome == "OK":
 			reveals++
@@ -91,6 +102,9 @@ func TestAuditRotationOnDemand(t *testing.T) {
 	})
 	if reveals != 2 || rotations != 1 {
 		t.Errorf("%d reveals, %d RotateAuditLog calls audited; want 2 and 1", reveals, rotations)
+	}
+	if tr, err := audit.Trail(logDir, s1, 10); err != nil || len(tr) != 1 || tr[0].Entry.Op != "erase" {
+		t.Errorf("trail of s1: %+v %v", tr, err)
 	}
 	// Only rotated files left, and no signing key: refused.
 	if err := os.Remove(a.AuditLogPath()); err != nil {

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/tokenvault/tokenvault/crypto/aead"
 	"github.com/tokenvault/tokenvault/internal/audit"
 	"github.com/tokenvault/tokenvault/internal/auth"
 	"github.com/tokenvault/tokenvault/internal/config"
@@ -21,8 +22,10 @@ type security struct {
 	tls    *auth.ServerTLS        // nil: plaintext
 	policy *auth.PolicyFileSource // nil: dev mode
 	audit  *audit.Log
-	guard  *grpcserver.Guard
-	log    *slog.Logger
+	// subjects hashes subject ids for the audit log (zeroed at close).
+	subjects *audit.SubjectHasher
+	guard    *grpcserver.Guard
+	log      *slog.Logger
 }
 
 // close flushes the guard's counted refusals into the audit log, then
@@ -32,14 +35,17 @@ func (s *security) close() error {
 	if s.guard != nil {
 		s.guard.Close()
 	}
-	return s.audit.Close()
+	err := s.audit.Close()
+	s.subjects.Zero()
+	return err
 }
 
 // openSecurity loads TLS material, the policy and the audit log, and
 // returns the gRPC server options that enforce them.
 // openSecurity sets up TLS, API keys, the policy and the audit log.
 // onAuditFailure is called for every audit entry that cannot be written.
-func openSecurity(cfg config.Config, onAuditFailure func()) (*security, []grpc.ServerOption, error) {
+// ledger keys the audit log's subject hashes (audit.NewSubjectHasher).
+func openSecurity(cfg config.Config, onAuditFailure func(), ledger *aead.Key) (*security, []grpc.ServerOption, error) {
 	log := cfg.Logger
 	s := &security{log: log}
 	var opts []grpc.ServerOption
@@ -81,11 +87,15 @@ func openSecurity(cfg config.Config, onAuditFailure func()) (*security, []grpc.S
 		log.Warn("created the audit signing key: back it up with the keyring; give verifiers the public key",
 			"signing_key", cfg.Auth.Audit.SigningKey, "public_key", audit.PublicKeyPath(cfg.Auth.Audit.SigningKey))
 	}
-	s.audit, err = audit.Open(audit.Options{Path: cfg.Auth.Audit.Path, SigningKey: key,
+	if s.subjects, err = audit.NewSubjectHasher(ledger); err != nil {
+		return nil, nil, err
+	}
+	s.audit, err = audit.Open(audit.Options{SubjectHash: s.subjects.Hash, Path: cfg.Auth.Audit.Path, SigningKey: key,
 		CheckpointEvery: cfg.Auth.Audit.CheckpointEvery, CheckpointInterval: cfg.Auth.Audit.CheckpointInterval,
 		Logger: log.With("component", "audit"), OnFailure: onAuditFailure, AllowUnverified: cfg.Auth.Audit.AllowUnverifiedHistory,
 		Rotation: auditRotation(cfg.Auth.Audit)})
 	if err != nil {
+		s.subjects.Zero()
 		return nil, nil, err
 	}
 	log.Info("audit log", "path", cfg.Auth.Audit.Path, "key_id", s.audit.KeyID())
@@ -93,30 +103,23 @@ func openSecurity(cfg config.Config, onAuditFailure func()) (*security, []grpc.S
 	if s.policy != nil {
 		gcfg.Policy = s.policy
 		if gcfg.Limiter, err = grpcserver.NewLimiter(grpcLimits(cfg.Limits)); err != nil {
-			s.audit.Close()
+			s.close()
 			return nil, nil, fmt.Errorf("limits: %w", err)
 		}
 	}
 	guard, err := grpcserver.NewGuard(gcfg)
 	if err != nil {
-		s.audit.Close()
+		s.close()
 		return nil, nil, err
 	}
 	s.guard = guard
 	return s, append(opts, guard.ServerOptions()...), nil
 }
 
-// reload re-reads the policy and the TLS files, and rotates the audit log
-// (the usual meaning of SIGHUP for a log writer). A bad file is logged and
+// reload re-reads the policy and the TLS files. A bad file is logged and
 // the one in force stays.
 func (s *security) reload() error {
 	var errs []error
-	if name, err := s.audit.Rotate(context.Background()); err != nil && !errors.Is(err, audit.ErrNotRotatable) {
-		s.log.Error("audit log rotation failed", "err", err)
-		errs = append(errs, err)
-	} else if err == nil {
-		s.log.Info("audit log rotated", "rotated", name)
-	}
 	if s.policy != nil {
 		changed, err := s.policy.Reload()
 		switch {
@@ -154,9 +157,21 @@ func (s *security) pollPolicy(ctx context.Context, interval time.Duration) {
 }
 
 // Reload re-reads the policy file and the TLS certificate, key and client
-// CA, and rotates the audit log (cmd/tokenvault calls it on SIGHUP). On error the old ones stay in
+// CA (cmd/tokenvault calls it on SIGHUP). On error the old ones stay in
 // force; the error says why.
 func (a *App) Reload() error { return a.sec.reload() }
+
+// RotateAuditLog rotates the audit log now (cmd/tokenvault calls it on
+// SIGHUP, the usual signal for a log writer to start a new file) and
+// returns the rotated file's name. A log that is not a regular file is
+// not rotated (audit.ErrNotRotatable).
+func (a *App) RotateAuditLog(ctx context.Context) (string, error) { return a.sec.audit.Rotate(ctx) }
+
+// AuditSubjectHash is the keyed hash that stands for subjectID in this
+// server's audit log (audit.Trail finds its entries).
+func (a *App) AuditSubjectHash(subjectID string) (string, error) {
+	return a.sec.subjects.Hash(subjectID)
+}
 
 // AuditLogPath is where this server audits.
 func (a *App) AuditLogPath() string { return a.cfg.Auth.Audit.Path }

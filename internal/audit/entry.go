@@ -77,7 +77,11 @@ type Entry struct {
 	Method string `json:"method,omitempty"` // the gRPC method
 	// Purpose of a reveal, as the caller stated it.
 	Purpose string `json:"purpose,omitempty"`
-	Subject string `json:"subject,omitempty"`
+	// Subject: the subject id, in entries written before subjects were
+	// hashed (and by a Log without Options.SubjectHash); SubjectHash: its
+	// keyed hash (subject.go).
+	Subject     string `json:"subject,omitempty"`
+	SubjectHash string `json:"subject_hash,omitempty"`
 	// Outcome is the gRPC code name of the call ("OK", "PermissionDenied",
 	// …); Reason says why a call was refused.
 	Outcome      string `json:"outcome,omitempty"`
@@ -107,8 +111,9 @@ type Entry struct {
 type Item struct {
 	Token   string `json:"token,omitempty"` // keyed hash of the token, never the token
 	Kind    string `json:"kind,omitempty"`
-	Subject string `json:"subject,omitempty"`
-	Context string `json:"context,omitempty"`
+	Subject     string `json:"subject,omitempty"`
+	SubjectHash string `json:"subject_hash,omitempty"`
+	Context     string `json:"context,omitempty"`
 	Outcome string `json:"outcome"`
 }
 
@@ -156,7 +161,7 @@ func (e *Entry) appendBody(b *bytes.Buffer) error {
 // doing it first keeps the written line canonical.
 func (e *Entry) sanitize() {
 	for _, p := range []*string{&e.Time, &e.Type, &e.Caller, &e.Auth, &e.Peer, &e.Op, &e.Method,
-		&e.Purpose, &e.Subject, &e.Outcome, &e.Reason, &e.Since, &e.File, &e.KeyID, &e.Sig, &e.Prev} {
+		&e.Purpose, &e.Subject, &e.SubjectHash, &e.Outcome, &e.Reason, &e.Since, &e.File, &e.KeyID, &e.Sig, &e.Prev} {
 		*p = strings.ToValidUTF8(*p, "\uFFFD")
 	}
 	for i := range e.Recipients {
@@ -164,7 +169,7 @@ func (e *Entry) sanitize() {
 	}
 	for i := range e.Items {
 		it := &e.Items[i]
-		for _, p := range []*string{&it.Token, &it.Kind, &it.Subject, &it.Context, &it.Outcome} {
+		for _, p := range []*string{&it.Token, &it.Kind, &it.Subject, &it.SubjectHash, &it.Context, &it.Outcome} {
 			*p = strings.ToValidUTF8(*p, "\uFFFD")
 		}
 	}

@@ -50,6 +50,10 @@ type Options struct {
 	// Rotation: when the current file is rotated, what becomes of
 	// rotated files, and which may be deleted (rotate.go).
 	Rotation Rotation
+	// SubjectHash, if set, replaces every subject id of an entry by its
+	// keyed hash before the entry is queued (SubjectHasher.Hash; a
+	// failure refuses the entry like an unavailable log).
+	SubjectHash func(subject string) (string, error)
 }
 
 // Log appends entries durably.
@@ -518,6 +522,10 @@ func (l *Log) WriteAsync(e Entry) error {
 	if e.Type == "" {
 		e.Type = TypeCall
 	}
+	if err := l.hashSubjects(&e); err != nil {
+		l.failure()
+		return err
+	}
 	l.sendMu.RLock()
 	defer l.sendMu.RUnlock()
 	select {
@@ -538,6 +546,10 @@ func (l *Log) WriteAsync(e Entry) error {
 func (l *Log) submit(ctx context.Context, r *request) error {
 	if r.e.Type == "" {
 		r.e.Type = TypeCall
+	}
+	if err := l.hashSubjects(&r.e); err != nil {
+		l.failure()
+		return err
 	}
 	if err := l.Healthy(); err != nil {
 		l.failure()
