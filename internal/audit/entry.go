@@ -109,12 +109,12 @@ type Entry struct {
 
 // Item is the outcome for one token or blob of a batch.
 type Item struct {
-	Token   string `json:"token,omitempty"` // keyed hash of the token, never the token
-	Kind    string `json:"kind,omitempty"`
+	Token       string `json:"token,omitempty"` // keyed hash of the token, never the token
+	Kind        string `json:"kind,omitempty"`
 	Subject     string `json:"subject,omitempty"`
 	SubjectHash string `json:"subject_hash,omitempty"`
 	Context     string `json:"context,omitempty"`
-	Outcome string `json:"outcome"`
+	Outcome     string `json:"outcome"`
 }
 
 // Limits on what one entry records, so that a huge (refused) request
