@@ -136,27 +136,7 @@ func Scan(dir string, fn func(file string, e Entry) bool) error {
 	if err != nil {
 		return err
 	}
-	files, err := listRotated(current)
-	if err != nil {
-		return err
-	}
-	names := make([]string, 0, len(files)+1)
-	for _, f := range files {
-		names = append(names, f.name)
-	}
-	if _, err := os.Lstat(current); err == nil {
-		names = append(names, filepath.Base(current))
-	}
-	for _, name := range names {
-		more, err := scanFile(filepath.Join(dir, name), func(e Entry) bool { return fn(name, e) })
-		if err != nil {
-			return fmt.Errorf("%s: %w", name, err)
-		}
-		if !more {
-			return nil
-		}
-	}
-	return nil
+	return scanLog(current, fn)
 }
 
 func scanFile(path string, fn func(Entry) bool) (bool, error) {

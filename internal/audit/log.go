@@ -54,6 +54,9 @@ type Options struct {
 	// keyed hash before the entry is queued (SubjectHasher.Hash; a
 	// failure refuses the entry like an unavailable log).
 	SubjectHash func(subject string) (string, error)
+	// Sink, if set, gets a copy of every line (ship.go); the log closes
+	// it.
+	Sink Sink
 }
 
 // Log appends entries durably.
@@ -115,7 +118,8 @@ type Log struct {
 	fileStart   time.Time
 	fileEntries int
 
-	stats stats // counters for metrics (rotate.go)
+	stats stats    // counters for metrics (rotate.go)
+	ship  *shipper // nil: no sink
 
 	// Housekeeping (compression, retention) runs beside the writer:
 	// hk signals a rotation; Close closes hkStop and waits for hkDone.
@@ -170,24 +174,45 @@ func Open(opts Options) (*Log, error) {
 		reqs:  make(chan *request, queueSize), stopping: make(chan struct{}), quit: make(chan struct{}), exited: make(chan struct{}),
 		prev: ZeroHash, lastCP: opts.Now(),
 		hk: make(chan struct{}, 1), hkStop: make(chan struct{}), hkDone: make(chan struct{})}
-	if err := l.recover(); err != nil {
+	fail := func(err error) (*Log, error) {
+		if l.ship != nil {
+			l.ship.close()
+		} else if opts.Sink != nil {
+			opts.Sink.Close()
+		}
 		f.Close()
 		return nil, fmt.Errorf("audit log %s: %w", opts.Path, err)
 	}
+	if err := l.recover(); err != nil {
+		return fail(err)
+	}
 	if err := l.openFileState(); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("audit log %s: %w", opts.Path, err)
+		return fail(err)
+	}
+	var cont []*request // a new current file's first entries after a rotated one
+	if l.seq == 0 && l.regular {
+		if cont, err = l.continueRotated(); err != nil {
+			return fail(err)
+		}
+	}
+	if opts.Sink != nil {
+		// Before anything new is written: what a stop left unshipped
+		// goes first.
+		if err := l.startShipping(); err != nil {
+			return fail(err)
+		}
+	}
+	if cont != nil {
+		l.sinceCP, l.forceCP = 1, true
+		l.commit(cont)
+		if err := l.Healthy(); err != nil {
+			return fail(fmt.Errorf("continuing the rotated file: %w", err))
+		}
 	}
 	if l.notice != nil {
 		// Written (and signed, sinceCP > 0) before any other entry.
 		l.reqs <- &request{e: *l.notice}
 		l.notice = nil
-	}
-	if l.seq == 0 && l.regular {
-		if err := l.continueRotated(); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("audit log %s: %w", opts.Path, err)
-		}
 	}
 	if l.seq == 0 {
 		if l.regular {
@@ -199,8 +224,7 @@ func Open(opts Options) (*Log, error) {
 			l.commit(nil)
 			l.sinceCP = 0
 			if err := l.Healthy(); err != nil {
-				f.Close()
-				return nil, fmt.Errorf("audit log %s: writing its first checkpoint: %w", opts.Path, err)
+				return fail(fmt.Errorf("writing its first checkpoint: %w", err))
 			}
 		}
 	}
@@ -597,11 +621,14 @@ func (l *Log) Close() error {
 		close(l.quit)
 		l.sendMu.Unlock()
 		<-l.exited
-		var failed error
+		var failed, shipErr error
 		if p := l.failed.Load(); p != nil {
 			failed = fmt.Errorf("%w: %v", ErrUnavailable, *p)
 		}
-		l.closeErr = errors.Join(failed, l.f.Close())
+		if l.ship != nil {
+			shipErr = l.ship.close()
+		}
+		l.closeErr = errors.Join(failed, l.f.Close(), shipErr)
 	})
 	return l.closeErr
 }
@@ -715,6 +742,9 @@ func (l *Log) commit(group []*request) {
 	}
 	if err == nil {
 		l.wrote(group, buf.Len(), firstSeq, now)
+		if l.ship != nil {
+			l.ship.queue(buf.Bytes(), l.seq)
+		}
 	}
 	if err != nil {
 		l.log.Error("audit log write failed: audited operations are refused until restart", "path", l.opts.Path, "err", err)

@@ -68,17 +68,25 @@ type Stats struct {
 	CurrentSize    int64  // bytes in the current file
 	Rotations      uint64 // rotations since Open
 	RetentionFiles uint64 // rotated files deleted by retention since Open
+	// ShippingLag: entries written to the file but not yet accepted by
+	// the sink (0 without one).
+	ShippingLag uint64
 }
 
 type stats struct {
 	bytes, rotations, deleted atomic.Uint64
+	first                     atomic.Uint64 // the current file's first seq
 	size                      atomic.Int64
 }
 
 // Stats returns the log's counters.
 func (l *Log) Stats() Stats {
-	return Stats{BytesWritten: l.stats.bytes.Load(), CurrentSize: l.stats.size.Load(),
+	st := Stats{BytesWritten: l.stats.bytes.Load(), CurrentSize: l.stats.size.Load(),
 		Rotations: l.stats.rotations.Load(), RetentionFiles: l.stats.deleted.Load()}
+	if l.ship != nil {
+		st.ShippingLag = l.ship.queued.Load() - min(l.ship.shipped.Load(), l.ship.queued.Load())
+	}
+	return st
 }
 
 // ErrNotRotatable is returned by Rotate for a log that is not a regular
@@ -123,24 +131,26 @@ func (l *Log) openFileState() error {
 		return nil
 	}
 	l.fileFirst = e.Seq
+	l.stats.first.Store(e.Seq)
 	l.fileStart, _ = time.Parse(time.RFC3339Nano, e.Time)
 	l.fileEntries = 1 // age rotation applies to an existing file
 	return nil
 }
 
-// continueRotated starts an empty current file after the newest rotated
-// file, if there is one (a crash between a rotation's rename and the new
-// file's first entries, or a current file moved away).
-func (l *Log) continueRotated() error {
+// continueRotated prepares an empty current file to continue the newest
+// rotated file, if there is one (a crash between a rotation's rename and
+// the new file's first entries, or a current file moved away): it sets
+// the chain's head and returns the first entries to commit.
+func (l *Log) continueRotated() ([]*request, error) {
 	files, err := listRotated(l.opts.Path)
 	if err != nil || len(files) == 0 {
-		return err
+		return nil, err
 	}
 	last := files[len(files)-1]
 	path := filepath.Join(filepath.Dir(l.opts.Path), last.name)
 	e, err := lastEntry(path)
 	if err != nil {
-		return fmt.Errorf("the newest rotated file %s: %w", last.name, err)
+		return nil, fmt.Errorf("the newest rotated file %s: %w", last.name, err)
 	}
 	pub := l.opts.SigningKey.Public().(ed25519.PublicKey)
 	var verr error
@@ -150,7 +160,7 @@ func (l *Log) continueRotated() error {
 		verr = fmt.Errorf("%w: the newest rotated file %s: %v", ErrUnverifiedHistory, last.name, err)
 	}
 	if verr != nil && !l.opts.AllowUnverified {
-		return fmt.Errorf("%w; run tokenvault audit verify, and start with --audit-allow-unverified only once you know why (the acceptance is itself audited)", verr)
+		return nil, fmt.Errorf("%w; run tokenvault audit verify, and start with --audit-allow-unverified only once you know why (the acceptance is itself audited)", verr)
 	}
 	l.log.Warn("audit log: the current file is missing or empty; continuing the chain of the newest rotated file", "file", last.name)
 	l.seq, l.prev = e.Seq, e.Hash
@@ -159,12 +169,7 @@ func (l *Log) continueRotated() error {
 		group = append(group, &request{e: Entry{Type: TypeNotice, Op: "audit-open", Outcome: "UNVERIFIED",
 			Reason: Clip("started with allow_unverified_history: " + verr.Error())}})
 	}
-	l.sinceCP, l.forceCP = 1, true
-	l.commit(group)
-	if err := l.Healthy(); err != nil {
-		return fmt.Errorf("continuing the rotated file %s: %w", last.name, err)
-	}
-	return nil
+	return group, nil
 }
 
 // commitAll commits a gathered group, doing the rotations it asks for in
@@ -213,6 +218,7 @@ func (l *Log) rotateLogged(why string) {
 func (l *Log) wrote(group []*request, size int, first uint64, now time.Time) {
 	if l.size == 0 {
 		l.fileFirst, l.fileStart = first, now
+		l.stats.first.Store(first)
 	}
 	l.size += int64(size)
 	for _, r := range group {
@@ -536,7 +542,11 @@ func (l *Log) applyRetention() {
 		if why == "" {
 			return
 		}
-		if ro.Shipped != nil && !ro.Shipped(f.plain) {
+		next := l.stats.first.Load()
+		if i+1 < len(files) {
+			next = files[i+1].seq
+		}
+		if !l.shippedFile(next) || ro.Shipped != nil && !ro.Shipped(f.plain) {
 			l.log.Warn("audit log retention: keeping a rotated file not shipped yet", "file", f.plain)
 			return
 		}

@@ -25,6 +25,9 @@ type Report struct {
 	// Continues: the log starts with a continue entry naming this earlier
 	// (rotated) file, which was not verified.
 	Continues string
+	// Repeated: lines skipped because they repeat, byte for byte, lines
+	// already verified (a shipped copy after a crash; Verify only).
+	Repeated uint64
 }
 
 // ErrTampered is wrapped by Verify errors about the content (as opposed
@@ -41,10 +44,20 @@ var ErrTampered = errors.New("audit log verification failed")
 // Report.Unsigned says how many entries only the chain protects; the
 // server also logs each checkpoint's seq and hash, so an off-host copy of
 // the server log bounds truncation further.
+//
+// The stream may also be a shipped copy (ship.go) that runs across
+// rotated files: a continue entry is accepted after the closing
+// checkpoint it names, and lines that repeat recently verified ones
+// exactly (a copy shipped again after a crash) are skipped and counted.
 func Verify(r io.Reader, pub ed25519.PublicKey) (Report, error) {
 	c := newChain(pub)
+	c.stream, c.recent = true, make([]recentLine, recentLines)
 	return c.file(r, "", false)
 }
+
+// recentLines is how many verified lines a stream remembers to recognize
+// repeats.
+const recentLines = 1 << 16
 
 // chain verifies one chain over one or more files, in order.
 type chain struct {
@@ -57,6 +70,14 @@ type chain struct {
 	// deleted: files retention notices say were deleted.
 	continues string
 	deleted   map[string]bool
+	// stream: one stream, possibly across files and with repeats (Verify).
+	stream bool
+	recent []recentLine // stream only: the last recentLines lines, by seq
+}
+
+type recentLine struct {
+	seq  uint64
+	hash string
 }
 
 func newChain(pub ed25519.PublicKey) *chain {
@@ -101,8 +122,18 @@ func (c *chain) file(r io.Reader, name string, closed bool) (Report, error) {
 		if err != nil {
 			return fail("%v", err)
 		}
+		if c.stream && e.Seq <= c.rep.Entries && e.Seq > 0 {
+			if r := c.recent[e.Seq%recentLines]; r.seq == e.Seq && r.hash == e.Hash {
+				rep.Repeated++
+				continue
+			}
+		}
 		if e.Type == TypeContinue {
 			switch {
+			case line != 1 && c.stream:
+				if e.CheckpointSeq != c.rep.Entries || c.rep.LastCheckpoint != c.rep.Entries {
+					return fail("a continue entry that does not follow the checkpoint it names (%d)", e.CheckpointSeq)
+				}
 			case line != 1:
 				return fail("a continue entry that does not start a file")
 			case first && c.rep.Entries == 0:
@@ -145,6 +176,9 @@ func (c *chain) file(r io.Reader, name string, closed bool) (Report, error) {
 		}
 		rep.Entries++
 		rep.LastHash = e.Hash
+		if c.stream {
+			c.recent[e.Seq%recentLines].seq, c.recent[e.Seq%recentLines].hash = e.Seq, e.Hash
+		}
 		c.rep.Entries, c.rep.LastHash, c.rep.LastCheckpoint = e.Seq, e.Hash, rep.LastCheckpoint
 		c.rep.Checkpoints, c.rep.Unsigned = c.rep.Checkpoints+btoi(e.Type == TypeCheckpoint), rep.Unsigned
 	}
