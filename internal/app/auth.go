@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"google.golang.org/grpc"
@@ -90,7 +91,12 @@ func openSecurity(cfg config.Config, onAuditFailure func(), ledger *aead.Key) (*
 	if s.subjects, err = audit.NewSubjectHasher(ledger); err != nil {
 		return nil, nil, err
 	}
-	s.audit, err = audit.Open(audit.Options{SubjectHash: s.subjects.Hash, Path: cfg.Auth.Audit.Path, SigningKey: key,
+	sink, err := auditSink(cfg.Auth.Audit)
+	if err != nil {
+		s.subjects.Zero()
+		return nil, nil, err
+	}
+	s.audit, err = audit.Open(audit.Options{SubjectHash: s.subjects.Hash, Sink: sink, Path: cfg.Auth.Audit.Path, SigningKey: key,
 		CheckpointEvery: cfg.Auth.Audit.CheckpointEvery, CheckpointInterval: cfg.Auth.Audit.CheckpointInterval,
 		Logger: log.With("component", "audit"), OnFailure: onAuditFailure, AllowUnverified: cfg.Auth.Audit.AllowUnverifiedHistory,
 		Rotation: auditRotation(cfg.Auth.Audit)})
@@ -182,6 +188,25 @@ func grpcLimits(c config.LimitsConfig) grpcserver.Limits {
 		return grpcserver.Rate{PerSecond: r.FieldsPerSecond, Burst: r.Burst}
 	}
 	return grpcserver.Limits{Tokenize: conv(c.Tokenize), Deterministic: conv(c.DeterministicTokenize)}
+}
+
+// auditSink is where auth.audit.ship sends a copy of the log (nil: none).
+func auditSink(c config.AuditConfig) (audit.Sink, error) {
+	switch c.Ship {
+	case config.AuditShipStdout:
+		return audit.NewWriterSink(os.Stdout), nil
+	case config.AuditShipSyslog:
+		tag := c.Syslog.Tag
+		if tag == "" {
+			tag = "tokenvault-audit"
+		}
+		s, err := audit.DialSyslog(c.Syslog.Network, c.Syslog.Address, tag)
+		if err != nil {
+			return nil, fmt.Errorf("auth.audit.syslog: %w", err)
+		}
+		return s, nil
+	}
+	return nil, nil
 }
 
 // auditRotation converts the audit log's rotation and retention settings.

@@ -26,9 +26,43 @@ type AuditRetentionConfig struct {
 	MaxAge   time.Duration `yaml:"max_age"`
 }
 
-// validate names the offending key.
+// Where the audit log's lines are shipped (auth.audit.ship), besides the
+// file: every line byte for byte, so the copy verifies off-host with the
+// public key.
+const (
+	AuditShipNone   = "none" // default
+	AuditShipStdout = "stdout"
+	AuditShipSyslog = "syslog"
+)
+
+// AuditSyslogConfig says where ship: syslog sends (key auth.audit.syslog).
+type AuditSyslogConfig struct {
+	// Network and Address as in log/syslog: "" and "" (default) is the
+	// local syslog socket (/dev/log, which journald serves); else
+	// unixgram, unix, udp or tcp and a path or host:port.
+	Network string `yaml:"network"`
+	Address string `yaml:"address"`
+	// Tag names the messages (default tokenvault-audit).
+	Tag string `yaml:"tag"`
+}
+
+// validateRotation checks rotation, retention and shipping, naming the
+// offending key.
 func (c *AuditConfig) validateRotation() error {
 	var errs []error
+	switch c.Ship {
+	case "", AuditShipNone, AuditShipStdout, AuditShipSyslog:
+	default:
+		errs = append(errs, fmt.Errorf("auth.audit.ship: %q is not none, stdout or syslog", c.Ship))
+	}
+	switch c.Syslog.Network {
+	case "", "unixgram", "unix", "udp", "tcp":
+	default:
+		errs = append(errs, fmt.Errorf("auth.audit.syslog.network: %q is not unixgram, unix, udp or tcp", c.Syslog.Network))
+	}
+	if c.Syslog.Network != "" && c.Syslog.Address == "" {
+		errs = append(errs, errors.New("auth.audit.syslog.address: required with auth.audit.syslog.network"))
+	}
 	bad := func(key string) { errs = append(errs, fmt.Errorf("auth.audit.%s: must not be negative", key)) }
 	if c.Rotate.MaxSize < 0 {
 		bad("rotate.max_size")

@@ -16,8 +16,8 @@ func TestAuditRotationConfig(t *testing.T) {
 		a.Retention.MaxFiles != 30 || a.Retention.MaxAge != 720*time.Hour {
 		t.Fatalf("%+v", a)
 	}
-	_, err = load(t, "auth:\n  audit:\n    rotate:\n      max_size: 1000\n      max_age: -1h\n    retention:\n      max_files: -1\n      max_age: -1s\n", nil)
-	for _, want := range []string{"auth.audit.rotate.max_size: 1000 bytes is below", "auth.audit.rotate.max_age: must not be negative",
+	_, err = load(t, "auth:\n  audit:\n    ship: kafka\n    syslog:\n      network: sctp\n    rotate:\n      max_size: 1000\n      max_age: -1h\n    retention:\n      max_files: -1\n      max_age: -1s\n", nil)
+	for _, want := range []string{`auth.audit.ship: "kafka" is not none, stdout or syslog`, `auth.audit.syslog.network: "sctp"`, "auth.audit.syslog.address: required", "auth.audit.rotate.max_size: 1000 bytes is below", "auth.audit.rotate.max_age: must not be negative",
 		"auth.audit.retention.max_files: must not be negative", "auth.audit.retention.max_age: must not be negative"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in %v", want, err)

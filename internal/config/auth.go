@@ -51,6 +51,9 @@ type AuditConfig struct {
 	// Rotation and retention of rotated files (audit.go).
 	Rotate    AuditRotateConfig    `yaml:"rotate"`
 	Retention AuditRetentionConfig `yaml:"retention"`
+	// Ship: none (default), stdout or syslog (audit.go).
+	Ship   string            `yaml:"ship"`
+	Syslog AuditSyslogConfig `yaml:"syslog"`
 }
 
 // SetDefaults fills unset fields that do not depend on other sections.
