@@ -173,6 +173,9 @@ func (a *App) Reload() error { return a.sec.reload() }
 // not rotated (audit.ErrNotRotatable).
 func (a *App) RotateAuditLog(ctx context.Context) (string, error) { return a.sec.audit.Rotate(ctx) }
 
+// AuditStats are the audit log's counters.
+func (a *App) AuditStats() audit.Stats { return a.sec.audit.Stats() }
+
 // AuditSubjectHash is the keyed hash that stands for subjectID in this
 // server's audit log (audit.Trail finds its entries).
 func (a *App) AuditSubjectHash(subjectID string) (string, error) {

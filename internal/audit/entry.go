@@ -84,8 +84,10 @@ type Entry struct {
 	SubjectHash string `json:"subject_hash,omitempty"`
 	// Outcome is the gRPC code name of the call ("OK", "PermissionDenied",
 	// …); Reason says why a call was refused.
-	Outcome      string `json:"outcome,omitempty"`
-	Reason       string `json:"reason,omitempty"`
+	Outcome string `json:"outcome,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	// Kind: the kind of every item, when they share one (compact.go).
+	Kind         string `json:"kind,omitempty"`
 	Items        []Item `json:"items,omitempty"`
 	ItemsOmitted int    `json:"items_omitted,omitempty"` // items beyond MaxItems
 	// Count: refusals entries only, how many calls the entry stands for;
@@ -114,7 +116,8 @@ type Item struct {
 	Subject     string `json:"subject,omitempty"`
 	SubjectHash string `json:"subject_hash,omitempty"`
 	Context     string `json:"context,omitempty"`
-	Outcome     string `json:"outcome"`
+	// Outcome: "" is the entry's outcome (compact.go).
+	Outcome string `json:"outcome,omitempty"`
 }
 
 // Limits on what one entry records, so that a huge (refused) request
@@ -161,7 +164,7 @@ func (e *Entry) appendBody(b *bytes.Buffer) error {
 // doing it first keeps the written line canonical.
 func (e *Entry) sanitize() {
 	for _, p := range []*string{&e.Time, &e.Type, &e.Caller, &e.Auth, &e.Peer, &e.Op, &e.Method,
-		&e.Purpose, &e.Subject, &e.SubjectHash, &e.Outcome, &e.Reason, &e.Since, &e.File, &e.KeyID, &e.Sig, &e.Prev} {
+		&e.Purpose, &e.Subject, &e.SubjectHash, &e.Outcome, &e.Reason, &e.Kind, &e.Since, &e.File, &e.KeyID, &e.Sig, &e.Prev} {
 		*p = strings.ToValidUTF8(*p, "\uFFFD")
 	}
 	for i := range e.Recipients {

@@ -550,6 +550,7 @@ func (l *Log) WriteAsync(e Entry) error {
 		l.failure()
 		return err
 	}
+	compact(&e)
 	l.sendMu.RLock()
 	defer l.sendMu.RUnlock()
 	select {
@@ -575,6 +576,7 @@ func (l *Log) submit(ctx context.Context, r *request) error {
 		l.failure()
 		return err
 	}
+	compact(&r.e)
 	if err := l.Healthy(); err != nil {
 		l.failure()
 		return err
@@ -704,7 +706,7 @@ func (l *Log) commit(group []*request) {
 		}
 	}()
 	now := l.opts.Now().UTC()
-	stamp := now.Format(time.RFC3339Nano)
+	stamp := now.Truncate(time.Microsecond).Format(time.RFC3339Nano) // finer is noise
 	firstSeq := l.seq + 1
 	var err error
 	for _, r := range group {

@@ -111,7 +111,7 @@ func TestAuditScenario(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		entries = append(entries, e)
+		entries = append(entries, e.Expanded()) // as the guard made it
 	}
 	find := func(what string, match func(e audit.Entry) bool) audit.Entry {
 		t.Helper()

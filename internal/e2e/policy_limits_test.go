@@ -104,7 +104,7 @@ func auditEntries(t *testing.T, path string) []audit.Entry {
 		if err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, e)
+		out = append(out, e.Expanded()) // as the guard made it
 	}
 	return out
 }
