@@ -31,6 +31,7 @@ func TestAuditRotationOnDemand(t *testing.T) {
 		Logger:  slog.New(slog.DiscardHandler),
 	}
 	cfg.Auth.Audit.Rotate.Compress = true
+	cfg.Replica.ID = "replica-7"
 	a, err := Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -91,6 +92,9 @@ func TestAuditRotationOnDemand(t *testing.T) {
 	audit.Scan(logDir, func(_ string, e audit.Entry) bool {
 		if e.Subject != "" {
 			t.Errorf("a subject id in the clear: entry %d", e.Seq)
+		}
+		if e.Replica != "replica-7" {
+			t.Errorf("entry %d names replica %q", e.Seq, e.Replica)
 		}
 		switch {
 		case e.Op == "detokenize" && e.Outcome == "OK":

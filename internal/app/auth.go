@@ -96,7 +96,7 @@ func openSecurity(cfg config.Config, onAuditFailure func(), ledger *aead.Key) (*
 		s.subjects.Zero()
 		return nil, nil, err
 	}
-	s.audit, err = audit.Open(audit.Options{SubjectHash: s.subjects.Hash, Sink: sink, Path: cfg.Auth.Audit.Path, SigningKey: key,
+	s.audit, err = audit.Open(audit.Options{SubjectHash: s.subjects.Hash, Sink: sink, Replica: cfg.Replica.ID, Path: cfg.Auth.Audit.Path, SigningKey: key,
 		CheckpointEvery: cfg.Auth.Audit.CheckpointEvery, CheckpointInterval: cfg.Auth.Audit.CheckpointInterval,
 		Logger: log.With("component", "audit"), OnFailure: onAuditFailure, AllowUnverified: cfg.Auth.Audit.AllowUnverifiedHistory,
 		Rotation: auditRotation(cfg.Auth.Audit)})

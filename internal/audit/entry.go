@@ -68,6 +68,9 @@ type Entry struct {
 	Seq  uint64 `json:"seq"`
 	Time string `json:"time"` // RFC 3339, UTC, set by the writer
 	Type string `json:"type"`
+	// Replica: the server that wrote the entry (Options.Replica), so that
+	// trails of several replicas can be merged.
+	Replica string `json:"replica,omitempty"`
 	// Caller: the identity (certificate URI/DNS name, "api_key:NAME", or
 	// "anonymous" in dev mode); Auth: how it was established.
 	Caller string `json:"caller,omitempty"`
@@ -163,7 +166,7 @@ func (e *Entry) appendBody(b *bytes.Buffer) error {
 // before a refusal is audited): JSON would turn it into U+FFFD anyway, and
 // doing it first keeps the written line canonical.
 func (e *Entry) sanitize() {
-	for _, p := range []*string{&e.Time, &e.Type, &e.Caller, &e.Auth, &e.Peer, &e.Op, &e.Method,
+	for _, p := range []*string{&e.Time, &e.Type, &e.Replica, &e.Caller, &e.Auth, &e.Peer, &e.Op, &e.Method,
 		&e.Purpose, &e.Subject, &e.SubjectHash, &e.Outcome, &e.Reason, &e.Kind, &e.Since, &e.File, &e.KeyID, &e.Sig, &e.Prev} {
 		*p = strings.ToValidUTF8(*p, "\uFFFD")
 	}

@@ -57,6 +57,8 @@ type Options struct {
 	// Sink, if set, gets a copy of every line (ship.go); the log closes
 	// it.
 	Sink Sink
+	// Replica is written into every entry (config replica.id).
+	Replica string
 }
 
 // Log appends entries durably.
@@ -711,7 +713,7 @@ func (l *Log) commit(group []*request) {
 	var err error
 	for _, r := range group {
 		e := r.e
-		e.Seq, e.Time, e.Prev = l.seq+1, stamp, l.prev
+		e.Seq, e.Time, e.Prev, e.Replica = l.seq+1, stamp, l.prev, l.opts.Replica
 		e.KeyID, e.Sig = "", ""
 		if !r.own && (e.Type == TypeCheckpoint || e.Type == TypeContinue) {
 			e.Type = TypeCall // only the writer makes checkpoints and continue entries
@@ -727,7 +729,7 @@ func (l *Log) commit(group []*request) {
 	cp := l.sinceCP > 0 && (len(group) == 0 || l.forceCP || l.sinceCP >= l.opts.CheckpointEvery ||
 		l.sinceCPBytes >= maxTailBytes/2 || now.Sub(l.lastCP) >= l.opts.CheckpointInterval)
 	if err == nil && cp {
-		e := Entry{Seq: l.seq + 1, Time: stamp, Type: TypeCheckpoint, KeyID: l.keyID, Prev: l.prev}
+		e := Entry{Seq: l.seq + 1, Time: stamp, Type: TypeCheckpoint, Replica: l.opts.Replica, KeyID: l.keyID, Prev: l.prev}
 		e.Sig = base64.RawStdEncoding.EncodeToString(ed25519.Sign(l.opts.SigningKey, checkpointMessage(&e)))
 		if err = e.appendLine(buf); err == nil {
 			l.seq, l.prev = e.Seq, e.Hash

@@ -427,3 +427,28 @@ func TestOpenAfterTornContinue(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Every line carries the replica id, the log's own entries included.
+func TestReplicaInEveryEntry(t *testing.T) {
+	dir := t.TempDir()
+	l, err := audit.Open(audit.Options{Path: filepath.Join(dir, "audit.jsonl"), SigningKey: newKey(t), Replica: "eu-1",
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Write(context.Background(), entry(1))
+	l.Rotate(context.Background())
+	l.WriteAsync(entry(2))
+	l.Close()
+	n := 0
+	audit.Scan(dir, func(_ string, e audit.Entry) bool {
+		n++
+		if e.Replica != "eu-1" {
+			t.Errorf("entry %d (%s): replica %q", e.Seq, e.Type, e.Replica)
+		}
+		return true
+	})
+	if n < 6 {
+		t.Errorf("%d entries", n)
+	}
+}

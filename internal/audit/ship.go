@@ -38,7 +38,11 @@ import (
 // shipped. When shipping is first enabled (no state file), what the log
 // held before counts as shipped: it was never meant to be.
 
-// Sink receives a copy of every line of the log.
+// Sink receives a copy of every line of the log. It is also where a
+// second store of the log plugs in (a database sink across replicas, in
+// a later change): such a sink must be durable before a reveal's result
+// leaves, so it would be called in the writer's commit, not through this
+// asynchronous copy.
 type Sink interface {
 	// Ship writes whole lines (each ending in a newline), in chain order.
 	// An error is retried with the same lines.

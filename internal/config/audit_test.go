@@ -1,6 +1,7 @@
 package config_test
 
 import (
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -22,5 +23,21 @@ func TestAuditRotationConfig(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("missing %q in %v", want, err)
 		}
+	}
+}
+
+func TestReplicaConfig(t *testing.T) {
+	cfg, err := load(t, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host, _ := os.Hostname(); cfg.Replica.ID == "" || host != "" && len(host) <= 64 && cfg.Replica.ID != host {
+		t.Errorf("default replica.id %q, host %q", cfg.Replica.ID, host)
+	}
+	if cfg, err = load(t, "replica:\n  id: eu-west-1a\n", nil); err != nil || cfg.Replica.ID != "eu-west-1a" {
+		t.Fatalf("%+v %v", cfg.Replica, err)
+	}
+	if _, err = load(t, "replica:\n  id: \"a b\"\n", nil); err == nil || !strings.Contains(err.Error(), `replica.id: "a b" is not`) {
+		t.Errorf("bad id: %v", err)
 	}
 }

@@ -60,6 +60,8 @@ type Config struct {
 	Profiling ProfilingConfig `yaml:"profiling"`
 	// Limits: per-identity tokenize rates under a policy (limits.go).
 	Limits LimitsConfig `yaml:"limits"`
+	// Replica names this server in its audit entries (replica.go).
+	Replica ReplicaConfig `yaml:"replica"`
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger `yaml:"-"`
 }
@@ -183,6 +185,7 @@ func (c *Config) SetDefaults() {
 	c.Auth.SetDefaults()
 	c.Auth.setPathDefaults(c.DataDir, c.KEK.Keyring.Path)
 	c.Limits.SetDefaults()
+	c.Replica.SetDefaults()
 }
 
 // Validate reports every problem at once, each naming its config key.
@@ -207,6 +210,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Limits.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Replica.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	switch c.KEK.Provider {
