@@ -210,6 +210,7 @@ func start(ctx context.Context, cfg config.Config, store *badgerstore.Store, led
 	m.GRPC.InitializeMetrics(gs)
 	m.WatchVault(v)
 	m.WatchStoreSize(store)
+	m.WatchAudit(sec.audit.Stats)
 	bg, stopBg := context.WithCancel(context.Background())
 	a := &App{cfg: cfg, store: store, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis, metrics: m, sec: sec,
 		served: make(chan error, 1), Created: created, stopBg: stopBg, pprof: stopPprof}

@@ -293,6 +293,7 @@ func (l *Log) recover() error {
 			// the next checkpoint, so that no one mistakes it for a
 			// verified one.
 			l.log.Warn("audit log: starting on a history that does not verify, as allowed by configuration", "path", l.opts.Path, "err", err)
+			l.stats.verifyErrors.Add(1)
 			l.notice = &Entry{Type: TypeNotice, Op: "audit-open", Outcome: "UNVERIFIED",
 				Reason: Clip("started with allow_unverified_history: " + err.Error())}
 		}

@@ -69,12 +69,16 @@ type Stats struct {
 	Rotations      uint64 // rotations since Open
 	RetentionFiles uint64 // rotated files deleted by retention since Open
 	// ShippingLag: entries written to the file but not yet accepted by
-	// the sink (0 without one).
+	// the sink (0 without one); ShipErrors: failed attempts to ship.
 	ShippingLag uint64
+	ShipErrors  uint64
+	// VerifyErrors: histories Open found unverifiable and continued as
+	// allowed (Options.AllowUnverified; each is a notice entry too).
+	VerifyErrors uint64
 }
 
 type stats struct {
-	bytes, rotations, deleted atomic.Uint64
+	bytes, rotations, deleted, verifyErrors atomic.Uint64
 	first                     atomic.Uint64 // the current file's first seq
 	size                      atomic.Int64
 }
@@ -82,8 +86,9 @@ type stats struct {
 // Stats returns the log's counters.
 func (l *Log) Stats() Stats {
 	st := Stats{BytesWritten: l.stats.bytes.Load(), CurrentSize: l.stats.size.Load(),
-		Rotations: l.stats.rotations.Load(), RetentionFiles: l.stats.deleted.Load()}
+		Rotations: l.stats.rotations.Load(), RetentionFiles: l.stats.deleted.Load(), VerifyErrors: l.stats.verifyErrors.Load()}
 	if l.ship != nil {
+		st.ShipErrors = l.ship.errors.Load()
 		st.ShippingLag = l.ship.queued.Load() - min(l.ship.shipped.Load(), l.ship.queued.Load())
 	}
 	return st
@@ -166,6 +171,7 @@ func (l *Log) continueRotated() ([]*request, error) {
 	l.seq, l.prev = e.Seq, e.Hash
 	group := []*request{{own: true, e: Entry{Type: TypeContinue, Op: OpRotate, Reason: "start", File: last.plain, CheckpointSeq: e.Seq}}}
 	if verr != nil {
+		l.stats.verifyErrors.Add(1)
 		group = append(group, &request{e: Entry{Type: TypeNotice, Op: "audit-open", Outcome: "UNVERIFIED",
 			Reason: Clip("started with allow_unverified_history: " + verr.Error())}})
 	}

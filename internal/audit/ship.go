@@ -101,6 +101,7 @@ type shipper struct {
 	closing   atomic.Bool
 	queued    atomic.Uint64 // seq of the last line queued
 	shipped   atomic.Uint64 // seq of the last line the sink accepted
+	errors    atomic.Uint64 // failed Ship calls
 	saved     uint64        // shipper goroutine only
 	savedAt   time.Time
 }
@@ -167,6 +168,7 @@ func (s *shipper) loop() {
 			if err == nil {
 				break
 			}
+			s.errors.Add(1)
 			if s.closing.Load() {
 				if deadline.IsZero() {
 					deadline = time.Now().Add(shipCloseBound)
