@@ -79,8 +79,8 @@ type Stats struct {
 
 type stats struct {
 	bytes, rotations, deleted, verifyErrors atomic.Uint64
-	first                     atomic.Uint64 // the current file's first seq
-	size                      atomic.Int64
+	first                                   atomic.Uint64 // the current file's first seq
+	size                                    atomic.Int64
 }
 
 // Stats returns the log's counters.
