@@ -134,11 +134,16 @@ func (l *Log) startShipping() error {
 	}
 	s.shipped.Store(from)
 	s.queued.Store(from)
-	s.saved = from
 	l.ship = s
+	// Written now, so that a crash before the first save is not taken
+	// for shipping that was just turned on. Before the loop: saved is the
+	// loop's.
+	if err := s.write(from); err != nil {
+		return fmt.Errorf("shipping state: %w", err)
+	}
 	go s.loop()
 	if from == l.seq {
-		return s.save()
+		return nil
 	}
 	// Ship again what follows the saved seq, from the files.
 	l.log.Warn("audit shipping: shipping the entries a stop left unshipped", "from", from+1, "to", l.seq)
@@ -194,11 +199,14 @@ func (s *shipper) loop() {
 // save writes the shipped seq (through a temporary file, renamed: a
 // crash leaves the old value, which only makes retention more careful).
 func (s *shipper) save() error {
-	n := s.shipped.Load()
 	s.savedAt = time.Now()
-	if n == s.saved && s.saved != 0 {
-		return nil
+	if n := s.shipped.Load(); n != s.saved {
+		return s.write(n)
 	}
+	return nil
+}
+
+func (s *shipper) write(n uint64) error {
 	tmp := s.statePath + ".tmp"
 	if err := os.WriteFile(tmp, []byte(strconv.FormatUint(n, 10)+"\n"), 0o600); err != nil {
 		return err
