@@ -1,18 +1,16 @@
-package app
+package app_test
 
 import (
 	"context"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/tokenvault/tokenvault/client"
-	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/crypto/keyfile"
+	"github.com/tokenvault/tokenvault/internal/app"
 	"github.com/tokenvault/tokenvault/internal/audit"
-	"github.com/tokenvault/tokenvault/internal/config"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 )
 
@@ -23,16 +21,10 @@ import (
 // only rotated files left still refuses a new signing key.
 func TestAuditRotationOnDemand(t *testing.T) {
 	dir := t.TempDir()
-	cfg := config.Config{
-		Listen:  "127.0.0.1:0",
-		DataDir: filepath.Join(dir, "data"),
-		KEK:     config.KEKConfig{Keyring: agekeyring.Config{Path: filepath.Join(dir, "keys", "keyring.age")}},
-		Metrics: config.MetricsConfig{Listen: "off"},
-		Logger:  slog.New(slog.DiscardHandler),
-	}
+	cfg := dirConfig(dir)
 	cfg.Auth.Audit.Rotate.Compress = true
 	cfg.Replica.ID = "replica-7"
-	a, err := Start(context.Background(), cfg)
+	a, err := app.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +65,7 @@ func TestAuditRotationOnDemand(t *testing.T) {
 		t.Fatal(err)
 	}
 	logDir := filepath.Dir(a.AuditLogPath())
-	pub, err := os.ReadFile(filepath.Join(dir, "keys", "audit-signing.key.pub"))
+	pub, err := os.ReadFile(filepath.Join(dir, "audit-signing.key.pub"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,8 +106,8 @@ func TestAuditRotationOnDemand(t *testing.T) {
 	if err := os.Remove(a.AuditLogPath()); err != nil {
 		t.Fatal(err)
 	}
-	os.Rename(filepath.Join(dir, "keys", "audit-signing.key"), filepath.Join(dir, "audit-signing.key.moved"))
-	if _, err := Start(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "audit signing key") {
+	os.Rename(filepath.Join(dir, "audit-signing.key"), filepath.Join(dir, "audit-signing.key.moved"))
+	if _, err := app.Start(context.Background(), cfg); err == nil || !strings.Contains(err.Error(), "audit signing key") {
 		t.Fatalf("start without the signing key beside rotated files: %v", err)
 	}
 }

@@ -1,15 +1,12 @@
-package app
+package app_test
 
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"path/filepath"
 	"testing"
 
 	"github.com/tokenvault/tokenvault/client"
-	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
-	"github.com/tokenvault/tokenvault/internal/config"
+	"github.com/tokenvault/tokenvault/internal/app"
 )
 
 // auditCalls are the common audited calls, for the size of their entries
@@ -53,16 +50,8 @@ func make10() []client.Field {
 	return fs
 }
 
-func startForAuditSize(tb testing.TB) (*App, *client.Client) {
-	dir := tb.TempDir()
-	cfg := config.Config{
-		Listen:  "127.0.0.1:0",
-		DataDir: filepath.Join(dir, "data"),
-		KEK:     config.KEKConfig{Keyring: agekeyring.Config{Path: filepath.Join(dir, "keys", "keyring.age")}},
-		Metrics: config.MetricsConfig{Listen: "off"},
-		Logger:  slog.New(slog.DiscardHandler),
-	}
-	a, err := Start(context.Background(), cfg)
+func startForAuditSize(tb testing.TB) (*app.App, *client.Client) {
+	a, err := app.Start(context.Background(), dirConfig(tb.TempDir()))
 	if err != nil {
 		tb.Fatal(err)
 	}
