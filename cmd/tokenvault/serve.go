@@ -17,6 +17,7 @@ import (
 
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/internal/app"
+	"github.com/tokenvault/tokenvault/internal/audit"
 	"github.com/tokenvault/tokenvault/internal/config"
 )
 
@@ -155,7 +156,9 @@ func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 		case <-hup:
 			cfg.Logger.Info("SIGHUP: reloading policy and TLS files, rotating the audit log")
 			a.Reload()
-			if name, err := a.RotateAuditLog(ctx); err != nil {
+			if name, err := a.RotateAuditLog(ctx); errors.Is(err, audit.ErrNotRotatable) {
+				cfg.Logger.Info("SIGHUP: the audit log is not a regular file; not rotated")
+			} else if err != nil {
 				cfg.Logger.Error("SIGHUP: audit log rotation failed", "err", err)
 			} else {
 				cfg.Logger.Info("SIGHUP: audit log rotated", "rotated", name)
