@@ -311,7 +311,9 @@ const rotatedTime = "20060102T150405Z"
 // ("audit.jsonl": "audit", ".jsonl").
 func splitName(path string) (stem, ext string) {
 	base := filepath.Base(path)
-	ext = filepath.Ext(base)
+	if ext = filepath.Ext(base); ext == base {
+		ext = "" // ".audit" is a name, not an extension
+	}
 	return strings.TrimSuffix(base, ext), ext
 }
 
@@ -320,7 +322,10 @@ func rotatedName(path string, first uint64, start time.Time) string {
 	return fmt.Sprintf("%s-%020d-%s%s", stem, first, start.UTC().Format(rotatedTime), ext)
 }
 
-var rotatedRE = regexp.MustCompile(`^(.*)-([0-9]{20})-([0-9]{8}T[0-9]{6}Z)(\.[^.]*)?(\.gz)?$`)
+// rotatedRE: stem, seq, time, extension, ".gz". The extension is lazy so
+// that a compressed file of a log without one ("audit-…Z.gz") is read as
+// compressed (a log whose own extension is ".gz" is not supported).
+var rotatedRE = regexp.MustCompile(`(?s)^(.*)-([0-9]{20})-([0-9]{8}T[0-9]{6}Z)(\.[^.]*)??(\.gz)?$`)
 
 // parseRotated parses a rotated file's name; ok is false for other names.
 func parseRotated(name string) (stem, ext string, f rotatedFile, ok bool) {
