@@ -72,6 +72,8 @@ type Config struct {
 	Erasures ErasuresConfig `yaml:"erasures"`
 	// Holds: legal hold classes at erasure (holds.go).
 	Holds HoldsConfig `yaml:"holds"`
+	// Replica names this server in its audit entries (replica.go).
+	Replica ReplicaConfig `yaml:"replica"`
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger `yaml:"-"`
 	// Now is the vault's clock (default time.Now): tests move it to the
@@ -202,6 +204,7 @@ func (c *Config) SetDefaults() {
 	c.Limits.SetDefaults()
 	c.Console.SetDefaults()
 	c.Erasures.SetDefaults()
+	c.Replica.SetDefaults()
 }
 
 // Validate reports every problem at once, each naming its config key.
@@ -241,6 +244,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(c.Consent.Validate(c.Auth.PolicyFile), c.Erasures.Validate()); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Replica.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	switch c.KEK.Provider {

@@ -126,6 +126,7 @@ var methods = map[string]methodSpec{
 	pb.KeyAdmin_GetKekStatus_FullMethodName:   {op: auth.OpAdmin, audit: auditAlways},
 	pb.KeyAdmin_RotateKek_FullMethodName:      {op: auth.OpAdmin, audit: auditAlways},
 	pb.KeyAdmin_RetireKek_FullMethodName:      {op: auth.OpAdmin, audit: auditAlways},
+	pb.KeyAdmin_RotateAuditLog_FullMethodName: {op: auth.OpAdmin, audit: auditAlways},
 	// Data-subject rights (issue 4).
 	pb.TokenVault_ExportSubject_FullMethodName: {op: auth.OpExport, audit: auditAlways,
 		newReq: func() proto.Message { return new(pb.ExportSubjectRequest) }},

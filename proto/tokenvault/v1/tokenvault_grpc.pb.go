@@ -1024,9 +1024,10 @@ var BackupAdmin_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	KeyAdmin_GetKekStatus_FullMethodName = "/tokenvault.v1.KeyAdmin/GetKekStatus"
-	KeyAdmin_RotateKek_FullMethodName    = "/tokenvault.v1.KeyAdmin/RotateKek"
-	KeyAdmin_RetireKek_FullMethodName    = "/tokenvault.v1.KeyAdmin/RetireKek"
+	KeyAdmin_GetKekStatus_FullMethodName   = "/tokenvault.v1.KeyAdmin/GetKekStatus"
+	KeyAdmin_RotateKek_FullMethodName      = "/tokenvault.v1.KeyAdmin/RotateKek"
+	KeyAdmin_RetireKek_FullMethodName      = "/tokenvault.v1.KeyAdmin/RetireKek"
+	KeyAdmin_RotateAuditLog_FullMethodName = "/tokenvault.v1.KeyAdmin/RotateAuditLog"
 )
 
 // KeyAdminClient is the client API for KeyAdmin service.
@@ -1049,6 +1050,10 @@ type KeyAdminClient interface {
 	// for longer than the server's backup retention. It refuses while any
 	// stored subject key still uses such a version.
 	RetireKek(ctx context.Context, in *RetireKekRequest, opts ...grpc.CallOption) (*RetireKekResponse, error)
+	// RotateAuditLog rotates the audit log now: the current file is closed
+	// with a signed checkpoint and renamed, and the new one starts by naming
+	// it (policy operation "admin"; the call is audited).
+	RotateAuditLog(ctx context.Context, in *RotateAuditLogRequest, opts ...grpc.CallOption) (*RotateAuditLogResponse, error)
 }
 
 type keyAdminClient struct {
@@ -1098,6 +1103,16 @@ func (c *keyAdminClient) RetireKek(ctx context.Context, in *RetireKekRequest, op
 	return out, nil
 }
 
+func (c *keyAdminClient) RotateAuditLog(ctx context.Context, in *RotateAuditLogRequest, opts ...grpc.CallOption) (*RotateAuditLogResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateAuditLogResponse)
+	err := c.cc.Invoke(ctx, KeyAdmin_RotateAuditLog_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KeyAdminServer is the server API for KeyAdmin service.
 // All implementations must embed UnimplementedKeyAdminServer
 // for forward compatibility.
@@ -1118,6 +1133,10 @@ type KeyAdminServer interface {
 	// for longer than the server's backup retention. It refuses while any
 	// stored subject key still uses such a version.
 	RetireKek(context.Context, *RetireKekRequest) (*RetireKekResponse, error)
+	// RotateAuditLog rotates the audit log now: the current file is closed
+	// with a signed checkpoint and renamed, and the new one starts by naming
+	// it (policy operation "admin"; the call is audited).
+	RotateAuditLog(context.Context, *RotateAuditLogRequest) (*RotateAuditLogResponse, error)
 	mustEmbedUnimplementedKeyAdminServer()
 }
 
@@ -1136,6 +1155,9 @@ func (UnimplementedKeyAdminServer) RotateKek(*RotateKekRequest, grpc.ServerStrea
 }
 func (UnimplementedKeyAdminServer) RetireKek(context.Context, *RetireKekRequest) (*RetireKekResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RetireKek not implemented")
+}
+func (UnimplementedKeyAdminServer) RotateAuditLog(context.Context, *RotateAuditLogRequest) (*RotateAuditLogResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RotateAuditLog not implemented")
 }
 func (UnimplementedKeyAdminServer) mustEmbedUnimplementedKeyAdminServer() {}
 func (UnimplementedKeyAdminServer) testEmbeddedByValue()                  {}
@@ -1205,6 +1227,24 @@ func _KeyAdmin_RetireKek_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KeyAdmin_RotateAuditLog_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateAuditLogRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KeyAdminServer).RotateAuditLog(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KeyAdmin_RotateAuditLog_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KeyAdminServer).RotateAuditLog(ctx, req.(*RotateAuditLogRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // KeyAdmin_ServiceDesc is the grpc.ServiceDesc for KeyAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1219,6 +1259,10 @@ var KeyAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RetireKek",
 			Handler:    _KeyAdmin_RetireKek_Handler,
+		},
+		{
+			MethodName: "RotateAuditLog",
+			Handler:    _KeyAdmin_RotateAuditLog_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
