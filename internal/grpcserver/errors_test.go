@@ -80,6 +80,7 @@ func TestErrorTable(t *testing.T) {
 		vault.ErrStorageFull:        {codes.ResourceExhausted, "STORAGE_FULL", client.ErrStorageFull},
 		vault.ErrPermissionDenied:   {codes.PermissionDenied, "PERMISSION_DENIED", client.ErrPermissionDenied},
 		kek.ErrUnavailable:          {codes.Unavailable, "KEK_UNAVAILABLE", client.ErrUnavailable},
+		vault.ErrStoreUnavailable:   {codes.Unavailable, "STORE_UNAVAILABLE", client.ErrUnavailable},
 		auth.ErrUnauthenticated:     {codes.Unauthenticated, "UNAUTHENTICATED", client.ErrUnauthenticated},
 		auth.ErrPermissionDenied:    {codes.PermissionDenied, "PERMISSION_DENIED", client.ErrPermissionDenied},
 		errUnknownMethod:            {codes.PermissionDenied, "PERMISSION_DENIED", client.ErrPermissionDenied},

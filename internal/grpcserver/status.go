@@ -76,6 +76,7 @@ var codeTable = []codeRow{
 	{vault.ErrStorageFull, codes.ResourceExhausted, errinfo.StorageFull, "store: disk full; writes are refused until space is freed (reads still work)"},
 	{vault.ErrPermissionDenied, codes.PermissionDenied, errinfo.PermissionDenied, "permission denied"},
 	{kek.ErrUnavailable, codes.Unavailable, errinfo.KEKUnavailable, "the key-encryption key provider is unavailable; retry later"},
+	{vault.ErrStoreUnavailable, codes.Unavailable, errinfo.StoreUnavailable, "the store's database is unavailable; retry later"},
 	// The guard's refusals.
 	{auth.ErrUnauthenticated, codes.Unauthenticated, errinfo.Unauthenticated, ""},
 	{auth.ErrPermissionDenied, codes.PermissionDenied, errinfo.PermissionDenied, ""},

@@ -66,6 +66,9 @@ const (
 	// database reports as an error (a serialization failure, or a unique
 	// violation of a row committed after our check).
 	retries = 16
+	// defaultConnectTimeout bounds one connection attempt when the DSN
+	// sets no connect_timeout.
+	defaultConnectTimeout = 5 * time.Second
 )
 
 // Options tune the store.
@@ -88,7 +91,8 @@ type Options struct {
 
 // Store is the PostgreSQL store.
 type Store struct {
-	pool *pgxpool.Pool
+	// pool classifies the errors of an unreachable database (errors.go).
+	pool dbPool
 	// q runs the read statements: the pool, or for a backup one
 	// read-only transaction (backup.go).
 	q   querier
@@ -140,7 +144,8 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool, q: pool, log: opts.Logger.With("component", "pgstore"), ids: ids}
+	db := dbPool{pool}
+	s := &Store{pool: db, q: db, log: opts.Logger.With("component", "pgstore"), ids: ids}
 	if err := s.checkIDKey(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -168,6 +173,13 @@ func openPool(ctx context.Context, dsn string, maxConns int32) (*pgxpool.Pool, e
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		// A host that does not answer (a primary that vanished, a
+		// partition) must not hold a connection attempt for the kernel's
+		// TCP timeout: the attempt fails and a multi-host DSN tries the
+		// next host. The DSN's connect_timeout overrides it.
+		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -228,10 +240,10 @@ func (s *Store) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	for range retries {
 		err = pgx.BeginFunc(ctx, s.pool, fn)
 		if !retryable(err) {
-			return err
+			return classify(err)
 		}
 	}
-	return err
+	return classify(err)
 }
 
 func retryable(err error) bool {
