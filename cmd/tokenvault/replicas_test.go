@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"syscall"
@@ -57,6 +60,11 @@ func TestReplicasKillOne(t *testing.T) {
 		!(errors.Is(err, client.ErrErased) || errors.Is(err, client.ErrNotFound)) {
 		t.Fatalf("reveal on B right after the erasure on A = %q, %v; want erased or not found", got, err)
 	}
+
+	// B heard of the erasure (its listener is an accelerator: the refusal
+	// above did not wait for it), and exports its pool.
+	waitMetrics(t, rs.procs[1], `tokenvault_store_listener_connected 1`, `tokenvault_store_listener_notifications_total [1-9]`,
+		`tokenvault_store_pool_connections\{state="total"\} [1-9]`, `tokenvault_store_pool_acquires_total [1-9]`)
 
 	ld := startLoad(rs.clients, 4, 5*time.Second)
 	ld.waitAcks(t, 150)
@@ -135,7 +143,49 @@ func TestReplicasFailover(t *testing.T) {
 	for _, c := range rs.clients {
 		ld.checkAll(t, c)
 	}
+	// The change listeners found the new primary too.
+	for _, p := range rs.procs {
+		waitMetrics(t, p, `tokenvault_store_listener_connected 1`)
+	}
 	rs.checkLogs(t, ld)
+}
+
+// waitMetrics waits until p's /metrics matches every pattern.
+func waitMetrics(t *testing.T, p *serveProc, patterns ...string) {
+	t.Helper()
+	var body []byte
+	for deadline := time.Now().Add(bound); ; time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get("http://" + p.metrics + "/metrics")
+		if err == nil {
+			body, _ = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			missing := ""
+			for _, pat := range patterns {
+				if !regexp.MustCompile(`(?m)^` + pat).Match(body) {
+					missing = pat
+					break
+				}
+			}
+			if missing == "" {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("replica %s's metrics lack %s:\n%s", p.name, missing, grepLines(body, "tokenvault_store_"))
+			}
+		} else if time.Now().After(deadline) {
+			t.Fatalf("replica %s's metrics: %v", p.name, err)
+		}
+	}
+}
+
+func grepLines(b []byte, sub string) string {
+	var out []string
+	for _, ln := range strings.Split(string(b), "\n") {
+		if strings.Contains(ln, sub) {
+			out = append(out, ln)
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 func testBinary(t *testing.T) string {
@@ -180,9 +230,11 @@ func startReplicas(t *testing.T, bin, dsn string) *replicaSet {
 				}
 			}
 		}
+		metricsAddr := mustFreeAddr(t)
 		p := startServe(t, bin, name, rdir, []string{"TOKENVAULT_STORE_POSTGRES_DSN=" + dsn},
 			"serve", "--config", cfg, "--listen", mustFreeAddr(t), "--keyring", filepath.Join(rdir, "keys", "keyring.age"),
-			"--metrics-listen", "off", "--audit-log", filepath.Join(rdir, "audit", "audit.jsonl"))
+			"--metrics-listen", metricsAddr, "--audit-log", filepath.Join(rdir, "audit", "audit.jsonl"))
+		p.metrics = metricsAddr
 		c, err := client.Dial(p.addr, client.WithRetry(1, 0, 0))
 		if err != nil {
 			t.Fatal(err)
@@ -227,6 +279,7 @@ func (rs *replicaSet) checkLogs(t *testing.T, ld *rrLoad) {
 // serveProc is one "tokenvault serve" process.
 type serveProc struct {
 	name, addr, logPath string
+	metrics             string // the /metrics listener
 	cmd                 *exec.Cmd
 	exited              chan error
 	running             bool

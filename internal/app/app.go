@@ -226,6 +226,7 @@ func start(ctx context.Context, cfg config.Config, store appStore, bs *badgersto
 		m.WatchStoreSize(bs)
 	}
 	m.WatchErasures(v.ErasureBacklog)
+	watchStore(m, store) // store.go
 	bg, stopBg := context.WithCancel(context.Background())
 	a := &App{cfg: cfg, store: store, badger: bs, holder: leaseHolder(), leaseTTL: defaultLeaseTTL, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis, metrics: m, sec: sec,
 		served: make(chan error, 1), Created: created, stopBg: stopBg, pprof: stopPprof}
@@ -236,7 +237,7 @@ func start(ctx context.Context, cfg config.Config, store appStore, bs *badgersto
 	}
 	undo = append(undo, a.stopConsole)
 	m.WatchDiskFull(a.diskFull.Load)
-	for _, job := range []func(context.Context){a.watchKEK, a.watchSpace, a.maintain, a.purgeExpired, a.resumePurges, a.trimErasureEvents,
+	for _, job := range []func(context.Context){a.watchKEK, a.watchSpace, a.maintain, a.purgeExpired, a.resumePurges, a.trimErasureEvents, a.listenChanges,
 		func(ctx context.Context) { sec.pollPolicy(ctx, cfg.Auth.PolicyPollInterval) }} {
 		a.bg.Add(1)
 		go func() { defer a.bg.Done(); job(bg) }()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tokenvault/tokenvault/internal/config"
+	"github.com/tokenvault/tokenvault/internal/metrics"
 	"github.com/tokenvault/tokenvault/vault"
 	"github.com/tokenvault/tokenvault/vault/badgerstore"
 	"github.com/tokenvault/tokenvault/vault/pgstore"
@@ -146,5 +147,33 @@ func (a *App) resumePurges(ctx context.Context) {
 				a.cfg.Logger.Info("resumed interrupted erasures", "keys", n)
 			}
 		})
+	})
+}
+
+// listenChanges runs, on the PostgreSQL store, the listener that makes
+// this replica's vault drop the cached keys of subjects other replicas
+// erased, restricted or rectified (pgstore's notify.go: an accelerator;
+// every reveal reads the key from the database anyway).
+func (a *App) listenChanges(ctx context.Context) {
+	if s, ok := a.store.(*pgstore.Store); ok {
+		s.Listen(ctx, a.vault)
+	}
+}
+
+// watchStore exports what the store has to show beyond the vault's
+// counters: for PostgreSQL, its pool and its change listener.
+func watchStore(m *metrics.Metrics, store appStore) {
+	s, ok := store.(*pgstore.Store)
+	if !ok {
+		return
+	}
+	m.WatchPostgres(func() metrics.PoolStats {
+		p := s.PoolStats()
+		return metrics.PoolStats{Total: p.Total, Idle: p.Idle, Acquired: p.Acquired, Constructing: p.Constructing, Max: p.Max,
+			Acquires: p.Acquires, Waits: p.Waits, WaitTime: p.WaitTime}
+	}, func() metrics.ListenerStats {
+		l := s.ListenerStats()
+		return metrics.ListenerStats{Enabled: l.Enabled, Connected: l.Connected, LastNotification: l.LastNotification,
+			Notifications: l.Notifications, Resyncs: l.Resyncs, Lag: l.Lag}
 	})
 }

@@ -75,6 +75,7 @@ func TestErrorTable(t *testing.T) {
 		vault.ErrNotFound:           {codes.NotFound, "NOT_FOUND", client.ErrNotFound},
 		vault.ErrErased:             {codes.FailedPrecondition, "SUBJECT_ERASED", client.ErrErased},
 		vault.ErrFailedPrecondition: {codes.FailedPrecondition, "FAILED_PRECONDITION", client.ErrFailedPrecondition},
+		vault.ErrKEKBusy:            {codes.FailedPrecondition, "FAILED_PRECONDITION", client.ErrFailedPrecondition},
 		vault.ErrNoConsent:          {codes.FailedPrecondition, "CONSENT_REQUIRED", client.ErrConsentRequired},
 		vault.ErrExhausted:          {codes.ResourceExhausted, "TOKEN_SPACE_EXHAUSTED", client.ErrExhausted},
 		vault.ErrStorageFull:        {codes.ResourceExhausted, "STORAGE_FULL", client.ErrStorageFull},

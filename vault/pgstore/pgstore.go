@@ -26,7 +26,7 @@
 //
 // Statements stay within what PostgreSQL-compatible distributed engines
 // (CockroachDB, YugabyteDB) also support: no advisory locks, no
-// LISTEN/NOTIFY, plain types.
+// LISTEN/NOTIFY other than as an accelerator (notify.go), plain types.
 //
 // [pgx]: https://github.com/jackc/pgx
 package pgstore
@@ -98,6 +98,10 @@ type Store struct {
 	q   querier
 	log *slog.Logger
 	ids *idKeys
+	// notify: the database has LISTEN/NOTIFY (notify.go); lst is this
+	// replica's listener.
+	notify bool
+	lst    *listener
 }
 
 // querier is what pgxpool.Pool and pgx.Tx share.
@@ -145,7 +149,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	db := dbPool{pool}
-	s := &Store{pool: db, q: db, log: opts.Logger.With("component", "pgstore"), ids: ids}
+	s := &Store{pool: db, q: db, lst: &listener{}, log: opts.Logger.With("component", "pgstore"), ids: ids}
 	if err := s.checkIDKey(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -158,6 +162,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if restoring {
 		s.Close()
 		return nil, ErrRestoring
+	}
+	if s.notify = probeNotify(ctx, db); !s.notify {
+		s.log.Info("the database has no LISTEN/NOTIFY: caches drop the keys of subjects changed elsewhere at their TTL (correctness does not depend on it)")
 	}
 	return s, nil
 }
@@ -507,6 +514,9 @@ func (s *Store) ShredSubject(ctx context.Context, subject string, ledger vault.L
 			return fmt.Errorf("%w: key id", vault.ErrCorrupt)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO tokenvault_pending_purges (key_id, shredded_at) VALUES ($1, now()) ON CONFLICT (key_id) DO NOTHING`, id[:]); err != nil {
+			return err
+		}
+		if err := s.noteChange(ctx, tx, id); err != nil {
 			return err
 		}
 		if ledger.Hash != nil {
