@@ -176,7 +176,7 @@ func start(ctx context.Context, cfg config.Config, store appStore, bs *badgersto
 	}
 	m := metrics.New()
 	consent := newConsentSource(cfg) // erasures.go
-	v, err := vault.New(ctx, store, wrapper, vault.Options{Logger: cfg.Logger, CacheSize: cfg.Cache.Size,
+	v, err := vault.New(ctx, store, replicaKEK(cfg, wrapper), vault.Options{Logger: cfg.Logger, CacheSize: cfg.Cache.Size,
 		CacheTTL: cfg.Cache.TTL, OnKEK: m.ObserveKEK, Rights: rightsOptions(cfg.Rights, rk, cfg.KEK.BackupRetention),
 		ConsentRequired: consent.required, Erasures: vault.ErasureOptions{Retention: cfg.Erasures.EventRetention}})
 	if err != nil {
