@@ -69,31 +69,12 @@ func TestDeployFilesParse(t *testing.T) {
 // are valid tokenvault configurations (strict keys, every value checked).
 func TestDeployConfigsLoad(t *testing.T) {
 	root := filepath.Join("..", "..", "deploy")
-	k8s, err := os.ReadFile(filepath.Join(root, "k8s", "configmap.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var cm struct {
-		Data map[string]string `yaml:"data"`
-	}
-	if err := yaml.Unmarshal(k8s, &cm); err != nil {
-		t.Fatal(err)
-	}
+	cm := configMapData(t, filepath.Join(root, "k8s", "configmap.yaml"))
 	tmp := filepath.Join(t.TempDir(), "k8s.yaml")
-	os.WriteFile(tmp, []byte(cm.Data["tokenvault.yaml"]), 0o600)
+	os.WriteFile(tmp, []byte(cm["tokenvault.yaml"]), 0o600)
 	// The replicas' ConfigMap (PostgreSQL store).
-	replicas, err := os.ReadFile(filepath.Join(root, "k8s", "replicas", "configmap.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rcm struct {
-		Data map[string]string `yaml:"data"`
-	}
-	if err := yaml.Unmarshal(replicas, &rcm); err != nil {
-		t.Fatal(err)
-	}
 	rtmp := filepath.Join(t.TempDir(), "k8s-replicas.yaml")
-	os.WriteFile(rtmp, []byte(rcm.Data["tokenvault.yaml"]), 0o600)
+	os.WriteFile(rtmp, []byte(configMapData(t, filepath.Join(root, "k8s", "replicas", "configmap.yaml"))["tokenvault.yaml"]), 0o600)
 	for name, path := range map[string]string{"docker": filepath.Join(root, "docker", "tokenvault.yaml"), "k8s": tmp, "k8s-replicas": rtmp,
 		"systemd-replica": filepath.Join(root, "systemd", "tokenvault-replica.yaml")} {
 		t.Run(name, func(t *testing.T) {
@@ -110,10 +91,26 @@ func TestDeployConfigsLoad(t *testing.T) {
 		})
 	}
 	policy := filepath.Join(t.TempDir(), "policy.yaml")
-	os.WriteFile(policy, []byte(cm.Data["policy.yaml"]), 0o600)
+	os.WriteFile(policy, []byte(cm["policy.yaml"]), 0o600)
 	if _, err := auth.LoadPolicyFile(policy); err != nil {
 		t.Fatalf("the ConfigMap's policy: %v", err)
 	}
+}
+
+// configMapData is the data of the ConfigMap in path.
+func configMapData(t *testing.T, path string) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cm struct {
+		Data map[string]string `yaml:"data"`
+	}
+	if err := yaml.Unmarshal(b, &cm); err != nil {
+		t.Fatal(err)
+	}
+	return cm.Data
 }
 
 // TestReplicasDeploymentStateless: the PostgreSQL-mode Deployment runs

@@ -174,7 +174,12 @@ func (s *Store) listenOnce(ctx context.Context, h ChangeHandler, seen **int64) e
 	if err != nil {
 		return classify(err)
 	}
-	defer conn.Close(context.Background())
+	defer func() {
+		// Bounded: the database may be gone.
+		cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		conn.Close(cctx)
+	}()
 	if _, err := conn.Exec(ctx, `LISTEN `+changeChannel); err != nil {
 		return classify(err)
 	}
