@@ -66,7 +66,10 @@ const (
 
 // noteChange records, in tx, a change to the subject whose key is id.
 // The counter row is locked until tx ends, so counter order is commit
-// order, which is the order notifications are delivered in.
+// order, which is the order notifications are delivered in. That one row
+// serializes erasures, restrictions and rectifications across replicas
+// (one commit at a time): they are rare next to tokenizes and reveals,
+// which never touch it.
 func (s *Store) noteChange(ctx context.Context, tx pgx.Tx, id vault.KeyID) error {
 	q := bumpSQL
 	if s.notify {
