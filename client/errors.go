@@ -45,9 +45,10 @@ var (
 	ErrVolatileFull     = errors.New("tokenvault: volatile token capacity reached")
 	ErrUnauthenticated  = errors.New("tokenvault: unauthenticated")
 	ErrPermissionDenied = errors.New("tokenvault: permission denied")
-	// ErrUnavailable: the server, its key-encryption key provider or its
-	// audit log is unavailable; safe calls are retried automatically (see
-	// WithRetry).
+	// ErrUnavailable: the server, its key-encryption key provider, its
+	// audit log or its store's database (reason errinfo.StoreUnavailable,
+	// e.g. during a database failover) is unavailable; safe calls are
+	// retried automatically (see WithRetry).
 	ErrUnavailable = errors.New("tokenvault: unavailable")
 	// ErrUnimplemented: the server does not offer the call (an older
 	// server, or backups on a store without them).

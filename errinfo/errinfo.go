@@ -70,6 +70,10 @@ const (
 	// AuditUnavailable (UNAVAILABLE): the audit log cannot be written, so
 	// the call was refused or its result withheld.
 	AuditUnavailable = "AUDIT_UNAVAILABLE"
+	// StoreUnavailable (UNAVAILABLE): the store's database cannot be
+	// reached (down, or failing over to a standby); retry later. A write
+	// cut short may or may not have been committed.
+	StoreUnavailable = "STORE_UNAVAILABLE"
 	// Unimplemented (UNIMPLEMENTED): this server does not offer the call
 	// (backups on a store without them).
 	Unimplemented = "UNIMPLEMENTED"

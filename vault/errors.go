@@ -27,6 +27,11 @@ var (
 	// refuses writes before any of them starts; nothing is half-written,
 	// reads still work, and writes succeed again once space is freed.
 	ErrStorageFull = errors.New("store: disk full")
+	// ErrStoreUnavailable: the store cannot be reached (a database server
+	// down, restarting or failing over, a connection lost mid-call). The
+	// call's outcome may be unknown (a write cut short may or may not
+	// have committed); retrying later is safe for what is idempotent.
+	ErrStoreUnavailable = errors.New("store unavailable")
 
 	// ErrRestricted: processing of the subject is restricted
 	// (RestrictSubject); values are not revealed. A FailedPrecondition.

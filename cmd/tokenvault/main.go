@@ -26,6 +26,8 @@ Usage:
   tokenvault serve [--config FILE] [flags]         run the gRPC service
   tokenvault config check FILE                     validate a config file
   tokenvault store migrate --config FILE           create or upgrade the PostgreSQL store's schema
+  tokenvault store reerase --config FILE --ledger FILE
+                                                   after a database-level restore: re-apply the erasure ledger
   tokenvault tokenize --subject S --kind K VALUE…  print one token per value
   tokenvault detokenize --purpose P TOKEN…         print the values
   tokenvault mask TOKEN…                           print display masks

@@ -371,26 +371,10 @@ func restoreCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return fmt.Errorf("--ledger-key: %w%s", err, keys.hint("ledger", "--ledger-key FILE"))
 	}
 	defer key.Zero()
-	var ledger backup.Ledger
 	ctx := context.Background()
-	source := *ledgerFile
-	if *ledgerFile != "" {
-		if ledger, err = backup.ReadLedger(*ledgerFile); err != nil {
-			return err
-		}
-	} else {
-		source = "the erasure ledger from " + *ledgerFrom
-		cl, err := client.Dial(*ledgerFrom)
-		if err != nil {
-			return err
-		}
-		lctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
-		ledger, err = backup.FetchLedger(lctx, cl)
-		cancel()
-		cl.Close()
-		if err != nil {
-			return fmt.Errorf("--ledger-from: %w", err)
-		}
+	ledger, source, err := loadLedger(ctx, *ledgerFile, *ledgerFrom)
+	if err != nil {
+		return err
 	}
 	// The server's legal hold classes, to schedule holds a backup from
 	// before an erasure lacks (backup.RestoreOptions.Holds).
@@ -414,6 +398,27 @@ func restoreCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "restored %d backup file(s) into %s: %d entries written; re-erased %d subject(s) named in the erasure ledger (%d entries left out); ledger of %d entries kept\n",
 		len(from), target.name, res.Entries, res.ReErased, res.Dropped, res.Ledger)
 	return nil
+}
+
+// loadLedger reads the erasure ledger from file, or fetches it from the
+// live vault at from, and names its source for errors.
+func loadLedger(ctx context.Context, file, from string) (backup.Ledger, string, error) {
+	if file != "" {
+		l, err := backup.ReadLedger(file)
+		return l, file, err
+	}
+	cl, err := client.Dial(from)
+	if err != nil {
+		return backup.Ledger{}, "", err
+	}
+	defer cl.Close()
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+	defer cancel()
+	l, err := backup.FetchLedger(lctx, cl)
+	if err != nil {
+		return l, "", fmt.Errorf("--ledger-from: %w", err)
+	}
+	return l, "the erasure ledger from " + from, nil
 }
 
 // restoreKeys are the key files restore reads and where each path came

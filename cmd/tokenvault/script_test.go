@@ -80,6 +80,8 @@ func TestScripts(t *testing.T) {
 			"b64std":     cmdB64Std,
 			"perm":       cmdPerm,
 			"pgdb":       func(ts *testscript.TestScript, neg bool, args []string) { cmdPgDB(t, ts, neg, args) },
+			"pgdump":     cmdPgDump,
+			"pgrestore":  cmdPgRestore,
 		},
 	})
 }
@@ -263,6 +265,22 @@ func cmdPgDB(t *testing.T, ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("pgtest: %v (a script guards pgdb with [!pg] skip)", err)
 	}
 	ts.Setenv(args[0], pgtest.New(t).DSN)
+}
+
+// pgdump DSN FILE: a custom-format pg_dump of the database.
+func cmdPgDump(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: pgdump DSN FILE")
+	}
+	ts.Check(pgtest.PgDump(args[0], ts.MkAbs(args[1])))
+}
+
+// pgrestore FILE DSN: pg_restore the dump into the (empty) database.
+func cmdPgRestore(ts *testscript.TestScript, neg bool, args []string) {
+	if neg || len(args) != 2 {
+		ts.Fatalf("usage: pgrestore FILE DSN")
+	}
+	ts.Check(pgtest.PgRestore(ts.MkAbs(args[0]), args[1]))
 }
 
 // pgCondition answers [pg]: whether PostgreSQL is here for tests. Under

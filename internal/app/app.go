@@ -176,7 +176,7 @@ func start(ctx context.Context, cfg config.Config, store appStore, bs *badgersto
 	}
 	m := metrics.New()
 	consent := newConsentSource(cfg) // erasures.go
-	v, err := vault.New(ctx, store, wrapper, vault.Options{Logger: cfg.Logger, CacheSize: cfg.Cache.Size,
+	v, err := vault.New(ctx, store, replicaKEK(cfg, wrapper), vault.Options{Logger: cfg.Logger, CacheSize: cfg.Cache.Size,
 		CacheTTL: cfg.Cache.TTL, OnKEK: m.ObserveKEK, Rights: rightsOptions(cfg.Rights, rk, cfg.KEK.BackupRetention),
 		ConsentRequired: consent.required, Erasures: vault.ErasureOptions{Retention: cfg.Erasures.EventRetention},
 		Holds: cfg.Holds.Vault(), Now: cfg.Now,
@@ -229,6 +229,7 @@ func start(ctx context.Context, cfg config.Config, store appStore, bs *badgersto
 	}
 	m.WatchErasures(v.ErasureBacklog)
 	m.WatchAudit(sec.audit.Stats)
+	watchStore(m, store) // store.go
 	bg, stopBg := context.WithCancel(context.Background())
 	a := &App{cfg: cfg, store: store, badger: bs, holder: leaseHolder(), leaseTTL: defaultLeaseTTL, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis, metrics: m, sec: sec,
 		served: make(chan error, 1), Created: created, stopBg: stopBg, pprof: stopPprof}
@@ -239,7 +240,7 @@ func start(ctx context.Context, cfg config.Config, store appStore, bs *badgersto
 	}
 	undo = append(undo, a.stopConsole)
 	m.WatchDiskFull(a.diskFull.Load)
-	for _, job := range []func(context.Context){a.watchKEK, a.watchSpace, a.maintain, a.purgeExpired, a.resumePurges, a.trimErasureEvents, a.shredHolds,
+	for _, job := range []func(context.Context){a.watchKEK, a.watchSpace, a.maintain, a.purgeExpired, a.resumePurges, a.trimErasureEvents, a.shredHolds, a.listenChanges,
 		func(ctx context.Context) { sec.pollPolicy(ctx, cfg.Auth.PolicyPollInterval) }} {
 		a.bg.Add(1)
 		go func() { defer a.bg.Done(); job(bg) }()

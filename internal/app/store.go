@@ -8,7 +8,9 @@ import (
 	"os"
 	"time"
 
+	"github.com/tokenvault/tokenvault/crypto/kek"
 	"github.com/tokenvault/tokenvault/internal/config"
+	"github.com/tokenvault/tokenvault/internal/metrics"
 	"github.com/tokenvault/tokenvault/vault"
 	"github.com/tokenvault/tokenvault/vault/badgerstore"
 	"github.com/tokenvault/tokenvault/vault/pgstore"
@@ -147,4 +149,70 @@ func (a *App) resumePurges(ctx context.Context) {
 			}
 		})
 	})
+}
+
+// listenChanges runs, on the PostgreSQL store, the listener that makes
+// this replica's vault drop the cached keys of subjects other replicas
+// erased, restricted or rectified (pgstore's notify.go: an accelerator;
+// every reveal reads the key from the database anyway).
+func (a *App) listenChanges(ctx context.Context) {
+	if s, ok := a.store.(*pgstore.Store); ok {
+		s.Listen(ctx, a.vault)
+	}
+}
+
+// watchStore exports what the store has to show beyond the vault's
+// counters: for PostgreSQL, its pool and its change listener.
+func watchStore(m *metrics.Metrics, store appStore) {
+	s, ok := store.(*pgstore.Store)
+	if !ok {
+		return
+	}
+	m.WatchPostgres(func() metrics.PoolStats {
+		p := s.PoolStats()
+		return metrics.PoolStats{Total: p.Total, Idle: p.Idle, Acquired: p.Acquired, Constructing: p.Constructing, Max: p.Max,
+			Acquires: p.Acquires, Waits: p.Waits, WaitTime: p.WaitTime}
+	}, func() metrics.ListenerStats {
+		l := s.ListenerStats()
+		return metrics.ListenerStats{Enabled: l.Enabled, Connected: l.Connected, LastNotification: l.LastNotification,
+			Notifications: l.Notifications, Resyncs: l.Resyncs, Lag: l.Lag}
+	})
+}
+
+// errLocalKEKOnReplicas refuses to rotate or retire the local keyring on
+// the shared store. Each replica holds its own copy of keyring.age, read
+// at start: a version added on one replica is unknown to the others
+// (they could not unwrap the keys wrapped under it), and a version
+// retired on one lives on in the others' copies (backups under it would
+// stay decryptable, which breaks the erasure promise).
+var errLocalKEKOnReplicas = &vault.FieldError{Field: "kek",
+	Reason: "the local keyring is not rotated or retired on the PostgreSQL store: every replica holds its own copy of keyring.age, which the others would not follow; use kek.provider vault (HashiCorp Vault transit, whose versions every replica sees) for replicas (README \"Running several replicas\")",
+	Err:    vault.ErrFailedPrecondition}
+
+// replicaKEK is the KEK the vault gets: on the PostgreSQL store with the
+// local keyring, one that refuses Rotate and Retire (rewrap still works:
+// it adds no version and removes none).
+func replicaKEK(cfg config.Config, w kek.Wrapper) kek.Wrapper {
+	r, ok := w.(kek.Rotator)
+	if !ok || cfg.Store.Provider != config.StorePostgres || cfg.KEK.Provider != config.KEKLocal {
+		return w
+	}
+	return localOnReplicas{w, r}
+}
+
+type localOnReplicas struct {
+	kek.Wrapper
+	r kek.Rotator
+}
+
+func (l localOnReplicas) Rotate(context.Context) (int, error) { return 0, errLocalKEKOnReplicas }
+func (l localOnReplicas) Retire(context.Context, int) error   { return errLocalKEKOnReplicas }
+func (l localOnReplicas) Rewrap(ctx context.Context, items []kek.RewrapItem) ([][]byte, error) {
+	return l.r.Rewrap(ctx, items)
+}
+func (l localOnReplicas) Versions(ctx context.Context) ([]kek.Version, error) {
+	return l.r.Versions(ctx)
+}
+func (l localOnReplicas) Describe(wrapped []byte) (kek.WrappedInfo, error) {
+	return l.r.Describe(wrapped)
 }

@@ -43,46 +43,56 @@ func (a *Admin) GetKekStatus(ctx context.Context, _ *pb.GetKekStatusRequest) (*p
 	return out, nil
 }
 
+// RotateKek rotates (unless rewrap only) and rewraps under the store's
+// KEK administration lease: on replicas sharing a database, one at a
+// time (vault.ErrKEKBusy for the second).
 func (a *Admin) RotateKek(req *pb.RotateKekRequest, stream pb.KeyAdmin_RotateKekServer) error {
-	ctx := stream.Context()
-	st, err := a.v.KEKStatus(ctx)
-	if err != nil {
-		return a.toStatus("RotateKek", err)
-	}
-	total := 0
-	for _, n := range st.KeysByVersion {
-		total += n
-	}
-	version := st.Current
-	if !req.GetRewrapOnly() {
-		if version, err = a.v.RotateKEK(ctx); err != nil {
-			return a.toStatus("RotateKek", err)
-		}
-	}
-	msg := func(p vault.RewrapProgress, done bool) *pb.RotateKekResponse {
-		return &pb.RotateKekResponse{Version: int32(version), Scanned: int64(p.Scanned),
-			Total: int64(max(total, p.Scanned)), Rewrapped: int64(p.Rewrapped), Done: done}
-	}
-	if err := stream.Send(msg(vault.RewrapProgress{}, false)); err != nil {
-		return err
-	}
 	var sendErr error
-	p, err := a.v.RewrapKeys(ctx, func(p vault.RewrapProgress) {
-		if sendErr == nil {
-			sendErr = stream.Send(msg(p, false))
+	err := a.v.WithKEKLease(stream.Context(), func(ctx context.Context) error {
+		st, err := a.v.KEKStatus(ctx)
+		if err != nil {
+			return err
 		}
+		total := 0
+		for _, n := range st.KeysByVersion {
+			total += n
+		}
+		version := st.Current
+		if !req.GetRewrapOnly() {
+			if version, err = a.v.RotateKEK(ctx); err != nil {
+				return err
+			}
+		}
+		msg := func(p vault.RewrapProgress, done bool) *pb.RotateKekResponse {
+			return &pb.RotateKekResponse{Version: int32(version), Scanned: int64(p.Scanned),
+				Total: int64(max(total, p.Scanned)), Rewrapped: int64(p.Rewrapped), Done: done}
+		}
+		if sendErr = stream.Send(msg(vault.RewrapProgress{}, false)); sendErr != nil {
+			return nil
+		}
+		p, err := a.v.RewrapKeys(ctx, func(p vault.RewrapProgress) {
+			if sendErr == nil {
+				sendErr = stream.Send(msg(p, false))
+			}
+		})
+		if err != nil || sendErr != nil {
+			return err
+		}
+		sendErr = stream.Send(msg(p, true))
+		return nil
 	})
 	if err != nil {
 		return a.toStatus("RotateKek", err)
 	}
-	if sendErr != nil {
-		return sendErr
-	}
-	return stream.Send(msg(p, true))
+	return sendErr
 }
 
 func (a *Admin) RetireKek(ctx context.Context, _ *pb.RetireKekRequest) (*pb.RetireKekResponse, error) {
-	res, err := a.v.RetireKEK(ctx, a.retention)
+	var res vault.RetireResult
+	err := a.v.WithKEKLease(ctx, func(ctx context.Context) (err error) {
+		res, err = a.v.RetireKEK(ctx, a.retention)
+		return err
+	})
 	if err != nil {
 		return nil, a.toStatus("RetireKek", err)
 	}

@@ -362,3 +362,38 @@ func declaresModule(gomod []byte) bool {
 	}
 	return false
 }
+
+// PgDump writes a custom-format pg_dump of the database dsn names to
+// file (the database-level backup an operator takes).
+func PgDump(dsn, file string) error {
+	return runTool("pg_dump", "--format=custom", "--no-owner", "--file", file, "--dbname", dsn)
+}
+
+// PgRestore restores file (from PgDump) into the empty database dsn
+// names, stopping at the first error.
+func PgRestore(file, dsn string) error {
+	return runTool("pg_restore", "--no-owner", "--exit-on-error", "--dbname", dsn, file)
+}
+
+// runTool runs one of PostgreSQL's client programs from the binaries
+// of the started server (else TOKENVAULT_PG_BIN, Debian's directory, or
+// PATH).
+func runTool(name string, args ...string) error {
+	dir := os.Getenv("TOKENVAULT_PG_BIN")
+	if srv != nil && srv.binDir != "" {
+		dir = srv.binDir
+	} else if dir == "" {
+		dir = "/usr/lib/postgresql/15/bin"
+	}
+	bin := filepath.Join(dir, name)
+	if _, err := os.Stat(bin); err != nil {
+		bin = name
+	}
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("%s: %v: %s", name, err, strings.TrimSpace(stderr.String()))
+	}
+	return nil
+}

@@ -26,7 +26,7 @@
 //
 // Statements stay within what PostgreSQL-compatible distributed engines
 // (CockroachDB, YugabyteDB) also support: no advisory locks, no
-// LISTEN/NOTIFY, plain types.
+// LISTEN/NOTIFY other than as an accelerator (notify.go), plain types.
 //
 // [pgx]: https://github.com/jackc/pgx
 package pgstore
@@ -66,6 +66,9 @@ const (
 	// database reports as an error (a serialization failure, or a unique
 	// violation of a row committed after our check).
 	retries = 16
+	// defaultConnectTimeout bounds one connection attempt when the DSN
+	// sets no connect_timeout.
+	defaultConnectTimeout = 5 * time.Second
 )
 
 // Options tune the store.
@@ -88,12 +91,17 @@ type Options struct {
 
 // Store is the PostgreSQL store.
 type Store struct {
-	pool *pgxpool.Pool
+	// pool classifies the errors of an unreachable database (errors.go).
+	pool dbPool
 	// q runs the read statements: the pool, or for a backup one
 	// read-only transaction (backup.go).
 	q   querier
 	log *slog.Logger
 	ids *idKeys
+	// notify: the database has LISTEN/NOTIFY (notify.go); lst is this
+	// replica's listener.
+	notify bool
+	lst    *listener
 }
 
 // querier is what pgxpool.Pool and pgx.Tx share.
@@ -140,7 +148,8 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	s := &Store{pool: pool, q: pool, log: opts.Logger.With("component", "pgstore"), ids: ids}
+	db := dbPool{pool}
+	s := &Store{pool: db, q: db, lst: &listener{}, log: opts.Logger.With("component", "pgstore"), ids: ids}
 	if err := s.checkIDKey(ctx); err != nil {
 		s.Close()
 		return nil, err
@@ -153,6 +162,9 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if restoring {
 		s.Close()
 		return nil, ErrRestoring
+	}
+	if s.notify = probeNotify(ctx, db); !s.notify {
+		s.log.Info("the database has no LISTEN/NOTIFY: caches drop the keys of subjects changed elsewhere at their TTL (correctness does not depend on it)")
 	}
 	return s, nil
 }
@@ -168,6 +180,13 @@ func openPool(ctx context.Context, dsn string, maxConns int32) (*pgxpool.Pool, e
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
+	}
+	if cfg.ConnConfig.ConnectTimeout == 0 {
+		// A host that does not answer (a primary that vanished, a
+		// partition) must not hold a connection attempt for the kernel's
+		// TCP timeout: the attempt fails and a multi-host DSN tries the
+		// next host. The DSN's connect_timeout overrides it.
+		cfg.ConnConfig.ConnectTimeout = defaultConnectTimeout
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -228,10 +247,10 @@ func (s *Store) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
 	for range retries {
 		err = pgx.BeginFunc(ctx, s.pool, fn)
 		if !retryable(err) {
-			return err
+			return classify(err)
 		}
 	}
-	return err
+	return classify(err)
 }
 
 func retryable(err error) bool {
@@ -495,6 +514,9 @@ func (s *Store) ShredSubject(ctx context.Context, subject string, ledger vault.L
 			return fmt.Errorf("%w: key id", vault.ErrCorrupt)
 		}
 		if _, err := tx.Exec(ctx, `INSERT INTO tokenvault_pending_purges (key_id, shredded_at) VALUES ($1, now()) ON CONFLICT (key_id) DO NOTHING`, id[:]); err != nil {
+			return err
+		}
+		if err := s.noteChange(ctx, tx, id); err != nil {
 			return err
 		}
 		if ledger.Hash != nil {

@@ -71,9 +71,11 @@ func (s *Store) ReplaceRecord(ctx context.Context, subject string, id vault.KeyI
 				return &vault.CollisionError{Lookup: true}
 			}
 		}
-		_, err = tx.Exec(ctx, `UPDATE tokenvault_records SET kind = $2, created = $3, expires = $4, lookup = $5, sealed = $6, aad_version = $7
-			WHERE token_hash = $1`, th, int64(r.Kind), r.Created, optTime(r.Expires), optBytes(r.Lookup), r.Sealed, int64(r.AADVersion))
-		return err
+		if _, err := tx.Exec(ctx, `UPDATE tokenvault_records SET kind = $2, created = $3, expires = $4, lookup = $5, sealed = $6, aad_version = $7
+			WHERE token_hash = $1`, th, int64(r.Kind), r.Created, optTime(r.Expires), optBytes(r.Lookup), r.Sealed, int64(r.AADVersion)); err != nil {
+			return err
+		}
+		return s.noteChange(ctx, tx, id)
 	})
 	return err
 }
@@ -83,14 +85,18 @@ func (s *Store) SetRestricted(ctx context.Context, subject string, since time.Ti
 	if err != nil {
 		return err
 	}
-	tag, err := s.pool.Exec(ctx, `UPDATE tokenvault_subject_keys SET restricted = $2 WHERE subject_hash = $1`, h, optTime(since))
-	if err != nil {
-		return err
-	}
-	if tag.RowsAffected() == 0 {
-		return vault.ErrNotFound
-	}
-	return nil
+	return s.tx(ctx, func(tx pgx.Tx) error {
+		var rid []byte
+		err := tx.QueryRow(ctx, `UPDATE tokenvault_subject_keys SET restricted = $2 WHERE subject_hash = $1 RETURNING key_id`, h, optTime(since)).Scan(&rid)
+		if err != nil {
+			return notFound(err)
+		}
+		var id vault.KeyID
+		if copy(id[:], rid) != len(id) {
+			return fmt.Errorf("%w: key id", vault.ErrCorrupt)
+		}
+		return s.noteChange(ctx, tx, id)
+	})
 }
 
 func (s *Store) PurgeExpired(ctx context.Context, now time.Time, limit int) (int, error) {
