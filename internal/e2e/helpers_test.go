@@ -34,6 +34,7 @@ type env struct {
 	retention        time.Duration // backup retention; 0 for the default
 	purgeInterval    time.Duration // expired-token purge; 0 for the default
 	pgDSN            string        // the PostgreSQL store's database; "" for badger
+	pgDB             *pgtest.DB    // the same; nil for badger
 }
 
 // newEnv uses the local age keyring.
@@ -62,7 +63,7 @@ func newPostgresEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e := newEnv(t)
-	e.pgDSN = db.DSN
+	e.pgDSN, e.pgDB = db.DSN, db
 	return e
 }
 
