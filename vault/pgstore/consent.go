@@ -107,8 +107,20 @@ func (s *Store) purgeConsent(ctx context.Context, id vault.KeyID) error {
 	return nil
 }
 
-// copyConsent copies the consent history of key id from src to dst
-// (backups and restores, copyStore), in order.
+// copyConsentOf copies the consent history of subject's key id from src
+// to dst (backups and restores, copyStore), in order, if src keeps one.
+func copyConsentOf(ctx context.Context, src, dst vault.Store, subject string, id vault.KeyID) error {
+	sc, ok := src.(vault.ConsentStore)
+	if !ok {
+		return nil
+	}
+	dc, ok := dst.(vault.ConsentStore)
+	if !ok {
+		return fmt.Errorf("pgstore: %T keeps no consent records", dst)
+	}
+	return copyConsent(ctx, sc, dc, subject, id)
+}
+
 func copyConsent(ctx context.Context, src, dst vault.ConsentStore, subject string, id vault.KeyID) error {
 	for after := uint64(0); ; {
 		page, err := src.ConsentHistory(ctx, id, after, copyBatch)

@@ -288,3 +288,105 @@ func (s *Store) inBatches(ctx context.Context, stmt string, arg int64) (int, err
 		}
 	}
 }
+
+// Copying another store's event log in (restores, from the badger staging
+// store; backups copy this store's log into one through the same two
+// methods of the badger store): see copyErasureLog.
+
+// erasureLogCopier is a store that takes a copy of an event log.
+type erasureLogCopier interface {
+	// PutErasureEvents stores events under their numbers and raises the
+	// last number given to the highest.
+	PutErasureEvents(ctx context.Context, evs []vault.ErasureEvent) error
+	// PutErasureCursors sets consumers' cursors and raises the last
+	// number given to the highest.
+	PutErasureCursors(ctx context.Context, cursors map[string]uint64) error
+}
+
+func (s *Store) PutErasureEvents(ctx context.Context, evs []vault.ErasureEvent) error {
+	return s.tx(ctx, func(tx pgx.Tx) error {
+		var last int64
+		for _, ev := range evs {
+			seq, ok := seqArg(ev.Seq)
+			if !ok || seq == 0 || (ev.Subject == "" && ev.Receipt != nil) || len(ev.Receipt) > maxReceipt {
+				return fmt.Errorf("pgstore: copied erasure event %d out of range", ev.Seq)
+			}
+			var subject, receipt []byte
+			var err error
+			if ev.Subject != "" {
+				if subject, err = s.ids.seal.Seal(nil, []byte(ev.Subject), eventAAD(ev.KeyID, "subject")); err != nil {
+					return err
+				}
+			}
+			if ev.Receipt != nil {
+				if receipt, err = s.ids.seal.Seal(nil, ev.Receipt, eventAAD(ev.KeyID, "receipt")); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO tokenvault_erasure_events (seq, erased_at_ns, key_id, sealed_subject, sealed_receipt) VALUES ($1, $2, $3, $4, $5)`,
+				seq, ev.ErasedAt.UnixNano(), ev.KeyID[:], subject, receipt); err != nil {
+				return err
+			}
+			last = max(last, seq)
+		}
+		return raiseEventCounter(ctx, tx, last)
+	})
+}
+
+func (s *Store) PutErasureCursors(ctx context.Context, cursors map[string]uint64) error {
+	return s.tx(ctx, func(tx pgx.Tx) error {
+		var last int64
+		for c, seq := range cursors {
+			n, ok := seqArg(seq)
+			if c == "" || len(c) > maxConsumer || !ok {
+				return fmt.Errorf("pgstore: copied erasure cursor out of range (name of %d bytes)", len(c))
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO tokenvault_erasure_cursors (consumer, acked) VALUES ($1, $2)
+				ON CONFLICT (consumer) DO UPDATE SET acked = GREATEST(tokenvault_erasure_cursors.acked, excluded.acked)`, c, n); err != nil {
+				return err
+			}
+			last = max(last, n)
+		}
+		return raiseEventCounter(ctx, tx, last)
+	})
+}
+
+func raiseEventCounter(ctx context.Context, tx pgx.Tx, last int64) error {
+	_, err := tx.Exec(ctx, `UPDATE tokenvault_counters SET n = GREATEST(n, $2) WHERE name = $1`, eventCounter, last)
+	return err
+}
+
+// copyPage bounds the events copied in one transaction (a receipt is up
+// to 16 KiB).
+const copyPage = 100
+
+// copyErasureLog copies src's erasure events and cursors into dst, if src
+// keeps them.
+func copyErasureLog(ctx context.Context, src, dst vault.Store) error {
+	se, ok := src.(vault.ErasureEventStore)
+	if !ok {
+		return nil
+	}
+	dc, ok := dst.(erasureLogCopier)
+	if !ok {
+		return fmt.Errorf("pgstore: %T takes no copy of an erasure event log", dst)
+	}
+	for after := uint64(0); ; {
+		page, err := se.ErasureEvents(ctx, after, copyPage)
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			break
+		}
+		if err := dc.PutErasureEvents(ctx, page); err != nil {
+			return err
+		}
+		after = page[len(page)-1].Seq
+	}
+	cursors, err := se.Consumers(ctx)
+	if err != nil {
+		return err
+	}
+	return dc.PutErasureCursors(ctx, cursors)
+}

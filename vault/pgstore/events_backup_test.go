@@ -1,0 +1,126 @@
+package pgstore_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"testing"
+	"time"
+
+	"github.com/tokenvault/tokenvault/crypto/aead"
+	"github.com/tokenvault/tokenvault/vault"
+	"github.com/tokenvault/tokenvault/vault/pgstore"
+)
+
+// TestBackupKeepsConsentAndEvents: a backup of the PostgreSQL store
+// restored into another database keeps the consent history, the pending
+// erasure events (subject id, receipt, numbers) and the consumers'
+// cursors, and the next erasure continues the numbering.
+func TestBackupKeepsConsentAndEvents(t *testing.T) {
+	ctx := context.Background()
+	key, err := aead.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer key.Zero()
+	src, err := pgstore.Open(ctx, migrated(t).DSN, pgstore.Options{IDKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	keys := map[string]vault.SubjectKey{}
+	for i, subj := range []string{"alice", "bob", "carol"} {
+		sk := vault.SubjectKey{ID: vault.KeyID{byte(i + 1), 0xb7}, Wrapped: []byte("wrapped-" + subj), Created: time.Unix(1700000000, 0).UTC()}
+		if _, err := src.CreateSubjectKey(ctx, subj, sk); err != nil {
+			t.Fatal(err)
+		}
+		keys[subj] = sk
+	}
+	consent := []vault.ConsentEntry{
+		{Tag: bytes.Repeat([]byte{1}, 32), Sealed: bytes.Repeat([]byte{'g'}, 40)},
+		{Tag: bytes.Repeat([]byte{1}, 32), Sealed: bytes.Repeat([]byte{'w'}, 40)},
+	}
+	for _, e := range consent {
+		if err := src.AppendConsent(ctx, "alice", keys["alice"].ID, e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := src.RegisterConsumer(ctx, "crm"); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(1700000100, 123456789).UTC()
+	for _, subj := range []string{"bob", "carol"} {
+		if _, err := src.ShredErasure(ctx, subj, vault.LedgerEntry{}, vault.ErasureEvent{ErasedAt: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := src.AttachReceipt(ctx, 1, []byte("receipt of bob")); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.AckErasures(ctx, "crm", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.RegisterConsumer(ctx, "billing"); err != nil {
+		t.Fatal(err)
+	}
+
+	var b bytes.Buffer
+	if _, err := src.Snapshot(&b, 0); err != nil {
+		t.Fatal(err)
+	}
+	raw := b.Bytes()
+	frames := func(fn func([]byte) error) error {
+		for r := raw; len(r) > 0; {
+			n := binary.LittleEndian.Uint64(r)
+			if err := fn(r[8 : 8+n]); err != nil {
+				return err
+			}
+			r = r[8+n:]
+		}
+		return nil
+	}
+	target := migrated(t)
+	l, err := pgstore.NewLoader(target.DSN, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.UseLedgerKey(key); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Load(frames, func(vault.KeyID) bool { return false }); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Finish(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	dst, err := pgstore.Open(ctx, target.DSN, pgstore.Options{IDKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+
+	h, err := dst.ConsentHistory(ctx, keys["alice"].ID, 0, 10)
+	if err != nil || len(h) != 2 || !bytes.Equal(h[0].Sealed, consent[0].Sealed) || !bytes.Equal(h[1].Sealed, consent[1].Sealed) {
+		t.Fatalf("restored consent history: %d entries, %v", len(h), err)
+	}
+	evs, err := dst.ErasureEvents(ctx, 0, 10)
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("restored events: %+v, %v", evs, err)
+	}
+	for i, subj := range []string{"bob", "carol"} {
+		if ev := evs[i]; ev.Seq != uint64(i+1) || ev.Subject != subj || ev.KeyID != keys[subj].ID || !ev.ErasedAt.Equal(at) {
+			t.Fatalf("restored event %d: %+v", i, ev)
+		}
+	}
+	if string(evs[0].Receipt) != "receipt of bob" || evs[1].Receipt != nil {
+		t.Fatalf("restored receipts: %q, %q", evs[0].Receipt, evs[1].Receipt)
+	}
+	if c, err := dst.Consumers(ctx); err != nil || len(c) != 2 || c["crm"] != 1 || c["billing"] != 0 {
+		t.Fatalf("restored cursors: %v, %v", c, err)
+	}
+	ev, err := dst.ShredErasure(ctx, "alice", vault.LedgerEntry{}, vault.ErasureEvent{ErasedAt: time.Now()})
+	if err != nil || ev.Seq != 3 {
+		t.Fatalf("the first erasure after the restore: %+v, %v (want number 3)", ev, err)
+	}
+}
