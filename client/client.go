@@ -79,6 +79,10 @@ type Field struct {
 	ChecksumValid bool
 	// TTL is the token's retention (0: the server's default for the kind).
 	TTL time.Duration
+	// Hold puts the value under a legal hold class of the server's
+	// configuration: it survives the subject's erasure until the hold
+	// ends (see EraseSubject). Every field of one call must have the same.
+	Hold string
 }
 
 // Kind parses a kind name ("pan", "cn-resident-id", ...).
@@ -107,7 +111,7 @@ func (c *Client) Tokenize(ctx context.Context, subject string, fields ...Field) 
 			mode = pb.TokenMode_TOKEN_MODE_DETERMINISTIC
 		}
 		req.Fields[i] = &pb.Field{Kind: k, Value: f.Value,
-			Options: &pb.TokenizeOptions{Mode: mode, ChecksumValid: f.ChecksumValid}}
+			Options: &pb.TokenizeOptions{Mode: mode, ChecksumValid: f.ChecksumValid, Hold: f.Hold}}
 		if f.TTL != 0 {
 			req.Fields[i].Options.Ttl = durationpb.New(f.TTL)
 		}
@@ -182,9 +186,15 @@ func (c *Client) Mask(ctx context.Context, tokens ...string) ([]Result, error) {
 // Encrypt encrypts plaintexts of one subject for storage under a context
 // (e.g. "orders.shipping_address"); decrypt with the same context.
 func (c *Client) Encrypt(ctx context.Context, subject, blobContext string, plaintexts ...[]byte) ([][]byte, error) {
+	return c.EncryptHeld(ctx, subject, blobContext, "", plaintexts...)
+}
+
+// EncryptHeld is Encrypt with the blobs under legal hold class hold ("":
+// none), as Field.Hold.
+func (c *Client) EncryptHeld(ctx context.Context, subject, blobContext, hold string, plaintexts ...[]byte) ([][]byte, error) {
 	req := &pb.EncryptRequest{SubjectId: subject, Items: make([]*pb.EncryptItem, len(plaintexts))}
 	for i, p := range plaintexts {
-		req.Items[i] = &pb.EncryptItem{Plaintext: p, Context: blobContext}
+		req.Items[i] = &pb.EncryptItem{Plaintext: p, Context: blobContext, Hold: hold}
 	}
 	var resp *pb.EncryptResponse
 	err := c.do(ctx, false, func(ctx context.Context) (err error) {
@@ -247,6 +257,7 @@ func (c *Client) EraseSubject(ctx context.Context, subject string) (Receipt, err
 	if t := r.GetBackupsUndecryptableBy(); t != nil {
 		out.BackupsUndecryptableBy = t.AsTime()
 	}
+	out.Held = heldFromPB(r.GetHeld())
 	// The signature comes from the signed file. It covers the fields above
 	// only if the server sent the same ones in both places, so Verify on
 	// the returned receipt checks exactly what the caller is given.

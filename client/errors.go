@@ -27,6 +27,10 @@ var (
 	ErrConsentRequired = errors.New("tokenvault: consent required")
 	// ErrFailedPrecondition: not allowed in the current state.
 	ErrFailedPrecondition = errors.New("tokenvault: failed precondition")
+	// ErrHeld: the value is under a legal hold after its subject's
+	// erasure, revealed only for the hold class's purposes (the message
+	// names them); another purpose was given.
+	ErrHeld = errors.New("tokenvault: held after erasure for other purposes")
 	// ErrExhausted: no free token for the value (tiny token spaces).
 	ErrExhausted = errors.New("tokenvault: token space exhausted")
 	// ErrStorageFull: the server's disk is full; it refuses writes until
@@ -73,6 +77,8 @@ func (e *Error) sentinel() error {
 		return ErrErased
 	case errinfo.ConsentRequired:
 		return ErrConsentRequired
+	case errinfo.HeldAfterErasure:
+		return ErrHeld
 	case errinfo.TokenSpaceExhausted:
 		return ErrExhausted
 	case errinfo.StorageFull:

@@ -29,6 +29,9 @@ type Export struct {
 	Tokens          []ExportedToken `json:"tokens"`
 	// ConsentHistory is the subject's consent record, oldest first.
 	ConsentHistory []ConsentRecord `json:"consent_history"`
+	// Holds are the subject's legal holds; after its erasure only held
+	// data is exported (BlobKeyID is then empty).
+	Holds []ExportedHold `json:"holds,omitempty"`
 }
 
 // ExportedToken is one token and its value.
@@ -39,6 +42,7 @@ type ExportedToken struct {
 	Created       time.Time  `json:"created"`
 	Expires       *time.Time `json:"expires,omitempty"`
 	Deterministic bool       `json:"deterministic"`
+	Hold          string     `json:"hold,omitempty"`
 }
 
 // BlobsNote explains where blobs are, in every export.
@@ -73,7 +77,10 @@ func (c *Client) ExportSubject(ctx context.Context, subject, purpose string) (Ex
 // it, so that the file is the same as this client's.)
 func (ex *Export) Add(m *pb.ExportSubjectResponse) {
 	ex.Subject, ex.BlobKeyID = m.GetSubjectId(), fmt.Sprintf("%x", m.GetBlobKeyId())
-	ex.KeyCreated = m.GetKeyCreated().AsTime()
+	if m.GetKeyCreated() != nil {
+		ex.KeyCreated = m.GetKeyCreated().AsTime()
+	}
+	ex.Holds = exportedHoldsFromPB(m.GetHolds())
 	ex.ConsentHistory = make([]ConsentRecord, len(m.GetConsentHistory())) // the same in every message
 	for i, r := range m.GetConsentHistory() {
 		ex.ConsentHistory[i] = consentFromPB(r)
@@ -84,7 +91,7 @@ func (ex *Export) Add(m *pb.ExportSubjectResponse) {
 	}
 	for _, t := range m.GetTokens() {
 		et := ExportedToken{Kind: KindName(t.GetKind()), Token: t.GetToken(), Value: t.GetValue(),
-			Created: t.GetCreated().AsTime(), Deterministic: t.GetDeterministic()}
+			Created: t.GetCreated().AsTime(), Deterministic: t.GetDeterministic(), Hold: t.GetHold()}
 		if e := t.GetExpires(); e != nil {
 			at := e.AsTime()
 			et.Expires = &at

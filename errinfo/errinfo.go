@@ -26,6 +26,10 @@ const (
 	// SubjectErased (FAILED_PRECONDITION): the data belonged to a subject
 	// that has been erased.
 	SubjectErased = "SUBJECT_ERASED"
+	// HeldAfterErasure (FAILED_PRECONDITION): the value is under a legal
+	// hold after its subject's erasure and the reveal's purpose is not one
+	// of the hold class's; the message names the purpose and the class.
+	HeldAfterErasure = "HELD_AFTER_ERASURE"
 	// FailedPrecondition (FAILED_PRECONDITION): not allowed in the current
 	// state (a restricted subject, a KEK version still in use), or a
 	// feature this vault is not configured for (receipt or backup signing,

@@ -121,6 +121,19 @@ func (v *Vault) checkConsent(ctx context.Context, field, purpose string, c cache
 	if !ok {
 		return noConsent("has no consent record (the store keeps none)")
 	}
+	if subject, _, held := SplitHoldSubject(c.subject); held {
+		// Held data is the subject's: its consent is recorded under the
+		// subject's own key (gone once the subject is erased: no consent).
+		rc, err := v.keysFor(ctx, subject, false)
+		if errors.Is(err, ErrNotFound) || errors.Is(err, ErrErased) {
+			return noConsent("has no consent record (erased)")
+		}
+		if err != nil {
+			return err
+		}
+		defer rc.release()
+		c = rc
+	}
 	ck, err := consentKey(c.keys)
 	if err != nil {
 		return err

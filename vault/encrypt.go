@@ -14,6 +14,9 @@ type EncryptItem struct {
 	// Context names where the blob will be kept (e.g.
 	// "orders.shipping_address"); decrypting needs the same context.
 	Context string
+	// Hold puts the blob under a configured hold class (holds.go): it is
+	// sealed under the subject's hold key of that class. "" is none.
+	Hold string
 }
 
 // Encrypt seals items under subject's blob key. Blobs (see crypto/envelope)
@@ -32,16 +35,33 @@ func (v *Vault) Encrypt(ctx context.Context, subject string, items []EncryptItem
 		if err := checkNewContext(item("items", i)+".context", it.Context); err != nil {
 			return nil, err
 		}
+		if err := v.checkHold(item("items", i)+".hold", it.Hold); err != nil {
+			return nil, err
+		}
 	}
-	c, err := v.keysFor(ctx, subject, true)
-	if err != nil {
-		return nil, err
-	}
-	defer c.release()
+	// One key per hold class of the call ("" the subject's own).
+	keys := map[string]cached{}
+	defer func() {
+		for _, c := range keys {
+			c.release()
+		}
+	}()
 	out := make([][]byte, len(items))
 	for i, it := range items {
+		c, ok := keys[it.Hold]
+		if !ok {
+			keySubject, err := v.holdKeySubject(ctx, item("items", i)+".hold", subject, it.Hold)
+			if err != nil {
+				return nil, err
+			}
+			if c, err = v.keysFor(ctx, keySubject, true); err != nil {
+				return nil, err
+			}
+			keys[it.Hold] = c
+		}
 		bl := envelope.Blob{KeyID: c.id}
-		if bl.Sealed, err = c.keys.blob.Seal(nil, it.Plaintext, envelope.AAD(c.id, subject, it.Context)); err != nil {
+		var err error
+		if bl.Sealed, err = c.keys.blob.Seal(nil, it.Plaintext, envelope.AAD(c.id, c.subject, it.Context)); err != nil {
 			return nil, err
 		}
 		out[i] = bl.Marshal(nil)
@@ -105,6 +125,12 @@ func (v *Vault) decryptOne(ctx context.Context, field string, it DecryptItem, pu
 		return Decrypted{Err: err}
 	}
 	defer c.release()
+	if err := v.checkHeld(ctx, c, field, purpose); err != nil {
+		if errors.Is(err, ErrErased) {
+			err = &FieldError{Field: field + ".blob", Err: ErrNotFound, Reason: "no key for this blob: its subject was erased and its hold has ended"}
+		}
+		return Decrypted{Err: err}
+	}
 	if err := v.checkConsent(ctx, field+".blob", purpose, c); err != nil {
 		return Decrypted{Err: err}
 	}
@@ -115,5 +141,5 @@ func (v *Vault) decryptOne(ctx context.Context, field string, it DecryptItem, pu
 	if err != nil {
 		return Decrypted{Err: err}
 	}
-	return Decrypted{Plaintext: plain, Subject: c.subject}
+	return Decrypted{Plaintext: plain, Subject: realSubject(c.subject)}
 }

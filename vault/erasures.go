@@ -3,6 +3,7 @@ package vault
 import (
 	"context"
 	"errors"
+	"github.com/tokenvault/tokenvault/vault/receipt"
 	"slices"
 	"sync"
 	"time"
@@ -117,19 +118,26 @@ func (l *erasureLog) isInflight(seq uint64) bool {
 
 // shred is the erasure's shred: with an event when the store keeps them.
 // seq is 0 without one.
-func (v *Vault) shred(ctx context.Context, subject string, entry LedgerEntry, at time.Time) (KeyID, uint64, error) {
+func (v *Vault) shred(ctx context.Context, subject string, entry LedgerEntry, at time.Time) (KeyID, uint64, []receipt.Held, error) {
+	holds, err := v.holdsToSchedule(ctx, subject, at)
+	if err != nil {
+		return KeyID{}, 0, nil, err
+	}
 	es, ok := v.store.(ErasureEventStore)
 	if !ok {
-		id, err := v.store.ShredSubject(ctx, subject, entry)
-		return id, 0, err
+		id, err := v.shredHolding(ctx, subject, entry, holds)
+		return id, 0, heldOf(holds), err
 	}
-	ev, err := es.ShredErasure(ctx, subject, entry, ErasureEvent{ErasedAt: at})
+	// The holds are scheduled in the event's transaction (a store with
+	// events and holds implements both; holdsToSchedule finds holds only
+	// on a HoldStore).
+	ev, err := es.ShredErasure(ctx, subject, entry, ErasureEvent{ErasedAt: at, Holds: holds})
 	if err != nil {
-		return ev.KeyID, 0, err
+		return ev.KeyID, 0, nil, err
 	}
 	v.events.setInflight(ev.Seq, true)
 	v.events.changed()
-	return ev.KeyID, ev.Seq, nil
+	return ev.KeyID, ev.Seq, heldOf(holds), nil
 }
 
 // erasureDone attaches the signed receipt (if any) to event seq and ends

@@ -25,6 +25,13 @@ import (
 // backup still kept was taken after the rewrap. With rotation every R and
 // retention B, an erased subject is dead in every backup at most R + B
 // after its erasure.
+//
+// Hold keys (holds.go) are subject keys like any other: rewrapped and
+// retired with them. Data under a hold lives on after the erasure, so its
+// bound runs from the hold's shred instead: dead in every backup at most
+// R + B after the shred, which the hold's own receipt states
+// (backups_undecryptable_by); the erasure's receipt states the bound of
+// what it erased at once.
 
 // ErrNoRotation: the KEK provider cannot rotate.
 var ErrNoRotation = errors.New("the key-encryption key provider does not support rotation")

@@ -53,8 +53,8 @@ func (v *Vault) reveal(ctx context.Context, tokens []string, purpose string) ([]
 }
 
 // openToken opens the record of token for purpose. purpose is "" for
-// masks, which neither a restriction of processing nor missing consent
-// blocks.
+// masks, which neither a restriction of processing, missing consent nor
+// a legal hold blocks.
 func (v *Vault) openToken(ctx context.Context, field, token, purpose string) (string, format.Kind, error) {
 	reveal := purpose != ""
 	if !format.LooksLikeToken(token) {
@@ -88,6 +88,12 @@ func (v *Vault) openToken(ctx context.Context, field, token, purpose string) (st
 		return "", 0, err
 	}
 	defer c.release()
+	if err := v.checkHeld(ctx, c, field, purpose); err != nil {
+		if errors.Is(err, ErrErased) {
+			err = &FieldError{Field: field, Reason: "the token's subject has been erased (its hold has ended)", Err: ErrErased}
+		}
+		return "", 0, err
+	}
 	if err := v.checkConsent(ctx, field, purpose, c); err != nil {
 		return "", 0, err
 	}

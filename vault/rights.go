@@ -145,6 +145,9 @@ type ExportHeader struct {
 	Restricted time.Time // zero: not restricted
 	// Consent is the subject's consent history, oldest first (consent.go).
 	Consent []ConsentRecord
+	// Holds are the subject's hold keys (holds.go). After the subject's
+	// erasure its own key is gone (KeyID zero) and only these remain.
+	Holds []ExportedHold
 }
 
 // ExportedRecord is one token and its value.
@@ -155,12 +158,16 @@ type ExportedRecord struct {
 	Created       time.Time
 	Expires       time.Time // zero: no expiry
 	Deterministic bool
+	Hold          string // the hold class, "" for the subject's own data
 }
 
 // ExportSubject reveals every unexpired token and value held for subject
 // (right of access and portability), calling fn once per page (at least
 // once, possibly with no records). Allowed while the subject is
-// restricted. ErrNotFound if the vault holds no key for subject.
+// restricted. Values under a hold key come after the subject's own, with
+// ExportedRecord.Hold set, and the header lists the holds (also after the
+// subject's erasure, while its held data is kept). ErrNotFound if the
+// vault holds no key for subject.
 func (v *Vault) ExportSubject(ctx context.Context, subject string, fn func(ExportHeader, []ExportedRecord) error) error {
 	if err := checkID("subject_id", subject); err != nil {
 		return err
@@ -169,24 +176,52 @@ func (v *Vault) ExportSubject(ctx context.Context, subject string, fn func(Expor
 	if err != nil {
 		return err
 	}
-	gen := v.cache.generation()
-	sk, err := v.store.SubjectKey(ctx, subject)
-	if errors.Is(err, ErrNotFound) {
-		return &FieldError{Field: "subject_id", Reason: "no data is held for this subject", Err: ErrNotFound}
-	}
+	holds, holdKeys, err := v.subjectHolds(ctx, subject)
 	if err != nil {
 		return err
 	}
-	c, err := v.unwrap(ctx, subject, sk, gen)
+	sk, err := v.store.SubjectKey(ctx, subject)
+	if errors.Is(err, ErrNotFound) && len(holds) == 0 {
+		return &FieldError{Field: "subject_id", Reason: "no data is held for this subject", Err: ErrNotFound}
+	}
+	h := ExportHeader{Subject: subject, Holds: holds}
+	sent := false
+	switch {
+	case err == nil:
+		h.KeyID, h.KeyCreated, h.Restricted = sk.ID, sk.Created, sk.Restricted
+		if err := v.exportKey(ctx, rs, subject, sk, "", &h, fn, &sent); err != nil {
+			return err
+		}
+	case !errors.Is(err, ErrNotFound):
+		return err
+	}
+	for i, hk := range holdKeys {
+		if err := v.exportKey(ctx, rs, HoldSubject(subject, holds[i].Class), hk, holds[i].Class, &h, fn, &sent); err != nil {
+			return err
+		}
+	}
+	if !sent {
+		return fn(h, nil)
+	}
+	return nil
+}
+
+// exportKey exports the records under one key of the subject (its own,
+// or a hold key: keySubject is then the pseudo-subject and hold its class).
+func (v *Vault) exportKey(ctx context.Context, rs RightsStore, keySubject string, sk SubjectKey, hold string,
+	h *ExportHeader, fn func(ExportHeader, []ExportedRecord) error, sent *bool) error {
+	gen := v.cache.generation()
+	c, err := v.unwrap(ctx, keySubject, sk, gen)
 	if err != nil {
 		return err
 	}
 	defer c.release()
-	h := ExportHeader{Subject: subject, KeyID: sk.ID, KeyCreated: sk.Created, Restricted: sk.Restricted}
-	if h.Consent, err = v.consentHistory(ctx, c); err != nil {
-		return err
+	if hold == "" { // the subject's own key holds its consent history
+		if h.Consent, err = v.consentHistory(ctx, c); err != nil {
+			return err
+		}
 	}
-	after, sent := "", false
+	after := ""
 	for {
 		page, err := rs.KeyRecords(ctx, sk.ID, after, scanPage)
 		if err != nil {
@@ -201,18 +236,18 @@ func (v *Vault) ExportSubject(ctx context.Context, subject string, fn func(Expor
 			if rec.KeyID != sk.ID {
 				return fmt.Errorf("%w: record listed under another key", ErrCorrupt)
 			}
-			plain, err := openRecord(c.keys, subject, rec)
+			plain, err := openRecord(c.keys, keySubject, rec)
 			if err != nil {
 				return err
 			}
 			out = append(out, ExportedRecord{Token: rec.Token, Kind: rec.Kind, Value: plain,
-				Created: rec.Created, Expires: rec.Expires, Deterministic: rec.Lookup != nil})
+				Created: rec.Created, Expires: rec.Expires, Deterministic: rec.Lookup != nil, Hold: hold})
 		}
-		if len(out) > 0 || !sent {
-			if err := fn(h, out); err != nil {
+		if len(out) > 0 {
+			if err := fn(*h, out); err != nil {
 				return err
 			}
-			sent = true
+			*sent = true
 		}
 		if len(page) < scanPage {
 			return nil
@@ -268,6 +303,11 @@ func (v *Vault) Rectify(ctx context.Context, token, value string) (Rectified, er
 		return Rectified{}, err
 	}
 	defer c.release()
+	if err := v.checkHeld(ctx, c, "token", ""); errors.Is(err, ErrErased) { // a hold that has ended
+		return Rectified{}, &FieldError{Field: "token", Reason: "the token's subject has been erased", Err: ErrErased}
+	} else if err != nil {
+		return Rectified{}, err
+	}
 	// The stored record must be authentic before it is resealed: the new
 	// seal binds the creation and expiry kept from it, and would otherwise
 	// launder an expiry edited in the store. (A RecordAADv1 record's
@@ -306,7 +346,7 @@ func (v *Vault) Rectify(ctx context.Context, token, value string) (Rectified, er
 	case err != nil:
 		return Rectified{}, fmt.Errorf("storing the rectified record: %w", err)
 	}
-	return Rectified{Deterministic: next.Lookup != nil, Subject: c.subject}, nil
+	return Rectified{Deterministic: next.Lookup != nil, Subject: realSubject(c.subject)}, nil
 }
 
 const (
@@ -327,13 +367,25 @@ func (v *Vault) RestrictSubject(ctx context.Context, subject string) (time.Time,
 		return time.Time{}, err
 	}
 	sk, err := v.store.SubjectKey(ctx, subject)
+	now := v.now().UTC()
+	since := now
+	if err == nil && !sk.Restricted.IsZero() {
+		since = sk.Restricted
+	}
+	// The subject's held data too (holds.go), with the same start.
+	held, herr := v.restrictHolds(ctx, rs, subject, since)
+	if herr != nil {
+		return time.Time{}, herr
+	}
 	if err == nil && !sk.Restricted.IsZero() {
 		return sk.Restricted, nil
 	}
-	now := v.now().UTC()
 	if err == nil {
 		err = rs.SetRestricted(ctx, subject, now)
 		v.cache.invalidate(subject, KeyID{}) // even on error: it may have committed
+	}
+	if errors.Is(err, ErrNotFound) && held > 0 {
+		return now, nil // only held data is left (erased)
 	}
 	if errors.Is(err, ErrNotFound) {
 		return time.Time{}, &FieldError{Field: "subject_id", Reason: "no data is held for this subject", Err: ErrNotFound}
@@ -350,8 +402,15 @@ func (v *Vault) UnrestrictSubject(ctx context.Context, subject string) error {
 	if err != nil {
 		return err
 	}
+	held, err := v.restrictHolds(ctx, rs, subject, time.Time{})
+	if err != nil {
+		return err
+	}
 	err = rs.SetRestricted(ctx, subject, time.Time{})
 	v.cache.invalidate(subject, KeyID{}) // even on error: it may have committed
+	if errors.Is(err, ErrNotFound) && held > 0 {
+		return nil
+	}
 	if errors.Is(err, ErrNotFound) {
 		return &FieldError{Field: "subject_id", Reason: "no data is held for this subject", Err: ErrNotFound}
 	}

@@ -272,6 +272,11 @@ type ErasureEvent struct {
 	// Receipt is the signed receipt file, attached after the purge (nil
 	// until then, without a receipt key, or once dropped).
 	Receipt []byte
+	// Holds (ShredErasure's input only) are the holds to schedule in the
+	// erasure's transaction, as [HoldStore.ShredSubjectHolding] does; only
+	// a store that is also a HoldStore is given any. With holds the
+	// subject may have no key of its own (KeyID is then zero).
+	Holds []Hold
 }
 
 // ErasureEventStore is the optional Store capability behind erasure
@@ -301,4 +306,45 @@ type ErasureEventStore interface {
 	// acknowledged, and drops the subject id and receipt of events erased
 	// before cutoff; it returns how many events it changed.
 	TrimErasureEvents(ctx context.Context, cutoff time.Time) (int, error)
+}
+
+// HoldStore is the optional Store capability behind legal holds at
+// erasure (holds.go). A hold key is an ordinary subject key of a derived
+// pseudo-subject ([HoldSubject]), so the core methods store and shred it;
+// this interface adds its schedule: when the real subject is erased, each
+// of its hold keys gets a durable entry (until when it is held, under
+// which class), written in the erasure's own transaction, and the
+// maintenance loop shreds due holds through ShredHold.
+type HoldStore interface {
+	// ShredSubjectHolding is [Store.ShredSubject] that also schedules
+	// holds (hold key id, class, until) in the same transaction. The
+	// subject may have no key of its own when holds is not empty (all its
+	// data was held); the returned id is then zero. A hold whose key no
+	// longer exists, or which is already scheduled, is skipped.
+	// ErrNotFound if the subject has no key and no hold is scheduled.
+	ShredSubjectHolding(ctx context.Context, subject string, ledger LedgerEntry, holds []Hold) (KeyID, error)
+	// HoldOf returns the schedule of hold key id, ErrNotFound if none
+	// (its subject is not erased, or the hold was shredded).
+	HoldOf(ctx context.Context, id KeyID) (Hold, error)
+	// DueHolds lists up to limit scheduled holds whose Until is at or
+	// before now, earliest first (through a time index, not a scan).
+	DueHolds(ctx context.Context, now time.Time, limit int) ([]Hold, error)
+	// ShredHold is the crypto-shred of one scheduled hold, in one
+	// transaction: the hold key and its schedule entry are deleted, its
+	// data marked for purge ([Store.PendingPurges], [Store.PurgeKey]),
+	// ledger (if its Hash is set) added to the erasure ledger, and receipt
+	// kept for [HoldStore.HoldReceipts] under the real subject (hashed).
+	// ErrNotFound if id has no scheduled hold (already shredded).
+	ShredHold(ctx context.Context, id KeyID, ledger LedgerEntry, subject string, receipt []byte) error
+	// HoldReceipts returns the receipts ShredHold kept for subject, in the
+	// order they were made.
+	HoldReceipts(ctx context.Context, subject string) ([][]byte, error)
+}
+
+// Hold is one scheduled hold: a hold key whose subject was erased.
+type Hold struct {
+	ID       KeyID
+	Class    string
+	ErasedAt time.Time // the real subject's erasure
+	Until    time.Time // when the hold ends and its key is shredded
 }

@@ -24,6 +24,10 @@ type Field struct {
 	// may be no expiry. A deterministic token that already exists keeps
 	// its own expiry.
 	TTL time.Duration
+	// Hold puts the value under a configured hold class (holds.go): it
+	// is then kept after the subject's erasure until the hold ends. ""
+	// is none. Every field of one call must have the same Hold.
+	Hold string
 }
 
 // maxRegenerations bounds how often one field's token is redrawn after
@@ -68,7 +72,15 @@ func (v *Vault) Tokenize(ctx context.Context, subject string, fields []Field) ([
 	if err := v.refuseTokens(ctx, all); err != nil {
 		return nil, err
 	}
-	return v.tokenizeChecked(ctx, subject, all)
+	hold, err := tokenizeHold(fields)
+	if err != nil {
+		return nil, err
+	}
+	keySubject, err := v.holdKeySubject(ctx, "fields[0].options.hold", subject, hold)
+	if err != nil {
+		return nil, err
+	}
+	return v.tokenizeChecked(ctx, keySubject, all)
 }
 
 // tokenizeChecked tokenizes fields that passed every check: the subject's
@@ -112,6 +124,9 @@ func (v *Vault) checkFields(fields []Field) ([]*pending, error) {
 		}
 		ttl, err := v.ttlFor(name+".options.ttl", f.Kind, f.TTL)
 		if err != nil {
+			return nil, err
+		}
+		if err := v.checkHold(name+".options.hold", f.Hold); err != nil {
 			return nil, err
 		}
 		norm, err := normalize(name+".value", f.Kind, f.Value)

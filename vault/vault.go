@@ -77,6 +77,8 @@ type Options struct {
 	ConsentRequired func(purpose string) bool
 	// Erasures configures erasure events (erasures.go).
 	Erasures ErasureOptions
+	// Holds are the legal hold classes by name (holds.go).
+	Holds map[string]HoldClass
 }
 
 // Vault is the domain service. It is safe for concurrent use.
@@ -103,6 +105,7 @@ type Vault struct {
 
 	events    erasureLog // erasures.go
 	eventOpts ErasureOptions
+	holds     map[string]HoldClass
 }
 
 // Stats are the vault's counters, for metrics.
@@ -156,12 +159,15 @@ func New(ctx context.Context, store Store, wrapper kek.Wrapper, opts Options) (*
 	v := &Vault{
 		store: store, kek: wrapper, log: opts.Logger, rand: opts.Rand, now: opts.Now, onKEK: opts.OnKEK,
 		cache:  newKeyCache(opts.CacheSize, opts.CacheTTL, opts.Now),
-		rights: opts.Rights, consent: opts.ConsentRequired, eventOpts: opts.Erasures,
+		rights: opts.Rights, consent: opts.ConsentRequired, eventOpts: opts.Erasures, holds: opts.Holds,
 	}
 	if es, ok := store.(ExclusiveStore); ok {
 		v.exclusive = es.Exclusive()
 	}
 	if err := opts.Rights.validate(); err != nil {
+		return nil, err
+	}
+	if err := validateHolds(opts.Holds); err != nil {
 		return nil, err
 	}
 	if _, err := v.ResumePurges(ctx); err != nil {
@@ -229,7 +235,8 @@ func (v *Vault) EraseSubject(ctx context.Context, subject string) (receipt.Recei
 	if err != nil {
 		return receipt.Receipt{}, nil, err
 	}
-	id, seq, err := v.shred(ctx, subject, entry, r.ErasedAt) // with its erasure event (erasures.go)
+	id, seq, held, err := v.shred(ctx, subject, entry, r.ErasedAt) // with its holds and its erasure event (holds.go, erasures.go)
+	r.Held = held
 	// Invalidate even on error: the shred may have committed anyway.
 	v.cache.invalidate(subject, id)
 	if errors.Is(err, ErrNotFound) {
@@ -239,6 +246,10 @@ func (v *Vault) EraseSubject(ctx context.Context, subject string) (receipt.Recei
 		return receipt.Receipt{}, nil, fmt.Errorf("shredding subject key: %w", err)
 	}
 	v.erasures.Add(1)
+	if id == (KeyID{}) { // only held data: nothing to purge now
+		r, signed := v.sign(r)
+		return r, signed, nil
+	}
 	// The shred is done and cannot be undone; finish the purge even if the
 	// caller gives up waiting.
 	c, err := v.store.PurgeKey(context.WithoutCancel(ctx), id)

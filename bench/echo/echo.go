@@ -13,7 +13,11 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -52,6 +56,16 @@ func Listen(addr string, opts ...grpc.ServerOption) (*grpc.Server, string, error
 	gs := NewServer(opts...)
 	go gs.Serve(lis)
 	return gs, lis.Addr().String(), nil
+}
+
+// MetricsHandler serves the process metrics tokenvault exposes too
+// (process_cpu_seconds_total above all), so that tvbench can compare the
+// two servers' CPU per call when the echo runs on another machine. No
+// request metrics: the echo must stay a no-op.
+func MetricsHandler() http.Handler {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+	return promhttp.HandlerFor(r, promhttp.HandlerOpts{})
 }
 
 func (*server) Tokenize(_ context.Context, req *pb.TokenizeRequest) (*pb.TokenizeResponse, error) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -207,5 +208,49 @@ func TestRunIsBoundedAndSendsTheAPIKey(t *testing.T) {
 				t.Fatalf("HTML: %v", err)
 			}
 		})
+	}
+}
+
+// TestSeveralAddresses: calls go round robin over every -addr address,
+// and the server CPU and RSS of the run are reported.
+func TestSeveralAddresses(t *testing.T) {
+	a, b := startEcho(t), startEcho(t)
+	opts, err := loadgen.DialOptions(a.addr, loadgen.ClientTLS{}, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tgt, err := loadgen.NewGRPCTarget("echo", a.addr+","+b.addr, 1, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tgt.Close()
+	const maxReq = 400
+	p := loadgen.Profile{Concurrency: 1, Duration: time.Minute, MaxRequests: maxReq,
+		Mix: map[loadgen.Op]float64{"tokenize": 1}, Batch: 2, Pool: 1, Subjects: 3, Interval: 20 * time.Millisecond}
+	res, err := loadgen.Run(context.Background(), tgt, p, loadgen.RunOptions{RSSPid: os.Getpid(),
+		CPU: []loadgen.CPUSource{loadgen.ProcCPU(os.Getpid())}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One worker, so only round robin can spread the calls: exactly half each.
+	if na, nb := a.calls.Load(), b.calls.Load(); na != maxReq/2 || nb != maxReq/2 {
+		t.Fatalf("calls per address: %d, %d; want %d each", na, nb, maxReq/2)
+	}
+	if c := res.ServerCPU; c == nil || c.Error != "" || len(c.Sources) != 1 || c.PerItemUS*2 != c.PerCallUS && c.Seconds > 0 {
+		t.Fatalf("server CPU: %+v", c)
+	}
+	if res.MaxRSSBytes <= 0 || res.MaxRSSAnonBytes <= 0 {
+		t.Fatalf("RSS not sampled: %d / %d", res.MaxRSSBytes, res.MaxRSSAnonBytes)
+	}
+	var svg, csv bytes.Buffer
+	if err := res.WriteRSSSVG(&svg); err != nil || !strings.Contains(svg.String(), "<polyline") || !strings.Contains(svg.String(), "RssAnon") {
+		t.Fatalf("SVG: %v\n%s", err, svg.String())
+	}
+	if err := res.WriteRSSCSV(&csv); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(csv.String()), "\n")
+	if len(lines) < 2 || lines[0] != "t_s,items_ok_total,vm_rss_bytes,rss_anon_bytes,rss_file_bytes" {
+		t.Fatalf("CSV:\n%s", csv.String())
 	}
 }

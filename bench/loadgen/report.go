@@ -66,6 +66,9 @@ type Point struct {
 	Errors    uint64  `json:"errors"`
 	Latency   Latency `json:"latency"`
 	RSSBytes  int64   `json:"rss_bytes,omitempty"`
+	// RSSAnonBytes and RSSFileBytes split RSSBytes (RssAnon, RssFile).
+	RSSAnonBytes int64 `json:"rss_anon_bytes,omitempty"`
+	RSSFileBytes int64 `json:"rss_file_bytes,omitempty"`
 }
 
 // RunResult is one measured run against one target.
@@ -79,12 +82,16 @@ type RunResult struct {
 	OpResult
 	// Dropped counts open-loop calls not sent because every worker was
 	// busy (the target fell behind the rate).
-	Dropped     uint64             `json:"dropped"`
-	PerOp       map[Op]*OpResult   `json:"per_op"`
-	Series      []Point            `json:"series"`
-	MaxRSSBytes int64              `json:"max_rss_bytes,omitempty"`
-	Profile     *ProfileSummary    `json:"profile,omitempty"`
-	Extra       map[string]float64 `json:"extra,omitempty"`
+	Dropped     uint64           `json:"dropped"`
+	PerOp       map[Op]*OpResult `json:"per_op"`
+	Series      []Point          `json:"series"`
+	MaxRSSBytes int64            `json:"max_rss_bytes,omitempty"`
+	// MaxRSSAnonBytes is the largest anonymous share sampled (RssAnon).
+	MaxRSSAnonBytes int64 `json:"max_rss_anon_bytes,omitempty"`
+	// ServerCPU is the servers' CPU in the measured window (nil: not asked).
+	ServerCPU *ServerCPU         `json:"server_cpu,omitempty"`
+	Profile   *ProfileSummary    `json:"profile,omitempty"`
+	Extra     map[string]float64 `json:"extra,omitempty"`
 }
 
 // ProfileSummary is the load profile as reported.
@@ -135,7 +142,18 @@ type Check struct {
 	Met       bool    `json:"met"`
 	Margin    string  `json:"margin"`
 	Explained string  `json:"explained"`
+	// Status is MET, NOT MET or NOT MEASURED (then Reason says why, and
+	// Measured, Met and Margin are empty).
+	Status string `json:"status"`
+	Reason string `json:"reason,omitempty"`
 }
+
+// Check statuses.
+const (
+	StatusMet         = "MET"
+	StatusNotMet      = "NOT MET"
+	StatusNotMeasured = "NOT MEASURED"
+)
 
 // Host describes the machine the load generator ran on.
 type Host struct {
@@ -218,7 +236,18 @@ func (r *Report) WriteText(w io.Writer) error {
 			fmt.Fprintf(bw, "  dropped (open loop fell behind): %d\n", run.Dropped)
 		}
 		if run.MaxRSSBytes > 0 {
-			fmt.Fprintf(bw, "  server max RSS: %.1f MiB\n", float64(run.MaxRSSBytes)/(1<<20))
+			fmt.Fprintf(bw, "  server max RSS: %.1f MiB (max RssAnon %.1f MiB)\n", float64(run.MaxRSSBytes)/(1<<20), float64(run.MaxRSSAnonBytes)/(1<<20))
+		}
+		if c := run.ServerCPU; c != nil {
+			if c.Error != "" {
+				fmt.Fprintf(bw, "  server CPU: not measured (%s)\n", c.Error)
+			} else {
+				fmt.Fprintf(bw, "  server CPU: %.2f s, %.1f µs per call", c.Seconds, c.PerCallUS)
+				if run.Profile != nil && run.Profile.Batch > 1 {
+					fmt.Fprintf(bw, ", %.2f µs per item", c.PerItemUS)
+				}
+				fmt.Fprintf(bw, "  (%s)\n", strings.Join(c.Sources, ", "))
+			}
 		}
 		for _, k := range slices.Sorted(maps.Keys(run.Extra)) {
 			fmt.Fprintf(bw, "  %s: %.0f\n", k, run.Extra[k])
@@ -233,11 +262,15 @@ func (r *Report) WriteText(w io.Writer) error {
 	if len(r.Checks) > 0 {
 		fmt.Fprintln(bw, "\ntargets:")
 		for _, c := range r.Checks {
-			met := "MET"
-			if !c.Met {
-				met = "NOT MET"
+			if c.Status == StatusNotMeasured {
+				fmt.Fprintf(bw, "  %-28s (target %s)  NOT MEASURED: %s\n", c.Name, c.Target, c.Reason)
+				continue
 			}
-			fmt.Fprintf(bw, "  %-34s target %-8s measured %9.3f  %-7s %s\n", c.Name, c.Target, c.Measured, met, c.Margin)
+			met := StatusMet
+			if !c.Met {
+				met = StatusNotMet
+			}
+			fmt.Fprintf(bw, "  %-28s %s (target %s)  %s  %s\n", c.Name, c.Explained, c.Target, met, c.Margin)
 		}
 	}
 	for _, n := range r.Notes {

@@ -124,6 +124,10 @@ type RunOptions struct {
 	// RSSPid, when > 0, is a local process (the server under test) whose
 	// resident set size is sampled every interval (Linux /proc).
 	RSSPid int
+	// CPU, when set, are the server processes behind the target (one per
+	// address): their CPU time is read before and after the measured
+	// window (RunResult.ServerCPU).
+	CPU []CPUSource
 	// Progress, when set, is called once per interval with the latest point.
 	Progress func(Point)
 }
@@ -248,7 +252,8 @@ func Run(ctx context.Context, t Target, p Profile, ro RunOptions) (*RunResult, e
 
 	// Sampler: one time-series point per interval of the measured window.
 	var series []Point
-	var maxRSS int64
+	var maxRSS, maxAnon int64
+	cpu := &cpuMeter{srcs: ro.CPU}
 	sampleDone := make(chan struct{})
 	workersDone := make(chan struct{})
 	go func() {
@@ -257,6 +262,9 @@ func Run(ctx context.Context, t Target, p Profile, ro RunOptions) (*RunResult, e
 		case <-time.After(time.Until(measureStart)):
 		case <-workersDone:
 			return
+		}
+		if len(cpu.srcs) > 0 {
+			cpu.start(ctx)
 		}
 		tick := time.NewTicker(p.Interval)
 		defer tick.Stop()
@@ -275,9 +283,9 @@ func Run(ctx context.Context, t Target, p Profile, ro RunOptions) (*RunResult, e
 				CallsPerS: float64(ok) / secs, ItemsPerS: float64(w.items) / secs,
 				Errors: sum(w.errs), Latency: latencyOf(&w.lat)}
 			if ro.RSSPid > 0 {
-				if rss, err := readRSS(ro.RSSPid); err == nil {
-					pt.RSSBytes = rss
-					maxRSS = max(maxRSS, rss)
+				if m, err := readRSS(ro.RSSPid); err == nil {
+					pt.RSSBytes, pt.RSSAnonBytes, pt.RSSFileBytes = m.RSS, m.Anon, m.File
+					maxRSS, maxAnon = max(maxRSS, m.RSS), max(maxAnon, m.Anon)
 				}
 			}
 			last = now
@@ -303,10 +311,20 @@ func Run(ctx context.Context, t Target, p Profile, ro RunOptions) (*RunResult, e
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	var serverCPU *ServerCPU
+	if len(cpu.srcs) > 0 && cpu.before != nil || cpu.err != nil {
+		var calls uint64
+		for _, rc := range recs {
+			for _, s := range rc.ops {
+				calls += s.calls
+			}
+		}
+		serverCPU = cpu.finish(ctx, calls, calls*uint64(p.Batch))
+	}
 
 	res := &RunResult{Name: name, Target: t.Kind(), Address: t.Address(), Ops: picker.ops,
 		Setup: setupDur.Seconds(), PerOp: map[Op]*OpResult{}, Series: series,
-		MaxRSSBytes: maxRSS, Dropped: dropped.Load()}
+		MaxRSSBytes: maxRSS, MaxRSSAnonBytes: maxAnon, Dropped: dropped.Load(), ServerCPU: serverCPU}
 	res.Elapsed = finished.Sub(measureStart).Seconds()
 	if res.Elapsed <= 0 {
 		return nil, fmt.Errorf("%s: the run ended before its measured window (request cap %d reached during warm-up?)", name, p.MaxRequests)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -37,32 +38,48 @@ type Target interface {
 // grpcTarget talks tokenvault's gRPC API; the echo baseline speaks the
 // same API, so both are measured by exactly the same client code.
 type grpcTarget struct {
-	kind    string
-	addr    string
-	conns   []*grpc.ClientConn
-	clients []pb.TokenVaultClient
+	kind  string
+	addr  string
+	conns []*grpc.ClientConn
+	// byAddr holds each address's clients; calls go round robin over the
+	// addresses (next), and within one to the worker's connection.
+	byAddr [][]pb.TokenVaultClient
+	next   atomic.Uint64
 
 	tokens []string
 	blobs  [][]byte
 }
 
 // NewGRPCTarget dials conns connections to addr with opts (see
-// DialOptions). kind is "tokenvault" or "echo".
+// DialOptions). kind is "tokenvault" or "echo". addr may list several
+// comma-separated addresses (servers sharing one store, such as replicas
+// over one PostgreSQL): each gets conns connections, and calls go round
+// robin over the addresses.
 func NewGRPCTarget(kind, addr string, conns int, opts []grpc.DialOption) (Target, error) {
 	t := &grpcTarget{kind: kind, addr: addr}
-	for range conns {
-		// Each connection gets its own HTTP/2 transport: identical
-		// targets would otherwise share one TCP connection.
-		o := append(cloneOpts(opts), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32<<20)),
-			grpc.WithSharedWriteBuffer(true))
-		c, err := grpc.NewClient(addr, o...)
-		if err != nil {
-			t.Close()
-			return nil, fmt.Errorf("%s: dial %s: %w", kind, addr, err)
+	for _, a := range strings.Split(addr, ",") {
+		if a = strings.TrimSpace(a); a == "" {
+			continue
 		}
-		c.Connect()
-		t.conns = append(t.conns, c)
-		t.clients = append(t.clients, pb.NewTokenVaultClient(c))
+		var clients []pb.TokenVaultClient
+		for range conns {
+			// Each connection gets its own HTTP/2 transport: identical
+			// targets would otherwise share one TCP connection.
+			o := append(cloneOpts(opts), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32<<20)),
+				grpc.WithSharedWriteBuffer(true))
+			c, err := grpc.NewClient(a, o...)
+			if err != nil {
+				t.Close()
+				return nil, fmt.Errorf("%s: dial %s: %w", kind, a, err)
+			}
+			c.Connect()
+			t.conns = append(t.conns, c)
+			clients = append(clients, pb.NewTokenVaultClient(c))
+		}
+		t.byAddr = append(t.byAddr, clients)
+	}
+	if len(t.byAddr) == 0 {
+		return nil, fmt.Errorf("%s: no address", kind)
 	}
 	return t, nil
 }
@@ -84,7 +101,11 @@ func (t *grpcTarget) Close() error {
 }
 
 func (t *grpcTarget) client(worker int) pb.TokenVaultClient {
-	return t.clients[worker%len(t.clients)]
+	cs := t.byAddr[0]
+	if len(t.byAddr) > 1 {
+		cs = t.byAddr[t.next.Add(1)%uint64(len(t.byAddr))]
+	}
+	return cs[worker%len(cs)]
 }
 
 func subject(p *Profile, r *rand.Rand) string {

@@ -192,8 +192,15 @@ func receiptCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		if err := r.Verify(pub); err != nil {
 			return fmt.Errorf("INVALID receipt: %w", err)
 		}
-		fmt.Fprintf(stdout, "valid receipt: subject %q erased at %s (%d records, %d lookups); every backup copy undecryptable by %s; signed by key %s\n",
-			r.Subject, r.ErasedAt.Format(time.RFC3339), r.Records, r.Lookups, r.BackupsUndecryptableBy.Format(time.RFC3339), r.KeyID)
+		what := "erased"
+		if r.HoldClass != "" {
+			what = fmt.Sprintf("held data (hold class %q, subject erased at %s) shredded", r.HoldClass, r.SubjectErasedAt.Format(time.RFC3339))
+		}
+		fmt.Fprintf(stdout, "valid receipt: subject %q %s at %s (%d records, %d lookups); every backup copy undecryptable by %s; signed by key %s\n",
+			r.Subject, what, r.ErasedAt.Format(time.RFC3339), r.Records, r.Lookups, r.BackupsUndecryptableBy.Format(time.RFC3339), r.KeyID)
+		for _, h := range r.Held {
+			fmt.Fprintf(stdout, "held: hold class %q until %s\n", h.Class, h.Until.Format(time.RFC3339))
+		}
 		return nil
 	default:
 		return fmt.Errorf("unknown receipt subcommand %q (pubkey, verify)", args[0])
@@ -385,8 +392,18 @@ func restoreCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 			return fmt.Errorf("--ledger-from: %w", err)
 		}
 	}
+	// The server's legal hold classes, to schedule holds a backup from
+	// before an erasure lacks (backup.RestoreOptions.Holds).
+	var holds config.HoldsConfig
+	if *configFile != "" {
+		cfg, err := config.Load(*configFile, os.LookupEnv)
+		if err != nil {
+			return fmt.Errorf("--config: %w", err)
+		}
+		holds = cfg.Holds
+	}
 	res, err := backup.Restore(ctx, backup.RestoreOptions{DataDir: target.dir, Open: target.open, Files: from, Identities: ids,
-		LedgerKey: key, Ledger: ledger, LedgerSource: source, VerifyKey: pub,
+		LedgerKey: key, Ledger: ledger, LedgerSource: source, VerifyKey: pub, Holds: holds.Vault(),
 		AllowUnauthenticated: *allowLegacy, Logger: slog.New(slog.NewTextHandler(stderr, nil))})
 	if errors.Is(err, backup.ErrUnauthenticated) {
 		return fmt.Errorf("%w\n(only if you know this file was written by your vault before tokenvault signed backups and ledgers, and was not changed since, pass --allow-unauthenticated-legacy)", err)

@@ -25,6 +25,7 @@ func tokenize(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	det := c.fs.Bool("deterministic", false, "same subject+kind+value always gives the same token")
 	valid := c.fs.Bool("checksum-valid", false, "make the token pass the validators of its kind: Luhn, MOD 11-2 and real region codes, MOD 97 and national check digits, valid phone numbers (see vault/format/FORMATS.md; default: deliberately invalid)")
 	ttl := c.fs.Duration("ttl", 0, "retention: the token expires after this (default: the server's default for the kind)")
+	hold := c.fs.String("hold", "", "legal hold class (server config holds): the value survives the subject's erasure until the hold ends")
 	values, err := c.parse(args, "VALUE", stdin)
 	if err != nil {
 		return err
@@ -34,7 +35,7 @@ func tokenize(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	fields := make([]client.Field, len(values))
 	for i, v := range values {
-		fields[i] = client.Field{Kind: *kind, Value: v, Deterministic: *det, ChecksumValid: *valid, TTL: *ttl}
+		fields[i] = client.Field{Kind: *kind, Value: v, Deterministic: *det, ChecksumValid: *valid, TTL: *ttl, Hold: *hold}
 	}
 	return c.call(func(ctx context.Context, cl *client.Client) error {
 		tokens, err := cl.Tokenize(ctx, *subject, fields...)

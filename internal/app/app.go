@@ -178,7 +178,8 @@ func start(ctx context.Context, cfg config.Config, store appStore, bs *badgersto
 	consent := newConsentSource(cfg) // erasures.go
 	v, err := vault.New(ctx, store, wrapper, vault.Options{Logger: cfg.Logger, CacheSize: cfg.Cache.Size,
 		CacheTTL: cfg.Cache.TTL, OnKEK: m.ObserveKEK, Rights: rightsOptions(cfg.Rights, rk, cfg.KEK.BackupRetention),
-		ConsentRequired: consent.required, Erasures: vault.ErasureOptions{Retention: cfg.Erasures.EventRetention}})
+		ConsentRequired: consent.required, Erasures: vault.ErasureOptions{Retention: cfg.Erasures.EventRetention},
+		Holds: cfg.Holds.Vault(), Now: cfg.Now})
 	if err != nil {
 		rk.ledger.Zero()
 		return nil, err
@@ -236,7 +237,7 @@ func start(ctx context.Context, cfg config.Config, store appStore, bs *badgersto
 	}
 	undo = append(undo, a.stopConsole)
 	m.WatchDiskFull(a.diskFull.Load)
-	for _, job := range []func(context.Context){a.watchKEK, a.watchSpace, a.maintain, a.purgeExpired, a.resumePurges, a.trimErasureEvents,
+	for _, job := range []func(context.Context){a.watchKEK, a.watchSpace, a.maintain, a.purgeExpired, a.resumePurges, a.trimErasureEvents, a.shredHolds,
 		func(ctx context.Context) { sec.pollPolicy(ctx, cfg.Auth.PolicyPollInterval) }} {
 		a.bg.Add(1)
 		go func() { defer a.bg.Done(); job(bg) }()

@@ -123,6 +123,18 @@ type RestoreOptions struct {
 	// signature or MAC that is present but wrong is refused regardless.
 	AllowUnauthenticated bool
 	Logger               *slog.Logger
+	// Holds are the live vault's legal hold classes (config "holds"): a
+	// backup taken before a subject's erasure holds its held data but not
+	// the hold's schedule, which the restore then makes from the ledger's
+	// erasure time and the class's keep (see restoreHolds).
+	Holds map[string]vault.HoldClass
+}
+
+// A HoldLoader is a Loader that can schedule legal holds in the restored
+// store ([vault.HoldStore]): Finish, plus the holds to schedule (each
+// hold whose key was restored and is not scheduled yet).
+type HoldLoader interface {
+	FinishWithHolds(ctx context.Context, ledger []vault.LedgerEntry, holds []vault.Hold) error
 }
 
 // RestoreResult says what a restore did.
@@ -130,6 +142,7 @@ type RestoreResult struct {
 	Entries  int64 // store entries written
 	Dropped  int64 // entries left out (re-erased subjects' data)
 	ReErased int   // subjects re-erased
+	Held     int   // held keys of erased subjects, kept and scheduled (legal holds)
 	Ledger   int   // ledger entries in the restored store
 	Next     uint64
 	// Unauthenticated names the legacy files accepted without a signature
@@ -244,6 +257,15 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 		}
 	}
 	res.ReErased = len(erased)
+	holds, err := restoreHolds(o, ledger, drop, func(yield func(string, vault.SubjectKey)) {
+		for _, k := range keys {
+			yield(k.subject, k.sk)
+		}
+	})
+	if err != nil {
+		return res, err
+	}
+	res.Held = len(holds)
 
 	// Pass 2: load, then put the restored store in place.
 	for i, f := range o.Files {
@@ -264,11 +286,57 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 	for _, e := range ledger {
 		entries = append(entries, e)
 	}
-	if err := ld.Finish(ctx, entries); err != nil {
+	if len(holds) > 0 {
+		hl, ok := ld.(HoldLoader)
+		if !ok {
+			return res, errors.New("the backups hold data under legal hold of erased subjects, but the store restored into cannot schedule holds")
+		}
+		err = hl.FinishWithHolds(ctx, entries, holds)
+	} else {
+		err = ld.Finish(ctx, entries)
+	}
+	if err != nil {
 		return res, err
 	}
 	res.Ledger = len(entries)
 	return res, nil
+}
+
+// restoreHolds finds the held data of erased subjects among the restored
+// keys. A hold key (the key of a pseudo-subject, [vault.HoldSubject])
+// enters the ledger under its own hash only when its hold is shredded, so
+// the re-erasure above drops it then and not before: held data neither
+// comes back after its shred nor goes before it. But a backup taken
+// before the real subject's erasure has the hold key without its
+// schedule, which would make the data ordinary again (revealable for any
+// purpose, never shredded): each kept hold key whose real subject the
+// ledger names as erased since the key was made is scheduled from that
+// erasure time, as the live vault did.
+func restoreHolds(o RestoreOptions, ledger map[string]vault.LedgerEntry, drop map[vault.KeyID]bool,
+	keys func(yield func(string, vault.SubjectKey))) ([]vault.Hold, error) {
+	var holds []vault.Hold
+	var err error
+	keys(func(pseudo string, sk vault.SubjectKey) {
+		subject, class, ok := vault.SplitHoldSubject(pseudo)
+		if !ok || drop[sk.ID] || err != nil {
+			return
+		}
+		var h []byte
+		if h, err = vault.LedgerHash(o.LedgerKey, subject); err != nil {
+			return
+		}
+		e, erased := ledger[string(h)]
+		if !erased || sk.Created.After(e.ErasedAt) {
+			return // not erased: ordinary data until then
+		}
+		hc, ok := o.Holds[class]
+		if !ok {
+			err = fmt.Errorf("the backups hold data of an erased subject under legal hold class %q, which the holds configuration given does not name: give the server's holds configuration, so that the hold keeps its end", class)
+			return
+		}
+		holds = append(holds, vault.Hold{ID: sk.ID, Class: class, ErasedAt: e.ErasedAt, Until: hc.Until(e.ErasedAt)})
+	})
+	return holds, err
 }
 
 func readFileHeader(path string) (Header, error) {

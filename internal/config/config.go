@@ -68,8 +68,13 @@ type Config struct {
 	// event retention (consent.go).
 	Consent  ConsentConfig  `yaml:"consent"`
 	Erasures ErasuresConfig `yaml:"erasures"`
+	// Holds: legal hold classes at erasure (holds.go).
+	Holds HoldsConfig `yaml:"holds"`
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger `yaml:"-"`
+	// Now is the vault's clock (default time.Now): tests move it to the
+	// end of a hold.
+	Now func() time.Time `yaml:"-"`
 }
 
 // KEKConfig selects and configures the key-encryption key provider.
@@ -218,6 +223,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := c.Profiling.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Holds.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Limits.Validate(); err != nil {

@@ -32,6 +32,8 @@ func FuzzDecode(f *testing.F) {
 		"cache: {size: 0x10, ttl: 1h1m1s}\n",
 		"listen: &a x\ndata_dir: *a\n",
 		"lisen: typo\n",
+		"holds:\n  tax: {keep: 7y, purposes: [legal, tax-audit]}\n  short: {keep: 1y30d, purposes: [x]}\n",
+		"holds:\n  bad: {keep: 7x}\n  Tax: {purposes: [\" a\"]}\n",
 	} {
 		f.Add([]byte(s))
 	}

@@ -35,6 +35,8 @@ type env struct {
 	purgeInterval    time.Duration // expired-token purge; 0 for the default
 	pgDSN            string        // the PostgreSQL store's database; "" for badger
 	pgDB             *pgtest.DB    // the same; nil for badger
+	holds            config.HoldsConfig
+	now              func() time.Time // the vault's clock; nil for time.Now
 }
 
 // newEnv uses the local age keyring.
@@ -96,6 +98,7 @@ func (e *env) config() config.Config {
 		Logger: slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	cfg.Rights.PurgeInterval = e.purgeInterval
+	cfg.Holds, cfg.Now = e.holds, e.now
 	if e.vault != nil {
 		cfg.KEK.Provider, cfg.KEK.Vault = config.KEKVault, e.vaultCfg
 	}

@@ -188,6 +188,7 @@ func attempted(h Auditor, req any) ([]audit.Item, int) {
 
 // refuse audits and logs a refused call and returns its status.
 func (g *Guard) refuse(c *call, err error) error {
+	c.withPeer()
 	if c.req != nil {
 		c.entry.Items, c.entry.ItemsOmitted = attempted(g.cfg.Audit, c.req)
 	}
@@ -210,6 +211,7 @@ func (g *Guard) started(ctx context.Context, c *call) error {
 	if c.spec.audit != auditAlways {
 		return nil
 	}
+	c.withPeer()
 	e := c.entry
 	e.Outcome = "STARTED"
 	if err := g.cfg.Audit.Write(ctx, e); err != nil {
@@ -239,6 +241,7 @@ func (g *Guard) finish(c *call, callErr error) error {
 		c.spec.audit == auditDeterministic && !recorded {
 		return nil // a failed tokenize handed nothing back
 	}
+	c.withPeer()
 	// The code the caller gets (handlers return statuses).
 	c.entry.Outcome = status.Code(callErr).String()
 	if subject != "" && c.entry.Subject == "" {

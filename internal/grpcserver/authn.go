@@ -17,8 +17,27 @@ import (
 
 // Authentication: who the caller is.
 
-// identityKey carries the identity the tap handle established.
+// identityKey carries the identity the tap handle established, as a
+// *tapped.
 type identityKey struct{}
+
+// tapped is the caller as the tap established it, with its name as logs
+// and audit entries spell it formatted once per call (the guard and the
+// access log both need it; Identity.String allocates).
+type tapped struct {
+	id     auth.Identity
+	caller string
+}
+
+func withIdentity(ctx context.Context, id auth.Identity) context.Context {
+	return context.WithValue(ctx, identityKey{}, &tapped{id: id, caller: id.String()})
+}
+
+// identityFrom returns the identity the tap established, if any.
+func identityFrom(ctx context.Context) (*tapped, bool) {
+	t, ok := ctx.Value(identityKey{}).(*tapped)
+	return t, ok
+}
 
 // tap runs on the connection's reader, when a call's headers arrive and
 // before its request message is read or decoded: a caller that is not
@@ -33,18 +52,25 @@ func (g *Guard) tap(ctx context.Context, info *tap.Info) (context.Context, error
 		return ctx, nil
 	}
 	spec, known := methods[method]
+	if !known {
+		return nil, g.refuseEntry(method, tapEntry(ctx, method, spec), unknownMethod(method))
+	}
+	id, err := g.authenticate(ctx)
+	if err != nil {
+		return nil, g.refuseEntry(method, tapEntry(ctx, method, spec), err)
+	}
+	return withIdentity(ctx, id), nil
+}
+
+// tapEntry is the audit entry of a call the tap refuses. It is built only
+// then: formatting the peer's address costs two allocations, on every
+// call if done up front.
+func tapEntry(ctx context.Context, method string, spec methodSpec) audit.Entry {
 	e := audit.Entry{Method: audit.Clip(method), Op: string(spec.op)}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		e.Peer = p.Addr.String()
 	}
-	if !known {
-		return nil, g.refuseEntry(method, e, unknownMethod(method))
-	}
-	id, err := g.authenticate(ctx)
-	if err != nil {
-		return nil, g.refuseEntry(method, e, err)
-	}
-	return context.WithValue(ctx, identityKey{}, id), nil
+	return e
 }
 
 // authenticate finds the caller: a verified client certificate or an API

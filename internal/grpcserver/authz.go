@@ -22,15 +22,19 @@ func (g *Guard) admit(ctx context.Context, c *call, req any) (context.Context, e
 		// the tap handle.
 		return nil, g.refuse(c, unknownMethod(c.method))
 	}
-	id, ok := ctx.Value(identityKey{}).(auth.Identity)
-	if !ok {
+	var id auth.Identity
+	var caller string
+	if t, ok := identityFrom(ctx); ok {
+		id, caller = t.id, t.caller
+	} else {
 		var err error
 		if id, err = g.authenticate(ctx); err != nil {
 			return nil, g.refuse(c, err)
 		}
+		caller = id.String()
 	}
 	c.id = id
-	c.entry.Caller, c.entry.Auth = id.String(), string(id.Method)
+	c.entry.Caller, c.entry.Auth = caller, string(id.Method)
 	if err := checkPurpose(c); err != nil {
 		return nil, g.refuse(c, err)
 	}

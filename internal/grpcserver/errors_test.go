@@ -74,6 +74,7 @@ func TestErrorTable(t *testing.T) {
 		vault.ErrInvalidArgument:    {codes.InvalidArgument, "INVALID_ARGUMENT", client.ErrInvalidArgument},
 		vault.ErrNotFound:           {codes.NotFound, "NOT_FOUND", client.ErrNotFound},
 		vault.ErrErased:             {codes.FailedPrecondition, "SUBJECT_ERASED", client.ErrErased},
+		vault.ErrHeld:               {codes.FailedPrecondition, "HELD_AFTER_ERASURE", client.ErrHeld},
 		vault.ErrFailedPrecondition: {codes.FailedPrecondition, "FAILED_PRECONDITION", client.ErrFailedPrecondition},
 		vault.ErrNoConsent:          {codes.FailedPrecondition, "CONSENT_REQUIRED", client.ErrConsentRequired},
 		vault.ErrExhausted:          {codes.ResourceExhausted, "TOKEN_SPACE_EXHAUSTED", client.ErrExhausted},

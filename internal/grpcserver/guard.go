@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -61,6 +62,9 @@ type Guard struct {
 	mapper   // refusals are statuses of the one table (status.go)
 	cfg      GuardConfig
 	refusals *refusals
+	// tokenHash is cfg.Audit.TokenHash, bound once: a method value taken
+	// from an interface allocates, and every audited call needs it.
+	tokenHash func(string) string
 }
 
 // NewGuard returns the guard; pass its ServerOptions to NewGRPCServer.
@@ -74,7 +78,8 @@ func NewGuard(cfg GuardConfig) (*Guard, error) {
 	if cfg.APIKeys == nil {
 		cfg.APIKeys, _ = auth.NewAPIKeys(nil)
 	}
-	return &Guard{mapper: mapper{cfg.Logger}, cfg: cfg, refusals: newRefusals(cfg.Audit, cfg.Logger)}, nil
+	return &Guard{mapper: mapper{cfg.Logger}, cfg: cfg, refusals: newRefusals(cfg.Audit, cfg.Logger),
+		tokenHash: cfg.Audit.TokenHash}, nil
 }
 
 // Close writes the refusals still counted to the audit log. Call it after
@@ -139,6 +144,9 @@ var methods = map[string]methodSpec{
 	pb.TokenVault_WatchErasures_FullMethodName: {op: auth.OpWatchErasures, audit: auditAlways,
 		newReq: func() proto.Message { return new(pb.WatchErasuresRequest) }},
 	pb.TokenVault_AckErasures_FullMethodName: {op: auth.OpWatchErasures, audit: auditOnDenials},
+	// Legal holds (issue 16): the receipts of hold shreds are the rest of
+	// an erasure's receipt, for whoever may erase.
+	pb.TokenVault_GetHoldReceipts_FullMethodName: {op: auth.OpErase, audit: auditAlways},
 }
 
 // public methods need no identity. The receipt public key is public by
@@ -168,7 +176,21 @@ type call struct {
 	id      auth.Identity
 	purpose string // as the request states it; for reveals, once admitted, as vault.Purpose trims it (entry.Purpose is clipped)
 	req     any
-	rec     *record // nil for calls that are never audited
+	rec     *record // nil for calls that are never audited, else &recStore
+	// recStore is the record of an audited call, allocated with the call.
+	recStore record
+	// peer is the caller's address, formatted into entry.Peer only when
+	// the entry is written (withPeer): most calls (a random tokenize) are
+	// never audited, and formatting it costs two allocations.
+	peer net.Addr
+}
+
+// withPeer fills in the entry's peer; every path that writes c.entry
+// calls it first.
+func (c *call) withPeer() {
+	if c.peer != nil && c.entry.Peer == "" {
+		c.entry.Peer = c.peer.String()
+	}
 }
 
 func (g *Guard) begin(ctx context.Context, method string, req any) *call {
@@ -177,10 +199,11 @@ func (g *Guard) begin(ctx context.Context, method string, req any) *call {
 		entry: audit.Entry{Method: method, Op: string(spec.op)}}
 	c.entry.Purpose = audit.Clip(c.purpose)
 	if spec.audit != auditNever && (spec.audit != auditDeterministic || hasDeterministic(req)) {
-		c.rec = &record{hash: g.cfg.Audit.TokenHash}
+		c.recStore.hash = g.tokenHash
+		c.rec = &c.recStore
 	}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
-		c.entry.Peer = p.Addr.String()
+		c.peer = p.Addr
 	}
 	if r, ok := req.(interface{ GetSubjectId() string }); ok {
 		c.entry.Subject = audit.Clip(r.GetSubjectId())

@@ -160,8 +160,11 @@ func shortfall(lim *rate.Limiter, now time.Time, n int, r Rate) time.Duration {
 func (l *Limiter) bucketsOf(id auth.Identity, now time.Time) *buckets {
 	// The method is part of the key: an API key's name and a certificate's
 	// name are different namespaces.
-	key := string(id.Method) + "\x00" + id.Name
-	if b, ok := l.byID[key]; ok {
+	// Built in a stack buffer: the lookup of string(key) does not
+	// allocate, so only a new identity's first call pays for the string.
+	var buf [128]byte
+	key := append(append(append(buf[:0], id.Method...), 0), id.Name...)
+	if b, ok := l.byID[string(key)]; ok {
 		return b
 	}
 	if len(l.byID) >= maxIdle {
@@ -178,7 +181,7 @@ func (l *Limiter) bucketsOf(id auth.Identity, now time.Time) *buckets {
 	if r := l.limits.Deterministic; r.on() {
 		b.det = rate.NewLimiter(rate.Limit(r.PerSecond), r.Burst)
 	}
-	l.byID[key] = b
+	l.byID[string(key)] = b
 	return b
 }
 

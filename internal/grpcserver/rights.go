@@ -19,6 +19,7 @@ func addReceiptDetails(r *pb.ErasureReceipt, v receipt.Receipt) {
 		r.BackupsUndecryptableBy = timestamppb.New(v.BackupsUndecryptableBy)
 	}
 	r.SigningKeyId = v.KeyID // "" when the vault does not sign receipts
+	r.Held = heldToPB(v.Held)
 }
 
 func tsOrNil(t time.Time) *timestamppb.Timestamp {
@@ -32,10 +33,14 @@ func (s *Server) ExportSubject(req *pb.ExportSubjectRequest, stream pb.TokenVaul
 	err := s.v.ExportSubject(stream.Context(), req.GetSubjectId(), func(h vault.ExportHeader, recs []vault.ExportedRecord) error {
 		msg := &pb.ExportSubjectResponse{SubjectId: h.Subject, BlobKeyId: h.KeyID[:],
 			KeyCreated: timestamppb.New(h.KeyCreated), RestrictedSince: tsOrNil(h.Restricted),
-			Tokens: make([]*pb.ExportedToken, len(recs)), ConsentHistory: consentHistoryToPB(h.Consent)}
+			Tokens: make([]*pb.ExportedToken, len(recs)), ConsentHistory: consentHistoryToPB(h.Consent),
+			Holds: exportedHoldsToPB(h.Holds)}
+		if h.KeyID == (vault.KeyID{}) { // erased: only held data is left
+			msg.BlobKeyId, msg.KeyCreated = nil, nil
+		}
 		for i, r := range recs {
 			msg.Tokens[i] = &pb.ExportedToken{Token: r.Token, Kind: kindToPB(r.Kind), Value: r.Value,
-				Created: timestamppb.New(r.Created), Expires: tsOrNil(r.Expires), Deterministic: r.Deterministic}
+				Created: timestamppb.New(r.Created), Expires: tsOrNil(r.Expires), Deterministic: r.Deterministic, Hold: r.Hold}
 		}
 		return stream.Send(msg)
 	})

@@ -21,7 +21,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/tokenvault/tokenvault/internal/auth"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 	"github.com/tokenvault/tokenvault/vault"
 	"github.com/tokenvault/tokenvault/vault/format"
@@ -102,7 +101,9 @@ func NewGRPCServer(s *Server, admin *Admin, extra ...grpc.ServerOption) (*grpc.S
 		grpc.MaxConcurrentStreams(MaxConcurrentStreams),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveMinTime, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{MaxConnectionIdle: maxConnectionIdle, Time: keepaliveTime, Timeout: keepaliveTimeout}),
-		grpc.ChainUnaryInterceptor(s.logUnary, s.recoverUnary),
+		// logUnary runs recoverUnary itself: one interceptor fewer in
+		// gRPC's chain is one closure fewer allocated per call.
+		grpc.ChainUnaryInterceptor(s.logUnary),
 		grpc.ChainStreamInterceptor(s.logStream, s.recoverStream),
 	}, extra...)
 	gs := grpc.NewServer(opts...)
@@ -175,7 +176,7 @@ func (s *Server) logUnary(ctx context.Context, req any, info *grpc.UnaryServerIn
 	start := time.Now()
 	id := requestID(ctx)
 	grpc.SetHeader(ctx, metadata.MD{requestIDKey: {id}}) // the key is lower case already
-	resp, err := h(ctx, req)
+	resp, err := s.recoverUnary(ctx, req, info, h)
 	s.logCall(ctx, info.FullMethod, id, start, err)
 	return resp, err
 }
@@ -224,11 +225,11 @@ func (s *Server) logCall(ctx context.Context, method, id string, start time.Time
 // server built without the guard) it is the empty Attr, which handlers
 // leave out.
 func callerAttr(ctx context.Context) slog.Attr {
-	id, ok := ctx.Value(identityKey{}).(auth.Identity)
+	t, ok := identityFrom(ctx)
 	if !ok {
 		return slog.Attr{}
 	}
-	return slog.String("caller", id.String())
+	return slog.String("caller", t.caller)
 }
 
 func (s *Server) Tokenize(ctx context.Context, req *pb.TokenizeRequest) (*pb.TokenizeResponse, error) {
@@ -247,6 +248,7 @@ func (s *Server) Tokenize(ctx context.Context, req *pb.TokenizeRequest) (*pb.Tok
 			Value:         f.GetValue(),
 			Deterministic: deterministic(f), // as the guard authorized and counted it
 			ChecksumValid: f.GetOptions().GetChecksumValid(),
+			Hold:          f.GetOptions().GetHold(),
 		}
 		if ttl := f.GetOptions().GetTtl(); ttl != nil {
 			if err := ttl.CheckValid(); err != nil {
@@ -301,7 +303,7 @@ func (s *Server) Mask(ctx context.Context, req *pb.MaskRequest) (*pb.MaskRespons
 func (s *Server) Encrypt(ctx context.Context, req *pb.EncryptRequest) (*pb.EncryptResponse, error) {
 	items := make([]vault.EncryptItem, len(req.GetItems()))
 	for i, it := range req.GetItems() {
-		items[i] = vault.EncryptItem{Plaintext: it.GetPlaintext(), Context: it.GetContext()}
+		items[i] = vault.EncryptItem{Plaintext: it.GetPlaintext(), Context: it.GetContext(), Hold: it.GetHold()}
 	}
 	s.observeBatch("Encrypt", len(items))
 	blobs, err := s.v.Encrypt(ctx, req.GetSubjectId(), items)

@@ -46,7 +46,7 @@ func newTestServer(t testing.TB) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := vault.New(context.Background(), store, kr, vault.Options{ConsentRequired: func(p string) bool { return p == "marketing" }})
+	v, err := vault.New(context.Background(), store, kr, vault.Options{ConsentRequired: func(p string) bool { return p == "marketing" }, Holds: fuzzHolds})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +82,16 @@ func FuzzRequests(f *testing.F) {
 	f.Add(seed(&pb.WithdrawConsentRequest{SubjectId: "s", Purpose: " marketing", Source: "call"}))
 	f.Add(seed(&pb.WatchErasuresRequest{Consumer: "crm"}))
 	f.Add(seed(&pb.AckErasuresRequest{Consumer: "crm", Sequence: 1}))
+	// Legal holds: a known class, an unknown one, and two in one call.
+	f.Add(seed(&pb.TokenizeRequest{SubjectId: "s", Fields: []*pb.Field{{Kind: pb.Kind_KIND_PAN, Value: "4111111111111111",
+		Options: &pb.TokenizeOptions{Hold: "tax"}}}}))
+	f.Add(seed(&pb.TokenizeRequest{SubjectId: "s", Fields: []*pb.Field{{Kind: pb.Kind_KIND_PAN, Value: "4111111111111111",
+		Options: &pb.TokenizeOptions{Hold: "nope"}}}}))
+	f.Add(seed(&pb.TokenizeRequest{SubjectId: "s", Fields: []*pb.Field{{Kind: pb.Kind_KIND_PAN, Value: "4111111111111111",
+		Options: &pb.TokenizeOptions{Hold: "tax"}}, {Kind: pb.Kind_KIND_NAME, Value: "Ada"}}}))
+	f.Add(seed(&pb.EncryptRequest{SubjectId: "s", Items: []*pb.EncryptItem{{Plaintext: []byte("p"), Context: "c", Hold: "tax"},
+		{Plaintext: []byte("q"), Hold: "\x00"}}}))
+	f.Add(seed(&pb.GetHoldReceiptsRequest{SubjectId: "s"}))
 	f.Add([]byte{})
 	s := newTestServer(f)
 	ctx := context.Background()
@@ -125,6 +135,7 @@ func FuzzRequests(f *testing.F) {
 					}
 				}
 			}
+			checkHolds(t, s, &tr, err) // last: it erases the subject
 		}
 		var dr pb.DetokenizeRequest
 		if proto.Unmarshal(b, &dr) == nil {
@@ -165,6 +176,11 @@ func FuzzRequests(f *testing.F) {
 					t.Fatalf("Decrypt item: %v", r.Status)
 				}
 			}
+		}
+		var hr pb.GetHoldReceiptsRequest
+		if proto.Unmarshal(b, &hr) == nil {
+			_, err := s.GetHoldReceipts(ctx, &hr)
+			check("GetHoldReceipts", err)
 		}
 		var rr pb.RectifyTokenRequest
 		if proto.Unmarshal(b, &rr) == nil {

@@ -71,6 +71,7 @@ var codeTable = []codeRow{
 	{vault.ErrNotFound, codes.NotFound, errinfo.NotFound, "not found"},
 	{vault.ErrErased, codes.FailedPrecondition, errinfo.SubjectErased, "the subject has been erased"},
 	{vault.ErrNoConsent, codes.FailedPrecondition, errinfo.ConsentRequired, "the subject has not consented to this purpose"},
+	{vault.ErrHeld, codes.FailedPrecondition, errinfo.HeldAfterErasure, "held after erasure for other purposes"},
 	{vault.ErrFailedPrecondition, codes.FailedPrecondition, errinfo.FailedPrecondition, "failed precondition"},
 	{vault.ErrExhausted, codes.ResourceExhausted, errinfo.TokenSpaceExhausted, "token space exhausted"},
 	{vault.ErrStorageFull, codes.ResourceExhausted, errinfo.StorageFull, "store: disk full; writes are refused until space is freed (reads still work)"},

@@ -171,13 +171,23 @@ func keyIDOf(kv *pb.KV) (id vault.KeyID, ok bool, err error) {
 			copy(id[:], kv.Value)
 			return id, true, nil
 		}
-	case pLedger, pEvent, pCursor:
-		return id, false, nil
+	case pHold, pHoldDue:
+		// o/<key id>, y/<until (8)><key id> (holds.go)
+		if k[0] == pHoldDue {
+			rest = rest[min(8, len(rest)):]
+		}
+		if len(rest) != len(id) {
+			return id, false, fmt.Errorf("%w: hold key", ErrBadFrame)
+		}
+		copy(id[:], rest)
+		return id, true, nil
 	case pCounter: // n/c<key id>: a consent counter; n/w: the event counter
 		if len(rest) == 1+len(id) && rest[0] == pConsent {
 			copy(id[:], rest[1:])
 			return id, true, nil
 		}
+		return id, false, nil
+	case pLedger, pHoldRcpt, pEvent, pCursor:
 		return id, false, nil
 	case layoutKey[0]:
 		if bytes.Equal(k, layoutKey) {
@@ -354,6 +364,12 @@ func (l *Loader) Load(frames func(fn func(frame []byte) error) error, drop func(
 // entry keeps the later erasure time), syncs it and renames the staging
 // directory into place.
 func (l *Loader) Finish(ctx context.Context, ledger []vault.LedgerEntry) error {
+	return l.FinishWithHolds(ctx, ledger, nil)
+}
+
+// FinishWithHolds is Finish that also schedules holds (a backup.HoldLoader):
+// the holds of subjects erased after the backup was taken.
+func (l *Loader) FinishWithHolds(ctx context.Context, ledger []vault.LedgerEntry, holds []vault.Hold) error {
 	if l.done {
 		return errors.New("badgerstore: the restore is already finished")
 	}
@@ -375,6 +391,9 @@ func (l *Loader) Finish(ctx context.Context, ledger []vault.LedgerEntry) error {
 		return err
 	}
 	err = st.PutLedgerEntries(ctx, ledger)
+	if err == nil && len(holds) > 0 {
+		err = st.putHolds(ctx, holds)
+	}
 	if cerr := st.Close(); err == nil {
 		err = cerr
 	}

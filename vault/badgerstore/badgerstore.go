@@ -12,6 +12,7 @@
 //	r/<key id>                      -> restricted since      (restriction of processing)
 //	x/<expires (8)><sha256(token)>  -> key id                (expiry index, for the retention purge)
 //	e/<hmac(ledger key, subject)>   -> erasure time          (erasure ledger; never the subject id)
+//	o/, y/, z/                      -> legal holds: schedule, due index, receipts (holds.go)
 //	v/layout                        -> layout version | id-key check
 //	c/, q/, n/c                     -> consent history (consent.go)
 //	w/, u/, n/w                     -> erasure events, consumer cursors (erasures.go)

@@ -119,10 +119,15 @@ func (s *Store) ShredErasure(ctx context.Context, subject string, ledger vault.L
 	if err != nil {
 		return out, err
 	}
+	for _, h := range ev.Holds {
+		if _, err := encodeHold(h); err != nil {
+			return out, err
+		}
+	}
 	s.events.Lock()
 	defer s.events.Unlock()
 	err = s.update(ctx, func(txn *badger.Txn) error {
-		id, err := shredIn(txn, hk, ledger)
+		id, err := shredHoldingIn(txn, hk, ledger, ev.Holds)
 		if err != nil {
 			return err
 		}

@@ -41,8 +41,10 @@ const (
 	layoutCheck   = 16 // bytes of the id-key check value in the marker
 	// migrateBatch bounds one migration transaction.
 	migrateBatch = 500
-	// sealedSubjectMax bounds a sealed subject id in a subject key entry.
-	sealedSubjectMax = vault.MaxIDBytes + aead.Overhead
+	// sealedSubjectMax bounds a sealed subject id in a subject key entry:
+	// a subject id, or a hold key's pseudo-subject (vault.HoldSubject:
+	// the id, a separator and a hold class).
+	sealedSubjectMax = vault.MaxIDBytes + 1 + vault.MaxHoldClassBytes + aead.Overhead
 )
 
 // ErrWrongIDKey: the data directory was written with another subject-id

@@ -115,6 +115,9 @@ func FuzzParse(f *testing.F) {
 	r, _, _ := sample(f)
 	f.Add(r.Marshal())
 	f.Add([]byte(`{"format":"tokenvault-erasure-receipt/v1"}`))
+	for _, v2 := range func() []receipt.Receipt { rs, _ := samplesV2(f); return rs }() {
+		f.Add(v2.Marshal())
+	}
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		got, err := receipt.Parse(b)

@@ -62,6 +62,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"AtRest", "storetest.Snapshotter", implements[Snapshotter](probe), RunAtRest},
 		{"Consent", "vault.ConsentStore", implements[vault.ConsentStore](probe), RunConsent},
 		{"ErasureEvents", "vault.ErasureEventStore", implements[vault.ErasureEventStore](probe), RunErasureEvents},
+		{"Holds", "vault.HoldStore", implements[vault.HoldStore](probe), RunHolds},
 	} {
 		t.Run(g.name, func(t *testing.T) {
 			if !g.has {

@@ -38,17 +38,17 @@ const echoChildEnv = "TVBENCH_ECHO_CHILD"
 const echoReady = "tvbench echo: serving the no-op TokenVault API on "
 
 // startEchoProcess starts "tvbench echo" on a free loopback port and
-// returns a target for it and a function that stops it. With TLS on, the
-// child serves an ephemeral self-signed certificate that only this client
-// trusts.
-func startEchoProcess(c *common, opts []grpc.DialOption) (t loadgen.Target, stop func(), err error) {
+// returns a target for it, a function that stops it and its process id
+// (its CPU is read from /proc). With TLS on, the child serves an ephemeral
+// self-signed certificate that only this client trusts.
+func startEchoProcess(c *common, opts []grpc.DialOption) (t loadgen.Target, stop func(), pid int, err error) {
 	exe, err := os.Executable()
 	if err != nil {
-		return nil, nil, fmt.Errorf("echo process: %w", err)
+		return nil, nil, 0, fmt.Errorf("echo process: %w", err)
 	}
 	scfg, eopts, err := echoTLS(c, opts)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	args := []string{"echo", "-listen", "127.0.0.1:0", "-exit-on-stdin-eof"}
 	tmp := ""
@@ -59,10 +59,10 @@ func startEchoProcess(c *common, opts []grpc.DialOption) (t loadgen.Target, stop
 	}()
 	if scfg != nil {
 		if tmp, err = os.MkdirTemp("", "tvbench-echo-"); err != nil {
-			return nil, nil, err
+			return nil, nil, 0, err
 		}
 		if err = writeServerPEM(scfg.Certificates[0], tmp); err != nil {
-			return nil, nil, err
+			return nil, nil, 0, err
 		}
 		args = append(args, "-tls-cert", filepath.Join(tmp, "cert.pem"), "-tls-key", filepath.Join(tmp, "key.pem"))
 	}
@@ -70,14 +70,14 @@ func startEchoProcess(c *common, opts []grpc.DialOption) (t loadgen.Target, stop
 	cmd.Env = append(os.Environ(), echoChildEnv+"=1")
 	stdin, err := cmd.StdinPipe() // closing it stops the child, even if we die
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	if err = cmd.Start(); err != nil {
-		return nil, nil, fmt.Errorf("echo process: %w", err)
+		return nil, nil, 0, fmt.Errorf("echo process: %w", err)
 	}
 
 	ready := make(chan string, 1)
@@ -115,16 +115,16 @@ func startEchoProcess(c *common, opts []grpc.DialOption) (t loadgen.Target, stop
 	case addr = <-ready:
 	case <-exited:
 		stop()
-		return nil, nil, fmt.Errorf("echo process exited: %s", lastLine)
+		return nil, nil, 0, fmt.Errorf("echo process exited: %s", lastLine)
 	case <-time.After(10 * time.Second):
 		stop()
-		return nil, nil, errors.New("echo process: not serving after 10s")
+		return nil, nil, 0, errors.New("echo process: not serving after 10s")
 	}
 	if t, err = loadgen.NewGRPCTarget("echo", addr, c.p.Connections, eopts); err != nil {
 		stop()
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
-	return t, stop, nil
+	return t, stop, cmd.Process.Pid, nil
 }
 
 // startEchoInProcess serves the echo from this process (-echo inprocess).

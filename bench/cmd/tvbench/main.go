@@ -26,8 +26,10 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -99,13 +101,62 @@ type common struct {
 	htmlOut string
 	quiet   bool
 	rssPid  int
+	pids    string
+	metrics string
+	echoMet string
+	rssSVG  string
+	rssCSV  string
+	pidList []int
+}
+
+// addrs lists the tokenvault addresses of -addr.
+func (c *common) addrs() []string {
+	var out []string
+	for _, a := range strings.Split(c.addr, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// cpuSources says where the tokenvault servers' CPU is read: /proc for
+// -pid, else the metrics endpoints (default: each address's host, port
+// 9300). The reason is set when there is none.
+func (c *common) cpuSources() (srcs []loadgen.CPUSource, metrics []string, err error) {
+	for _, pid := range c.pidList {
+		srcs = append(srcs, loadgen.ProcCPU(pid))
+	}
+	switch c.metrics {
+	case "off":
+		return srcs, nil, nil
+	case "":
+		for _, a := range c.addrs() {
+			host, _, err := net.SplitHostPort(a)
+			if err != nil {
+				return nil, nil, fmt.Errorf("-addr %q: %w", a, err)
+			}
+			metrics = append(metrics, net.JoinHostPort(host, "9300"))
+		}
+	default:
+		metrics = strings.Split(c.metrics, ",")
+		if len(metrics) != len(c.addrs()) {
+			return nil, nil, fmt.Errorf("-metrics: %d addresses for %d -addr addresses (give one per address)", len(metrics), len(c.addrs()))
+		}
+	}
+	if len(srcs) == 0 {
+		for _, m := range metrics {
+			srcs = append(srcs, loadgen.MetricsCPU(strings.TrimSpace(m)))
+		}
+	}
+	return srcs, metrics, nil
 }
 
 func newCommon(name string, withMix bool) *common {
 	c := &common{fs: flag.NewFlagSet(name, flag.ContinueOnError)}
 	c.p.Batch = 1
 	fs := c.fs
-	fs.StringVar(&c.addr, "addr", envOr("TOKENVAULT_ADDR", "127.0.0.1:7300"), "tokenvault gRPC address (env TOKENVAULT_ADDR); the only tokenvault address called")
+	fs.StringVar(&c.addr, "addr", envOr("TOKENVAULT_ADDR", "127.0.0.1:7300"), "tokenvault gRPC address (env TOKENVAULT_ADDR), or several comma-separated (calls go round robin over them, e.g. replicas); the only tokenvault addresses called")
 	fs.IntVar(&c.p.Concurrency, "c", 64, "calls in flight (closed loop); with -rate, the cap on calls in flight")
 	fs.Float64Var(&c.p.Rate, "rate", 0, "open loop: start calls at this fixed rate per second (0 = closed loop)")
 	fs.DurationVar(&c.p.Duration, "d", 10*time.Second, "measured duration of each run (max 24h)")
@@ -137,7 +188,14 @@ func newCommon(name string, withMix bool) *common {
 	fs.StringVar(&c.jsonOut, "json", "", `write the JSON report to this file ("-" for stdout, replacing the text report)`)
 	fs.StringVar(&c.htmlOut, "html", "", "write a self-contained HTML report with charts to this file")
 	fs.BoolVar(&c.quiet, "quiet", false, "no per-interval progress on stderr")
-	fs.IntVar(&c.rssPid, "rss-pid", 0, "local server process id whose resident set size is sampled (Linux)")
+	fs.IntVar(&c.rssPid, "rss-pid", 0, "local server process id whose resident set size is sampled (Linux; default: the first -pid)")
+	fs.StringVar(&c.pids, "pid", "", "local tokenvault process id(s), comma-separated, one per -addr: server CPU per call from /proc/PID/stat (instead of -metrics)")
+	fs.StringVar(&c.metrics, "metrics", "", `tokenvault metrics address(es) (host:port or URL), one per -addr, for server CPU per call from process_cpu_seconds_total when -pid is not given; default: each -addr host with port 9300, the server's default; "off": no CPU figures`)
+	fs.StringVar(&c.echoMet, "echo-metrics", "", `metrics address of a remote echo (-echo host:port; "tvbench echo -metrics-listen"), for its CPU per call; a local echo child is read from /proc`)
+	if withMix {
+		fs.StringVar(&c.rssSVG, "rss-svg", "", "write the server's RSS over time (VmRSS, RssAnon, RssFile; needs -rss-pid or -pid) as an SVG chart to this file")
+		fs.StringVar(&c.rssCSV, "rss-csv", "", "write the same RSS time series as CSV to this file")
+	}
 	return c
 }
 
@@ -185,6 +243,24 @@ func (c *common) parse(args []string) error {
 			return errors.New("-vault-addr: needs a token in env VAULT_TOKEN or -vault-token-file")
 		}
 	}
+	if c.pids != "" {
+		for _, f := range strings.Split(c.pids, ",") {
+			pid, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || pid <= 0 {
+				return fmt.Errorf("-pid: %q is not a process id", f)
+			}
+			c.pidList = append(c.pidList, pid)
+		}
+		if len(c.pidList) != len(c.addrs()) {
+			return fmt.Errorf("-pid: %d process ids for %d -addr addresses (give one per address)", len(c.pidList), len(c.addrs()))
+		}
+		if c.rssPid == 0 {
+			c.rssPid = c.pidList[0]
+		}
+	}
+	if (c.rssSVG != "" || c.rssCSV != "") && c.rssPid <= 0 {
+		return errors.New("-rss-svg, -rss-csv: need the server's process (-rss-pid or -pid)")
+	}
 	// Flags carry the defaults; SetDefaults would turn an explicit 0 (say
 	// -d 0) into a default instead of an error.
 	if c.p.Mix == nil {
@@ -200,6 +276,11 @@ type session struct {
 	transit  loadgen.Target
 	stopEcho func()
 	stderr   io.Writer
+	// CPU sources of the tokenvault servers and of the echo (nil: none,
+	// and echoNoCPU says why).
+	tvCPU, echoCPU []loadgen.CPUSource
+	echoNoCPU      string
+	metricsAddrs   []string
 }
 
 func (c *common) open(stderr io.Writer) (*session, error) {
@@ -208,9 +289,14 @@ func (c *common) open(stderr io.Writer) (*session, error) {
 		return nil, fmt.Errorf("-api-key-file: %w", err)
 	}
 	s := &session{c: c, stderr: stderr, stopEcho: func() {}}
-	opts, err := loadgen.DialOptions(c.addr, c.tls, apiKey)
-	if err != nil {
+	if s.tvCPU, s.metricsAddrs, err = c.cpuSources(); err != nil {
 		return nil, err
+	}
+	var opts []grpc.DialOption
+	for _, a := range c.addrs() { // the plaintext-key check is per address
+		if opts, err = loadgen.DialOptions(a, c.tls, apiKey); err != nil {
+			return nil, err
+		}
 	}
 	if s.tv, err = loadgen.NewGRPCTarget("tokenvault", c.addr, c.p.Connections, opts); err != nil {
 		return nil, err
@@ -218,11 +304,15 @@ func (c *common) open(stderr io.Writer) (*session, error) {
 	switch c.echo {
 	case "off":
 	case "", "inprocess":
-		start := startEchoProcess
+		var pid int
 		if c.echo == "inprocess" {
-			start = startEchoInProcess
+			s.echo, s.stopEcho, err = startEchoInProcess(c, opts)
+			s.echoNoCPU = "the in-process echo's CPU is the load generator's too"
+		} else {
+			s.echo, s.stopEcho, pid, err = startEchoProcess(c, opts)
+			s.echoCPU = []loadgen.CPUSource{loadgen.ProcCPU(pid)}
 		}
-		if s.echo, s.stopEcho, err = start(c, opts); err != nil {
+		if err != nil {
 			s.stopEcho = func() {}
 			s.close()
 			return nil, err
@@ -231,6 +321,11 @@ func (c *common) open(stderr io.Writer) (*session, error) {
 		if s.echo, err = loadgen.NewGRPCTarget("echo", c.echo, c.p.Connections, opts); err != nil {
 			s.close()
 			return nil, err
+		}
+		if c.echoMet != "" {
+			s.echoCPU = []loadgen.CPUSource{loadgen.MetricsCPU(c.echoMet)}
+		} else {
+			s.echoNoCPU = "a remote echo: give -echo-metrics"
 		}
 	}
 	if c.vault.Address != "" {
@@ -251,11 +346,16 @@ func (s *session) close() {
 	s.stopEcho()
 }
 
-// measure runs one profile against one target, with progress on stderr.
-func (s *session) measure(ctx context.Context, name string, t loadgen.Target, p loadgen.Profile, rss bool) (*loadgen.RunResult, error) {
+// measure runs one profile against one target (base: "" for tokenvault,
+// else the baseline's name), with progress on stderr.
+func (s *session) measure(ctx context.Context, name string, t loadgen.Target, p loadgen.Profile, base string) (*loadgen.RunResult, error) {
 	ro := loadgen.RunOptions{Name: name}
-	if rss {
+	switch base {
+	case "":
 		ro.RSSPid = s.c.rssPid
+		ro.CPU = s.tvCPU
+	case "echo":
+		ro.CPU = s.echoCPU
 	}
 	if !s.c.quiet {
 		fmt.Fprintf(s.stderr, "-- %s: %s @ %s, %v warm-up + %v\n", name, t.Kind(), t.Address(), p.Warmup, p.Duration)
@@ -269,6 +369,9 @@ func (s *session) measure(ctx context.Context, name string, t loadgen.Target, p 
 		return nil, err
 	}
 	res.Profile = p.Summary()
+	if base == "echo" && ro.CPU == nil && s.echoNoCPU != "" {
+		res.ServerCPU = &loadgen.ServerCPU{Error: s.echoNoCPU}
+	}
 	return res, nil
 }
 
@@ -324,12 +427,12 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	rep := newReport("run")
 	var echoRes *loadgen.RunResult
 	if s.echo != nil {
-		if echoRes, err = s.measure(ctx, "echo", s.echo, c.p, false); err != nil {
+		if echoRes, err = s.measure(ctx, "echo", s.echo, c.p, "echo"); err != nil {
 			return err
 		}
 		rep.Runs = append(rep.Runs, echoRes)
 	}
-	tvRes, err := s.measure(ctx, "tokenvault", s.tv, c.p, true)
+	tvRes, err := s.measure(ctx, "tokenvault", s.tv, c.p, "")
 	if err != nil {
 		return err
 	}
@@ -351,12 +454,25 @@ func runCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			tp.Mix[loadgen.OpEncrypt] = 1
 			rep.Notes = append(rep.Notes, "the mix has no encrypt/decrypt: Vault transit was measured with encrypt only, so no ratio to it is given")
 		}
-		vr, err := s.measure(ctx, "vault-transit", s.transit, tp, false)
+		vr, err := s.measure(ctx, "vault-transit", s.transit, tp, "transit")
 		if err != nil {
 			return err
 		}
 		rep.Runs = append(rep.Runs, vr)
 		rep.Ratios = append(rep.Ratios, loadgen.Compare(tvRes, vr)...)
+	}
+	if echoRes != nil {
+		rep.Ratios = append(rep.Ratios, loadgen.CompareCPU(tvRes, echoRes)...)
+	}
+	if c.rssSVG != "" {
+		if err := writeFile(c.rssSVG, tvRes.WriteRSSSVG); err != nil {
+			return err
+		}
+	}
+	if c.rssCSV != "" {
+		if err := writeFile(c.rssCSV, tvRes.WriteRSSCSV); err != nil {
+			return err
+		}
 	}
 	return c.write(rep, stdout)
 }
@@ -368,6 +484,7 @@ func echoCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 	cert := fs.String("tls-cert", "", "server certificate (PEM); serve TLS like tokenvault does")
 	key := fs.String("tls-key", "", "server private key (PEM)")
 	stdinEOF := fs.Bool("exit-on-stdin-eof", false, "exit when standard input is closed (used when tvbench starts the echo itself)")
+	metricsListen := fs.String("metrics-listen", "", "serve Prometheus /metrics (process_cpu_seconds_total, for tvbench's CPU per call) on this address; empty: none")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -392,6 +509,17 @@ func echoCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 	gs, addr, err := echo.Listen(*listen, opts...)
 	if err != nil {
 		return err
+	}
+	if *metricsListen != "" {
+		ml, err := net.Listen("tcp", *metricsListen)
+		if err != nil {
+			gs.Stop()
+			return fmt.Errorf("-metrics-listen: %w", err)
+		}
+		hs := &http.Server{Handler: echo.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}
+		go hs.Serve(ml)
+		defer hs.Close()
+		fmt.Fprintf(stderr, "tvbench echo: metrics on http://%s/metrics\n", ml.Addr())
 	}
 	fmt.Fprintf(stderr, "tvbench echo: serving the no-op TokenVault API on %s\n", addr)
 	<-ctx.Done()

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -34,20 +35,27 @@ func TestMain(m *testing.M) {
 // startTokenvault runs a real server (badger on disk, age keyring) on
 // loopback, through the same wiring as `tokenvault serve`.
 func startTokenvault(t *testing.T) string {
+	addr, _ := startTokenvaultMetrics(t, "off")
+	return addr
+}
+
+// startTokenvaultMetrics also serves /metrics on metrics (unless "off")
+// and returns its address.
+func startTokenvaultMetrics(t *testing.T, metrics string) (addr, metricsAddr string) {
 	t.Helper()
 	dir := t.TempDir()
 	a, err := app.Start(context.Background(), config.Config{
 		Listen:  "127.0.0.1:0",
 		DataDir: filepath.Join(dir, "data"),
 		KEK:     config.KEKConfig{Keyring: agekeyring.Config{Path: filepath.Join(dir, "keys", "keyring.age"), IdentityFile: filepath.Join(dir, "keys", "identity.txt")}},
-		Metrics: config.MetricsConfig{Listen: "off"},
+		Metrics: config.MetricsConfig{Listen: metrics},
 		Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { a.Stop() })
-	return a.Addr()
+	return a.Addr(), a.MetricsAddr()
 }
 
 // tvbench runs the command and decodes its JSON report. The short
@@ -162,13 +170,16 @@ func TestRunSmokeTLS(t *testing.T) {
 }
 
 func TestTargetsSmokeWithVaultTransit(t *testing.T) {
-	addr := startTokenvault(t)
+	// The server runs in this process, so its CPU (read from its metrics
+	// endpoint) includes the load generator's: a smoke of the plumbing,
+	// not a measurement.
+	addr, metrics := startTokenvaultMetrics(t, "127.0.0.1:0")
 	srv := vaulttest.Start(t)
 	t.Setenv("VAULT_TOKEN", srv.Token)
 	rep := tvbench(t, append([]string{"targets", "-addr", addr, "-vault-addr", srv.Addr, "-vault-mount", "tvbench-transit",
-		"-vault-create-key", "-rss-pid", "0"}, short...)...)
+		"-vault-create-key", "-metrics", metrics, "-rss-pid", strconv.Itoa(os.Getpid())}, short...)...)
 	want := []string{"echo tokenize x1", "tokenvault tokenize x1", "echo detokenize x1", "tokenvault detokenize x1",
-		"tokenvault tokenize x100", "tokenvault encrypt x1", "vault-transit encrypt x1"}
+		"tokenvault tokenize x100", "echo encrypt x1", "tokenvault encrypt x1", "vault-transit encrypt x1"}
 	if len(rep.Runs) != len(want) {
 		t.Fatalf("%d runs, want %d", len(rep.Runs), len(want))
 	}
@@ -181,12 +192,83 @@ func TestTargetsSmokeWithVaultTransit(t *testing.T) {
 	if got := rep.Runs[4].Items; got != 100*rep.Runs[4].OKCalls {
 		t.Fatalf("tokenize x100: %d items in %d calls", got, rep.Runs[4].OKCalls)
 	}
-	if len(rep.Checks) != 5 {
-		t.Fatalf("targets: %+v", rep.Checks)
+	for _, r := range rep.Runs[:7] {
+		if c := r.ServerCPU; c == nil || c.Error != "" || c.PerCallUS <= 0 {
+			t.Fatalf("%s: server CPU %+v", r.Name, c)
+		}
+	}
+	// Every target of issue 18 has its line, measured or with a reason.
+	wantChecks := map[string]string{
+		"tokenize x1": "", "detokenize x1": "", "tokenize x100": "",
+		"tokenize x1 throughput": "", "tokenize x1 p99": "", "detokenize x1 throughput": "",
+		"encrypt x1 throughput": "", "encrypt / Vault transit": "",
+		"RssAnon, 10 M tokens, mixed": "the store holds", "peak RSS, 10 M bulk load": "bulk load",
+		"start-up with 10 M tokens": "does not start",
+	}
+	if len(rep.Checks) != len(wantChecks) {
+		t.Fatalf("%d targets, want %d: %+v", len(rep.Checks), len(wantChecks), rep.Checks)
 	}
 	for _, c := range rep.Checks {
-		if c.Measured <= 0 || c.Target == "" || c.Margin == "" {
+		reason, ok := wantChecks[c.Name]
+		switch {
+		case !ok:
+			t.Fatalf("unexpected target %+v", c)
+		case reason != "":
+			if c.Status != loadgen.StatusNotMeasured || !strings.Contains(c.Reason, reason) {
+				t.Fatalf("target %+v: want NOT MEASURED, %q", c, reason)
+			}
+		case c.Measured <= 0 || c.Target == "" || c.Margin == "" || (c.Status != loadgen.StatusMet && c.Status != loadgen.StatusNotMet):
 			t.Fatalf("target %+v", c)
+		}
+	}
+}
+
+// TestMetricsOfAnotherServerNoticed: a -metrics address that belongs to
+// another server (here a second tokenvault, as on a shared host with the
+// default port) gives no CPU figure rather than the wrong one.
+func TestMetricsOfAnotherServerNoticed(t *testing.T) {
+	addr := startTokenvault(t)
+	_, otherMetrics := startTokenvaultMetrics(t, "127.0.0.1:0")
+	rep := tvbench(t, append([]string{"run", "-addr", addr, "-metrics", otherMetrics}, short...)...)
+	c := rep.Runs[1].ServerCPU
+	if c == nil || !strings.Contains(c.Error, "not the server under test") || c.PerCallUS != 0 {
+		t.Fatalf("server CPU from another server's metrics: %+v", c)
+	}
+	addr2, metrics2 := startTokenvaultMetrics(t, "127.0.0.1:0")
+	rep = tvbench(t, append([]string{"run", "-addr", addr2, "-metrics", metrics2}, short...)...)
+	if c := rep.Runs[1].ServerCPU; c == nil || c.Error != "" || c.PerCallUS <= 0 {
+		t.Fatalf("server CPU from its own metrics: %+v", c)
+	}
+}
+
+// TestRunSeveralAddressesWithCPUAndRSS: -addr a,b spreads the calls over
+// two servers, -pid reads their CPU from /proc (both are this process
+// here), and the RSS chart and CSV are written.
+func TestRunSeveralAddressesWithCPUAndRSS(t *testing.T) {
+	a, b := startTokenvault(t), startTokenvault(t)
+	dir := t.TempDir()
+	pid := strconv.Itoa(os.Getpid())
+	svg, csv := filepath.Join(dir, "rss.svg"), filepath.Join(dir, "rss.csv")
+	rep := tvbench(t, append([]string{"run", "-addr", a + "," + b, "-pid", pid + "," + pid, "-mix", "tokenize", "-batch", "10",
+		"-interval", "50ms", "-rss-svg", svg, "-rss-csv", csv}, short...)...)
+	tv := rep.Runs[1]
+	checkRun(t, tv, loadgen.OpTokenize)
+	if c := tv.ServerCPU; c == nil || c.Error != "" || len(c.Sources) != 2 || c.PerItemUS <= 0 {
+		t.Fatalf("server CPU: %+v", c)
+	}
+	if c := rep.Runs[0].ServerCPU; c == nil || c.Error != "" || c.PerCallUS <= 0 {
+		t.Fatalf("echo CPU: %+v", c)
+	}
+	var cpuRatio bool
+	for _, r := range rep.Ratios {
+		cpuRatio = cpuRatio || strings.Contains(r.Name, "cpu per call") && r.Value > 0
+	}
+	if !cpuRatio {
+		t.Fatalf("no CPU ratio: %+v", rep.Ratios)
+	}
+	for _, f := range []string{svg, csv} {
+		if b, err := os.ReadFile(f); err != nil || len(b) < 50 {
+			t.Fatalf("%s: %v (%d bytes)", f, err, len(b))
 		}
 	}
 }
@@ -205,6 +287,7 @@ func TestTargetMargins(t *testing.T) {
 		{"under the limit", atMost("x", 1.5, 1, 2), true, "25% under the limit"},
 		{"just over", atMost("x", 2.01, 1, 2), false, "0.5% over the limit"},
 		{"no baseline", atLeast("x", 5, 0, 0.5), false, "100% short of the target"},
+		{"no baseline for a limit", atMost("x", 5, 0, 2), false, "no baseline measured"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if tc.c.Met != tc.met || tc.c.Margin != tc.want {
@@ -224,6 +307,10 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"run", "-kinds", "iban"}, "-kinds"},
 		{[]string{"run", "-vault-addr", "http://127.0.0.1:1"}, "VAULT_TOKEN"},
 		{[]string{"targets", "-echo", "off"}, "-echo"},
+		{[]string{"run", "-addr", "127.0.0.1:1,127.0.0.1:2", "-pid", "1"}, "one per address"},
+		{[]string{"run", "-pid", "x"}, "-pid"},
+		{[]string{"run", "-rss-svg", "x.svg"}, "-rss-pid"},
+		{[]string{"run", "-addr", "127.0.0.1:1,127.0.0.1:2", "-metrics", "127.0.0.1:3"}, "-metrics"},
 		{[]string{"bogus"}, "unknown command"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -34,6 +34,7 @@ const (
 	TokenVault_WithdrawConsent_FullMethodName     = "/tokenvault.v1.TokenVault/WithdrawConsent"
 	TokenVault_WatchErasures_FullMethodName       = "/tokenvault.v1.TokenVault/WatchErasures"
 	TokenVault_AckErasures_FullMethodName         = "/tokenvault.v1.TokenVault/AckErasures"
+	TokenVault_GetHoldReceipts_FullMethodName     = "/tokenvault.v1.TokenVault/GetHoldReceipts"
 )
 
 // TokenVaultClient is the client API for TokenVault service.
@@ -104,6 +105,10 @@ type TokenVaultClient interface {
 	// AckErasures moves the consumer's cursor to sequence: every event up to
 	// it is acknowledged and never delivered to this consumer again.
 	AckErasures(ctx context.Context, in *AckErasuresRequest, opts ...grpc.CallOption) (*AckErasuresResponse, error)
+	// GetHoldReceipts returns the signed receipts of a subject's held data
+	// shredded when its legal hold ended (README, "Legal holds"), oldest
+	// first; none while every hold still runs.
+	GetHoldReceipts(ctx context.Context, in *GetHoldReceiptsRequest, opts ...grpc.CallOption) (*GetHoldReceiptsResponse, error)
 }
 
 type tokenVaultClient struct {
@@ -282,6 +287,16 @@ func (c *tokenVaultClient) AckErasures(ctx context.Context, in *AckErasuresReque
 	return out, nil
 }
 
+func (c *tokenVaultClient) GetHoldReceipts(ctx context.Context, in *GetHoldReceiptsRequest, opts ...grpc.CallOption) (*GetHoldReceiptsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetHoldReceiptsResponse)
+	err := c.cc.Invoke(ctx, TokenVault_GetHoldReceipts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TokenVaultServer is the server API for TokenVault service.
 // All implementations must embed UnimplementedTokenVaultServer
 // for forward compatibility.
@@ -350,6 +365,10 @@ type TokenVaultServer interface {
 	// AckErasures moves the consumer's cursor to sequence: every event up to
 	// it is acknowledged and never delivered to this consumer again.
 	AckErasures(context.Context, *AckErasuresRequest) (*AckErasuresResponse, error)
+	// GetHoldReceipts returns the signed receipts of a subject's held data
+	// shredded when its legal hold ended (README, "Legal holds"), oldest
+	// first; none while every hold still runs.
+	GetHoldReceipts(context.Context, *GetHoldReceiptsRequest) (*GetHoldReceiptsResponse, error)
 	mustEmbedUnimplementedTokenVaultServer()
 }
 
@@ -404,6 +423,9 @@ func (UnimplementedTokenVaultServer) WatchErasures(*WatchErasuresRequest, grpc.S
 }
 func (UnimplementedTokenVaultServer) AckErasures(context.Context, *AckErasuresRequest) (*AckErasuresResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method AckErasures not implemented")
+}
+func (UnimplementedTokenVaultServer) GetHoldReceipts(context.Context, *GetHoldReceiptsRequest) (*GetHoldReceiptsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetHoldReceipts not implemented")
 }
 func (UnimplementedTokenVaultServer) mustEmbedUnimplementedTokenVaultServer() {}
 func (UnimplementedTokenVaultServer) testEmbeddedByValue()                    {}
@@ -682,6 +704,24 @@ func _TokenVault_AckErasures_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TokenVault_GetHoldReceipts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetHoldReceiptsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenVaultServer).GetHoldReceipts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenVault_GetHoldReceipts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenVaultServer).GetHoldReceipts(ctx, req.(*GetHoldReceiptsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TokenVault_ServiceDesc is the grpc.ServiceDesc for TokenVault service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -740,6 +780,10 @@ var TokenVault_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AckErasures",
 			Handler:    _TokenVault_AckErasures_Handler,
+		},
+		{
+			MethodName: "GetHoldReceipts",
+			Handler:    _TokenVault_GetHoldReceipts_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

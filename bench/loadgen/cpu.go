@@ -1,0 +1,280 @@
+package loadgen
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Server CPU per call is the figure that survives a busy machine: a
+// throughput ratio on a shared 2-core box mostly measures who gets the
+// CPUs, while the CPU a server process spends per call barely moves with
+// load. It is read from each server's own counters, before and after the
+// measured window: /proc/<pid>/stat when the process is local, otherwise
+// the Prometheus process_cpu_seconds_total both tokenvault and the echo
+// (tvbench echo -metrics-listen) expose. Both are the kernel's utime+stime
+// in clock ticks (10 ms), so an 8 s run at one core resolves ~0.1%.
+
+// CPUSource reads one server process's cumulative CPU time (user+system).
+type CPUSource interface {
+	CPUSeconds(ctx context.Context) (float64, error)
+	// String says where the figure comes from ("/proc/123/stat", a URL).
+	String() string
+}
+
+// ProcCPU reads a local process's CPU time from /proc/<pid>/stat.
+func ProcCPU(pid int) CPUSource { return procCPU(pid) }
+
+type procCPU int
+
+func (p procCPU) String() string { return fmt.Sprintf("/proc/%d/stat", int(p)) }
+
+// clockTicks is USER_HZ, 100 on every Linux architecture Go supports
+// (the kernel reports /proc times in it regardless of CONFIG_HZ).
+const clockTicks = 100
+
+func (p procCPU) CPUSeconds(context.Context) (float64, error) {
+	b, err := os.ReadFile(p.String())
+	if err != nil {
+		return 0, err
+	}
+	return parseProcStat(string(b))
+}
+
+// parseProcStat returns utime+stime in seconds. The command name (field
+// 2) is in parentheses and may hold spaces, so fields are counted after
+// the last ')'.
+func parseProcStat(s string) (float64, error) {
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("/proc stat: no command field")
+	}
+	f := strings.Fields(s[i+1:])
+	// After the command: state is field 3, utime 14 and stime 15.
+	if len(f) < 13 {
+		return 0, errors.New("/proc stat: too few fields")
+	}
+	u, err1 := strconv.ParseUint(f[11], 10, 64)
+	st, err2 := strconv.ParseUint(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc stat: %w", err)
+	}
+	return float64(u+st) / clockTicks, nil
+}
+
+// MetricsCPU reads process_cpu_seconds_total from a Prometheus endpoint:
+// addr is host:port (then /metrics is fetched) or a full http(s) URL.
+func MetricsCPU(addr string) CPUSource {
+	u := addr
+	if !strings.Contains(u, "://") {
+		u = "http://" + addr + "/metrics"
+	}
+	return metricsCPU{url: u, c: &http.Client{Timeout: 5 * time.Second}}
+}
+
+type metricsCPU struct {
+	url string
+	c   *http.Client
+}
+
+func (m metricsCPU) String() string { return m.url }
+
+func (m metricsCPU) CPUSeconds(ctx context.Context) (float64, error) {
+	v, err := scrapeMetric(ctx, m.c, m.url, "process_cpu_seconds_total")
+	if err != nil {
+		return 0, err
+	}
+	return v, nil
+}
+
+// CallsStarted sums grpc_server_started_total over its labels: how many
+// calls the server behind the endpoint has started (ok false if it does
+// not export the counter, as the echo does not).
+func (m metricsCPU) CallsStarted(ctx context.Context) (n float64, ok bool, err error) {
+	body, err := fetch(ctx, m.c, m.url)
+	if err != nil {
+		return 0, false, err
+	}
+	defer body.Close()
+	sc := bufio.NewScanner(body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		rest, found := strings.CutPrefix(sc.Text(), "grpc_server_started_total{")
+		if !found {
+			continue
+		}
+		i := strings.LastIndexByte(rest, '}')
+		f := strings.Fields(rest[i+1:])
+		if i < 0 || len(f) == 0 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			return 0, false, fmt.Errorf("grpc_server_started_total: %w", err)
+		}
+		n, ok = n+v, true
+	}
+	return n, ok, sc.Err()
+}
+
+// callCounter is a CPU source that can also count its server's calls, so
+// that a metrics address that is not the server under test (another
+// tokenvault on the same host, say on the default port) is noticed.
+type callCounter interface {
+	CallsStarted(ctx context.Context) (float64, bool, error)
+}
+
+func fetch(ctx context.Context, c *http.Client, url string) (io.ReadCloser, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	// Plain text, not the protobuf or OpenMetrics negotiation.
+	req.Header.Set("Accept", "text/plain")
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		return nil, fmt.Errorf("%s: HTTP %d", url, resp.StatusCode)
+	}
+	return resp.Body, nil
+}
+
+// scrapeMetric fetches a Prometheus text exposition and returns the value
+// of an unlabelled sample named name.
+func scrapeMetric(ctx context.Context, c *http.Client, url, name string) (float64, error) {
+	body, err := fetch(ctx, c, url)
+	if err != nil {
+		return 0, err
+	}
+	defer body.Close()
+	return findMetric(body, name)
+}
+
+func findMetric(r io.Reader, name string) (float64, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		rest, ok := strings.CutPrefix(sc.Text(), name)
+		if !ok || (rest != "" && rest[0] != ' ') {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			continue
+		}
+		return strconv.ParseFloat(f[0], 64)
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("no %s sample", name)
+}
+
+// ScrapeGauge returns an unlabelled sample of a Prometheus endpoint (addr
+// as for MetricsCPU), e.g. tokenvault_tokens_stored.
+func ScrapeGauge(ctx context.Context, addr, name string) (float64, error) {
+	m := MetricsCPU(addr).(metricsCPU)
+	return scrapeMetric(ctx, m.c, m.url, name)
+}
+
+// ServerCPU is the CPU the servers of a run spent in its measured window.
+type ServerCPU struct {
+	// Sources names where the figures came from (one per server process).
+	Sources []string `json:"sources"`
+	Seconds float64  `json:"cpu_s,omitempty"`
+	// PerCallUS and PerItemUS divide Seconds by every call (and item) of
+	// the window, failed ones included: the server did their work too.
+	PerCallUS float64 `json:"cpu_per_call_us,omitempty"`
+	PerItemUS float64 `json:"cpu_per_item_us,omitempty"`
+	// Error is why the figure is missing (a source could not be read).
+	Error string `json:"error,omitempty"`
+}
+
+// cpuMeter takes the before/after readings of several sources (servers
+// behind several addresses: their CPU is added up).
+type cpuMeter struct {
+	srcs   []CPUSource
+	before []float64
+	err    error
+	// calls0 is the sum of the sources' started calls, when every source
+	// counts them (counted).
+	calls0  float64
+	counted bool
+}
+
+// startedCalls sums the sources' started calls; ok is false unless every
+// source counts them.
+func (m *cpuMeter) startedCalls(ctx context.Context) (float64, bool) {
+	var sum float64
+	for _, s := range m.srcs {
+		cc, ok := s.(callCounter)
+		if !ok {
+			return 0, false
+		}
+		n, ok, err := cc.CallsStarted(ctx)
+		if err != nil || !ok {
+			return 0, false
+		}
+		sum += n
+	}
+	return sum, len(m.srcs) > 0
+}
+
+func (m *cpuMeter) read(ctx context.Context) ([]float64, error) {
+	out := make([]float64, len(m.srcs))
+	for i, s := range m.srcs {
+		v, err := s.CPUSeconds(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", s, err)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+func (m *cpuMeter) start(ctx context.Context) {
+	m.calls0, m.counted = m.startedCalls(ctx)
+	m.before, m.err = m.read(ctx)
+}
+
+func (m *cpuMeter) finish(ctx context.Context, calls, items uint64) *ServerCPU {
+	c := &ServerCPU{}
+	for _, s := range m.srcs {
+		c.Sources = append(c.Sources, s.String())
+	}
+	after, err := m.read(ctx)
+	if err = errors.Join(m.err, err); err != nil {
+		c.Error = err.Error()
+		return c
+	}
+	if m.counted {
+		// Calls in flight at either end make the two counts differ a
+		// little; a server that saw far fewer calls than were made is not
+		// the one under test.
+		if n, ok := m.startedCalls(ctx); ok && n-m.calls0 < 0.9*float64(calls) {
+			c.Error = fmt.Sprintf("the server behind %s started %.0f calls while tvbench made %d: not the server under test? (give -metrics or -pid)",
+				strings.Join(c.Sources, ", "), n-m.calls0, calls)
+			return c
+		}
+	}
+	for i := range after {
+		c.Seconds += after[i] - m.before[i]
+	}
+	if calls > 0 {
+		c.PerCallUS = c.Seconds * 1e6 / float64(calls)
+	}
+	if items > 0 {
+		c.PerItemUS = c.Seconds * 1e6 / float64(items)
+	}
+	return c
+}

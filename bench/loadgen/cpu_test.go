@@ -1,0 +1,117 @@
+package loadgen
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+)
+
+func TestParseProcStat(t *testing.T) {
+	// utime 250 and stime 50 ticks; the command holds spaces and a ')'.
+	line := "4242 (tv (bench) x) S 1 4242 4242 0 -1 4194560 1200 0 0 0 250 50 0 0 20 0 9 0 12345 1000000 300 18446744073709551615\n"
+	got, err := parseProcStat(line)
+	if err != nil || got != 3.0 {
+		t.Fatalf("got %v, %v; want 3 s", got, err)
+	}
+	for _, bad := range []string{"", "12 (x) S 1 2", "12 (x) S 1 2 3 4 5 6 7 8 9 10 u s"} {
+		if _, err := parseProcStat(bad); err == nil {
+			t.Fatalf("%q: accepted", bad)
+		}
+	}
+}
+
+func TestProcCPUReadsThisProcess(t *testing.T) {
+	src := ProcCPU(os.Getpid())
+	before, err := src.CPUSeconds(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := 0
+	for i := range 200_000_000 { // burn at least a few clock ticks
+		x ^= i
+	}
+	after, err := src.CPUSeconds(context.Background())
+	if err != nil || after <= before {
+		t.Fatalf("before %v, after %v (x=%d), err %v: the counter did not advance", before, after, x, err)
+	}
+	if _, err := ProcCPU(1 << 30).CPUSeconds(context.Background()); err == nil {
+		t.Fatal("a process that does not exist was read")
+	}
+}
+
+func TestMetricsCPU(t *testing.T) {
+	body := "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n" +
+		"# TYPE process_cpu_seconds_total counter\n" +
+		"process_cpu_seconds_total_other 9\n" +
+		"process_cpu_seconds_total 12.34\n" +
+		"tokenvault_tokens_stored 1e+07\n" +
+		"grpc_server_started_total{grpc_method=\"Tokenize\",grpc_service=\"tokenvault.v1.TokenVault\",grpc_type=\"unary\"} 40\n" +
+		"grpc_server_started_total{grpc_method=\"Detokenize\",grpc_service=\"tokenvault.v1.TokenVault\",grpc_type=\"unary\"} 2\n"
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/metrics" {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprint(w, body)
+	}))
+	defer srv.Close()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	if v, err := MetricsCPU(addr).CPUSeconds(context.Background()); err != nil || v != 12.34 {
+		t.Fatalf("got %v, %v", v, err)
+	}
+	if v, err := ScrapeGauge(context.Background(), srv.URL+"/metrics", "tokenvault_tokens_stored"); err != nil || v != 1e7 {
+		t.Fatalf("gauge: %v, %v", v, err)
+	}
+	if _, err := ScrapeGauge(context.Background(), addr, "absent_metric"); err == nil || !strings.Contains(err.Error(), "absent_metric") {
+		t.Fatalf("missing sample: %v", err)
+	}
+	if n, ok, err := MetricsCPU(addr).(callCounter).CallsStarted(context.Background()); err != nil || !ok || n != 42 {
+		t.Fatalf("calls started: %v, %v, %v; want 42", n, ok, err)
+	}
+	if _, err := MetricsCPU(srv.URL + "/nope").CPUSeconds(context.Background()); err == nil {
+		t.Fatal("HTTP 404 accepted")
+	}
+}
+
+// fixedCPU is a CPU source that reads from a list.
+type fixedCPU struct{ vals []float64 }
+
+func (f *fixedCPU) String() string { return "fixed" }
+func (f *fixedCPU) CPUSeconds(context.Context) (float64, error) {
+	v := f.vals[0]
+	f.vals = f.vals[1:]
+	return v, nil
+}
+
+func TestCPUMeterAddsServers(t *testing.T) {
+	m := &cpuMeter{srcs: []CPUSource{&fixedCPU{[]float64{10, 11}}, &fixedCPU{[]float64{5, 5.5}}}}
+	m.start(context.Background())
+	c := m.finish(context.Background(), 1000, 100_000)
+	if c.Error != "" || c.Seconds != 1.5 || c.PerCallUS != 1500 || c.PerItemUS != 15 {
+		t.Fatalf("%+v", c)
+	}
+	m = &cpuMeter{srcs: []CPUSource{ProcCPU(1 << 30)}}
+	m.start(context.Background())
+	if c := m.finish(context.Background(), 1, 1); c.Error == "" || c.PerCallUS != 0 {
+		t.Fatalf("unreadable source: %+v", c)
+	}
+}
+
+func TestReadRSS(t *testing.T) {
+	m, err := readRSS(os.Getpid())
+	if err != nil || m.RSS <= 0 || m.Anon <= 0 || m.Anon+m.File > m.RSS+(1<<20) {
+		t.Fatalf("%+v, %v", m, err)
+	}
+}
+
+func TestEchoMetricsExposeCPU(t *testing.T) {
+	srv := httptest.NewServer(echoMetricsHandler())
+	defer srv.Close()
+	if v, err := MetricsCPU(srv.URL + "/metrics").CPUSeconds(context.Background()); err != nil || v <= 0 {
+		t.Fatalf("echo metrics: %v, %v", v, err)
+	}
+}
