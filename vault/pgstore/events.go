@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -20,7 +21,8 @@ import (
 // A sequence does not give that (nextval is taken inside the transaction,
 // and transactions commit in any order), so the number comes from the
 // counter row tokenvault_counters('erasure_events'), incremented by
-// UPDATE … RETURNING as the last statement of the shred's transaction.
+// UPDATE … RETURNING at the end of the shred's transaction (only the
+// event's insert follows: its sealed id is bound to the number).
 // The row stays locked until that transaction ends: the next shred's
 // UPDATE waits for the commit (or rollback: then it gets the same number,
 // so there are no gaps either) and then reads the committed value. So
@@ -33,9 +35,9 @@ import (
 // update of the row is a serialization failure, retried by s.tx).
 //
 // The subject id and the receipt (which names the subject) are sealed
-// under the store seal key, bound to the event's key id (unique to one
-// erasure) and to what they are, so that no subject id is in the clear
-// even in a pending event; "dropped" sets both to NULL.
+// under the store seal key, bound to the event's number and to what they
+// are, so that no subject id is in the clear even in a pending event;
+// "dropped" sets both to NULL.
 
 var _ vault.ErasureEventStore = (*Store)(nil)
 
@@ -49,8 +51,8 @@ const (
 	eventCounter = "erasure_events"
 )
 
-func eventAAD(id vault.KeyID, what string) []byte {
-	return append([]byte("tokenvault/pgstore/erasure-event/v1/"+what+"/"), id[:]...)
+func eventAAD(seq int64, what string) []byte {
+	return binary.BigEndian.AppendUint64([]byte("tokenvault/pgstore/erasure-event/v1/"+what+"/"), uint64(seq))
 }
 
 func (s *Store) ShredErasure(ctx context.Context, subject string, ledger vault.LedgerEntry, ev vault.ErasureEvent) (vault.ErasureEvent, error) {
@@ -63,24 +65,26 @@ func (s *Store) ShredErasure(ctx context.Context, subject string, ledger vault.L
 		return out, err
 	}
 	err = s.tx(ctx, func(tx pgx.Tx) error {
-		id, err := shredIn(ctx, tx, h, ledger)
+		id, err := shredHoldingIn(ctx, tx, h, ledger, ev.Holds)
 		if err != nil {
 			return err
 		}
-		sealed, err := s.ids.seal.Seal(nil, []byte(subject), eventAAD(id, "subject"))
-		if err != nil {
-			return err
-		}
-		// Last, so that the counter row is held only for the rest of this
-		// statement and the commit (see the top of this file).
+		// Last, so that the counter row is held only for the event's
+		// insert and the commit (see the top of this file).
 		var seq int64
-		err = tx.QueryRow(ctx, `WITH c AS (UPDATE tokenvault_counters SET n = n + 1 WHERE name = $1 RETURNING n)
-			INSERT INTO tokenvault_erasure_events (seq, erased_at_ns, key_id, sealed_subject)
-			SELECT n, $2, $3, $4 FROM c RETURNING seq`, eventCounter, ev.ErasedAt.UnixNano(), id[:], sealed).Scan(&seq)
+		err = tx.QueryRow(ctx, `UPDATE tokenvault_counters SET n = n + 1 WHERE name = $1 RETURNING n`, eventCounter).Scan(&seq)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return fmt.Errorf("%w: no erasure event counter (schema version 2 incomplete)", vault.ErrCorrupt)
 		}
 		if err != nil {
+			return err
+		}
+		sealed, err := s.ids.seal.Seal(nil, []byte(subject), eventAAD(seq, "subject"))
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO tokenvault_erasure_events (seq, erased_at_ns, key_id, sealed_subject) VALUES ($1, $2, $3, $4)`,
+			seq, ev.ErasedAt.UnixNano(), id[:], sealed); err != nil {
 			return err
 		}
 		out = vault.ErasureEvent{Seq: uint64(seq), Subject: subject, ErasedAt: time.Unix(0, ev.ErasedAt.UnixNano()).UTC(), KeyID: id}
@@ -108,25 +112,12 @@ func (s *Store) AttachReceipt(ctx context.Context, seq uint64, receipt []byte) e
 	if !ok {
 		return nil
 	}
-	var rid []byte
-	err := s.pool.QueryRow(ctx, `SELECT key_id FROM tokenvault_erasure_events WHERE seq = $1 AND sealed_subject IS NOT NULL`, n).Scan(&rid)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil // gone, or its subject id dropped
-	}
+	sealed, err := s.ids.seal.Seal(nil, receipt, eventAAD(n, "receipt"))
 	if err != nil {
 		return err
 	}
-	var id vault.KeyID
-	if len(rid) != len(id) {
-		return fmt.Errorf("%w: erasure event key id", vault.ErrCorrupt)
-	}
-	copy(id[:], rid)
-	sealed, err := s.ids.seal.Seal(nil, receipt, eventAAD(id, "receipt"))
-	if err != nil {
-		return err
-	}
-	// The condition again: a trim may have dropped the id meanwhile.
-	_, err = s.pool.Exec(ctx, `UPDATE tokenvault_erasure_events SET sealed_receipt = $2 WHERE seq = $1 AND key_id = $3 AND sealed_subject IS NOT NULL`, n, sealed, id[:])
+	// No-op for an event that is gone or whose subject id was dropped.
+	_, err = s.pool.Exec(ctx, `UPDATE tokenvault_erasure_events SET sealed_receipt = $2 WHERE seq = $1 AND sealed_subject IS NOT NULL`, n, sealed)
 	return err
 }
 
@@ -201,14 +192,14 @@ func (s *Store) openEvent(seq, at int64, rid, subject, receipt []byte) (vault.Er
 	}
 	copy(ev.KeyID[:], rid)
 	if subject != nil {
-		b, err := s.ids.seal.Open(nil, subject, eventAAD(ev.KeyID, "subject"))
+		b, err := s.ids.seal.Open(nil, subject, eventAAD(seq, "subject"))
 		if err != nil {
 			return ev, fmt.Errorf("%w: erasure event subject: %w", vault.ErrCorrupt, err)
 		}
 		ev.Subject = string(b)
 	}
 	if receipt != nil {
-		b, err := s.ids.seal.Open(nil, receipt, eventAAD(ev.KeyID, "receipt"))
+		b, err := s.ids.seal.Open(nil, receipt, eventAAD(seq, "receipt"))
 		if err != nil {
 			return ev, fmt.Errorf("%w: erasure event receipt: %w", vault.ErrCorrupt, err)
 		}
@@ -314,12 +305,12 @@ func (s *Store) PutErasureEvents(ctx context.Context, evs []vault.ErasureEvent) 
 			var subject, receipt []byte
 			var err error
 			if ev.Subject != "" {
-				if subject, err = s.ids.seal.Seal(nil, []byte(ev.Subject), eventAAD(ev.KeyID, "subject")); err != nil {
+				if subject, err = s.ids.seal.Seal(nil, []byte(ev.Subject), eventAAD(seq, "subject")); err != nil {
 					return err
 				}
 			}
 			if ev.Receipt != nil {
-				if receipt, err = s.ids.seal.Seal(nil, ev.Receipt, eventAAD(ev.KeyID, "receipt")); err != nil {
+				if receipt, err = s.ids.seal.Seal(nil, ev.Receipt, eventAAD(seq, "receipt")); err != nil {
 					return err
 				}
 			}

@@ -486,33 +486,10 @@ func (s *Store) ShredSubject(ctx context.Context, subject string, ledger vault.L
 	}
 	err = s.tx(ctx, func(tx pgx.Tx) error {
 		var err error
-		id, err = shredIn(ctx, tx, h, ledger)
+		id, err = shredHoldingIn(ctx, tx, h, ledger, nil) // holds.go
 		return err
 	})
 	return id, err
-}
-
-// shredIn is the crypto-shred of the subject whose hash is h, in tx
-// (ShredSubject, and ShredErasure with its event).
-func shredIn(ctx context.Context, tx pgx.Tx, h []byte, ledger vault.LedgerEntry) (vault.KeyID, error) {
-	var id vault.KeyID
-	// The key row carries the restriction mark and the sealed id:
-	// deleting it is the crypto-shred.
-	var rid []byte
-	if err := tx.QueryRow(ctx, `DELETE FROM tokenvault_subject_keys WHERE subject_hash = $1 RETURNING key_id`, h).Scan(&rid); err != nil {
-		return id, notFound(err)
-	}
-	if len(rid) != len(id) {
-		return id, fmt.Errorf("%w: key id", vault.ErrCorrupt)
-	}
-	copy(id[:], rid)
-	if _, err := tx.Exec(ctx, `INSERT INTO tokenvault_pending_purges (key_id, shredded_at) VALUES ($1, now()) ON CONFLICT (key_id) DO NOTHING`, id[:]); err != nil {
-		return id, err
-	}
-	if ledger.Hash != nil {
-		return id, putLedger(ctx, tx, ledger)
-	}
-	return id, nil
 }
 
 func putLedger(ctx context.Context, tx pgx.Tx, e vault.LedgerEntry) error {
