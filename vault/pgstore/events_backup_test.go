@@ -8,15 +8,19 @@ import (
 	"time"
 
 	"github.com/tokenvault/tokenvault/crypto/aead"
+	"github.com/tokenvault/tokenvault/internal/backup"
 	"github.com/tokenvault/tokenvault/vault"
 	"github.com/tokenvault/tokenvault/vault/pgstore"
 )
 
-// TestBackupKeepsConsentAndEvents: a backup of the PostgreSQL store
+var _ backup.HoldLoader = (*pgstore.Loader)(nil)
+
+// TestBackupKeepsConsentEventsAndHolds: a backup of the PostgreSQL store
 // restored into another database keeps the consent history, the pending
 // erasure events (subject id, receipt, numbers) and the consumers'
-// cursors, and the next erasure continues the numbering.
-func TestBackupKeepsConsentAndEvents(t *testing.T) {
+// cursors, hold schedules and the receipts of hold shreds, and the next
+// erasure continues the numbering.
+func TestBackupKeepsConsentEventsAndHolds(t *testing.T) {
 	ctx := context.Background()
 	key, err := aead.NewKey()
 	if err != nil {
@@ -63,6 +67,27 @@ func TestBackupKeepsConsentAndEvents(t *testing.T) {
 	if err := src.RegisterConsumer(ctx, "billing"); err != nil {
 		t.Fatal(err)
 	}
+	// dave's erasure schedules a hold (event 3); erin's hold has been
+	// shredded, leaving its receipt.
+	held := map[string]vault.SubjectKey{}
+	for i, subj := range []string{"dave", "erin"} {
+		sk := vault.SubjectKey{ID: vault.KeyID{byte(i + 1), 0x4d}, Wrapped: []byte("wrapped-held"), Created: time.Unix(1700000000, 0).UTC()}
+		if _, err := src.CreateSubjectKey(ctx, vault.HoldSubject(subj, "tax"), sk); err != nil {
+			t.Fatal(err)
+		}
+		held[subj] = sk
+	}
+	daveHold := vault.Hold{ID: held["dave"].ID, Class: "tax", ErasedAt: at, Until: at.Add(24 * time.Hour)}
+	if _, err := src.ShredErasure(ctx, "dave", vault.LedgerEntry{}, vault.ErasureEvent{ErasedAt: at, Holds: []vault.Hold{daveHold}}); err != nil {
+		t.Fatal(err)
+	}
+	erinHold := vault.Hold{ID: held["erin"].ID, Class: "tax", ErasedAt: at, Until: at}
+	if _, err := src.ShredSubjectHolding(ctx, "erin", vault.LedgerEntry{}, []vault.Hold{erinHold}); err != nil {
+		t.Fatal(err)
+	}
+	if err := src.ShredHold(ctx, erinHold.ID, vault.LedgerEntry{}, "erin", []byte("hold receipt of erin")); err != nil {
+		t.Fatal(err)
+	}
 
 	var b bytes.Buffer
 	if _, err := src.Snapshot(&b, 0); err != nil {
@@ -104,8 +129,14 @@ func TestBackupKeepsConsentAndEvents(t *testing.T) {
 	if err != nil || len(h) != 2 || !bytes.Equal(h[0].Sealed, consent[0].Sealed) || !bytes.Equal(h[1].Sealed, consent[1].Sealed) {
 		t.Fatalf("restored consent history: %d entries, %v", len(h), err)
 	}
+	if h, err := dst.HoldOf(ctx, daveHold.ID); err != nil || !h.Until.Equal(daveHold.Until) || h.Class != "tax" {
+		t.Fatalf("restored hold: %+v, %v", h, err)
+	}
+	if rs, err := dst.HoldReceipts(ctx, "erin"); err != nil || len(rs) != 1 || string(rs[0]) != "hold receipt of erin" {
+		t.Fatalf("restored hold receipts: %q, %v", rs, err)
+	}
 	evs, err := dst.ErasureEvents(ctx, 0, 10)
-	if err != nil || len(evs) != 2 {
+	if err != nil || len(evs) != 3 {
 		t.Fatalf("restored events: %+v, %v", evs, err)
 	}
 	for i, subj := range []string{"bob", "carol"} {
@@ -120,7 +151,7 @@ func TestBackupKeepsConsentAndEvents(t *testing.T) {
 		t.Fatalf("restored cursors: %v, %v", c, err)
 	}
 	ev, err := dst.ShredErasure(ctx, "alice", vault.LedgerEntry{}, vault.ErasureEvent{ErasedAt: time.Now()})
-	if err != nil || ev.Seq != 3 {
-		t.Fatalf("the first erasure after the restore: %+v, %v (want number 3)", ev, err)
+	if err != nil || ev.Seq != 4 {
+		t.Fatalf("the first erasure after the restore: %+v, %v (want number 4)", ev, err)
 	}
 }

@@ -2,13 +2,16 @@ package pgstore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/tokenvault/tokenvault/vault"
+	"github.com/tokenvault/tokenvault/vault/badgerstore"
 )
 
 // Legal holds ([vault.HoldStore]), in tokenvault_holds and
@@ -216,4 +219,132 @@ func (s *Store) HoldReceipts(ctx context.Context, subject string) ([][]byte, err
 		out = append(out, b)
 	}
 	return out, rows.Err()
+}
+
+// Copies of hold schedules and receipts (backups and restores, through a
+// badger staging store: see copyHolds).
+
+// PutHolds schedules holds: each hold whose key is stored and which is
+// not scheduled yet.
+func (s *Store) PutHolds(ctx context.Context, holds []vault.Hold) error {
+	return s.tx(ctx, func(tx pgx.Tx) error {
+		for _, h := range holds {
+			if err := checkHold(h); err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, scheduleHoldSQL, h.ID[:], h.Class, h.ErasedAt.UnixNano(), h.Until.UnixNano()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// HoldReceiptEntries lists up to limit stored hold receipts after the
+// entry whose Cursor is after (nil for the start), in the badger store's
+// order (hash, time made, key id).
+func (s *Store) HoldReceiptEntries(ctx context.Context, after []byte, limit int) ([]badgerstore.HoldReceiptEntry, error) {
+	var ah, aid []byte
+	var amade int64 = math.MinInt64
+	switch {
+	case after == nil:
+		ah, aid = []byte{}, []byte{}
+	case len(after) == 32+8+len(vault.KeyID{}):
+		ah, amade, aid = after[:32], int64(binary.BigEndian.Uint64(after[32:])), after[40:]
+	default:
+		return nil, errors.New("pgstore: hold receipt cursor out of range")
+	}
+	rows, err := s.q.Query(ctx, `SELECT subject_hash, made_ns, key_id, receipt FROM tokenvault_hold_receipts
+		WHERE (subject_hash, made_ns, key_id) > ($1, $2, $3) ORDER BY subject_hash, made_ns, key_id LIMIT $4`, ah, amade, aid, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []badgerstore.HoldReceiptEntry
+	for rows.Next() {
+		var e badgerstore.HoldReceiptEntry
+		var made int64
+		var id []byte
+		if err := rows.Scan(&e.SubjectHash, &made, &id, &e.Receipt); err != nil {
+			return nil, err
+		}
+		if len(e.SubjectHash) != 32 || len(id) != len(e.KeyID) {
+			return nil, fmt.Errorf("%w: hold receipt", vault.ErrCorrupt)
+		}
+		e.Made = time.Unix(0, made).UTC()
+		copy(e.KeyID[:], id)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// PutHoldReceiptEntries stores copied hold receipts.
+func (s *Store) PutHoldReceiptEntries(ctx context.Context, entries []badgerstore.HoldReceiptEntry) error {
+	return s.tx(ctx, func(tx pgx.Tx) error {
+		for _, e := range entries {
+			if len(e.SubjectHash) != 32 || len(e.Receipt) > maxHoldReceipt {
+				return errors.New("pgstore: copied hold receipt out of range")
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO tokenvault_hold_receipts (subject_hash, made_ns, key_id, receipt) VALUES ($1, $2, $3, $4)
+				ON CONFLICT DO NOTHING`, e.SubjectHash, e.Made.UnixNano(), e.KeyID[:], e.Receipt); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// holdCopier is a store that takes copies of hold schedules and receipts
+// (this store and the badger store).
+type holdCopier interface {
+	PutHolds(ctx context.Context, holds []vault.Hold) error
+	HoldReceiptEntries(ctx context.Context, after []byte, limit int) ([]badgerstore.HoldReceiptEntry, error)
+	PutHoldReceiptEntries(ctx context.Context, entries []badgerstore.HoldReceiptEntry) error
+}
+
+// copyHoldOf copies the hold schedule of key id, if it has one, from src
+// to dst.
+func copyHoldOf(ctx context.Context, src, dst vault.Store, id vault.KeyID) error {
+	sh, ok := src.(vault.HoldStore)
+	if !ok {
+		return nil
+	}
+	h, err := sh.HoldOf(ctx, id)
+	if errors.Is(err, vault.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	dc, ok := dst.(holdCopier)
+	if !ok {
+		return fmt.Errorf("pgstore: %T takes no copy of a hold schedule", dst)
+	}
+	return dc.PutHolds(ctx, []vault.Hold{h})
+}
+
+// copyHoldReceipts copies every stored hold receipt from src to dst.
+func copyHoldReceipts(ctx context.Context, src, dst vault.Store) error {
+	sc, ok := src.(holdCopier)
+	if !ok {
+		return nil
+	}
+	dc, ok := dst.(holdCopier)
+	if !ok {
+		return fmt.Errorf("pgstore: %T takes no copy of hold receipts", dst)
+	}
+	var after []byte
+	for {
+		page, err := sc.HoldReceiptEntries(ctx, after, copyPage)
+		if err != nil {
+			return err
+		}
+		if len(page) == 0 {
+			return nil
+		}
+		if err := dc.PutHoldReceiptEntries(ctx, page); err != nil {
+			return err
+		}
+		after = page[len(page)-1].Cursor()
+	}
 }
