@@ -3,7 +3,6 @@ package pgstore_test
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"testing"
 	"time"
 
@@ -93,17 +92,7 @@ func TestBackupKeepsConsentEventsAndHolds(t *testing.T) {
 	if _, err := src.Snapshot(&b, 0); err != nil {
 		t.Fatal(err)
 	}
-	raw := b.Bytes()
-	frames := func(fn func([]byte) error) error {
-		for r := raw; len(r) > 0; {
-			n := binary.LittleEndian.Uint64(r)
-			if err := fn(r[8 : 8+n]); err != nil {
-				return err
-			}
-			r = r[8+n:]
-		}
-		return nil
-	}
+	frames := framesOf(b.Bytes())
 	target := migrated(t)
 	l, err := pgstore.NewLoader(target.DSN, nil)
 	if err != nil {

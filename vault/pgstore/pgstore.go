@@ -475,21 +475,11 @@ func (s *Store) Lookup(ctx context.Context, id vault.KeyID, lookup []byte) (stri
 	return string(token), notFound(err)
 }
 
+// ShredSubject is ShredSubjectHolding without holds (holds.go): the key
+// row carries the restriction mark and the sealed id, so deleting it is
+// the crypto-shred.
 func (s *Store) ShredSubject(ctx context.Context, subject string, ledger vault.LedgerEntry) (vault.KeyID, error) {
-	var id vault.KeyID
-	if ledger.Hash != nil && len(ledger.Hash) != ledgerHashSize {
-		return id, fmt.Errorf("pgstore: ledger hash of %d bytes, want %d", len(ledger.Hash), ledgerHashSize)
-	}
-	h, err := s.hashOf(subject)
-	if err != nil {
-		return id, err
-	}
-	err = s.tx(ctx, func(tx pgx.Tx) error {
-		var err error
-		id, err = shredHoldingIn(ctx, tx, h, ledger, nil) // holds.go
-		return err
-	})
-	return id, err
+	return s.ShredSubjectHolding(ctx, subject, ledger, nil)
 }
 
 func putLedger(ctx context.Context, tx pgx.Tx, e vault.LedgerEntry) error {
