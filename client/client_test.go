@@ -88,6 +88,7 @@ func TestTypedErrors(t *testing.T) {
 		{client.Error{Code: codes.FailedPrecondition, Reason: "RESTRICTED"}, client.ErrFailedPrecondition},
 		{client.Error{Code: codes.ResourceExhausted, Reason: "TOKEN_SPACE_EXHAUSTED"}, client.ErrExhausted},
 		{client.Error{Code: codes.ResourceExhausted, Reason: "STORAGE_FULL"}, client.ErrStorageFull},
+		{client.Error{Code: codes.ResourceExhausted, Reason: "VOLATILE_CAPACITY_EXHAUSTED"}, client.ErrVolatileFull},
 		{client.Error{Code: codes.Unavailable, Reason: "KEK_UNAVAILABLE"}, client.ErrUnavailable},
 		{client.Error{Code: codes.PermissionDenied}, client.ErrPermissionDenied},
 		{client.Error{Code: codes.Unauthenticated}, client.ErrUnauthenticated},

@@ -39,7 +39,10 @@ var (
 	ErrStorageFull = errors.New("tokenvault: server storage full")
 	// ErrRateLimited: the caller's identity is over a per-identity limit
 	// (server config "limits"); the message says when to retry.
-	ErrRateLimited      = errors.New("tokenvault: rate limited")
+	ErrRateLimited = errors.New("tokenvault: rate limited")
+	// ErrVolatileFull: the server process holds its maximum of volatile
+	// tokens (card security codes); nothing was stored. Retry later.
+	ErrVolatileFull     = errors.New("tokenvault: volatile token capacity reached")
 	ErrUnauthenticated  = errors.New("tokenvault: unauthenticated")
 	ErrPermissionDenied = errors.New("tokenvault: permission denied")
 	// ErrUnavailable: the server, its key-encryption key provider or its
@@ -85,6 +88,8 @@ func (e *Error) sentinel() error {
 		return ErrStorageFull
 	case errinfo.RateLimited:
 		return ErrRateLimited
+	case errinfo.VolatileCapacityExhausted:
+		return ErrVolatileFull
 	}
 	switch e.Code {
 	case codes.InvalidArgument:

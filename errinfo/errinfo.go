@@ -49,6 +49,10 @@ const (
 	// RateLimited (RESOURCE_EXHAUSTED): the caller's identity is over a
 	// per-identity limit; the message says when to retry.
 	RateLimited = "RATE_LIMITED"
+	// VolatileCapacityExhausted (RESOURCE_EXHAUSTED): the server process
+	// holds its maximum of volatile tokens (card security codes; config
+	// volatile.max_tokens). Nothing was stored; retry later.
+	VolatileCapacityExhausted = "VOLATILE_CAPACITY_EXHAUSTED"
 	// Unauthenticated (UNAUTHENTICATED): no identity, or one that could not
 	// be verified. Authentication is decided before the request is read,
 	// and grpc-go sends such early refusals with their code and message

@@ -44,7 +44,7 @@ func (v *Vault) reveal(ctx context.Context, tokens []string, purpose string) ([]
 			return nil, err
 		}
 		val, kind, err := v.openToken(ctx, item("tokens", i), t, purpose)
-		if err == nil && mask {
+		if err == nil && mask && !format.IsVolatileToken(t) { // a volatile token's mask is constant
 			val = format.Mask(kind, val)
 		}
 		out[i] = Revealed{Value: val, Kind: kind, Err: err}
@@ -59,6 +59,9 @@ func (v *Vault) openToken(ctx context.Context, field, token, purpose string) (st
 	reveal := purpose != ""
 	if !format.LooksLikeToken(token) {
 		return "", 0, invalid(field, "not a token")
+	}
+	if format.IsVolatileToken(token) {
+		return v.openVolatile(ctx, field, token, reveal) // volatile.go
 	}
 	rec, err := v.store.Record(ctx, token)
 	if errors.Is(err, ErrNotFound) {

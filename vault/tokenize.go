@@ -19,6 +19,10 @@ type Field struct {
 	Deterministic bool
 	// ChecksumValid: see [format.Options].
 	ChecksumValid bool
+	// Reveals, for a volatile field (format.CardSecurityCode), is how
+	// often its token may be revealed; zero means the configured default
+	// (VolatileOptions.Reveals). Other kinds must leave it zero.
+	Reveals int
 	// TTL is the token's retention: after it the token is never revealed
 	// and is purged. Zero means the kind's default (RightsOptions), which
 	// may be no expiry. A deterministic token that already exists keeps
@@ -76,6 +80,16 @@ func (v *Vault) Tokenize(ctx context.Context, subject string, fields []Field) ([
 	if err != nil {
 		return nil, err
 	}
+	for _, p := range all {
+		if isVolatile(p.field.Kind) {
+			if hold != "" {
+				// A security code is never stored, so nothing of it can
+				// outlive an erasure under a hold.
+				return nil, invalid("fields[0].options.hold", "a card security code cannot be held (it is volatile)")
+			}
+			return v.tokenizeVolatile(ctx, subject, all) // volatile.go
+		}
+	}
 	keySubject, err := v.holdKeySubject(ctx, "fields[0].options.hold", subject, hold)
 	if err != nil {
 		return nil, err
@@ -122,7 +136,16 @@ func (v *Vault) checkFields(fields []Field) ([]*pending, error) {
 		if !f.Kind.Valid() {
 			return nil, invalid(name+".kind", "unknown or unspecified kind")
 		}
-		ttl, err := v.ttlFor(name+".options.ttl", f.Kind, f.TTL)
+		var ttl time.Duration
+		var err error
+		switch {
+		case isVolatile(f.Kind):
+			ttl, err = v.checkVolatileField(name, f)
+		case f.Reveals != 0:
+			err = invalid(name+".reveals", "only card security codes (volatile tokens) have a number of reveals")
+		default:
+			ttl, err = v.ttlFor(name+".options.ttl", f.Kind, f.TTL)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -172,6 +195,9 @@ func (v *Vault) refuseTokens(ctx context.Context, all []*pending) error {
 func (v *Vault) isLiveToken(ctx context.Context, s string) (bool, error) {
 	if !format.LooksLikeToken(s) {
 		return false, nil
+	}
+	if format.IsVolatileToken(s) {
+		return v.vol.live(s), nil
 	}
 	rec, err := v.store.Record(ctx, s)
 	switch {
@@ -294,6 +320,9 @@ var tokenSharers = map[format.Kind]string{
 	format.Address:      "address with the same layout",
 	format.Name:         "name with the same word lengths and punctuation",
 	format.Generic:      "value with the same layout",
+	// Opaque tokens, drawn from 2^80 (expiry) and 2^130 (codes) strings.
+	format.CardSecurityCode: "card security code",
+	format.CardExpiry:       "card expiry date",
 }
 
 func normalize(field string, k format.Kind, value string) (string, error) {

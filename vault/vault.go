@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/tokenvault/tokenvault/crypto/kek"
+	"github.com/tokenvault/tokenvault/vault/format"
 	"github.com/tokenvault/tokenvault/vault/receipt"
 )
 
@@ -79,6 +80,9 @@ type Options struct {
 	Erasures ErasureOptions
 	// Holds are the legal hold classes by name (holds.go).
 	Holds map[string]HoldClass
+	// Volatile configures volatile tokens (card security codes,
+	// volatile.go).
+	Volatile VolatileOptions
 }
 
 // Vault is the domain service. It is safe for concurrent use.
@@ -106,6 +110,7 @@ type Vault struct {
 	events    erasureLog // erasures.go
 	eventOpts ErasureOptions
 	holds     map[string]HoldClass
+	vol       *volatileArena // volatile tokens (volatile.go)
 }
 
 // Stats are the vault's counters, for metrics.
@@ -120,6 +125,7 @@ type Stats struct {
 	CacheHits     int64
 	CacheMisses   int64
 	CacheEvicted  int64
+	Volatile      VolatileStats
 }
 
 // Stats returns the current counters.
@@ -128,6 +134,7 @@ func (v *Vault) Stats() Stats {
 		TokensStored: -1, TokensCreated: v.tokensCreated.Load(), Erasures: v.erasures.Load(),
 		RecordsPurged: v.recordsPurged.Load(), CacheEntries: v.cache.len(),
 		CacheHits: v.cache.hits.Load(), CacheMisses: v.cache.misses.Load(), CacheEvicted: v.cache.evictions.Load(),
+		Volatile: v.vol.stats(),
 	}
 	if v.tokensCounted {
 		st.TokensStored = v.tokens.Load()
@@ -170,6 +177,11 @@ func New(ctx context.Context, store Store, wrapper kek.Wrapper, opts Options) (*
 	if err := validateHolds(opts.Holds); err != nil {
 		return nil, err
 	}
+	vol, err := newVolatileArena(opts.Volatile, opts.Now, opts.Logger, func() (string, error) { return format.NewHolderID(opts.Rand) })
+	if err != nil {
+		return nil, err
+	}
+	v.vol = vol
 	if _, err := v.ResumePurges(ctx); err != nil {
 		return nil, err
 	}
@@ -208,6 +220,7 @@ func (v *Vault) ResumePurges(ctx context.Context) (int, error) {
 // Close zeroes cached keys and the ledger key. It does not close the store.
 func (v *Vault) Close() {
 	v.cache.purge()
+	v.vol.close()
 	if v.rights.LedgerKey != nil {
 		v.rights.LedgerKey.Zero()
 	}
@@ -239,6 +252,9 @@ func (v *Vault) EraseSubject(ctx context.Context, subject string) (receipt.Recei
 	r.Held = held
 	// Invalidate even on error: the shred may have committed anyway.
 	v.cache.invalidate(subject, id)
+	if id != (KeyID{}) {
+		v.vol.dropKey(id) // the subject's volatile tokens go at once
+	}
 	if errors.Is(err, ErrNotFound) {
 		return receipt.Receipt{}, nil, &FieldError{Field: "subject_id", Reason: "no data is held for this subject", Err: ErrNotFound}
 	}

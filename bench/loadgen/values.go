@@ -34,6 +34,8 @@ var generators = map[format.Kind]func(r *rand.Rand) string{
 		return strconv.Itoa(1+r.IntN(999)) + " " + pick(r, lastNames) + " Street\nSpringfield " + digits(r, 5)
 	},
 	format.Generic: func(r *rand.Rand) string { return "ref-" + digits(r, 12) },
+	// Volatile tokens (held in the server's memory; see BENCHMARKS.md).
+	format.CardSecurityCode: func(r *rand.Rand) string { return digits(r, 3) },
 }
 
 var (

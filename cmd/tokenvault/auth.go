@@ -1,7 +1,6 @@
 package main
 
 import (
-	"crypto/ed25519"
 	"errors"
 	"flag"
 	"fmt"
@@ -10,14 +9,12 @@ import (
 	"strings"
 
 	"github.com/tokenvault/tokenvault/client"
-	"github.com/tokenvault/tokenvault/crypto/keyfile"
-	"github.com/tokenvault/tokenvault/internal/audit"
 	"github.com/tokenvault/tokenvault/internal/auth"
 )
 
-// Client credentials and the commands for "Who may see what": API keys and
-// the audit log (serve's TLS, API key and policy flags are in serveFlags).
-// Only wiring; the work is in internal/auth and internal/audit.
+// Client credentials and the API key command of "Who may see what" (the
+// audit commands are in audit.go; serve's TLS, API key and policy flags
+// are in serveFlags). Only wiring; the work is in internal/auth.
 
 // clientAuth holds the client commands' TLS and API key flags.
 type clientAuth struct {
@@ -81,87 +78,4 @@ and grant it roles in the policy:
       roles: [...]
 `, *name, hash, *name)
 	return nil
-}
-
-func auditCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("missing subcommand: verify, pubkey or token-hash")
-	}
-	fs := flag.NewFlagSet("audit "+args[0], flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	switch args[0] {
-	case "verify":
-		pubFile := fs.String("pubkey", "", "PEM public key of the signing key (audit-signing.key.pub); without it only the hash chain is checked")
-		if err := parseFlags(fs, args[1:]); err != nil {
-			return err
-		}
-		if fs.NArg() != 1 {
-			return errors.New("usage: tokenvault audit verify FILE [--pubkey FILE]")
-		}
-		var pub ed25519.PublicKey
-		if *pubFile != "" {
-			b, err := os.ReadFile(*pubFile)
-			if err != nil {
-				return fmt.Errorf("--pubkey: %w", err)
-			}
-			if pub, err = audit.ParsePublicKey(b); err != nil {
-				return fmt.Errorf("--pubkey: %w", err)
-			}
-		}
-		f, err := os.Open(fs.Arg(0))
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		rep, err := audit.Verify(f, pub)
-		if err != nil {
-			return fmt.Errorf("%s: %w (%d entries verified before it)", fs.Arg(0), err, rep.Entries)
-		}
-		fmt.Fprintf(stdout, "OK: %d entries, %d checkpoints", rep.Entries, rep.Checkpoints)
-		if rep.SignaturesChecked {
-			fmt.Fprintf(stdout, " (signatures verified)")
-		}
-		fmt.Fprintf(stdout, ", last checkpoint at entry %d, head %s\n", rep.LastCheckpoint, rep.LastHash)
-		if !rep.SignaturesChecked {
-			fmt.Fprintln(stderr, "warning: checkpoint signatures NOT checked (no --pubkey): a rewritten chain would pass")
-		}
-		if rep.Unsigned > 0 {
-			fmt.Fprintf(stderr, "warning: the last %d entries are not covered by a checkpoint yet (server running, or it crashed); truncation there cannot be detected\n", rep.Unsigned)
-		}
-		return nil
-	case "pubkey", "token-hash":
-		key := fs.String("signing-key", "tokenvault-keys/audit-signing.key", "the audit signing key")
-		if err := parseFlags(fs, args[1:]); err != nil {
-			return err
-		}
-		sk, err := keyfile.LoadSigningKey(*key)
-		if err != nil {
-			return err
-		}
-		if args[0] == "pubkey" {
-			_, err = stdout.Write(keyfile.MarshalPublicKey(sk.Public().(ed25519.PublicKey)))
-			return err
-		}
-		// token-hash: find a token's entries without writing the token
-		// into the log (grep for the printed hash).
-		if fs.NArg() != 1 {
-			return errors.New("usage: tokenvault audit token-hash [--signing-key FILE] TOKEN  (TOKEN - reads stdin)")
-		}
-		tok := fs.Arg(0)
-		if tok == "-" {
-			b, err := io.ReadAll(io.LimitReader(os.Stdin, 1<<20))
-			if err != nil {
-				return err
-			}
-			tok = strings.TrimRight(string(b), "\r\n")
-		}
-		h, err := audit.NewTokenHasher(sk)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintln(stdout, h.Hash(tok))
-		return nil
-	default:
-		return fmt.Errorf("unknown audit subcommand %q (verify, pubkey, token-hash)", args[0])
-	}
 }

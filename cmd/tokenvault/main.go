@@ -4,7 +4,7 @@
 // The command only wires flags and environment to the packages that do
 // the work (internal/config and internal/app for the server, client for the
 // rest), one file per command family: serve.go (serve, config check),
-// tokens.go (tokenize … erase), store.go (store migrate), kek.go, auth.go (apikey, audit), rights.go
+// tokens.go (tokenize … erase), store.go (store migrate), kek.go, auth.go (apikey), audit.go, rights.go
 // (rights, receipts, ledger, backup, restore); clientflags.go holds what
 // the client commands share, cli.go what every command shares (flag
 // parsing with help on stdout, progress output).
@@ -34,7 +34,9 @@ Usage:
   tokenvault erase --subject S                     crypto-shred a subject, print the receipt
   tokenvault kek status|rotate|rewrap|retire       KEK rotation epochs (see README)
   tokenvault apikey new --name NAME               make an API key and the hash to configure
-  tokenvault audit verify FILE [--pubkey FILE]     check the audit log's chain and signatures
+  tokenvault audit verify FILE|DIR [--pubkey FILE] check the audit log's chain and signatures
+  tokenvault audit rotate                          rotate the server's audit log now
+  tokenvault audit grep --subject ID [--config F]  list a subject's entries (ids are hashed)
   tokenvault audit pubkey|token-hash               export the audit public key; hash a token
 
 Data-subject rights, receipts, backups (see README):

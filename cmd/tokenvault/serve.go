@@ -17,6 +17,7 @@ import (
 
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/internal/app"
+	"github.com/tokenvault/tokenvault/internal/audit"
 	"github.com/tokenvault/tokenvault/internal/config"
 )
 
@@ -63,6 +64,7 @@ var serveFlags = []struct {
 	{"api-key", "auth.api_keys", listFlag, "an API key as `NAME=sha256:HEX`, added to those of the file and env " + config.APIKeysEnv + " (repeatable or comma-separated); make one with \"tokenvault apikey new\""},
 	{"audit-log", "auth.audit.path", stringFlag, "audit log file (default: tokenvault-audit/audit.jsonl beside the data directory)"},
 	{"audit-signing-key", "auth.audit.signing_key", stringFlag, "Ed25519 key that signs audit checkpoints, created if missing (default: audit-signing.key beside the keyring)"},
+	{"audit-ship", "auth.audit.ship", stringFlag, "also write every audit line to stdout or syslog (for a log shipper; the copy verifies with the public key) or none"},
 	{"audit-allow-unverified", "auth.audit.allow_unverified_history", boolFlag, "start even if the end of the audit log does not verify against its last signed checkpoint (check it with \"tokenvault audit verify\" first; the acceptance is audited)"},
 }
 
@@ -146,15 +148,22 @@ func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 		return err
 	}
 	// SIGHUP reloads the policy and TLS files (errors are logged; the old
-	// ones stay in force).
+	// ones stay in force) and rotates the audit log.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	for {
 		select {
 		case <-hup:
-			cfg.Logger.Info("SIGHUP: reloading policy and TLS files")
+			cfg.Logger.Info("SIGHUP: reloading policy and TLS files, rotating the audit log")
 			a.Reload()
+			if name, err := a.RotateAuditLog(ctx); errors.Is(err, audit.ErrNotRotatable) {
+				cfg.Logger.Info("SIGHUP: the audit log is not a regular file; not rotated")
+			} else if err != nil {
+				cfg.Logger.Error("SIGHUP: audit log rotation failed", "err", err)
+			} else {
+				cfg.Logger.Info("SIGHUP: audit log rotated", "rotated", name)
+			}
 			continue
 		case <-ctx.Done():
 			cfg.Logger.Info("shutting down: draining in-flight calls", "timeout", cfg.ShutdownTimeout)

@@ -21,7 +21,7 @@ import (
 func tokenize(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	c := newClientFlags("tokenize", stderr)
 	subject := c.fs.String("subject", "", "data subject id (required)")
-	kind := c.fs.String("kind", "", "value kind: pan, ssn, cn-resident-id, national-id, phone, email, iban, bank-account, address, name, generic (required)")
+	kind := c.fs.String("kind", "", "value kind: pan, ssn, cn-resident-id, national-id, phone, email, iban, bank-account, address, name, generic, card-expiry, card-security-code (volatile: held only in the serving process's memory, burned on first reveal) (required)")
 	det := c.fs.Bool("deterministic", false, "same subject+kind+value always gives the same token")
 	valid := c.fs.Bool("checksum-valid", false, "make the token pass the validators of its kind: Luhn, MOD 11-2 and real region codes, MOD 97 and national check digits, valid phone numbers (see vault/format/FORMATS.md; default: deliberately invalid)")
 	ttl := c.fs.Duration("ttl", 0, "retention: the token expires after this (default: the server's default for the kind)")

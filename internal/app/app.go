@@ -179,13 +179,14 @@ func start(ctx context.Context, cfg config.Config, store appStore, bs *badgersto
 	v, err := vault.New(ctx, store, wrapper, vault.Options{Logger: cfg.Logger, CacheSize: cfg.Cache.Size,
 		CacheTTL: cfg.Cache.TTL, OnKEK: m.ObserveKEK, Rights: rightsOptions(cfg.Rights, rk, cfg.KEK.BackupRetention),
 		ConsentRequired: consent.required, Erasures: vault.ErasureOptions{Retention: cfg.Erasures.EventRetention},
-		Holds: cfg.Holds.Vault(), Now: cfg.Now})
+		Holds: cfg.Holds.Vault(), Now: cfg.Now,
+		Volatile: cfg.Volatile.Options()})
 	if err != nil {
 		rk.ledger.Zero()
 		return nil, err
 	}
 	undo = append(undo, v.Close)
-	sec, secOpts, err := openSecurity(cfg, m.AuditWriteFailed)
+	sec, secOpts, err := openSecurity(cfg, m.AuditWriteFailed, rk.ledger)
 	if err != nil {
 		return nil, err
 	}
@@ -214,7 +215,7 @@ func start(ctx context.Context, cfg config.Config, store appStore, bs *badgersto
 	srv.OnBatch = m.ObserveBatch
 	srv.AccessLog = cfg.Log.AccessOn()
 	// Metrics first, so that calls the guard refuses are counted too.
-	admin := grpcserver.NewAdmin(v, cfg.KEK.BackupRetention, cfg.Logger)
+	admin := grpcserver.NewAdmin(v, cfg.KEK.BackupRetention, cfg.Logger).WithAuditLog(sec.audit)
 	gs, hs := grpcserver.NewGRPCServer(srv, admin, append(m.ServerOptions(), secOpts...)...)
 	// Backups are signed with the receipt key and ledger exports MACed
 	// with the ledger key, so that a restore can refuse forgeries.
@@ -227,6 +228,7 @@ func start(ctx context.Context, cfg config.Config, store appStore, bs *badgersto
 		m.WatchStoreSize(bs)
 	}
 	m.WatchErasures(v.ErasureBacklog)
+	m.WatchAudit(sec.audit.Stats)
 	bg, stopBg := context.WithCancel(context.Background())
 	a := &App{cfg: cfg, store: store, badger: bs, holder: leaseHolder(), leaseTTL: defaultLeaseTTL, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis, metrics: m, sec: sec,
 		served: make(chan error, 1), Created: created, stopBg: stopBg, pprof: stopPprof}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"os"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/tokenvault/tokenvault/crypto/aead"
 	"github.com/tokenvault/tokenvault/internal/audit"
 	"github.com/tokenvault/tokenvault/internal/auth"
 	"github.com/tokenvault/tokenvault/internal/config"
@@ -23,8 +23,10 @@ type security struct {
 	tls    *auth.ServerTLS        // nil: plaintext
 	policy *auth.PolicyFileSource // nil: dev mode
 	audit  *audit.Log
-	guard  *grpcserver.Guard
-	log    *slog.Logger
+	// subjects hashes subject ids for the audit log (zeroed at close).
+	subjects *audit.SubjectHasher
+	guard    *grpcserver.Guard
+	log      *slog.Logger
 }
 
 // close flushes the guard's counted refusals into the audit log, then
@@ -34,14 +36,17 @@ func (s *security) close() error {
 	if s.guard != nil {
 		s.guard.Close()
 	}
-	return s.audit.Close()
+	err := s.audit.Close()
+	s.subjects.Zero()
+	return err
 }
 
 // openSecurity loads TLS material, the policy and the audit log, and
 // returns the gRPC server options that enforce them.
 // openSecurity sets up TLS, API keys, the policy and the audit log.
 // onAuditFailure is called for every audit entry that cannot be written.
-func openSecurity(cfg config.Config, onAuditFailure func()) (*security, []grpc.ServerOption, error) {
+// ledger keys the audit log's subject hashes (audit.NewSubjectHasher).
+func openSecurity(cfg config.Config, onAuditFailure func(), ledger *aead.Key) (*security, []grpc.ServerOption, error) {
 	log := cfg.Logger
 	s := &security{log: log}
 	var opts []grpc.ServerOption
@@ -69,12 +74,12 @@ func openSecurity(cfg config.Config, onAuditFailure func()) (*security, []grpc.S
 	}
 	// A new key beside a log with entries would leave a log whose earlier
 	// checkpoints no longer verify: the key may be created only while the
-	// log holds nothing (missing, empty, or not a regular file).
-	st, statErr := os.Stat(cfg.Auth.Audit.Path)
-	if statErr != nil && !errors.Is(statErr, fs.ErrNotExist) {
-		return nil, nil, fmt.Errorf("auth.audit.path: %w", statErr)
+	// log holds nothing (current file missing, empty, or not a regular
+	// file, and no rotated files).
+	hasHistory, err := audit.HasHistory(cfg.Auth.Audit.Path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("auth.audit.path: %w", err)
 	}
-	hasHistory := statErr == nil && st.Mode().IsRegular() && st.Size() > 0
 	key, created, err := audit.LoadOrCreateSigningKey(cfg.Auth.Audit.SigningKey, !hasHistory)
 	if err != nil {
 		return nil, nil, err
@@ -83,10 +88,20 @@ func openSecurity(cfg config.Config, onAuditFailure func()) (*security, []grpc.S
 		log.Warn("created the audit signing key: back it up with the keyring; give verifiers the public key",
 			"signing_key", cfg.Auth.Audit.SigningKey, "public_key", audit.PublicKeyPath(cfg.Auth.Audit.SigningKey))
 	}
-	s.audit, err = audit.Open(audit.Options{Path: cfg.Auth.Audit.Path, SigningKey: key,
-		CheckpointEvery: cfg.Auth.Audit.CheckpointEvery, CheckpointInterval: cfg.Auth.Audit.CheckpointInterval,
-		Logger: log.With("component", "audit"), OnFailure: onAuditFailure, AllowUnverified: cfg.Auth.Audit.AllowUnverifiedHistory})
+	if s.subjects, err = audit.NewSubjectHasher(ledger); err != nil {
+		return nil, nil, err
+	}
+	sink, err := auditSink(cfg.Auth.Audit)
 	if err != nil {
+		s.subjects.Zero()
+		return nil, nil, err
+	}
+	s.audit, err = audit.Open(audit.Options{SubjectHash: s.subjects.Hash, Sink: sink, Replica: cfg.Replica.ID, Path: cfg.Auth.Audit.Path, SigningKey: key,
+		CheckpointEvery: cfg.Auth.Audit.CheckpointEvery, CheckpointInterval: cfg.Auth.Audit.CheckpointInterval,
+		Logger: log.With("component", "audit"), OnFailure: onAuditFailure, AllowUnverified: cfg.Auth.Audit.AllowUnverifiedHistory,
+		Rotation: auditRotation(cfg.Auth.Audit)})
+	if err != nil {
+		s.subjects.Zero()
 		return nil, nil, err
 	}
 	log.Info("audit log", "path", cfg.Auth.Audit.Path, "key_id", s.audit.KeyID())
@@ -94,13 +109,13 @@ func openSecurity(cfg config.Config, onAuditFailure func()) (*security, []grpc.S
 	if s.policy != nil {
 		gcfg.Policy = s.policy
 		if gcfg.Limiter, err = grpcserver.NewLimiter(grpcLimits(cfg.Limits)); err != nil {
-			s.audit.Close()
+			s.close()
 			return nil, nil, fmt.Errorf("limits: %w", err)
 		}
 	}
 	guard, err := grpcserver.NewGuard(gcfg)
 	if err != nil {
-		s.audit.Close()
+		s.close()
 		return nil, nil, err
 	}
 	s.guard = guard
@@ -152,6 +167,21 @@ func (s *security) pollPolicy(ctx context.Context, interval time.Duration) {
 // force; the error says why.
 func (a *App) Reload() error { return a.sec.reload() }
 
+// RotateAuditLog rotates the audit log now (cmd/tokenvault calls it on
+// SIGHUP, the usual signal for a log writer to start a new file) and
+// returns the rotated file's name. A log that is not a regular file is
+// not rotated (audit.ErrNotRotatable).
+func (a *App) RotateAuditLog(ctx context.Context) (string, error) { return a.sec.audit.Rotate(ctx) }
+
+// AuditStats are the audit log's counters.
+func (a *App) AuditStats() audit.Stats { return a.sec.audit.Stats() }
+
+// AuditSubjectHash is the keyed hash that stands for subjectID in this
+// server's audit log (audit.Trail finds its entries).
+func (a *App) AuditSubjectHash(subjectID string) (string, error) {
+	return a.sec.subjects.Hash(subjectID)
+}
+
 // AuditLogPath is where this server audits.
 func (a *App) AuditLogPath() string { return a.cfg.Auth.Audit.Path }
 
@@ -161,4 +191,29 @@ func grpcLimits(c config.LimitsConfig) grpcserver.Limits {
 		return grpcserver.Rate{PerSecond: r.FieldsPerSecond, Burst: r.Burst}
 	}
 	return grpcserver.Limits{Tokenize: conv(c.Tokenize), Deterministic: conv(c.DeterministicTokenize)}
+}
+
+// auditSink is where auth.audit.ship sends a copy of the log (nil: none).
+func auditSink(c config.AuditConfig) (audit.Sink, error) {
+	switch c.Ship {
+	case config.AuditShipStdout:
+		return audit.NewWriterSink(os.Stdout), nil
+	case config.AuditShipSyslog:
+		tag := c.Syslog.Tag
+		if tag == "" {
+			tag = "tokenvault-audit"
+		}
+		s, err := audit.DialSyslog(c.Syslog.Network, c.Syslog.Address, tag)
+		if err != nil {
+			return nil, fmt.Errorf("auth.audit.syslog: %w", err)
+		}
+		return s, nil
+	}
+	return nil, nil
+}
+
+// auditRotation converts the audit log's rotation and retention settings.
+func auditRotation(c config.AuditConfig) audit.Rotation {
+	return audit.Rotation{MaxSize: c.Rotate.MaxSize, MaxAge: c.Rotate.MaxAge, Compress: c.Rotate.Compress,
+		KeepFiles: c.Retention.MaxFiles, KeepAge: c.Retention.MaxAge}
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/tokenvault/tokenvault/internal/console"
@@ -33,7 +34,7 @@ func (a *App) startConsole(srv *grpcserver.Server, admin *grpcserver.Admin, v *v
 		return nil
 	}
 	o := console.Options{Guard: a.sec.guard, Service: srv, Admin: admin, Vault: v,
-		TokenHash: a.sec.audit.TokenHash, Trail: console.AuditFileTrail{Path: cfg.Auth.Audit.Path},
+		TokenHash: a.sec.audit.TokenHash, Trail: console.AuditFileTrail{Dir: filepath.Dir(cfg.Auth.Audit.Path), SubjectHash: a.AuditSubjectHash},
 		KEKProvider: cfg.KEK.Provider, BackupHorizon: cfg.Rights.RotationInterval + cfg.KEK.BackupRetention,
 		KEKHealthy: func() error {
 			if !a.kekHealthy.Load() {

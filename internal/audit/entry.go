@@ -51,6 +51,16 @@ const (
 	// TypeNotice records an event of the log itself (an operator allowed
 	// the server to continue an unverifiable history).
 	TypeNotice = "notice"
+	// TypeContinue is the first entry of a file that continues the chain
+	// of a rotated file (File names it, Prev is its last entry's hash,
+	// CheckpointSeq its closing checkpoint): see rotate.go.
+	TypeContinue = "continue"
+)
+
+// Ops of the log's own entries.
+const (
+	OpRotate    = "audit-rotate"
+	OpRetention = "audit-retention"
 )
 
 // Entry is one audit record. The writer sets Seq, Time, Prev and Hash.
@@ -58,6 +68,9 @@ type Entry struct {
 	Seq  uint64 `json:"seq"`
 	Time string `json:"time"` // RFC 3339, UTC, set by the writer
 	Type string `json:"type"`
+	// Replica: the server that wrote the entry (Options.Replica), so that
+	// trails of several replicas can be merged.
+	Replica string `json:"replica,omitempty"`
 	// Caller: the identity (certificate URI/DNS name, "api_key:NAME", or
 	// "anonymous" in dev mode); Auth: how it was established.
 	Caller string `json:"caller,omitempty"`
@@ -67,11 +80,17 @@ type Entry struct {
 	Method string `json:"method,omitempty"` // the gRPC method
 	// Purpose of a reveal, as the caller stated it.
 	Purpose string `json:"purpose,omitempty"`
-	Subject string `json:"subject,omitempty"`
+	// Subject: the subject id, in entries written before subjects were
+	// hashed (and by a Log without Options.SubjectHash); SubjectHash: its
+	// keyed hash (subject.go).
+	Subject     string `json:"subject,omitempty"`
+	SubjectHash string `json:"subject_hash,omitempty"`
 	// Outcome is the gRPC code name of the call ("OK", "PermissionDenied",
 	// …); Reason says why a call was refused.
-	Outcome      string `json:"outcome,omitempty"`
-	Reason       string `json:"reason,omitempty"`
+	Outcome string `json:"outcome,omitempty"`
+	Reason  string `json:"reason,omitempty"`
+	// Kind: the kind of every item, when they share one (compact.go).
+	Kind         string `json:"kind,omitempty"`
 	Items        []Item `json:"items,omitempty"`
 	ItemsOmitted int    `json:"items_omitted,omitempty"` // items beyond MaxItems
 	// Count: refusals entries only, how many calls the entry stands for;
@@ -81,6 +100,11 @@ type Entry struct {
 	// Recipients: backups only, the age recipients the backup was
 	// encrypted to (who can read it).
 	Recipients []string `json:"recipients,omitempty"`
+	// File: continue entries, the rotated file this one continues;
+	// retention notices, the rotated file deleted. CheckpointSeq: continue
+	// entries only, the seq of that file's closing checkpoint.
+	File          string `json:"file,omitempty"`
+	CheckpointSeq uint64 `json:"cp_seq,omitempty"`
 	// Checkpoints only: the signing key's id and the signature.
 	KeyID string `json:"key_id,omitempty"`
 	Sig   string `json:"sig,omitempty"`
@@ -90,11 +114,13 @@ type Entry struct {
 
 // Item is the outcome for one token or blob of a batch.
 type Item struct {
-	Token   string `json:"token,omitempty"` // keyed hash of the token, never the token
-	Kind    string `json:"kind,omitempty"`
-	Subject string `json:"subject,omitempty"`
-	Context string `json:"context,omitempty"`
-	Outcome string `json:"outcome"`
+	Token       string `json:"token,omitempty"` // keyed hash of the token, never the token
+	Kind        string `json:"kind,omitempty"`
+	Subject     string `json:"subject,omitempty"`
+	SubjectHash string `json:"subject_hash,omitempty"`
+	Context     string `json:"context,omitempty"`
+	// Outcome: "" is the entry's outcome (compact.go).
+	Outcome string `json:"outcome,omitempty"`
 }
 
 // Limits on what one entry records, so that a huge (refused) request
@@ -140,8 +166,8 @@ func (e *Entry) appendBody(b *bytes.Buffer) error {
 // before a refusal is audited): JSON would turn it into U+FFFD anyway, and
 // doing it first keeps the written line canonical.
 func (e *Entry) sanitize() {
-	for _, p := range []*string{&e.Time, &e.Type, &e.Caller, &e.Auth, &e.Peer, &e.Op, &e.Method,
-		&e.Purpose, &e.Subject, &e.Outcome, &e.Reason, &e.Since, &e.KeyID, &e.Sig, &e.Prev} {
+	for _, p := range []*string{&e.Time, &e.Type, &e.Replica, &e.Caller, &e.Auth, &e.Peer, &e.Op, &e.Method,
+		&e.Purpose, &e.Subject, &e.SubjectHash, &e.Outcome, &e.Reason, &e.Kind, &e.Since, &e.File, &e.KeyID, &e.Sig, &e.Prev} {
 		*p = strings.ToValidUTF8(*p, "\uFFFD")
 	}
 	for i := range e.Recipients {
@@ -149,7 +175,7 @@ func (e *Entry) sanitize() {
 	}
 	for i := range e.Items {
 		it := &e.Items[i]
-		for _, p := range []*string{&it.Token, &it.Kind, &it.Subject, &it.Context, &it.Outcome} {
+		for _, p := range []*string{&it.Token, &it.Kind, &it.Subject, &it.SubjectHash, &it.Context, &it.Outcome} {
 			*p = strings.ToValidUTF8(*p, "\uFFFD")
 		}
 	}

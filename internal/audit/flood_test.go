@@ -362,6 +362,9 @@ func TestOpenRefusesUnverifiableHistory(t *testing.T) {
 			if err != nil {
 				t.Fatalf("open with AllowUnverified: %v", err)
 			}
+			if st := l.Stats(); st.VerifyErrors != 1 {
+				t.Errorf("stats %+v: want the unverified history counted", st)
+			}
 			if err := l.Close(); err != nil {
 				t.Fatal(err)
 			}

@@ -47,6 +47,18 @@ type Options struct {
 	// is then the first thing written. For an operator who has checked
 	// the log with `tokenvault audit verify` and knows why.
 	AllowUnverified bool
+	// Rotation: when the current file is rotated, what becomes of
+	// rotated files, and which may be deleted (rotate.go).
+	Rotation Rotation
+	// SubjectHash, if set, replaces every subject id of an entry by its
+	// keyed hash before the entry is queued (SubjectHasher.Hash; a
+	// failure refuses the entry like an unavailable log).
+	SubjectHash func(subject string) (string, error)
+	// Sink, if set, gets a copy of every line (ship.go); the log closes
+	// it.
+	Sink Sink
+	// Replica is written into every entry (config replica.id).
+	Replica string
 }
 
 // Log appends entries durably.
@@ -99,11 +111,33 @@ type Log struct {
 	sinceCPBytes int64
 	lastCP       time.Time
 	notice       *Entry // written first after Open, if set (see recover)
+	forceCP      bool   // the next commit ends with a checkpoint
+	regular      bool   // the log is a regular file (else: never rotated)
+	// The current file (rotate.go): its size, first seq, first entry's
+	// time, and how many entries other than the log's own it holds.
+	size        int64
+	fileFirst   uint64
+	fileStart   time.Time
+	fileEntries int
+
+	stats stats    // counters for metrics (rotate.go)
+	ship  *shipper // nil: no sink
+
+	// Housekeeping (compression, retention) runs beside the writer:
+	// hk signals a rotation; Close closes hkStop and waits for hkDone.
+	hk     chan struct{}
+	hkStop chan struct{}
+	hkDone chan struct{}
 }
 
 type request struct {
 	e    Entry
 	done chan error // nil: asynchronous, nobody waits
+	// own: an entry of the log itself (a continue entry), whose type the
+	// writer keeps; rotate: not an entry but a request to rotate now.
+	own     bool
+	rotate  string
+	rotated string // the rotated file's name, set before done is sent
 }
 
 // Open opens (or creates) the log at opts.Path and continues its chain.
@@ -140,10 +174,42 @@ func Open(opts Options) (*Log, error) {
 	l := &Log{opts: opts, f: f, hasher: hasher, log: opts.Logger,
 		keyID: KeyID(opts.SigningKey.Public().(ed25519.PublicKey)),
 		reqs:  make(chan *request, queueSize), stopping: make(chan struct{}), quit: make(chan struct{}), exited: make(chan struct{}),
-		prev: ZeroHash, lastCP: opts.Now()}
-	if err := l.recover(); err != nil {
+		prev: ZeroHash, lastCP: opts.Now(),
+		hk: make(chan struct{}, 1), hkStop: make(chan struct{}), hkDone: make(chan struct{})}
+	fail := func(err error) (*Log, error) {
+		if l.ship != nil {
+			l.ship.close()
+		} else if opts.Sink != nil {
+			opts.Sink.Close()
+		}
 		f.Close()
 		return nil, fmt.Errorf("audit log %s: %w", opts.Path, err)
+	}
+	if err := l.recover(); err != nil {
+		return fail(err)
+	}
+	if err := l.openFileState(); err != nil {
+		return fail(err)
+	}
+	var cont []*request // a new current file's first entries after a rotated one
+	if l.seq == 0 && l.regular {
+		if cont, err = l.continueRotated(); err != nil {
+			return fail(err)
+		}
+	}
+	if opts.Sink != nil {
+		// Before anything new is written: what a stop left unshipped
+		// goes first.
+		if err := l.startShipping(); err != nil {
+			return fail(err)
+		}
+	}
+	if cont != nil {
+		l.sinceCP, l.forceCP = 1, true
+		l.commit(cont)
+		if err := l.Healthy(); err != nil {
+			return fail(fmt.Errorf("continuing the rotated file: %w", err))
+		}
 	}
 	if l.notice != nil {
 		// Written (and signed, sinceCP > 0) before any other entry.
@@ -151,7 +217,7 @@ func Open(opts Options) (*Log, error) {
 		l.notice = nil
 	}
 	if l.seq == 0 {
-		if st, err := f.Stat(); err == nil && st.Mode().IsRegular() {
+		if l.regular {
 			// A new log starts with a signed checkpoint (seq 1, over the
 			// zero hash), so that a log without any checkpoint is always
 			// one whose checkpoints were removed, never a crash in the
@@ -160,12 +226,12 @@ func Open(opts Options) (*Log, error) {
 			l.commit(nil)
 			l.sinceCP = 0
 			if err := l.Healthy(); err != nil {
-				f.Close()
-				return nil, fmt.Errorf("audit log %s: writing its first checkpoint: %w", opts.Path, err)
+				return fail(fmt.Errorf("writing its first checkpoint: %w", err))
 			}
 		}
 	}
 	go l.loop()
+	go l.housekeeping()
 	return l, nil
 }
 
@@ -206,6 +272,16 @@ func (l *Log) recover() error {
 		if e, err = ParseLine(last); err != nil {
 			return fmt.Errorf("last entry: %w; run tokenvault audit verify", err)
 		}
+		if e.Type == TypeContinue && len(last) == len(body) {
+			// A rotation's new file whose first checkpoint was torn by a
+			// crash: nothing but the continue entry, never acknowledged
+			// to anyone. Start the file again (continueRotated).
+			l.log.Warn("audit log: a new file holds only its continue entry (crash during a rotation); starting it again", "path", l.opts.Path)
+			if err := l.f.Truncate(0); err != nil {
+				return err
+			}
+			return l.f.Sync()
+		}
 		// Verified before anything is changed: a refused Open leaves the
 		// file as it found it.
 		if ut, err = l.verifyTail(size); err != nil {
@@ -217,6 +293,7 @@ func (l *Log) recover() error {
 			// the next checkpoint, so that no one mistakes it for a
 			// verified one.
 			l.log.Warn("audit log: starting on a history that does not verify, as allowed by configuration", "path", l.opts.Path, "err", err)
+			l.stats.verifyErrors.Add(1)
 			l.notice = &Entry{Type: TypeNotice, Op: "audit-open", Outcome: "UNVERIFIED",
 				Reason: Clip("started with allow_unverified_history: " + err.Error())}
 		}
@@ -332,7 +409,7 @@ func verifyCheckpoint(e *Entry, pub ed25519.PublicKey, keyID string) error {
 // no signature (Verify and Open share it).
 func checkUnsigned(e *Entry) error {
 	switch e.Type {
-	case TypeCall, TypeRefusals, TypeNotice:
+	case TypeCall, TypeRefusals, TypeNotice, TypeContinue:
 		if e.Sig != "" || e.KeyID != "" {
 			return fmt.Errorf("a %s entry carries a signature", e.Type)
 		}
@@ -431,7 +508,11 @@ func (l *Log) Healthy() error {
 // written (and so not hand out what it audits); the entry may still be
 // written later, which errs on the side of the record.
 func (l *Log) Write(ctx context.Context, e Entry) error {
-	r := &request{e: e, done: make(chan error, 1)}
+	return l.do(ctx, &request{e: e, done: make(chan error, 1)})
+}
+
+// do submits r and waits for its answer.
+func (l *Log) do(ctx context.Context, r *request) error {
 	if err := l.submit(ctx, r); err != nil {
 		return err
 	}
@@ -468,6 +549,11 @@ func (l *Log) WriteAsync(e Entry) error {
 	if e.Type == "" {
 		e.Type = TypeCall
 	}
+	if err := l.hashSubjects(&e); err != nil {
+		l.failure()
+		return err
+	}
+	compact(&e)
 	l.sendMu.RLock()
 	defer l.sendMu.RUnlock()
 	select {
@@ -489,6 +575,11 @@ func (l *Log) submit(ctx context.Context, r *request) error {
 	if r.e.Type == "" {
 		r.e.Type = TypeCall
 	}
+	if err := l.hashSubjects(&r.e); err != nil {
+		l.failure()
+		return err
+	}
+	compact(&r.e)
 	if err := l.Healthy(); err != nil {
 		l.failure()
 		return err
@@ -525,17 +616,24 @@ func (l *Log) setFailed(err error) { l.failed.CompareAndSwap(nil, &err) }
 // first call's result.
 func (l *Log) Close() error {
 	l.closeOnce.Do(func() {
+		// Housekeeping writes retention entries: stop it while the log
+		// still takes them.
+		close(l.hkStop)
+		<-l.hkDone
 		l.closed.Store(true)
 		close(l.stopping)
 		l.sendMu.Lock() // every send under way has finished
 		close(l.quit)
 		l.sendMu.Unlock()
 		<-l.exited
-		var failed error
+		var failed, shipErr error
 		if p := l.failed.Load(); p != nil {
 			failed = fmt.Errorf("%w: %v", ErrUnavailable, *p)
 		}
-		l.closeErr = errors.Join(failed, l.f.Close())
+		if l.ship != nil {
+			shipErr = l.ship.close()
+		}
+		l.closeErr = errors.Join(failed, l.f.Close(), shipErr)
 	})
 	return l.closeErr
 }
@@ -567,18 +665,19 @@ func (l *Log) loop() {
 				if len(group) == 0 {
 					break
 				}
-				l.commit(group)
+				l.commitAll(group)
 			}
 			if l.sinceCP > 0 && l.failed.Load() == nil {
 				l.commit(nil)
 			}
 			return
 		case <-tick.C:
+			l.rotateIfOld()
 			if l.sinceCP == 0 || l.opts.Now().Sub(l.lastCP) < l.opts.CheckpointInterval {
 				continue
 			}
 		}
-		l.commit(group)
+		l.commitAll(group)
 	}
 }
 
@@ -610,14 +709,15 @@ func (l *Log) commit(group []*request) {
 		}
 	}()
 	now := l.opts.Now().UTC()
-	stamp := now.Format(time.RFC3339Nano)
+	stamp := now.Truncate(time.Microsecond).Format(time.RFC3339Nano) // finer is noise
+	firstSeq := l.seq + 1
 	var err error
 	for _, r := range group {
 		e := r.e
-		e.Seq, e.Time, e.Prev = l.seq+1, stamp, l.prev
+		e.Seq, e.Time, e.Prev, e.Replica = l.seq+1, stamp, l.prev, l.opts.Replica
 		e.KeyID, e.Sig = "", ""
-		if e.Type == TypeCheckpoint {
-			e.Type = TypeCall // only the writer makes checkpoints
+		if !r.own && (e.Type == TypeCheckpoint || e.Type == TypeContinue) {
+			e.Type = TypeCall // only the writer makes checkpoints and continue entries
 		}
 		start := buf.Len()
 		if err = e.appendLine(buf); err != nil {
@@ -627,14 +727,14 @@ func (l *Log) commit(group []*request) {
 		l.sinceCP++
 		l.sinceCPBytes += int64(buf.Len() - start)
 	}
-	cp := l.sinceCP > 0 && (len(group) == 0 || l.sinceCP >= l.opts.CheckpointEvery ||
+	cp := l.sinceCP > 0 && (len(group) == 0 || l.forceCP || l.sinceCP >= l.opts.CheckpointEvery ||
 		l.sinceCPBytes >= maxTailBytes/2 || now.Sub(l.lastCP) >= l.opts.CheckpointInterval)
 	if err == nil && cp {
-		e := Entry{Seq: l.seq + 1, Time: stamp, Type: TypeCheckpoint, KeyID: l.keyID, Prev: l.prev}
+		e := Entry{Seq: l.seq + 1, Time: stamp, Type: TypeCheckpoint, Replica: l.opts.Replica, KeyID: l.keyID, Prev: l.prev}
 		e.Sig = base64.RawStdEncoding.EncodeToString(ed25519.Sign(l.opts.SigningKey, checkpointMessage(&e)))
 		if err = e.appendLine(buf); err == nil {
 			l.seq, l.prev = e.Seq, e.Hash
-			l.sinceCP, l.sinceCPBytes, l.lastCP = 0, 0, now
+			l.sinceCP, l.sinceCPBytes, l.lastCP, l.forceCP = 0, 0, now, false
 			// The server log is a second, independent witness of the
 			// chain head (shipped elsewhere, it bounds truncation).
 			defer l.log.Info("audit checkpoint", "seq", e.Seq, "hash", e.Hash)
@@ -643,6 +743,12 @@ func (l *Log) commit(group []*request) {
 	if err == nil {
 		if _, err = l.f.Write(buf.Bytes()); err == nil {
 			err = l.f.Sync()
+		}
+	}
+	if err == nil {
+		l.wrote(group, buf.Len(), firstSeq, now)
+		if l.ship != nil {
+			l.ship.queue(buf.Bytes(), l.seq)
 		}
 	}
 	if err != nil {

@@ -48,6 +48,12 @@ type AuditConfig struct {
 	// The acceptance is written into the log. Only after checking the log
 	// with `tokenvault audit verify`, and for one start.
 	AllowUnverifiedHistory bool `yaml:"allow_unverified_history"`
+	// Rotation and retention of rotated files (audit.go).
+	Rotate    AuditRotateConfig    `yaml:"rotate"`
+	Retention AuditRetentionConfig `yaml:"retention"`
+	// Ship: none (default), stdout or syslog (audit.go).
+	Ship   string            `yaml:"ship"`
+	Syslog AuditSyslogConfig `yaml:"syslog"`
 }
 
 // SetDefaults fills unset fields that do not depend on other sections.
@@ -108,6 +114,9 @@ func (c *AuthConfig) Validate() error {
 	}
 	if c.Audit.CheckpointInterval < 0 {
 		bad("auth.audit.checkpoint_interval: must not be negative")
+	}
+	if err := c.Audit.validateRotation(); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

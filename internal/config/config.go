@@ -58,6 +58,8 @@ type Config struct {
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
 	// Rights: data-subject rights, receipts, erasure ledger (rights.go).
 	Rights RightsConfig `yaml:"rights"`
+	// Volatile: card security codes held only in memory (volatile.go).
+	Volatile VolatileConfig `yaml:"volatile"`
 	// Profiling serves pprof on a loopback address (off by default).
 	Profiling ProfilingConfig `yaml:"profiling"`
 	// Limits: per-identity tokenize rates under a policy (limits.go).
@@ -70,6 +72,8 @@ type Config struct {
 	Erasures ErasuresConfig `yaml:"erasures"`
 	// Holds: legal hold classes at erasure (holds.go).
 	Holds HoldsConfig `yaml:"holds"`
+	// Replica names this server in its audit entries (replica.go).
+	Replica ReplicaConfig `yaml:"replica"`
 	// Logger receives the server's logs (default slog.Default()).
 	Logger *slog.Logger `yaml:"-"`
 	// Now is the vault's clock (default time.Now): tests move it to the
@@ -191,6 +195,7 @@ func (c *Config) SetDefaults() {
 	}
 	c.Rights.keysDir = filepath.Dir(c.KEK.Keyring.Path)
 	c.Rights.SetDefaults()
+	c.Volatile.SetDefaults()
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -199,6 +204,7 @@ func (c *Config) SetDefaults() {
 	c.Limits.SetDefaults()
 	c.Console.SetDefaults()
 	c.Erasures.SetDefaults()
+	c.Replica.SetDefaults()
 }
 
 // Validate reports every problem at once, each naming its config key.
@@ -222,6 +228,9 @@ func (c *Config) Validate() error {
 	if err := c.Rights.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.Volatile.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.Profiling.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -235,6 +244,9 @@ func (c *Config) Validate() error {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(c.Consent.Validate(c.Auth.PolicyFile), c.Erasures.Validate()); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.Replica.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	switch c.KEK.Provider {

@@ -146,9 +146,19 @@ func (s *server) entries(t *testing.T) []audit.Entry {
 		if err != nil {
 			t.Fatalf("audit line: %v", err)
 		}
-		out = append(out, e)
+		out = append(out, e.Expanded()) // the fields a compact entry leaves out, back
 	}
 	return out
+}
+
+// subjectHash is the keyed hash by which the audit log names subject.
+func (s *server) subjectHash(t *testing.T, subject string) string {
+	t.Helper()
+	h, err := s.app.AuditSubjectHash(subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }
 
 // waitEntry waits for an audit entry matching fn (refusals are written

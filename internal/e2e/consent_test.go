@@ -119,6 +119,7 @@ func testConsent(t *testing.T, e *env) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		en = en.Expanded() // full method names and per-item outcomes, as the guard made them
 		for _, it := range en.Items {
 			if en.Purpose == "marketing" && it.Outcome == "FailedPrecondition" {
 				refused[en.Method] = true

@@ -112,7 +112,15 @@ func (e *env) config() config.Config {
 // unless stopped earlier.
 func (e *env) start(t *testing.T) (*app.App, *client.Client) {
 	t.Helper()
-	a, err := app.Start(context.Background(), e.config())
+	return e.startWith(t, func(*config.Config) {})
+}
+
+// startWith is start with the config changed by edit.
+func (e *env) startWith(t *testing.T, edit func(*config.Config)) (*app.App, *client.Client) {
+	t.Helper()
+	cfg := e.config()
+	edit(&cfg)
+	a, err := app.Start(context.Background(), cfg)
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}

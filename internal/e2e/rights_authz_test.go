@@ -82,7 +82,7 @@ func TestRightsUnderPolicy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if e.Op == "export" && e.Subject == "dsar-subject" && e.Purpose == "dsar" {
+		if e.Op == "export" && e.SubjectHash == subjectHash(t, s.keysDir, "dsar-subject") && e.Purpose == "dsar" {
 			started = started || e.Outcome == "STARTED"
 			done = done || e.Outcome == "OK"
 		}

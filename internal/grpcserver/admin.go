@@ -2,12 +2,15 @@ package grpcserver
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/tokenvault/tokenvault/internal/audit"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 	"github.com/tokenvault/tokenvault/vault"
 )
@@ -18,6 +21,7 @@ type Admin struct {
 	mapper
 	v         *vault.Vault
 	retention time.Duration
+	auditLog  AuditRotator // nil: RotateAuditLog is refused
 }
 
 // NewAdmin returns the KeyAdmin service. retention is the backup retention
@@ -87,4 +91,37 @@ func (a *Admin) RetireKek(ctx context.Context, _ *pb.RetireKekRequest) (*pb.Reti
 		out.RetiredVersions = append(out.RetiredVersions, int32(r))
 	}
 	return out, nil
+}
+
+// The audit log's rotation on demand (RotateAuditLog).
+
+// AuditRotator rotates the audit log (*audit.Log).
+type AuditRotator interface {
+	Rotate(ctx context.Context) (string, error)
+}
+
+var _ AuditRotator = (*audit.Log)(nil)
+
+// WithAuditLog lets RotateAuditLog rotate l.
+func (a *Admin) WithAuditLog(l AuditRotator) *Admin {
+	a.auditLog = l
+	return a
+}
+
+func (a *Admin) RotateAuditLog(ctx context.Context, _ *pb.RotateAuditLogRequest) (*pb.RotateAuditLogResponse, error) {
+	if a.auditLog == nil {
+		return nil, a.toStatus("RotateAuditLog", fmt.Errorf("%w: no audit log to rotate", errNotConfigured))
+	}
+	name, err := a.auditLog.Rotate(ctx)
+	switch {
+	case errors.Is(err, audit.ErrNotRotatable):
+		return nil, a.toStatus("RotateAuditLog", fmt.Errorf("%w: the audit log is not a regular file", errNotConfigured))
+	case errors.Is(err, audit.ErrUnavailable):
+		// The detail (paths, OS errors) is in the server log.
+		a.log.Error("audit log rotation failed", "err", err)
+		return nil, a.toStatus("RotateAuditLog", fmt.Errorf("%w; the log was not rotated", errAuditUnavailable))
+	case err != nil:
+		return nil, a.toStatus("RotateAuditLog", err)
+	}
+	return &pb.RotateAuditLogResponse{RotatedFile: name}, nil
 }

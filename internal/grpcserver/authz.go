@@ -109,6 +109,14 @@ func (g *Guard) authorize(ctx context.Context, pol *auth.Policy, c *call, req an
 				return nil, err
 			}
 		}
+		if r, ok := req.(*pb.TokenizeCardRequest); ok { // card.go
+			if err := authorizeCard(pol, id, purpose, r); err != nil {
+				return nil, err
+			}
+			if err := g.cfg.Limiter.admitTokenize(id, pbFields(cardFields(r))); err != nil {
+				return nil, err
+			}
+		}
 	case auth.OpEncrypt:
 		// Contexts are in the request, as kinds are for tokenize.
 		if r, ok := req.(*pb.EncryptRequest); ok {

@@ -79,6 +79,7 @@ func TestErrorTable(t *testing.T) {
 		vault.ErrNoConsent:          {codes.FailedPrecondition, "CONSENT_REQUIRED", client.ErrConsentRequired},
 		vault.ErrExhausted:          {codes.ResourceExhausted, "TOKEN_SPACE_EXHAUSTED", client.ErrExhausted},
 		vault.ErrStorageFull:        {codes.ResourceExhausted, "STORAGE_FULL", client.ErrStorageFull},
+		vault.ErrVolatileFull:       {codes.ResourceExhausted, "VOLATILE_CAPACITY_EXHAUSTED", client.ErrVolatileFull},
 		vault.ErrPermissionDenied:   {codes.PermissionDenied, "PERMISSION_DENIED", client.ErrPermissionDenied},
 		kek.ErrUnavailable:          {codes.Unavailable, "KEK_UNAVAILABLE", client.ErrUnavailable},
 		auth.ErrUnauthenticated:     {codes.Unauthenticated, "UNAUTHENTICATED", client.ErrUnauthenticated},

@@ -126,6 +126,7 @@ var methods = map[string]methodSpec{
 	pb.KeyAdmin_GetKekStatus_FullMethodName:   {op: auth.OpAdmin, audit: auditAlways},
 	pb.KeyAdmin_RotateKek_FullMethodName:      {op: auth.OpAdmin, audit: auditAlways},
 	pb.KeyAdmin_RetireKek_FullMethodName:      {op: auth.OpAdmin, audit: auditAlways},
+	pb.KeyAdmin_RotateAuditLog_FullMethodName: {op: auth.OpAdmin, audit: auditAlways},
 	// Data-subject rights (issue 4).
 	pb.TokenVault_ExportSubject_FullMethodName: {op: auth.OpExport, audit: auditAlways,
 		newReq: func() proto.Message { return new(pb.ExportSubjectRequest) }},
@@ -147,6 +148,9 @@ var methods = map[string]methodSpec{
 	// Legal holds (issue 16): the receipts of hold shreds are the rest of
 	// an erasure's receipt, for whoever may erase.
 	pb.TokenVault_GetHoldReceipts_FullMethodName: {op: auth.OpErase, audit: auditAlways},
+	// Card checkout (issue 17): random tokens, audited like Tokenize's
+	// (never, but for refusals); the kinds are checked in authorize.
+	pb.TokenVault_TokenizeCard_FullMethodName: {op: auth.OpTokenize},
 }
 
 // public methods need no identity. The receipt public key is public by

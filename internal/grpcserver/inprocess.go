@@ -38,7 +38,7 @@ func (g *Guard) Identify(cert *x509.Certificate, apiKey string) (auth.Identity, 
 // the guard does not know is refused. The error is nil or a gRPC status
 // from the one table (status.go), h's errors included.
 func (g *Guard) Call(ctx context.Context, id auth.Identity, addr net.Addr, method string, req any, h func(context.Context) error) error {
-	ctx = context.WithValue(ctx, identityKey{}, id)
+	ctx = withIdentity(ctx, id) // as the tap handle does for gRPC calls
 	if addr != nil {
 		ctx = peer.NewContext(ctx, &peer.Peer{Addr: addr})
 	}

@@ -75,6 +75,7 @@ var codeTable = []codeRow{
 	{vault.ErrFailedPrecondition, codes.FailedPrecondition, errinfo.FailedPrecondition, "failed precondition"},
 	{vault.ErrExhausted, codes.ResourceExhausted, errinfo.TokenSpaceExhausted, "token space exhausted"},
 	{vault.ErrStorageFull, codes.ResourceExhausted, errinfo.StorageFull, "store: disk full; writes are refused until space is freed (reads still work)"},
+	{vault.ErrVolatileFull, codes.ResourceExhausted, errinfo.VolatileCapacityExhausted, "volatile token capacity reached (config volatile.max_tokens); retry later"},
 	{vault.ErrPermissionDenied, codes.PermissionDenied, errinfo.PermissionDenied, "permission denied"},
 	{kek.ErrUnavailable, codes.Unavailable, errinfo.KEKUnavailable, "the key-encryption key provider is unavailable; retry later"},
 	// The guard's refusals.

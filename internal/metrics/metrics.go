@@ -145,6 +145,15 @@ func (m *Metrics) WatchVault(v *vault.Vault) {
 		counter("dek_cache_hits_total", "Subject key cache hits.", func(s vault.Stats) float64 { return float64(s.CacheHits) }),
 		counter("dek_cache_misses_total", "Subject key cache misses (the KEK had to unwrap).", func(s vault.Stats) float64 { return float64(s.CacheMisses) }),
 		counter("dek_cache_evictions_total", "Subject keys evicted (and zeroed) from the cache.", func(s vault.Stats) float64 { return float64(s.CacheEvicted) }),
+		// Volatile tokens (card security codes, held only in memory): counts only.
+		gauge("volatile_tokens_live", "Volatile tokens held in this process's memory (a restart drops them all).", func(s vault.Stats) float64 { return float64(s.Volatile.Live) }),
+		counter("volatile_tokens_created_total", "Volatile tokens created.", func(s vault.Stats) float64 { return float64(s.Volatile.Created) }),
+		counter("volatile_reveals_total", "Reveals of volatile tokens served.", func(s vault.Stats) float64 { return float64(s.Volatile.Revealed) }),
+		counter("volatile_tokens_burned_total", "Volatile tokens dropped after their last reveal.", func(s vault.Stats) float64 { return float64(s.Volatile.Burned) }),
+		counter("volatile_tokens_expired_total", "Volatile tokens dropped at the end of their lifetime.", func(s vault.Stats) float64 { return float64(s.Volatile.Expired) }),
+		counter("volatile_tokens_erased_total", "Volatile tokens dropped by the erasure of their subject.", func(s vault.Stats) float64 { return float64(s.Volatile.Erased) }),
+		counter("volatile_tokens_refused_total", "Volatile tokens refused at the cap (volatile.max_tokens).", func(s vault.Stats) float64 { return float64(s.Volatile.Refused) }),
+		counter("volatile_reveals_elsewhere_total", "Reveals of volatile tokens this process does not hold: another replica's, or dropped by a restart.", func(s vault.Stats) float64 { return float64(s.Volatile.Elsewhere) }),
 	)
 }
 

@@ -202,6 +202,16 @@
 // ASCII digit, and everything else (spaces, punctuation, symbols, marks) is
 // kept. Mask: every letter and numeral becomes '*'.
 //
+// card-security-code (card.go): 3 or 4 ASCII digits. The token is volatile,
+// tvvol1_<holder>_<secret> ([VolatileToken]): the vault holds the code only
+// in the memory of the process named by holder and never stores it. Mask:
+// "***" for every code.
+//
+// card-expiry (card.go): MM/YY, or MM/YYYY with a year 20YY, a dash or
+// spaces around the separator accepted; canonical MM/YY, month 01-12. The
+// token is opaque ("exp_" and 16 characters of a-z2-7), since MM/YY has only
+// 1 200 values. Mask: the whole value (month and year).
+//
 // # Token spaces
 //
 // A token keeps some parts of its value and draws the rest, so all values
@@ -242,21 +252,27 @@ const (
 	Address              // "address"
 	Name                 // "name"
 	Generic              // "generic"
+	// CardSecurityCode is a card's CVV2/CVC2/CID (card.go). The vault never
+	// stores one: its tokens are volatile ([VolatileToken]).
+	CardSecurityCode // "card-security-code"
+	CardExpiry       // "card-expiry" (card.go)
 )
 
 var kindNames = [...]string{
-	KindUnspecified: "unspecified",
-	PAN:             "pan",
-	SSN:             "ssn",
-	CNResidentID:    "cn-resident-id",
-	NationalID:      "national-id",
-	Phone:           "phone",
-	Email:           "email",
-	IBAN:            "iban",
-	BankAccount:     "bank-account",
-	Address:         "address",
-	Name:            "name",
-	Generic:         "generic",
+	KindUnspecified:  "unspecified",
+	PAN:              "pan",
+	SSN:              "ssn",
+	CNResidentID:     "cn-resident-id",
+	NationalID:       "national-id",
+	Phone:            "phone",
+	Email:            "email",
+	IBAN:             "iban",
+	BankAccount:      "bank-account",
+	Address:          "address",
+	Name:             "name",
+	Generic:          "generic",
+	CardSecurityCode: "card-security-code",
+	CardExpiry:       "card-expiry",
 }
 
 // String returns the kind's name, "unspecified" for the zero Kind and
@@ -368,6 +384,10 @@ var specs = [...]spec{
 	Address:      {normalize: normAddress, token: tokenAddress, mask: maskAddress, space: spaceText(true)},
 	Name:         {normalize: normName, token: tokenName, mask: maskName, space: spaceName},
 	Generic:      {normalize: normGeneric, token: tokenGeneric, mask: maskGeneric, space: spaceText(false)},
+	// Opaque tokens (card.go): these values are too short for unique
+	// format-preserving ones.
+	CardSecurityCode: {normalize: normSecurityCode, token: tokenSecurityCode, mask: maskSecurityCode, space: spaceOpaque(volatileSecretLen)},
+	CardExpiry:       {normalize: normExpiry, token: tokenExpiry, mask: maskExpiry, space: spaceOpaque(expirySecretLen)},
 }
 
 // Normalize validates value for kind and returns its canonical form (the
@@ -441,7 +461,9 @@ func Token(k Kind, normalized string, opts Options, r io.Reader) (string, error)
 		if g.err != nil {
 			return "", fmt.Errorf("format: reading random source: %w", g.err)
 		}
-		if t != v {
+		// Only security codes get the volatile shape: the vault routes a
+		// token by its shape (a generic value can keep the prefix).
+		if t != v && (k == CardSecurityCode || !IsVolatileToken(t)) {
 			return t, nil
 		}
 	}

@@ -11,7 +11,7 @@ import (
 )
 
 func TestKinds(t *testing.T) {
-	names := []string{"pan", "ssn", "cn-resident-id", "national-id", "phone", "email", "iban", "bank-account", "address", "name", "generic"}
+	names := []string{"pan", "ssn", "cn-resident-id", "national-id", "phone", "email", "iban", "bank-account", "address", "name", "generic", "card-security-code", "card-expiry"}
 	ks := format.Kinds()
 	if len(ks) != len(names) {
 		t.Fatalf("Kinds() has %d kinds, want %d", len(ks), len(names))
@@ -29,7 +29,7 @@ func TestKinds(t *testing.T) {
 			}
 		})
 	}
-	for _, k := range []format.Kind{format.KindUnspecified, -1, format.Generic + 1} {
+	for _, k := range []format.Kind{format.KindUnspecified, -1, format.CardExpiry + 1} {
 		if k.Valid() {
 			t.Errorf("%v.Valid() = true", k)
 		}
@@ -292,7 +292,7 @@ func TestNormalizeInvalid(t *testing.T) {
 }
 
 func TestUnknownKind(t *testing.T) {
-	for _, k := range []format.Kind{format.KindUnspecified, format.Generic + 1} {
+	for _, k := range []format.Kind{format.KindUnspecified, format.CardExpiry + 1} {
 		if _, err := format.Normalize(k, "abcd"); !errors.Is(err, format.ErrUnknownKind) {
 			t.Errorf("Normalize(%v): %v, want ErrUnknownKind", k, err)
 		}

@@ -20,8 +20,10 @@ func FuzzNormalize(f *testing.F) {
 	}
 	f.Add(uint8(format.Generic), "Floor ² room ⑦ Ⅳ")
 	f.Add(uint8(format.Address), "Flat ½\n10 Downing St")
+	f.Add(uint8(format.CardSecurityCode), "0737")
+	f.Add(uint8(format.CardExpiry), "09 / 2031")
 	f.Fuzz(func(t *testing.T, kind uint8, s string) {
-		k := format.Kind(kind % uint8(format.Generic+2)) // include the invalid 0 and Generic+1
+		k := format.Kind(kind % uint8(format.CardExpiry+2)) // include the invalid 0 and CardExpiry+1
 		c, err := format.Normalize(k, s)
 		if err != nil {
 			if !errors.Is(err, format.ErrInvalidValue) && !errors.Is(err, format.ErrUnknownKind) {
@@ -86,6 +88,36 @@ func FuzzNormalize(f *testing.F) {
 		}
 		if m2 := format.Mask(k, s); m2 != m {
 			t.Fatalf("Mask differs for raw (%q) and canonical (%q) input", m2, m)
+		}
+	})
+}
+
+// FuzzVolatileHolder: whatever parses as a volatile token has exactly the
+// documented shape, and the holder it names makes tokens that parse back
+// to it.
+func FuzzVolatileHolder(f *testing.F) {
+	f.Add("tvvol1_abcdefgh_abcdefghijklmnopqrstuvwxyz")
+	f.Add("tvvol1_abcdefgh_abcdefghijklmnopqrstuvwxy1")
+	f.Add("tvvol1_ABCDEFGH_abcdefghijklmnopqrstuvwxyz")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, s string) {
+		h, ok := format.VolatileHolder(s)
+		if !ok {
+			if format.IsVolatileToken(s) {
+				t.Fatalf("IsVolatileToken(%q) without a holder", s)
+			}
+			return
+		}
+		if len(s) != 42 || !strings.HasPrefix(s, format.VolatilePrefix) || strings.Trim(s[7:], "abcdefghijklmnopqrstuvwxyz234567_") != "" ||
+			s[15] != '_' || !format.ValidHolderID(h) || !format.LooksLikeToken(s) {
+			t.Fatalf("VolatileHolder accepted %q (holder %q)", s, h)
+		}
+		tok, err := format.VolatileToken(h, mrand.NewChaCha8([32]byte{byte(len(s))}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h2, ok := format.VolatileHolder(tok); !ok || h2 != h {
+			t.Fatalf("VolatileToken(%q) = %q parses as %q, %v", h, tok, h2, ok)
 		}
 	})
 }

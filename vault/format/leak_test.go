@@ -83,8 +83,12 @@ func keptNumerals(k format.Kind, v string, mask bool) []bool {
 				}
 			}
 		}
+	case format.CardExpiry: // the mask shows month and year; the token nothing
+		if mask {
+			keep(0, n)
+		}
 	}
-	// address, name, generic: no numeral is kept.
+	// address, name, generic, card-security-code: no numeral is kept.
 	return kept
 }
 
@@ -93,6 +97,7 @@ func keptNumerals(k format.Kind, v string, mask bool) []bool {
 var asciiOnly = map[format.Kind]bool{
 	format.PAN: true, format.SSN: true, format.CNResidentID: true, format.NationalID: true,
 	format.Phone: true, format.Email: true, format.IBAN: true, format.BankAccount: true,
+	format.CardSecurityCode: true, format.CardExpiry: true,
 }
 
 // repairCheck recomputes the check character of the kinds that have one,

@@ -85,6 +85,10 @@ const (
 var phoneCCs = []string{"1", "7", "20", "44", "49", "86", "98", "353", "380", "880", "998"}
 
 var generators = map[format.Kind]func(r *mrand.Rand) string{
+	format.CardSecurityCode: func(r *mrand.Rand) string { return digits(r, 3+r.IntN(2)) },
+	format.CardExpiry: func(r *mrand.Rand) string {
+		return fmt.Sprintf("%02d/%02d", 1+r.IntN(12), r.IntN(100))
+	},
 	format.PAN: func(r *mrand.Rand) string {
 		return strconv.Itoa(1+r.IntN(9)) + digits(r, 12+r.IntN(7))
 	},
@@ -310,6 +314,9 @@ func canBeValid(t *testing.T, k format.Kind, v string) bool {
 // check, so the token is not valid input.
 var checksumKinds = map[format.Kind]bool{format.CNResidentID: true, format.IBAN: true}
 
+// opaqueKinds get tokens that keep nothing of the value's shape (card.go).
+var opaqueKinds = map[format.Kind]bool{format.CardSecurityCode: true, format.CardExpiry: true}
+
 // sameShape checks that tok has the layout of v: letters and numerals (any
 // of Nd, Nl, No) become ASCII letters (same case) and digits, everything
 // else is kept. Runes for which drop returns true are removed from v first.
@@ -444,6 +451,14 @@ func checkToken(t *testing.T, k format.Kind, v, tok string, opts format.Options)
 		sameShape(t, v, tok, nil)
 	case format.NationalID, format.Generic:
 		sameShape(t, v, tok, nil)
+	case format.CardSecurityCode:
+		if !format.IsVolatileToken(tok) {
+			t.Fatalf("card-security-code token %q does not have the volatile shape", tok)
+		}
+	case format.CardExpiry:
+		if !strings.HasPrefix(tok, "exp_") || len(tok) != 20 || strings.Trim(tok[4:], "abcdefghijklmnopqrstuvwxyz234567") != "" {
+			t.Fatalf("card-expiry token %q is not exp_ and 16 base32 characters", tok)
+		}
 	case format.Address:
 		sameShape(t, v, tok, isMarkOrJoiner)
 	case format.Name:
@@ -509,8 +524,15 @@ func TestTokenProperties(t *testing.T) {
 					checkToken(t, k, v, tok, opts)
 
 					// Tokens are valid, canonical input of their kind, except
-					// that a deliberately wrong check makes them invalid.
+					// that a deliberately wrong check makes them invalid and
+					// opaque tokens are no values at all.
 					got, err := format.Normalize(k, tok)
+					if opaqueKinds[k] {
+						if err == nil {
+							t.Fatalf("opaque token %q normalises", tok)
+						}
+						continue
+					}
 					if checksumKinds[k] && !opts.ChecksumValid {
 						if !errors.Is(err, format.ErrInvalidValue) {
 							t.Fatalf("token %q with a wrong check normalises: %q, %v", tok, got, err)

@@ -35,6 +35,7 @@ const (
 	TokenVault_WatchErasures_FullMethodName       = "/tokenvault.v1.TokenVault/WatchErasures"
 	TokenVault_AckErasures_FullMethodName         = "/tokenvault.v1.TokenVault/AckErasures"
 	TokenVault_GetHoldReceipts_FullMethodName     = "/tokenvault.v1.TokenVault/GetHoldReceipts"
+	TokenVault_TokenizeCard_FullMethodName        = "/tokenvault.v1.TokenVault/TokenizeCard"
 )
 
 // TokenVaultClient is the client API for TokenVault service.
@@ -109,6 +110,16 @@ type TokenVaultClient interface {
 	// shredded when its legal hold ended (README, "Legal holds"), oldest
 	// first; none while every hold still runs.
 	GetHoldReceipts(ctx context.Context, in *GetHoldReceiptsRequest, opts ...grpc.CallOption) (*GetHoldReceiptsResponse, error)
+	// TokenizeCard tokenizes a card's number, expiry, security code and
+	// holder name in one call and returns their tokens together. The
+	// security code's token is volatile: held only in the memory of the
+	// serving process, never stored, dropped after its last reveal (one by
+	// default), at its expiry (1 h by default, at most 24 h), on erasure of
+	// the subject and on restart (README, "Card security codes (volatile
+	// tokens)"). Reveal it with Detokenize. The call succeeds or fails as a
+	// whole; over the server's cap of volatile tokens it fails with
+	// RESOURCE_EXHAUSTED (reason VOLATILE_CAPACITY_EXHAUSTED).
+	TokenizeCard(ctx context.Context, in *TokenizeCardRequest, opts ...grpc.CallOption) (*TokenizeCardResponse, error)
 }
 
 type tokenVaultClient struct {
@@ -297,6 +308,16 @@ func (c *tokenVaultClient) GetHoldReceipts(ctx context.Context, in *GetHoldRecei
 	return out, nil
 }
 
+func (c *tokenVaultClient) TokenizeCard(ctx context.Context, in *TokenizeCardRequest, opts ...grpc.CallOption) (*TokenizeCardResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TokenizeCardResponse)
+	err := c.cc.Invoke(ctx, TokenVault_TokenizeCard_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // TokenVaultServer is the server API for TokenVault service.
 // All implementations must embed UnimplementedTokenVaultServer
 // for forward compatibility.
@@ -369,6 +390,16 @@ type TokenVaultServer interface {
 	// shredded when its legal hold ended (README, "Legal holds"), oldest
 	// first; none while every hold still runs.
 	GetHoldReceipts(context.Context, *GetHoldReceiptsRequest) (*GetHoldReceiptsResponse, error)
+	// TokenizeCard tokenizes a card's number, expiry, security code and
+	// holder name in one call and returns their tokens together. The
+	// security code's token is volatile: held only in the memory of the
+	// serving process, never stored, dropped after its last reveal (one by
+	// default), at its expiry (1 h by default, at most 24 h), on erasure of
+	// the subject and on restart (README, "Card security codes (volatile
+	// tokens)"). Reveal it with Detokenize. The call succeeds or fails as a
+	// whole; over the server's cap of volatile tokens it fails with
+	// RESOURCE_EXHAUSTED (reason VOLATILE_CAPACITY_EXHAUSTED).
+	TokenizeCard(context.Context, *TokenizeCardRequest) (*TokenizeCardResponse, error)
 	mustEmbedUnimplementedTokenVaultServer()
 }
 
@@ -426,6 +457,9 @@ func (UnimplementedTokenVaultServer) AckErasures(context.Context, *AckErasuresRe
 }
 func (UnimplementedTokenVaultServer) GetHoldReceipts(context.Context, *GetHoldReceiptsRequest) (*GetHoldReceiptsResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetHoldReceipts not implemented")
+}
+func (UnimplementedTokenVaultServer) TokenizeCard(context.Context, *TokenizeCardRequest) (*TokenizeCardResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method TokenizeCard not implemented")
 }
 func (UnimplementedTokenVaultServer) mustEmbedUnimplementedTokenVaultServer() {}
 func (UnimplementedTokenVaultServer) testEmbeddedByValue()                    {}
@@ -722,6 +756,24 @@ func _TokenVault_GetHoldReceipts_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _TokenVault_TokenizeCard_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TokenizeCardRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(TokenVaultServer).TokenizeCard(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: TokenVault_TokenizeCard_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(TokenVaultServer).TokenizeCard(ctx, req.(*TokenizeCardRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // TokenVault_ServiceDesc is the grpc.ServiceDesc for TokenVault service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -784,6 +836,10 @@ var TokenVault_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetHoldReceipts",
 			Handler:    _TokenVault_GetHoldReceipts_Handler,
+		},
+		{
+			MethodName: "TokenizeCard",
+			Handler:    _TokenVault_TokenizeCard_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
@@ -968,9 +1024,10 @@ var BackupAdmin_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	KeyAdmin_GetKekStatus_FullMethodName = "/tokenvault.v1.KeyAdmin/GetKekStatus"
-	KeyAdmin_RotateKek_FullMethodName    = "/tokenvault.v1.KeyAdmin/RotateKek"
-	KeyAdmin_RetireKek_FullMethodName    = "/tokenvault.v1.KeyAdmin/RetireKek"
+	KeyAdmin_GetKekStatus_FullMethodName   = "/tokenvault.v1.KeyAdmin/GetKekStatus"
+	KeyAdmin_RotateKek_FullMethodName      = "/tokenvault.v1.KeyAdmin/RotateKek"
+	KeyAdmin_RetireKek_FullMethodName      = "/tokenvault.v1.KeyAdmin/RetireKek"
+	KeyAdmin_RotateAuditLog_FullMethodName = "/tokenvault.v1.KeyAdmin/RotateAuditLog"
 )
 
 // KeyAdminClient is the client API for KeyAdmin service.
@@ -993,6 +1050,10 @@ type KeyAdminClient interface {
 	// for longer than the server's backup retention. It refuses while any
 	// stored subject key still uses such a version.
 	RetireKek(ctx context.Context, in *RetireKekRequest, opts ...grpc.CallOption) (*RetireKekResponse, error)
+	// RotateAuditLog rotates the audit log now: the current file is closed
+	// with a signed checkpoint and renamed, and the new one starts by naming
+	// it (policy operation "admin"; the call is audited).
+	RotateAuditLog(ctx context.Context, in *RotateAuditLogRequest, opts ...grpc.CallOption) (*RotateAuditLogResponse, error)
 }
 
 type keyAdminClient struct {
@@ -1042,6 +1103,16 @@ func (c *keyAdminClient) RetireKek(ctx context.Context, in *RetireKekRequest, op
 	return out, nil
 }
 
+func (c *keyAdminClient) RotateAuditLog(ctx context.Context, in *RotateAuditLogRequest, opts ...grpc.CallOption) (*RotateAuditLogResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RotateAuditLogResponse)
+	err := c.cc.Invoke(ctx, KeyAdmin_RotateAuditLog_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KeyAdminServer is the server API for KeyAdmin service.
 // All implementations must embed UnimplementedKeyAdminServer
 // for forward compatibility.
@@ -1062,6 +1133,10 @@ type KeyAdminServer interface {
 	// for longer than the server's backup retention. It refuses while any
 	// stored subject key still uses such a version.
 	RetireKek(context.Context, *RetireKekRequest) (*RetireKekResponse, error)
+	// RotateAuditLog rotates the audit log now: the current file is closed
+	// with a signed checkpoint and renamed, and the new one starts by naming
+	// it (policy operation "admin"; the call is audited).
+	RotateAuditLog(context.Context, *RotateAuditLogRequest) (*RotateAuditLogResponse, error)
 	mustEmbedUnimplementedKeyAdminServer()
 }
 
@@ -1080,6 +1155,9 @@ func (UnimplementedKeyAdminServer) RotateKek(*RotateKekRequest, grpc.ServerStrea
 }
 func (UnimplementedKeyAdminServer) RetireKek(context.Context, *RetireKekRequest) (*RetireKekResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method RetireKek not implemented")
+}
+func (UnimplementedKeyAdminServer) RotateAuditLog(context.Context, *RotateAuditLogRequest) (*RotateAuditLogResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RotateAuditLog not implemented")
 }
 func (UnimplementedKeyAdminServer) mustEmbedUnimplementedKeyAdminServer() {}
 func (UnimplementedKeyAdminServer) testEmbeddedByValue()                  {}
@@ -1149,6 +1227,24 @@ func _KeyAdmin_RetireKek_Handler(srv interface{}, ctx context.Context, dec func(
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KeyAdmin_RotateAuditLog_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RotateAuditLogRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KeyAdminServer).RotateAuditLog(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KeyAdmin_RotateAuditLog_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KeyAdminServer).RotateAuditLog(ctx, req.(*RotateAuditLogRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // KeyAdmin_ServiceDesc is the grpc.ServiceDesc for KeyAdmin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1163,6 +1259,10 @@ var KeyAdmin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "RetireKek",
 			Handler:    _KeyAdmin_RetireKek_Handler,
+		},
+		{
+			MethodName: "RotateAuditLog",
+			Handler:    _KeyAdmin_RotateAuditLog_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
