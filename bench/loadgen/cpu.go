@@ -257,6 +257,12 @@ func (m *cpuMeter) finish(ctx context.Context, calls, items uint64) *ServerCPU {
 		c.Error = err.Error()
 		return c
 	}
+	if calls == 0 {
+		// Nothing to divide by, and nothing to tell the server under test
+		// from another one.
+		c.Error = "no call completed in the measured window: no CPU per call"
+		return c
+	}
 	if m.counted {
 		// Calls in flight at either end make the two counts differ a
 		// little; a server that saw far fewer calls than were made is not

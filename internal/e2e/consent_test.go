@@ -35,8 +35,11 @@ func (e *env) startCfg(t *testing.T, edit func(*config.Config)) (*app.App, *clie
 // granted → a reveal for marketing works; withdrawn → refused (per item,
 // FAILED_PRECONDITION naming the purpose, audited), payment still works;
 // the export shows the history.
-func TestConsent(t *testing.T) {
-	e := newEnv(t)
+//
+// On badger and on PostgreSQL (withEachStore).
+func TestConsent(t *testing.T) { withEachStore(t, testConsent) }
+
+func testConsent(t *testing.T, e *env) {
 	srv, c := e.startCfg(t, func(cfg *config.Config) { cfg.Consent.Purposes = []string{"marketing", "personalisation"} })
 	cx := ctx(t)
 	toks, err := c.Tokenize(cx, "cust-consent-1", client.Field{Kind: "email", Value: "ada@example.com"})

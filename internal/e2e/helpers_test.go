@@ -34,6 +34,7 @@ type env struct {
 	retention        time.Duration // backup retention; 0 for the default
 	purgeInterval    time.Duration // expired-token purge; 0 for the default
 	pgDSN            string        // the PostgreSQL store's database; "" for badger
+	pgDB             *pgtest.DB    // the same; nil for badger
 	holds            config.HoldsConfig
 	now              func() time.Time // the vault's clock; nil for time.Now
 }
@@ -64,7 +65,7 @@ func newPostgresEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	e := newEnv(t)
-	e.pgDSN = db.DSN
+	e.pgDSN, e.pgDB = db.DSN, db
 	return e
 }
 

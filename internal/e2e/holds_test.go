@@ -85,8 +85,11 @@ func wantHeld(t *testing.T, err error, purpose string) {
 // once; held data stays, revealed only for the hold's purposes, until the
 // hold ends (injected clock), when it is shredded with a second signed
 // receipt.
-func TestLegalHold(t *testing.T) {
-	e := newEnv(t)
+//
+// On badger and on PostgreSQL (withEachStore).
+func TestLegalHold(t *testing.T) { withEachStore(t, testLegalHold) }
+
+func testLegalHold(t *testing.T, e *env) {
 	clk := &clock{}
 	_, c := startHolds(t, e, clk)
 	cx := ctx(t)
@@ -232,7 +235,7 @@ func TestLegalHold(t *testing.T) {
 	}
 	// No subject id in the clear at rest: not in hold keys, schedules or
 	// the stored receipt.
-	if hits := grepDir(t, e.dataDir, []byte(subject)); len(hits) > 0 {
+	if hits := atRest(t, e, subject); len(hits) > 0 {
 		t.Errorf("the subject id is in %v", hits)
 	}
 }

@@ -494,37 +494,11 @@ func (s *Store) Lookup(ctx context.Context, id vault.KeyID, lookup []byte) (stri
 	return string(token), notFound(err)
 }
 
+// ShredSubject is ShredSubjectHolding without holds (holds.go): the key
+// row carries the restriction mark and the sealed id, so deleting it is
+// the crypto-shred.
 func (s *Store) ShredSubject(ctx context.Context, subject string, ledger vault.LedgerEntry) (vault.KeyID, error) {
-	var id vault.KeyID
-	if ledger.Hash != nil && len(ledger.Hash) != ledgerHashSize {
-		return id, fmt.Errorf("pgstore: ledger hash of %d bytes, want %d", len(ledger.Hash), ledgerHashSize)
-	}
-	h, err := s.hashOf(subject)
-	if err != nil {
-		return id, err
-	}
-	err = s.tx(ctx, func(tx pgx.Tx) error {
-		// The key row carries the restriction mark and the sealed id:
-		// deleting it is the crypto-shred.
-		var rid []byte
-		if err := tx.QueryRow(ctx, `DELETE FROM tokenvault_subject_keys WHERE subject_hash = $1 RETURNING key_id`, h).Scan(&rid); err != nil {
-			return notFound(err)
-		}
-		if copy(id[:], rid) != len(id) {
-			return fmt.Errorf("%w: key id", vault.ErrCorrupt)
-		}
-		if _, err := tx.Exec(ctx, `INSERT INTO tokenvault_pending_purges (key_id, shredded_at) VALUES ($1, now()) ON CONFLICT (key_id) DO NOTHING`, id[:]); err != nil {
-			return err
-		}
-		if err := s.noteChange(ctx, tx, id); err != nil {
-			return err
-		}
-		if ledger.Hash != nil {
-			return putLedger(ctx, tx, ledger)
-		}
-		return nil
-	})
-	return id, err
+	return s.ShredSubjectHolding(ctx, subject, ledger, nil)
 }
 
 func putLedger(ctx context.Context, tx pgx.Tx, e vault.LedgerEntry) error {
@@ -554,6 +528,9 @@ func (s *Store) PurgeKey(ctx context.Context, id vault.KeyID) (vault.PurgeCounts
 		if n < purgeBatch {
 			break
 		}
+	}
+	if err := s.purgeConsent(ctx, id); err != nil {
+		return c, err
 	}
 	_, err := s.pool.Exec(ctx, `DELETE FROM tokenvault_pending_purges WHERE key_id = $1`, id[:])
 	return c, err

@@ -65,7 +65,9 @@ func NewLoader(dsn string, logger *slog.Logger) (*Loader, error) {
 	}
 	var used bool
 	err = pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tokenvault_subject_keys) OR EXISTS (SELECT 1 FROM tokenvault_records)
-		OR EXISTS (SELECT 1 FROM tokenvault_ledger) OR EXISTS (SELECT 1 FROM tokenvault_pending_purges)`).Scan(&used)
+		OR EXISTS (SELECT 1 FROM tokenvault_ledger) OR EXISTS (SELECT 1 FROM tokenvault_pending_purges)
+		OR EXISTS (SELECT 1 FROM tokenvault_erasure_events) OR EXISTS (SELECT 1 FROM tokenvault_erasure_cursors)
+		OR EXISTS (SELECT 1 FROM tokenvault_hold_receipts)`).Scan(&used)
 	if err != nil {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
@@ -116,10 +118,17 @@ const copyBatch = 1000
 // Finish completes the staging store (with ledger), copies it into the
 // database and removes the staging directory.
 func (l *Loader) Finish(ctx context.Context, ledger []vault.LedgerEntry) error {
+	return l.FinishWithHolds(ctx, ledger, nil)
+}
+
+// FinishWithHolds is Finish that also schedules holds (a
+// backup.HoldLoader): the holds of subjects erased after the backup was
+// taken, scheduled in the staging store and copied with it.
+func (l *Loader) FinishWithHolds(ctx context.Context, ledger []vault.LedgerEntry, holds []vault.Hold) error {
 	if l.done {
 		return errors.New("pgstore: the restore is already finished")
 	}
-	if err := l.bl.Finish(ctx, ledger); err != nil {
+	if err := l.bl.FinishWithHolds(ctx, ledger, holds); err != nil {
 		return err
 	}
 	src, err := badgerstore.Open(filepath.Join(l.staging, "data"), badgerstore.Options{IDKey: l.key}, l.logger)
@@ -159,7 +168,9 @@ type fullStore interface {
 }
 
 // copyStore copies every subject key (with its restriction), its records
-// and the erasure ledger from src to the empty dst. Records of shredded
+// and consent history and hold schedule, the erasure event log with its
+// cursors, the receipts of hold shreds and the erasure ledger from src to
+// the empty dst. Records of shredded
 // keys are not copied: they are reached through live keys only.
 func copyStore(ctx context.Context, src, dst fullStore) error {
 	after := ""
@@ -199,8 +210,20 @@ func copyStore(ctx context.Context, src, dst fullStore) error {
 				}
 				recAfter = recs[len(recs)-1].Token
 			}
+			if err := copyConsentOf(ctx, src, dst, e.Subject, sk.ID); err != nil {
+				return err
+			}
+			if err := copyHoldOf(ctx, src, dst, sk.ID); err != nil {
+				return err
+			}
 		}
 		after = page[len(page)-1].Subject
+	}
+	if err := copyErasureLog(ctx, src, dst); err != nil {
+		return err
+	}
+	if err := copyHoldReceipts(ctx, src, dst); err != nil {
+		return err
 	}
 	var hash []byte
 	for {
@@ -247,8 +270,11 @@ func (l *Loader) empty() error {
 		return err
 	}
 	defer pool.Close()
-	for _, table := range []string{"tokenvault_records", "tokenvault_subject_keys", "tokenvault_ledger", "tokenvault_pending_purges", "tokenvault_leases", "tokenvault_meta"} {
-		if _, err := pool.Exec(ctx, "DELETE FROM "+table); err != nil {
+	for _, stmt := range []string{"DELETE FROM tokenvault_records", "DELETE FROM tokenvault_subject_keys", "DELETE FROM tokenvault_ledger",
+		"DELETE FROM tokenvault_pending_purges", "DELETE FROM tokenvault_consent", "DELETE FROM tokenvault_erasure_events",
+		"DELETE FROM tokenvault_holds", "DELETE FROM tokenvault_hold_receipts",
+		"DELETE FROM tokenvault_erasure_cursors", "UPDATE tokenvault_counters SET n = 0", "DELETE FROM tokenvault_leases", "DELETE FROM tokenvault_meta"} {
+		if _, err := pool.Exec(ctx, stmt); err != nil {
 			return fmt.Errorf("pgstore: emptying the database after a failed restore: %w", err)
 		}
 	}

@@ -42,7 +42,12 @@ func badgerFrames(t *testing.T, key *aead.Key) func(fn func([]byte) error) error
 	if _, err := s.Snapshot(&b, 0); err != nil {
 		t.Fatal(err)
 	}
-	raw := b.Bytes()
+	return framesOf(b.Bytes())
+}
+
+// framesOf is a store snapshot (length-prefixed frames) as a restore's
+// Frames.
+func framesOf(raw []byte) func(fn func([]byte) error) error {
 	return func(fn func([]byte) error) error {
 		for r := raw; len(r) > 0; {
 			n := binary.LittleEndian.Uint64(r)

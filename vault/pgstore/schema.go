@@ -128,9 +128,18 @@ func checkSchema(ctx context.Context, pool *pgxpool.Pool) error {
 // both apply a step: the second fails on the first's tables and changes
 // nothing.
 func Migrate(ctx context.Context, dsn string) (from, to int, err error) {
+	return migrateTo(ctx, dsn, 0)
+}
+
+// migrateTo is Migrate up to version target (0: the last one); tests make
+// databases of older versions with it.
+func migrateTo(ctx context.Context, dsn string, target int) (from, to int, err error) {
 	ms, err := migrations()
 	if err != nil {
 		return 0, 0, err
+	}
+	if target > 0 && target < len(ms) {
+		ms = ms[:target]
 	}
 	pool, err := openPool(ctx, dsn, 2)
 	if err != nil {
