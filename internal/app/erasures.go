@@ -57,10 +57,13 @@ func registerConsumers(ctx context.Context, v *vault.Vault, sec *security) error
 // retention, hourly (and after every acknowledgement, in the vault).
 func (a *App) trimErasureEvents(ctx context.Context) {
 	every(ctx, time.Hour, true, func() {
-		if n, err := a.vault.TrimErasureEvents(ctx); err != nil && ctx.Err() == nil {
-			a.cfg.Logger.Error("trimming erasure events", "err", err)
-		} else if n > 0 {
-			a.cfg.Logger.Info("trimmed erasure events", "events", n)
-		}
+		// On a shared store, one replica at a time (store.go).
+		a.once(ctx, "erasure-event-trim", func(ctx context.Context) {
+			if n, err := a.vault.TrimErasureEvents(ctx); err != nil && ctx.Err() == nil {
+				a.cfg.Logger.Error("trimming erasure events", "err", err)
+			} else if n > 0 {
+				a.cfg.Logger.Info("trimmed erasure events", "events", n)
+			}
+		})
 	})
 }

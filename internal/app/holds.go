@@ -12,13 +12,17 @@ func (a *App) shredHolds(ctx context.Context) {
 		return
 	}
 	every(ctx, a.cfg.Rights.PurgeInterval, true, func() {
-		n, err := a.vault.ShredDueHolds(ctx)
-		switch {
-		case ctx.Err() != nil:
-		case err != nil:
-			a.cfg.Logger.Error("shredding held data at the end of its hold", "err", err)
-		case n > 0:
-			a.cfg.Logger.Info("shredded held data at the end of its hold", "holds", n)
-		}
+		// On a shared store, one replica at a time (store.go): a second
+		// shred of a hold would only find it gone, but need not run.
+		a.once(ctx, "hold-shred", func(ctx context.Context) {
+			n, err := a.vault.ShredDueHolds(ctx)
+			switch {
+			case ctx.Err() != nil:
+			case err != nil:
+				a.cfg.Logger.Error("shredding held data at the end of its hold", "err", err)
+			case n > 0:
+				a.cfg.Logger.Info("shredded held data at the end of its hold", "holds", n)
+			}
+		})
 	})
 }

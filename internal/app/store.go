@@ -61,7 +61,7 @@ type leaser interface {
 const defaultLeaseTTL = 30 * time.Second
 
 // Lease names, one per background job.
-var leaseNames = []string{"expiry-purge", "pending-purges"}
+var leaseNames = []string{"expiry-purge", "pending-purges", "hold-shred", "erasure-event-trim"}
 
 // leaseHolder names this process in lease rows: the host and a random
 // part (two replicas may share a host name).
