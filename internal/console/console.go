@@ -76,6 +76,7 @@ type Options struct {
 type Console struct {
 	o        Options
 	sessions *sessions
+	throttle *signinThrottle // failed sign-ins (throttle.go)
 	pages    map[string]*template.Template
 	mux      *http.ServeMux
 }
@@ -103,7 +104,7 @@ func New(o Options) (*Console, error) {
 	if o.TokenHash == nil {
 		o.TokenHash = func(string) string { return "" }
 	}
-	c := &Console{o: o, sessions: newSessions(o.IdleTimeout), pages: map[string]*template.Template{}}
+	c := &Console{o: o, sessions: newSessions(o.IdleTimeout), throttle: newSigninThrottle(time.Now), pages: map[string]*template.Template{}}
 	names, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, err

@@ -210,3 +210,26 @@ func TestManyTokens(t *testing.T) {
 		t.Fatalf("%d pages, %d tokens; want 4 full pages", pages, len(seen))
 	}
 }
+
+// TestSignInThrottled: after a burst of failed sign-ins from one address,
+// further attempts, even with the right key, are refused with 429 and a
+// Retry-After until the bucket refills; other addresses are not affected.
+func TestSignInThrottled(t *testing.T) {
+	s := startServer(t)
+	b := newBrowser(t, s.base)
+	bad := "tvk_wrong_key_0123456789abcdef0123456789ab"
+	for i := 0; i < 5; i++ { // the burst (throttle.go)
+		p := b.get("/signin")
+		if p = b.do("POST", "/signin", url.Values{"csrf": {csrfOf(t, p)}, "api_key": {bad}}); p.code != http.StatusUnauthorized {
+			t.Fatalf("failed sign-in %d: %d, want 401", i+1, p.code)
+		}
+	}
+	p := b.get("/signin")
+	p = b.do("POST", "/signin", url.Values{"csrf": {csrfOf(t, p)}, "api_key": {officerKey}})
+	if p.code != http.StatusTooManyRequests || p.header.Get("Retry-After") == "" {
+		t.Fatalf("sign-in after 5 failures: %d (Retry-After %q), want 429 with Retry-After", p.code, p.header.Get("Retry-After"))
+	}
+	if !strings.Contains(s.logs.String(), "console sign-in throttled") {
+		t.Error("the throttled sign-in is not logged")
+	}
+}

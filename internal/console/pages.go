@@ -7,6 +7,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strconv"
 	"time"
 
 	"google.golang.org/grpc"
@@ -104,6 +105,12 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 		c.refuse(w, http.StatusForbidden, "the sign-in form has expired or was not sent from this page: reload it and try again")
 		return
 	}
+	if ok, wait := c.throttle.allowed(r.RemoteAddr); !ok {
+		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Round(time.Second)/time.Second)))
+		c.o.Logger.Info("console sign-in throttled", "remote", r.RemoteAddr)
+		c.refuse(w, http.StatusTooManyRequests, "too many failed sign-ins from this address: wait a little and try again")
+		return
+	}
 	var cert *x509.Certificate
 	key := r.PostForm.Get("api_key")
 	if r.PostForm.Get("method") == "cert" {
@@ -112,6 +119,7 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 	id, err := c.o.Guard.Identify(cert, key)
 	if err != nil {
 		// The error never holds the key; it says what was wrong.
+		c.throttle.failed(r.RemoteAddr)
 		c.o.Logger.Info("console sign-in refused", "remote", r.RemoteAddr, "err", err)
 		c.render(w, http.StatusUnauthorized, "error", map[string]any{"Title": "Sign-in refused", "Message": err.Error()})
 		return
