@@ -42,9 +42,13 @@ var (
 	ErrRateLimited = errors.New("tokenvault: rate limited")
 	// ErrVolatileFull: the server process holds its maximum of volatile
 	// tokens (card security codes); nothing was stored. Retry later.
-	ErrVolatileFull     = errors.New("tokenvault: volatile token capacity reached")
-	ErrUnauthenticated  = errors.New("tokenvault: unauthenticated")
-	ErrPermissionDenied = errors.New("tokenvault: permission denied")
+	ErrVolatileFull = errors.New("tokenvault: volatile token capacity reached")
+	// ErrVolatileHolderUnavailable: the volatile token is held by another
+	// server replica that this one cannot reach (or does not know, or
+	// that refused the forward). Nothing was revealed; retry later.
+	ErrVolatileHolderUnavailable = errors.New("tokenvault: the replica holding the volatile token is unavailable")
+	ErrUnauthenticated           = errors.New("tokenvault: unauthenticated")
+	ErrPermissionDenied          = errors.New("tokenvault: permission denied")
 	// ErrUnavailable: the server, its key-encryption key provider or its
 	// audit log is unavailable; safe calls are retried automatically (see
 	// WithRetry).
@@ -90,6 +94,8 @@ func (e *Error) sentinel() error {
 		return ErrRateLimited
 	case errinfo.VolatileCapacityExhausted:
 		return ErrVolatileFull
+	case errinfo.VolatileHolderUnavailable:
+		return ErrVolatileHolderUnavailable
 	}
 	switch e.Code {
 	case codes.InvalidArgument:

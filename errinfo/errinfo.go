@@ -70,6 +70,13 @@ const (
 	// AuditUnavailable (UNAVAILABLE): the audit log cannot be written, so
 	// the call was refused or its result withheld.
 	AuditUnavailable = "AUDIT_UNAVAILABLE"
+	// VolatileHolderUnavailable (UNAVAILABLE): the volatile token (a
+	// card security code) is held by another replica that cannot be
+	// asked: not among the replicas this one knows (config
+	// volatile.peers), unreachable, or refusing the forward. Nothing was
+	// revealed; a retry may reach the holder once it is back (a holder
+	// that restarted answers NOT_FOUND: a restart drops its codes).
+	VolatileHolderUnavailable = "VOLATILE_HOLDER_UNAVAILABLE"
 	// Unimplemented (UNIMPLEMENTED): this server does not offer the call
 	// (backups on a store without them).
 	Unimplemented = "UNIMPLEMENTED"

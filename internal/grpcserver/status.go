@@ -78,6 +78,7 @@ var codeTable = []codeRow{
 	{vault.ErrVolatileFull, codes.ResourceExhausted, errinfo.VolatileCapacityExhausted, "volatile token capacity reached (config volatile.max_tokens); retry later"},
 	{vault.ErrPermissionDenied, codes.PermissionDenied, errinfo.PermissionDenied, "permission denied"},
 	{kek.ErrUnavailable, codes.Unavailable, errinfo.KEKUnavailable, "the key-encryption key provider is unavailable; retry later"},
+	{vault.ErrVolatileHolderUnavailable, codes.Unavailable, errinfo.VolatileHolderUnavailable, "the replica holding the volatile token is unavailable; retry later"},
 	// The guard's refusals.
 	{auth.ErrUnauthenticated, codes.Unauthenticated, errinfo.Unauthenticated, ""},
 	{auth.ErrPermissionDenied, codes.PermissionDenied, errinfo.PermissionDenied, ""},
