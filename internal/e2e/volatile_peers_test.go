@@ -24,6 +24,7 @@ import (
 	"github.com/tokenvault/tokenvault/internal/app"
 	"github.com/tokenvault/tokenvault/internal/auth"
 	"github.com/tokenvault/tokenvault/internal/config"
+	"github.com/tokenvault/tokenvault/internal/testpki"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 	"github.com/tokenvault/tokenvault/vault/format"
 )
@@ -41,9 +42,11 @@ identities:
     roles: [checkout]
   - api_key: replica
     roles: [replica]
+  - uri: spiffe://test.example/replica
+    roles: [replica]
 roles:
   checkout:
-    - operations: [tokenize, mask, erase]
+    - operations: [tokenize, mask, erase, restrict]
     - operations: [detokenize]
       purposes: [payment]
   replica:
@@ -59,6 +62,7 @@ type replicaPair struct {
 	cl       [2]*client.Client // as checkout
 	keys     map[string]string // identity → API key
 	auditLog [2]string
+	pki      *testpki.CA // nil: plaintext on loopback, forwards with an API key
 }
 
 func freeAddr(t *testing.T) string {
@@ -71,7 +75,10 @@ func freeAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-func newReplicaPair(t *testing.T) *replicaPair {
+// newReplicaPair starts the pair; with mtls, over TLS with the replicas
+// forwarding under a client certificate, else in plaintext on loopback
+// with an API key.
+func newReplicaPair(t *testing.T, mtls bool) *replicaPair {
 	t.Helper()
 	ea := newPostgresEnv(t)
 	eb := newEnv(t)
@@ -94,16 +101,27 @@ func newReplicaPair(t *testing.T) *replicaPair {
 	if err := os.WriteFile(keyFile, []byte(p.keys["replica"]+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	var serverTLS auth.TLSFiles
+	if mtls {
+		p.pki = testpki.New(t, filepath.Join(dir, "pki"))
+		c, k := p.pki.Issue(t, "server", testpki.Leaf{Server: true, IPs: []net.IP{net.IPv4(127, 0, 0, 1)}})
+		serverTLS = auth.TLSFiles{Cert: c, Key: k, ClientCA: p.pki.CAFile}
+	}
 	addrs := [2]string{freeAddr(t), freeAddr(t)}
 	peers := []config.VolatilePeer{{ReplicaID: "replica-a", Address: addrs[0]}, {ReplicaID: "replica-b", Address: addrs[1]}}
 	for i, e := range []*env{ea, eb} {
 		cfg := e.config()
 		cfg.Listen = addrs[i]
 		cfg.Replica.ID = peers[i].ReplicaID
-		cfg.Auth = config.AuthConfig{APIKeys: apiKeys, PolicyFile: policy, PolicyPollInterval: -1}
+		cfg.Auth = config.AuthConfig{TLS: serverTLS, APIKeys: apiKeys, PolicyFile: policy, PolicyPollInterval: -1}
 		cfg.Auth.Audit.Path = filepath.Join(dir, fmt.Sprintf("audit-%d", i), "audit.jsonl")
 		cfg.Volatile.Peers = peers
-		cfg.Volatile.Forward.APIKeyFile = keyFile
+		if mtls {
+			c, k := p.pki.Issue(t, "replica", testpki.Leaf{URIs: []string{"spiffe://test.example/replica"}})
+			cfg.Volatile.Forward = config.VolatileForwardConfig{CAFile: p.pki.CAFile, CertFile: c, KeyFile: k}
+		} else {
+			cfg.Volatile.Forward.APIKeyFile = keyFile
+		}
 		p.cfg[i], p.auditLog[i] = cfg, cfg.Auth.Audit.Path
 		p.start(i)
 	}
@@ -118,8 +136,10 @@ func (p *replicaPair) start(i int) {
 	if err != nil {
 		t.Fatalf("start replica %d: %v", i, err)
 	}
-	c, err := client.Dial(a.Addr(), client.WithAPIKey(p.keys["checkout"]))
-	if err != nil {
+	var c *client.Client
+	if p.pki != nil {
+		c = dialTLS(t, a.Addr(), p.pki.CAFile, "", "", client.WithAPIKey(p.keys["checkout"]))
+	} else if c, err = client.Dial(a.Addr(), client.WithAPIKey(p.keys["checkout"])); err != nil {
 		t.Fatal(err)
 	}
 	p.app[i], p.cl[i] = a, c
@@ -175,7 +195,7 @@ func reasonOf(err error) string {
 }
 
 func TestVolatileAcrossReplicas(t *testing.T) {
-	p := newReplicaPair(t)
+	p := newReplicaPair(t, false)
 
 	t.Run("reveal through the other replica burns it", func(t *testing.T) {
 		tok := p.card(t, 0, "shopper", "737")
@@ -245,10 +265,16 @@ func TestVolatileAcrossReplicas(t *testing.T) {
 			var mu sync.Mutex
 			wins, gone := 0, 0
 			for g := range 6 {
+				// Even rounds through both replicas; odd ones all through
+				// the non-holder, so that only forwards race.
+				via := g % 2
+				if round%2 == 1 {
+					via = 1 - round%2
+				}
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					res, err := p.cl[g%2].Detokenize(ctx(t), "payment", tok)
+					res, err := p.cl[via].Detokenize(ctx(t), "payment", tok)
 					mu.Lock()
 					defer mu.Unlock()
 					switch {
@@ -281,6 +307,22 @@ func TestVolatileAcrossReplicas(t *testing.T) {
 		// The holder dropped it on that reveal.
 		if r := p.reveal(t, 0, tok); r.Err == nil {
 			t.Fatalf("reveal via a after erasure: %+v", r)
+		}
+	})
+
+	t.Run("a restriction through either replica holds the code back without using it", func(t *testing.T) {
+		tok := p.card(t, 0, "paused", "135")
+		if _, err := p.cl[0].Restrict(ctx(t), "paused"); err != nil {
+			t.Fatal(err)
+		}
+		if r := p.reveal(t, 1, tok); !errors.Is(r.Err, client.ErrFailedPrecondition) || !strings.Contains(r.Err.Error(), "restricted") {
+			t.Fatalf("reveal via b of a restricted subject's code: %+v", r)
+		}
+		if err := p.cl[1].Unrestrict(ctx(t), "paused"); err != nil {
+			t.Fatal(err)
+		}
+		if r := p.reveal(t, 1, tok); r.Err != nil || r.Value != "135" {
+			t.Fatalf("reveal via b after the restriction: %+v", r)
 		}
 	})
 
@@ -376,3 +418,23 @@ func badRequestField(err error) string {
 
 // TestForwardBadRequest: a forwarded request the holder cannot use is
 // refused naming its field.
+
+// TestVolatileAcrossReplicasMTLS: the replicas' channel over TLS, the
+// forwarding replica identified by its client certificate.
+func TestVolatileAcrossReplicasMTLS(t *testing.T) {
+	p := newReplicaPair(t, true)
+	tok := p.card(t, 1, "shopper", "737")
+	if r := p.reveal(t, 0, tok); r.Err != nil || r.Value != "737" {
+		t.Fatalf("reveal via a: %+v", r)
+	}
+	if r := p.reveal(t, 1, tok); !errors.Is(r.Err, client.ErrNotFound) {
+		t.Fatalf("second reveal via b: %+v", r)
+	}
+	b, err := os.ReadFile(p.auditLog[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"caller":"spiffe://test.example/replica","auth":"mtls"`) || !strings.Contains(string(b), `"origin_replica":"replica-a"`) {
+		t.Fatalf("b's log has no forward by the replica's certificate:\n%s", b)
+	}
+}
