@@ -44,10 +44,16 @@ identities:
     roles: [replica]
   - uri: spiffe://test.example/replica
     roles: [replica]
+  - api_key: pan-reader
+    roles: [pan-reader]
 roles:
   checkout:
     - operations: [tokenize, mask, erase, restrict]
     - operations: [detokenize]
+      purposes: [payment]
+  pan-reader:
+    - operations: [detokenize]
+      kinds: [pan]
       purposes: [payment]
   replica:
     - operations: [volatile-forward]
@@ -86,7 +92,7 @@ func newReplicaPair(t *testing.T, mtls bool) *replicaPair {
 	dir := t.TempDir()
 	p := &replicaPair{t: t, keys: map[string]string{}}
 	var apiKeys []auth.APIKey
-	for _, name := range []string{"checkout", "replica"} {
+	for _, name := range []string{"checkout", "replica", "pan-reader"} {
 		key, hash, err := auth.NewAPIKey()
 		if err != nil {
 			t.Fatal(err)
@@ -323,6 +329,23 @@ func TestVolatileAcrossReplicas(t *testing.T) {
 		}
 		if r := p.reveal(t, 1, tok); r.Err != nil || r.Value != "135" {
 			t.Fatalf("reveal via b after the restriction: %+v", r)
+		}
+	})
+
+	t.Run("the forwarding replica checks its caller's kinds first", func(t *testing.T) {
+		tok := p.card(t, 0, "shopper", "975")
+		pr, err := client.Dial(p.app[1].Addr(), client.WithAPIKey(p.keys["pan-reader"]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pr.Close()
+		res, err := pr.Detokenize(ctx(t), "payment", tok)
+		if err != nil || !errors.Is(res[0].Err, client.ErrPermissionDenied) {
+			t.Fatalf("pan-reader reveals a code via b: %+v %v", res, err)
+		}
+		// Refused before the holder was asked: the code is still there.
+		if r := p.reveal(t, 1, tok); r.Err != nil || r.Value != "975" {
+			t.Fatalf("reveal after the refusal: %+v", r)
 		}
 	})
 

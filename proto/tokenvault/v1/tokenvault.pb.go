@@ -3639,7 +3639,8 @@ type TokenizeCardResponse struct {
 	state           protoimpl.MessageState `protogen:"open.v1"`
 	CardNumberToken string                 `protobuf:"bytes,1,opt,name=card_number_token,json=cardNumberToken" json:"card_number_token,omitempty"`
 	ExpiryToken     string                 `protobuf:"bytes,2,opt,name=expiry_token,json=expiryToken" json:"expiry_token,omitempty"`
-	// Volatile: reveal it (Detokenize) from the same server process.
+	// Volatile: reveal it (Detokenize) from the same server process, or from
+	// a replica that lists it in volatile.peers (forwarded to it).
 	SecurityCodeToken string `protobuf:"bytes,3,opt,name=security_code_token,json=securityCodeToken" json:"security_code_token,omitempty"`
 	HolderNameToken   string `protobuf:"bytes,4,opt,name=holder_name_token,json=holderNameToken" json:"holder_name_token,omitempty"`
 	unknownFields     protoimpl.UnknownFields
