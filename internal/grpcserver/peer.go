@@ -162,6 +162,9 @@ func (p *Peers) peerError(ctx context.Context, peer Peer, err error) error {
 		why = "refused this replica's forward (its policy must allow volatile-forward to this replica's identity)"
 	case codes.Unavailable:
 		why = "is unreachable"
+		if reason == errinfo.AuditUnavailable {
+			why = "cannot write its audit log"
+		}
 	}
 	// Logged with the holder's status text, which never holds a token or
 	// value (its error table), to find which replica and why.
