@@ -42,13 +42,9 @@ var (
 	ErrRateLimited = errors.New("tokenvault: rate limited")
 	// ErrVolatileFull: the server process holds its maximum of volatile
 	// tokens (card security codes); nothing was stored. Retry later.
-	ErrVolatileFull = errors.New("tokenvault: volatile token capacity reached")
-	// ErrVolatileHolderUnavailable: the volatile token is held by another
-	// server replica that this one cannot reach (or does not know, or
-	// that refused the forward). Nothing was revealed; retry later.
-	ErrVolatileHolderUnavailable = errors.New("tokenvault: the replica holding the volatile token is unavailable")
-	ErrUnauthenticated           = errors.New("tokenvault: unauthenticated")
-	ErrPermissionDenied          = errors.New("tokenvault: permission denied")
+	ErrVolatileFull     = errors.New("tokenvault: volatile token capacity reached")
+	ErrUnauthenticated  = errors.New("tokenvault: unauthenticated")
+	ErrPermissionDenied = errors.New("tokenvault: permission denied")
 	// ErrUnavailable: the server, its key-encryption key provider or its
 	// audit log is unavailable; safe calls are retried automatically (see
 	// WithRetry).
@@ -58,6 +54,13 @@ var (
 	ErrUnimplemented = errors.New("tokenvault: unimplemented")
 	ErrInternal      = errors.New("tokenvault: internal error")
 )
+
+// ErrVolatileHolderUnavailable: the volatile token (a card security code)
+// is held by another server replica that the one called cannot ask (not
+// among its peers, unreachable, or refusing the forward). Nothing was
+// revealed; retry later. A reason of its own (not ErrUnavailable), like
+// ErrStorageFull's.
+var ErrVolatileHolderUnavailable = errors.New("tokenvault: the replica holding the volatile token is unavailable")
 
 // Error is a failed call or item.
 type Error struct {

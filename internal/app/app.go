@@ -175,13 +175,13 @@ func start(ctx context.Context, cfg config.Config, store appStore, bs *badgersto
 	if err != nil {
 		return nil, err
 	}
-	m := metrics.New()
-	consent := newConsentSource(cfg)            // erasures.go
 	volOpts, peers, err := volatileOptions(cfg) // peers.go
 	if err != nil {
 		return nil, err
 	}
 	undo = append(undo, peers.close)
+	m := metrics.New()
+	consent := newConsentSource(cfg) // erasures.go
 	v, err := vault.New(ctx, store, wrapper, vault.Options{Logger: cfg.Logger, CacheSize: cfg.Cache.Size,
 		CacheTTL: cfg.Cache.TTL, OnKEK: m.ObserveKEK, Rights: rightsOptions(cfg.Rights, rk, cfg.KEK.BackupRetention),
 		ConsentRequired: consent.required, Erasures: vault.ErasureOptions{Retention: cfg.Erasures.EventRetention},
@@ -237,9 +237,10 @@ func start(ctx context.Context, cfg config.Config, store appStore, bs *badgersto
 	m.WatchErasures(v.ErasureBacklog)
 	m.WatchAudit(sec.audit.Stats)
 	bg, stopBg := context.WithCancel(context.Background())
-	a := &App{cfg: cfg, store: store, badger: bs, holder: leaseHolder(), leaseTTL: defaultLeaseTTL, kek: wrapper, vault: v, peers: peers, grpc: gs, health: hs, lis: lis, metrics: m, sec: sec,
+	a := &App{cfg: cfg, store: store, badger: bs, holder: leaseHolder(), leaseTTL: defaultLeaseTTL, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis, metrics: m, sec: sec,
 		served: make(chan error, 1), Created: created, stopBg: stopBg, pprof: stopPprof}
 	a.kekHealthy.Store(true)
+	a.peers = peers
 	if err := a.startConsole(srv, admin, v); err != nil {
 		stopBg()
 		return nil, err

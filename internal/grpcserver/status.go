@@ -78,7 +78,6 @@ var codeTable = []codeRow{
 	{vault.ErrVolatileFull, codes.ResourceExhausted, errinfo.VolatileCapacityExhausted, "volatile token capacity reached (config volatile.max_tokens); retry later"},
 	{vault.ErrPermissionDenied, codes.PermissionDenied, errinfo.PermissionDenied, "permission denied"},
 	{kek.ErrUnavailable, codes.Unavailable, errinfo.KEKUnavailable, "the key-encryption key provider is unavailable; retry later"},
-	{vault.ErrVolatileHolderUnavailable, codes.Unavailable, errinfo.VolatileHolderUnavailable, "the replica holding the volatile token is unavailable; retry later"},
 	// The guard's refusals.
 	{auth.ErrUnauthenticated, codes.Unauthenticated, errinfo.Unauthenticated, ""},
 	{auth.ErrPermissionDenied, codes.PermissionDenied, errinfo.PermissionDenied, ""},
@@ -88,6 +87,8 @@ var codeTable = []codeRow{
 	// What this vault or its store cannot do.
 	{errNotConfigured, codes.FailedPrecondition, errinfo.FailedPrecondition, ""},
 	{errUnsupported, codes.Unimplemented, errinfo.Unimplemented, ""},
+	// Another replica that holds a volatile token (peer.go).
+	{vault.ErrVolatileHolderUnavailable, codes.Unavailable, errinfo.VolatileHolderUnavailable, "the replica holding the volatile token is unavailable; retry later"},
 	{context.DeadlineExceeded, codes.DeadlineExceeded, errinfo.DeadlineExceeded, "deadline exceeded"},
 	{context.Canceled, codes.Canceled, errinfo.Canceled, "canceled"},
 }
