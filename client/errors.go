@@ -56,6 +56,13 @@ var (
 	ErrInternal      = errors.New("tokenvault: internal error")
 )
 
+// ErrVolatileHolderUnavailable: the volatile token (a card security code)
+// is held by another server replica that the one called cannot ask (not
+// among its peers, unreachable, or refusing the forward). Nothing was
+// revealed; retry later. A reason of its own (not ErrUnavailable), like
+// ErrStorageFull's.
+var ErrVolatileHolderUnavailable = errors.New("tokenvault: the replica holding the volatile token is unavailable")
+
 // Error is a failed call or item.
 type Error struct {
 	Code    codes.Code
@@ -91,6 +98,8 @@ func (e *Error) sentinel() error {
 		return ErrRateLimited
 	case errinfo.VolatileCapacityExhausted:
 		return ErrVolatileFull
+	case errinfo.VolatileHolderUnavailable:
+		return ErrVolatileHolderUnavailable
 	}
 	switch e.Code {
 	case codes.InvalidArgument:

@@ -53,6 +53,13 @@ const (
 	// holds its maximum of volatile tokens (card security codes; config
 	// volatile.max_tokens). Nothing was stored; retry later.
 	VolatileCapacityExhausted = "VOLATILE_CAPACITY_EXHAUSTED"
+	// VolatileHolderUnavailable (UNAVAILABLE): the volatile token (a
+	// card security code) is held by another replica that cannot be
+	// asked: not among the replicas this one knows (config
+	// volatile.peers), unreachable, or refusing the forward. Nothing was
+	// revealed; a retry may reach the holder once it is back (a holder
+	// that restarted answers NOT_FOUND: a restart drops its codes).
+	VolatileHolderUnavailable = "VOLATILE_HOLDER_UNAVAILABLE"
 	// Unauthenticated (UNAUTHENTICATED): no identity, or one that could not
 	// be verified. Authentication is decided before the request is read,
 	// and grpc-go sends such early refusals with their code and message

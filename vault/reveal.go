@@ -61,7 +61,7 @@ func (v *Vault) openToken(ctx context.Context, field, token, purpose string) (st
 		return "", 0, invalid(field, "not a token")
 	}
 	if format.IsVolatileToken(token) {
-		return v.openVolatile(ctx, field, token, reveal) // volatile.go
+		return v.openVolatile(ctx, field, token, purpose, v.vol.opts.Peers) // volatile.go
 	}
 	rec, err := v.store.Record(ctx, token)
 	if errors.Is(err, ErrNotFound) {

@@ -31,7 +31,11 @@ import (
 // ([format.VolatileToken]: tvvol1_<holder>_<secret>). The holder id is
 // random at every start unless configured, so after a restart a token is
 // recognisably another process's: [ErrVolatileElsewhere] (a NotFound).
-// A later wave routes such a reveal to the holding replica by that id.
+// Replicas that know each other ([VolatileOptions.Peers], config
+// volatile.peers) derive their holder ids from their replica ids instead,
+// and a reveal of a peer's token is forwarded to that peer, which reveals
+// (and burns) it as a local reveal: exactly-once holds across replicas
+// because only the holder's table has the token.
 //
 // Every reveal reads the subject's key from the store (one read) before
 // it consumes the token, so that an erasure made through another replica
@@ -67,7 +71,24 @@ var (
 	// (another replica's, or this process's before a restart, which drops
 	// them all). A NotFound: this process cannot reveal it.
 	ErrVolatileElsewhere = fmt.Errorf("%w: volatile token held by another process", ErrNotFound)
+	// ErrVolatileHolderUnavailable: the volatile token is another
+	// replica's and that replica cannot be asked: it is not among the
+	// peers, unreachable, or refused the forward. Nothing was revealed
+	// here; an Unavailable of its own.
+	ErrVolatileHolderUnavailable = errors.New("the replica holding the volatile token is unavailable")
 )
+
+// VolatilePeers reveals volatile tokens other replicas hold (the
+// replicas' own channel, internal/grpcserver's forwarder).
+type VolatilePeers interface {
+	// Known reports whether holder is the holder id of a peer.
+	Known(holder string) bool
+	// RevealVolatile asks the holder to reveal token for purpose, on
+	// behalf of the caller in ctx. Errors wrap the vault's sentinels as
+	// the holder answered (ErrNotFound, ErrErased, ErrRestricted, …) in a
+	// *FieldError, or ErrVolatileHolderUnavailable.
+	RevealVolatile(ctx context.Context, holder, token, purpose string) (string, format.Kind, error)
+}
 
 // VolatileOptions configure volatile tokens (config section volatile,
 // internal/config/volatile.go). Zero values mean the defaults.
@@ -85,6 +106,9 @@ type VolatileOptions struct {
 	// HolderID names this process in its tokens (format.HolderIDLen
 	// characters of a-z2-7). Empty: random at every start.
 	HolderID string
+	// Peers, if set, reveals other replicas' tokens (forwarding); nil: a
+	// token of another holder is ErrVolatileElsewhere.
+	Peers VolatilePeers
 }
 
 func (o *VolatileOptions) setDefaults() {
@@ -128,6 +152,10 @@ type VolatileStats struct {
 	// Elsewhere counts reveals of tokens of another holder: another
 	// replica's, or this process's before a restart dropped them.
 	Elsewhere int64
+	// Forwarded reveals: sent to a peer holding the token, received from
+	// peers, and sent but failed (the holder unavailable or refusing;
+	// the holder's NotFound and the like are answers, not failures).
+	ForwardsSent, ForwardsReceived, ForwardsFailed int64
 }
 
 // memKey is an in-memory sealing key and the number of live tokens it
@@ -183,6 +211,7 @@ type volatileArena struct {
 	due     expiryHeap
 
 	created, revealed, burned, expired, erased, refused, elsewhere atomic.Int64
+	fwdSent, fwdReceived, fwdFailed                                atomic.Int64
 }
 
 func newVolatileArena(opts VolatileOptions, now func() time.Time, log *slog.Logger, rand func() (string, error)) (*volatileArena, error) {
@@ -329,7 +358,8 @@ func (a *volatileArena) stats() VolatileStats {
 	live := len(a.byToken)
 	a.mu.Unlock()
 	return VolatileStats{Live: live, Created: a.created.Load(), Revealed: a.revealed.Load(), Burned: a.burned.Load(),
-		Expired: a.expired.Load(), Erased: a.erased.Load(), Refused: a.refused.Load(), Elsewhere: a.elsewhere.Load()}
+		Expired: a.expired.Load(), Erased: a.erased.Load(), Refused: a.refused.Load(), Elsewhere: a.elsewhere.Load(),
+		ForwardsSent: a.fwdSent.Load(), ForwardsReceived: a.fwdReceived.Load(), ForwardsFailed: a.fwdFailed.Load()}
 }
 
 // close drops every token and zeroes the keys: nothing survives the
@@ -489,10 +519,66 @@ func (v *Vault) putVolatile(field string, id KeyID, p *pending, reveals int) (st
 	return "", fmt.Errorf("%w: volatile tokens keep colliding", ErrCorrupt)
 }
 
-// openVolatile reveals (or, with !reveal, masks) a volatile token.
-func (v *Vault) openVolatile(ctx context.Context, field, token string, reveal bool) (string, format.Kind, error) {
+// RevealForwarded reveals a volatile token this process holds, for a
+// reveal another replica forwarded (ReplicaPeer) after authorizing its
+// caller. It is a local reveal (one store read, restriction, burn); a
+// token of another holder is ErrVolatileElsewhere here, never forwarded
+// again, so that a wrong peer list cannot make a loop.
+func (v *Vault) RevealForwarded(ctx context.Context, token, purpose string) (string, format.Kind, error) {
+	p, err := Purpose(purpose)
+	if err != nil {
+		return "", 0, err
+	}
+	if !format.IsVolatileToken(token) {
+		return "", 0, invalid("token", "not a volatile token")
+	}
+	v.vol.fwdReceived.Add(1)
+	return v.openVolatile(ctx, "token", token, p, nil)
+}
+
+// openElsewhere reveals (or masks) a peer's token through peers.
+func (v *Vault) openElsewhere(ctx context.Context, peers VolatilePeers, field, holder, token string, reveal bool, purpose string) (string, format.Kind, error) {
+	if !peers.Known(holder) {
+		return "", 0, &FieldError{Field: field, Err: ErrVolatileHolderUnavailable,
+			Reason: "volatile token of a holder that no replica in volatile.peers has (a replica missing from the list, or a token issued before the peers were configured)"}
+	}
+	// The caller's permission for the kind, as for a local reveal, before
+	// the holder is asked: the holder trusts this replica's authorization
+	// (volatile tokens are all card security codes).
+	if !kindAllowed(ctx, format.CardSecurityCode) {
+		return "", 0, deniedKind(field)
+	}
+	if !reveal {
+		// Masks are constant and use no reveal: not worth a round trip.
+		return format.SecurityCodeMask, format.CardSecurityCode, nil
+	}
+	v.vol.fwdSent.Add(1)
+	val, kind, err := peers.RevealVolatile(ctx, holder, token, purpose)
+	if err != nil {
+		if errors.Is(err, ErrVolatileHolderUnavailable) {
+			v.vol.fwdFailed.Add(1)
+		}
+		var fe *FieldError
+		if errors.As(err, &fe) {
+			return "", 0, &FieldError{Field: field, Reason: fe.Reason, Err: fe.Err}
+		}
+		return "", 0, err
+	}
+	if kind != format.CardSecurityCode {
+		return "", 0, fmt.Errorf("%w: a peer revealed a volatile token of kind %v", ErrCorrupt, kind)
+	}
+	return val, kind, nil
+}
+
+// openVolatile reveals (or, with purpose "", masks) a volatile token;
+// peers, if not nil, reveals other replicas' tokens.
+func (v *Vault) openVolatile(ctx context.Context, field, token, purpose string, peers VolatilePeers) (string, format.Kind, error) {
+	reveal := purpose != ""
 	if holder, _ := format.VolatileHolder(token); holder != v.vol.opts.HolderID {
 		v.vol.elsewhere.Add(1)
+		if peers != nil {
+			return v.openElsewhere(ctx, peers, field, holder, token, reveal, purpose)
+		}
 		return "", 0, &FieldError{Field: field, Err: ErrVolatileElsewhere,
 			Reason: "volatile token issued by another serving process, or by this one before it restarted (volatile tokens live only in the memory of the process that issued them)"}
 	}

@@ -42,6 +42,7 @@ type App struct {
 	leaseTTL time.Duration
 	kek      kek.Wrapper
 	vault    *vault.Vault
+	peers    *peerConns // volatile.peers; nil: none (peers.go)
 	grpc     *grpc.Server
 	health   *health.Server
 	metrics  *metrics.Metrics
@@ -174,13 +175,18 @@ func start(ctx context.Context, cfg config.Config, store appStore, bs *badgersto
 	if err != nil {
 		return nil, err
 	}
+	volOpts, peers, err := volatileOptions(cfg) // peers.go
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, peers.close)
 	m := metrics.New()
 	consent := newConsentSource(cfg) // erasures.go
 	v, err := vault.New(ctx, store, replicaKEK(cfg, wrapper), vault.Options{Logger: cfg.Logger, CacheSize: cfg.Cache.Size,
 		CacheTTL: cfg.Cache.TTL, OnKEK: m.ObserveKEK, Rights: rightsOptions(cfg.Rights, rk, cfg.KEK.BackupRetention),
 		ConsentRequired: consent.required, Erasures: vault.ErasureOptions{Retention: cfg.Erasures.EventRetention},
 		Holds: cfg.Holds.Vault(), Now: cfg.Now,
-		Volatile: cfg.Volatile.Options()})
+		Volatile: volOpts})
 	if err != nil {
 		rk.ledger.Zero()
 		return nil, err
@@ -222,6 +228,7 @@ func start(ctx context.Context, cfg config.Config, store appStore, bs *badgersto
 	src, _ := store.(backup.Source) // nil: the store cannot be backed up
 	pb.RegisterBackupAdminServer(gs, grpcserver.NewBackupAdmin(v,
 		backup.NewService(src, v, backup.Keys{Signing: rk.signing, Ledger: rk.ledger}), cfg.Logger))
+	pb.RegisterReplicaPeerServer(gs, grpcserver.NewPeerServer(v, cfg.Logger)) // forwarded reveals (peers.go)
 	m.GRPC.InitializeMetrics(gs)
 	m.WatchVault(v)
 	if bs != nil {
@@ -234,6 +241,7 @@ func start(ctx context.Context, cfg config.Config, store appStore, bs *badgersto
 	a := &App{cfg: cfg, store: store, badger: bs, holder: leaseHolder(), leaseTTL: defaultLeaseTTL, kek: wrapper, vault: v, grpc: gs, health: hs, lis: lis, metrics: m, sec: sec,
 		served: make(chan error, 1), Created: created, stopBg: stopBg, pprof: stopPprof}
 	a.kekHealthy.Store(true)
+	a.peers = peers
 	if err := a.startConsole(srv, admin, v); err != nil {
 		stopBg()
 		return nil, err
@@ -418,6 +426,7 @@ func (a *App) stop() error {
 	if a.http != nil {
 		a.http.Close()
 	}
+	a.peers.close() // after the drain: the last reveals may still forward
 	a.releaseLeases()
 	auditErr := a.sec.close() // after the drain: the last calls are audited
 	a.vault.Close()

@@ -80,6 +80,12 @@ type Entry struct {
 	Method string `json:"method,omitempty"` // the gRPC method
 	// Purpose of a reveal, as the caller stated it.
 	Purpose string `json:"purpose,omitempty"`
+	// OriginCaller and OriginReplica: a reveal another replica forwarded
+	// to the one holding the token (volatile tokens): the caller of the
+	// original call, as the forwarding replica (its replica.id)
+	// authenticated it. Caller is then the forwarding replica's identity.
+	OriginCaller  string `json:"origin_caller,omitempty"`
+	OriginReplica string `json:"origin_replica,omitempty"`
 	// Subject: the subject id, in entries written before subjects were
 	// hashed (and by a Log without Options.SubjectHash); SubjectHash: its
 	// keyed hash (subject.go).
@@ -167,7 +173,7 @@ func (e *Entry) appendBody(b *bytes.Buffer) error {
 // doing it first keeps the written line canonical.
 func (e *Entry) sanitize() {
 	for _, p := range []*string{&e.Time, &e.Type, &e.Replica, &e.Caller, &e.Auth, &e.Peer, &e.Op, &e.Method,
-		&e.Purpose, &e.Subject, &e.SubjectHash, &e.Outcome, &e.Reason, &e.Kind, &e.Since, &e.File, &e.KeyID, &e.Sig, &e.Prev} {
+		&e.Purpose, &e.OriginCaller, &e.OriginReplica, &e.Subject, &e.SubjectHash, &e.Outcome, &e.Reason, &e.Kind, &e.Since, &e.File, &e.KeyID, &e.Sig, &e.Prev} {
 		*p = strings.ToValidUTF8(*p, "\uFFFD")
 	}
 	for i := range e.Recipients {

@@ -48,11 +48,17 @@ const (
 	// OpWatchErasures watches erasure events as the consumers its
 	// permission names (purposes.go).
 	OpWatchErasures Operation = "watch-erasures"
+	// OpVolatileForward reveals, on the replica that holds it, a volatile
+	// token another replica was asked to reveal (ReplicaPeer): for the
+	// replicas' own identities only. The forwarding replica authorized
+	// its caller; the holder trusts it to have done so, which is why the
+	// permission is one of its own.
+	OpVolatileForward Operation = "volatile-forward"
 )
 
 // Operations lists every operation, in a stable order.
 var Operations = []Operation{OpTokenize, OpTokenizeDeterministic, OpDetokenize, OpMask, OpEncrypt, OpDecrypt,
-	OpErase, OpExport, OpRestrict, OpRectify, OpAdmin, OpConsent, OpWatchErasures}
+	OpErase, OpExport, OpRestrict, OpRectify, OpAdmin, OpConsent, OpWatchErasures, OpVolatileForward}
 
 // Valid reports whether o is a known operation.
 func (o Operation) Valid() bool { return slices.Contains(Operations, o) }
@@ -60,7 +66,7 @@ func (o Operation) Valid() bool { return slices.Contains(Operations, o) }
 // Reveal reports whether o hands out plaintext values; such calls need a
 // purpose and are always audited.
 func (o Operation) Reveal() bool {
-	return o == OpDetokenize || o == OpDecrypt || o == OpExport
+	return o == OpDetokenize || o == OpDecrypt || o == OpExport || o == OpVolatileForward
 }
 
 // KindScoped reports whether permissions for o may name token kinds: the

@@ -228,7 +228,7 @@ func (c *Config) Validate() error {
 	if err := c.Rights.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := c.Volatile.Validate(); err != nil {
+	if err := errors.Join(c.Volatile.Validate(), c.Volatile.validatePeers(c.Replica.ID, c.Auth.PolicyFile != "", c.AllowPlaintextNonLoopback)); err != nil {
 		errs = append(errs, err)
 	}
 	if err := c.Profiling.Validate(); err != nil {

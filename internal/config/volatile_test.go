@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tokenvault/tokenvault/vault/format"
 )
 
 func TestVolatileConfig(t *testing.T) {
@@ -25,5 +27,31 @@ func TestVolatileConfig(t *testing.T) {
 		if err := bad.c.Validate(); err == nil || !strings.HasPrefix(err.Error(), bad.key+":") {
 			t.Errorf("%+v: %v, want an error naming %s", bad.c, err, bad.key)
 		}
+	}
+}
+
+// TestHolderIDOf: derived holder ids are valid, stable and differ by
+// replica.
+func TestHolderIDOf(t *testing.T) {
+	a, b := HolderIDOf("replica-a"), HolderIDOf("replica-b")
+	if !format.ValidHolderID(a) || !format.ValidHolderID(b) || a == b || a != HolderIDOf("replica-a") {
+		t.Fatalf("holder ids %q %q", a, b)
+	}
+}
+
+// TestForwardNeedsIdentity: under a policy the holders must be able to
+// tell this replica from any caller.
+func TestForwardNeedsIdentity(t *testing.T) {
+	c := VolatileConfig{Peers: []VolatilePeer{{ReplicaID: "b", Address: "127.0.0.1:1"}}}
+	c.SetDefaults()
+	if err := c.validatePeers("a", true, false); err == nil || !strings.Contains(err.Error(), "volatile.forward:") {
+		t.Fatalf("no credentials under a policy: %v", err)
+	}
+	if err := c.validatePeers("a", false, false); err != nil {
+		t.Fatalf("dev mode: %v", err)
+	}
+	c.Forward.APIKeyFile = "key"
+	if err := c.validatePeers("a", true, false); err != nil {
+		t.Fatalf("with an API key: %v", err)
 	}
 }

@@ -151,6 +151,10 @@ var methods = map[string]methodSpec{
 	// Card checkout (issue 17): random tokens, audited like Tokenize's
 	// (never, but for refusals); the kinds are checked in authorize.
 	pb.TokenVault_TokenizeCard_FullMethodName: {op: auth.OpTokenize},
+	// Forwarded reveals of volatile tokens (issue 17, peer.go): only for
+	// identities allowed volatile-forward (the replicas' own), audited as
+	// reveals with the original caller.
+	pb.ReplicaPeer_RevealVolatile_FullMethodName: {op: auth.OpVolatileForward, audit: auditAlways},
 }
 
 // public methods need no identity. The receipt public key is public by
@@ -212,6 +216,7 @@ func (g *Guard) begin(ctx context.Context, method string, req any) *call {
 	if r, ok := req.(interface{ GetSubjectId() string }); ok {
 		c.entry.Subject = audit.Clip(r.GetSubjectId())
 	}
+	forwardedEntry(&c.entry, req) // peer.go
 	if r, ok := req.(interface{ GetRecipients() []string }); ok {
 		// Who can read the backup is the point of auditing it.
 		rs := r.GetRecipients()[:min(len(r.GetRecipients()), audit.MaxItems)]

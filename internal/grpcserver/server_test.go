@@ -95,8 +95,15 @@ func FuzzRequests(f *testing.F) {
 	f.Add(seed(&pb.TokenizeCardRequest{SubjectId: "s", CardNumber: "4111111111111111", Expiry: "09/27", SecurityCode: "737",
 		HolderName: "Ada Lovelace", SecurityCodeReveals: 2, SecurityCodeTtl: durationpb.New(time.Minute)}))
 	f.Add(seed(&pb.TokenizeCardRequest{SubjectId: "s", CardNumber: "4111111111111111", SecurityCodeReveals: -1}))
+	// Forwarded reveals of volatile tokens (peer.go): well-shaped tokens
+	// of this holder and another, a blank purpose, not a token.
+	f.Add(seed(&pb.RevealVolatileRequest{Token: format.VolatilePrefix + "aaaaaaaa_" + strings.Repeat("b", 26), Purpose: "payment",
+		OriginalCaller: "api_key:checkout", FromReplica: "replica-b"}))
+	f.Add(seed(&pb.RevealVolatileRequest{Token: format.VolatilePrefix + "zzzzzzzz_" + strings.Repeat("2", 26), Purpose: " "}))
+	f.Add(seed(&pb.RevealVolatileRequest{Token: "4111110000001111", Purpose: "p", OriginalCaller: "\xff"}))
 	f.Add([]byte{})
 	s := newTestServer(f)
+	ps := NewPeerServer(s.v, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, b []byte) {
 		check := func(method string, err error) {
@@ -165,6 +172,31 @@ func FuzzRequests(f *testing.F) {
 					if r.Status.Code != 0 || r.Value != want {
 						t.Fatalf("TokenizeCard round trip of field %d: %v", i, r.Status)
 					}
+				}
+			}
+		}
+		var rv pb.RevealVolatileRequest
+		if proto.Unmarshal(b, &rv) == nil {
+			_, err := ps.RevealVolatile(ctx, &rv)
+			check("RevealVolatile", err)
+			// The request's purpose on a code this server holds: revealed
+			// exactly once if the purpose is one, else refused naming it.
+			card, err := s.TokenizeCard(ctx, &pb.TokenizeCardRequest{SubjectId: "fuzz-peer", CardNumber: "4111111111111111", SecurityCode: "123"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			fwd := &pb.RevealVolatileRequest{Token: card.SecurityCodeToken, Purpose: rv.Purpose, OriginalCaller: rv.OriginalCaller, FromReplica: rv.FromReplica}
+			resp, err := ps.RevealVolatile(ctx, fwd)
+			if _, perr := vault.Purpose(rv.Purpose); perr != nil {
+				if status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(status.Convert(err).Message(), "purpose: ") {
+					t.Fatalf("RevealVolatile with purpose %q: %v", rv.Purpose, err)
+				}
+			} else {
+				if err != nil || resp.GetValue() != "123" || resp.GetKind() != pb.Kind_KIND_CARD_SECURITY_CODE {
+					t.Fatalf("RevealVolatile: %v %v", resp, err)
+				}
+				if _, err := ps.RevealVolatile(ctx, fwd); status.Code(err) != codes.NotFound {
+					t.Fatalf("second RevealVolatile: %v", err)
 				}
 			}
 		}

@@ -89,6 +89,8 @@ var codeTable = []codeRow{
 	// What this vault or its store cannot do.
 	{errNotConfigured, codes.FailedPrecondition, errinfo.FailedPrecondition, ""},
 	{errUnsupported, codes.Unimplemented, errinfo.Unimplemented, ""},
+	// Another replica that holds a volatile token (peer.go).
+	{vault.ErrVolatileHolderUnavailable, codes.Unavailable, errinfo.VolatileHolderUnavailable, "the replica holding the volatile token is unavailable; retry later"},
 	{context.DeadlineExceeded, codes.DeadlineExceeded, errinfo.DeadlineExceeded, "deadline exceeded"},
 	{context.Canceled, codes.Canceled, errinfo.Canceled, "canceled"},
 }

@@ -154,6 +154,9 @@ func (m *Metrics) WatchVault(v *vault.Vault) {
 		counter("volatile_tokens_erased_total", "Volatile tokens dropped by the erasure of their subject.", func(s vault.Stats) float64 { return float64(s.Volatile.Erased) }),
 		counter("volatile_tokens_refused_total", "Volatile tokens refused at the cap (volatile.max_tokens).", func(s vault.Stats) float64 { return float64(s.Volatile.Refused) }),
 		counter("volatile_reveals_elsewhere_total", "Reveals of volatile tokens this process does not hold: another replica's, or dropped by a restart.", func(s vault.Stats) float64 { return float64(s.Volatile.Elsewhere) }),
+		counter("volatile_forwards_sent_total", "Reveals of volatile tokens forwarded to the replica holding them (volatile.peers).", func(s vault.Stats) float64 { return float64(s.Volatile.ForwardsSent) }),
+		counter("volatile_forwards_received_total", "Forwarded reveals of volatile tokens received from other replicas.", func(s vault.Stats) float64 { return float64(s.Volatile.ForwardsReceived) }),
+		counter("volatile_forwards_failed_total", "Forwarded reveals that got no answer: the holder unreachable or refusing the forward.", func(s vault.Stats) float64 { return float64(s.Volatile.ForwardsFailed) }),
 	)
 }
 

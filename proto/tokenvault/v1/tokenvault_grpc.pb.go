@@ -1274,3 +1274,127 @@ var KeyAdmin_ServiceDesc = grpc.ServiceDesc{
 	},
 	Metadata: "tokenvault/v1/tokenvault.proto",
 }
+
+const (
+	ReplicaPeer_RevealVolatile_FullMethodName = "/tokenvault.v1.ReplicaPeer/RevealVolatile"
+)
+
+// ReplicaPeerClient is the client API for ReplicaPeer service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// ReplicaPeer is the replicas' own channel (README, "Card security codes
+// (volatile tokens)"). A volatile token lives only in the memory of the
+// replica that issued it (its holder, named in the token); a replica that
+// receives a Detokenize of another replica's volatile token authorizes
+// its caller as for a local reveal and forwards the token here,
+// to the holder. The holder reveals it exactly as a local reveal (burning
+// it), and accepts the call only from an identity its policy allows the
+// operation volatile-forward.
+type ReplicaPeerClient interface {
+	// RevealVolatile reveals one volatile token this replica holds. Errors
+	// are those of a Detokenize item, for the field "token".
+	RevealVolatile(ctx context.Context, in *RevealVolatileRequest, opts ...grpc.CallOption) (*RevealVolatileResponse, error)
+}
+
+type replicaPeerClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewReplicaPeerClient(cc grpc.ClientConnInterface) ReplicaPeerClient {
+	return &replicaPeerClient{cc}
+}
+
+func (c *replicaPeerClient) RevealVolatile(ctx context.Context, in *RevealVolatileRequest, opts ...grpc.CallOption) (*RevealVolatileResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RevealVolatileResponse)
+	err := c.cc.Invoke(ctx, ReplicaPeer_RevealVolatile_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ReplicaPeerServer is the server API for ReplicaPeer service.
+// All implementations must embed UnimplementedReplicaPeerServer
+// for forward compatibility.
+//
+// ReplicaPeer is the replicas' own channel (README, "Card security codes
+// (volatile tokens)"). A volatile token lives only in the memory of the
+// replica that issued it (its holder, named in the token); a replica that
+// receives a Detokenize of another replica's volatile token authorizes
+// its caller as for a local reveal and forwards the token here,
+// to the holder. The holder reveals it exactly as a local reveal (burning
+// it), and accepts the call only from an identity its policy allows the
+// operation volatile-forward.
+type ReplicaPeerServer interface {
+	// RevealVolatile reveals one volatile token this replica holds. Errors
+	// are those of a Detokenize item, for the field "token".
+	RevealVolatile(context.Context, *RevealVolatileRequest) (*RevealVolatileResponse, error)
+	mustEmbedUnimplementedReplicaPeerServer()
+}
+
+// UnimplementedReplicaPeerServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedReplicaPeerServer struct{}
+
+func (UnimplementedReplicaPeerServer) RevealVolatile(context.Context, *RevealVolatileRequest) (*RevealVolatileResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RevealVolatile not implemented")
+}
+func (UnimplementedReplicaPeerServer) mustEmbedUnimplementedReplicaPeerServer() {}
+func (UnimplementedReplicaPeerServer) testEmbeddedByValue()                     {}
+
+// UnsafeReplicaPeerServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to ReplicaPeerServer will
+// result in compilation errors.
+type UnsafeReplicaPeerServer interface {
+	mustEmbedUnimplementedReplicaPeerServer()
+}
+
+func RegisterReplicaPeerServer(s grpc.ServiceRegistrar, srv ReplicaPeerServer) {
+	// If the following call pancis, it indicates UnimplementedReplicaPeerServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&ReplicaPeer_ServiceDesc, srv)
+}
+
+func _ReplicaPeer_RevealVolatile_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RevealVolatileRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReplicaPeerServer).RevealVolatile(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReplicaPeer_RevealVolatile_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReplicaPeerServer).RevealVolatile(ctx, req.(*RevealVolatileRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// ReplicaPeer_ServiceDesc is the grpc.ServiceDesc for ReplicaPeer service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var ReplicaPeer_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "tokenvault.v1.ReplicaPeer",
+	HandlerType: (*ReplicaPeerServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "RevealVolatile",
+			Handler:    _ReplicaPeer_RevealVolatile_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "tokenvault/v1/tokenvault.proto",
+}
