@@ -48,25 +48,10 @@ func (p procCPU) CPUSeconds(context.Context) (float64, error) {
 	return parseProcStat(string(b))
 }
 
-// parseProcStat returns utime+stime in seconds. The command name (field
-// 2) is in parentheses and may hold spaces, so fields are counted after
-// the last ')'.
+// parseProcStat returns utime+stime in seconds.
 func parseProcStat(s string) (float64, error) {
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, errors.New("/proc stat: no command field")
-	}
-	f := strings.Fields(s[i+1:])
-	// After the command: state is field 3, utime 14 and stime 15.
-	if len(f) < 13 {
-		return 0, errors.New("/proc stat: too few fields")
-	}
-	u, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("/proc stat: %w", err)
-	}
-	return float64(u+st) / clockTicks, nil
+	own, _, _, err := parseProcStatTree(s)
+	return own, err
 }
 
 // MetricsCPU reads process_cpu_seconds_total from a Prometheus endpoint:
@@ -377,7 +362,9 @@ func childPids(pid int) ([]int, error) {
 }
 
 // parseProcStatTree returns utime+stime, cutime+cstime (seconds) and the
-// parent's pid from a /proc/<pid>/stat line.
+// parent's pid from a /proc/<pid>/stat line. The command name (field 2)
+// is in parentheses and may hold spaces, so fields are counted after the
+// last ')'.
 func parseProcStatTree(s string) (own, reaped float64, ppid int, err error) {
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
