@@ -48,25 +48,10 @@ func (p procCPU) CPUSeconds(context.Context) (float64, error) {
 	return parseProcStat(string(b))
 }
 
-// parseProcStat returns utime+stime in seconds. The command name (field
-// 2) is in parentheses and may hold spaces, so fields are counted after
-// the last ')'.
+// parseProcStat returns utime+stime in seconds.
 func parseProcStat(s string) (float64, error) {
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, errors.New("/proc stat: no command field")
-	}
-	f := strings.Fields(s[i+1:])
-	// After the command: state is field 3, utime 14 and stime 15.
-	if len(f) < 13 {
-		return 0, errors.New("/proc stat: too few fields")
-	}
-	u, err1 := strconv.ParseUint(f[11], 10, 64)
-	st, err2 := strconv.ParseUint(f[12], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("/proc stat: %w", err)
-	}
-	return float64(u+st) / clockTicks, nil
+	own, _, _, err := parseProcStatTree(s)
+	return own, err
 }
 
 // MetricsCPU reads process_cpu_seconds_total from a Prometheus endpoint:
@@ -283,4 +268,121 @@ func (m *cpuMeter) finish(ctx context.Context, calls, items uint64) *ServerCPU {
 		c.PerItemUS = c.Seconds * 1e6 / float64(items)
 	}
 	return c
+}
+
+// ProcTreeCPU reads the CPU time of a local process and of its children:
+// a database server whose work is done in child processes, as
+// PostgreSQL's postmaster forks one backend per connection. The sum is
+// the process's own utime+stime, its cutime+cstime (children it has
+// already waited for: a backend that exits in the window keeps its
+// share), and utime+stime+cutime+cstime of every live child
+// (/proc/<pid>/task/*/children, Linux ≥ 3.5 with
+// CONFIG_PROC_CHILDREN; else a scan of /proc for the parent id). A child
+// that started and exited between two scans in the window is still
+// counted, through the parent's cutime; one that exited unreaped in the
+// window is not (a zombie's times only reach the parent when it is
+// reaped, a moment later).
+func ProcTreeCPU(pid int) CPUSource { return procTreeCPU(pid) }
+
+type procTreeCPU int
+
+func (p procTreeCPU) String() string {
+	return fmt.Sprintf("/proc/%d/stat and its children's", int(p))
+}
+
+func (p procTreeCPU) CPUSeconds(context.Context) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", int(p)))
+	if err != nil {
+		return 0, err
+	}
+	own, reaped, _, err := parseProcStatTree(string(b))
+	if err != nil {
+		return 0, err
+	}
+	total := own + reaped
+	kids, err := childPids(int(p))
+	if err != nil {
+		return 0, err
+	}
+	for _, k := range kids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", k))
+		if err != nil {
+			continue // exited since the listing: its time is in reaped next read
+		}
+		o, r, _, err := parseProcStatTree(string(b))
+		if err != nil {
+			continue
+		}
+		total += o + r
+	}
+	return total, nil
+}
+
+// childPids lists pid's live children.
+func childPids(pid int) ([]int, error) {
+	// Each thread lists the children it forked: read every thread's.
+	if tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid)); err == nil {
+		var out []int
+		found := false
+		for _, t := range tasks {
+			b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+			if err != nil {
+				continue
+			}
+			found = true
+			for _, f := range strings.Fields(string(b)) {
+				if k, err := strconv.Atoi(f); err == nil {
+					out = append(out, k)
+				}
+			}
+		}
+		if found {
+			return out, nil
+		}
+	}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, e := range ents {
+		k, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		if _, _, ppid, err := parseProcStatTree(string(b)); err == nil && ppid == pid {
+			out = append(out, k)
+		}
+	}
+	return out, nil
+}
+
+// parseProcStatTree returns utime+stime, cutime+cstime (seconds) and the
+// parent's pid from a /proc/<pid>/stat line. The command name (field 2)
+// is in parentheses and may hold spaces, so fields are counted after the
+// last ')'.
+func parseProcStatTree(s string) (own, reaped float64, ppid int, err error) {
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, 0, 0, errors.New("/proc stat: no command field")
+	}
+	f := strings.Fields(s[i+1:])
+	// After the command: ppid is field 4, utime..cstime 14..17.
+	if len(f) < 15 {
+		return 0, 0, 0, errors.New("/proc stat: too few fields")
+	}
+	var v [4]uint64
+	for j := range v {
+		if v[j], err = strconv.ParseUint(f[11+j], 10, 64); err != nil {
+			return 0, 0, 0, fmt.Errorf("/proc stat: %w", err)
+		}
+	}
+	if ppid, err = strconv.Atoi(f[1]); err != nil {
+		return 0, 0, 0, fmt.Errorf("/proc stat: %w", err)
+	}
+	return float64(v[0]+v[1]) / clockTicks, float64(v[2]+v[3]) / clockTicks, ppid, nil
 }

@@ -3,9 +3,11 @@ package loadgen
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"strings"
 	"testing"
 )
@@ -113,5 +115,74 @@ func TestEchoMetricsExposeCPU(t *testing.T) {
 	defer srv.Close()
 	if v, err := MetricsCPU(srv.URL + "/metrics").CPUSeconds(context.Background()); err != nil || v <= 0 {
 		t.Fatalf("echo metrics: %v, %v", v, err)
+	}
+}
+
+func TestParseProcStatTree(t *testing.T) {
+	// ppid 7, utime 250, stime 50, cutime 30, cstime 20 ticks.
+	line := "4242 (postgres: x (y)) S 7 4242 4242 0 -1 4194560 1200 0 0 0 250 50 30 20 20 0 9 0 12345 1000000 300\n"
+	own, reaped, ppid, err := parseProcStatTree(line)
+	if err != nil || own != 3.0 || reaped != 0.5 || ppid != 7 {
+		t.Fatalf("got %v, %v, %v, %v; want 3 s, 0.5 s, 7", own, reaped, ppid, err)
+	}
+	for _, bad := range []string{"", "12 (x) S 1 2 3 4 5 6 7 8 9 10 11 12 13", "12 (x) S p 2 3 4 5 6 7 8 9 10 11 12 13 14 15"} {
+		if _, _, _, err := parseProcStatTree(bad); err == nil {
+			t.Fatalf("%q: accepted", bad)
+		}
+	}
+}
+
+// A child's CPU counts while it runs and after it has exited and been
+// waited for (the parent's cutime), and not in the parent's own figure.
+func TestProcTreeCPUCountsChildren(t *testing.T) {
+	sh, err := exec.LookPath("sh")
+	if err != nil {
+		t.Skip("no sh to run a child")
+	}
+	ctx := context.Background()
+	tree, own := ProcTreeCPU(os.Getpid()), ProcCPU(os.Getpid())
+	tree0, err := tree.CPUSeconds(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	own0, _ := own.CPUSeconds(ctx)
+	// A child that burns CPU, then waits to be told to exit.
+	cmd := exec.Command(sh, "-c", `i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done; echo burnt; cat >/dev/null`)
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line := make([]byte, 6)
+	if _, err := io.ReadFull(stdout, line); err != nil {
+		t.Fatal(err)
+	}
+	live, err := tree.CPUSeconds(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	reaped, _ := tree.CPUSeconds(ctx)
+	own1, _ := own.CPUSeconds(ctx)
+	child := (cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()).Seconds()
+	if child < 0.05 {
+		t.Skipf("the child burnt only %.3f s: too little to tell apart", child)
+	}
+	// /proc rounds each process to 10 ms ticks.
+	const slack = 0.03
+	if live-tree0 < child-slack || reaped-tree0 < child-slack {
+		t.Fatalf("child burnt %.2f s; tree moved by %.2f s while it ran, %.2f s after it was reaped", child, live-tree0, reaped-tree0)
+	}
+	if reaped < live {
+		t.Fatalf("the tree's figure went down from %.2f to %.2f s when the child was reaped", live, reaped)
+	}
+	if own1-own0 > (reaped-tree0)-child+slack {
+		t.Fatalf("ProcCPU moved by %.2f s, more than the tree net of the child (%.2f s): ProcCPU counts children?", own1-own0, reaped-tree0-child)
+	}
+	if _, err := ProcTreeCPU(1 << 30).CPUSeconds(ctx); err == nil {
+		t.Fatal("a process that does not exist was read")
 	}
 }

@@ -228,7 +228,7 @@ func TestSeveralAddresses(t *testing.T) {
 	p := loadgen.Profile{Concurrency: 1, Duration: time.Minute, MaxRequests: maxReq,
 		Mix: map[loadgen.Op]float64{"tokenize": 1}, Batch: 2, Pool: 1, Subjects: 3, Interval: 20 * time.Millisecond}
 	res, err := loadgen.Run(context.Background(), tgt, p, loadgen.RunOptions{RSSPid: os.Getpid(),
-		CPU: []loadgen.CPUSource{loadgen.ProcCPU(os.Getpid())}})
+		CPU: []loadgen.CPUSource{loadgen.ProcCPU(os.Getpid())}, DBCPU: []loadgen.CPUSource{loadgen.ProcTreeCPU(os.Getpid())}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,6 +238,10 @@ func TestSeveralAddresses(t *testing.T) {
 	}
 	if c := res.ServerCPU; c == nil || c.Error != "" || len(c.Sources) != 1 || c.PerItemUS*2 != c.PerCallUS && c.Seconds > 0 {
 		t.Fatalf("server CPU: %+v", c)
+	}
+	// The tree of this process includes its own CPU: never less.
+	if c := res.DBCPU; c == nil || c.Error != "" || len(c.Sources) != 1 || c.Seconds < res.ServerCPU.Seconds {
+		t.Fatalf("database CPU: %+v (server CPU %+v)", c, res.ServerCPU)
 	}
 	if res.MaxRSSBytes <= 0 || res.MaxRSSAnonBytes <= 0 {
 		t.Fatalf("RSS not sampled: %d / %d", res.MaxRSSBytes, res.MaxRSSAnonBytes)

@@ -89,9 +89,12 @@ type RunResult struct {
 	// MaxRSSAnonBytes is the largest anonymous share sampled (RssAnon).
 	MaxRSSAnonBytes int64 `json:"max_rss_anon_bytes,omitempty"`
 	// ServerCPU is the servers' CPU in the measured window (nil: not asked).
-	ServerCPU *ServerCPU         `json:"server_cpu,omitempty"`
-	Profile   *ProfileSummary    `json:"profile,omitempty"`
-	Extra     map[string]float64 `json:"extra,omitempty"`
+	ServerCPU *ServerCPU `json:"server_cpu,omitempty"`
+	// DBCPU is the database server's CPU in the same window (nil: not
+	// asked), per call of the target.
+	DBCPU   *ServerCPU         `json:"db_cpu,omitempty"`
+	Profile *ProfileSummary    `json:"profile,omitempty"`
+	Extra   map[string]float64 `json:"extra,omitempty"`
 }
 
 // ProfileSummary is the load profile as reported.
@@ -238,11 +241,18 @@ func (r *Report) WriteText(w io.Writer) error {
 		if run.MaxRSSBytes > 0 {
 			fmt.Fprintf(bw, "  server max RSS: %.1f MiB (max RssAnon %.1f MiB)\n", float64(run.MaxRSSBytes)/(1<<20), float64(run.MaxRSSAnonBytes)/(1<<20))
 		}
-		if c := run.ServerCPU; c != nil {
+		for _, x := range []struct {
+			what string
+			c    *ServerCPU
+		}{{"server CPU", run.ServerCPU}, {"database CPU", run.DBCPU}} {
+			c := x.c
+			if c == nil {
+				continue
+			}
 			if c.Error != "" {
-				fmt.Fprintf(bw, "  server CPU: not measured (%s)\n", c.Error)
+				fmt.Fprintf(bw, "  %s: not measured (%s)\n", x.what, c.Error)
 			} else {
-				fmt.Fprintf(bw, "  server CPU: %.2f s, %.1f µs per call", c.Seconds, c.PerCallUS)
+				fmt.Fprintf(bw, "  %s: %.2f s, %.1f µs per call", x.what, c.Seconds, c.PerCallUS)
 				if run.Profile != nil && run.Profile.Batch > 1 {
 					fmt.Fprintf(bw, ", %.2f µs per item", c.PerItemUS)
 				}

@@ -128,6 +128,10 @@ type RunOptions struct {
 	// address): their CPU time is read before and after the measured
 	// window (RunResult.ServerCPU).
 	CPU []CPUSource
+	// DBCPU, when set, is the database server behind the target servers
+	// (e.g. PostgreSQL's postmaster with its backends, [ProcTreeCPU]): its
+	// CPU is read over the same window (RunResult.DBCPU).
+	DBCPU []CPUSource
 	// Progress, when set, is called once per interval with the latest point.
 	Progress func(Point)
 }
@@ -254,6 +258,7 @@ func Run(ctx context.Context, t Target, p Profile, ro RunOptions) (*RunResult, e
 	var series []Point
 	var maxRSS, maxAnon int64
 	cpu := &cpuMeter{srcs: ro.CPU}
+	dbCPU := &cpuMeter{srcs: ro.DBCPU}
 	sampleDone := make(chan struct{})
 	workersDone := make(chan struct{})
 	go func() {
@@ -265,6 +270,9 @@ func Run(ctx context.Context, t Target, p Profile, ro RunOptions) (*RunResult, e
 		}
 		if len(cpu.srcs) > 0 {
 			cpu.start(ctx)
+		}
+		if len(dbCPU.srcs) > 0 {
+			dbCPU.start(ctx)
 		}
 		tick := time.NewTicker(p.Interval)
 		defer tick.Stop()
@@ -311,20 +319,23 @@ func Run(ctx context.Context, t Target, p Profile, ro RunOptions) (*RunResult, e
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var serverCPU *ServerCPU
-	if len(cpu.srcs) > 0 && cpu.before != nil || cpu.err != nil {
-		var calls uint64
-		for _, rc := range recs {
-			for _, s := range rc.ops {
-				calls += s.calls
-			}
+	var calls uint64
+	for _, rc := range recs {
+		for _, s := range rc.ops {
+			calls += s.calls
 		}
+	}
+	var serverCPU, databaseCPU *ServerCPU
+	if len(cpu.srcs) > 0 && cpu.before != nil || cpu.err != nil {
 		serverCPU = cpu.finish(ctx, calls, calls*uint64(p.Batch))
+	}
+	if len(dbCPU.srcs) > 0 && dbCPU.before != nil || dbCPU.err != nil {
+		databaseCPU = dbCPU.finish(ctx, calls, calls*uint64(p.Batch))
 	}
 
 	res := &RunResult{Name: name, Target: t.Kind(), Address: t.Address(), Ops: picker.ops,
 		Setup: setupDur.Seconds(), PerOp: map[Op]*OpResult{}, Series: series,
-		MaxRSSBytes: maxRSS, MaxRSSAnonBytes: maxAnon, Dropped: dropped.Load(), ServerCPU: serverCPU}
+		MaxRSSBytes: maxRSS, MaxRSSAnonBytes: maxAnon, Dropped: dropped.Load(), ServerCPU: serverCPU, DBCPU: databaseCPU}
 	res.Elapsed = finished.Sub(measureStart).Seconds()
 	if res.Elapsed <= 0 {
 		return nil, fmt.Errorf("%s: the run ended before its measured window (request cap %d reached during warm-up?)", name, p.MaxRequests)

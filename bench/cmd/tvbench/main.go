@@ -107,6 +107,7 @@ type common struct {
 	rssSVG  string
 	rssCSV  string
 	pidList []int
+	dbPid   int
 }
 
 // addrs lists the tokenvault addresses of -addr.
@@ -189,6 +190,7 @@ func newCommon(name string, withMix bool) *common {
 	fs.StringVar(&c.htmlOut, "html", "", "write a self-contained HTML report with charts to this file")
 	fs.BoolVar(&c.quiet, "quiet", false, "no per-interval progress on stderr")
 	fs.IntVar(&c.rssPid, "rss-pid", 0, "local server process id whose resident set size is sampled (Linux; default: the first -pid)")
+	fs.IntVar(&c.dbPid, "db-pid", 0, "local database server process id (PostgreSQL's postmaster): its CPU and its children's (the backends) per call, from /proc, reported as database CPU")
 	fs.StringVar(&c.pids, "pid", "", "local tokenvault process id(s), comma-separated, one per -addr: server CPU per call from /proc/PID/stat (instead of -metrics)")
 	fs.StringVar(&c.metrics, "metrics", "", `tokenvault metrics address(es) (host:port or URL), one per -addr, for server CPU per call from process_cpu_seconds_total when -pid is not given; default: each -addr host with port 9300, the server's default; "off": no CPU figures`)
 	fs.StringVar(&c.echoMet, "echo-metrics", "", `metrics address of a remote echo (-echo host:port; "tvbench echo -metrics-listen"), for its CPU per call; a local echo child is read from /proc`)
@@ -354,6 +356,9 @@ func (s *session) measure(ctx context.Context, name string, t loadgen.Target, p 
 	case "":
 		ro.RSSPid = s.c.rssPid
 		ro.CPU = s.tvCPU
+		if s.c.dbPid > 0 {
+			ro.DBCPU = []loadgen.CPUSource{loadgen.ProcTreeCPU(s.c.dbPid)}
+		}
 	case "echo":
 		ro.CPU = s.echoCPU
 	}

@@ -246,18 +246,26 @@ func TestMetricsOfAnotherServerNoticed(t *testing.T) {
 
 // TestRunSeveralAddressesWithCPUAndRSS: -addr a,b spreads the calls over
 // two servers, -pid reads their CPU from /proc (both are this process
-// here), and the RSS chart and CSV are written.
+// here), -db-pid a database's, and the RSS chart and CSV are written.
 func TestRunSeveralAddressesWithCPUAndRSS(t *testing.T) {
 	a, b := startTokenvault(t), startTokenvault(t)
 	dir := t.TempDir()
 	pid := strconv.Itoa(os.Getpid())
 	svg, csv := filepath.Join(dir, "rss.svg"), filepath.Join(dir, "rss.csv")
-	rep := tvbench(t, append([]string{"run", "-addr", a + "," + b, "-pid", pid + "," + pid, "-mix", "tokenize", "-batch", "10",
+	rep := tvbench(t, append([]string{"run", "-addr", a + "," + b, "-pid", pid + "," + pid, "-db-pid", pid, "-mix", "tokenize", "-batch", "10",
 		"-interval", "50ms", "-rss-svg", svg, "-rss-csv", csv}, short...)...)
 	tv := rep.Runs[1]
 	checkRun(t, tv, loadgen.OpTokenize)
 	if c := tv.ServerCPU; c == nil || c.Error != "" || len(c.Sources) != 2 || c.PerItemUS <= 0 {
 		t.Fatalf("server CPU: %+v", c)
+	}
+	// -db-pid: read for tokenvault's runs only (here this process and its
+	// children, at least one server's share).
+	if c := tv.DBCPU; c == nil || c.Error != "" || len(c.Sources) != 1 || c.PerItemUS <= 0 {
+		t.Fatalf("database CPU: %+v", c)
+	}
+	if c := rep.Runs[0].DBCPU; c != nil {
+		t.Fatalf("database CPU of the echo run: %+v", c)
 	}
 	if c := rep.Runs[0].ServerCPU; c == nil || c.Error != "" || c.PerCallUS <= 0 {
 		t.Fatalf("echo CPU: %+v", c)
