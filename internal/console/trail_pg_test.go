@@ -15,8 +15,8 @@ import (
 
 	"github.com/tokenvault/tokenvault/client"
 	"github.com/tokenvault/tokenvault/crypto/aead"
-	"github.com/tokenvault/tokenvault/internal/config"
 	"github.com/tokenvault/tokenvault/internal/audit"
+	"github.com/tokenvault/tokenvault/internal/config"
 	"github.com/tokenvault/tokenvault/internal/console"
 	"github.com/tokenvault/tokenvault/internal/pgtest"
 	"github.com/tokenvault/tokenvault/vault/pgstore"
