@@ -36,3 +36,15 @@ func (db *DB) Refuse(t testing.TB) (restore func()) {
 	t.Cleanup(restore)
 	return restore
 }
+
+// Terminate ends every open connection to the database
+// (pg_terminate_backend), as a server restart or a failover does to its
+// clients; new connections are accepted.
+func (db *DB) Terminate(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := db.srv.exec(ctx, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '"+db.Name+"'"); err != nil {
+		t.Fatalf("pgtest: terminating connections: %v", err)
+	}
+}
