@@ -171,7 +171,12 @@ func Open(opts Options) (*Log, error) {
 	if len(opts.SigningKey) != ed25519.PrivateKeySize {
 		return nil, errors.New("audit: no signing key")
 	}
-	hasher, err := NewTokenHasher(opts.SigningKey)
+	if opts.DB != nil && opts.SubjectHash == nil {
+		// The table is shared and indexed by subject: it holds keyed
+		// hashes only, never a subject id.
+		return nil, errors.New("audit: the database sink needs Options.SubjectHash")
+	}
+		hasher, err := NewTokenHasher(opts.SigningKey)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +42,9 @@ func auditDB(t testing.TB) (*pgtest.DB, *audit.DB) {
 
 func openOnDB(t testing.TB, path string, key ed25519.PrivateKey, db *audit.DB, replica string, h func(string) (string, error)) *audit.Log {
 	t.Helper()
+	if h == nil {
+		h = testHasher
+	}
 	l, err := audit.Open(audit.Options{Path: path, SigningKey: key, CheckpointEvery: 50, DB: db, Replica: replica, SubjectHash: h,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -48,6 +52,10 @@ func openOnDB(t testing.TB, path string, key ed25519.PrivateKey, db *audit.DB, r
 	}
 	return l
 }
+
+// testHasher stands for SubjectHasher.Hash where the test's entries name
+// no subject (the database sink requires one).
+func testHasher(s string) (string, error) { return fmt.Sprintf("%x", sha256.Sum256([]byte(s)))[:32], nil }
 
 func reveal(subject string, i int) audit.Entry {
 	e := entry(i)
@@ -277,6 +285,9 @@ func TestDBFailClosed(t *testing.T) {
 	if err := l.Write(ctx, entry(101)); !errors.Is(err, audit.ErrUnavailable) {
 		t.Fatalf("second write with the database down: %v", err)
 	}
+	if _, err := l.Rotate(ctx); !errors.Is(err, audit.ErrUnavailable) {
+		t.Fatalf("rotation with the database down: %v", err)
+	}
 	if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
 		t.Fatal("the file grew while the database refused")
 	}
@@ -296,6 +307,14 @@ func TestDBFailClosed(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// A rotation: the table's chain runs on across the files.
+	rotated, err := l.Rotate(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Write(ctx, entry(300)); err != nil {
+		t.Fatal(err)
+	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -303,9 +322,14 @@ func TestDBFailClosed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	file, _ := os.ReadFile(path)
+	if _, err := audit.VerifyDir(filepath.Dir(path), pubOf(key)); err != nil {
+		t.Fatal(err)
+	}
+	old, _ := os.ReadFile(filepath.Join(filepath.Dir(path), rotated))
+	cur, _ := os.ReadFile(path)
+	file := append(old, cur...)
 	if !bytes.Equal(dbLines(t, pg.DSN, "a"), file) {
-		t.Fatal("table and file differ after the outage")
+		t.Fatal("table and files differ after the outage")
 	}
 	if _, err := audit.Verify(bytes.NewReader(file), pubOf(key)); err != nil {
 		t.Fatal(err)
@@ -371,7 +395,7 @@ func TestDBRestart(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "audit.jsonl")
 			writeOnDB(t, path, key, db, "a", 10)
 			pg.Exec(t, tc.sql)
-			_, err := audit.Open(audit.Options{Path: path, SigningKey: key, DB: db, Replica: "a", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+			_, err := audit.Open(audit.Options{Path: path, SigningKey: key, DB: db, Replica: "a", SubjectHash: testHasher, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 			if !errors.Is(err, audit.ErrDBDiverged) {
 				t.Fatalf("open: %v", err)
 			}
@@ -381,7 +405,7 @@ func TestDBRestart(t *testing.T) {
 		_, db := auditDB(t)
 		key := newKey(t)
 		writeOnDB(t, filepath.Join(t.TempDir(), "audit.jsonl"), key, db, "a", 3)
-		_, err := audit.Open(audit.Options{Path: filepath.Join(t.TempDir(), "audit.jsonl"), SigningKey: key, DB: db, Replica: "a", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		_, err := audit.Open(audit.Options{Path: filepath.Join(t.TempDir(), "audit.jsonl"), SigningKey: key, DB: db, Replica: "a", SubjectHash: testHasher, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		if !errors.Is(err, audit.ErrDBDiverged) {
 			t.Fatalf("open: %v", err)
 		}

@@ -248,6 +248,11 @@ func (l *Log) rotateFile(why string) (string, error) {
 	if p := l.failed.Load(); p != nil {
 		return "", fmt.Errorf("%w: %v", ErrUnavailable, *p)
 	}
+	if l.db != nil && (l.dbs.unsure || l.dbs.down.Load()) {
+		// Not while the database refuses: the new file's continue entry
+		// could not be written, and a renamed file without it is sticky.
+		return "", fmt.Errorf("%w: the audit database does not answer; not rotating", ErrUnavailable)
+	}
 	if l.sinceCP > 0 {
 		// The closing checkpoint (a refusing database leaves the file as
 		// it was: not rotated).
