@@ -176,7 +176,7 @@ func Open(opts Options) (*Log, error) {
 		// hashes only, never a subject id.
 		return nil, errors.New("audit: the database sink needs Options.SubjectHash")
 	}
-		hasher, err := NewTokenHasher(opts.SigningKey)
+	hasher, err := NewTokenHasher(opts.SigningKey)
 	if err != nil {
 		return nil, err
 	}

@@ -55,7 +55,9 @@ func openOnDB(t testing.TB, path string, key ed25519.PrivateKey, db *audit.DB, r
 
 // testHasher stands for SubjectHasher.Hash where the test's entries name
 // no subject (the database sink requires one).
-func testHasher(s string) (string, error) { return fmt.Sprintf("%x", sha256.Sum256([]byte(s)))[:32], nil }
+func testHasher(s string) (string, error) {
+	return fmt.Sprintf("%x", sha256.Sum256([]byte(s)))[:32], nil
+}
 
 func reveal(subject string, i int) audit.Entry {
 	e := entry(i)
