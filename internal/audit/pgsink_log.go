@@ -129,9 +129,12 @@ func (l *Log) dbResync() error {
 	case p != nil && seq == p.after.seq && hash == p.after.prev:
 		// It arrived: its callers were told it failed, which errs on the
 		// side of the record; the file gets it too, so both stay one chain.
-		if _, err := l.f.Write(p.lines); err == nil {
+		_, err := l.f.Write(p.lines)
+		if err == nil {
 			err = l.f.Sync()
-		} else {
+		}
+		if err != nil {
+			l.log.Error("audit log write failed: audited operations are refused until restart", "path", l.opts.Path, "err", err)
 			l.setFailed(err)
 			return err
 		}
