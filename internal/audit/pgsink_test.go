@@ -9,10 +9,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -515,5 +518,115 @@ func TestDBConnectionsKilled(t *testing.T) {
 	t.Logf("%d acknowledged, %d refused, write errors %d", len(acked), failed, l.Stats().DB.WriteErrors)
 	if len(acked) == 0 {
 		t.Fatal("nothing was written")
+	}
+}
+
+// cutProxy forwards TCP to PostgreSQL; armed, it drops the connection
+// instead of forwarding the server's next CommandComplete: the statement
+// committed, its answer lost.
+type cutProxy struct {
+	ln    net.Listener
+	armed atomic.Bool
+	cuts  atomic.Int32
+}
+
+func newCutProxy(t *testing.T, target string) *cutProxy {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &cutProxy{ln: ln}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go func() { io.Copy(s, c); s.Close() }()
+			go func() {
+				defer c.Close()
+				defer s.Close()
+				buf := make([]byte, 64<<10)
+				for {
+					n, err := s.Read(buf)
+					if n > 0 && buf[0] == 'C' && p.armed.CompareAndSwap(true, false) {
+						p.cuts.Add(1)
+						return
+					}
+					if n > 0 {
+						if _, err := c.Write(buf[:n]); err != nil {
+							return
+						}
+					}
+					if err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return p
+}
+
+// A COPY that committed but whose answer was lost: the writer reports the
+// entry as failed, finds the group in the table when it reads the tail
+// back, and writes it to the file too, so that the next groups continue
+// one chain in both (instead of colliding with the rows already there).
+func TestDBLostCommitAnswer(t *testing.T) {
+	pg, _ := auditDB(t)
+	u, err := url.Parse(pg.DSN)
+	if err != nil {
+		t.Skip("pgtest DSN is not a URL")
+	}
+	proxy := newCutProxy(t, u.Host)
+	u.Host = proxy.ln.Addr().String()
+	ctx := context.Background()
+	db, err := audit.OpenDB(ctx, u.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	key := newKey(t)
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	l := openOnDB(t, path, key, db, "a", nil)
+	defer l.Close()
+	if err := l.Write(ctx, entry(1)); err != nil {
+		t.Fatal(err)
+	}
+	proxy.armed.Store(true)
+	if err := l.Write(ctx, entry(2)); !errors.Is(err, audit.ErrUnavailable) {
+		t.Fatalf("write whose answer was lost: %v", err)
+	}
+	if proxy.cuts.Load() != 1 {
+		t.Fatal("the proxy did not cut the answer")
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for l.Healthy() != nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the log did not resume: %v", l.Healthy())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := l.Write(ctx, entry(3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	file, _ := os.ReadFile(path)
+	if !bytes.Equal(dbLines(t, pg.DSN, "a"), file) {
+		t.Fatal("table and file differ")
+	}
+	if !bytes.Contains(file, []byte(entry(2).Items[0].Token)) {
+		t.Fatal("the group that committed is not in the file")
+	}
+	if _, err := db.Verify(ctx, pubOf(key), "a"); err != nil {
+		t.Fatal(err)
 	}
 }
