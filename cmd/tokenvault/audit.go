@@ -255,20 +255,30 @@ func auditGrep(fs *flag.FlagSet, args []string, stdin io.Reader, stdout, stderr 
 	if err != nil {
 		return err
 	}
-	files := map[string]bool{}
+	files, err := writeTrail(stdout, trail, func(te audit.TrailEntry) string { return te.File })
+	if err != nil {
+		return err
+	}
+	// The subject id is not repeated here: terminals have scrollback.
+	fmt.Fprintf(stderr, "%d entries in %d files (not verified: run tokenvault audit verify %s)\n", len(trail), files, *dir)
+	return nil
+}
+
+// writeTrail writes the entries as JSON lines and returns in how many
+// places (files, replicas: where) they are.
+func writeTrail(w io.Writer, trail []audit.TrailEntry, where func(audit.TrailEntry) string) (int, error) {
+	places := map[string]bool{}
 	for _, te := range trail {
 		line, err := te.Entry.Line()
 		if err != nil {
-			return err
+			return 0, err
 		}
-		if _, err := stdout.Write(line); err != nil {
-			return err
+		if _, err := w.Write(line); err != nil {
+			return 0, err
 		}
-		files[te.File] = true
+		places[where(te)] = true
 	}
-	// The subject id is not repeated here: terminals have scrollback.
-	fmt.Fprintf(stderr, "%d entries in %d files (not verified: run tokenvault audit verify %s)\n", len(trail), len(files), *dir)
-	return nil
+	return len(places), nil
 }
 
 // dbFlags name the audit table's database: --dsn, else --config's
@@ -370,17 +380,10 @@ func grepDB(d dbFlags, h *audit.SubjectHasher, id string, limit int, stdout, std
 	if err != nil {
 		return err
 	}
-	replicas := map[string]bool{}
-	for _, te := range trail {
-		line, err := te.Entry.Line()
-		if err != nil {
-			return err
-		}
-		if _, err := stdout.Write(line); err != nil {
-			return err
-		}
-		replicas[te.Entry.Replica] = true
+	replicas, err := writeTrail(stdout, trail, func(te audit.TrailEntry) string { return te.Entry.Replica })
+	if err != nil {
+		return err
 	}
-	fmt.Fprintf(stderr, "%d entries from %d replicas in the audit table (not verified: run tokenvault audit verify --postgres)\n", len(trail), len(replicas))
+	fmt.Fprintf(stderr, "%d entries from %d replicas in the audit table (not verified: run tokenvault audit verify --postgres)\n", len(trail), replicas)
 	return nil
 }
