@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/tokenvault/tokenvault/client"
 	"github.com/tokenvault/tokenvault/crypto/keyfile"
@@ -385,5 +387,26 @@ func grepDB(d dbFlags, h *audit.SubjectHasher, id string, limit int, stdout, std
 		return err
 	}
 	fmt.Fprintf(stderr, "%d entries from %d replicas in the audit table (not verified: run tokenvault audit verify --postgres)\n", len(trail), replicas)
+	return nil
+}
+
+// migrateAuditTables applies the audit table's schema (its own version,
+// internal/audit) when the config has auth.audit.sink postgres; store
+// migrate calls it.
+func migrateAuditTables(cfg config.Config, stdout io.Writer) error {
+	if !cfg.Auth.Audit.DBSink() {
+		return nil
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	from, to, err := audit.MigratePostgres(ctx, cfg.Auth.Audit.PostgresDSN(cfg.Store))
+	if err != nil {
+		return err
+	}
+	if from == to {
+		fmt.Fprintf(stdout, "the audit tables are at schema version %d already: nothing to do\n", to)
+	} else {
+		fmt.Fprintf(stdout, "migrated the audit tables from schema version %d to %d\n", from, to)
+	}
 	return nil
 }

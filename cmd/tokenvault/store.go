@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/tokenvault/tokenvault/internal/audit"
 	"github.com/tokenvault/tokenvault/internal/backup"
 	"github.com/tokenvault/tokenvault/internal/config"
 	"github.com/tokenvault/tokenvault/vault/badgerstore"
@@ -41,23 +40,17 @@ func storeCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	if err := errors.Join(err, config.Validate(&cfg)); err != nil {
 		return fmt.Errorf("%s is invalid:\n%w", *configFile, err)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if cfg.Auth.Audit.DBSink() {
-		// The audit table has its own schema and version (internal/audit).
-		from, to, err := audit.MigratePostgres(ctx, cfg.Auth.Audit.PostgresDSN(cfg.Store))
-		if err != nil {
+	if cfg.Store.Provider != config.StorePostgres {
+		if err := migrateAuditTables(cfg, stdout); err != nil {
 			return err
 		}
-		if from == to {
-			fmt.Fprintf(stdout, "the audit tables are at schema version %d already: nothing to do\n", to)
-		} else {
-			fmt.Fprintf(stdout, "migrated the audit tables from schema version %d to %d\n", from, to)
-		}
-	}
-	if cfg.Store.Provider != config.StorePostgres {
 		fmt.Fprintf(stdout, "store.provider is %s: nothing to migrate (the badger store migrates its data directory when it opens it)\n", cfg.Store.Provider)
 		return nil
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := migrateAuditTables(cfg, stdout); err != nil {
+		return err
 	}
 	from, to, err := pgstore.Migrate(ctx, cfg.Store.Postgres.DSN)
 	if err != nil {
