@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -84,5 +85,76 @@ func TestAuditDBSinkFailClosed(t *testing.T) {
 	reps, err := db.Verify(ctx, nil, "r1")
 	if err != nil || len(reps) != 1 || reps[0].Entries < 3 {
 		t.Fatalf("the table's chain: %v %+v", err, reps)
+	}
+}
+
+// BenchmarkRevealAuditSink: detokenize ×1 from 32 concurrent callers
+// through a real server (gRPC, guard, badger store), with each audit
+// sink: reveals per second, and the audit bytes each reveal adds (the
+// file's; with postgres also the table's: heap, primary key and hash
+// indexes per row). BENCHMARKS.md "Per sink".
+//
+//	CI=true go test -run XXX -bench RevealAuditSink -benchtime 5000x ./internal/app
+func BenchmarkRevealAuditSink(b *testing.B) {
+	for _, sink := range []string{config.AuditSinkFile, config.AuditSinkPostgres} {
+		b.Run(sink, func(b *testing.B) {
+			ctx := context.Background()
+			cfg := dirConfig(b.TempDir())
+			var pg *pgtest.DB
+			if sink == config.AuditSinkPostgres {
+				pg = pgtest.New(b)
+				if _, _, err := audit.MigratePostgres(ctx, pg.DSN); err != nil {
+					b.Fatal(err)
+				}
+				cfg.Auth.Audit.Sink, cfg.Auth.Audit.Postgres.DSN = sink, pg.DSN
+			}
+			a, err := app.Start(ctx, cfg)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer a.Stop()
+			cl, err := client.Dial(a.Addr())
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer cl.Close()
+			toks, err := cl.Tokenize(ctx, "customer-000123", client.Field{Kind: "pan", Value: "4111111111111111"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			before := a.AuditStats().BytesWritten
+			b.SetParallelism(16)
+			start := time.Now()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := cl.Detokenize(ctx, "payment", toks[0]); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "reveals/s")
+			b.ReportMetric(float64(a.AuditStats().BytesWritten-before)/float64(b.N), "file-B/reveal")
+			if pg == nil {
+				return
+			}
+			st := a.AuditStats().DB
+			b.ReportMetric(float64(st.Rows)/float64(max(st.Batches, 1)), "rows/batch")
+			cl.Close()
+			a.Stop()
+			c, err := pgx.Connect(ctx, pg.DSN)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close(ctx)
+			c.Exec(ctx, `VACUUM ANALYZE tokenvault_audit`)
+			var size, rows int64
+			if err := c.QueryRow(ctx, `SELECT pg_total_relation_size('tokenvault_audit'), (SELECT count(*) FROM tokenvault_audit)`).Scan(&size, &rows); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(float64(size)/float64(rows), "db-B/reveal")
+		})
 	}
 }
