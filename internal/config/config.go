@@ -225,6 +225,9 @@ func (c *Config) Validate() error {
 	if err := c.Store.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.Auth.Audit.validateSink(c.Store); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.Rights.Validate(); err != nil {
 		errs = append(errs, err)
 	}
