@@ -107,15 +107,23 @@ type Store struct {
 	// write the event counter, and would otherwise exhaust their retries
 	// under a burst of erasures (erasures.go).
 	events sync.Mutex
+
+	// Background token counts (maintenance.go): Close closes closing and
+	// waits for counts; countClosed refuses new ones.
+	countMu     sync.Mutex
+	countClosed bool
+	closing     chan struct{}
+	counts      sync.WaitGroup
 }
 
 var (
-	_ vault.Store          = (*Store)(nil)
-	_ vault.RightsStore    = (*Store)(nil)
-	_ vault.LedgerStore    = (*Store)(nil)
-	_ vault.KeyScanStore   = (*Store)(nil)
-	_ vault.TokenCounter   = (*Store)(nil)
-	_ vault.ExclusiveStore = (*Store)(nil)
+	_ vault.Store                = (*Store)(nil)
+	_ vault.RightsStore          = (*Store)(nil)
+	_ vault.LedgerStore          = (*Store)(nil)
+	_ vault.KeyScanStore         = (*Store)(nil)
+	_ vault.TokenCounter         = (*Store)(nil)
+	_ vault.TokenSnapshotCounter = (*Store)(nil)
+	_ vault.ExclusiveStore       = (*Store)(nil)
 )
 
 // Options tune the store.
@@ -172,7 +180,7 @@ func Open(dir string, opts Options, logger *slog.Logger) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s := &Store{db: db, log: logger, ids: ids, space: sp}
+	s := &Store{db: db, log: logger, ids: ids, space: sp, closing: make(chan struct{})}
 	if err := s.upgrade(context.Background()); err != nil {
 		ids.zero()
 		db.Close()
@@ -234,6 +242,15 @@ func badgerOptions(dir string, logger *slog.Logger) badger.Options {
 
 // Close stops the write group and closes the database.
 func (s *Store) Close() error {
+	s.countMu.Lock()
+	if !s.countClosed {
+		s.countClosed = true
+		if s.closing != nil { // nil in tests that build a Store by hand
+			close(s.closing)
+		}
+	}
+	s.countMu.Unlock()
+	s.counts.Wait()
 	s.group.close()
 	s.ids.zero()
 	return s.db.Close()
