@@ -147,10 +147,13 @@ func (v *Vault) checkFields(fields []Field) ([]*pending, error) {
 // a token, not the value, and outlives the erasure of the value's subject.
 //
 // It costs one store read per field (two when normalizing changed the
-// value); the store has no batched read of records. What the refusal tells
-// a caller who may tokenize is only that a string is a live token, never
-// whose or of what, and Mask tells as much.
+// value), in one read transaction when the store has [RecordBatchStore].
+// What the refusal tells a caller who may tokenize is only that a string
+// is a live token, never whose or of what, and Mask tells as much.
 func (v *Vault) refuseTokens(ctx context.Context, all []*pending) error {
+	if rb, ok := v.store.(RecordBatchStore); ok {
+		return v.refuseTokensBatch(ctx, rb, all)
+	}
 	for _, p := range all {
 		live, err := v.isLiveToken(ctx, p.norm)
 		if given := strings.TrimSpace(p.field.Value); err == nil && !live && given != p.norm {
@@ -163,6 +166,41 @@ func (v *Vault) refuseTokens(ctx context.Context, all []*pending) error {
 			return &FieldError{Field: item("fields", p.i) + ".value", Err: ErrFailedPrecondition,
 				Reason: "the value is a token of this vault: tokenize the original value, not its token"}
 		}
+	}
+	return nil
+}
+
+// refuseTokensBatch is refuseTokens with one batched read: the same
+// strings are checked, and the first field (in order) with a live token
+// is refused.
+func (v *Vault) refuseTokensBatch(ctx context.Context, rb RecordBatchStore, all []*pending) error {
+	cands := make([]string, 0, len(all))
+	owner := make([]int, 0, len(all)) // index in all of cands[i]
+	for k, p := range all {
+		if format.LooksLikeToken(p.norm) {
+			cands, owner = append(cands, p.norm), append(owner, k)
+		}
+		if given := strings.TrimSpace(p.field.Value); given != p.norm && format.LooksLikeToken(given) {
+			cands, owner = append(cands, given), append(owner, k)
+		}
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	first := -1
+	now := v.now()
+	err := rb.RecordsOf(ctx, cands, func(i int, r Record) error {
+		if !expired(r, now) && (first < 0 || owner[i] < first) {
+			first = owner[i]
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("checking whether a value is a token: %w", err)
+	}
+	if first >= 0 {
+		return &FieldError{Field: item("fields", all[first].i) + ".value", Err: ErrFailedPrecondition,
+			Reason: "the value is a token of this vault: tokenize the original value, not its token"}
 	}
 	return nil
 }

@@ -123,6 +123,7 @@ var (
 	_ vault.KeyScanStore         = (*Store)(nil)
 	_ vault.TokenCounter         = (*Store)(nil)
 	_ vault.TokenSnapshotCounter = (*Store)(nil)
+	_ vault.RecordBatchStore     = (*Store)(nil)
 	_ vault.ExclusiveStore       = (*Store)(nil)
 )
 
@@ -524,6 +525,39 @@ func (s *Store) Record(ctx context.Context, token string) (r vault.Record, err e
 		return err
 	})
 	return r, err
+}
+
+// RecordsOf reads the records of tokens in one read transaction.
+func (s *Store) RecordsOf(ctx context.Context, tokens []string, found func(int, vault.Record) error) error {
+	return s.view(ctx, func(txn *badger.Txn) error {
+		// One key buffer for every read: a read-only Get keeps no
+		// reference to it past the item, used before the next Get.
+		k := make([]byte, tokenKeyLen)
+		k[0], k[1] = pToken, '/'
+		for i, t := range tokens {
+			h := sha256.Sum256([]byte(t))
+			copy(k[2:], h[:])
+			it, err := txn.Get(k)
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			b, err := it.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			r, err := decodeRecord(b)
+			if err != nil {
+				return err
+			}
+			if err := found(i, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func (s *Store) Lookup(ctx context.Context, id vault.KeyID, lookup []byte) (token string, err error) {
