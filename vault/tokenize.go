@@ -117,25 +117,37 @@ func (v *Vault) tokenizeChecked(ctx context.Context, subject string, all []*pend
 // read or written.
 func (v *Vault) checkFields(fields []Field) ([]*pending, error) {
 	all := make([]*pending, len(fields))
+	ps := make([]pending, len(fields)) // one allocation for the call, not one per field
 	for i, f := range fields {
-		name := item("fields", i)
+		// Field names are built only for an error (four allocations per
+		// field otherwise).
+		name := func(part string) string { return item("fields", i) + part }
 		if !f.Kind.Valid() {
-			return nil, invalid(name+".kind", "unknown or unspecified kind")
+			return nil, invalid(name(".kind"), "unknown or unspecified kind")
 		}
-		ttl, err := v.ttlFor(name+".options.ttl", f.Kind, f.TTL)
+		ttl, err := v.ttlFor("", f.Kind, f.TTL)
 		if err != nil {
-			return nil, err
+			return nil, named(err, name(".options.ttl"))
 		}
-		if err := v.checkHold(name+".options.hold", f.Hold); err != nil {
-			return nil, err
+		if err := v.checkHold("", f.Hold); err != nil {
+			return nil, named(err, name(".options.hold"))
 		}
-		norm, err := normalize(name+".value", f.Kind, f.Value)
+		norm, err := normalize("", f.Kind, f.Value)
 		if err != nil {
-			return nil, err
+			return nil, named(err, name(".value"))
 		}
-		all[i] = &pending{i: i, field: f, norm: norm, ttl: ttl}
+		ps[i] = pending{i: i, field: f, norm: norm, ttl: ttl}
+		all[i] = &ps[i]
 	}
 	return all, nil
+}
+
+// named gives err, a *FieldError made without its field's name, the name.
+func named(err error, field string) error {
+	if fe, ok := err.(*FieldError); ok && fe.Field == "" {
+		fe.Field = field
+	}
+	return err
 }
 
 // refuseTokens fails with ErrFailedPrecondition, naming the field, if the
