@@ -31,21 +31,31 @@ func (g gatedCount) TokenCountSnapshot(ctx context.Context) (func(context.Contex
 	}, nil
 }
 
-// TestTokensCountedInBackground: New does not wait for the count of the
-// stored tokens; until it is done the count is -1 and "counting"; then it
-// is exact, including what was written and erased meanwhile.
-func TestTokensCountedInBackground(t *testing.T) {
-	ctx := context.Background()
+// openStoreKeyring opens a badger store and a keyring in a new directory,
+// for a test that opens vaults over them itself (the caller closes the
+// store).
+func openStoreKeyring(t *testing.T) (*badgerstore.Store, agekeyring.Provider) {
+	t.Helper()
 	dir := t.TempDir()
 	store, err := badgerstore.Open(filepath.Join(dir, "data"), badgerstore.Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
 	kr, _, err := agekeyring.OpenOrCreate(agekeyring.Config{Path: filepath.Join(dir, "keyring.age"), IdentityFile: filepath.Join(dir, "id.txt")}, true)
 	if err != nil {
+		store.Close()
 		t.Fatal(err)
 	}
+	return store, kr
+}
+
+// TestTokensCountedInBackground: New does not wait for the count of the
+// stored tokens; until it is done the count is -1 and "counting"; then it
+// is exact, including what was written and erased meanwhile.
+func TestTokensCountedInBackground(t *testing.T) {
+	ctx := context.Background()
+	store, kr := openStoreKeyring(t)
+	defer store.Close()
 	pan := func(v string) vault.Field { return vault.Field{Kind: format.PAN, Value: v} }
 	first, err := vault.New(ctx, store, kr, vault.Options{})
 	if err != nil {
@@ -96,15 +106,7 @@ func TestTokensCountedInBackground(t *testing.T) {
 // finish, and the store then closes.
 func TestCloseStopsTheCount(t *testing.T) {
 	ctx := context.Background()
-	dir := t.TempDir()
-	store, err := badgerstore.Open(filepath.Join(dir, "data"), badgerstore.Options{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kr, _, err := agekeyring.OpenOrCreate(agekeyring.Config{Path: filepath.Join(dir, "keyring.age"), IdentityFile: filepath.Join(dir, "id.txt")}, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	store, kr := openStoreKeyring(t)
 	g := gatedCount{store, make(chan struct{})}
 	v, err := vault.New(ctx, g, kr, vault.Options{CountFirst: -1})
 	if err != nil {
