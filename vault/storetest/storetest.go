@@ -7,6 +7,8 @@
 //   - [RunLedger]: [vault.LedgerStore];
 //   - [RunKeyScan]: [vault.KeyScanStore];
 //   - [RunTokenCounter]: [vault.TokenCounter];
+//   - [RunTokenSnapshotCounter]: [vault.TokenSnapshotCounter];
+//   - [RunRecordBatch]: [vault.RecordBatchStore];
 //   - [RunAtRest]: no subject id in the clear in what a store holds,
 //     read through its backup snapshot ([Snapshotter]);
 //   - [RunConsent]: [vault.ConsentStore];
@@ -59,6 +61,8 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Ledger", "vault.LedgerStore", implements[vault.LedgerStore](probe), RunLedger},
 		{"KeyScan", "vault.KeyScanStore", implements[vault.KeyScanStore](probe), RunKeyScan},
 		{"TokenCounter", "vault.TokenCounter", implements[vault.TokenCounter](probe), RunTokenCounter},
+		{"TokenSnapshotCounter", "vault.TokenSnapshotCounter", implements[vault.TokenSnapshotCounter](probe), RunTokenSnapshotCounter},
+		{"RecordBatch", "vault.RecordBatchStore", implements[vault.RecordBatchStore](probe), RunRecordBatch},
 		{"AtRest", "storetest.Snapshotter", implements[Snapshotter](probe), RunAtRest},
 		{"Consent", "vault.ConsentStore", implements[vault.ConsentStore](probe), RunConsent},
 		{"ErasureEvents", "vault.ErasureEventStore", implements[vault.ErasureEventStore](probe), RunErasureEvents},
