@@ -80,7 +80,8 @@ func storeConfig(file string) (config.Config, error) {
 // (or --ledger-from ADDR): the step after a database-level restore
 // (pg_restore of a dump, a snapshot, PITR), before any replica serves the
 // restored database: it shreds again every subject the live erasure
-// ledger names (backup.ReErase).
+// ledger names (backup.ReErase), scheduling their legal holds with
+// --config's holds classes.
 func storeReErase(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("store reerase", flag.ContinueOnError)
 	fs.SetOutput(stderr)
