@@ -152,15 +152,18 @@ func ReErase(ctx context.Context, s ReEraseStore, key *aead.Key, ledger Ledger, 
 		v.holds = append(v.holds, h.hold)
 	}
 	for _, subject := range order {
+		if v := victims[subject]; len(v.holds) > 0 && present[subject] && !v.own {
+			// The subject has a key made after the erasure: shredding it
+			// with the holds would erase data it never lost. Refused
+			// before anything changes.
+			return res, errors.New("a re-erased subject's hold keys are unscheduled, but the subject has a key made after its erasure: the copy does not match the ledger")
+		}
+	}
+	for _, subject := range order {
 		v := victims[subject]
 		var id vault.KeyID
 		var err error
 		if len(v.holds) > 0 {
-			if present[subject] && !v.own {
-				// The subject has a key made after the erasure: shredding
-				// it with the holds would erase data it never lost.
-				return res, errors.New("a re-erased subject's hold keys are unscheduled, but the subject has a key made after its erasure: the copy does not match the ledger")
-			}
 			id, err = hs.ShredSubjectHolding(ctx, subject, v.entry, v.holds)
 		} else {
 			id, err = s.ShredSubject(ctx, subject, v.entry)

@@ -162,3 +162,52 @@ func TestReEraseSchedulesHolds(t *testing.T) {
 		t.Fatalf("the hold's shred left its record: %v", err)
 	}
 }
+
+// TestReEraseRefusesMismatchedHolds: a copy in which an erased subject's
+// hold key is unscheduled but the subject has a key made after the
+// erasure does not match the ledger; ReErase refuses rather than shred
+// the newer key with the holds, and changes nothing.
+func TestReEraseRefusesMismatchedHolds(t *testing.T) {
+	ctx := context.Background()
+	lk, err := aead.NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lk.Zero()
+	s, err := pgstore.Open(ctx, migrated(t).DSN, pgstore.Options{IDKey: lk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	erased := time.Unix(1700000000, 0).UTC()
+	for i, k := range []struct {
+		subject string
+		created time.Time
+	}{{vault.HoldSubject("carol", "tax"), erased.Add(-time.Hour)}, {"carol", erased.Add(time.Hour)}} {
+		if _, err := s.CreateSubjectKey(ctx, k.subject, vault.SubjectKey{ID: vault.KeyID{byte(i + 1), 0x3e}, Wrapped: []byte("w"), Created: k.created}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, err := vault.LedgerHash(lk, "carol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kid, err := vault.LedgerKeyID(lk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ledger := backup.Ledger{KeyID: kid, Entries: []vault.LedgerEntry{{Hash: h, ErasedAt: erased}}}
+	if ledger.MAC, err = ledger.Sum(lk); err != nil {
+		t.Fatal(err)
+	}
+	holds := map[string]vault.HoldClass{"tax": {Years: 7, Purposes: []string{"legal"}}}
+	if _, err := backup.ReErase(ctx, s, lk, ledger, "ledger", holds); err == nil {
+		t.Fatal("reerase of a copy that does not match the ledger succeeded")
+	}
+	if _, err := s.SubjectKey(ctx, "carol"); err != nil {
+		t.Fatalf("the refused reerase shredded the newer key: %v", err)
+	}
+	if entries, err := s.LedgerEntries(ctx, nil, 10); err != nil || len(entries) != 0 {
+		t.Fatalf("the refused reerase added %d ledger entries (%v)", len(entries), err)
+	}
+}
