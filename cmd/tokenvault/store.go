@@ -86,11 +86,12 @@ func storeConfig(file string) (config.Config, error) {
 // (or --ledger-from ADDR): the step after a database-level restore
 // (pg_restore of a dump, a snapshot, PITR), before any replica serves the
 // restored database: it shreds again every subject the live erasure
-// ledger names (backup.ReErase).
+// ledger names (backup.ReErase), scheduling their legal holds with
+// --config's holds classes.
 func storeReErase(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("store reerase", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	configFile := fs.String("config", "", "the server's config `FILE` (store.postgres.dsn, or TOKENVAULT_STORE_POSTGRES_DSN; rights.ledger_key_file)")
+	configFile := fs.String("config", "", "the server's config `FILE` (store.postgres.dsn, or TOKENVAULT_STORE_POSTGRES_DSN; rights.ledger_key_file; holds)")
 	ledgerFile := fs.String("ledger", "", "erasure ledger file from \"tokenvault ledger export\" (newer than every erasure)")
 	ledgerFrom := fs.String("ledger-from", "", "fetch the erasure ledger from this live vault's address instead")
 	ledgerKey := fs.String("ledger-key", "", "the vault's erasure-ledger key file (env TOKENVAULT_LEDGER_KEY; default: --config's rights.ledger_key_file)")
@@ -131,12 +132,18 @@ func storeReErase(args []string, stdout, stderr io.Writer) error {
 		return fmt.Errorf("store.postgres: %w", err)
 	}
 	defer s.Close()
-	res, err := backup.ReErase(ctx, s, key, ledger, source)
+	res, err := backup.ReErase(ctx, s, key, ledger, source, cfg.Holds.Vault())
+	if errors.Is(err, backup.ErrHoldClassNotConfigured) {
+		return fmt.Errorf("%w (the holds section of --config %s: give the server's own config file)", err, *configFile)
+	}
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "re-erased %d subject(s) named in the erasure ledger (%d records purged, %d interrupted erasures finished); ledger of %d entries applied\n",
 		res.ReErased, res.Purged, res.Resumed, res.Ledger)
+	if res.Held > 0 {
+		fmt.Fprintf(stdout, "scheduled %d legal hold(s) of re-erased subjects from their erasure time\n", res.Held)
+	}
 	return nil
 }
 

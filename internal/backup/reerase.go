@@ -19,6 +19,15 @@ import (
 // created is shredded again (key row deleted, its records purged) and the
 // ledger entries are added to the store's ledger. It runs on the restored
 // store before any server serves it (README "Database-level restores").
+//
+// Legal holds follow Restore's rule too (restoreHolds): a copy taken
+// before an erasure has the subject's hold keys without their schedule,
+// and an unscheduled hold key is ordinary data (revealable for any
+// purpose, never shredded). Each hold key of a re-erased subject is
+// scheduled from the ledger's erasure time and its class's keep, in the
+// shred's own transaction (vault.HoldStore.ShredSubjectHolding), as the
+// live erasure did; without the class in the holds given, ReErase
+// refuses before changing anything.
 
 // ReEraseStore is what ReErase needs of a store.
 type ReEraseStore interface {
@@ -33,15 +42,17 @@ type ReEraseResult struct {
 	Purged   int64 // their records purged
 	Resumed  int   // purges interrupted before the copy was taken, finished
 	Ledger   int   // ledger entries applied
+	Held     int   // hold keys of re-erased subjects scheduled
 }
 
 // reErasePage bounds one page of the key scan.
 const reErasePage = 500
 
 // ReErase applies ledger (verified with key; source names it in errors)
-// to s. Unauthenticated (legacy) ledgers are refused: nothing would prove
-// that no entry was removed.
-func ReErase(ctx context.Context, s ReEraseStore, key *aead.Key, ledger Ledger, source string) (ReEraseResult, error) {
+// to s, scheduling the holds of erased subjects with the hold classes
+// holds (the server's config "holds"). Unauthenticated (legacy) ledgers
+// are refused: nothing would prove that no entry was removed.
+func ReErase(ctx context.Context, s ReEraseStore, key *aead.Key, ledger Ledger, source string, holds map[string]vault.HoldClass) (ReEraseResult, error) {
 	var res ReEraseResult
 	if key == nil {
 		return res, errors.New("no ledger key given")
@@ -65,10 +76,24 @@ func ReErase(ctx context.Context, s ReEraseStore, key *aead.Key, ledger Ledger, 
 	// Collect first, shred after: shredding while paging would move the
 	// pages under the scan.
 	type victim struct {
-		subject string
-		entry   vault.LedgerEntry
+		entry vault.LedgerEntry
+		own   bool         // its own key is shredded
+		holds []vault.Hold // its hold keys to schedule
 	}
-	var victims []victim
+	victims := map[string]*victim{}
+	var order []string // subjects in scan order, for a stable run
+	victimOf := func(subject string, e vault.LedgerEntry) *victim {
+		v, ok := victims[subject]
+		if !ok {
+			v = &victim{entry: e}
+			victims[subject] = v
+			order = append(order, subject)
+		}
+		return v
+	}
+	var keys []vault.SubjectEntry
+	drop := map[vault.KeyID]bool{}
+	present := map[string]bool{} // subjects the ledger names with a key here
 	after := ""
 	for {
 		page, err := s.SubjectKeys(ctx, after, reErasePage)
@@ -83,19 +108,75 @@ func ReErase(ctx context.Context, s ReEraseStore, key *aead.Key, ledger Ledger, 
 			if err != nil {
 				return res, err
 			}
-			if le, ok := byHash[string(h)]; ok && !e.Key.Created.After(le.ErasedAt) {
-				victims = append(victims, victim{e.Subject, le})
+			// A hold key in the ledger under its own hash was shredded
+			// with its hold: it goes like any erased subject.
+			le, named := byHash[string(h)]
+			if named {
+				present[e.Subject] = true
+			}
+			if named && !e.Key.Created.After(le.ErasedAt) {
+				victimOf(e.Subject, le).own = true
+				drop[e.Key.ID] = true
+			}
+			if _, _, ok := vault.SplitHoldSubject(e.Subject); ok {
+				keys = append(keys, e)
 			}
 		}
 		after = page[len(page)-1].Subject
 	}
-	for _, v := range victims {
-		id, err := s.ShredSubject(ctx, v.subject, v.entry)
+	held, err := restoreHolds(key, holds, byHash, drop, func(yield func(string, vault.SubjectKey)) {
+		for _, e := range keys {
+			yield(e.Subject, e.Key)
+		}
+	})
+	if err != nil {
+		return res, err
+	}
+	var hs vault.HoldStore
+	if len(held) > 0 {
+		var ok bool
+		if hs, ok = s.(vault.HoldStore); !ok {
+			return res, errors.New("the store holds data under legal hold of erased subjects, but cannot schedule holds")
+		}
+	}
+	for _, h := range held {
+		// A copy taken after the erasure has the schedule already (and
+		// ShredSubjectHolding would skip it): only unscheduled holds.
+		switch _, err := hs.HoldOf(ctx, h.hold.ID); {
+		case err == nil:
+			continue
+		case !errors.Is(err, vault.ErrNotFound):
+			return res, fmt.Errorf("reading a hold's schedule: %w", err)
+		}
+		v := victimOf(h.subject, h.entry)
+		v.holds = append(v.holds, h.hold)
+	}
+	for _, subject := range order {
+		if v := victims[subject]; len(v.holds) > 0 && present[subject] && !v.own {
+			// The subject has a key made after the erasure: shredding it
+			// with the holds would erase data it never lost. Refused
+			// before anything changes.
+			return res, errors.New("a re-erased subject's hold keys are unscheduled, but the subject has a key made after its erasure: the copy does not match the ledger")
+		}
+	}
+	for _, subject := range order {
+		v := victims[subject]
+		var id vault.KeyID
+		var err error
+		if len(v.holds) > 0 {
+			id, err = hs.ShredSubjectHolding(ctx, subject, v.entry, v.holds)
+		} else {
+			id, err = s.ShredSubject(ctx, subject, v.entry)
+		}
 		if errors.Is(err, vault.ErrNotFound) {
 			continue // erased meanwhile
 		}
 		if err != nil {
 			return res, fmt.Errorf("re-erasing a subject: %w", err)
+		}
+		res.Held += len(v.holds)
+		if id == (vault.KeyID{}) {
+			continue // only its holds were scheduled: no key of its own
 		}
 		c, err := s.PurgeKey(ctx, id)
 		if err != nil {

@@ -257,13 +257,17 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 		}
 	}
 	res.ReErased = len(erased)
-	holds, err := restoreHolds(o, ledger, drop, func(yield func(string, vault.SubjectKey)) {
+	held, err := restoreHolds(o.LedgerKey, o.Holds, ledger, drop, func(yield func(string, vault.SubjectKey)) {
 		for _, k := range keys {
 			yield(k.subject, k.sk)
 		}
 	})
 	if err != nil {
 		return res, err
+	}
+	holds := make([]vault.Hold, len(held))
+	for i, h := range held {
+		holds[i] = h.hold
 	}
 	res.Held = len(holds)
 
@@ -302,19 +306,33 @@ func Restore(ctx context.Context, o RestoreOptions) (RestoreResult, error) {
 	return res, nil
 }
 
+// ErrHoldClassNotConfigured: the data to restore or re-erase holds data
+// of an erased subject under a hold class the holds configuration given
+// does not name, so its hold could not keep its end.
+var ErrHoldClassNotConfigured = errors.New("the holds configuration given does not name a hold class of an erased subject's held data")
+
+// subjectHold is a hold to schedule and the real subject it belongs to.
+type subjectHold struct {
+	subject string
+	entry   vault.LedgerEntry // the subject's erasure
+	hold    vault.Hold
+}
+
 // restoreHolds finds the held data of erased subjects among the restored
-// keys. A hold key (the key of a pseudo-subject, [vault.HoldSubject])
-// enters the ledger under its own hash only when its hold is shredded, so
-// the re-erasure above drops it then and not before: held data neither
-// comes back after its shred nor goes before it. But a backup taken
-// before the real subject's erasure has the hold key without its
-// schedule, which would make the data ordinary again (revealable for any
-// purpose, never shredded): each kept hold key whose real subject the
-// ledger names as erased since the key was made is scheduled from that
-// erasure time, as the live vault did.
-func restoreHolds(o RestoreOptions, ledger map[string]vault.LedgerEntry, drop map[vault.KeyID]bool,
-	keys func(yield func(string, vault.SubjectKey))) ([]vault.Hold, error) {
-	var holds []vault.Hold
+// keys (Restore) or a restored store's keys (ReErase). A hold key (the
+// key of a pseudo-subject, [vault.HoldSubject]) enters the ledger under
+// its own hash only when its hold is shredded, so the re-erasure drops it
+// then and not before: held data neither comes back after its shred nor
+// goes before it. But a copy taken before the real subject's erasure has
+// the hold key without its schedule, which would make the data ordinary
+// again (revealable for any purpose, never shredded): each kept hold key
+// (not in drop) whose real subject the ledger names as erased since the
+// key was made is scheduled from that erasure time and the keep of its
+// class in classes, as the live vault did. A class classes does not name
+// is refused (ErrHoldClassNotConfigured): the hold's end is unknown.
+func restoreHolds(ledgerKey *aead.Key, classes map[string]vault.HoldClass, ledger map[string]vault.LedgerEntry, drop map[vault.KeyID]bool,
+	keys func(yield func(string, vault.SubjectKey))) ([]subjectHold, error) {
+	var holds []subjectHold
 	var err error
 	keys(func(pseudo string, sk vault.SubjectKey) {
 		subject, class, ok := vault.SplitHoldSubject(pseudo)
@@ -322,19 +340,19 @@ func restoreHolds(o RestoreOptions, ledger map[string]vault.LedgerEntry, drop ma
 			return
 		}
 		var h []byte
-		if h, err = vault.LedgerHash(o.LedgerKey, subject); err != nil {
+		if h, err = vault.LedgerHash(ledgerKey, subject); err != nil {
 			return
 		}
 		e, erased := ledger[string(h)]
 		if !erased || sk.Created.After(e.ErasedAt) {
 			return // not erased: ordinary data until then
 		}
-		hc, ok := o.Holds[class]
+		hc, ok := classes[class]
 		if !ok {
-			err = fmt.Errorf("the backups hold data of an erased subject under legal hold class %q, which the holds configuration given does not name: give the server's holds configuration, so that the hold keeps its end", class)
+			err = fmt.Errorf("%w: held data of an erased subject is under legal hold class %q: give the server's holds configuration, so that the hold keeps its end", ErrHoldClassNotConfigured, class)
 			return
 		}
-		holds = append(holds, vault.Hold{ID: sk.ID, Class: class, ErasedAt: e.ErasedAt, Until: hc.Until(e.ErasedAt)})
+		holds = append(holds, subjectHold{subject, e, vault.Hold{ID: sk.ID, Class: class, ErasedAt: e.ErasedAt, Until: hc.Until(e.ErasedAt)}})
 	})
 	return holds, err
 }

@@ -125,16 +125,51 @@ func (s *Store) RegisterConsumer(ctx context.Context, consumer string) error {
 	if consumer == "" || len(consumer) > maxConsumer {
 		return fmt.Errorf("pgstore: consumer name of %d bytes", len(consumer))
 	}
-	// Before every retained event: the first one kept, minus one, or the
-	// last number given if none is kept. An erasure committing meanwhile
-	// gets a higher number than either, so the new cursor is before it.
-	_, err := s.pool.Exec(ctx, `INSERT INTO tokenvault_erasure_cursors (consumer, acked)
+	err := s.txWith(ctx, cursorTx, func(tx pgx.Tx) error {
+		// Waits for a trim in progress (see cursorTx): the insert below
+		// then sees what it deleted, so the cursor is never put before
+		// events about to go.
+		if err := lockEventCounter(ctx, tx, "SHARE"); err != nil {
+			return err
+		}
+		// Before every retained event: the first one kept, minus one, or
+		// the last number given if none is kept. An erasure committing
+		// meanwhile gets a higher number than either, so the new cursor
+		// is before it.
+		_, err := tx.Exec(ctx, `INSERT INTO tokenvault_erasure_cursors (consumer, acked)
 		SELECT $1, COALESCE((SELECT min(seq) - 1 FROM tokenvault_erasure_events), (SELECT n FROM tokenvault_counters WHERE name = $2), 0)
 		ON CONFLICT (consumer) DO NOTHING`, consumer, eventCounter)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("pgstore: registering an erasure consumer: %w", err)
 	}
 	return nil
+}
+
+// cursorTx is the isolation of RegisterConsumer and of each trim batch.
+// A trim reads the cursors, then deletes the events every one of them
+// acknowledged; a registration reads the events, then inserts a cursor
+// before the first. Run at once, each would miss the other's write (the
+// newcomer's cursor before events the trim then deletes: it would never
+// get them). So both first lock the event counter row, the trim FOR
+// UPDATE and the registration FOR SHARE, and read only after that, in a
+// later statement: under READ COMMITTED each statement sees what was
+// committed before it began, so whichever comes second sees the first's
+// write. READ COMMITTED is asked for explicitly, since under REPEATABLE
+// READ (a database default some set) the snapshot would predate the
+// lock. Engines that run it as SERIALIZABLE abort one of the two
+// instead, and s.tx retries it.
+var cursorTx = pgx.TxOptions{IsoLevel: pgx.ReadCommitted}
+
+// lockEventCounter locks the event counter row in mode (see cursorTx).
+func lockEventCounter(ctx context.Context, tx pgx.Tx, mode string) error {
+	var n int64
+	err := tx.QueryRow(ctx, `SELECT n FROM tokenvault_counters WHERE name = $1 FOR `+mode, eventCounter).Scan(&n)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%w: no erasure event counter (schema version 2 incomplete)", vault.ErrCorrupt)
+	}
+	return err
 }
 
 func (s *Store) Consumers(ctx context.Context) (map[string]uint64, error) {
@@ -235,27 +270,42 @@ func (s *Store) AckErasures(ctx context.Context, consumer string, seq uint64) er
 const trimBatch = 500
 
 func (s *Store) TrimErasureEvents(ctx context.Context, cutoff time.Time) (int, error) {
-	var consumers int64
-	var low *int64
-	if err := s.pool.QueryRow(ctx, `SELECT count(*), min(acked) FROM tokenvault_erasure_cursors`).Scan(&consumers, &low); err != nil {
-		return 0, err
-	}
 	c := cutoff.UnixNano()
 	// What every registered consumer acknowledged goes; with no consumer
-	// at all, what is past the retention goes (nobody is owed it).
-	del := `DELETE FROM tokenvault_erasure_events WHERE seq IN
-		(SELECT seq FROM tokenvault_erasure_events WHERE seq <= $1 ORDER BY seq LIMIT $2)`
-	arg := int64(0)
-	if consumers > 0 && low != nil {
-		arg = *low
-	} else {
-		del = `DELETE FROM tokenvault_erasure_events WHERE seq IN
-			(SELECT seq FROM tokenvault_erasure_events WHERE erased_at_ns < $1 ORDER BY erased_at_ns LIMIT $2)`
-		arg = c
-	}
-	changed, err := s.inBatches(ctx, del, arg)
-	if err != nil {
-		return changed, err
+	// at all, what is past the retention goes (nobody is owed it). The
+	// cursors are read again for each batch, under the counter row's lock
+	// (cursorTx): a consumer registered meanwhile holds back what it was
+	// given.
+	changed := 0
+	for {
+		var n int64
+		err := s.txWith(ctx, cursorTx, func(tx pgx.Tx) error {
+			if err := lockEventCounter(ctx, tx, "UPDATE"); err != nil {
+				return err
+			}
+			var consumers int64
+			var low *int64
+			if err := tx.QueryRow(ctx, `SELECT count(*), min(acked) FROM tokenvault_erasure_cursors`).Scan(&consumers, &low); err != nil {
+				return err
+			}
+			del, arg := `DELETE FROM tokenvault_erasure_events WHERE seq IN
+				(SELECT seq FROM tokenvault_erasure_events WHERE erased_at_ns < $1 ORDER BY erased_at_ns LIMIT $2)`, c
+			if consumers > 0 && low != nil {
+				del = `DELETE FROM tokenvault_erasure_events WHERE seq IN
+				(SELECT seq FROM tokenvault_erasure_events WHERE seq <= $1 ORDER BY seq LIMIT $2)`
+				arg = *low
+			}
+			tag, err := tx.Exec(ctx, del, arg, trimBatch)
+			n = tag.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return changed, fmt.Errorf("pgstore: trimming erasure events: %w", err)
+		}
+		changed += int(n)
+		if n < trimBatch {
+			break
+		}
 	}
 	// Past the retention, only the key id and time stay for the consumers
 	// still behind.

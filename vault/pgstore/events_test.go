@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/tokenvault/tokenvault/vault"
+	"github.com/tokenvault/tokenvault/vault/pgstore"
 )
 
 // TestEventsInCommitOrder: erasures from two store handles (two
@@ -99,4 +100,98 @@ func TestEventsInCommitOrder(t *testing.T) {
 		t.Error(err)
 	}
 	t.Logf("%d polls during %d erasures", polls, total)
+}
+
+// TestTrimRacesRegistration: trims on one store handle while a consumer
+// acknowledges event after event, and new consumers register on the
+// other handle meanwhile. The invariant: no event is deleted that some
+// registered consumer has not acknowledged, so every consumer, right
+// after RegisterConsumer returned with cursor k, reads after its cursor
+// exactly the events k+1 … last, without a gap. (A trim that read the
+// cursors before the registration committed and deleted after it would
+// remove events after the newcomer's cursor.)
+func TestTrimRacesRegistration(t *testing.T) {
+	ctx := context.Background()
+	s1, db := open(t)
+	s2 := openOn(t, db)
+	const events = 200
+	for i := range events {
+		subj := fmt.Sprintf("tr-%03d", i)
+		if _, err := s1.CreateSubjectKey(ctx, subj, vault.SubjectKey{ID: vault.KeyID{byte(i), byte(i >> 8), 0x7e}, Wrapped: []byte("w"), Created: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := s1.ShredErasure(ctx, subj, vault.LedgerEntry{}, vault.ErasureEvent{ErasedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s1.RegisterConsumer(ctx, "base"); err != nil {
+		t.Fatal(err)
+	}
+	var done atomic.Bool
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	// Nothing is past the retention: only acknowledged events go.
+	never := time.Unix(0, 0)
+	for _, s := range []*pgstore.Store{s1, s2} {
+		wg.Go(func() {
+			for !done.Load() {
+				if _, err := s.TrimErasureEvents(ctx, never); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Go(func() {
+		defer done.Store(true)
+		for i := uint64(1); i <= events; i++ {
+			if err := s1.AckErasures(ctx, "base", i); err != nil {
+				errs <- err
+				return
+			}
+		}
+	})
+	registered := 0
+	// Fails after stopping the goroutines, which use the stores.
+	var fail error
+	for fail == nil && !done.Load() {
+		fail = func() error {
+			c := fmt.Sprintf("late-%d", registered)
+			registered++
+			if err := s2.RegisterConsumer(ctx, c); err != nil {
+				return err
+			}
+			cursors, err := s2.Consumers(ctx)
+			if err != nil {
+				return err
+			}
+			k := cursors[c]
+			page, err := s2.ErasureEvents(ctx, k, events)
+			if err != nil {
+				return err
+			}
+			if uint64(len(page)) != events-k || len(page) > 0 && (page[0].Seq != k+1 || page[len(page)-1].Seq != events) {
+				first := uint64(0)
+				if len(page) > 0 {
+					first = page[0].Seq
+				}
+				return fmt.Errorf("consumer %s registered with cursor %d reads %d events from %d: events it never acknowledged were deleted", c, k, len(page), first)
+			}
+			// Caught up: it no longer holds back the trims.
+			return s2.AckErasures(ctx, c, events)
+		}()
+	}
+	done.Store(true)
+	wg.Wait()
+	close(errs)
+	if fail != nil {
+		t.Fatal(fail)
+	}
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if registered < 2 {
+		t.Fatalf("only %d registrations ran during the trims", registered)
+	}
+	t.Logf("%d registrations during the trims", registered)
 }

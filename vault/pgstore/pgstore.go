@@ -243,9 +243,14 @@ func tokenHash(token string) []byte {
 // tx runs fn in a transaction, again when the database reports a race
 // it lost (see retries).
 func (s *Store) tx(ctx context.Context, fn func(tx pgx.Tx) error) error {
+	return s.txWith(ctx, pgx.TxOptions{}, fn)
+}
+
+// txWith is tx with the transaction options opts.
+func (s *Store) txWith(ctx context.Context, opts pgx.TxOptions, fn func(tx pgx.Tx) error) error {
 	var err error
 	for range retries {
-		err = pgx.BeginFunc(ctx, s.pool, fn)
+		err = pgx.BeginTxFunc(ctx, s.pool, opts, fn)
 		if !retryable(err) {
 			return classify(err)
 		}
