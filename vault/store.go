@@ -157,6 +157,31 @@ type ExclusiveStore interface {
 	Exclusive() bool
 }
 
+// RecordKeyStore and RecordsStore are optional Store capabilities for a
+// store whose every read is a round trip to a database (pgstore): they
+// fold reads the vault would otherwise make one by one into one statement.
+// A store in memory or on local disk has no use for them.
+
+// RecordKeyStore reads a record and its subject's key together: a reveal
+// on a shared store then makes one round trip, and still sees an erasure
+// or restriction made through another server, in the same statement.
+type RecordKeyStore interface {
+	// RecordWithKey returns the record for token and, read in the same
+	// statement, the subject owning the record's key and that key, with
+	// its restriction mark (as SubjectKeyByID). It returns ErrNotFound if
+	// there is no such record, and the record with ErrErased if its key
+	// no longer exists (shredded).
+	RecordWithKey(ctx context.Context, token string) (Record, string, SubjectKey, error)
+}
+
+// RecordsStore reads several records at once: the vault's check that no
+// field of a Tokenize call is itself a live token.
+type RecordsStore interface {
+	// Records returns the records of tokens, in their order, with a zero
+	// Record (Token "") for a token that has none.
+	Records(ctx context.Context, tokens []string) ([]Record, error)
+}
+
 // capability returns v's store as a C, or an ErrUnsupported naming what
 // the store cannot do.
 func capability[C any](v *Vault, what string) (C, error) {

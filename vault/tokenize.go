@@ -170,10 +170,14 @@ func (v *Vault) checkFields(fields []Field) ([]*pending, error) {
 // a token, not the value, and outlives the erasure of the value's subject.
 //
 // It costs one store read per field (two when normalizing changed the
-// value); the store has no batched read of records. What the refusal tells
-// a caller who may tokenize is only that a string is a live token, never
-// whose or of what, and Mask tells as much.
+// value), or one in all on a store that reads several records at once
+// (refuseTokensAtOnce). What the refusal tells a caller who may tokenize
+// is only that a string is a live token, never whose or of what, and Mask
+// tells as much.
 func (v *Vault) refuseTokens(ctx context.Context, all []*pending) error {
+	if rs, ok := v.store.(RecordsStore); ok {
+		return v.refuseTokensAtOnce(ctx, rs, all)
+	}
 	for _, p := range all {
 		live, err := v.isLiveToken(ctx, p.norm)
 		if given := strings.TrimSpace(p.field.Value); err == nil && !live && given != p.norm {
@@ -207,6 +211,47 @@ func (v *Vault) isLiveToken(ctx context.Context, s string) (bool, error) {
 		return false, fmt.Errorf("checking whether a value is a token: %w", err)
 	}
 	return !expired(rec, v.now()), nil
+}
+
+// refuseTokensAtOnce is refuseTokens with one read for the whole call, on
+// a store that reads several records at once ([RecordsStore]): on a
+// shared database a read is a round trip.
+func (v *Vault) refuseTokensAtOnce(ctx context.Context, rs RecordsStore, all []*pending) error {
+	var stored []string    // values that look like tokens of stored records
+	at := map[string]int{} // index in stored
+	for _, p := range all {
+		for _, s := range [2]string{p.norm, strings.TrimSpace(p.field.Value)} {
+			if _, dup := at[s]; !dup && format.LooksLikeToken(s) && !format.IsVolatileToken(s) {
+				at[s] = len(stored)
+				stored = append(stored, s)
+			}
+		}
+	}
+	var recs []Record
+	if len(stored) > 0 {
+		var err error
+		if recs, err = rs.Records(ctx, stored); err != nil {
+			return fmt.Errorf("checking whether a value is a token: %w", err)
+		}
+	}
+	now := v.now()
+	live := func(s string) bool {
+		if !format.LooksLikeToken(s) {
+			return false
+		}
+		if format.IsVolatileToken(s) {
+			return v.vol.live(s)
+		}
+		i := at[s]
+		return recs[i].Token == s && !expired(recs[i], now)
+	}
+	for _, p := range all {
+		if live(p.norm) || live(strings.TrimSpace(p.field.Value)) {
+			return &FieldError{Field: item("fields", p.i) + ".value", Err: ErrFailedPrecondition,
+				Reason: "the value is a token of this vault: tokenize the original value, not its token"}
+		}
+	}
+	return nil
 }
 
 // findExisting computes the lookup keys of deterministic fields and
