@@ -415,6 +415,18 @@ const putRecordsSQL = `WITH k AS (
 		RETURNING 1)
 	SELECT EXISTS (SELECT 1 FROM k), (SELECT count(*) FROM ins)`
 
+// putRecordSQL is putRecordsSQL for one record (the common Tokenize of
+// one field): scalar parameters, where arrays of one cost more to encode
+// here and to unnest there.
+const putRecordSQL = `WITH k AS (
+		SELECT 1 FROM tokenvault_subject_keys WHERE subject_hash = $1 AND key_id = $2 FOR SHARE),
+	ins AS (
+		INSERT INTO tokenvault_records (token_hash, token, key_id, kind, created, expires, lookup, sealed, aad_version)
+		SELECT $3::bytea, $4::bytea, $2, $5::bigint, $6::timestamptz, $7::timestamptz, $8::bytea, $9::bytea, $10::bigint
+		WHERE EXISTS (SELECT 1 FROM k)
+		RETURNING 1)
+	SELECT EXISTS (SELECT 1 FROM k), (SELECT count(*) FROM ins)`
+
 func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, recs []vault.Record) error {
 	for _, r := range recs {
 		if err := checkRecord(r, id); err != nil {
@@ -426,6 +438,7 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 		return err
 	}
 	n := len(recs)
+	sql, args := putRecordsSQL, []any(nil)
 	hashes, tokens, kinds := make([][]byte, n), make([][]byte, n), make([]int64, n)
 	created, expires := make([]time.Time, n), make([]*time.Time, n)
 	lookups, sealed, aads := make([][]byte, n), make([][]byte, n), make([]int64, n)
@@ -434,10 +447,15 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 		created[i], expires[i] = r.Created, optTime(r.Expires)
 		lookups[i], sealed[i], aads[i] = optBytes(r.Lookup), r.Sealed, int64(r.AADVersion)
 	}
+	if n == 1 {
+		sql, args = putRecordSQL, []any{h, id[:], hashes[0], tokens[0], kinds[0], created[0], expires[0], lookups[0], sealed[0], aads[0]}
+	} else {
+		args = []any{h, id[:], hashes, tokens, kinds, created, expires, lookups, sealed, aads}
+	}
 	for range retries {
 		var live bool
 		var stored int64
-		err = s.pool.QueryRow(ctx, putRecordsSQL, h, id[:], hashes, tokens, kinds, created, expires, lookups, sealed, aads).Scan(&live, &stored)
+		err = s.pool.QueryRow(ctx, sql, args...).Scan(&live, &stored)
 		switch {
 		case err == nil && !live:
 			return vault.ErrErased
