@@ -137,3 +137,22 @@ func TestConsentErasedWithTheSubject(t *testing.T) {
 		return nil
 	})
 }
+
+// TestConsentVolatile: a card security code is a reveal like any other:
+// for a consent-based purpose without consent it is refused, and the
+// refusal does not use its reveal up.
+func TestConsentVolatile(t *testing.T) {
+	ctx := context.Background()
+	f := newFixtureWith(t, vault.Options{ConsentRequired: marketingOnly})
+	toks := f.tokenize(t, "alice", vault.Field{Kind: format.CardSecurityCode, Value: "737"})
+	res, err := f.v.Detokenize(ctx, toks, "marketing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !errors.Is(res[0].Err, vault.ErrNoConsent) || res[0].Value != "" {
+		t.Fatalf("code for marketing without consent: %q, %v; want ErrNoConsent", res[0].Value, res[0].Err)
+	}
+	if res, _ = f.v.Detokenize(ctx, toks, "payment"); res[0].Err != nil || res[0].Value != "737" {
+		t.Fatalf("code for payment after the refusal: %q, %v; want it revealed (the refusal used nothing up)", res[0].Value, res[0].Err)
+	}
+}

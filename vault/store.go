@@ -37,7 +37,7 @@ type LedgerEntry struct {
 //
 // What only some operations need is asked for through the optional
 // interfaces below ([RightsStore], [LedgerStore], [KeyScanStore],
-// [TokenCounter], [ExclusiveStore], [ConsentStore], [ErasureEventStore]),
+// [RecordBatchStore], [TokenCounter], [TokenSnapshotCounter], [ExclusiveStore], [ConsentStore], [ErasureEventStore]),
 // detected by type assertion where they
 // are used: an operation whose capability the store lacks fails with
 // [ErrUnsupported], and nothing else is affected. Backups, value-log
@@ -141,10 +141,37 @@ type KeyScanStore interface {
 	HasSubjectKeys(ctx context.Context) (bool, error)
 }
 
+// RecordBatchStore is an optional Store capability: RecordsOf reads the
+// records of several tokens in one read transaction, where [Store.Record]
+// takes one per token (a tokenize of 100 fields checks 100 values, most of
+// which have no record; the per-read overhead was a visible share of its
+// CPU). It calls found, in the order of tokens, for each token that has a
+// record, with its index in tokens; tokens without one are skipped. An
+// error from found ends the read and is returned.
+type RecordBatchStore interface {
+	RecordsOf(ctx context.Context, tokens []string, found func(i int, r Record) error) error
+}
+
 // TokenCounter is an optional Store capability: counting stored tokens
 // (once, at start; the vault keeps the count current afterwards).
 type TokenCounter interface {
 	CountTokens(ctx context.Context) (int64, error)
+}
+
+// TokenSnapshotCounter is an optional Store capability that lets the vault
+// count in the background instead of at start (a key-only scan of 10 M
+// records takes seconds). TokenCountSnapshot pins a snapshot of the store
+// and returns a count of the token records in it: writes committed after
+// TokenCountSnapshot returned are not in the count, whenever it runs, so
+// the vault adds exactly the writes it makes afterwards.
+//
+// Each call of count goes on with the same scan: it counts up to limit
+// more records (limit <= 0: all the rest) and returns the total so far
+// and whether the scan is done. The caller must call it until it is done
+// or fails (either releases the snapshot; a store may wait for that when
+// it closes); it stops early when ctx ends or the store is closed.
+type TokenSnapshotCounter interface {
+	TokenCountSnapshot(ctx context.Context) (count func(ctx context.Context, limit int64) (total int64, done bool, err error), err error)
 }
 
 // ExclusiveStore is an optional Store capability. Exclusive reports that
@@ -157,14 +184,12 @@ type ExclusiveStore interface {
 	Exclusive() bool
 }
 
-// RecordKeyStore and RecordsStore are optional Store capabilities for a
-// store whose every read is a round trip to a database (pgstore): they
-// fold reads the vault would otherwise make one by one into one statement.
-// A store in memory or on local disk has no use for them.
-
-// RecordKeyStore reads a record and its subject's key together: a reveal
-// on a shared store then makes one round trip, and still sees an erasure
-// or restriction made through another server, in the same statement.
+// RecordKeyStore is an optional Store capability for a store whose every
+// read is a round trip to a database (pgstore): it reads a record and its
+// subject's key together, so that a reveal on a shared store makes one
+// round trip and still sees an erasure or restriction made through
+// another server, in the same statement. A store in memory or on local
+// disk has no use for it.
 type RecordKeyStore interface {
 	// RecordWithKey returns the record for token and, read in the same
 	// statement, the subject owning the record's key and that key, with
@@ -172,14 +197,6 @@ type RecordKeyStore interface {
 	// there is no such record, and the record with ErrErased if its key
 	// no longer exists (shredded).
 	RecordWithKey(ctx context.Context, token string) (Record, string, SubjectKey, error)
-}
-
-// RecordsStore reads several records at once: the vault's check that no
-// field of a Tokenize call is itself a live token.
-type RecordsStore interface {
-	// Records returns the records of tokens, in their order, with a zero
-	// Record (Token "") for a token that has none.
-	Records(ctx context.Context, tokens []string) ([]Record, error)
 }
 
 // capability returns v's store as a C, or an ErrUnsupported naming what

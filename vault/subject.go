@@ -37,6 +37,7 @@ const MaxTokenPage = 500
 // token of the previous page), in the store's order, and whether more
 // follow. ErrNotFound if the vault holds no key for
 // subject (see ErasedAt for whether it was erased). Nothing is unsealed.
+// Tokens of kinds the caller may not see (kindAllowed) are left out.
 func (v *Vault) SubjectTokens(ctx context.Context, subject, after string, limit int) (SubjectInfo, []TokenInfo, bool, error) {
 	if err := checkID("subject_id", subject); err != nil {
 		return SubjectInfo{}, nil, false, err
@@ -67,7 +68,9 @@ func (v *Vault) SubjectTokens(ctx context.Context, subject, after string, limit 
 			return info, nil, false, err
 		}
 		for _, rec := range page {
-			if expired(rec, now) {
+			// Kinds the caller's permission excludes are not listed (the
+			// listing is a Mask call's: ctx carries its kind filter).
+			if expired(rec, now) || !kindAllowed(ctx, rec.Kind) {
 				continue
 			}
 			if len(out) == limit {

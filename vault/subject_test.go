@@ -125,3 +125,25 @@ func TestErasedAt(t *testing.T) {
 		t.Errorf("no ledger: %v, %v", at, err)
 	}
 }
+
+// TestSubjectTokensKindFilter: a listing made under a kind filter (a
+// mask permission limited to some kinds) leaves the other kinds out, as
+// Mask refuses them.
+func TestSubjectTokensKindFilter(t *testing.T) {
+	f, _ := newRightsFixture(t, vault.RightsOptions{})
+	f.tokenize(t, "alice", vault.Field{Kind: format.Email, Value: "a@example.com"},
+		vault.Field{Kind: format.PAN, Value: "4111111111111111"}, vault.Field{Kind: format.Email, Value: "b@example.com"})
+	ctx := vault.WithKindFilter(context.Background(), func(k format.Kind) bool { return k == format.Email })
+	_, toks, more, err := f.v.SubjectTokens(ctx, "alice", "", 10)
+	if err != nil || more {
+		t.Fatal(err, more)
+	}
+	if len(toks) != 2 {
+		t.Fatalf("%d tokens listed under an email-only filter, want the 2 emails", len(toks))
+	}
+	for _, tk := range toks {
+		if tk.Kind != format.Email {
+			t.Fatalf("a %v token was listed under an email-only filter", tk.Kind)
+		}
+	}
+}

@@ -131,34 +131,46 @@ func (v *Vault) tokenizeChecked(ctx context.Context, subject string, all []*pend
 // read or written.
 func (v *Vault) checkFields(fields []Field) ([]*pending, error) {
 	all := make([]*pending, len(fields))
+	ps := make([]pending, len(fields)) // one allocation for the call, not one per field
 	for i, f := range fields {
-		name := item("fields", i)
+		// Field names are built only for an error (four allocations per
+		// field otherwise).
+		name := func(part string) string { return item("fields", i) + part }
 		if !f.Kind.Valid() {
-			return nil, invalid(name+".kind", "unknown or unspecified kind")
+			return nil, invalid(name(".kind"), "unknown or unspecified kind")
 		}
 		var ttl time.Duration
 		var err error
 		switch {
 		case isVolatile(f.Kind):
-			ttl, err = v.checkVolatileField(name, f)
+			ttl, err = v.checkVolatileField(item("fields", i), f)
 		case f.Reveals != 0:
-			err = invalid(name+".reveals", "only card security codes (volatile tokens) have a number of reveals")
+			err = invalid(name(".reveals"), "only card security codes (volatile tokens) have a number of reveals")
 		default:
-			ttl, err = v.ttlFor(name+".options.ttl", f.Kind, f.TTL)
+			ttl, err = v.ttlFor("", f.Kind, f.TTL)
 		}
 		if err != nil {
-			return nil, err
+			return nil, named(err, name(".options.ttl"))
 		}
-		if err := v.checkHold(name+".options.hold", f.Hold); err != nil {
-			return nil, err
+		if err := v.checkHold("", f.Hold); err != nil {
+			return nil, named(err, name(".options.hold"))
 		}
-		norm, err := normalize(name+".value", f.Kind, f.Value)
+		norm, err := normalize("", f.Kind, f.Value)
 		if err != nil {
-			return nil, err
+			return nil, named(err, name(".value"))
 		}
-		all[i] = &pending{i: i, field: f, norm: norm, ttl: ttl}
+		ps[i] = pending{i: i, field: f, norm: norm, ttl: ttl}
+		all[i] = &ps[i]
 	}
 	return all, nil
+}
+
+// named gives err, a *FieldError made without its field's name, the name.
+func named(err error, field string) error {
+	if fe, ok := err.(*FieldError); ok && fe.Field == "" {
+		fe.Field = field
+	}
+	return err
 }
 
 // refuseTokens fails with ErrFailedPrecondition, naming the field, if the
@@ -170,13 +182,12 @@ func (v *Vault) checkFields(fields []Field) ([]*pending, error) {
 // a token, not the value, and outlives the erasure of the value's subject.
 //
 // It costs one store read per field (two when normalizing changed the
-// value), or one in all on a store that reads several records at once
-// (refuseTokensAtOnce). What the refusal tells a caller who may tokenize
-// is only that a string is a live token, never whose or of what, and Mask
-// tells as much.
+// value), in one read transaction when the store has [RecordBatchStore].
+// What the refusal tells a caller who may tokenize is only that a string
+// is a live token, never whose or of what, and Mask tells as much.
 func (v *Vault) refuseTokens(ctx context.Context, all []*pending) error {
-	if rs, ok := v.store.(RecordsStore); ok {
-		return v.refuseTokensAtOnce(ctx, rs, all)
+	if rb, ok := v.store.(RecordBatchStore); ok {
+		return v.refuseTokensBatch(ctx, rb, all)
 	}
 	for _, p := range all {
 		live, err := v.isLiveToken(ctx, p.norm)
@@ -190,6 +201,46 @@ func (v *Vault) refuseTokens(ctx context.Context, all []*pending) error {
 			return &FieldError{Field: item("fields", p.i) + ".value", Err: ErrFailedPrecondition,
 				Reason: "the value is a token of this vault: tokenize the original value, not its token"}
 		}
+	}
+	return nil
+}
+
+// refuseTokensBatch is refuseTokens with one batched read: the same
+// strings are checked, and the first field (in order) with a live token
+// is refused.
+func (v *Vault) refuseTokensBatch(ctx context.Context, rb RecordBatchStore, all []*pending) error {
+	cands := make([]string, 0, len(all))
+	owner := make([]int, 0, len(all)) // index in all of cands[i]
+	first := -1                       // the first field with a live token
+	for k, p := range all {
+		// A volatile token is held in memory, not in the store.
+		if given := strings.TrimSpace(p.field.Value); first < 0 && (format.IsVolatileToken(p.norm) && v.vol.live(p.norm) ||
+			format.IsVolatileToken(given) && v.vol.live(given)) {
+			first = k
+		}
+		if format.LooksLikeToken(p.norm) {
+			cands, owner = append(cands, p.norm), append(owner, k)
+		}
+		if given := strings.TrimSpace(p.field.Value); given != p.norm && format.LooksLikeToken(given) {
+			cands, owner = append(cands, given), append(owner, k)
+		}
+	}
+	if len(cands) == 0 && first < 0 {
+		return nil
+	}
+	now := v.now()
+	err := rb.RecordsOf(ctx, cands, func(i int, r Record) error {
+		if !expired(r, now) && (first < 0 || owner[i] < first) {
+			first = owner[i]
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("checking whether a value is a token: %w", err)
+	}
+	if first >= 0 {
+		return &FieldError{Field: item("fields", all[first].i) + ".value", Err: ErrFailedPrecondition,
+			Reason: "the value is a token of this vault: tokenize the original value, not its token"}
 	}
 	return nil
 }
@@ -211,47 +262,6 @@ func (v *Vault) isLiveToken(ctx context.Context, s string) (bool, error) {
 		return false, fmt.Errorf("checking whether a value is a token: %w", err)
 	}
 	return !expired(rec, v.now()), nil
-}
-
-// refuseTokensAtOnce is refuseTokens with one read for the whole call, on
-// a store that reads several records at once ([RecordsStore]): on a
-// shared database a read is a round trip.
-func (v *Vault) refuseTokensAtOnce(ctx context.Context, rs RecordsStore, all []*pending) error {
-	var stored []string    // values that look like tokens of stored records
-	at := map[string]int{} // index in stored
-	for _, p := range all {
-		for _, s := range [2]string{p.norm, strings.TrimSpace(p.field.Value)} {
-			if _, dup := at[s]; !dup && format.LooksLikeToken(s) && !format.IsVolatileToken(s) {
-				at[s] = len(stored)
-				stored = append(stored, s)
-			}
-		}
-	}
-	var recs []Record
-	if len(stored) > 0 {
-		var err error
-		if recs, err = rs.Records(ctx, stored); err != nil {
-			return fmt.Errorf("checking whether a value is a token: %w", err)
-		}
-	}
-	now := v.now()
-	live := func(s string) bool {
-		if !format.LooksLikeToken(s) {
-			return false
-		}
-		if format.IsVolatileToken(s) {
-			return v.vol.live(s)
-		}
-		i := at[s]
-		return recs[i].Token == s && !expired(recs[i], now)
-	}
-	for _, p := range all {
-		if live(p.norm) || live(strings.TrimSpace(p.field.Value)) {
-			return &FieldError{Field: item("fields", p.i) + ".value", Err: ErrFailedPrecondition,
-				Reason: "the value is a token of this vault: tokenize the original value, not its token"}
-		}
-	}
-	return nil
 }
 
 // findExisting computes the lookup keys of deterministic fields and

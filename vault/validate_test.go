@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/tokenvault/tokenvault/vault"
+	"github.com/tokenvault/tokenvault/vault/badgerstore"
 	"github.com/tokenvault/tokenvault/vault/format"
 )
 
@@ -187,9 +188,37 @@ func TestIDsStoredBefore(t *testing.T) {
 // of any kind and any subject, as given or once normalized, is refused
 // (FailedPrecondition naming the field) and nothing is stored; a token
 // that expired or was erased is only a string again.
+//
+// It runs over the badger store as it is (one batched read of every
+// value's record, vault.RecordBatchStore) and over the same store without
+// the batched read (one read per value).
 func TestTokenizeRefusesTokens(t *testing.T) {
+	for name, seen := range map[string]func(*badgerstore.Store) vault.Store{
+		"batched read":       nil,
+		"one read per value": func(s *badgerstore.Store) vault.Store { return noBatchRead{Store: s} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			clk := &clock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+			testRefusesTokens(t, newFixtureOn(t, vault.Options{Now: clk.now}, seen), clk)
+		})
+	}
+}
+
+// noBatchRead is the badger store without vault.RecordBatchStore: the
+// field shadows the promoted method.
+type noBatchRead struct {
+	*badgerstore.Store
+	RecordsOf struct{}
+}
+
+var (
+	_ vault.RecordBatchStore = (*badgerstore.Store)(nil)
+	_ vault.Store            = noBatchRead{}
+	_                        = noBatchRead{}.RecordsOf // a field, not the method
+)
+
+func testRefusesTokens(t *testing.T, f *fixture, clk *clock) {
 	ctx := context.Background()
-	f, clk := newRightsFixture(t, vault.RightsOptions{})
 	toks := f.tokenize(t, "alice",
 		vault.Field{Kind: format.PAN, Value: "4111111111111111"},
 		vault.Field{Kind: format.PAN, Value: "4111111111111111", ChecksumValid: true},
@@ -222,6 +251,9 @@ func TestTokenizeRefusesTokens(t *testing.T) {
 			wantFieldError(t, err, "fields[1].value", vault.ErrFailedPrecondition, tc.field.Value, strings.TrimSpace(tc.field.Value))
 		})
 	}
+	// Of several tokens given, the first is named.
+	_, err := f.v.Tokenize(ctx, "alice", []vault.Field{ordinary, {Kind: format.Name, Value: name}, {Kind: format.PAN, Value: pan}})
+	wantFieldError(t, err, "fields[1].value", vault.ErrFailedPrecondition, name, pan)
 	if n := f.v.Stats().TokensCreated; n != before {
 		t.Fatalf("%d tokens created by refused calls", n-before)
 	}

@@ -83,6 +83,10 @@ type Options struct {
 	// Volatile configures volatile tokens (card security codes,
 	// volatile.go).
 	Volatile VolatileOptions
+	// CountFirst is how many stored tokens New counts before it returns
+	// and counts the rest in the background (default 100,000; negative:
+	// none; see countTokens).
+	CountFirst int64
 }
 
 // Vault is the domain service. It is safe for concurrent use.
@@ -102,7 +106,13 @@ type Vault struct {
 	tokensCreated atomic.Int64
 	erasures      atomic.Int64
 	recordsPurged atomic.Int64
-	tokensCounted bool
+	// tokensCounted: tokens holds the count (see Stats); counting: a
+	// background count (countTokens) is running, and tokens holds the
+	// writes made since its snapshot.
+	tokensCounted atomic.Bool
+	counting      atomic.Bool
+	stopCount     context.CancelFunc
+	countDone     chan struct{}
 
 	rights  RightsOptions
 	consent func(purpose string) bool // see Options.ConsentRequired
@@ -116,16 +126,19 @@ type Vault struct {
 // Stats are the vault's counters, for metrics.
 type Stats struct {
 	// TokensStored is the number of token records in the store, or -1 if
-	// the store cannot count them.
-	TokensStored  int64
-	TokensCreated int64 // since start
-	Erasures      int64 // since start
-	RecordsPurged int64 // since start, by erasures
-	CacheEntries  int
-	CacheHits     int64
-	CacheMisses   int64
-	CacheEvicted  int64
-	Volatile      VolatileStats
+	// the store cannot count them or (TokensCounting) has not finished yet.
+	TokensStored int64
+	// TokensCounting: the count of the stored tokens is still running
+	// (in the background, after a start on a large store).
+	TokensCounting bool
+	TokensCreated  int64 // since start
+	Erasures       int64 // since start
+	RecordsPurged  int64 // since start, by erasures
+	CacheEntries   int
+	CacheHits      int64
+	CacheMisses    int64
+	CacheEvicted   int64
+	Volatile       VolatileStats
 }
 
 // Stats returns the current counters.
@@ -136,9 +149,11 @@ func (v *Vault) Stats() Stats {
 		CacheHits: v.cache.hits.Load(), CacheMisses: v.cache.misses.Load(), CacheEvicted: v.cache.evictions.Load(),
 		Volatile: v.vol.stats(),
 	}
-	if v.tokensCounted {
+	// counted before tokens: once it is true, tokens includes the count.
+	if v.tokensCounted.Load() {
 		st.TokensStored = v.tokens.Load()
 	}
+	st.TokensCounting = v.counting.Load()
 	return st
 }
 
@@ -185,15 +200,86 @@ func New(ctx context.Context, store Store, wrapper kek.Wrapper, opts Options) (*
 	if _, err := v.ResumePurges(ctx); err != nil {
 		return nil, err
 	}
-	if tc, ok := store.(TokenCounter); ok {
-		n, err := tc.CountTokens(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("vault: counting tokens: %w", err)
-		}
-		v.tokens.Store(n)
-		v.tokensCounted = true
+	if err := v.countTokens(ctx, opts.CountFirst); err != nil {
+		return nil, err
 	}
 	return v, nil
+}
+
+// defaultCountFirst is how many token records New counts before it
+// returns: a store that small is counted at start (the first metrics
+// scrape is exact), a larger one (a key-only scan of 10 M records takes
+// seconds) is counted on in the background. About 50 ms here.
+const defaultCountFirst = 100_000
+
+// countTokens counts the stored tokens. With a snapshot counter, what
+// first does not count it counts in the background, which is exact: the
+// snapshot is pinned here, before New returns and so before any write of
+// this Vault other than the purges above, and tokens, reset with it,
+// gathers every write made after it; the count adds what the snapshot
+// held. Nothing is persisted, so a crash at any point leaves nothing to
+// repair: the next start counts again.
+func (v *Vault) countTokens(ctx context.Context, first int64) error {
+	if first == 0 {
+		first = defaultCountFirst
+	}
+	if sc, ok := v.store.(TokenSnapshotCounter); ok {
+		count, err := sc.TokenCountSnapshot(ctx)
+		if err != nil {
+			return fmt.Errorf("vault: counting tokens: %w", err)
+		}
+		v.tokens.Store(0)
+		var total int64
+		done := false
+		if first > 0 {
+			if total, done, err = count(ctx, first); err != nil {
+				return fmt.Errorf("vault: counting tokens: %w", err)
+			}
+		}
+		v.counting.Store(true)
+		if done {
+			v.tokensDone(total, true, nil)
+			return nil
+		}
+		v.log.Info("counting stored tokens in the background; tokenvault_tokens_stored is -1 until done")
+		cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		v.stopCount, v.countDone = cancel, make(chan struct{})
+		start := time.Now()
+		go func() {
+			defer close(v.countDone)
+			if v.tokensDone(count(cctx, 0)) {
+				v.log.Info("counted stored tokens", "duration", time.Since(start).Round(time.Millisecond))
+			}
+		}()
+		return nil
+	}
+	if tc, ok := v.store.(TokenCounter); ok {
+		n, err := tc.CountTokens(ctx)
+		if err != nil {
+			return fmt.Errorf("vault: counting tokens: %w", err)
+		}
+		v.tokens.Store(n)
+		v.tokensCounted.Store(true)
+	}
+	return nil
+}
+
+// tokensDone ends a snapshot count: it adds the snapshot's total to the
+// writes counted since, and reports whether the count succeeded.
+func (v *Vault) tokensDone(total int64, done bool, err error) bool {
+	defer v.counting.Store(false)
+	if err == nil && !done {
+		err = errors.New("the count stopped before the end")
+	}
+	if err != nil && !errors.Is(err, context.Canceled) { // canceled: by Close
+		v.log.Error("counting stored tokens failed: tokenvault_tokens_stored stays -1 until a restart", "err", err)
+	}
+	if err != nil {
+		return false
+	}
+	v.tokens.Add(total)
+	v.tokensCounted.Store(true)
+	return true
 }
 
 // ResumePurges finishes erasures whose purge did not (a crash between
@@ -217,8 +303,13 @@ func (v *Vault) ResumePurges(ctx context.Context) (int, error) {
 	return len(pending), nil
 }
 
-// Close zeroes cached keys and the ledger key. It does not close the store.
+// Close stops a background token count, and zeroes cached keys and the
+// ledger key. It does not close the store.
 func (v *Vault) Close() {
+	if v.stopCount != nil {
+		v.stopCount()
+		<-v.countDone
+	}
 	v.cache.purge()
 	v.vol.close()
 	if v.rights.LedgerKey != nil {

@@ -607,6 +607,23 @@ func (v *Vault) openVolatile(ctx context.Context, field, token, purpose string, 
 		return "", 0, &FieldError{Field: field, Err: ErrRestricted,
 			Reason: "processing of the token's subject is restricted (RestrictSubject): the code is not revealed (nor its reveal used up) until the restriction is lifted"}
 	}
+	if v.consentRequired(purpose) {
+		// Consent is checked on every reveal, a code's too, before its
+		// reveal is used up (the subject's keys open its consent records).
+		c, err := v.keysByID(ctx, id, true)
+		if errors.Is(err, ErrErased) {
+			v.vol.dropKey(id)
+			return "", 0, &FieldError{Field: field, Reason: "the token's subject has been erased", Err: ErrErased}
+		}
+		if err != nil {
+			return "", 0, err
+		}
+		err = v.checkConsent(ctx, field, purpose, c)
+		c.release()
+		if err != nil {
+			return "", 0, err
+		}
+	}
 	val, ok, err := v.vol.take(token, id)
 	if err != nil {
 		return "", 0, err

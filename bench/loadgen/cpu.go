@@ -249,10 +249,10 @@ func (m *cpuMeter) finish(ctx context.Context, calls, items uint64) *ServerCPU {
 		return c
 	}
 	if m.counted {
-		// Calls in flight at either end make the two counts differ a
-		// little; a server that saw far fewer calls than were made is not
-		// the one under test.
-		if n, ok := m.startedCalls(ctx); ok && n-m.calls0 < 0.9*float64(calls) {
+		// Calls in flight at either end make the two counts differ (by
+		// many, for a short window on a busy machine); a server that saw
+		// fewer than half the calls made is not the one under test.
+		if n, ok := m.startedCalls(ctx); ok && n-m.calls0 < 0.5*float64(calls) {
 			c.Error = fmt.Sprintf("the server behind %s started %.0f calls while tvbench made %d: not the server under test? (give -metrics or -pid)",
 				strings.Join(c.Sources, ", "), n-m.calls0, calls)
 			return c

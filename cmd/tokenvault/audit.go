@@ -11,8 +11,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/tokenvault/tokenvault/client"
 	"github.com/tokenvault/tokenvault/crypto/keyfile"
@@ -30,11 +32,27 @@ func auditCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "verify":
 		pubFile := fs.String("pubkey", "", "PEM public key of the signing key (audit-signing.key.pub); without it only the hash chain is checked")
+		pg := fs.Bool("postgres", false, "verify the audit table in PostgreSQL (auth.audit.sink postgres): every replica's chain")
+		dbf := addDBFlags(fs)
+		replica := fs.String("replica", "", "with --postgres: only this replica's chain (replicas with different signing keys are verified one by one)")
 		if err := parseFlags(fs, args[1:]); err != nil {
 			return err
 		}
+		if *pg {
+			if fs.NArg() != 0 {
+				return errors.New("usage: tokenvault audit verify --postgres [--config FILE | --dsn DSN] [--replica ID] [--pubkey FILE]  (no FILE|DIR)")
+			}
+			pub, err := readPubKey(*pubFile)
+			if err != nil {
+				return err
+			}
+			return verifyDB(dbf, *replica, pub, stdout, stderr)
+		}
+		if *replica != "" || dbf.dsn != "" {
+			return errors.New("--replica and --dsn go with --postgres")
+		}
 		if fs.NArg() != 1 {
-			return errors.New("usage: tokenvault audit verify FILE|DIR [--pubkey FILE]")
+			return errors.New("usage: tokenvault audit verify FILE|DIR [--pubkey FILE]  or  tokenvault audit verify --postgres …")
 		}
 		pub, err := readPubKey(*pubFile)
 		if err != nil {
@@ -184,6 +202,8 @@ func auditGrep(fs *flag.FlagSet, args []string, stdin io.Reader, stdout, stderr 
 	ledgerFile := fs.String("ledger-key", "", "the ledger key file (default: rights.ledger_key_file of --config)")
 	dir := fs.String("dir", "", "the audit log's directory (default: that of auth.audit.path of --config)")
 	limit := fs.Int("limit", 0, "list only the newest N entries (0: all)")
+	pg := fs.Bool("postgres", false, "read the audit table in PostgreSQL, every replica's entries (default with --config's auth.audit.sink postgres)")
+	dsn := fs.String("dsn", "", "with --postgres: the database (default: --config's auth.audit.postgres.dsn or store.postgres.dsn; best in TOKENVAULT_AUTH_AUDIT_POSTGRES_DSN)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -215,9 +235,6 @@ func auditGrep(fs *flag.FlagSet, args []string, stdin io.Reader, stdout, stderr 
 	if *ledgerFile == "" {
 		*ledgerFile = cfg.Rights.LedgerKeyFile
 	}
-	if *dir == "" {
-		*dir = filepath.Dir(cfg.Auth.Audit.Path)
-	}
 	lk, err := keyfile.LoadLedgerKey(*ledgerFile)
 	if err != nil {
 		return fmt.Errorf("--ledger-key: %w", err)
@@ -228,22 +245,168 @@ func auditGrep(fs *flag.FlagSet, args []string, stdin io.Reader, stdout, stderr 
 		return err
 	}
 	defer h.Zero()
+	// The table by default when the server writes it (--dir still reads
+	// files: a replica's own copy).
+	if *pg || *dsn != "" || (cfg.Auth.Audit.DBSink() && *dir == "") {
+		return grepDB(dbFlags{dsn: *dsn, cfg: cfg, loaded: true}, h, id, *limit, stdout, stderr)
+	}
+	if *dir == "" {
+		*dir = filepath.Dir(cfg.Auth.Audit.Path)
+	}
 	trail, err := audit.TrailByID(*dir, h, id, *limit)
 	if err != nil {
 		return err
 	}
-	files := map[string]bool{}
+	files, err := writeTrail(stdout, trail, func(te audit.TrailEntry) string { return te.File })
+	if err != nil {
+		return err
+	}
+	// The subject id is not repeated here: terminals have scrollback.
+	fmt.Fprintf(stderr, "%d entries in %d files (not verified: run tokenvault audit verify %s)\n", len(trail), files, *dir)
+	return nil
+}
+
+// writeTrail writes the entries as JSON lines and returns in how many
+// places (files, replicas: where) they are.
+func writeTrail(w io.Writer, trail []audit.TrailEntry, where func(audit.TrailEntry) string) (int, error) {
+	places := map[string]bool{}
 	for _, te := range trail {
 		line, err := te.Entry.Line()
 		if err != nil {
-			return err
+			return 0, err
 		}
-		if _, err := stdout.Write(line); err != nil {
-			return err
+		if _, err := w.Write(line); err != nil {
+			return 0, err
 		}
-		files[te.File] = true
+		places[where(te)] = true
 	}
-	// The subject id is not repeated here: terminals have scrollback.
-	fmt.Fprintf(stderr, "%d entries in %d files (not verified: run tokenvault audit verify %s)\n", len(trail), len(files), *dir)
+	return len(places), nil
+}
+
+// dbFlags name the audit table's database: --dsn, else --config's
+// auth.audit.postgres.dsn or store.postgres.dsn, else the environment.
+type dbFlags struct {
+	dsn        string
+	configFile string
+	cfg        config.Config
+	loaded     bool // cfg is loaded (grep loads it itself)
+}
+
+func addDBFlags(fs *flag.FlagSet) *dbFlags {
+	d := &dbFlags{}
+	fs.StringVar(&d.dsn, "dsn", "", "with --postgres: the database (best in TOKENVAULT_AUTH_AUDIT_POSTGRES_DSN: a DSN may hold a password)")
+	fs.StringVar(&d.configFile, "config", "", "with --postgres: the server's config `FILE` (auth.audit.postgres.dsn, else store.postgres.dsn)")
+	return d
+}
+
+func (d *dbFlags) open(ctx context.Context) (*audit.DB, error) {
+	dsn := d.dsn
+	if dsn == "" && d.configFile != "" && !d.loaded {
+		cfg, err := config.Load(d.configFile, os.LookupEnv)
+		if err != nil && !errors.Is(err, config.ErrInvalid) {
+			return nil, fmt.Errorf("--config: %w", err)
+		}
+		d.cfg = cfg
+	}
+	if dsn == "" {
+		dsn = d.cfg.Auth.Audit.PostgresDSN(d.cfg.Store)
+	}
+	for _, env := range []string{"TOKENVAULT_AUTH_AUDIT_POSTGRES_DSN", "TOKENVAULT_STORE_POSTGRES_DSN"} {
+		if v, ok := os.LookupEnv(env); ok && dsn == "" {
+			dsn = v
+		}
+	}
+	if dsn == "" {
+		return nil, errors.New("--postgres: give --config FILE (auth.audit.postgres.dsn or store.postgres.dsn), --dsn, or TOKENVAULT_AUTH_AUDIT_POSTGRES_DSN")
+	}
+	return audit.OpenDB(ctx, dsn)
+}
+
+// verifyDB verifies every replica's chain in the audit table, one line per
+// replica.
+func verifyDB(d *dbFlags, replica string, pub ed25519.PublicKey, stdout, stderr io.Writer) error {
+	ctx := context.Background()
+	db, err := d.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	reps, err := db.Verify(ctx, pub, replica)
+	for _, r := range reps {
+		if r.Err != nil {
+			fmt.Fprintf(stdout, "FAIL replica %s: %v\n", r.Replica, r.Err)
+			continue
+		}
+		fmt.Fprintf(stdout, "ok   replica %s: %d entries, %d checkpoints, last checkpoint at entry %d, head %s\n", r.Replica, r.Entries, r.Checkpoints, r.LastCheckpoint, r.LastHash)
+		if r.Starts != "" {
+			fmt.Fprintf(stderr, "note: replica %s's chain in the database starts %s\n", r.Replica, r.Starts)
+		}
+		if r.Continues != "" {
+			fmt.Fprintf(stderr, "note: replica %s's chain in the database starts with a rotated file's continue entry (after %s)\n", r.Replica, r.Continues)
+		}
+		if r.Unsigned > 0 {
+			fmt.Fprintf(stderr, "warning: replica %s: the last %d entries are not covered by a checkpoint yet (server running, or it crashed)\n", r.Replica, r.Unsigned)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("the audit table: %w", err)
+	}
+	if len(reps) == 0 {
+		return errors.New("the audit table holds no rows (of that replica)")
+	}
+	fmt.Fprintf(stdout, "OK: %d replicas, one chain each", len(reps))
+	if pub != nil {
+		fmt.Fprintf(stdout, " (signatures verified)")
+	}
+	fmt.Fprintln(stdout)
+	if pub == nil {
+		fmt.Fprintln(stderr, "warning: checkpoint signatures NOT checked (no --pubkey): a rewritten chain would pass")
+	}
+	return nil
+}
+
+// grepDB lists a subject's entries from the audit table: every replica's,
+// oldest first (an indexed query by the subject's keyed hash).
+func grepDB(d dbFlags, h *audit.SubjectHasher, id string, limit int, stdout, stderr io.Writer) error {
+	hash, err := h.Hash(id)
+	if err != nil {
+		return err
+	}
+	ctx := context.Background()
+	db, err := d.open(ctx)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	trail, err := db.Trail(ctx, hash, nil, limit)
+	if err != nil {
+		return err
+	}
+	replicas, err := writeTrail(stdout, trail, func(te audit.TrailEntry) string { return te.Entry.Replica })
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "%d entries from %d replicas in the audit table (not verified: run tokenvault audit verify --postgres)\n", len(trail), replicas)
+	return nil
+}
+
+// migrateAuditTables applies the audit table's schema (its own version,
+// internal/audit) when the config has auth.audit.sink postgres; store
+// migrate calls it.
+func migrateAuditTables(cfg config.Config, stdout io.Writer) error {
+	if !cfg.Auth.Audit.DBSink() {
+		return nil
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	from, to, err := audit.MigratePostgres(ctx, cfg.Auth.Audit.PostgresDSN(cfg.Store))
+	if err != nil {
+		return err
+	}
+	if from == to {
+		fmt.Fprintf(stdout, "the audit tables are at schema version %d already: nothing to do\n", to)
+	} else {
+		fmt.Fprintf(stdout, "migrated the audit tables from schema version %d to %d\n", from, to)
+	}
 	return nil
 }

@@ -65,6 +65,7 @@ var serveFlags = []struct {
 	{"audit-log", "auth.audit.path", stringFlag, "audit log file (default: tokenvault-audit/audit.jsonl beside the data directory)"},
 	{"audit-signing-key", "auth.audit.signing_key", stringFlag, "Ed25519 key that signs audit checkpoints, created if missing (default: audit-signing.key beside the keyring)"},
 	{"audit-ship", "auth.audit.ship", stringFlag, "also write every audit line to stdout or syslog (for a log shipper; the copy verifies with the public key) or none"},
+	{"audit-sink", "auth.audit.sink", stringFlag, "where audit entries must be durable before a call answers: file (default) or postgres (a table for every replica's trail, then the file; DSN auth.audit.postgres.dsn or store.postgres.dsn)"},
 	{"audit-allow-unverified", "auth.audit.allow_unverified_history", boolFlag, "start even if the end of the audit log does not verify against its last signed checkpoint (check it with \"tokenvault audit verify\" first; the acceptance is audited)"},
 }
 

@@ -44,11 +44,17 @@ func storeMigrate(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if cfg.Store.Provider != config.StorePostgres {
+		if err := migrateAuditTables(cfg, stdout); err != nil {
+			return err
+		}
 		fmt.Fprintf(stdout, "store.provider is %s: nothing to migrate (the badger store migrates its data directory when it opens it)\n", cfg.Store.Provider)
 		return nil
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if err := migrateAuditTables(cfg, stdout); err != nil {
+		return err
+	}
 	from, to, err := pgstore.Migrate(ctx, cfg.Store.Postgres.DSN)
 	if err != nil {
 		return err

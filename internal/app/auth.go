@@ -23,6 +23,8 @@ type security struct {
 	tls    *auth.ServerTLS        // nil: plaintext
 	policy *auth.PolicyFileSource // nil: dev mode
 	audit  *audit.Log
+	// auditDB: the audit table (auth.audit.sink postgres), else nil.
+	auditDB *audit.DB
 	// subjects hashes subject ids for the audit log (zeroed at close).
 	subjects *audit.SubjectHasher
 	guard    *grpcserver.Guard
@@ -37,6 +39,9 @@ func (s *security) close() error {
 		s.guard.Close()
 	}
 	err := s.audit.Close()
+	if s.auditDB != nil {
+		s.auditDB.Close() // after the log: its last group goes to the table too
+	}
 	s.subjects.Zero()
 	return err
 }
@@ -96,15 +101,30 @@ func openSecurity(cfg config.Config, onAuditFailure func(), ledger *aead.Key) (*
 		s.subjects.Zero()
 		return nil, nil, err
 	}
-	s.audit, err = audit.Open(audit.Options{SubjectHash: s.subjects.Hash, Sink: sink, Replica: cfg.Replica.ID, Path: cfg.Auth.Audit.Path, SigningKey: key,
+	if cfg.Auth.Audit.DBSink() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		s.auditDB, err = audit.OpenDB(ctx, cfg.Auth.Audit.PostgresDSN(cfg.Store))
+		cancel()
+		if err != nil {
+			if sink != nil {
+				sink.Close()
+			}
+			s.subjects.Zero()
+			return nil, nil, fmt.Errorf("auth.audit.sink postgres: %w", err)
+		}
+	}
+	s.audit, err = audit.Open(audit.Options{SubjectHash: s.subjects.Hash, Sink: sink, Replica: cfg.Replica.ID, Path: cfg.Auth.Audit.Path, SigningKey: key, DB: s.auditDB,
 		CheckpointEvery: cfg.Auth.Audit.CheckpointEvery, CheckpointInterval: cfg.Auth.Audit.CheckpointInterval,
 		Logger: log.With("component", "audit"), OnFailure: onAuditFailure, AllowUnverified: cfg.Auth.Audit.AllowUnverifiedHistory,
 		Rotation: auditRotation(cfg.Auth.Audit)})
 	if err != nil {
+		if s.auditDB != nil {
+			s.auditDB.Close()
+		}
 		s.subjects.Zero()
 		return nil, nil, err
 	}
-	log.Info("audit log", "path", cfg.Auth.Audit.Path, "key_id", s.audit.KeyID())
+	log.Info("audit log", "path", cfg.Auth.Audit.Path, "key_id", s.audit.KeyID(), "sink", cfg.Auth.Audit.Sink, "replica", cfg.Replica.ID)
 	gcfg := grpcserver.GuardConfig{APIKeys: keys, Audit: s.audit, Logger: log}
 	if s.policy != nil {
 		gcfg.Policy = s.policy

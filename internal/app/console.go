@@ -34,7 +34,7 @@ func (a *App) startConsole(srv *grpcserver.Server, admin *grpcserver.Admin, v *v
 		return nil
 	}
 	o := console.Options{Guard: a.sec.guard, Service: srv, Admin: admin, Vault: v,
-		TokenHash: a.sec.audit.TokenHash, Trail: console.AuditFileTrail{Dir: filepath.Dir(cfg.Auth.Audit.Path), SubjectHash: a.AuditSubjectHash},
+		TokenHash: a.sec.audit.TokenHash, Trail: a.consoleTrail(),
 		KEKProvider: cfg.KEK.Provider, BackupHorizon: cfg.Rights.RotationInterval + cfg.KEK.BackupRetention,
 		KEKHealthy: func() error {
 			if !a.kekHealthy.Load() {
@@ -96,4 +96,14 @@ func (a *App) stopConsole() {
 	if a.console.http.Shutdown(ctx) != nil {
 		a.console.http.Close()
 	}
+}
+
+// consoleTrail is where the subject page reads the trail: the audit table
+// (every replica's entries) with auth.audit.sink postgres, else this
+// server's files.
+func (a *App) consoleTrail() console.Trail {
+	if a.sec.auditDB != nil {
+		return console.AuditDBTrail{DB: a.sec.auditDB, SubjectHash: a.AuditSubjectHash}
+	}
+	return console.AuditFileTrail{Dir: filepath.Dir(a.cfg.Auth.Audit.Path), SubjectHash: a.AuditSubjectHash}
 }

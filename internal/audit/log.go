@@ -59,6 +59,13 @@ type Options struct {
 	Sink Sink
 	// Replica is written into every entry (config replica.id).
 	Replica string
+	// DB, if set, is where entries are durable first (pgsink.go): each
+	// group is written to the database in one statement before the same
+	// bytes go to the file, and a write is acknowledged only once both
+	// hold it. While the database refuses, Healthy and Write fail with
+	// ErrUnavailable; writing resumes when it answers again. The caller
+	// closes it after the log.
+	DB *DB
 }
 
 // Log appends entries durably.
@@ -123,6 +130,10 @@ type Log struct {
 	stats stats    // counters for metrics (rotate.go)
 	ship  *shipper // nil: no sink
 
+	db     *DB // nil: the file alone (pgsink_log.go)
+	dbs    dbState
+	dbRows []dbRow // a group's rows, reused
+
 	// Housekeeping (compression, retention) runs beside the writer:
 	// hk signals a rotation; Close closes hkStop and waits for hkDone.
 	hk     chan struct{}
@@ -160,6 +171,11 @@ func Open(opts Options) (*Log, error) {
 	if len(opts.SigningKey) != ed25519.PrivateKeySize {
 		return nil, errors.New("audit: no signing key")
 	}
+	if opts.DB != nil && opts.SubjectHash == nil {
+		// The table is shared and indexed by subject: it holds keyed
+		// hashes only, never a subject id.
+		return nil, errors.New("audit: the database sink needs Options.SubjectHash")
+	}
 	hasher, err := NewTokenHasher(opts.SigningKey)
 	if err != nil {
 		return nil, err
@@ -171,7 +187,7 @@ func Open(opts Options) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	l := &Log{opts: opts, f: f, hasher: hasher, log: opts.Logger,
+	l := &Log{opts: opts, f: f, hasher: hasher, log: opts.Logger, db: opts.DB,
 		keyID: KeyID(opts.SigningKey.Public().(ed25519.PublicKey)),
 		reqs:  make(chan *request, queueSize), stopping: make(chan struct{}), quit: make(chan struct{}), exited: make(chan struct{}),
 		prev: ZeroHash, lastCP: opts.Now(),
@@ -194,6 +210,11 @@ func Open(opts Options) (*Log, error) {
 	var cont []*request // a new current file's first entries after a rotated one
 	if l.seq == 0 && l.regular {
 		if cont, err = l.continueRotated(); err != nil {
+			return fail(err)
+		}
+	}
+	if l.db != nil {
+		if cont, err = l.dbContinue(cont); err != nil {
 			return fail(err)
 		}
 	}
@@ -499,6 +520,9 @@ func (l *Log) Healthy() error {
 	if l.closed.Load() {
 		return fmt.Errorf("%w: closed", ErrUnavailable)
 	}
+	if l.dbs.down.Load() {
+		return fmt.Errorf("%w: the audit database does not answer", ErrUnavailable)
+	}
 	return nil
 }
 
@@ -653,9 +677,20 @@ func (l *Log) loop() {
 	defer close(l.exited)
 	tick := time.NewTicker(max(l.opts.CheckpointInterval/4, time.Millisecond))
 	defer tick.Stop()
+	var retry <-chan time.Time // polls a database that refused a write
+	if l.db != nil {
+		t := time.NewTicker(dbRetry)
+		defer t.Stop()
+		retry = t.C
+	}
 	for {
 		var group []*request
 		select {
+		case <-retry:
+			if l.dbs.unsure && l.failed.Load() == nil {
+				l.dbResync() // counted and logged; Healthy says the rest
+			}
+			continue
 		case r := <-l.reqs:
 			group = l.gather(append(group, r))
 		case <-l.quit:
@@ -694,13 +729,32 @@ func (l *Log) gather(group []*request) []*request {
 	return group
 }
 
+// dbRetry: how often the writer asks a database that refused a write
+// whether it answers again.
+const dbRetry = 200 * time.Millisecond
+
 // commit writes the group (plus a checkpoint when due) in one write and
-// one fsync, then answers every request.
-func (l *Log) commit(group []*request) {
+// one fsync (with Options.DB: first one database statement), then answers
+// every request with the result it returns.
+func (l *Log) commit(group []*request) error {
 	if p := l.failed.Load(); p != nil {
-		l.answer(group, fmt.Errorf("%w: %v", ErrUnavailable, *p))
-		return
+		err := fmt.Errorf("%w: %v", ErrUnavailable, *p)
+		l.answer(group, err)
+		return err
 	}
+	if l.db != nil && l.dbs.unsure {
+		if err := l.dbResync(); err != nil {
+			err = fmt.Errorf("%w: the audit database: %v", ErrUnavailable, err)
+			l.answer(group, err)
+			return err
+		}
+	}
+	empty := len(group) == 0
+	if l.needsDBStart(group) {
+		group = append([]*request{l.dbStartNotice()}, group...)
+	}
+	saved := l.chainState()
+	rows := l.dbRows[:0]
 	buf := &l.buf
 	buf.Reset()
 	defer func() {
@@ -723,21 +777,43 @@ func (l *Log) commit(group []*request) {
 		if err = e.appendLine(buf); err != nil {
 			break
 		}
+		if l.db != nil {
+			rows = append(rows, rowOf(&e, start, buf.Len()-1))
+		}
 		l.seq, l.prev = e.Seq, e.Hash
 		l.sinceCP++
 		l.sinceCPBytes += int64(buf.Len() - start)
 	}
-	cp := l.sinceCP > 0 && (len(group) == 0 || l.forceCP || l.sinceCP >= l.opts.CheckpointEvery ||
+	cp := l.sinceCP > 0 && (empty || l.forceCP || l.sinceCP >= l.opts.CheckpointEvery ||
 		l.sinceCPBytes >= maxTailBytes/2 || now.Sub(l.lastCP) >= l.opts.CheckpointInterval)
 	if err == nil && cp {
 		e := Entry{Seq: l.seq + 1, Time: stamp, Type: TypeCheckpoint, Replica: l.opts.Replica, KeyID: l.keyID, Prev: l.prev}
 		e.Sig = base64.RawStdEncoding.EncodeToString(ed25519.Sign(l.opts.SigningKey, checkpointMessage(&e)))
+		start := buf.Len()
 		if err = e.appendLine(buf); err == nil {
+			if l.db != nil {
+				rows = append(rows, rowOf(&e, start, buf.Len()-1))
+			}
 			l.seq, l.prev = e.Seq, e.Hash
 			l.sinceCP, l.sinceCPBytes, l.lastCP, l.forceCP = 0, 0, now, false
 			// The server log is a second, independent witness of the
 			// chain head (shipped elsewhere, it bounds truncation).
-			defer l.log.Info("audit checkpoint", "seq", e.Seq, "hash", e.Hash)
+			defer func(seq uint64, hash string) {
+				if err == nil {
+					l.log.Info("audit checkpoint", "seq", seq, "hash", hash)
+				}
+			}(e.Seq, e.Hash)
+		}
+	}
+	l.dbRows = rows
+	if err == nil && l.db != nil {
+		// The database first: it is where the entry is durable for the
+		// whole trail. A refusal undoes the group (the file never sees
+		// it) and is not sticky: the next group retries.
+		if err = l.dbInsert(now, rows, buf.Bytes(), saved, firstSeq); err != nil {
+			err = fmt.Errorf("%w: the audit database: %v", ErrUnavailable, err)
+			l.answer(group, err)
+			return err
 		}
 	}
 	if err == nil {
@@ -757,6 +833,7 @@ func (l *Log) commit(group []*request) {
 		err = fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	l.answer(group, err)
+	return err
 }
 
 // answer tells every waiting writer of the group its result (done has room

@@ -75,6 +75,8 @@ type Stats struct {
 	// VerifyErrors: histories Open found unverifiable and continued as
 	// allowed (Options.AllowUnverified; each is a notice entry too).
 	VerifyErrors uint64
+	// DB: the database sink's counters (Options.DB).
+	DB DBStats
 }
 
 type stats struct {
@@ -86,7 +88,8 @@ type stats struct {
 // Stats returns the log's counters.
 func (l *Log) Stats() Stats {
 	st := Stats{BytesWritten: l.stats.bytes.Load(), CurrentSize: l.stats.size.Load(),
-		Rotations: l.stats.rotations.Load(), RetentionFiles: l.stats.deleted.Load(), VerifyErrors: l.stats.verifyErrors.Load()}
+		Rotations: l.stats.rotations.Load(), RetentionFiles: l.stats.deleted.Load(), VerifyErrors: l.stats.verifyErrors.Load(),
+		DB: l.dbStats()}
 	if l.ship != nil {
 		st.ShipErrors = l.ship.errors.Load()
 		st.ShippingLag = l.ship.queued.Load() - min(l.ship.shipped.Load(), l.ship.queued.Load())
@@ -245,10 +248,16 @@ func (l *Log) rotateFile(why string) (string, error) {
 	if p := l.failed.Load(); p != nil {
 		return "", fmt.Errorf("%w: %v", ErrUnavailable, *p)
 	}
+	if l.db != nil && (l.dbs.unsure || l.dbs.down.Load()) {
+		// Not while the database refuses: the new file's continue entry
+		// could not be written, and a renamed file without it is sticky.
+		return "", fmt.Errorf("%w: the audit database does not answer; not rotating", ErrUnavailable)
+	}
 	if l.sinceCP > 0 {
-		l.commit(nil) // the closing checkpoint
-		if p := l.failed.Load(); p != nil {
-			return "", fmt.Errorf("%w: %v", ErrUnavailable, *p)
+		// The closing checkpoint (a refusing database leaves the file as
+		// it was: not rotated).
+		if err := l.commit(nil); err != nil {
+			return "", err
 		}
 	}
 	dir := filepath.Dir(l.opts.Path)
@@ -271,9 +280,11 @@ func (l *Log) rotateFile(why string) (string, error) {
 	cpSeq := l.seq
 	l.f, l.size, l.fileEntries = f, 0, 0
 	l.sinceCP, l.forceCP = 1, true // the new file's first checkpoint follows its continue entry
-	l.commit([]*request{{own: true, e: Entry{Type: TypeContinue, Op: OpRotate, Reason: why, File: name, CheckpointSeq: cpSeq}}})
-	if p := l.failed.Load(); p != nil {
-		return "", fmt.Errorf("%w: %v", ErrUnavailable, *p)
+	if err := l.commit([]*request{{own: true, e: Entry{Type: TypeContinue, Op: OpRotate, Reason: why, File: name, CheckpointSeq: cpSeq}}}); err != nil {
+		// A new file without its continue entry must not take entries
+		// (a refusing database included): sticky.
+		l.setFailed(err)
+		return "", err
 	}
 	if err := syncDir(dir); err != nil {
 		l.setFailed(err)

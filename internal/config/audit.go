@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -83,3 +84,56 @@ func (c *AuditConfig) validateRotation() error {
 
 // minRotateSize bounds how small a rotated file can be configured.
 const minRotateSize = 64 << 10
+
+// Where audit entries are durable (auth.audit.sink).
+const (
+	// AuditSinkFile: the log file alone (default).
+	AuditSinkFile = "file"
+	// AuditSinkPostgres: a table in PostgreSQL first (one trail across
+	// replicas, each replica's chain apart), then the same lines in the
+	// file, which stays the local copy.
+	AuditSinkPostgres = "postgres"
+)
+
+// AuditPostgresConfig configures the database sink (auth.audit.postgres).
+type AuditPostgresConfig struct {
+	// DSN of the database (default: store.postgres.dsn). It may hold a
+	// password: best given as TOKENVAULT_AUTH_AUDIT_POSTGRES_DSN; never
+	// logged.
+	DSN string `yaml:"dsn"`
+}
+
+// DBSink reports whether entries go to the database.
+func (c *AuditConfig) DBSink() bool { return c.Sink == AuditSinkPostgres }
+
+// PostgresDSN is the database sink's DSN: its own, else the store's.
+func (c *AuditConfig) PostgresDSN(store StoreConfig) string {
+	if dsn := strings.TrimSpace(c.Postgres.DSN); dsn != "" {
+		return dsn
+	}
+	return strings.TrimSpace(store.Postgres.DSN)
+}
+
+// validateSink checks auth.audit.sink and the DSN it needs, naming the
+// key and never quoting the DSN (a secret).
+func (c *AuditConfig) validateSink(store StoreConfig) error {
+	switch c.Sink {
+	case "", AuditSinkFile:
+		return nil
+	case AuditSinkPostgres:
+	default:
+		return fmt.Errorf("auth.audit.sink: %q is not %q or %q", clipValue(c.Sink), AuditSinkFile, AuditSinkPostgres)
+	}
+	dsn := c.PostgresDSN(store)
+	key := "auth.audit.postgres.dsn"
+	if strings.TrimSpace(c.Postgres.DSN) == "" {
+		key = "store.postgres.dsn"
+	}
+	switch {
+	case dsn == "":
+		return errors.New("auth.audit.postgres.dsn: must be set with auth.audit.sink postgres (or store.postgres.dsn, or TOKENVAULT_AUTH_AUDIT_POSTGRES_DSN)")
+	case !strings.Contains(dsn, "=") && !strings.HasPrefix(dsn, "postgres://") && !strings.HasPrefix(dsn, "postgresql://"):
+		return fmt.Errorf("%s: not a key=value connection string or postgres:// URL", key)
+	}
+	return nil
+}

@@ -41,3 +41,32 @@ func TestReplicaConfig(t *testing.T) {
 		t.Errorf("bad id: %v", err)
 	}
 }
+
+func TestAuditSinkConfig(t *testing.T) {
+	cfg, err := load(t, "", nil)
+	if err != nil || cfg.Auth.Audit.Sink != "file" || cfg.Auth.Audit.DBSink() {
+		t.Fatalf("default sink %q, %v", cfg.Auth.Audit.Sink, err)
+	}
+	// The store's DSN serves, or the sink's own (from the environment).
+	cfg, err = load(t, "store:\n  provider: postgres\n  postgres:\n    dsn: host=db1 dbname=tv\nauth:\n  audit:\n    sink: postgres\n", nil)
+	if err != nil || !cfg.Auth.Audit.DBSink() || cfg.Auth.Audit.PostgresDSN(cfg.Store) != "host=db1 dbname=tv" {
+		t.Fatalf("%+v %v", cfg.Auth.Audit, err)
+	}
+	cfg, err = load(t, "auth:\n  audit:\n    sink: postgres\n", map[string]string{"TOKENVAULT_AUTH_AUDIT_POSTGRES_DSN": "postgres://audit@db2/tv"})
+	if err != nil || cfg.Auth.Audit.PostgresDSN(cfg.Store) != "postgres://audit@db2/tv" {
+		t.Fatalf("%+v %v", cfg.Auth.Audit, err)
+	}
+	for _, tc := range []struct{ yaml, want string }{
+		{"auth:\n  audit:\n    sink: kafka\n", `auth.audit.sink: "kafka" is not "file" or "postgres"`},
+		{"auth:\n  audit:\n    sink: postgres\n", "auth.audit.postgres.dsn: must be set with auth.audit.sink postgres"},
+		{"auth:\n  audit:\n    sink: postgres\n    postgres:\n      dsn: s3cret-pw\n", "auth.audit.postgres.dsn: not a key=value"},
+	} {
+		_, err := load(t, tc.yaml, nil)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: want %q, got %v", tc.yaml, tc.want, err)
+		}
+		if err != nil && strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("the DSN is quoted: %v", err)
+		}
+	}
+}

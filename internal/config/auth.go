@@ -54,12 +54,19 @@ type AuditConfig struct {
 	// Ship: none (default), stdout or syslog (audit.go).
 	Ship   string            `yaml:"ship"`
 	Syslog AuditSyslogConfig `yaml:"syslog"`
+	// Sink: file (default) or postgres, where an entry must be durable
+	// before the audited call answers (audit.go).
+	Sink     string              `yaml:"sink"`
+	Postgres AuditPostgresConfig `yaml:"postgres"`
 }
 
 // SetDefaults fills unset fields that do not depend on other sections.
 func (c *AuthConfig) SetDefaults() {
 	if c.PolicyPollInterval == 0 {
 		c.PolicyPollInterval = 10 * time.Second
+	}
+	if c.Audit.Sink == "" {
+		c.Audit.Sink = AuditSinkFile
 	}
 	if c.Audit.CheckpointEvery == 0 {
 		c.Audit.CheckpointEvery = 1000

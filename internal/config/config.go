@@ -225,6 +225,9 @@ func (c *Config) Validate() error {
 	if err := c.Store.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.Auth.Audit.validateSink(c.Store); err != nil {
+		errs = append(errs, err)
+	}
 	if err := c.Rights.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -240,7 +243,7 @@ func (c *Config) Validate() error {
 	if err := c.Limits.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := c.Console.validate(c.Auth.TLSEnabled(), c.AllowPlaintextNonLoopback); err != nil {
+	if err := c.Console.validate(c.Auth.TLSEnabled(), c.AllowPlaintextNonLoopback, c.Auth.PolicyFile != ""); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(c.Consent.Validate(c.Auth.PolicyFile), c.Erasures.Validate()); err != nil {

@@ -51,14 +51,20 @@ func (c *ConsoleConfig) SetDefaults() {
 }
 
 // validate checks the section; tls: the server serves TLS; plaintextOK:
-// insecure_plaintext_nonloopback is set.
-func (c *ConsoleConfig) validate(tls, plaintextOK bool) error {
+// insecure_plaintext_nonloopback is set; policy: a policy file is set.
+func (c *ConsoleConfig) validate(tls, plaintextOK, policy bool) error {
 	if !c.Enabled() {
 		return nil
 	}
 	host, _, err := net.SplitHostPort(c.Listen)
 	if err != nil {
 		return fmt.Errorf("console.listen: %q is not host:port", c.Listen)
+	}
+	if !policy && !isLoopback(host) {
+		// Without a policy anyone who reaches the console signs in as
+		// the anonymous dev-mode identity, which may do everything: as
+		// for the gRPC listener, dev mode stays on loopback.
+		return fmt.Errorf("console.listen: %q is not a loopback address and no policy is set (auth.policy_file): without one every visitor may reveal and erase", c.Listen)
 	}
 	if !tls && !plaintextOK && !isLoopback(host) {
 		// Session cookies and revealed values would cross the network in

@@ -11,6 +11,7 @@ func TestConsoleConfig(t *testing.T) {
 		name       string
 		c          ConsoleConfig
 		tls, plain bool
+		noPolicy   bool   // dev mode: no policy file
 		want       string // error substring; "" valid
 		listen     string // after defaults
 	}{
@@ -20,6 +21,8 @@ func TestConsoleConfig(t *testing.T) {
 		{name: "plaintext non-loopback", c: ConsoleConfig{Listen: "0.0.0.0:7380"}, want: "console.listen"},
 		{name: "non-loopback with TLS", c: ConsoleConfig{Listen: "0.0.0.0:7380"}, tls: true},
 		{name: "non-loopback allowed plaintext", c: ConsoleConfig{Listen: "10.0.0.1:7380"}, plain: true},
+		{name: "non-loopback in dev mode", c: ConsoleConfig{Listen: "10.0.0.1:7380"}, plain: true, tls: true, noPolicy: true, want: "no policy"},
+		{name: "loopback in dev mode", c: ConsoleConfig{Listen: ":7380"}, noPolicy: true},
 		{name: "not host:port", c: ConsoleConfig{Listen: "7380"}, want: "console.listen"},
 		{name: "idle too long", c: ConsoleConfig{Listen: ":1", IdleTimeout: 13 * time.Hour}, want: "console.idle_timeout"},
 		{name: "idle negative", c: ConsoleConfig{Listen: ":1", IdleTimeout: -time.Second}, want: "console.idle_timeout"},
@@ -31,7 +34,7 @@ func TestConsoleConfig(t *testing.T) {
 			if tc.listen != "" && c.Listen != tc.listen {
 				t.Errorf("listen %q, want %q", c.Listen, tc.listen)
 			}
-			err := c.validate(tc.tls, tc.plain)
+			err := c.validate(tc.tls, tc.plain, !tc.noPolicy)
 			switch {
 			case tc.want == "" && err != nil:
 				t.Fatalf("unexpected error: %v", err)

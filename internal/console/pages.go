@@ -105,7 +105,7 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 		c.refuse(w, http.StatusForbidden, "the sign-in form has expired or was not sent from this page: reload it and try again")
 		return
 	}
-	if ok, wait := c.throttle.allowed(r.RemoteAddr); !ok {
+	if ok, wait := c.throttle.take(r.RemoteAddr); !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Round(time.Second)/time.Second)))
 		c.o.Logger.Info("console sign-in throttled", "remote", r.RemoteAddr)
 		c.refuse(w, http.StatusTooManyRequests, "too many failed sign-ins from this address: wait a little and try again")
@@ -119,11 +119,11 @@ func (c *Console) signin(w http.ResponseWriter, r *http.Request) {
 	id, err := c.o.Guard.Identify(cert, key)
 	if err != nil {
 		// The error never holds the key; it says what was wrong.
-		c.throttle.failed(r.RemoteAddr)
 		c.o.Logger.Info("console sign-in refused", "remote", r.RemoteAddr, "err", err)
 		c.render(w, http.StatusUnauthorized, "error", map[string]any{"Title": "Sign-in refused", "Message": err.Error()})
 		return
 	}
+	c.throttle.refund(r.RemoteAddr)
 	c.o.Logger.Info("console sign-in", "caller", id.String(), "remote", r.RemoteAddr)
 	http.SetCookie(w, c.cookie(preCookie, "", -1))
 	http.SetCookie(w, c.cookie(sessionCookie, c.sessions.create(id), 0))
@@ -166,7 +166,7 @@ type tokenRow struct {
 func (c *Console) subjectPage(q *req) { c.showSubject(q, http.StatusOK, "", nil) }
 
 func (c *Console) subjectPageAt(q *req) {
-	c.showSubject(q, http.StatusOK, q.r.PostForm.Get("after"), nil)
+	c.showSubject(q, http.StatusOK, q.s.next, nil)
 }
 
 // showSubject renders a page of the session's subject. The listing is a
@@ -188,7 +188,7 @@ func (c *Console) showSubject(q *req, code int, after string, extra map[string]a
 		hashes   = map[string]bool{}
 	)
 	mreq := &pb.MaskRequest{}
-	err := c.o.Guard.Call(q.ctx(), q.s.id, q.addr(), pb.TokenVault_Mask_FullMethodName, mreq, func(ctx context.Context) error {
+	err := c.o.Guard.CallAudited(q.ctx(), q.s.id, q.addr(), pb.TokenVault_Mask_FullMethodName, subject, mreq, func(ctx context.Context) error {
 		var err error
 		info, toks, more, err = c.o.Vault.SubjectTokens(ctx, subject, after, PageSize)
 		if errors.Is(err, vault.ErrNotFound) {
@@ -231,9 +231,13 @@ func (c *Console) showSubject(q *req, code int, after string, extra map[string]a
 	if !erasedAt.IsZero() && c.o.BackupHorizon > 0 {
 		data["BackupsBy"] = erasedAt.Add(c.o.BackupHorizon)
 	}
-	if held && len(rows) > 0 {
-		data["Next"] = rows[len(rows)-1].Token
+	// The next page's cursor (a token) stays in the session, not in the
+	// page: a mask-only user is shown no token.
+	next := ""
+	if held && more && len(rows) > 0 {
+		next = rows[len(rows)-1].Token
 	}
+	c.sessions.update(q.key, func(s *session) { s.next = next })
 	exportPurposes, _, _ := c.purposes(id, auth.OpExport)
 	data["ExportPurposes"] = exportPurposes
 	// The trail says who saw the subject's data: shown to those who may
@@ -262,7 +266,7 @@ func (c *Console) showSubject(q *req, code int, after string, extra map[string]a
 // find calls that named them in the audit log. Like the page, it is a
 // Mask-authorized listing.
 func (c *Console) allTokenHashes(q *req, subject string, hashes map[string]bool) error {
-	return c.o.Guard.Call(q.ctx(), q.s.id, q.addr(), pb.TokenVault_Mask_FullMethodName, &pb.MaskRequest{}, func(ctx context.Context) error {
+	return c.o.Guard.CallAudited(q.ctx(), q.s.id, q.addr(), pb.TokenVault_Mask_FullMethodName, subject, &pb.MaskRequest{}, func(ctx context.Context) error {
 		after := ""
 		for {
 			_, toks, more, err := c.o.Vault.SubjectTokens(ctx, subject, after, vault.MaxTokenPage)

@@ -28,8 +28,10 @@ type session struct {
 	csrf string
 	last time.Time
 
-	// What the user is looking at (never in a URL).
+	// What the user is looking at (never in a URL), and the cursor of
+	// its next page of tokens (never in a page).
 	subject string
+	next    string
 	// The last erasure's signed receipt, for download.
 	receipt        []byte
 	receiptSubject string

@@ -13,7 +13,8 @@ import (
 // audited and rate-limited): each remote host gets a burst of
 // signinBurst failures, then one every signinEvery; all hosts together
 // signinAllPerSec failures a second, so that many hosts do not guess
-// faster either. Only failures count: signing in never slows anyone.
+// faster either. Only failures count: a successful sign-in gives its
+// attempt back.
 const (
 	signinBurst     = 5
 	signinEvery     = 10 * time.Second
@@ -36,30 +37,18 @@ func newSigninThrottle(now func() time.Time) *signinThrottle {
 		all: rate.NewLimiter(signinAllPerSec, 2*signinAllPerSec)}
 }
 
-// allowed reports whether a sign-in from remote (host:port) may be tried
-// now, and if not, how long until it may.
-func (t *signinThrottle) allowed(remote string) (bool, time.Duration) {
+// take reserves one attempt for a sign-in from remote (host:port): ok
+// false, and how long to wait, if the host or all hosts are out of
+// attempts. Reserving before the attempt (not counting after it) keeps
+// concurrent attempts within the bucket; ok's caller gives the attempt
+// back with refund when the sign-in succeeds.
+func (t *signinThrottle) take(remote string) (ok bool, wait time.Duration) {
 	now := t.now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if l, ok := t.hosts[hostOf(remote)]; ok && l.TokensAt(now) < 1 {
-		return false, l.ReserveN(now, 0).DelayFrom(now) + signinEvery
-	}
-	if t.all.TokensAt(now) < 1 {
-		return false, time.Second
-	}
-	return true, 0
-}
-
-// failed counts a failed sign-in from remote.
-func (t *signinThrottle) failed(remote string) {
-	now := t.now()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.all.AllowN(now, 1)
 	h := hostOf(remote)
-	l, ok := t.hosts[h]
-	if !ok {
+	l, known := t.hosts[h]
+	if !known {
 		if len(t.hosts) >= signinHosts {
 			for k, v := range t.hosts {
 				if v.TokensAt(now) >= signinBurst {
@@ -67,13 +56,32 @@ func (t *signinThrottle) failed(remote string) {
 				}
 			}
 		}
-		if len(t.hosts) >= signinHosts {
-			return
-		}
 		l = rate.NewLimiter(rate.Every(signinEvery), signinBurst)
-		t.hosts[h] = l
+		if len(t.hosts) < signinHosts {
+			t.hosts[h] = l
+		} // else untracked: the global bucket still bounds it
+	}
+	if l.TokensAt(now) < 1 {
+		return false, l.ReserveN(now, 0).DelayFrom(now) + signinEvery
+	}
+	if !t.all.AllowN(now, 1) {
+		return false, time.Second
 	}
 	l.AllowN(now, 1)
+	return true, 0
+}
+
+// refund gives back the attempt a successful sign-in from remote took.
+func (t *signinThrottle) refund(remote string) {
+	now := t.now()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if l, ok := t.hosts[hostOf(remote)]; ok && l.TokensAt(now) < signinBurst {
+		l.AllowN(now, -1)
+	}
+	if t.all.TokensAt(now) < 2*signinAllPerSec {
+		t.all.AllowN(now, -1)
+	}
 }
 
 func hostOf(remote string) string {

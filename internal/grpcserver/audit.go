@@ -237,8 +237,8 @@ func (g *Guard) finish(c *call, callErr error) error {
 	if !recorded && c.req != nil {
 		items, omitted = attempted(g.cfg.Audit, c.req)
 	}
-	if c.spec.audit == auditOnDenials && !anyDenied(items) ||
-		c.spec.audit == auditDeterministic && !recorded {
+	if !c.always && (c.spec.audit == auditOnDenials && !anyDenied(items) ||
+		c.spec.audit == auditDeterministic && !recorded) {
 		return nil // a failed tokenize handed nothing back
 	}
 	c.withPeer()

@@ -185,6 +185,7 @@ type call struct {
 	purpose string // as the request states it; for reveals, once admitted, as vault.Purpose trims it (entry.Purpose is clipped)
 	req     any
 	rec     *record // nil for calls that are never audited, else &recStore
+	always  bool    // audited whatever spec.audit says (Guard.CallAudited)
 	// recStore is the record of an audited call, allocated with the call.
 	recStore record
 	// peer is the caller's address, formatted into entry.Peer only when

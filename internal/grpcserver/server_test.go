@@ -187,9 +187,13 @@ func FuzzRequests(f *testing.F) {
 			}
 			fwd := &pb.RevealVolatileRequest{Token: card.SecurityCodeToken, Purpose: rv.Purpose, OriginalCaller: rv.OriginalCaller, FromReplica: rv.FromReplica}
 			resp, err := ps.RevealVolatile(ctx, fwd)
-			if _, perr := vault.Purpose(rv.Purpose); perr != nil {
+			if p, perr := vault.Purpose(rv.Purpose); perr != nil {
 				if status.Code(err) != codes.InvalidArgument || !strings.HasPrefix(status.Convert(err).Message(), "purpose: ") {
 					t.Fatalf("RevealVolatile with purpose %q: %v", rv.Purpose, err)
+				}
+			} else if p == "marketing" { // consent-based in this fixture; no consent given
+				if status.Code(err) != codes.FailedPrecondition {
+					t.Fatalf("RevealVolatile for marketing without consent: %v %v", resp, err)
 				}
 			} else {
 				if err != nil || resp.GetValue() != "123" || resp.GetKind() != pb.Kind_KIND_CARD_SECURITY_CODE {

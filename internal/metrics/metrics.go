@@ -137,7 +137,13 @@ func (m *Metrics) WatchVault(v *vault.Vault) {
 			func() float64 { return f(v.Stats()) })
 	}
 	m.Registry.MustRegister(
-		gauge("tokens_stored", "Token records in the store (-1: not counted).", func(s vault.Stats) float64 { return float64(s.TokensStored) }),
+		gauge("tokens_stored", "Token records in the store (-1: not counted, or tokens_counting is 1).", func(s vault.Stats) float64 { return float64(s.TokensStored) }),
+		gauge("tokens_counting", "1 while the stored tokens are being counted (in the background after a start), else 0.", func(s vault.Stats) float64 {
+			if s.TokensCounting {
+				return 1
+			}
+			return 0
+		}),
 		counter("tokens_created_total", "Tokens created.", func(s vault.Stats) float64 { return float64(s.TokensCreated) }),
 		counter("erasures_total", "Subjects erased (crypto-shredded).", func(s vault.Stats) float64 { return float64(s.Erasures) }),
 		counter("records_purged_total", "Token records removed by erasures.", func(s vault.Stats) float64 { return float64(s.RecordsPurged) }),

@@ -107,15 +107,24 @@ type Store struct {
 	// write the event counter, and would otherwise exhaust their retries
 	// under a burst of erasures (erasures.go).
 	events sync.Mutex
+
+	// Background token counts (maintenance.go): Close closes closing and
+	// waits for counts; countClosed refuses new ones.
+	countMu     sync.Mutex
+	countClosed bool
+	closing     chan struct{}
+	counts      sync.WaitGroup
 }
 
 var (
-	_ vault.Store          = (*Store)(nil)
-	_ vault.RightsStore    = (*Store)(nil)
-	_ vault.LedgerStore    = (*Store)(nil)
-	_ vault.KeyScanStore   = (*Store)(nil)
-	_ vault.TokenCounter   = (*Store)(nil)
-	_ vault.ExclusiveStore = (*Store)(nil)
+	_ vault.Store                = (*Store)(nil)
+	_ vault.RightsStore          = (*Store)(nil)
+	_ vault.LedgerStore          = (*Store)(nil)
+	_ vault.KeyScanStore         = (*Store)(nil)
+	_ vault.TokenCounter         = (*Store)(nil)
+	_ vault.TokenSnapshotCounter = (*Store)(nil)
+	_ vault.RecordBatchStore     = (*Store)(nil)
+	_ vault.ExclusiveStore       = (*Store)(nil)
 )
 
 // Options tune the store.
@@ -172,7 +181,7 @@ func Open(dir string, opts Options, logger *slog.Logger) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s := &Store{db: db, log: logger, ids: ids, space: sp}
+	s := &Store{db: db, log: logger, ids: ids, space: sp, closing: make(chan struct{})}
 	if err := s.upgrade(context.Background()); err != nil {
 		ids.zero()
 		db.Close()
@@ -234,6 +243,15 @@ func badgerOptions(dir string, logger *slog.Logger) badger.Options {
 
 // Close stops the write group and closes the database.
 func (s *Store) Close() error {
+	s.countMu.Lock()
+	if !s.countClosed {
+		s.countClosed = true
+		if s.closing != nil { // nil in tests that build a Store by hand
+			close(s.closing)
+		}
+	}
+	s.countMu.Unlock()
+	s.counts.Wait()
 	s.group.close()
 	s.ids.zero()
 	return s.db.Close()
@@ -409,17 +427,41 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 	if err != nil {
 		return err
 	}
-	encs := make([][]byte, len(recs))
+	// Keys and encodings are built once, outside the transaction (a
+	// retried group runs fn again), and carved from one buffer per call
+	// instead of five allocations per record. badger keeps the slices of
+	// its Sets until the commit; nothing writes to them after this.
+	size := 0
+	for _, r := range recs {
+		size += tokenKeyLen + indexKeyLen + encodedRecordLen(r)
+	}
+	buf := make([]byte, 0, size)
+	carve := func(n int) []byte { // the next n bytes of buf, capacity n
+		buf = buf[:len(buf)+n]
+		return buf[len(buf)-n : len(buf) : len(buf)]
+	}
+	type entry struct {
+		hash       [sha256.Size]byte
+		tkey, ikey []byte
+		enc        []byte
+	}
+	ents := make([]entry, len(recs))
 	var w weight // the writes below
 	for i, r := range recs {
+		e := &ents[i]
+		e.hash = sha256.Sum256([]byte(r.Token))
+		e.tkey = append(carve(tokenKeyLen)[:0], pToken, '/')
+		e.tkey = append(e.tkey, e.hash[:]...)
+		e.ikey = append(carve(indexKeyLen)[:0], pIndex, '/')
+		e.ikey = append(append(e.ikey, id[:]...), e.hash[:]...)
 		var err error
-		if encs[i], err = encodeRecord(r); err != nil {
+		if e.enc, err = appendRecord(carve(encodedRecordLen(r))[:0], r); err != nil {
 			return err
 		}
 		if r.Lookup != nil {
 			w.set(2+len(id)+len(r.Lookup), len(r.Token))
 		}
-		w.set(tokenKeyLen, len(encs[i]))
+		w.set(tokenKeyLen, len(e.enc))
 		w.set(indexKeyLen, 0)
 		if !r.Expires.IsZero() {
 			w.set(expiryKeyLen, len(id))
@@ -431,19 +473,21 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 		}
 		// All checks first, then all writes: a rejected batch writes
 		// nothing, even inside a shared group transaction.
-		hashes := make([][]byte, len(recs))
-		seenTok := make(map[string]bool, len(recs))
-		seenLookup := map[string]bool{}
+		seenTok := make(map[[sha256.Size]byte]bool, len(recs))
+		var seenLookup map[string]bool
 		for i, r := range recs {
-			hashes[i] = tokenHash(r.Token)
-			if seenTok[string(hashes[i])] {
+			e := &ents[i]
+			if seenTok[e.hash] {
 				return &vault.CollisionError{Index: i}
 			}
-			seenTok[string(hashes[i])] = true
-			if err := absent(txn, key(pToken, hashes[i])); err != nil {
+			seenTok[e.hash] = true
+			if err := absent(txn, e.tkey); err != nil {
 				return collision(err, i, false)
 			}
 			if r.Lookup != nil {
+				if seenLookup == nil {
+					seenLookup = map[string]bool{}
+				}
 				if seenLookup[string(r.Lookup)] {
 					return &vault.CollisionError{Index: i, Lookup: true}
 				}
@@ -454,19 +498,20 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 			}
 		}
 		for i, r := range recs {
+			e := &ents[i]
 			if r.Lookup != nil {
 				if err := txn.Set(key(pLookup, id[:], r.Lookup), []byte(r.Token)); err != nil {
 					return err
 				}
 			}
-			if err := txn.Set(key(pToken, hashes[i]), encs[i]); err != nil {
+			if err := txn.Set(e.tkey, e.enc); err != nil {
 				return err
 			}
-			if err := txn.Set(key(pIndex, id[:], hashes[i]), nil); err != nil {
+			if err := txn.Set(e.ikey, nil); err != nil {
 				return err
 			}
 			if !r.Expires.IsZero() {
-				if err := txn.Set(expiryKey(r.Expires, hashes[i]), id[:]); err != nil {
+				if err := txn.Set(expiryKey(r.Expires, e.hash[:]), id[:]); err != nil {
 					return err
 				}
 			}
@@ -507,6 +552,39 @@ func (s *Store) Record(ctx context.Context, token string) (r vault.Record, err e
 		return err
 	})
 	return r, err
+}
+
+// RecordsOf reads the records of tokens in one read transaction.
+func (s *Store) RecordsOf(ctx context.Context, tokens []string, found func(int, vault.Record) error) error {
+	return s.view(ctx, func(txn *badger.Txn) error {
+		// One key buffer for every read: a read-only Get keeps no
+		// reference to it past the item, used before the next Get.
+		k := make([]byte, tokenKeyLen)
+		k[0], k[1] = pToken, '/'
+		for i, t := range tokens {
+			h := sha256.Sum256([]byte(t))
+			copy(k[2:], h[:])
+			it, err := txn.Get(k)
+			if errors.Is(err, badger.ErrKeyNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			b, err := it.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			r, err := decodeRecord(b)
+			if err != nil {
+				return err
+			}
+			if err := found(i, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 func (s *Store) Lookup(ctx context.Context, id vault.KeyID, lookup []byte) (token string, err error) {
@@ -774,6 +852,20 @@ func decodeSubjectKey(b []byte) (vault.SubjectKey, []byte, error) {
 // v3 record as v1 makes the vault open it with the v1 associated data,
 // which fails, since it was sealed with the v2 one.
 func encodeRecord(r vault.Record) ([]byte, error) {
+	return appendRecord(make([]byte, 0, encodedRecordLen(r)), r)
+}
+
+// encodedRecordLen is the length of r's encoding.
+func encodedRecordLen(r vault.Record) int {
+	n := 1 + len(r.KeyID) + 1 + 8 + 4 + len(r.Token) + 1 + len(r.Lookup) + len(r.Sealed)
+	if !r.Expires.IsZero() {
+		n += 8
+	}
+	return n
+}
+
+// appendRecord appends r's encoding to b.
+func appendRecord(b []byte, r vault.Record) ([]byte, error) {
 	var ver byte
 	switch r.AADVersion {
 	case vault.RecordAADv1:
@@ -786,7 +878,6 @@ func encodeRecord(r vault.Record) ([]byte, error) {
 	if !r.Expires.IsZero() {
 		ver++ // v2, v4
 	}
-	b := make([]byte, 0, 1+len(r.KeyID)+1+8+8+4+len(r.Token)+1+len(r.Lookup)+len(r.Sealed))
 	b = append(b, ver)
 	b = append(b, r.KeyID[:]...)
 	b = append(b, byte(r.Kind))

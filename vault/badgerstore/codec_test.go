@@ -48,6 +48,10 @@ func mustEncodeRecord(t testing.TB, r vault.Record) []byte {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// PutRecords carves encodings from one buffer by this length.
+	if n := encodedRecordLen(r); n != len(b) {
+		t.Fatalf("encodedRecordLen = %d, encoding has %d bytes", n, len(b))
+	}
 	return b
 }
 

@@ -39,12 +39,12 @@ func (s *Store) PutErasureEvents(ctx context.Context, evs []vault.ErasureEvent) 
 					return err
 				}
 				e.hash = hk[2:]
-				if e.subject, err = s.ids.seal.Seal(nil, []byte(ev.Subject), eventAAD(ev.Seq, "subject")); err != nil {
+				if e.subject, err = s.ids.Seal.Seal(nil, []byte(ev.Subject), eventAAD(ev.Seq, "subject")); err != nil {
 					return err
 				}
 			}
 			if ev.Receipt != nil {
-				if e.receipt, err = s.ids.seal.Seal(nil, ev.Receipt, eventAAD(ev.Seq, "receipt")); err != nil {
+				if e.receipt, err = s.ids.Seal.Seal(nil, ev.Receipt, eventAAD(ev.Seq, "receipt")); err != nil {
 					return err
 				}
 			}

@@ -95,14 +95,14 @@ func decodeEvent(b []byte) (storedEvent, error) {
 func (s *Store) openEvent(seq uint64, e storedEvent) (vault.ErasureEvent, error) {
 	out := vault.ErasureEvent{Seq: seq, ErasedAt: e.erasedAt, KeyID: e.id}
 	if e.subject != nil {
-		b, err := s.ids.seal.Open(nil, e.subject, eventAAD(seq, "subject"))
+		b, err := s.ids.Seal.Open(nil, e.subject, eventAAD(seq, "subject"))
 		if err != nil {
 			return out, fmt.Errorf("%w: erasure event subject: %w", vault.ErrCorrupt, err)
 		}
 		out.Subject = string(b)
 	}
 	if e.receipt != nil {
-		b, err := s.ids.seal.Open(nil, e.receipt, eventAAD(seq, "receipt"))
+		b, err := s.ids.Seal.Open(nil, e.receipt, eventAAD(seq, "receipt"))
 		if err != nil {
 			return out, fmt.Errorf("%w: erasure event receipt: %w", vault.ErrCorrupt, err)
 		}
@@ -136,7 +136,7 @@ func (s *Store) ShredErasure(ctx context.Context, subject string, ledger vault.L
 			return err
 		}
 		seq++
-		sealed, err := s.ids.seal.Seal(nil, []byte(subject), eventAAD(seq, "subject"))
+		sealed, err := s.ids.Seal.Seal(nil, []byte(subject), eventAAD(seq, "subject"))
 		if err != nil {
 			return err
 		}
@@ -166,7 +166,7 @@ func (s *Store) AttachReceipt(ctx context.Context, seq uint64, receipt []byte) e
 		if err != nil || e.subject == nil {
 			return err
 		}
-		if e.receipt, err = s.ids.seal.Seal(nil, receipt, eventAAD(seq, "receipt")); err != nil {
+		if e.receipt, err = s.ids.Seal.Seal(nil, receipt, eventAAD(seq, "receipt")); err != nil {
 			return err
 		}
 		return txn.Set(eventKey(seq), e.encode())

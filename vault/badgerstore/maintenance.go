@@ -8,16 +8,77 @@ import (
 )
 
 // CountTokens counts token records with a key-only scan.
-func (s *Store) CountTokens(ctx context.Context) (n int64, err error) {
-	err = s.view(ctx, func(txn *badger.Txn) error {
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: key(pToken)})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			n++
-		}
-		return nil
-	})
+func (s *Store) CountTokens(ctx context.Context) (int64, error) {
+	count, err := s.TokenCountSnapshot(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n, _, err := count(ctx, 0)
 	return n, err
+}
+
+// countCheck is how many keys a count scans between checks of its
+// context and of the store closing.
+const countCheck = 4096
+
+// TokenCountSnapshot pins a read transaction (badger's snapshot at its
+// read timestamp) and returns a key-only count of the token records in
+// it. Store.Close waits for a count until it is done or failed, which a
+// running count does at its next check: a scan must not read tables that
+// Close releases.
+func (s *Store) TokenCountSnapshot(ctx context.Context) (func(context.Context, int64) (int64, bool, error), error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.countMu.Lock()
+	defer s.countMu.Unlock()
+	if s.countClosed {
+		return nil, errors.New("badgerstore: store is closed")
+	}
+	s.counts.Add(1)
+	txn := s.db.NewTransaction(false)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: key(pToken)})
+	it.Rewind()
+	var total int64
+	finished := false
+	finish := func() {
+		finished = true
+		it.Close()
+		txn.Discard()
+		s.counts.Done()
+	}
+	return func(ctx context.Context, limit int64) (int64, bool, error) {
+		if finished {
+			return total, true, errors.New("badgerstore: token count already finished")
+		}
+		for n := int64(0); it.Valid() && (limit <= 0 || n < limit); it.Next() {
+			n++
+			if total++; total%countCheck == 0 {
+				if err := s.countStopped(ctx); err != nil {
+					finish()
+					return total, false, err
+				}
+			}
+		}
+		if !it.Valid() {
+			finish()
+			return total, true, nil
+		}
+		return total, false, nil
+	}, nil
+}
+
+// countStopped reports why a count must stop, if it must.
+func (s *Store) countStopped(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	select {
+	case <-s.closing:
+		return errors.New("badgerstore: store closed while counting tokens")
+	default:
+		return nil
+	}
 }
 
 // RunGC runs badger's value-log garbage collection until it finds nothing

@@ -46,7 +46,7 @@ func (s *Store) Snapshot(w io.Writer, since uint64) (uint64, error) {
 	// The staging store holds the sealed copy of the database: removed
 	// whatever happens.
 	defer os.RemoveAll(staging)
-	dst, err := badgerstore.Open(filepath.Join(staging, "data"), badgerstore.Options{IDKey: s.ids.mac}, s.log)
+	dst, err := badgerstore.Open(filepath.Join(staging, "data"), badgerstore.Options{IDKey: s.ids.MAC}, s.log)
 	if err != nil {
 		return 0, fmt.Errorf("pgstore: backup: %w", err)
 	}

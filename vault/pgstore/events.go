@@ -79,7 +79,7 @@ func (s *Store) ShredErasure(ctx context.Context, subject string, ledger vault.L
 		if err != nil {
 			return err
 		}
-		sealed, err := s.ids.seal.Seal(nil, []byte(subject), eventAAD(seq, "subject"))
+		sealed, err := s.ids.Seal.Seal(nil, []byte(subject), eventAAD(seq, "subject"))
 		if err != nil {
 			return err
 		}
@@ -112,7 +112,7 @@ func (s *Store) AttachReceipt(ctx context.Context, seq uint64, receipt []byte) e
 	if !ok {
 		return nil
 	}
-	sealed, err := s.ids.seal.Seal(nil, receipt, eventAAD(n, "receipt"))
+	sealed, err := s.ids.Seal.Seal(nil, receipt, eventAAD(n, "receipt"))
 	if err != nil {
 		return err
 	}
@@ -192,14 +192,14 @@ func (s *Store) openEvent(seq, at int64, rid, subject, receipt []byte) (vault.Er
 	}
 	copy(ev.KeyID[:], rid)
 	if subject != nil {
-		b, err := s.ids.seal.Open(nil, subject, eventAAD(seq, "subject"))
+		b, err := s.ids.Seal.Open(nil, subject, eventAAD(seq, "subject"))
 		if err != nil {
 			return ev, fmt.Errorf("%w: erasure event subject: %w", vault.ErrCorrupt, err)
 		}
 		ev.Subject = string(b)
 	}
 	if receipt != nil {
-		b, err := s.ids.seal.Open(nil, receipt, eventAAD(seq, "receipt"))
+		b, err := s.ids.Seal.Open(nil, receipt, eventAAD(seq, "receipt"))
 		if err != nil {
 			return ev, fmt.Errorf("%w: erasure event receipt: %w", vault.ErrCorrupt, err)
 		}
@@ -305,12 +305,12 @@ func (s *Store) PutErasureEvents(ctx context.Context, evs []vault.ErasureEvent) 
 			var subject, receipt []byte
 			var err error
 			if ev.Subject != "" {
-				if subject, err = s.ids.seal.Seal(nil, []byte(ev.Subject), eventAAD(seq, "subject")); err != nil {
+				if subject, err = s.ids.Seal.Seal(nil, []byte(ev.Subject), eventAAD(seq, "subject")); err != nil {
 					return err
 				}
 			}
 			if ev.Receipt != nil {
-				if receipt, err = s.ids.seal.Seal(nil, ev.Receipt, eventAAD(seq, "receipt")); err != nil {
+				if receipt, err = s.ids.Seal.Seal(nil, ev.Receipt, eventAAD(seq, "receipt")); err != nil {
 					return err
 				}
 			}

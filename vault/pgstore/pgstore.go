@@ -55,8 +55,8 @@ var (
 	_ vault.KeyScanStore = (*Store)(nil)
 	_ vault.TokenCounter = (*Store)(nil)
 
-	_ vault.RecordKeyStore = (*Store)(nil)
-	_ vault.RecordsStore   = (*Store)(nil)
+	_ vault.RecordKeyStore   = (*Store)(nil)
+	_ vault.RecordBatchStore = (*Store)(nil)
 )
 
 const (
@@ -610,37 +610,44 @@ func (s *Store) RecordWithKey(ctx context.Context, token string) (vault.Record, 
 	return r, subject, sk, err
 }
 
-// Records is [vault.RecordsStore]: one statement for every token.
-func (s *Store) Records(ctx context.Context, tokens []string) ([]vault.Record, error) {
+// RecordsOf is [vault.RecordBatchStore]: one statement for every token
+// (the live-token check of a Tokenize call), where Record makes a round
+// trip per token. found is called once the rows are read, not while the
+// connection is busy with them.
+func (s *Store) RecordsOf(ctx context.Context, tokens []string, found func(i int, r vault.Record) error) error {
 	hashes := make([][]byte, len(tokens))
 	for i, t := range tokens {
 		hashes[i] = tokenHash(t)
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+recordColumns+` FROM tokenvault_records WHERE token_hash = ANY($1)`, hashes)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer rows.Close()
-	found := make(map[string]vault.Record, len(tokens))
+	recs := make(map[string]vault.Record, len(tokens))
 	for rows.Next() {
 		var x recordScan
 		if err := rows.Scan(x.dest()...); err != nil {
-			return nil, err
+			return err
 		}
 		r, err := x.record()
 		if err != nil {
-			return nil, err
+			return err
 		}
-		found[r.Token] = r
+		recs[r.Token] = r
 	}
 	if err := rows.Err(); err != nil {
-		return nil, err
+		return err
 	}
-	out := make([]vault.Record, len(tokens))
+	rows.Close()
 	for i, t := range tokens {
-		out[i] = found[t]
+		if r, ok := recs[t]; ok {
+			if err := found(i, r); err != nil {
+				return err
+			}
+		}
 	}
-	return out, nil
+	return nil
 }
 
 func (s *Store) DeleteRecord(ctx context.Context, token string) error {

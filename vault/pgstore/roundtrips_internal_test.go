@@ -143,7 +143,7 @@ func vaultOver(t *testing.T, rt *roundTrips, opts vault.Options) *vault.Vault {
 }
 
 // TestRefuseTokensAtOnce: the check that no value is a live token, made
-// for every field in one read (vault.RecordsStore), refuses what the
+// for every field in one read (vault.RecordBatchStore), refuses what the
 // per-field check refuses (vault's TestTokenizeRefusesTokens, on badger):
 // a live token of any subject, as given or once normalized, naming the
 // field, and nothing stored; an expired or erased token is a string again.

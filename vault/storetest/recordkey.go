@@ -18,13 +18,6 @@ func RunRecordKey(t *testing.T, newStore NewStore) {
 	})
 }
 
-// RunRecords checks [vault.RecordsStore]: several records in one read.
-func RunRecords(t *testing.T, newStore NewStore) {
-	runTests(t, newStore, []test{
-		{"Records", testRecordsAtOnce},
-	})
-}
-
 func testRecordWithKey(t *testing.T, s vault.Store) {
 	ctx := context.Background()
 	rks := as[vault.RecordKeyStore](t, s)
@@ -58,33 +51,5 @@ func testRecordWithKey(t *testing.T, s vault.Store) {
 	got, subject, _, err = rks.RecordWithKey(ctx, "tok-1")
 	if !errors.Is(err, vault.ErrErased) || got.Token != "tok-1" || subject != "" {
 		t.Fatalf("RecordWithKey after the shred = %q, %q, %v; want the record and ErrErased", got.Token, subject, err)
-	}
-}
-
-func testRecordsAtOnce(t *testing.T, s vault.Store) {
-	ctx := context.Background()
-	rs := as[vault.RecordsStore](t, s)
-	a := mustCreate(t, s, "alice")
-	b := mustCreate(t, s, "bob")
-	ra, rb := rec(a.ID, "tok-a", nil), rec(b.ID, "tok-b", lookup(1))
-	rb.Expires = rb.Created.Add(time.Hour)
-	if err := s.PutRecords(ctx, "alice", a.ID, []vault.Record{ra}); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PutRecords(ctx, "bob", b.ID, []vault.Record{rb}); err != nil {
-		t.Fatal(err)
-	}
-	tokens := []string{"tok-b", "none", "tok-a", "tok-b", "tok-"}
-	got, err := rs.Records(ctx, tokens)
-	if err != nil || len(got) != len(tokens) {
-		t.Fatalf("Records = %d records, %v; want %d", len(got), err, len(tokens))
-	}
-	for i, want := range []vault.Record{rb, {}, ra, rb, {}} {
-		if !sameRecord(got[i], want) {
-			t.Fatalf("Records()[%d] (%s) = %+v; want %+v", i, tokens[i], got[i], want)
-		}
-	}
-	if got, err := rs.Records(ctx, nil); err != nil || len(got) != 0 {
-		t.Fatalf("Records(nil) = %v, %v", got, err)
 	}
 }

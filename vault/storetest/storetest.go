@@ -7,12 +7,13 @@
 //   - [RunLedger]: [vault.LedgerStore];
 //   - [RunKeyScan]: [vault.KeyScanStore];
 //   - [RunTokenCounter]: [vault.TokenCounter];
+//   - [RunTokenSnapshotCounter]: [vault.TokenSnapshotCounter];
+//   - [RunRecordBatch]: [vault.RecordBatchStore];
 //   - [RunAtRest]: no subject id in the clear in what a store holds,
 //     read through its backup snapshot ([Snapshotter]);
 //   - [RunConsent]: [vault.ConsentStore];
 //   - [RunErasureEvents]: [vault.ErasureEventStore];
-//   - [RunRecordKey]: [vault.RecordKeyStore];
-//   - [RunRecords]: [vault.RecordsStore].
+//   - [RunRecordKey]: [vault.RecordKeyStore].
 //
 // [Run] runs every group, skipping (visibly) those whose interface the
 // store does not implement:
@@ -61,12 +62,13 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Ledger", "vault.LedgerStore", implements[vault.LedgerStore](probe), RunLedger},
 		{"KeyScan", "vault.KeyScanStore", implements[vault.KeyScanStore](probe), RunKeyScan},
 		{"TokenCounter", "vault.TokenCounter", implements[vault.TokenCounter](probe), RunTokenCounter},
+		{"TokenSnapshotCounter", "vault.TokenSnapshotCounter", implements[vault.TokenSnapshotCounter](probe), RunTokenSnapshotCounter},
+		{"RecordBatch", "vault.RecordBatchStore", implements[vault.RecordBatchStore](probe), RunRecordBatch},
 		{"AtRest", "storetest.Snapshotter", implements[Snapshotter](probe), RunAtRest},
 		{"Consent", "vault.ConsentStore", implements[vault.ConsentStore](probe), RunConsent},
 		{"ErasureEvents", "vault.ErasureEventStore", implements[vault.ErasureEventStore](probe), RunErasureEvents},
 		{"Holds", "vault.HoldStore", implements[vault.HoldStore](probe), RunHolds},
 		{"RecordKey", "vault.RecordKeyStore", implements[vault.RecordKeyStore](probe), RunRecordKey},
-		{"Records", "vault.RecordsStore", implements[vault.RecordsStore](probe), RunRecords},
 	} {
 		t.Run(g.name, func(t *testing.T) {
 			if !g.has {
