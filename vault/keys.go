@@ -99,6 +99,55 @@ func (v *Vault) keysByID(ctx context.Context, id KeyID, reveal bool) (cached, er
 	return v.unwrap(ctx, subject, sk, gen)
 }
 
+// recordKey is a record's subject key as a [RecordKeyStore] read it with
+// the record, at cache generation gen; erased: the key no longer exists.
+type recordKey struct {
+	subject string
+	sk      SubjectKey
+	gen     uint64
+	erased  bool
+}
+
+// recordAndKey reads token's record and, when the store is shared and can
+// (a [RecordKeyStore]), its subject's key in the same statement: one round
+// trip where Record and SubjectKeyByID make two, and a shred or
+// restriction made through another server is seen all the same. Otherwise
+// the key is nil and keysOfRecord asks keysByID (the cache of an
+// exclusive store, or a second read).
+func (v *Vault) recordAndKey(ctx context.Context, token string) (Record, *recordKey, error) {
+	rks, ok := v.store.(RecordKeyStore)
+	if v.exclusive || !ok {
+		rec, err := v.store.Record(ctx, token)
+		return rec, nil, err
+	}
+	gen := v.cache.generation()
+	rec, subject, sk, err := rks.RecordWithKey(ctx, token)
+	if errors.Is(err, ErrErased) {
+		return rec, &recordKey{erased: true}, nil
+	}
+	if err != nil {
+		return rec, nil, err
+	}
+	if sk.ID != rec.KeyID {
+		return rec, nil, fmt.Errorf("%w: a record's key read under another key id", ErrCorrupt)
+	}
+	return rec, &recordKey{subject: subject, sk: sk, gen: gen}, nil
+}
+
+// keysOfRecord is keysByID for rec, with the key recordAndKey read if it
+// read one.
+func (v *Vault) keysOfRecord(ctx context.Context, rec Record, k *recordKey, reveal bool) (cached, error) {
+	switch {
+	case k == nil:
+		return v.keysByID(ctx, rec.KeyID, reveal)
+	case k.erased:
+		return cached{}, ErrErased
+	case reveal && !k.sk.Restricted.IsZero():
+		return cached{}, ErrRestricted
+	}
+	return v.unwrap(ctx, k.subject, k.sk, k.gen)
+}
+
 // bindingLabel separates the subject-key binding from every other MAC.
 const bindingLabel = "tokenvault/subject-key-binding/v1"
 

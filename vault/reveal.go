@@ -63,7 +63,7 @@ func (v *Vault) openToken(ctx context.Context, field, token, purpose string) (st
 	if format.IsVolatileToken(token) {
 		return v.openVolatile(ctx, field, token, purpose, v.vol.opts.Peers) // volatile.go
 	}
-	rec, err := v.store.Record(ctx, token)
+	rec, key, err := v.recordAndKey(ctx, token) // keys.go
 	if errors.Is(err, ErrNotFound) {
 		return "", 0, &FieldError{Field: field, Reason: unknownToken, Err: ErrNotFound}
 	}
@@ -79,7 +79,7 @@ func (v *Vault) openToken(ctx context.Context, field, token, purpose string) (st
 	if expired(rec, v.now()) {
 		return "", 0, &FieldError{Field: field, Reason: expiredToken, Err: ErrExpired}
 	}
-	c, err := v.keysByID(ctx, rec.KeyID, reveal)
+	c, err := v.keysOfRecord(ctx, rec, key, reveal)
 	if errors.Is(err, ErrErased) {
 		return "", 0, &FieldError{Field: field, Reason: "the token's subject has been erased", Err: ErrErased}
 	}

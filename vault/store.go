@@ -184,6 +184,21 @@ type ExclusiveStore interface {
 	Exclusive() bool
 }
 
+// RecordKeyStore is an optional Store capability for a store whose every
+// read is a round trip to a database (pgstore): it reads a record and its
+// subject's key together, so that a reveal on a shared store makes one
+// round trip and still sees an erasure or restriction made through
+// another server, in the same statement. A store in memory or on local
+// disk has no use for it.
+type RecordKeyStore interface {
+	// RecordWithKey returns the record for token and, read in the same
+	// statement, the subject owning the record's key and that key, with
+	// its restriction mark (as SubjectKeyByID). It returns ErrNotFound if
+	// there is no such record, and the record with ErrErased if its key
+	// no longer exists (shredded).
+	RecordWithKey(ctx context.Context, token string) (Record, string, SubjectKey, error)
+}
+
 // capability returns v's store as a C, or an ErrUnsupported naming what
 // the store cannot do.
 func capability[C any](v *Vault, what string) (C, error) {

@@ -211,7 +211,13 @@ func (v *Vault) refuseTokens(ctx context.Context, all []*pending) error {
 func (v *Vault) refuseTokensBatch(ctx context.Context, rb RecordBatchStore, all []*pending) error {
 	cands := make([]string, 0, len(all))
 	owner := make([]int, 0, len(all)) // index in all of cands[i]
+	first := -1                       // the first field with a live token
 	for k, p := range all {
+		// A volatile token is held in memory, not in the store.
+		if given := strings.TrimSpace(p.field.Value); first < 0 && (format.IsVolatileToken(p.norm) && v.vol.live(p.norm) ||
+			format.IsVolatileToken(given) && v.vol.live(given)) {
+			first = k
+		}
 		if format.LooksLikeToken(p.norm) {
 			cands, owner = append(cands, p.norm), append(owner, k)
 		}
@@ -219,10 +225,9 @@ func (v *Vault) refuseTokensBatch(ctx context.Context, rb RecordBatchStore, all 
 			cands, owner = append(cands, given), append(owner, k)
 		}
 	}
-	if len(cands) == 0 {
+	if len(cands) == 0 && first < 0 {
 		return nil
 	}
-	first := -1
 	now := v.now()
 	err := rb.RecordsOf(ctx, cands, func(i int, r Record) error {
 		if !expired(r, now) && (first < 0 || owner[i] < first) {

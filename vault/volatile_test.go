@@ -313,3 +313,16 @@ func TestVolatileKindDenied(t *testing.T) {
 		t.Fatalf("reveal after the denied one: %+v", r)
 	}
 }
+
+// TestVolatileTokenRefusedAsValue: a held card security code's token is
+// a live token of this vault, so Tokenize refuses it as a value, as any
+// other live token (refuseTokens), on the batched check too.
+func TestVolatileTokenRefusedAsValue(t *testing.T) {
+	f := newFixture(t)
+	tok := f.tokenize(t, "alice", vault.Field{Kind: format.CardSecurityCode, Value: "737"})[0]
+	_, err := f.v.Tokenize(context.Background(), "bob", []vault.Field{{Kind: format.Generic, Value: tok}})
+	var fe *vault.FieldError
+	if !errors.As(err, &fe) || fe.Field != "fields[0].value" || !errors.Is(err, vault.ErrFailedPrecondition) {
+		t.Fatalf("Tokenize of a held security code's token: %v, want FailedPrecondition on fields[0].value", err)
+	}
+}

@@ -10,13 +10,13 @@
 //
 // Uniqueness of tokens (across every kind and subject) and of
 // deterministic lookups is the database's: primary key and unique
-// constraints, written with ON CONFLICT DO NOTHING so that a clash is
-// seen, reported as a [vault.CollisionError] and the whole batch rolled
-// back, never overwritten. Every write is one transaction committed with
-// synchronous_commit as the server has it (on by default): what is
-// acknowledged is durable. Concurrent writes run on separate pooled
-// connections, so durability does not serialize them; a batch of records
-// goes to the server as one [pgx.Batch].
+// constraints: a clash is seen (never an overwrite), reported as a
+// [vault.CollisionError] and the whole batch rolled back. Every write is
+// one transaction committed with synchronous_commit as the server has it
+// (on by default): what is acknowledged is durable. Concurrent writes run
+// on separate pooled connections, so durability does not serialize them;
+// a batch of records, with the check of its subject's key, is one
+// statement, so one round trip (PutRecords).
 //
 // The store is shared: it does not implement [vault.ExclusiveStore], so
 // the vault reads a subject's key from the database on every request and
@@ -54,6 +54,9 @@ var (
 	_ vault.LedgerStore  = (*Store)(nil)
 	_ vault.KeyScanStore = (*Store)(nil)
 	_ vault.TokenCounter = (*Store)(nil)
+
+	_ vault.RecordKeyStore   = (*Store)(nil)
+	_ vault.RecordBatchStore = (*Store)(nil)
 )
 
 const (
@@ -87,6 +90,9 @@ type Options struct {
 	// larger of 4 and the number of CPUs).
 	MaxConns int32
 	Logger   *slog.Logger
+	// tracer, if set, sees every statement of the pool (tests count the
+	// round trips of an operation with it).
+	tracer pgx.QueryTracer
 }
 
 // Store is the PostgreSQL store.
@@ -121,7 +127,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	pool, err := openPool(ctx, dsn, opts.MaxConns)
+	pool, err := openPool(ctx, dsn, opts.MaxConns, opts.tracer)
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +177,7 @@ func Open(ctx context.Context, dsn string, opts Options) (*Store, error) {
 
 // openPool parses dsn and connects. pgx handles TLS (sslmode,
 // sslrootcert, ...) and multi-host DSNs (target_session_attrs).
-func openPool(ctx context.Context, dsn string, maxConns int32) (*pgxpool.Pool, error) {
+func openPool(ctx context.Context, dsn string, maxConns int32, tracer pgx.QueryTracer) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx's parse errors quote the DSN (password masked, but not
@@ -180,6 +186,9 @@ func openPool(ctx context.Context, dsn string, maxConns int32) (*pgxpool.Pool, e
 	}
 	if maxConns > 0 {
 		cfg.MaxConns = maxConns
+	}
+	if tracer != nil {
+		cfg.ConnConfig.Tracer = tracer
 	}
 	if cfg.ConnConfig.ConnectTimeout == 0 {
 		// A host that does not answer (a primary that vanished, a
@@ -362,13 +371,6 @@ func liveKey(ctx context.Context, tx pgx.Tx, h []byte, id vault.KeyID) error {
 
 const liveKeySQL = `SELECT 1 FROM tokenvault_subject_keys WHERE subject_hash = $1 AND key_id = $2 FOR SHARE`
 
-const insertRecord = `INSERT INTO tokenvault_records (token_hash, token, key_id, kind, created, expires, lookup, sealed, aad_version)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`
-
-func recordArgs(r vault.Record) []any {
-	return []any{tokenHash(r.Token), []byte(r.Token), r.KeyID[:], int64(r.Kind), r.Created, optTime(r.Expires), optBytes(r.Lookup), r.Sealed, int64(r.AADVersion)}
-}
-
 func optTime(t time.Time) *time.Time {
 	if t.IsZero() {
 		return nil
@@ -395,6 +397,41 @@ func checkRecord(r vault.Record, id vault.KeyID) error {
 	return nil
 }
 
+// putRecordsSQL stores a whole batch in one statement, so in one round
+// trip and, run outside a transaction, one implicit transaction that is
+// committed (synchronous_commit as the server has it) before the answer
+// comes back: what is acknowledged is durable, as with BEGIN … COMMIT.
+//
+// k checks and locks the subject's key row (FOR SHARE, as liveKey): the
+// rows are inserted only if the key is still id, and a shred's DELETE
+// waits for this statement. The inserts have no ON CONFLICT: a clash
+// with a stored row, or between two rows of the batch, is a unique
+// violation that fails the statement, so nothing of the batch is stored
+// and nothing is overwritten; putRecords then finds which record clashed
+// (collision). A concurrent insert of the same token is waited for.
+const putRecordsSQL = `WITH k AS (
+		SELECT 1 FROM tokenvault_subject_keys WHERE subject_hash = $1 AND key_id = $2 FOR SHARE),
+	ins AS (
+		INSERT INTO tokenvault_records (token_hash, token, key_id, kind, created, expires, lookup, sealed, aad_version)
+		SELECT r.token_hash, r.token, $2, r.kind, r.created, r.expires, r.lookup, r.sealed, r.aad_version
+		FROM unnest($3::bytea[], $4::bytea[], $5::bigint[], $6::timestamptz[], $7::timestamptz[], $8::bytea[], $9::bytea[], $10::bigint[])
+			AS r (token_hash, token, kind, created, expires, lookup, sealed, aad_version)
+		WHERE EXISTS (SELECT 1 FROM k)
+		RETURNING 1)
+	SELECT EXISTS (SELECT 1 FROM k), (SELECT count(*) FROM ins)`
+
+// putRecordSQL is putRecordsSQL for one record (the common Tokenize of
+// one field): scalar parameters, where arrays of one cost more to encode
+// here and to unnest there.
+const putRecordSQL = `WITH k AS (
+		SELECT 1 FROM tokenvault_subject_keys WHERE subject_hash = $1 AND key_id = $2 FOR SHARE),
+	ins AS (
+		INSERT INTO tokenvault_records (token_hash, token, key_id, kind, created, expires, lookup, sealed, aad_version)
+		SELECT $3::bytea, $4::bytea, $2, $5::bigint, $6::timestamptz, $7::timestamptz, $8::bytea, $9::bytea, $10::bigint
+		WHERE EXISTS (SELECT 1 FROM k)
+		RETURNING 1)
+	SELECT EXISTS (SELECT 1 FROM k), (SELECT count(*) FROM ins)`
+
 func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, recs []vault.Record) error {
 	for _, r := range recs {
 		if err := checkRecord(r, id); err != nil {
@@ -405,80 +442,217 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 	if err != nil {
 		return err
 	}
-	return s.tx(ctx, func(tx pgx.Tx) error {
-		// One round trip for the key check and the whole batch. The check
-		// comes first and locks the key row (see liveKey); if it fails,
-		// returning the error rolls back the inserts sent with it. Each
-		// insert does nothing on a clash with a committed row or an
-		// earlier one of the batch (a concurrent insert of the same token
-		// is waited for); the first that does nothing is the collision,
-		// and returning an error rolls back every insert before it.
-		b := &pgx.Batch{}
-		b.Queue(liveKeySQL, h, id[:])
-		for _, r := range recs {
-			b.Queue(insertRecord, recordArgs(r)...)
-		}
-		br := tx.SendBatch(ctx, b)
-		var one int
-		if err := br.QueryRow().Scan(&one); err != nil {
-			br.Close()
-			if errors.Is(err, pgx.ErrNoRows) {
-				return vault.ErrErased
-			}
-			return err
-		}
-		clash := -1
-		for i := range recs {
-			tag, err := br.Exec()
-			if err != nil {
-				br.Close()
-				return err
-			}
-			if tag.RowsAffected() == 0 {
-				clash = i
-				break
-			}
-		}
-		if err := br.Close(); err != nil {
-			return err
-		}
-		if clash < 0 {
+	n := len(recs)
+	sql, args := putRecordsSQL, []any(nil)
+	hashes, tokens, kinds := make([][]byte, n), make([][]byte, n), make([]int64, n)
+	created, expires := make([]time.Time, n), make([]*time.Time, n)
+	lookups, sealed, aads := make([][]byte, n), make([][]byte, n), make([]int64, n)
+	for i, r := range recs {
+		hashes[i], tokens[i], kinds[i] = tokenHash(r.Token), []byte(r.Token), int64(r.Kind)
+		created[i], expires[i] = r.Created, optTime(r.Expires)
+		lookups[i], sealed[i], aads[i] = optBytes(r.Lookup), r.Sealed, int64(r.AADVersion)
+	}
+	if n == 1 {
+		sql, args = putRecordSQL, []any{h, id[:], hashes[0], tokens[0], kinds[0], created[0], expires[0], lookups[0], sealed[0], aads[0]}
+	} else {
+		args = []any{h, id[:], hashes, tokens, kinds, created, expires, lookups, sealed, aads}
+	}
+	for range retries {
+		var live bool
+		var stored int64
+		err = s.pool.QueryRow(ctx, sql, args...).Scan(&live, &stored)
+		switch {
+		case err == nil && !live:
+			return vault.ErrErased
+		case err == nil && stored != int64(n):
+			return fmt.Errorf("pgstore: stored %d records of %d", stored, n)
+		case err == nil:
 			return nil
-		}
-		var tokenTaken bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM tokenvault_records WHERE token_hash = $1)`, tokenHash(recs[clash].Token)).Scan(&tokenTaken); err != nil {
+		case isUniqueViolation(err):
+			ce, cerr := s.collision(ctx, id, recs, hashes)
+			if cerr != nil {
+				return cerr
+			}
+			if ce != nil {
+				return ce
+			}
+			// The row we clashed with is gone again (its transaction
+			// rolled back, or it was deleted): try again.
+		case !retryable(err):
 			return err
 		}
-		return &vault.CollisionError{Index: clash, Lookup: !tokenTaken}
-	})
+	}
+	return err
+}
+
+func isUniqueViolation(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+// collision finds the first record of a failed batch whose token or
+// lookup key is taken, by a stored row or by an earlier record of the
+// batch. The token is looked at first (Lookup false), as the insert of a
+// record clashing on both reports it. It returns nil when nothing clashes
+// any more. A rare path: one statement more, after the batch failed.
+func (s *Store) collision(ctx context.Context, id vault.KeyID, recs []vault.Record, hashes [][]byte) (*vault.CollisionError, error) {
+	var lookups [][]byte
+	for _, r := range recs {
+		if r.Lookup != nil {
+			lookups = append(lookups, r.Lookup)
+		}
+	}
+	rows, err := s.pool.Query(ctx, `SELECT token_hash, CASE WHEN key_id = $2 THEN lookup END FROM tokenvault_records
+		WHERE token_hash = ANY($1) OR (key_id = $2 AND lookup = ANY($3))`, hashes, id[:], lookups)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	tokens, lks := map[string]bool{}, map[string]bool{}
+	for rows.Next() {
+		var th, l []byte
+		if err := rows.Scan(&th, &l); err != nil {
+			return nil, err
+		}
+		tokens[string(th)] = true
+		if l != nil {
+			lks[string(l)] = true
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i, r := range recs {
+		if tokens[string(hashes[i])] {
+			return &vault.CollisionError{Index: i}, nil
+		}
+		tokens[string(hashes[i])] = true
+		if r.Lookup != nil {
+			if lks[string(r.Lookup)] {
+				return &vault.CollisionError{Index: i, Lookup: true}, nil
+			}
+			lks[string(r.Lookup)] = true
+		}
+	}
+	return nil, nil
 }
 
 const recordColumns = `token, key_id, kind, created, expires, lookup, sealed, aad_version`
 
-func scanRecord(row pgx.Row) (vault.Record, error) {
-	var r vault.Record
-	var token, id []byte
-	var kind, aad int64
-	var expires *time.Time
-	if err := row.Scan(&token, &id, &kind, &r.Created, &expires, &r.Lookup, &r.Sealed, &aad); err != nil {
-		return r, notFound(err)
+// recordScan is the destination of recordColumns in a scan.
+type recordScan struct {
+	r         vault.Record
+	token, id []byte
+	kind, aad int64
+	expires   *time.Time
+}
+
+func (x *recordScan) dest() []any {
+	return []any{&x.token, &x.id, &x.kind, &x.r.Created, &x.expires, &x.r.Lookup, &x.r.Sealed, &x.aad}
+}
+
+func (x *recordScan) record() (vault.Record, error) {
+	r := x.r
+	if len(x.id) != len(r.KeyID) || x.kind < 0 || x.kind > 255 || (x.aad != vault.RecordAADv1 && x.aad != vault.RecordAADv2) {
+		return vault.Record{}, fmt.Errorf("%w: token record", vault.ErrCorrupt)
 	}
-	if len(id) != len(r.KeyID) || kind < 0 || kind > 255 || (aad != vault.RecordAADv1 && aad != vault.RecordAADv2) {
-		return r, fmt.Errorf("%w: token record", vault.ErrCorrupt)
-	}
-	r.Token = string(token)
-	copy(r.KeyID[:], id)
-	r.Kind = format.Kind(kind)
-	r.AADVersion = int(aad)
+	r.Token = string(x.token)
+	copy(r.KeyID[:], x.id)
+	r.Kind = format.Kind(x.kind)
+	r.AADVersion = int(x.aad)
 	r.Created = r.Created.UTC()
-	if expires != nil {
-		r.Expires = expires.UTC()
+	if x.expires != nil {
+		r.Expires = x.expires.UTC()
 	}
 	return r, nil
 }
 
+func scanRecord(row pgx.Row) (vault.Record, error) {
+	var x recordScan
+	if err := row.Scan(x.dest()...); err != nil {
+		return vault.Record{}, notFound(err)
+	}
+	return x.record()
+}
+
 func (s *Store) Record(ctx context.Context, token string) (vault.Record, error) {
 	return scanRecord(s.pool.QueryRow(ctx, `SELECT `+recordColumns+` FROM tokenvault_records WHERE token_hash = $1`, tokenHash(token)))
+}
+
+// recordWithKeySQL reads a record and its subject's key in one statement
+// (one snapshot): a key shredded or restricted through another replica
+// is seen by the same read that finds the record.
+const recordWithKeySQL = `SELECT r.token, r.key_id, r.kind, r.created, r.expires, r.lookup, r.sealed, r.aad_version,
+		k.key_id, k.wrapped, k.created, k.restricted, k.sealed_subject
+	FROM tokenvault_records r LEFT JOIN tokenvault_subject_keys k ON k.key_id = r.key_id
+	WHERE r.token_hash = $1`
+
+// RecordWithKey is [vault.RecordKeyStore]: a reveal's one round trip.
+func (s *Store) RecordWithKey(ctx context.Context, token string) (vault.Record, string, vault.SubjectKey, error) {
+	var x recordScan
+	var sk vault.SubjectKey
+	var kid, sealed []byte
+	var created, restricted *time.Time
+	err := s.pool.QueryRow(ctx, recordWithKeySQL, tokenHash(token)).Scan(append(x.dest(), &kid, &sk.Wrapped, &created, &restricted, &sealed)...)
+	if err != nil {
+		return vault.Record{}, "", sk, notFound(err)
+	}
+	r, err := x.record()
+	if err != nil {
+		return r, "", sk, err
+	}
+	if kid == nil { // no key row joined: shredded
+		return r, "", vault.SubjectKey{}, vault.ErrErased
+	}
+	if created == nil {
+		return r, "", sk, fmt.Errorf("%w: subject key without creation time", vault.ErrCorrupt)
+	}
+	sk.Created = *created
+	if sk, err = finishKey(sk, kid, restricted); err != nil {
+		return r, "", sk, err
+	}
+	subject, err := s.ids.openSubject(sk.ID, sealed)
+	return r, subject, sk, err
+}
+
+// RecordsOf is [vault.RecordBatchStore]: one statement for every token
+// (the live-token check of a Tokenize call), where Record makes a round
+// trip per token. found is called once the rows are read, not while the
+// connection is busy with them.
+func (s *Store) RecordsOf(ctx context.Context, tokens []string, found func(i int, r vault.Record) error) error {
+	hashes := make([][]byte, len(tokens))
+	for i, t := range tokens {
+		hashes[i] = tokenHash(t)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+recordColumns+` FROM tokenvault_records WHERE token_hash = ANY($1)`, hashes)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	recs := make(map[string]vault.Record, len(tokens))
+	for rows.Next() {
+		var x recordScan
+		if err := rows.Scan(x.dest()...); err != nil {
+			return err
+		}
+		r, err := x.record()
+		if err != nil {
+			return err
+		}
+		recs[r.Token] = r
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	rows.Close()
+	for i, t := range tokens {
+		if r, ok := recs[t]; ok {
+			if err := found(i, r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 func (s *Store) DeleteRecord(ctx context.Context, token string) error {

@@ -55,7 +55,7 @@ func NewLoader(dsn string, logger *slog.Logger) (*Loader, error) {
 		logger = slog.Default()
 	}
 	ctx := context.Background()
-	pool, err := openPool(ctx, dsn, 2)
+	pool, err := openPool(ctx, dsn, 2, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -265,7 +265,7 @@ func (l *Loader) Close() error {
 // empty deletes every row a failed copy wrote, the mark last.
 func (l *Loader) empty() error {
 	ctx := context.Background()
-	pool, err := openPool(ctx, l.dsn, 1)
+	pool, err := openPool(ctx, l.dsn, 1, nil)
 	if err != nil {
 		return err
 	}

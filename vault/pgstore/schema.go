@@ -141,7 +141,7 @@ func migrateTo(ctx context.Context, dsn string, target int) (from, to int, err e
 	if target > 0 && target < len(ms) {
 		ms = ms[:target]
 	}
-	pool, err := openPool(ctx, dsn, 2)
+	pool, err := openPool(ctx, dsn, 2, nil)
 	if err != nil {
 		return 0, 0, err
 	}

@@ -43,7 +43,7 @@ func testUpgrade(t *testing.T, version int) {
 
 	// Old data, through a store handle on the old database (Open would
 	// refuse it: built by hand).
-	pool, err := openPool(ctx, db.DSN, 2)
+	pool, err := openPool(ctx, db.DSN, 2, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,7 +12,8 @@
 //   - [RunAtRest]: no subject id in the clear in what a store holds,
 //     read through its backup snapshot ([Snapshotter]);
 //   - [RunConsent]: [vault.ConsentStore];
-//   - [RunErasureEvents]: [vault.ErasureEventStore].
+//   - [RunErasureEvents]: [vault.ErasureEventStore];
+//   - [RunRecordKey]: [vault.RecordKeyStore].
 //
 // [Run] runs every group, skipping (visibly) those whose interface the
 // store does not implement:
@@ -67,6 +68,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Consent", "vault.ConsentStore", implements[vault.ConsentStore](probe), RunConsent},
 		{"ErasureEvents", "vault.ErasureEventStore", implements[vault.ErasureEventStore](probe), RunErasureEvents},
 		{"Holds", "vault.HoldStore", implements[vault.HoldStore](probe), RunHolds},
+		{"RecordKey", "vault.RecordKeyStore", implements[vault.RecordKeyStore](probe), RunRecordKey},
 	} {
 		t.Run(g.name, func(t *testing.T) {
 			if !g.has {
