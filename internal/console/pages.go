@@ -19,6 +19,7 @@ import (
 	"github.com/tokenvault/tokenvault/internal/auth"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 	"github.com/tokenvault/tokenvault/vault"
+	"github.com/tokenvault/tokenvault/vault/format"
 	"github.com/tokenvault/tokenvault/vault/receipt"
 )
 
@@ -267,6 +268,10 @@ func (c *Console) showSubject(q *req, code int, after string, extra map[string]a
 // Mask-authorized listing.
 func (c *Console) allTokenHashes(q *req, subject string, hashes map[string]bool) error {
 	return c.o.Guard.CallAudited(q.ctx(), q.s.id, q.addr(), pb.TokenVault_Mask_FullMethodName, subject, &pb.MaskRequest{}, func(ctx context.Context) error {
+		// Every kind: the trail is shown only to identities that may
+		// export the subject (all its kinds), and a kind left out here
+		// would drop its reveals from the trail without a sign.
+		ctx = vault.WithKindFilter(ctx, func(format.Kind) bool { return true })
 		after := ""
 		for {
 			_, toks, more, err := c.o.Vault.SubjectTokens(ctx, subject, after, vault.MaxTokenPage)

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/tokenvault/tokenvault/internal/audit"
 	"github.com/tokenvault/tokenvault/internal/auth"
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 )
@@ -63,6 +64,11 @@ func (g *Guard) call(ctx context.Context, id auth.Identity, addr net.Addr, metho
 		}
 		c.always = true
 		c.rec.subject = subject
+		// Also in the entry itself: a refusal (admit) is written from it,
+		// and a refused listing belongs on the subject's trail most of all.
+		if c.entry.Subject == "" {
+			c.entry.Subject = audit.Clip(subject)
+		}
 	}
 	ctx, err := g.admit(ctx, c, req)
 	if err != nil {

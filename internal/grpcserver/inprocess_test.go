@@ -118,6 +118,15 @@ roles:
 	if status.Code(err) != codes.NotFound {
 		t.Errorf("domain error from h: %v, want NotFound", err)
 	}
+	// CallAudited: a listing is on record naming its subject, allowed
+	// (no item refused) or refused (an identity without mask).
+	mask := pb.TokenVault_Mask_FullMethodName
+	if err := g.CallAudited(ctx, support, addr, mask, "carol", &pb.MaskRequest{}, func(context.Context) error { return nil }); err != nil {
+		t.Fatalf("support's listing: %v", err)
+	}
+	if err := g.CallAudited(ctx, officer, addr, mask, "carol", &pb.MaskRequest{}, h); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("officer's listing (no mask permission): %v, want PermissionDenied", err)
+	}
 	g.Close()
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
@@ -127,12 +136,17 @@ roles:
 		t.Fatal(err)
 	}
 	var ok, denied int
+	listings := map[string]bool{} // caller and outcome: names the subject
 	for _, ln := range bytes.Split(bytes.TrimSpace(b), []byte("\n")) {
 		e, err := audit.ParseLine(ln)
 		if err != nil {
 			t.Fatal(err)
 		}
 		e = e.Expanded() // the method's full name, as entries shorten it
+		if e.Method == mask {
+			listings[e.Caller+" "+e.Outcome] = e.Subject == "carol"
+			continue
+		}
 		if e.Method != detok {
 			continue
 		}
@@ -147,6 +161,9 @@ roles:
 		case e.Outcome == "PermissionDenied" || e.Outcome == "InvalidArgument":
 			denied += max(int(e.Count), 1)
 		}
+	}
+	if !listings["api_key:support OK"] || !listings["api_key:officer PermissionDenied"] {
+		t.Errorf("listings audited (naming the subject): %v, want support's OK and officer's refusal, both naming it", listings)
 	}
 	if ok != 1 || denied != 3 {
 		t.Fatalf("audit log: %d allowed and %d refused detokenize entries, want 1 and 3:\n%s", ok, denied, b)
