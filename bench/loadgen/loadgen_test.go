@@ -239,8 +239,10 @@ func TestSeveralAddresses(t *testing.T) {
 	if c := res.ServerCPU; c == nil || c.Error != "" || len(c.Sources) != 1 || c.PerItemUS*2 != c.PerCallUS && c.Seconds > 0 {
 		t.Fatalf("server CPU: %+v", c)
 	}
-	// The tree of this process includes its own CPU: never less.
-	if c := res.DBCPU; c == nil || c.Error != "" || len(c.Sources) != 1 || c.Seconds < res.ServerCPU.Seconds {
+	// The tree of this process includes its own CPU: never less (but for
+	// the float sums of tick counts read at other instants: a tick's
+	// tolerance, 10 ms).
+	if c := res.DBCPU; c == nil || c.Error != "" || len(c.Sources) != 1 || c.Seconds < res.ServerCPU.Seconds-0.011 {
 		t.Fatalf("database CPU: %+v (server CPU %+v)", c, res.ServerCPU)
 	}
 	if res.MaxRSSBytes <= 0 || res.MaxRSSAnonBytes <= 0 {
