@@ -124,20 +124,31 @@ func ReErase(ctx context.Context, s ReEraseStore, key *aead.Key, ledger Ledger, 
 		}
 		after = page[len(page)-1].Subject
 	}
+	// Only hold keys without a schedule need one (and their class): a
+	// copy taken after the erasure has the schedules already.
+	hs, _ := s.(vault.HoldStore)
+	unscheduled := keys[:0]
+	for _, e := range keys {
+		if hs != nil && !drop[e.Key.ID] {
+			switch _, err := hs.HoldOf(ctx, e.Key.ID); {
+			case err == nil:
+				continue
+			case !errors.Is(err, vault.ErrNotFound):
+				return res, fmt.Errorf("reading a hold's schedule: %w", err)
+			}
+		}
+		unscheduled = append(unscheduled, e)
+	}
 	held, err := restoreHolds(key, holds, byHash, drop, func(yield func(string, vault.SubjectKey)) {
-		for _, e := range keys {
+		for _, e := range unscheduled {
 			yield(e.Subject, e.Key)
 		}
 	})
 	if err != nil {
 		return res, err
 	}
-	var hs vault.HoldStore
-	if len(held) > 0 {
-		var ok bool
-		if hs, ok = s.(vault.HoldStore); !ok {
-			return res, errors.New("the store holds data under legal hold of erased subjects, but cannot schedule holds")
-		}
+	if len(held) > 0 && hs == nil {
+		return res, errors.New("the store holds data under legal hold of erased subjects, but cannot schedule holds")
 	}
 	for _, h := range held {
 		// A copy taken after the erasure has the schedule already (and

@@ -150,6 +150,11 @@ func TestReEraseSchedulesHolds(t *testing.T) {
 	if res, err := backup.ReErase(ctx, rs, lk, ledger, "ledger", holds); err != nil || res.ReErased != 0 || res.Held != 0 {
 		t.Fatalf("a second reerase = %+v, %v; want nothing to do", res, err)
 	}
+	// Every hold is scheduled now: the classes are not needed, and a run
+	// without them is not refused.
+	if res, err := backup.ReErase(ctx, rs, lk, ledger, "ledger", nil); err != nil || res.ReErased != 0 || res.Held != 0 {
+		t.Fatalf("reerase of a copy whose holds are all scheduled, without the holds config = %+v, %v; want nothing to do", res, err)
+	}
 
 	now = holds["tax"].Until(entries[0].ErasedAt)
 	if got := reveal(held, "legal"); !errors.Is(got.Err, vault.ErrErased) {
