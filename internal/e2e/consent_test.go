@@ -2,34 +2,15 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"os"
 	"strings"
 	"testing"
 
 	"github.com/tokenvault/tokenvault/client"
-	"github.com/tokenvault/tokenvault/internal/app"
 	"github.com/tokenvault/tokenvault/internal/audit"
 	"github.com/tokenvault/tokenvault/internal/config"
 )
-
-// startCfg is env.start with the config changed by edit first.
-func (e *env) startCfg(t *testing.T, edit func(*config.Config)) (*app.App, *client.Client) {
-	t.Helper()
-	cfg := e.config()
-	edit(&cfg)
-	a, err := app.Start(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	c, err := client.Dial(a.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close(); a.Stop() })
-	return a, c
-}
 
 // TestConsent is the acceptance test for consent per purpose:
 // granted → a reveal for marketing works; withdrawn → refused (per item,
@@ -40,7 +21,7 @@ func (e *env) startCfg(t *testing.T, edit func(*config.Config)) (*app.App, *clie
 func TestConsent(t *testing.T) { withEachStore(t, testConsent) }
 
 func testConsent(t *testing.T, e *env) {
-	srv, c := e.startCfg(t, func(cfg *config.Config) { cfg.Consent.Purposes = []string{"marketing", "personalisation"} })
+	srv, c := e.startWith(t, func(cfg *config.Config) { cfg.Consent.Purposes = []string{"marketing", "personalisation"} })
 	cx := ctx(t)
 	toks, err := c.Tokenize(cx, "cust-consent-1", client.Field{Kind: "email", Value: "ada@example.com"})
 	if err != nil {
