@@ -100,11 +100,11 @@ func ScanFrame(ledgerKey *aead.Key, frame []byte, onKey func(subject string, sk 
 	if err != nil {
 		return err
 	}
-	defer ids.zero()
+	defer ids.Zero()
 	return scanFrame(ids, frame, onKey, onLedger)
 }
 
-func scanFrame(ids *idKeys, frame []byte, onKey func(subject string, sk vault.SubjectKey), onLedger func(vault.LedgerEntry)) error {
+func scanFrame(ids *vault.StoreIDs, frame []byte, onKey func(subject string, sk vault.SubjectKey), onLedger func(vault.LedgerEntry)) error {
 	return decodeFrame(frame, func(kv *pb.KV) error {
 		if len(kv.Key) < 2 || kv.Key[1] != '/' || deleted(kv) {
 			return nil
@@ -121,7 +121,7 @@ func scanFrame(ids *idKeys, frame []byte, onKey func(subject string, sk vault.Su
 			if err != nil || sealed == nil {
 				return fmt.Errorf("%w: subject key entry", ErrBadFrame)
 			}
-			subject, err := ids.openSubject(sk.ID, sealed)
+			subject, err := ids.OpenSubject(sk.ID, sealed)
 			if err != nil {
 				// Not ErrBadFrame: a wrong key, most likely.
 				return fmt.Errorf("a subject key entry does not open with the ledger key (a backup of a vault with another ledger key?): %w", err)
@@ -201,7 +201,7 @@ func keyIDOf(kv *pb.KV) (id vault.KeyID, ok bool, err error) {
 // It fills a staging directory beside the target, which Finish renames
 // into place: a failed restore leaves nothing behind.
 type Loader struct {
-	ids     *idKeys   // from UseLedgerKey
+	ids     *vault.StoreIDs   // from UseLedgerKey
 	key     *aead.Key // the same, for the restored store (nil: as Options.IDKey)
 	db      *badger.DB
 	dir     string // the target, absolute
@@ -263,7 +263,7 @@ func (l *Loader) UseLedgerKey(k *aead.Key) error {
 	}
 	own, err := aead.KeyFromBytes(k.Bytes())
 	if err != nil {
-		ids.zero()
+		ids.Zero()
 		return err
 	}
 	l.dropKeys()
@@ -272,7 +272,7 @@ func (l *Loader) UseLedgerKey(k *aead.Key) error {
 }
 
 func (l *Loader) dropKeys() {
-	l.ids.zero()
+	l.ids.Zero()
 	if l.key != nil {
 		l.key.Zero()
 	}

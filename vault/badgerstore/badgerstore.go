@@ -102,7 +102,7 @@ type Store struct {
 	log   *slog.Logger
 	group *committer // record and key writes; see group.go
 	space *space     // free-space admission of writes (space.go); nil in memory
-	ids   *idKeys    // hash and seal subject ids (ids.go)
+	ids   *vault.StoreIDs    // hash and seal subject ids (ids.go)
 	// events serializes the shreds that append erasure events: they all
 	// write the event counter, and would otherwise exhaust their retries
 	// under a burst of erasures (erasures.go).
@@ -183,7 +183,7 @@ func Open(dir string, opts Options, logger *slog.Logger) (*Store, error) {
 	}
 	s := &Store{db: db, log: logger, ids: ids, space: sp, closing: make(chan struct{})}
 	if err := s.upgrade(context.Background()); err != nil {
-		ids.zero()
+		ids.Zero()
 		db.Close()
 		return nil, err
 	}
@@ -193,7 +193,7 @@ func Open(dir string, opts Options, logger *slog.Logger) (*Store, error) {
 	return s, nil
 }
 
-func openIDKeys(db *badger.DB, opts Options) (*idKeys, error) {
+func openIDKeys(db *badger.DB, opts Options) (*vault.StoreIDs, error) {
 	k := opts.IDKey
 	if opts.LoadIDKey != nil {
 		has, err := keyed(db)
@@ -253,7 +253,7 @@ func (s *Store) Close() error {
 	s.countMu.Unlock()
 	s.counts.Wait()
 	s.group.close()
-	s.ids.zero()
+	s.ids.Zero()
 	return s.db.Close()
 }
 
@@ -316,7 +316,7 @@ func get(txn *badger.Txn, k []byte) ([]byte, error) {
 
 // subjectKeyOf is the key of subject's key entry, h/<hash(subject)>.
 func (s *Store) subjectKeyOf(subject string) ([]byte, error) {
-	h, err := s.ids.hash(subject)
+	h, err := s.ids.Hash(subject)
 	if err != nil {
 		return nil, err
 	}
@@ -390,7 +390,7 @@ func (s *Store) SubjectKeyByID(ctx context.Context, id vault.KeyID) (subject str
 		if err != nil {
 			return err
 		}
-		subject, err = s.ids.openSubject(id, sealed)
+		subject, err = s.ids.OpenSubject(id, sealed)
 		return err
 	})
 	return subject, sk, err
@@ -746,7 +746,7 @@ func (s *Store) SubjectKeys(ctx context.Context, after string, limit int) (out [
 			if err != nil {
 				return err
 			}
-			subject, err := s.ids.openSubject(sk.ID, sealed)
+			subject, err := s.ids.OpenSubject(sk.ID, sealed)
 			if err != nil {
 				return err
 			}

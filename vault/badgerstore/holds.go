@@ -151,7 +151,7 @@ func (s *Store) ShredHold(ctx context.Context, id vault.KeyID, ledger vault.Ledg
 	}
 	var rk []byte
 	if subject != "" && receipt != nil {
-		sh, err := s.ids.hash(subject)
+		sh, err := s.ids.Hash(subject)
 		if err != nil {
 			return err
 		}
@@ -200,7 +200,7 @@ func (s *Store) ShredHold(ctx context.Context, id vault.KeyID, ledger vault.Ledg
 }
 
 func (s *Store) HoldReceipts(ctx context.Context, subject string) (out [][]byte, err error) {
-	sh, err := s.ids.hash(subject)
+	sh, err := s.ids.Hash(subject)
 	if err != nil {
 		return nil, err
 	}

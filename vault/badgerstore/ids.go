@@ -51,33 +51,14 @@ const (
 // no subject would be found.
 var ErrWrongIDKey = errors.New("badgerstore: the data directory was written with another ledger key (subject ids are hashed with it): restore ledger.key from the keys backup")
 
-// idKeys hash and seal subject ids: the vault's StoreIDs, under this
-// store's labels (one implementation for every store). The store owns
-// its copy, zeroed on Close.
-type idKeys struct{ *vault.StoreIDs }
+// newIDKeys: the vault's StoreIDs (one implementation for every store)
+// under this store's labels. The store owns its copy, zeroed on Close.
+func newIDKeys(k *aead.Key) (*vault.StoreIDs, error) { return vault.NewStoreIDs(k, "badgerstore") }
 
-func newIDKeys(k *aead.Key) (*idKeys, error) {
-	ids, err := vault.NewStoreIDs(k, "badgerstore")
-	if err != nil {
-		return nil, err
-	}
-	return &idKeys{ids}, nil
-}
-
-func (k *idKeys) zero()                               { k.Zero() }
-func (k *idKeys) hash(subject string) ([]byte, error) { return k.Hash(subject) }
-func (k *idKeys) sealSubject(id vault.KeyID, subject string) ([]byte, error) {
-	return k.SealSubject(id, subject)
-}
-func (k *idKeys) openSubject(id vault.KeyID, sealed []byte) (string, error) {
-	return k.OpenSubject(id, sealed)
-}
-
-// check is a value that identifies the key without revealing it.
-func (k *idKeys) check() ([]byte, error) { return k.Check(layoutCheck) }
-
-func (k *idKeys) marker() ([]byte, error) {
-	c, err := k.check()
+// marker is the layout marker: the layout version and a value that
+// identifies the ledger key without revealing it.
+func marker(k *vault.StoreIDs) ([]byte, error) {
+	c, err := k.Check(layoutCheck)
 	return append([]byte{layoutVersion}, c...), err
 }
 
@@ -113,7 +94,7 @@ func keyed(db *badger.DB) (bool, error) {
 // upgrade brings the directory to layout 2 (see the top of the file), or
 // checks that it is there, with this key.
 func (s *Store) upgrade(ctx context.Context) error {
-	want, err := s.ids.marker()
+	want, err := marker(s.ids)
 	if err != nil {
 		return err
 	}
@@ -236,11 +217,11 @@ func (s *Store) migrate(ctx context.Context) (n int, err error) {
 
 // putSubjectKey writes sk as subject's key in layout 2.
 func (s *Store) putSubjectKey(txn *badger.Txn, subject string, sk vault.SubjectKey) error {
-	h, err := s.ids.hash(subject)
+	h, err := s.ids.Hash(subject)
 	if err != nil {
 		return err
 	}
-	sealed, err := s.ids.sealSubject(sk.ID, subject)
+	sealed, err := s.ids.SealSubject(sk.ID, subject)
 	if err != nil {
 		return err
 	}

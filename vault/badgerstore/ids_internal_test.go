@@ -68,7 +68,7 @@ func TestMigrationResumes(t *testing.T) {
 				t.Fatal(err)
 			}
 			crash(t, &Store{db: db, log: slog.Default(), ids: ids})
-			ids.zero()
+			ids.Zero()
 			if err := db.Close(); err != nil {
 				t.Fatal(err)
 			}

@@ -103,7 +103,7 @@ type Store struct {
 	// read-only transaction (backup.go).
 	q   querier
 	log *slog.Logger
-	ids *idKeys
+	ids *vault.StoreIDs
 	// notify: the database has LISTEN/NOTIFY (notify.go); lst is this
 	// replica's listener.
 	notify bool
@@ -211,7 +211,7 @@ func openPool(ctx context.Context, dsn string, maxConns int32, tracer pgx.QueryT
 // Close closes the pool and zeroes the store's keys.
 func (s *Store) Close() error {
 	s.pool.Close()
-	s.ids.zero()
+	s.ids.Zero()
 	return nil
 }
 
@@ -227,7 +227,7 @@ func keyed(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
 }
 
 func (s *Store) checkIDKey(ctx context.Context) error {
-	check, err := s.ids.check()
+	check, err := s.ids.Check(idKeyCheckLen)
 	if err != nil {
 		return err
 	}
@@ -273,7 +273,7 @@ func retryable(err error) bool {
 }
 
 // hashOf is subject's hash, the key of its row.
-func (s *Store) hashOf(subject string) ([]byte, error) { return s.ids.hash(subject) }
+func (s *Store) hashOf(subject string) ([]byte, error) { return s.ids.Hash(subject) }
 
 func notFound(err error) error {
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -322,7 +322,7 @@ func (s *Store) SubjectKeyByID(ctx context.Context, id vault.KeyID) (string, vau
 	if sk, err = finishKey(sk, rid, restricted); err != nil {
 		return "", sk, err
 	}
-	subject, err := s.ids.openSubject(id, sealed)
+	subject, err := s.ids.OpenSubject(id, sealed)
 	return subject, sk, err
 }
 
@@ -334,7 +334,7 @@ func (s *Store) CreateSubjectKey(ctx context.Context, subject string, sk vault.S
 	if err != nil {
 		return sk, err
 	}
-	sealed, err := s.ids.sealSubject(sk.ID, subject)
+	sealed, err := s.ids.SealSubject(sk.ID, subject)
 	if err != nil {
 		return sk, err
 	}
@@ -611,7 +611,7 @@ func (s *Store) RecordWithKey(ctx context.Context, token string) (vault.Record, 
 	if sk, err = finishKey(sk, kid, restricted); err != nil {
 		return r, "", sk, err
 	}
-	subject, err := s.ids.openSubject(sk.ID, sealed)
+	subject, err := s.ids.OpenSubject(sk.ID, sealed)
 	return r, subject, sk, err
 }
 
@@ -761,7 +761,7 @@ func (s *Store) SubjectKeys(ctx context.Context, after string, limit int) ([]vau
 		if sk, err = finishKey(sk, id, restricted); err != nil {
 			return nil, err
 		}
-		subject, err := s.ids.openSubject(sk.ID, sealed)
+		subject, err := s.ids.OpenSubject(sk.ID, sealed)
 		if err != nil {
 			return nil, err
 		}
