@@ -162,7 +162,8 @@ func erase(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 		return err
 	}
 	if c.fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (use --subject)", c.fs.Arg(0))
+		// Not quoted: the stray argument is most likely the subject id.
+		return errors.New("unexpected argument: give the subject id with --subject")
 	}
 	if err := required("subject", *subject); err != nil {
 		return err
