@@ -201,8 +201,8 @@ func keyIDOf(kv *pb.KV) (id vault.KeyID, ok bool, err error) {
 // It fills a staging directory beside the target, which Finish renames
 // into place: a failed restore leaves nothing behind.
 type Loader struct {
-	ids     *vault.StoreIDs   // from UseLedgerKey
-	key     *aead.Key // the same, for the restored store (nil: as Options.IDKey)
+	ids     *vault.StoreIDs // from UseLedgerKey
+	key     *aead.Key       // the same, for the restored store (nil: as Options.IDKey)
 	db      *badger.DB
 	dir     string // the target, absolute
 	staging string

@@ -100,9 +100,9 @@ const (
 type Store struct {
 	db    *badger.DB
 	log   *slog.Logger
-	group *committer // record and key writes; see group.go
-	space *space     // free-space admission of writes (space.go); nil in memory
-	ids   *vault.StoreIDs    // hash and seal subject ids (ids.go)
+	group *committer      // record and key writes; see group.go
+	space *space          // free-space admission of writes (space.go); nil in memory
+	ids   *vault.StoreIDs // hash and seal subject ids (ids.go)
 	// events serializes the shreds that append erasure events: they all
 	// write the event counter, and would otherwise exhaust their retries
 	// under a burst of erasures (erasures.go).
