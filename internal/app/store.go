@@ -40,7 +40,9 @@ func openStore(ctx context.Context, cfg config.Config, ledger *ledgerKey) (appSt
 		}
 		return s, nil, nil
 	default:
-		s, err := badgerstore.Open(cfg.DataDir, badgerstore.Options{LoadIDKey: ledger.loader(cfg.Rights.LedgerKeyFile)}, cfg.Logger)
+		s, err := badgerstore.Open(cfg.DataDir, badgerstore.Options{
+			LoadIDKey:   ledger.loader(cfg.Rights.LedgerKeyFile),
+			MappedLimit: cfg.Store.Badger.MappedLimit()}, cfg.Logger)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -192,6 +192,14 @@ func setField(fv reflect.Value, s string) error {
 			return errors.New("not true or false")
 		}
 		fv.Set(reflect.ValueOf(&b))
+	case fv.Type() == reflect.TypeFor[*int]():
+		// An int whose default is not 0 (store.badger.mapped_limit_mib,
+		// where 0 means off): nil is "not set".
+		n, err := strconv.Atoi(s)
+		if err != nil {
+			return errors.New("not an integer")
+		}
+		fv.Set(reflect.ValueOf(&n))
 	case fv.Kind() == reflect.Int:
 		n, err := strconv.Atoi(s)
 		if err != nil {

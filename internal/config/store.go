@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 )
 
@@ -20,7 +21,36 @@ type StoreConfig struct {
 	Provider string `yaml:"provider"`
 	// Postgres configures the PostgreSQL store.
 	Postgres PostgresConfig `yaml:"postgres"`
+	// Badger tunes the embedded store.
+	Badger BadgerConfig `yaml:"badger"`
 }
+
+// BadgerConfig tunes the badger store (store.badger).
+type BadgerConfig struct {
+	// MappedLimitMiB bounds the pages of badger's memory-mapped files
+	// resident in the process (its RssFile, default 256 MiB): above it
+	// they are dropped from the process (tables stay in the kernel's page
+	// cache). 0 turns the limit off. Linux only. See README "Memory".
+	MappedLimitMiB *int `yaml:"mapped_limit_mib"`
+}
+
+// DefaultMappedLimitMiB is store.badger.mapped_limit_mib's default.
+const DefaultMappedLimitMiB = 256
+
+// MappedLimit is the limit in bytes (0: off).
+func (c BadgerConfig) MappedLimit() int64 {
+	if c.MappedLimitMiB == nil {
+		if runtime.GOOS != "linux" { // the store refuses a limit elsewhere
+			return 0
+		}
+		return DefaultMappedLimitMiB << 20
+	}
+	return int64(*c.MappedLimitMiB) << 20
+}
+
+// minMappedLimitMiB: the process's own executable is file-backed too
+// (~20 MiB resident), so a smaller limit would page out on every check.
+const minMappedLimitMiB = 64
 
 // PostgresConfig configures the PostgreSQL store (store.postgres).
 type PostgresConfig struct {
@@ -62,6 +92,9 @@ func (c *StoreConfig) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("store.provider: %q is not %q or %q", c.Provider, StoreBadger, StorePostgres))
+	}
+	if m := c.Badger.MappedLimitMiB; m != nil && *m != 0 && (*m < minMappedLimitMiB || *m > 1<<24) {
+		errs = append(errs, fmt.Errorf("store.badger.mapped_limit_mib: must be 0 (off) or between %d and %d, not %d", minMappedLimitMiB, 1<<24, *m))
 	}
 	return errors.Join(errs...)
 }

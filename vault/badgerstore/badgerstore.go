@@ -41,6 +41,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -99,6 +100,7 @@ const (
 // BackupSizeEstimate (maintenance.go, backup.go).
 type Store struct {
 	db    *badger.DB
+	dir   string // the data directory, absolute; set only with a mapped-file limit
 	log   *slog.Logger
 	group *committer      // record and key writes; see group.go
 	space *space          // free-space admission of writes (space.go); nil in memory
@@ -114,6 +116,9 @@ type Store struct {
 	countClosed bool
 	closing     chan struct{}
 	counts      sync.WaitGroup
+	// limiter is the mapped-file limiter's goroutine (mapped.go), also
+	// stopped by closing.
+	limiter sync.WaitGroup
 }
 
 var (
@@ -148,6 +153,10 @@ type Options struct {
 	// marker or erasure-ledger entries): a missing key file must then
 	// not be replaced by a new key. The store zeroes nothing it returns.
 	LoadIDKey func(keyed bool) (*aead.Key, error)
+	// MappedLimit, if above zero, bounds the resident pages of badger's
+	// memory-mapped files (the process's RssFile, in bytes): above it the
+	// store asks the kernel to page them out (mapped.go). Linux only.
+	MappedLimit int64
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -158,6 +167,17 @@ func Open(dir string, opts Options, logger *slog.Logger) (*Store, error) {
 	bo := badgerOptions(dir, logger).WithInMemory(opts.InMemory)
 	if opts.InMemory {
 		bo.Dir, bo.ValueDir = "", ""
+	}
+	var absDir string
+	if opts.MappedLimit > 0 {
+		if !mappedLimitSupported {
+			return nil, errMappedUnsupported
+		}
+		// /proc/self/maps names files by absolute path.
+		var err error
+		if absDir, err = filepath.Abs(dir); err != nil {
+			return nil, fmt.Errorf("badgerstore: %w", err)
+		}
 	}
 	var sp *space
 	if !opts.InMemory {
@@ -181,7 +201,7 @@ func Open(dir string, opts Options, logger *slog.Logger) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s := &Store{db: db, log: logger, ids: ids, space: sp, closing: make(chan struct{})}
+	s := &Store{db: db, dir: absDir, log: logger, ids: ids, space: sp, closing: make(chan struct{})}
 	if err := s.upgrade(context.Background()); err != nil {
 		ids.Zero()
 		db.Close()
@@ -190,6 +210,10 @@ func Open(dir string, opts Options, logger *slog.Logger) (*Store, error) {
 	g := newCommitter(db)
 	g.space = sp
 	s.group = g
+	if opts.MappedLimit > 0 && !opts.InMemory {
+		s.limiter.Add(1)
+		go s.limitMappedEvery(mappedCheckEvery, opts.MappedLimit)
+	}
 	return s, nil
 }
 
@@ -252,6 +276,7 @@ func (s *Store) Close() error {
 	}
 	s.countMu.Unlock()
 	s.counts.Wait()
+	s.limiter.Wait()
 	s.group.close()
 	s.ids.Zero()
 	return s.db.Close()
