@@ -155,7 +155,7 @@ type Options struct {
 	LoadIDKey func(keyed bool) (*aead.Key, error)
 	// MappedLimit, if above zero, bounds the resident pages of badger's
 	// memory-mapped files (the process's RssFile, in bytes): above it the
-	// store asks the kernel to page them out (mapped.go). Linux only.
+	// store drops its tables' pages from the process (mapped.go). Linux only.
 	MappedLimit int64
 }
 

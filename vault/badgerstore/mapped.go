@@ -28,26 +28,24 @@ import (
 // or a monitor sees a process that grows with its data until then.
 //
 // With Options.MappedLimit the store checks its RssFile every
-// mappedCheckEvery and, once it is above the limit, drops its mappings of
-// the data directory's pages (madvise; Linux):
+// mappedCheckEvery and, once it is above the limit, drops the pages of its
+// tables (*.sst) from the process with madvise(MADV_DONTNEED). On a shared
+// file mapping that only unmaps: the pages stay in the kernel's page cache,
+// so the next read of one is a minor fault, not a disk read. Tables are
+// what grows with the data; the memtable and value logs are bounded by
+// badger's options and are left alone.
 //
-//   - Tables (*.sst) with MADV_DONTNEED: the pages leave the process but
-//     stay in the kernel's page cache, so a later read is a minor fault, not
-//     a disk read. (MADV_PAGEOUT evicts them from the cache too: a first
-//     version used it for everything, and compactions then read the tables
-//     they had just written back from disk, 15 GB in the first 150 s of a
-//     bulk load.) MADV_DONTNEED zeroes private anonymous memory, so it must
-//     never reach an address badger has unmapped and the Go runtime reused:
-//     it is applied only to tables that an open iterator holds (badger
-//     unmaps a table when its last reference goes) and that were in the
-//     tree both before and after the iterator was made, so certainly held.
-//     A table not known to be held (one a compaction is still writing) is
-//     left for the next check.
-//   - Everything else (memtable logs *.mem, value logs *.vlog) with
-//     MADV_PAGEOUT: those pages are written, not read back (a log is read
-//     only on replay, and by the value-log GC), so evicting them costs few
-//     reads; and on whatever the runtime may have mapped at a stale
-//     address, MADV_PAGEOUT only reclaims (does nothing without swap).
+// MADV_DONTNEED zeroes private anonymous memory, so it must never reach an
+// address badger has unmapped and the Go runtime reused. It is applied only
+// to tables an open iterator holds (badger unmaps a table when its last
+// reference goes) that were in the tree both before and after the iterator
+// was made, so certainly held throughout. A table not known to be held (one
+// a compaction is still writing) is left for the next check.
+//
+// Tried and dropped (BENCHMARKS.md, "Memory"): MADV_PAGEOUT, which evicts
+// from the page cache too. For tables, the next compaction read what it had
+// just written back from disk (15 GB in the first 150 s of a bulk load);
+// for the logs, 346 MB of reads in a 3 M-token load, for no lower peak RSS.
 
 // mapping is one line of /proc/self/maps that the limiter may page out.
 type mapping struct {
@@ -142,9 +140,9 @@ func rssFile(r io.Reader) (int64, error) {
 	return 0, errors.New("badgerstore: no RssFile line")
 }
 
-// errMappedUnsupported: Options.MappedLimit on a system without
-// MADV_PAGEOUT (anything but Linux).
-var errMappedUnsupported = errors.New("badgerstore: a mapped-file limit needs Linux (madvise MADV_PAGEOUT)")
+// errMappedUnsupported: Options.MappedLimit on a system other than Linux
+// (/proc/self/maps, and MADV_DONTNEED's meaning on shared mappings).
+var errMappedUnsupported = errors.New("badgerstore: a mapped-file limit needs Linux")
 
 // mappedCheckEvery is how often the limiter reads RssFile: a read of
 // /proc/self/status (~10 µs), cheap enough to do four times a second, and
@@ -165,36 +163,34 @@ func (s *Store) limitMappedEvery(every time.Duration, limit int64) {
 		}
 		if _, err := s.limitMapped(limit); err != nil {
 			// Reading /proc or madvise failing once fails every time
-			// (no procfs, an old kernel): say so once, and stop.
+			// (no procfs): say so once, and stop.
 			s.log.Warn("badgerstore: the mapped-file limit is off from now on", "err", err)
 			return
 		}
 	}
 }
 
-// limitMapped pages out the store's file mappings if the process's
-// RssFile is above limit, and returns the RssFile it saw and, if it paged
-// out, the bytes of mappings it covered.
-func (s *Store) limitMapped(limit int64) (paged int64, err error) {
+// limitMapped drops the store's table pages from the process if its
+// RssFile is above limit, and returns the bytes of mappings it covered (0
+// if under the limit).
+func (s *Store) limitMapped(limit int64) (dropped int64, err error) {
 	before, err := residentFile()
 	if err != nil || before <= limit {
 		return 0, err
 	}
-	paged, err = s.pageOut()
-	if err != nil {
-		return paged, err
+	if dropped, err = s.dropTables(); err != nil {
+		return dropped, err
 	}
 	if s.log.Enabled(context.Background(), slog.LevelDebug) {
 		after, _ := residentFile()
-		s.log.Debug("badgerstore: paged out mapped files", "rss_file_before", before, "rss_file_after", after, "mapped", paged)
+		s.log.Debug("badgerstore: dropped mapped table pages", "rss_file_before", before, "rss_file_after", after, "mapped", dropped)
 	}
-	return paged, nil
+	return dropped, nil
 }
 
-// pageOut drops the store's mappings of its data directory's files from
-// the process (see the top of this file) and returns how many bytes of
-// mappings it covered.
-func (s *Store) pageOut() (int64, error) {
+// dropTables drops the pages of the store's tables from the process (see
+// the top of this file) and returns how many bytes of mappings it covered.
+func (s *Store) dropTables() (int64, error) {
 	// Hold every table of the tree while the maps are read and advised.
 	before := s.db.Tables()
 	txn := s.db.NewTransaction(false)
@@ -221,24 +217,15 @@ func (s *Store) pageOut() (int64, error) {
 	}
 	var n int64
 	for _, m := range ms {
-		advice := advisePageOut
-		if id, ok := table.ParseFileID(filepath.Base(m.path)); ok && strings.HasSuffix(m.path, ".sst") {
-			if !held[id] {
-				// Being written by a compaction, or just replaced: not
-				// held, so no MADV_DONTNEED; and MADV_PAGEOUT would make
-				// the next compaction read it from disk. The next check
-				// finds it in the tree.
-				continue
-			}
-			advice = adviseDontNeed
+		name := filepath.Base(m.path)
+		id, ok := table.ParseFileID(name)
+		if !ok || !strings.HasSuffix(name, ".sst") || !held[id] {
+			continue
 		}
-		gone, err := madvise(m.start, m.end-m.start, advice)
-		if err != nil {
+		if err := dontNeed(m.start, m.end-m.start); err != nil {
 			return n, err
 		}
-		if !gone {
-			n += int64(m.end - m.start)
-		}
+		n += int64(m.end - m.start)
 	}
 	return n, nil
 }

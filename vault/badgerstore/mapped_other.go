@@ -2,12 +2,8 @@
 
 package badgerstore
 
-const (
-	mappedLimitSupported = false
-	advisePageOut        = 0
-	adviseDontNeed       = 0
-)
+const mappedLimitSupported = false
 
-func madvise(uint64, uint64, int) (bool, error) { return false, errMappedUnsupported }
+func dontNeed(uint64, uint64) error { return errMappedUnsupported }
 
 func residentFile() (int64, error) { return 0, errMappedUnsupported }
