@@ -161,8 +161,17 @@ func (k *Key) MAC(parts ...[]byte) ([]byte, error) {
 	for _, p := range parts {
 		sc.l[0], sc.l[1], sc.l[2], sc.l[3] = byte(len(p)>>24), byte(len(p)>>16), byte(len(p)>>8), byte(len(p))
 		d.Write(sc.l[:])
-		d.Write(p)
+		// Through the scratch buffer: a part handed to the hash.Hash
+		// interface would escape, and with it every caller's
+		// []byte(string) conversion (two allocations for a subject's
+		// store hash).
+		for len(p) > 0 {
+			n := copy(sc.in[:], p)
+			d.Write(sc.in[:n])
+			p = p[n:]
+		}
 	}
+	clear(sc.in[:])
 	d.Sum(sc.sum[:0])
 	if err := d.(encoding.BinaryUnmarshaler).UnmarshalBinary(outer); err != nil {
 		return nil, fmt.Errorf("aead: mac: %w", err)
@@ -177,6 +186,7 @@ func (k *Key) MAC(parts ...[]byte) ([]byte, error) {
 type macScratch struct {
 	d   hash.Hash
 	l   [4]byte
+	in  [sha256.BlockSize]byte
 	sum [sha256.Size]byte
 }
 
