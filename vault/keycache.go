@@ -59,7 +59,30 @@ type cached struct {
 	subject    string
 	restricted time.Time
 	keys       *subjectKeys
-	release    func()
+	held       *held
+}
+
+// held is one acquisition of a cache entry: one allocation per request
+// (a closure over a sync.Once was two).
+type held struct {
+	c    *keyCache
+	e    *cacheEntry
+	done atomic.Bool
+}
+
+// release gives the entry back; only the first call counts (copies of c
+// share it). Releasing the zero cached does nothing.
+func (c cached) release() {
+	h := c.held
+	if h == nil || !h.done.CompareAndSwap(false, true) {
+		return
+	}
+	h.c.mu.Lock()
+	defer h.c.mu.Unlock()
+	h.e.refs--
+	if h.e.evicted && h.e.refs == 0 {
+		h.e.keys.zero()
+	}
 }
 
 func newKeyCache(max int, ttl time.Duration, now func() time.Time) *keyCache {
@@ -97,7 +120,7 @@ func (c *keyCache) acquireLocked(el *list.Element) (cached, bool) {
 
 func (c *keyCache) take(e *cacheEntry) cached {
 	e.refs++
-	return cached{id: e.id, subject: e.subject, restricted: e.restricted, keys: e.keys, release: c.releaser(e)}
+	return cached{id: e.id, subject: e.subject, restricted: e.restricted, keys: e.keys, held: &held{c: c, e: e}}
 }
 
 // generation is read before the store is, and passed to add.
@@ -133,20 +156,6 @@ func (c *keyCache) add(subject string, sk SubjectKey, ks *subjectKeys, gen uint6
 		c.removeLocked(c.lru.Back())
 	}
 	return c.take(e)
-}
-
-func (c *keyCache) releaser(e *cacheEntry) func() {
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			c.mu.Lock()
-			defer c.mu.Unlock()
-			e.refs--
-			if e.evicted && e.refs == 0 {
-				e.keys.zero()
-			}
-		})
-	}
 }
 
 // invalidate drops what is cached for subject and for key id (either may

@@ -92,3 +92,35 @@ func TestCacheNewKeyReplacesOld(t *testing.T) {
 		t.Fatal("old key still cached by id")
 	}
 }
+
+// TestCacheRelease: an acquisition is released once however often its
+// copies are released (an evicted entry's keys are zeroed by the last
+// one, not before), the zero cached releases as a no-op, and a hit costs
+// one allocation (a closure over a sync.Once was two).
+func TestCacheRelease(t *testing.T) {
+	c := newKeyCache(1, time.Minute, time.Now)
+	a := c.add("alice", SubjectKey{ID: KeyID{1}}, testKeys(t), c.generation())
+	b, ok := c.byKeyID(KeyID{1})
+	if !ok {
+		t.Fatal("not cached")
+	}
+	c.add("bob", SubjectKey{ID: KeyID{2}}, testKeys(t), c.generation()).release() // evicts alice
+	copyOfA := a
+	a.release()
+	copyOfA.release() // the same acquisition: must not release b's reference
+	if _, err := a.keys.record.MAC([]byte("x")); err != nil {
+		t.Fatal("an evicted entry's keys were zeroed while still held")
+	}
+	b.release()
+	if _, err := b.keys.record.MAC([]byte("x")); err == nil {
+		t.Fatal("the evicted entry's keys were not zeroed by the last release")
+	}
+	cached{}.release()
+
+	if n := testing.AllocsPerRun(100, func() {
+		h, _ := c.byKeyID(KeyID{2})
+		h.release()
+	}); n > 1 {
+		t.Fatalf("a cache hit: %v allocations, want 1", n)
+	}
+}

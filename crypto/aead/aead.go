@@ -15,12 +15,14 @@ import (
 	"crypto/aes"
 	"crypto/cipher"
 	"crypto/hkdf"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
+	"sync"
 )
 
 const (
@@ -41,6 +43,7 @@ var ErrDecrypt = errors.New("aead: message authentication failed")
 type Key struct {
 	b    *[KeySize]byte // a pointer, so that copies of Key share one buffer to zero
 	aead cipher.AEAD
+	mac  *macState // likewise shared, and wiped by Zero
 }
 
 // NewKey returns a fresh random key.
@@ -59,7 +62,7 @@ func KeyFromBytes(b []byte) (*Key, error) {
 	if len(b) != KeySize {
 		return nil, fmt.Errorf("aead: key must be %d bytes, got %d", KeySize, len(b))
 	}
-	k := &Key{b: new([KeySize]byte)}
+	k := &Key{b: new([KeySize]byte), mac: new(macState)}
 	copy(k.b[:], b)
 	block, err := aes.NewCipher(k.b[:])
 	if err != nil {
@@ -85,6 +88,7 @@ func (k *Key) Zero() {
 	}
 	clear(k.b[:])
 	k.aead = nil
+	k.mac.zero()
 }
 
 // Format redacts the key under every verb (%v, %s, %x, %#v, ...).
@@ -142,14 +146,106 @@ func (k *Key) MAC(parts ...[]byte) ([]byte, error) {
 	if k.aead == nil {
 		return nil, errors.New("aead: key has been zeroed")
 	}
-	m := hmac.New(sha256.New, k.b[:])
-	var l [4]byte
-	for _, p := range parts {
-		l[0], l[1], l[2], l[3] = byte(len(p)>>24), byte(len(p)>>16), byte(len(p)>>8), byte(len(p))
-		m.Write(l[:])
-		m.Write(p)
+	inner, outer, err := k.mac.states(k.b)
+	if err != nil {
+		return nil, err
 	}
-	return m.Sum(nil), nil
+	sc := scratches.Get().(*macScratch)
+	// Back to the pool reset: a digest then holds no key material (a
+	// midstate is as good as the key for computing MACs).
+	defer func() { sc.d.Reset(); clear(sc.sum[:]); scratches.Put(sc) }()
+	d := sc.d
+	if err := d.(encoding.BinaryUnmarshaler).UnmarshalBinary(inner); err != nil {
+		return nil, fmt.Errorf("aead: mac: %w", err)
+	}
+	for _, p := range parts {
+		sc.l[0], sc.l[1], sc.l[2], sc.l[3] = byte(len(p)>>24), byte(len(p)>>16), byte(len(p)>>8), byte(len(p))
+		d.Write(sc.l[:])
+		// Through the scratch buffer: a part handed to the hash.Hash
+		// interface would escape, and with it every caller's
+		// []byte(string) conversion (two allocations for a subject's
+		// store hash).
+		for len(p) > 0 {
+			n := copy(sc.in[:], p)
+			d.Write(sc.in[:n])
+			p = p[n:]
+		}
+	}
+	clear(sc.in[:])
+	d.Sum(sc.sum[:0])
+	if err := d.(encoding.BinaryUnmarshaler).UnmarshalBinary(outer); err != nil {
+		return nil, fmt.Errorf("aead: mac: %w", err)
+	}
+	d.Write(sc.sum[:])
+	return d.Sum(make([]byte, 0, sha256.Size)), nil
+}
+
+// macScratch is what one MAC needs besides its result: a digest and the
+// buffers passed to it (on the stack they would escape through the
+// hash.Hash interface, two allocations a call).
+type macScratch struct {
+	d   hash.Hash
+	l   [4]byte
+	in  [sha256.BlockSize]byte
+	sum [sha256.Size]byte
+}
+
+// scratches hold reset digests and cleared sums (no key material: see
+// Key.MAC).
+var scratches = sync.Pool{New: func() any { return &macScratch{d: sha256.New()} }}
+
+// macState holds a key's HMAC-SHA256 midstates: SHA-256 after the key
+// xor ipad and after the key xor opad, as marshaled digests. hmac.New
+// recomputes both for every MAC (two compressions and seven allocations,
+// on every tokenize call for the subject's store hash); with them, a MAC
+// costs the message and one allocation, the result. They are key material
+// (they compute any MAC under the key), so they live with the key and
+// Zero wipes them; unlike a pool of hmac states, nothing holds them that
+// Zero cannot reach.
+type macState struct {
+	once         sync.Once
+	inner, outer []byte
+	err          error
+}
+
+// states computes the midstates on first use (most keys never MAC).
+func (m *macState) states(key *[KeySize]byte) (inner, outer []byte, err error) {
+	m.once.Do(func() {
+		var pad [sha256.BlockSize]byte
+		defer clear(pad[:])
+		for i, x := range [2]byte{0x36, 0x5c} { // RFC 2104's ipad, opad
+			copy(pad[:], key[:]) // a 32-byte key is used as it is, zero-padded to the block
+			clear(pad[KeySize:])
+			for j := range pad {
+				pad[j] ^= x
+			}
+			d := sha256.New()
+			d.Write(pad[:])
+			st, err := d.(encoding.BinaryMarshaler).MarshalBinary()
+			d.Reset()
+			if err != nil {
+				m.err = fmt.Errorf("aead: mac: %w", err)
+				return
+			}
+			if i == 0 {
+				m.inner = st
+			} else {
+				m.outer = st
+			}
+		}
+	})
+	if m.err == nil && (m.inner == nil || m.outer == nil) {
+		return nil, nil, errors.New("aead: key has been zeroed")
+	}
+	return m.inner, m.outer, m.err
+}
+
+// zero wipes the midstates. A MAC through a copy of the key made before
+// Zero then fails instead of computing under wiped state.
+func (m *macState) zero() {
+	m.once.Do(func() {}) // none computed from here on
+	clear(m.inner)       // cleared, a state no longer unmarshals
+	clear(m.outer)
 }
 
 func sliceForAppend(in []byte, n int) (head, tail []byte) {

@@ -159,6 +159,10 @@ func (e *Entry) body() ([]byte, error) {
 
 // appendBody appends the canonical JSON of e without the hash to b.
 func (e *Entry) appendBody(b *bytes.Buffer) error {
+	if e.plain() {
+		b.Write(e.appendPlain(b.AvailableBuffer()))
+		return nil
+	}
 	enc := json.NewEncoder(b)
 	enc.SetEscapeHTML(false)
 	if err := enc.Encode(e); err != nil {
@@ -200,17 +204,21 @@ func (e *Entry) Line() ([]byte, error) {
 // whole group to one buffer: this runs for every audited call). On error
 // b is left as it was.
 func (e *Entry) appendLine(b *bytes.Buffer) error {
-	e.sanitize()
+	if !e.plain() { // a plain entry is valid UTF-8 already
+		e.sanitize()
+	}
 	start := b.Len()
 	if err := e.appendBody(b); err != nil {
 		b.Truncate(start)
 		return err
 	}
 	sum := sha256.Sum256(b.Bytes()[start:])
-	e.Hash = hex.EncodeToString(sum[:])
+	var h [2 * sha256.Size]byte
+	hex.Encode(h[:], sum[:]) // one allocation (the string) instead of EncodeToString's two
+	e.Hash = string(h[:])
 	b.Truncate(b.Len() - 1) // the body's closing brace
 	b.WriteString(hashSuffix)
-	b.WriteString(e.Hash)
+	b.Write(h[:])
 	b.WriteString("\"}\n")
 	return nil
 }

@@ -87,8 +87,8 @@ func KeyID(pub ed25519.PublicKey) string { return keyfile.KeyID(pub) }
 // TokenHasher computes the keyed hashes that stand for tokens in the log.
 type TokenHasher struct {
 	key []byte
-	// HMAC states under key, reused: one per audited token otherwise
-	// allocates two SHA-256 states and the padded keys.
+	// HMAC states under key (*tokenMAC), reused: one per audited token
+	// otherwise allocates two SHA-256 states and the padded keys.
 	macs sync.Pool
 }
 
@@ -106,16 +106,31 @@ func NewTokenHasher(key ed25519.PrivateKey) (*TokenHasher, error) {
 // a keyed hash (not a plain one) because token spaces can be small
 // enough to enumerate.
 func (h *TokenHasher) Hash(token string) string {
-	m, ok := h.macs.Get().(hash.Hash)
+	t, ok := h.macs.Get().(*tokenMAC)
 	if !ok {
-		m = hmac.New(sha256.New, h.key)
+		t = &tokenMAC{m: hmac.New(sha256.New, h.key)}
 	}
-	m.Reset()
-	m.Write([]byte(token))
-	var sum [sha256.Size]byte
-	out := m.Sum(sum[:0])
-	h.macs.Put(m)
-	return hex.EncodeToString(out[:16])
+	t.m.Reset()
+	// Through buffers of the pooled state: what is passed to the
+	// hash.Hash interface escapes, two allocations a token otherwise.
+	t.in = append(t.in[:0], token...)
+	t.m.Write(t.in)
+	t.m.Sum(t.sum[:0])
+	var x [32]byte
+	hex.Encode(x[:], t.sum[:16]) // one allocation (the string), not EncodeToString's two
+	clear(t.in)
+	if cap(t.in) > 1024 { // a refused call's oversized "token": not kept
+		t.in = nil
+	}
+	h.macs.Put(t)
+	return string(x[:])
+}
+
+// tokenMAC is a pooled HMAC state of a TokenHasher with its buffers.
+type tokenMAC struct {
+	m   hash.Hash
+	in  []byte
+	sum [sha256.Size]byte
 }
 
 // PublicKeyPath is where LoadOrCreateSigningKey writes the public key.

@@ -182,8 +182,10 @@ func TestDBTwoReplicas(t *testing.T) {
 		if te.Entry.SubjectHash != hashOf(t, h, "alice") {
 			t.Fatalf("entry %d is not alice's: %+v", i, te.Entry)
 		}
-		if i > 0 && te.Entry.Time < trail[i-1].Entry.Time {
-			t.Fatalf("trail not in time order at %d", i)
+		// Compared as times: RFC 3339 strings drop trailing zeros of the
+		// fraction, so "…30.12345Z" sorts after "…30.123457Z" as text.
+		if i > 0 && parseTime(t, te.Entry.Time).Before(parseTime(t, trail[i-1].Entry.Time)) {
+			t.Fatalf("trail not in time order at %d: %s after %s", i, te.Entry.Time, trail[i-1].Entry.Time)
 		}
 	}
 	if per["eu-1"] != writers*each/2 || per["eu-2"] != writers*each/2 {
@@ -652,4 +654,13 @@ func TestDBLostCommitAnswer(t *testing.T) {
 	if _, err := db.Verify(ctx, pubOf(key), "a"); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func parseTime(t *testing.T, s string) time.Time {
+	t.Helper()
+	tm, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tm
 }

@@ -3,6 +3,7 @@ package grpcserver
 import (
 	"bytes"
 	"context"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -224,4 +225,62 @@ func processCPU(b *testing.B) time.Duration {
 		b.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// pcHandler records the pc of each record it handles.
+type pcHandler struct {
+	slog.Handler
+	pcs *[]uintptr
+}
+
+func (h pcHandler) Handle(ctx context.Context, r slog.Record) error {
+	*h.pcs = append(*h.pcs, r.PC)
+	return h.Handler.Handle(ctx, r)
+}
+
+// TestLogCallLine: the line logCall hands the handler directly is the
+// line LogAttrs wrote (success and failure; time and duration aside), at
+// the same levels, and no stack is walked for it (the record has no pc).
+func TestLogCallLine(t *testing.T) {
+	noClock := func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey || a.Key == "duration" {
+			return slog.Attr{}
+		}
+		return a
+	}
+	ctx := withIdentity(context.Background(), auth.Identity{Name: "ops", Method: auth.MethodAPIKey})
+	const method, id = "/tokenvault.v1.TokenVault/Detokenize", "req-1"
+	failed := status.Error(codes.NotFound, "no such token")
+	for _, format := range []string{"text", "json"} {
+		for _, access := range []bool{true, false} {
+			var got, want bytes.Buffer
+			var pcs []uintptr
+			opts := &slog.HandlerOptions{ReplaceAttr: noClock}
+			newHandler := func(w io.Writer) slog.Handler {
+				if format == "json" {
+					return slog.NewJSONHandler(w, opts)
+				}
+				return slog.NewTextHandler(w, opts)
+			}
+			ref := slog.New(newHandler(&want))
+			s := New(nil, slog.New(pcHandler{newHandler(&got), &pcs}))
+			s.AccessLog = access
+			s.logCall(ctx, method, id, time.Now(), nil)
+			s.logCall(ctx, method, id, time.Now(), failed)
+			if access {
+				ref.LogAttrs(ctx, slog.LevelInfo, "rpc", slog.String("method", method), slog.String("request_id", id),
+					callerAttr(ctx), codeOK, slog.Duration("duration", 0))
+			}
+			ref.LogAttrs(ctx, slog.LevelInfo, "rpc", slog.String("method", method), slog.String("request_id", id),
+				callerAttr(ctx), slog.String("code", "NotFound"), slog.Duration("duration", 0), slog.String("error", "no such token"))
+			if got.String() != want.String() {
+				t.Errorf("%s, access %v:\n%s\nwant\n%s", format, access, got.String(), want.String())
+			}
+			for _, pc := range pcs {
+				if pc != 0 {
+					t.Errorf("%s: the record has a pc: the stack was walked for it", format)
+				}
+			}
+		}
+	}
 }

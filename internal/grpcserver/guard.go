@@ -65,6 +65,7 @@ type Guard struct {
 	// tokenHash is cfg.Audit.TokenHash, bound once: a method value taken
 	// from an interface allocates, and every audited call needs it.
 	tokenHash func(string) string
+	bound     finishBound // the audit waits' deadline (audit.go)
 }
 
 // NewGuard returns the guard; pass its ServerOptions to NewGRPCServer.

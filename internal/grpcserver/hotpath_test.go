@@ -85,3 +85,40 @@ func TestHotPathAllocations(t *testing.T) {
 		t.Error("an audited call has no record, or one that hashes tokens differently from the audit log")
 	}
 }
+
+// TestFinishBound: the audit wait's context is shared by calls that start
+// within finishSlack of each other (no allocation for them), its deadline
+// is always between auditFinishTimeout − finishSlack and
+// auditFinishTimeout away, and renewing it leaves the previous one
+// running for the calls still waiting on it.
+func TestFinishBound(t *testing.T) {
+	var f finishBound
+	t0 := time.Unix(1_800_000_000, 0)
+	within := func(ctx context.Context, now time.Time) {
+		t.Helper()
+		d, ok := ctx.Deadline()
+		if !ok || d.Sub(now) < auditFinishTimeout-finishSlack || d.Sub(now) > auditFinishTimeout {
+			t.Fatalf("deadline %v away at %v (ok %v)", d.Sub(now), now, ok)
+		}
+	}
+	first := f.get(t0)
+	within(first, t0)
+	for _, dt := range []time.Duration{0, finishSlack / 2, finishSlack} {
+		if got := f.get(t0.Add(dt)); got != first {
+			t.Fatalf("%v later: a new context", dt)
+		}
+		within(first, t0.Add(dt))
+	}
+	if n := testing.AllocsPerRun(100, func() { f.get(t0.Add(finishSlack / 2)) }); n != 0 {
+		t.Errorf("get: %v allocations, want 0", n)
+	}
+	later := t0.Add(finishSlack + time.Millisecond)
+	renewed := f.get(later)
+	if renewed == first {
+		t.Fatal("not renewed after finishSlack")
+	}
+	within(renewed, later)
+	if first.Err() != nil {
+		t.Fatalf("renewing ended the previous context: %v", first.Err())
+	}
+}

@@ -87,3 +87,44 @@ func FuzzDecodeSubjectKey(f *testing.F) {
 		}
 	})
 }
+
+// TestRecordReadAllocations: Record copies a record that fits recordGuess
+// into the allocation of its key, a longer one on its own (one allocation
+// more), and both read back whole.
+func TestRecordReadAllocations(t *testing.T) {
+	s, err := Open("", Options{InMemory: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := t.Context()
+	id := vault.KeyID{7}
+	if _, err := s.CreateSubjectKey(ctx, "s", vault.SubjectKey{ID: id, Wrapped: []byte("w")}); err != nil {
+		t.Fatal(err)
+	}
+	short := vault.Record{Token: "4111110000001111", KeyID: id, Kind: format.PAN, Created: time.Unix(1, 0).UTC(),
+		Sealed: make([]byte, aead.Overhead+16), AADVersion: vault.RecordAADv2}
+	long := short
+	long.Token, long.Sealed = "4111110000002222", bytes.Repeat([]byte{9}, aead.Overhead+recordGuess)
+	if encodedRecordLen(short) > recordGuess || encodedRecordLen(long) <= recordGuess {
+		t.Fatal("test records do not straddle recordGuess")
+	}
+	if err := s.PutRecords(ctx, "s", id, []vault.Record{short, long}); err != nil {
+		t.Fatal(err)
+	}
+	allocs := map[string]float64{}
+	for name, want := range map[string]vault.Record{"short": short, "long": long} {
+		got, err := s.Record(ctx, want.Token)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Token != want.Token || !bytes.Equal(got.Sealed, want.Sealed) || got.Kind != want.Kind {
+			t.Fatalf("%s record read back as %+v", name, got)
+		}
+		allocs[name] = testing.AllocsPerRun(50, func() { s.Record(ctx, want.Token) })
+	}
+	if allocs["long"] != allocs["short"]+1 {
+		t.Fatalf("allocations: short record %v, long record %v; want the short one's value copied into its key's allocation",
+			allocs["short"], allocs["long"])
+	}
+}
