@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -139,6 +140,7 @@ func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	cfg.Logger = newLogger(cfg.Log, stderr)
+	applyHeapLimit(cfg.Memory, os.LookupEnv)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	a, err := app.Start(ctx, cfg)
@@ -173,6 +175,18 @@ func serve(args []string, _ io.Reader, _, stderr io.Writer) error {
 			return fmt.Errorf("server stopped: %w", err)
 		}
 		return a.Stop()
+	}
+}
+
+// applyHeapLimit sets the Go heap's soft limit from memory.heap_limit_mib,
+// unless GOMEMLIMIT is set (the runtime has applied it already, and an
+// operator who sets it means it).
+func applyHeapLimit(c config.MemoryConfig, lookupEnv func(string) (string, bool)) {
+	if _, ok := lookupEnv("GOMEMLIMIT"); ok {
+		return
+	}
+	if n := c.HeapLimit(); n > 0 {
+		debug.SetMemoryLimit(n)
 	}
 }
 

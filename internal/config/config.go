@@ -60,6 +60,8 @@ type Config struct {
 	Rights RightsConfig `yaml:"rights"`
 	// Volatile: card security codes held only in memory (volatile.go).
 	Volatile VolatileConfig `yaml:"volatile"`
+	// Memory: the Go heap's soft limit (memory.go).
+	Memory MemoryConfig `yaml:"memory"`
 	// Profiling serves pprof on a loopback address (off by default).
 	Profiling ProfilingConfig `yaml:"profiling"`
 	// Limits: per-identity tokenize rates under a policy (limits.go).
@@ -221,6 +223,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		bad("data_dir: must not be empty")
+	}
+	if err := c.Memory.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Store.Validate(); err != nil {
 		errs = append(errs, err)
