@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -153,5 +155,55 @@ func BenchmarkAppendLine(b *testing.B) {
 		if err := e.appendLine(&buf); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestPlainCoversEveryField: every field of Entry and Item, found by
+// reflection and set to a value JSON writes verbatim, comes out of
+// appendPlain as encoding/json writes it. A field added to either struct
+// and not to appendPlain fails here (the hand-listed cases above would not
+// know about it), instead of silently missing from every audit line.
+func TestPlainCoversEveryField(t *testing.T) {
+	var fill func(v reflect.Value)
+	fill = func(v reflect.Value) {
+		for i := 0; i < v.NumField(); i++ {
+			f := v.Field(i)
+			if !v.Type().Field(i).IsExported() {
+				continue
+			}
+			switch f.Kind() {
+			case reflect.String:
+				f.SetString("v" + strconv.Itoa(i))
+			case reflect.Int, reflect.Int64:
+				f.SetInt(int64(i + 1))
+			case reflect.Uint64, reflect.Uint32, reflect.Uint:
+				f.SetUint(uint64(i + 1))
+			case reflect.Bool:
+				f.SetBool(true)
+			case reflect.Slice:
+				s := reflect.MakeSlice(f.Type(), 2, 2)
+				for j := range 2 {
+					switch el := s.Index(j); el.Kind() {
+					case reflect.String:
+						el.SetString("e" + strconv.Itoa(j))
+					case reflect.Struct:
+						fill(el)
+					default:
+						t.Fatalf("field %s: slice of %s: extend this test", v.Type().Field(i).Name, el.Kind())
+					}
+				}
+				f.Set(s)
+			default:
+				t.Fatalf("field %s of kind %s: extend this test", v.Type().Field(i).Name, f.Kind())
+			}
+		}
+	}
+	var e Entry
+	fill(reflect.ValueOf(&e).Elem())
+	if !e.plain() {
+		t.Fatal("not plain")
+	}
+	if got, want := e.appendPlain(nil), jsonBody(t, &e); !bytes.Equal(got, want) {
+		t.Fatalf("appendPlain:\n%s\nencoding/json:\n%s", got, want)
 	}
 }
