@@ -37,7 +37,7 @@ type LedgerEntry struct {
 //
 // What only some operations need is asked for through the optional
 // interfaces below ([RightsStore], [LedgerStore], [KeyScanStore],
-// [RecordBatchStore], [TokenCounter], [TokenSnapshotCounter], [ExclusiveStore], [ConsentStore], [ErasureEventStore]),
+// [RecordBatchStore], [TokenCounter], [TokenSnapshotCounter], [ExclusiveStore], [SettledPurgeStore], [ConsentStore], [ErasureEventStore]),
 // detected by type assertion where they
 // are used: an operation whose capability the store lacks fails with
 // [ErrUnsupported], and nothing else is affected. Backups, value-log
@@ -182,6 +182,15 @@ type TokenSnapshotCounter interface {
 // that several servers share must not report true.
 type ExclusiveStore interface {
 	Exclusive() bool
+}
+
+// SettledPurgeStore is an optional capability of a store that several
+// servers share (not [ExclusiveStore]): its pending purges whose shred is
+// at least age old, by the store's clock. Another server's erasure may be
+// between its shred and its own purge; resuming that purge would delete
+// the records first, and the erasure's receipt would count none of them.
+type SettledPurgeStore interface {
+	PendingPurgesBefore(ctx context.Context, age time.Duration) ([]KeyID, error)
 }
 
 // RecordKeyStore is an optional Store capability for a store whose every

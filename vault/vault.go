@@ -282,12 +282,25 @@ func (v *Vault) tokensDone(total int64, done bool, err error) bool {
 	return true
 }
 
+// resumeAfter is how old a shared store's pending purge must be before
+// ResumePurges takes it over: an erasure purges its records right after
+// its shred, in batches, so one still pending after this long was left by
+// a server that stopped. Its records are unreadable meanwhile (the key is
+// gone); only their deletion waits.
+const resumeAfter = 10 * time.Minute
+
 // ResumePurges finishes erasures whose purge did not (a crash between
 // shred and purge) and returns how many. New calls it; a server on a
 // store that other servers share also calls it while running, for the
 // erasures of a server that crashed meanwhile.
 func (v *Vault) ResumePurges(ctx context.Context) (int, error) {
-	pending, err := v.store.PendingPurges(ctx)
+	list := v.store.PendingPurges
+	if sp, ok := v.store.(SettledPurgeStore); ok && !v.exclusive {
+		// On a shared store, only erasures no server is still finishing
+		// (SettledPurgeStore).
+		list = func(ctx context.Context) ([]KeyID, error) { return sp.PendingPurgesBefore(ctx, resumeAfter) }
+	}
+	pending, err := list(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("vault: listing interrupted erasures: %w", err)
 	}

@@ -55,8 +55,9 @@ var (
 	_ vault.KeyScanStore = (*Store)(nil)
 	_ vault.TokenCounter = (*Store)(nil)
 
-	_ vault.RecordKeyStore   = (*Store)(nil)
-	_ vault.RecordBatchStore = (*Store)(nil)
+	_ vault.RecordKeyStore    = (*Store)(nil)
+	_ vault.RecordBatchStore  = (*Store)(nil)
+	_ vault.SettledPurgeStore = (*Store)(nil)
 )
 
 const (
@@ -716,7 +717,18 @@ func (s *Store) PurgeKey(ctx context.Context, id vault.KeyID) (vault.PurgeCounts
 }
 
 func (s *Store) PendingPurges(ctx context.Context) ([]vault.KeyID, error) {
-	rows, err := s.pool.Query(ctx, `SELECT key_id FROM tokenvault_pending_purges ORDER BY key_id`)
+	return s.pendingPurges(ctx, `SELECT key_id FROM tokenvault_pending_purges ORDER BY key_id`)
+}
+
+// PendingPurgesBefore: shredded_at is the database's now() at the shred,
+// compared with its now() here, so replicas' clocks do not matter.
+func (s *Store) PendingPurgesBefore(ctx context.Context, age time.Duration) ([]vault.KeyID, error) {
+	return s.pendingPurges(ctx, `SELECT key_id FROM tokenvault_pending_purges
+		WHERE shredded_at <= now() - make_interval(secs => $1) ORDER BY key_id`, age.Seconds())
+}
+
+func (s *Store) pendingPurges(ctx context.Context, query string, args ...any) ([]vault.KeyID, error) {
+	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
