@@ -49,7 +49,8 @@ func (c BadgerConfig) MappedLimit() int64 {
 }
 
 // minMappedLimitMiB: the process's own executable is file-backed too
-// (~20 MiB resident), so a smaller limit would page out on every check.
+// (~20 MiB resident), so a smaller limit would drop the tables' pages on
+// every check.
 const minMappedLimitMiB = 64
 
 // PostgresConfig configures the PostgreSQL store (store.postgres).

@@ -2,7 +2,6 @@ package badgerstore
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/dgraph-io/badger/v4/table"
+
+	"github.com/tokenvault/tokenvault/internal/procmem"
 )
 
 // Badger reads and writes its tables, value log and memtable logs through
@@ -116,28 +117,16 @@ func mappedUnder(r io.Reader, dir string) ([]mapping, error) {
 	return out, sc.Err()
 }
 
-// rssFile reads the RssFile line of r (a /proc/PID/status), in bytes.
-func rssFile(r io.Reader) (int64, error) {
-	sc := bufio.NewScanner(r)
-	for sc.Scan() {
-		rest, ok := bytes.CutPrefix(sc.Bytes(), []byte("RssFile:"))
-		if !ok {
-			continue
-		}
-		f := strings.Fields(string(rest))
-		if len(f) != 2 || f[1] != "kB" {
-			return 0, errors.New("badgerstore: malformed RssFile line")
-		}
-		kb, err := strconv.ParseInt(f[0], 10, 64)
-		if err != nil || kb < 0 {
-			return 0, errors.New("badgerstore: malformed RssFile value")
-		}
-		return kb << 10, nil
-	}
-	if err := sc.Err(); err != nil {
+// residentFile is this process's RssFile in bytes.
+func residentFile() (int64, error) {
+	m, err := procmem.Read(0)
+	if err != nil {
 		return 0, err
 	}
-	return 0, errors.New("badgerstore: no RssFile line")
+	if m.File < 0 {
+		return 0, errors.New("badgerstore: no RssFile line in /proc/self/status")
+	}
+	return m.File, nil
 }
 
 // errMappedUnsupported: Options.MappedLimit on a system other than Linux

@@ -3,7 +3,6 @@ package badgerstore
 import (
 	"errors"
 	"fmt"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -67,27 +66,6 @@ func TestMappedUnder(t *testing.T) {
 	want := "/data/tv/000001.sst|/data/tv/sub/00005.mem (deleted)"
 	if strings.Join(paths, "|") != want {
 		t.Fatalf("mappedUnder = %q, want %q", paths, want)
-	}
-}
-
-func TestRSSFile(t *testing.T) {
-	for _, tc := range []struct {
-		status string
-		want   int64
-		err    bool
-	}{
-		{"Name:\ttv\nRssAnon:\t  1000 kB\nRssFile:\t    2048 kB\nRssShmem:\t0 kB\n", 2048 << 10, false},
-		{"RssFile:\t0 kB\n", 0, false},
-		{"Name:\ttv\n", 0, true},
-		{"RssFile:\t12 MB\n", 0, true},
-		{"RssFile:\t-4 kB\n", 0, true},
-	} {
-		t.Run(strconv.Quote(tc.status), func(t *testing.T) {
-			got, err := rssFile(strings.NewReader(tc.status))
-			if (err != nil) != tc.err || got != tc.want {
-				t.Fatalf("rssFile = %d, %v; want %d (error %v)", got, err, tc.want, tc.err)
-			}
-		})
 	}
 }
 

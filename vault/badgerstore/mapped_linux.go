@@ -2,7 +2,6 @@ package badgerstore
 
 import (
 	"fmt"
-	"os"
 
 	"golang.org/x/sys/unix"
 )
@@ -17,14 +16,4 @@ func dontNeed(start, size uint64) error {
 		return fmt.Errorf("badgerstore: madvise: %w", e)
 	}
 	return nil
-}
-
-// residentFile is this process's RssFile in bytes.
-func residentFile() (int64, error) {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	return rssFile(f)
 }
