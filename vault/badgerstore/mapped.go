@@ -206,9 +206,10 @@ func (s *Store) dropTables() (int64, error) {
 	}
 	var n int64
 	for _, m := range ms {
-		name := filepath.Base(m.path)
-		id, ok := table.ParseFileID(name)
-		if !ok || !strings.HasSuffix(name, ".sst") || !held[id] {
+		// Only badger's own files are mapped under its directory, and
+		// only tables are named NNNNNN.sst.
+		id, ok := table.ParseFileID(m.path)
+		if !ok || !held[id] {
 			continue
 		}
 		if err := dontNeed(m.start, m.end-m.start); err != nil {
