@@ -40,8 +40,9 @@ const echoReady = "tvbench echo: serving the no-op TokenVault API on "
 // startEchoProcess starts "tvbench echo" on a free loopback port and
 // returns a target for it, a function that stops it and its process id
 // (its CPU is read from /proc). With TLS on, the child serves an ephemeral
-// self-signed certificate that only this client trusts.
-func startEchoProcess(c *common, opts []grpc.DialOption) (t loadgen.Target, stop func(), pid int, err error) {
+// self-signed certificate that only this client trusts. extra are more
+// arguments of "tvbench echo" (-delay).
+func startEchoProcess(c *common, opts []grpc.DialOption, extra ...string) (t loadgen.Target, stop func(), pid int, err error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, nil, 0, fmt.Errorf("echo process: %w", err)
@@ -50,7 +51,7 @@ func startEchoProcess(c *common, opts []grpc.DialOption) (t loadgen.Target, stop
 	if err != nil {
 		return nil, nil, 0, err
 	}
-	args := []string{"echo", "-listen", "127.0.0.1:0", "-exit-on-stdin-eof"}
+	args := append([]string{"echo", "-listen", "127.0.0.1:0", "-exit-on-stdin-eof"}, extra...)
 	tmp := ""
 	defer func() { // until the child owns them, the files are ours to remove
 		if err != nil && tmp != "" {

@@ -108,6 +108,7 @@ type common struct {
 	rssCSV  string
 	pidList []int
 	dbPid   int
+	matched bool // targets: the matched echo runs
 }
 
 // addrs lists the tokenvault addresses of -addr.
@@ -283,6 +284,9 @@ type session struct {
 	tvCPU, echoCPU []loadgen.CPUSource
 	echoNoCPU      string
 	metricsAddrs   []string
+	// dialOpts are tokenvault's dial options (TLS, API key), from which
+	// each echo process's are made.
+	dialOpts []grpc.DialOption
 }
 
 func (c *common) open(stderr io.Writer) (*session, error) {
@@ -300,6 +304,7 @@ func (c *common) open(stderr io.Writer) (*session, error) {
 			return nil, err
 		}
 	}
+	s.dialOpts = opts
 	if s.tv, err = loadgen.NewGRPCTarget("tokenvault", c.addr, c.p.Connections, opts); err != nil {
 		return nil, err
 	}
@@ -490,8 +495,23 @@ func echoCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 	key := fs.String("tls-key", "", "server private key (PEM)")
 	stdinEOF := fs.Bool("exit-on-stdin-eof", false, "exit when standard input is closed (used when tvbench starts the echo itself)")
 	metricsListen := fs.String("metrics-listen", "", "serve Prometheus /metrics (process_cpu_seconds_total, for tvbench's CPU per call) on this address; empty: none")
+	delay := fs.Duration("delay", 0, "answer each call only after this wait (0: at once), to measure the echo at a server's lower throughput (BENCHMARKS.md, \"matched echo\")")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	var opts []grpc.ServerOption
+	switch {
+	case *delay < 0:
+		return fmt.Errorf("-delay %v: must not be negative", *delay)
+	case *delay > 0:
+		o, err := echo.WithDelay(*delay)
+		if err != nil {
+			return fmt.Errorf("-delay: %w", err)
+		}
+		opts = append(opts, o)
 	}
 	if *stdinEOF {
 		var cancel context.CancelFunc
@@ -499,7 +519,6 @@ func echoCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 		defer cancel()
 		watchStdin(cancel)
 	}
-	var opts []grpc.ServerOption
 	if (*cert == "") != (*key == "") {
 		return errors.New("-tls-cert and -tls-key: give both, or neither")
 	}

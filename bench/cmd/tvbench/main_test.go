@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tokenvault/tokenvault/bench/echo"
 	"github.com/tokenvault/tokenvault/bench/loadgen"
 	"github.com/tokenvault/tokenvault/crypto/kek/agekeyring"
 	"github.com/tokenvault/tokenvault/internal/app"
@@ -178,8 +179,9 @@ func TestTargetsSmokeWithVaultTransit(t *testing.T) {
 	t.Setenv("VAULT_TOKEN", srv.Token)
 	rep := tvbench(t, append([]string{"targets", "-addr", addr, "-vault-addr", srv.Addr, "-vault-mount", "tvbench-transit",
 		"-vault-create-key", "-metrics", metrics, "-rss-pid", strconv.Itoa(os.Getpid())}, short...)...)
-	want := []string{"echo tokenize x1", "tokenvault tokenize x1", "echo detokenize x1", "tokenvault detokenize x1",
-		"tokenvault tokenize x100", "echo encrypt x1", "tokenvault encrypt x1", "vault-transit encrypt x1"}
+	want := []string{"echo tokenize x1", "tokenvault tokenize x1", "echo tokenize x1 matched", "echo detokenize x1",
+		"tokenvault detokenize x1", "echo detokenize x1 matched", "tokenvault tokenize x100", "echo encrypt x1",
+		"tokenvault encrypt x1", "vault-transit encrypt x1"}
 	if len(rep.Runs) != len(want) {
 		t.Fatalf("%d runs, want %d", len(rep.Runs), len(want))
 	}
@@ -189,13 +191,34 @@ func TestTargetsSmokeWithVaultTransit(t *testing.T) {
 		}
 		checkRun(t, r, r.Ops[0])
 	}
-	if got := rep.Runs[4].Items; got != 100*rep.Runs[4].OKCalls {
-		t.Fatalf("tokenize x100: %d items in %d calls", got, rep.Runs[4].OKCalls)
+	if got := rep.Runs[6].Items; got != 100*rep.Runs[6].OKCalls {
+		t.Fatalf("tokenize x100: %d items in %d calls", got, rep.Runs[6].OKCalls)
 	}
-	for _, r := range rep.Runs[:7] {
+	for _, r := range rep.Runs[:9] {
 		if c := r.ServerCPU; c == nil || c.Error != "" || c.PerCallUS <= 0 {
 			t.Fatalf("%s: server CPU %+v", r.Name, c)
 		}
+	}
+	// The matched echo runs: a separate echo process (its own address),
+	// the same operation, their delay recorded, and a note each that says
+	// it is context, not a target.
+	for _, i := range []int{2, 5} {
+		m := rep.Runs[i]
+		if m.Target != "echo" || m.Address == rep.Runs[0].Address || m.Ops[0] != rep.Runs[i-1].Ops[0] {
+			t.Fatalf("matched run %+v", m)
+		}
+		if _, ok := m.Extra["delay_ms"]; !ok {
+			t.Fatalf("%s: no delay_ms in %v", m.Name, m.Extra)
+		}
+	}
+	notes := 0
+	for _, n := range rep.Notes {
+		if strings.Contains(n, "(context, not a target): cpu per call") && strings.Contains(n, "at tokenvault's throughput") {
+			notes++
+		}
+	}
+	if notes != 2 {
+		t.Fatalf("notes %q: want two matched-echo lines", rep.Notes)
 	}
 	// Every target of issue 18 has its line, measured or with a reason.
 	wantChecks := map[string]string{
@@ -322,6 +345,7 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"run", "-pid", "x"}, "-pid"},
 		{[]string{"run", "-rss-svg", "x.svg"}, "-rss-pid"},
 		{[]string{"run", "-addr", "127.0.0.1:1,127.0.0.1:2", "-metrics", "127.0.0.1:3"}, "-metrics"},
+		{[]string{"echo", "-delay", "-1ms"}, "-delay"},
 		{[]string{"bogus"}, "unknown command"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -332,4 +356,60 @@ func TestFlagErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestMatchedDelay(t *testing.T) {
+	run := func(meanMS float64) *loadgen.RunResult {
+		return &loadgen.RunResult{OpResult: loadgen.OpResult{Latency: loadgen.Latency{Mean: meanMS}}}
+	}
+	for _, tc := range []struct {
+		name     string
+		tv, echo float64
+		want     time.Duration
+	}{
+		{"slower server", 6.4, 2.5, 3900 * time.Microsecond},
+		{"rounded to 10 µs", 2.123456, 1, 1120 * time.Microsecond},
+		{"as fast", 2, 2, 0},
+		{"faster server", 1, 2, -time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := matchedDelay(run(tc.tv), run(tc.echo)); got != tc.want {
+				t.Fatalf("matchedDelay = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestTargetsMatchedEchoNeedsItsOwnEcho: with a remote echo there is no
+// echo to restart with a delay, and the note says so instead of a figure.
+func TestTargetsMatchedEchoNeedsItsOwnEcho(t *testing.T) {
+	addr, metrics := startTokenvaultMetrics(t, "127.0.0.1:0")
+	echoAddr := startEchoForTest(t)
+	rep := tvbench(t, append([]string{"targets", "-addr", addr, "-metrics", metrics, "-echo", echoAddr}, short...)...)
+	for _, r := range rep.Runs {
+		if strings.HasSuffix(r.Name, " matched") {
+			t.Fatalf("a matched run against a remote echo: %+v", r)
+		}
+	}
+	n := 0
+	for _, note := range rep.Notes {
+		if strings.Contains(note, "matched: not measured: needs the echo as tvbench's own child process") {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Fatalf("notes %q: want two lines saying why there is no matched run", rep.Notes)
+	}
+}
+
+// startEchoForTest serves the plain echo on loopback, standing for an
+// echo on another machine.
+func startEchoForTest(t *testing.T) string {
+	t.Helper()
+	gs, addr, err := echo.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(gs.Stop)
+	return addr
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
+	"time"
 
 	"github.com/tokenvault/tokenvault/bench/loadgen"
 )
@@ -15,12 +17,16 @@ type phase struct {
 	base  string
 	op    loadgen.Op
 	batch int
+	// match names the echo run whose throughput a matched echo run,
+	// measured right after this one, brings down to this run's.
+	match string
 }
 
 // targetsCmd measures every target of BENCHMARKS.md in one invocation, in
 // an order that keeps each comparison's two runs adjacent.
 func targetsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c := newCommon("targets", false)
+	c.fs.BoolVar(&c.matched, "matched-echo", true, "after tokenize x1 and detokenize x1, measure the echo again answering each call after the difference of the mean latencies, so that it runs at tokenvault's throughput: its CPU per call there is printed as context (a note), not as a target")
 	if err := c.parse(args); err != nil {
 		return err
 	}
@@ -34,9 +40,9 @@ func targetsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer s.close()
 	phases := []phase{
 		{name: "echo tokenize x1", base: "echo", op: loadgen.OpTokenize, batch: 1},
-		{name: "tokenvault tokenize x1", tv: true, op: loadgen.OpTokenize, batch: 1},
+		{name: "tokenvault tokenize x1", tv: true, op: loadgen.OpTokenize, batch: 1, match: "echo tokenize x1"},
 		{name: "echo detokenize x1", base: "echo", op: loadgen.OpDetokenize, batch: 1},
-		{name: "tokenvault detokenize x1", tv: true, op: loadgen.OpDetokenize, batch: 1},
+		{name: "tokenvault detokenize x1", tv: true, op: loadgen.OpDetokenize, batch: 1, match: "echo detokenize x1"},
 		{name: "tokenvault tokenize x100", tv: true, op: loadgen.OpTokenize, batch: 100},
 		{name: "echo encrypt x1", base: "echo", op: loadgen.OpEncrypt, batch: 1},
 		{name: "tokenvault encrypt x1", tv: true, op: loadgen.OpEncrypt, batch: 1},
@@ -46,6 +52,8 @@ func targetsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	rep := newReport("targets")
 	got := map[string]*loadgen.RunResult{}
+	var matched []string // notes of the matched echo runs
+	var matchedRatios []loadgen.Ratio
 	for _, ph := range phases {
 		p := c.p
 		p.Mix = map[loadgen.Op]float64{ph.op: 1}
@@ -63,6 +71,20 @@ func targetsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 		got[ph.name] = res
 		rep.Runs = append(rep.Runs, res)
+		if ph.match == "" || !c.matched {
+			continue
+		}
+		what := strings.TrimPrefix(ph.name, "tokenvault ")
+		m, note, err := s.matchedEcho(ctx, "echo "+what+" matched", res, got[ph.match])
+		if err != nil {
+			return err
+		}
+		if m != nil {
+			rep.Runs = append(rep.Runs, m)
+			matchedRatios = append(matchedRatios, loadgen.CompareCPU(res, m)...)
+			note = matchedNote(what, res, m)
+		}
+		matched = append(matched, note)
 	}
 
 	e := got["echo tokenize x1"]
@@ -101,12 +123,104 @@ func targetsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	} else {
 		rep.Checks = append(rep.Checks, notMeasured("encrypt / Vault transit", ">= 20", "no -vault-addr"))
 	}
+	rep.Ratios = append(rep.Ratios, matchedRatios...)
+	rep.Notes = append(rep.Notes, matched...)
 	for _, r := range rep.Runs {
 		if r.OKCalls == 0 {
 			rep.Notes = append(rep.Notes, fmt.Sprintf("%s: no call succeeded; its ratios are meaningless", r.Name))
 		}
 	}
 	return c.write(rep, stdout)
+}
+
+// matchedEcho measures the echo once more, now answering each call after
+// the difference of the two runs' mean latencies, so that with the same
+// calls in flight its throughput comes down to tokenvault's. Its CPU per
+// call is then what gRPC and the Go runtime cost at tokenvault's
+// throughput: context for the CPU targets, which compare against the echo
+// running flat out, not a target. Only a closed loop slows down with the
+// server (an open loop's rate is the same for both already), and only an
+// echo this tvbench starts can be restarted with a delay; otherwise the
+// note says why there is no matched run.
+func (s *session) matchedEcho(ctx context.Context, name string, tv, echo *loadgen.RunResult) (*loadgen.RunResult, string, error) {
+	switch {
+	case s.c.p.Rate > 0:
+		return nil, name + ": not measured: an open loop runs both servers at the same rate already", nil
+	case s.c.echo != "":
+		return nil, name + ": not measured: needs the echo as tvbench's own child process (-echo \"\"); with a remote echo, run \"tvbench echo -delay D\" there", nil
+	case tv.OKCalls == 0 || echo.OKCalls == 0:
+		return nil, name + ": not measured: a run without successful calls", nil
+	}
+	d := max(matchedDelay(tv, echo), 0)
+	res, err := s.delayedEcho(ctx, name, tv.Ops[0], d)
+	if err != nil {
+		return nil, "", err
+	}
+	// The echo's own latency falls with its load, so the first delay
+	// undershoots; one correction by the remaining difference brings the
+	// throughput within a few percent (the note shows both figures).
+	if off := res.CallsPerS/tv.CallsPerS - 1; off > matchedTolerance || off < -matchedTolerance {
+		d = max(d+matchedDelay(tv, res), 0)
+		if res, err = s.delayedEcho(ctx, name, tv.Ops[0], d); err != nil {
+			return nil, "", err
+		}
+	}
+	return res, "", nil
+}
+
+// matchedTolerance is how far the matched echo's throughput may be from
+// tokenvault's before its delay is corrected once.
+const matchedTolerance = 0.05
+
+// delayedEcho measures op ×1 against a new echo process that answers each
+// call after d.
+func (s *session) delayedEcho(ctx context.Context, name string, op loadgen.Op, d time.Duration) (*loadgen.RunResult, error) {
+	var extra []string
+	if d > 0 {
+		extra = []string{"-delay", d.String()}
+	}
+	t, stop, pid, err := startEchoProcess(s.c, s.dialOpts, extra...)
+	if err != nil {
+		return nil, err
+	}
+	defer stop()
+	defer t.Close()
+	p := s.c.p
+	p.Mix = map[loadgen.Op]float64{op: 1}
+	p.Batch = 1
+	prev := s.echoCPU
+	s.echoCPU = []loadgen.CPUSource{loadgen.ProcCPU(pid)}
+	defer func() { s.echoCPU = prev }()
+	res, err := s.measure(ctx, name, t, p, "echo")
+	if err != nil {
+		return nil, err
+	}
+	if res.Extra == nil {
+		res.Extra = map[string]float64{}
+	}
+	res.Extra["delay_ms"] = float64(d) / float64(time.Millisecond)
+	return res, nil
+}
+
+// matchedDelay is how much longer tokenvault's calls took on average than
+// the echo's (negative if shorter). In a closed loop, the mean latency is the
+// calls in flight over the throughput, so an echo whose calls each take
+// that much longer runs at about tokenvault's throughput; the note shows
+// how close it came.
+func matchedDelay(tv, echo *loadgen.RunResult) time.Duration {
+	d := time.Duration((tv.Latency.Mean - echo.Latency.Mean) * float64(time.Millisecond))
+	return d.Round(10 * time.Microsecond)
+}
+
+// matchedNote is the line of one matched echo run.
+func matchedNote(name string, tv, m *loadgen.RunResult) string {
+	if tv.ServerCPU == nil || m.ServerCPU == nil || tv.ServerCPU.Error != "" || m.ServerCPU.Error != "" || m.ServerCPU.PerCallUS == 0 {
+		return fmt.Sprintf("%s (context, not a target): no CPU figure for the matched echo run", name)
+	}
+	return fmt.Sprintf("%s (context, not a target): cpu per call %.1f µs = %.2f x the echo's at tokenvault's throughput "+
+		"(echo answering after %.2f ms: %.0f calls/s against tokenvault's %.0f, %.1f µs per call)",
+		name, tv.ServerCPU.PerCallUS, tv.ServerCPU.PerCallUS/m.ServerCPU.PerCallUS,
+		m.Extra["delay_ms"], m.CallsPerS, tv.CallsPerS, m.ServerCPU.PerCallUS)
 }
 
 // cpuCheck compares the server CPU per call (perItem: per field) of a
