@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"math/rand/v2"
 	"os"
 	"strings"
@@ -227,10 +228,26 @@ func TestSeveralAddresses(t *testing.T) {
 	const maxReq = 400
 	p := loadgen.Profile{Concurrency: 1, Duration: time.Minute, MaxRequests: maxReq,
 		Mix: map[loadgen.Op]float64{"tokenize": 1}, Batch: 2, Pool: 1, Subjects: 3, Interval: 20 * time.Millisecond}
+	served := loadgen.Counter{Name: "served", Read: func(context.Context) (float64, error) {
+		return float64(a.calls.Load() + b.calls.Load()), nil
+	}}
+	broken := loadgen.Counter{Name: "broken", Read: func(context.Context) (float64, error) {
+		return 0, errors.New("no such metric")
+	}}
 	res, err := loadgen.Run(context.Background(), tgt, p, loadgen.RunOptions{RSSPid: os.Getpid(),
-		CPU: []loadgen.CPUSource{loadgen.ProcCPU(os.Getpid())}, DBCPU: []loadgen.CPUSource{loadgen.ProcTreeCPU(os.Getpid())}})
+		CPU: []loadgen.CPUSource{loadgen.ProcCPU(os.Getpid())}, DBCPU: []loadgen.CPUSource{loadgen.ProcTreeCPU(os.Getpid())},
+		Counters: []loadgen.Counter{served, broken}})
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The servers' own count of calls, differenced over the window, per
+	// call of the window: 1, but for the call or two made before the
+	// first read and the one in flight at the last (one worker, no warm-up).
+	if got, ok := res.Extra["served_per_call"]; !ok || got < 0.95 || got > 1.01 {
+		t.Fatalf("served_per_call %v (%v)", got, ok)
+	}
+	if _, ok := res.Extra["broken_per_call"]; ok {
+		t.Fatalf("a counter that cannot be read has a figure: %v", res.Extra)
 	}
 	// One worker, so only round robin can spread the calls: exactly half each.
 	if na, nb := a.calls.Load(), b.calls.Load(); na != maxReq/2 || nb != maxReq/2 {

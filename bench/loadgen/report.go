@@ -260,7 +260,7 @@ func (r *Report) WriteText(w io.Writer) error {
 			}
 		}
 		for _, k := range slices.Sorted(maps.Keys(run.Extra)) {
-			fmt.Fprintf(bw, "  %s: %.0f\n", k, run.Extra[k])
+			fmt.Fprintf(bw, "  %s: %.4g\n", k, run.Extra[k])
 		}
 	}
 	if len(r.Ratios) > 0 {

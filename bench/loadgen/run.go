@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sort"
 	"sync"
@@ -132,8 +133,48 @@ type RunOptions struct {
 	// (e.g. PostgreSQL's postmaster with its backends, [ProcTreeCPU]): its
 	// CPU is read over the same window (RunResult.DBCPU).
 	DBCPU []CPUSource
+	// Counters, when set, are server counters read at the start and the
+	// end of the measured window, like CPU; the difference per
+	// call goes to RunResult.Extra as NAME_per_call (nothing when a read
+	// fails: a server without that counter).
+	Counters []Counter
 	// Progress, when set, is called once per interval with the latest point.
 	Progress func(Point)
+}
+
+// Counter is one server counter to difference over the measured window.
+type Counter struct {
+	Name string
+	Read func(ctx context.Context) (float64, error)
+}
+
+// MetricsCounter sums the Prometheus counter metric over the metrics
+// endpoints addrs (host:port or URL, as [MetricsCPU]).
+func MetricsCounter(name, metric string, addrs []string) Counter {
+	return Counter{Name: name, Read: func(ctx context.Context) (float64, error) {
+		var sum float64
+		for _, a := range addrs {
+			v, err := ScrapeGauge(ctx, a, metric)
+			if err != nil {
+				return 0, err
+			}
+			sum += v
+		}
+		return sum, nil
+	}}
+}
+
+// readCounters reads every counter; a failed one is NaN.
+func readCounters(ctx context.Context, cs []Counter) []float64 {
+	out := make([]float64, len(cs))
+	for i, c := range cs {
+		v, err := c.Read(ctx)
+		if err != nil {
+			v = math.NaN()
+		}
+		out[i] = v
+	}
+	return out
 }
 
 // Run applies p to t and returns the measured result. It stops by itself
@@ -257,6 +298,7 @@ func Run(ctx context.Context, t Target, p Profile, ro RunOptions) (*RunResult, e
 	// Sampler: one time-series point per interval of the measured window.
 	var series []Point
 	var maxRSS, maxAnon int64
+	var countersBefore []float64 // at the start of the measured window
 	cpu := &cpuMeter{srcs: ro.CPU}
 	dbCPU := &cpuMeter{srcs: ro.DBCPU}
 	sampleDone := make(chan struct{})
@@ -273,6 +315,9 @@ func Run(ctx context.Context, t Target, p Profile, ro RunOptions) (*RunResult, e
 		}
 		if len(dbCPU.srcs) > 0 {
 			dbCPU.start(ctx)
+		}
+		if len(ro.Counters) > 0 {
+			countersBefore = readCounters(ctx, ro.Counters)
 		}
 		tick := time.NewTicker(p.Interval)
 		defer tick.Stop()
@@ -325,6 +370,10 @@ func Run(ctx context.Context, t Target, p Profile, ro RunOptions) (*RunResult, e
 			calls += s.calls
 		}
 	}
+	var countersAfter []float64
+	if countersBefore != nil {
+		countersAfter = readCounters(ctx, ro.Counters)
+	}
 	var serverCPU, databaseCPU *ServerCPU
 	if len(cpu.srcs) > 0 && cpu.before != nil || cpu.err != nil {
 		serverCPU = cpu.finish(ctx, calls, calls*uint64(p.Batch))
@@ -350,6 +399,17 @@ func Run(ctx context.Context, t Target, p Profile, ro RunOptions) (*RunResult, e
 		all.merge(s)
 	}
 	res.OpResult = *opResult(all, res.Elapsed)
+	for i, c := range ro.Counters {
+		if countersAfter == nil || calls == 0 {
+			break
+		}
+		if d := countersAfter[i] - countersBefore[i]; !math.IsNaN(d) && d >= 0 {
+			if res.Extra == nil {
+				res.Extra = map[string]float64{}
+			}
+			res.Extra[c.Name+"_per_call"] = d / float64(calls)
+		}
+	}
 	return res, nil
 }
 

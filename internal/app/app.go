@@ -233,6 +233,7 @@ func start(ctx context.Context, cfg config.Config, store appStore, bs *badgersto
 	m.WatchVault(v)
 	if bs != nil {
 		m.WatchStoreSize(bs)
+		m.WatchGroupCommits(bs.GroupCommits)
 	}
 	m.WatchErasures(v.ErasureBacklog)
 	m.WatchAudit(sec.audit.Stats)

@@ -818,7 +818,9 @@ func (l *Log) commit(group []*request) error {
 	}
 	if err == nil {
 		if _, err = l.f.Write(buf.Bytes()); err == nil {
-			err = l.f.Sync()
+			if err = l.f.Sync(); err == nil {
+				l.stats.syncs.Add(1)
+			}
 		}
 	}
 	if err == nil {

@@ -75,12 +75,16 @@ type Stats struct {
 	// VerifyErrors: histories Open found unverifiable and continued as
 	// allowed (Options.AllowUnverified; each is a notice entry too).
 	VerifyErrors uint64
+	// Syncs: fsyncs of the log file since Open, one per group of entries
+	// written together (entries / syncs is the mean group size).
+	Syncs uint64
 	// DB: the database sink's counters (Options.DB).
 	DB DBStats
 }
 
 type stats struct {
 	bytes, rotations, deleted, verifyErrors atomic.Uint64
+	syncs                                   atomic.Uint64
 	first                                   atomic.Uint64 // the current file's first seq
 	size                                    atomic.Int64
 }
@@ -89,7 +93,8 @@ type stats struct {
 func (l *Log) Stats() Stats {
 	st := Stats{BytesWritten: l.stats.bytes.Load(), CurrentSize: l.stats.size.Load(),
 		Rotations: l.stats.rotations.Load(), RetentionFiles: l.stats.deleted.Load(), VerifyErrors: l.stats.verifyErrors.Load(),
-		DB: l.dbStats()}
+		Syncs: l.stats.syncs.Load(),
+		DB:    l.dbStats()}
 	if l.ship != nil {
 		st.ShipErrors = l.ship.errors.Load()
 		st.ShippingLag = l.ship.queued.Load() - min(l.ship.shipped.Load(), l.ship.queued.Load())

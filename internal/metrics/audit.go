@@ -20,6 +20,7 @@ func (m *Metrics) WatchAudit(stats func() audit.Stats) {
 	}
 	m.Registry.MustRegister(
 		counter("audit_bytes_written_total", "Bytes appended to the audit log.", func(s audit.Stats) float64 { return float64(s.BytesWritten) }),
+		counter("audit_syncs_total", "fsyncs of the audit log file, one per group of entries written together.", func(s audit.Stats) float64 { return float64(s.Syncs) }),
 		gauge("audit_file_bytes", "Size of the current audit log file.", func(s audit.Stats) float64 { return float64(s.CurrentSize) }),
 		counter("audit_rotations_total", "Audit log rotations.", func(s audit.Stats) float64 { return float64(s.Rotations) }),
 		counter("audit_retention_deleted_files_total", "Rotated audit log files deleted by retention.", func(s audit.Stats) float64 { return float64(s.RetentionFiles) }),

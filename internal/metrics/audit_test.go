@@ -51,6 +51,9 @@ func TestWatchAudit(t *testing.T) {
 		{"tokenvault_audit_bytes_written_total", written > float64(st.Size())},
 		{"tokenvault_audit_file_bytes", sample(mf, "tokenvault_audit_file_bytes") == float64(st.Size())},
 		{"tokenvault_audit_rotations_total", sample(mf, "tokenvault_audit_rotations_total") == 1},
+		// Three writes one after the other: three groups, each synced
+		// (plus the rotation's and Close's checkpoints).
+		{"tokenvault_audit_syncs_total", sample(mf, "tokenvault_audit_syncs_total") >= 3},
 		{"tokenvault_audit_shipping_lag_entries", sample(mf, "tokenvault_audit_shipping_lag_entries") == 0},
 		{"tokenvault_audit_ship_errors_total", sample(mf, "tokenvault_audit_ship_errors_total") == 0},
 		{"tokenvault_audit_verify_errors_total", sample(mf, "tokenvault_audit_verify_errors_total") == 0},

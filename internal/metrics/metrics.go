@@ -177,6 +177,20 @@ func (m *Metrics) WatchStoreSize(s Sizer) {
 			func() float64 { _, v := s.Size(); return float64(v) }))
 }
 
+// WatchGroupCommits exports the embedded store's group commits: how many
+// durable write groups it committed, and how many writes they carried.
+// Each group is one sync of the write-ahead log, so ops / groups is the
+// mean group size: the number of writes that share one sync's cost.
+func (m *Metrics) WatchGroupCommits(f func() (groups, ops int64)) {
+	m.Registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "store_group_commits_total",
+			Help: "Durable write groups the embedded store committed: one transaction and one write-ahead-log sync each."},
+			func() float64 { g, _ := f(); return float64(g) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "store_group_ops_total",
+			Help: "Writes (tokenize calls, erasures, ...) carried by those groups: ops / commits is the mean group size."},
+			func() float64 { _, o := f(); return float64(o) }))
+}
+
 // WatchDiskFull exports whether the store refuses writes for lack of
 // free space (1) or not (0).
 func (m *Metrics) WatchDiskFull(full func() bool) {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tokenvault/tokenvault/crypto/kek"
 	"github.com/tokenvault/tokenvault/internal/metrics"
+	"github.com/tokenvault/tokenvault/vault"
 	"github.com/tokenvault/tokenvault/vault/badgerstore"
 )
 
@@ -253,5 +254,33 @@ func TestWatchStoreSize(t *testing.T) {
 	}
 	if got := sample(mf, "tokenvault_store_vlog_bytes"); got != float64(vlog) {
 		t.Errorf("vlog bytes %v, store says %d", got, vlog)
+	}
+}
+
+// TestWatchGroupCommits: the group-commit counters read the store at
+// scrape time; one subject key created is one op of one group.
+func TestWatchGroupCommits(t *testing.T) {
+	store, err := badgerstore.Open(t.TempDir(), badgerstore.Options{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	m := metrics.New()
+	m.WatchGroupCommits(store.GroupCommits)
+	sk := vault.SubjectKey{Wrapped: make([]byte, 64), Created: time.Now().UTC()}
+	sk.ID[0] = 1
+	if _, err := store.CreateSubjectKey(context.Background(), "ada", sk); err != nil {
+		t.Fatal(err)
+	}
+	mf := gather(t, m)
+	groups, ops := store.GroupCommits()
+	if groups != 1 || ops != 1 {
+		t.Fatalf("store says %d groups, %d ops after one key", groups, ops)
+	}
+	if got := sample(mf, "tokenvault_store_group_commits_total"); got != 1 {
+		t.Errorf("group commits %v, want 1", got)
+	}
+	if got := sample(mf, "tokenvault_store_group_ops_total"); got != 1 {
+		t.Errorf("group ops %v, want 1", got)
 	}
 }

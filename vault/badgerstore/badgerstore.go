@@ -286,6 +286,14 @@ func (s *Store) Close() error {
 // process changes the store, and the vault may trust its key cache.
 func (s *Store) Exclusive() bool { return true }
 
+// GroupCommits reports the durable write groups committed since Open and
+// the writes they carried: each group is one transaction and one sync of
+// the write-ahead log, so ops / groups is the mean group size, and what
+// the sync costs is shared by that many writes (BENCHMARKS.md).
+func (s *Store) GroupCommits() (groups, ops int64) {
+	return s.group.groups.Load(), s.group.groupOps.Load()
+}
+
 func key(prefix byte, parts ...[]byte) []byte {
 	n := 2
 	for _, p := range parts {

@@ -82,6 +82,10 @@ type committer struct {
 	// fallbacks counts groups that had to be split into one transaction
 	// per op (a weight that underestimated, or an op that failed).
 	fallbacks atomic.Int64
+	// groups and ops count the transactions committed and the ops they
+	// carried (metrics: ops / groups is the mean group size, and each
+	// group is one sync of badger's write-ahead log).
+	groups, groupOps atomic.Int64
 
 	// space admits writes (nil: no check); set before the first do.
 	space *space
@@ -183,6 +187,9 @@ func (c *committer) loop() {
 					inflight <- err // the loop runs it again
 					return
 				}
+				if err == nil {
+					c.committed(len(st.group))
+				}
 				st.answer(err)
 				inflight <- nil
 			})
@@ -257,6 +264,12 @@ func (st *staged) answer(err error) {
 	}
 }
 
+// committed counts one committed group of n ops.
+func (c *committer) committed(n int) {
+	c.groups.Add(1)
+	c.groupOps.Add(int64(n))
+}
+
 // fallback handles a group in which an op failed (not a rejection): that
 // op may have written part of its work, so the shared transaction was
 // dropped; every op gets a transaction of its own.
@@ -284,6 +297,9 @@ func (c *committer) commit(group []*op) {
 		err := st.txn.Commit()
 		if errors.Is(err, badger.ErrConflict) {
 			continue
+		}
+		if err == nil {
+			c.committed(len(group))
 		}
 		st.answer(err)
 		return

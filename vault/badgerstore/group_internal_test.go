@@ -62,6 +62,7 @@ func TestGroupsStayWithinOneTransaction(t *testing.T) {
 		{"value in the value log", false, false, 5000},
 	}
 	const writers, batch = 24, 100
+	groups0, ops0 := s.GroupCommits()
 	var wg sync.WaitGroup
 	for w := range writers {
 		wg.Add(1)
@@ -90,6 +91,12 @@ func TestGroupsStayWithinOneTransaction(t *testing.T) {
 	wg.Wait()
 	if n := s.group.fallbacks.Load(); n != 0 {
 		t.Fatalf("%d groups overflowed one transaction", n)
+	}
+	// The counters behind tokenvault_store_group_{commits,ops}_total:
+	// every batch was one op of some committed group.
+	groups, ops := s.GroupCommits()
+	if ops-ops0 != writers || groups-groups0 < 1 || groups-groups0 > writers {
+		t.Fatalf("group commits: %d groups, %d ops for %d batches", groups-groups0, ops-ops0, writers)
 	}
 	for w := range writers {
 		if _, err := s.Record(ctx, fmt.Sprintf("w%d-%d", w, batch-1)); err != nil {

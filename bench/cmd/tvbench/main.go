@@ -48,6 +48,7 @@ Usage:
   tvbench run     [flags]   one load profile against -addr; echo (and Vault transit) baselines; ratios
   tvbench targets [flags]   measure the performance targets (BENCHMARKS.md): met or not, by how much
   tvbench echo    [flags]   serve the no-op echo baseline (run it on the server machine)
+  tvbench sync    [flags]   what one durable sync costs on this machine's disk: CPU and wall time per fsync and msync
 
 Run "tvbench CMD -h" for flags; see bench/README.md.
 `
@@ -68,7 +69,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	cmds := map[string]func(context.Context, []string, io.Writer, io.Writer) error{
-		"run": runCmd, "targets": targetsCmd, "echo": echoCmd,
+		"run": runCmd, "targets": targetsCmd, "echo": echoCmd, "sync": syncCmd,
 	}
 	cmd, ok := cmds[args[0]]
 	if !ok {
@@ -361,6 +362,14 @@ func (s *session) measure(ctx context.Context, name string, t loadgen.Target, p 
 	case "":
 		ro.RSSPid = s.c.rssPid
 		ro.CPU = s.tvCPU
+		if len(s.metricsAddrs) > 0 {
+			// How many writes share one sync (BENCHMARKS.md: what a sync
+			// costs is most of the system time of a durable call).
+			ro.Counters = []loadgen.Counter{
+				loadgen.MetricsCounter("store_syncs", "tokenvault_store_group_commits_total", s.metricsAddrs),
+				loadgen.MetricsCounter("audit_syncs", "tokenvault_audit_syncs_total", s.metricsAddrs),
+			}
+		}
 		if s.c.dbPid > 0 {
 			ro.DBCPU = []loadgen.CPUSource{loadgen.ProcTreeCPU(s.c.dbPid)}
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -346,6 +347,9 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"run", "-rss-svg", "x.svg"}, "-rss-pid"},
 		{[]string{"run", "-addr", "127.0.0.1:1,127.0.0.1:2", "-metrics", "127.0.0.1:3"}, "-metrics"},
 		{[]string{"echo", "-delay", "-1ms"}, "-delay"},
+		{[]string{"sync", "-n", "0"}, "-n 0"},
+		{[]string{"sync", "-size", "0"}, "-size 0"},
+		{[]string{"sync", "-dir", "/nonexistent/dir"}, "-dir"},
 		{[]string{"bogus"}, "unknown command"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
@@ -412,4 +416,33 @@ func startEchoForTest(t *testing.T) string {
 	}
 	t.Cleanup(gs.Stop)
 	return addr
+}
+
+// TestSync: both ways of syncing run on a real file, each reports a
+// positive wall time per sync, and nothing is left in -dir.
+func TestSync(t *testing.T) {
+	dir := t.TempDir()
+	var out, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"sync", "-dir", dir, "-n", "5", "-size", "100"}, &out, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	for _, m := range syncMethods {
+		var line string
+		for _, l := range strings.Split(out.String(), "\n") {
+			if strings.HasPrefix(strings.TrimSpace(l), m.name) {
+				line = l
+			}
+		}
+		_, rest, ok := strings.Cut(line, "wall ")
+		if !ok {
+			t.Fatalf("no line for %q in %q", m.name, out.String())
+		}
+		var wall float64
+		if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%f", &wall); err != nil || wall <= 0 {
+			t.Fatalf("%q: wall %v (%v)", line, wall, err)
+		}
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Fatalf("left in -dir: %v", left)
+	}
 }
