@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -444,5 +445,18 @@ func TestSync(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(dir); len(left) != 0 {
 		t.Fatalf("left in -dir: %v", left)
+	}
+}
+
+func TestMatchedOff(t *testing.T) {
+	at := func(callsPerS float64) *loadgen.RunResult {
+		return &loadgen.RunResult{OpResult: loadgen.OpResult{CallsPerS: callsPerS}}
+	}
+	for _, tc := range []struct {
+		m, tv, want float64
+	}{{1000, 1000, 0}, {1100, 1000, 0.1}, {900, 1000, 0.1}, {500, 1000, 0.5}} {
+		if got := off(at(tc.m), at(tc.tv)); math.Abs(got-tc.want) > 1e-9 {
+			t.Errorf("off(%v, %v) = %v, want %v", tc.m, tc.tv, got, tc.want)
+		}
 	}
 }
