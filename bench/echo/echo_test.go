@@ -2,6 +2,7 @@ package echo
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,32 +38,47 @@ func TestWithDelayRefusesNonPositive(t *testing.T) {
 }
 
 // TestWithDelay: a delayed echo still answers like the echo, never before
-// the delay, and a call whose deadline comes first gets DeadlineExceeded
-// instead of a late answer.
+// the delay, and a call whose deadline comes first is answered with
+// DeadlineExceeded without its handler running (the server sees the
+// deadline: gRPC sends it along).
 func TestWithDelay(t *testing.T) {
-	const d = 50 * time.Millisecond
+	const d = 200 * time.Millisecond
 	o, err := WithDelay(d)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := dial(t, o)
+	var handled atomic.Int64 // calls that got past the delay
+	c := dial(t, o, grpc.ChainUnaryInterceptor(func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+		handled.Add(1)
+		return h(ctx, req)
+	}))
 	ctx := context.Background()
-	start := time.Now()
-	resp, err := c.Tokenize(ctx, &pb.TokenizeRequest{SubjectId: "s", Fields: []*pb.Field{{Value: "v"}}})
-	if err != nil {
-		t.Fatal(err)
+	tokenize := func() {
+		t.Helper()
+		start := time.Now()
+		resp, err := c.Tokenize(ctx, &pb.TokenizeRequest{SubjectId: "s", Fields: []*pb.Field{{Value: "v"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took < d {
+			t.Fatalf("answered after %v, before the %v delay", took, d)
+		}
+		if len(resp.GetTokens()) != 1 || resp.GetTokens()[0] != "v" {
+			t.Fatalf("tokens %q, want the value echoed", resp.GetTokens())
+		}
 	}
-	if took := time.Since(start); took < d {
-		t.Fatalf("answered after %v, before the %v delay", took, d)
-	}
-	if len(resp.GetTokens()) != 1 || resp.GetTokens()[0] != "v" {
-		t.Fatalf("tokens %q, want the value echoed", resp.GetTokens())
-	}
+	tokenize()
 	short, cancel := context.WithTimeout(ctx, 5*time.Millisecond)
 	defer cancel()
 	_, err = c.Detokenize(short, &pb.DetokenizeRequest{Tokens: []string{"t"}})
 	if status.Code(err) != codes.DeadlineExceeded {
 		t.Fatalf("a call whose deadline is shorter than the delay: %v, want DeadlineExceeded", err)
+	}
+	// By the time this call is answered (after d), the short call's own
+	// wait has long ended at its 5 ms deadline on the server.
+	tokenize()
+	if n := handled.Load(); n != 2 {
+		t.Fatalf("%d calls reached the handler, want 2: the one past its deadline must not", n)
 	}
 }
 

@@ -241,9 +241,11 @@ func TestSeveralAddresses(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The servers' own count of calls, differenced over the window, per
-	// call of the window: 1, but for the call or two made before the
-	// first read and the one in flight at the last (one worker, no warm-up).
-	if got, ok := res.Extra["served_per_call"]; !ok || got < 0.95 || got > 1.01 {
+	// call of the window: 1, but for the calls made before the first read
+	// (one worker, no warm-up: a slow scheduler lets a few through) and
+	// the one in flight at the last. The bounds check the plumbing (before
+	// and after, divided by the window's calls), not the timing.
+	if got, ok := res.Extra["served_per_call"]; !ok || got < 0.8 || got > 1.01 {
 		t.Fatalf("served_per_call %v (%v)", got, ok)
 	}
 	if _, ok := res.Extra["broken_per_call"]; ok {

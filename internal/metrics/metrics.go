@@ -179,15 +179,16 @@ func (m *Metrics) WatchStoreSize(s Sizer) {
 
 // WatchGroupCommits exports the embedded store's group commits: how many
 // durable write groups it committed, and how many writes they carried.
-// Each group is one sync of the write-ahead log, so ops / groups is the
-// mean group size: the number of writes that share one sync's cost.
+// Each group is one sync of the write-ahead log (none if all its ops were
+// refused, which is rare), so ops / groups is the mean group size: the
+// number of writes that share one sync's cost.
 func (m *Metrics) WatchGroupCommits(f func() (groups, ops int64)) {
 	m.Registry.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "store_group_commits_total",
-			Help: "Durable write groups the embedded store committed: one transaction and one write-ahead-log sync each."},
+			Help: "Durable write groups the embedded store committed: one transaction each, synced once in badger's write-ahead log (a group in which every op was refused writes and syncs nothing)."},
 			func() float64 { g, _ := f(); return float64(g) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "store_group_ops_total",
-			Help: "Writes (tokenize calls, erasures, ...) carried by those groups: ops / commits is the mean group size."},
+			Help: "Ops (tokenize calls, subject keys, ...) carried by those groups, refused ones included: ops / commits is the mean group size."},
 			func() float64 { _, o := f(); return float64(o) }))
 }
 

@@ -287,9 +287,10 @@ func (s *Store) Close() error {
 func (s *Store) Exclusive() bool { return true }
 
 // GroupCommits reports the durable write groups committed since Open and
-// the writes they carried: each group is one transaction and one sync of
-// the write-ahead log, so ops / groups is the mean group size, and what
-// the sync costs is shared by that many writes (BENCHMARKS.md).
+// the ops they carried: each group is one transaction and one sync of the
+// write-ahead log (none when every op in it was refused and nothing was
+// written), so ops / groups is the mean group size, and what the sync
+// costs is shared by that many writes (BENCHMARKS.md).
 func (s *Store) GroupCommits() (groups, ops int64) {
 	return s.group.groups.Load(), s.group.groupOps.Load()
 }

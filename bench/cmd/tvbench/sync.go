@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -37,6 +36,9 @@ func syncCmd(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	if *size < 1 || *size > 1<<20 {
 		return fmt.Errorf("-size %d: must be 1..1048576", *size)
 	}
+	if int64(*n)*int64(*size) > maxSyncBytes {
+		return fmt.Errorf("-n %d × -size %d: at most %d MiB written per method", *n, *size, maxSyncBytes>>20)
+	}
 	tmp, err := os.MkdirTemp(*dir, "tvbench-sync-")
 	if err != nil {
 		return fmt.Errorf("-dir: %w", err)
@@ -54,6 +56,10 @@ func syncCmd(ctx context.Context, args []string, stdout, _ io.Writer) error {
 	return nil
 }
 
+// maxSyncBytes bounds what one method writes (-n × -size), so that a
+// typo does not fill the disk.
+const maxSyncBytes = 1 << 30
+
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 // syncCost is what n syncs cost the thread that made them.
@@ -63,5 +69,3 @@ type syncMethod struct {
 	name string
 	run  func(ctx context.Context, path string, n, size int) (syncCost, error)
 }
-
-var errSyncUnsupported = errors.New("not supported on this system")

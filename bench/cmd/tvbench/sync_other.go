@@ -2,7 +2,12 @@
 
 package main
 
-import "context"
+import (
+	"context"
+	"errors"
+)
+
+var errSyncUnsupported = errors.New("not supported on this system")
 
 // Per-thread CPU time (RUSAGE_THREAD) is Linux's; elsewhere the command
 // says so.
