@@ -84,23 +84,35 @@ func (v *Vault) WithKEKLease(ctx context.Context, fn func(context.Context) error
 	}()
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	stop := KeepLease(fctx, ls, kekLease, holder, kekLeaseTTL, func(err error) {
+		v.log.Warn("KEK administration: lost its lease, stopping", "err", err)
+		cancel()
+	})
+	defer stop()
+	return fn(fctx)
+}
+
+// KeepLease renews lease name, held by holder, every third of ttl until
+// stop is called. When a renewal fails or is refused (another holder has
+// it: this one's lapsed), it calls lost with the error (nil if refused)
+// and renews no more: whoever holds the lease must then stop the work it
+// guards, so lost typically cancels that work's context.
+func KeepLease(ctx context.Context, ls LeaseStore, name, holder string, ttl time.Duration, lost func(error)) (stop func()) {
 	done := make(chan struct{})
-	defer close(done)
 	go func() {
-		t := time.NewTicker(kekLeaseTTL / 3)
+		t := time.NewTicker(ttl / 3)
 		defer t.Stop()
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
-				if ok, err := ls.TryLease(fctx, kekLease, holder, kekLeaseTTL); err != nil || !ok {
-					v.log.Warn("KEK administration: lost its lease, stopping", "err", err)
-					cancel()
+				if ok, err := ls.TryLease(ctx, name, holder, ttl); err != nil || !ok {
+					lost(err)
 					return
 				}
 			}
 		}
 	}()
-	return fn(fctx)
+	return func() { close(done) }
 }

@@ -97,24 +97,11 @@ func (a *App) once(ctx context.Context, name string, fn func(context.Context)) {
 	}
 	jctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		t := time.NewTicker(a.leaseTTL / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				if ok, err := l.TryLease(jctx, name, a.holder, a.leaseTTL); err != nil || !ok {
-					a.cfg.Logger.Warn("background job: lost its lease, stopping", "job", name, "err", err)
-					cancel()
-					return
-				}
-			}
-		}
-	}()
+	stop := vault.KeepLease(jctx, l, name, a.holder, a.leaseTTL, func(err error) {
+		a.cfg.Logger.Warn("background job: lost its lease, stopping", "job", name, "err", err)
+		cancel()
+	})
+	defer stop()
 	fn(jctx)
 }
 

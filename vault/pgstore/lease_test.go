@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tokenvault/tokenvault/vault"
 )
 
 // TestLeaseOneHolder: two store handles on one database (two replicas)
@@ -89,5 +91,54 @@ func TestLeaseContended(t *testing.T) {
 		if n := wins.Load(); n != 1 {
 			t.Fatalf("round %d: %d holders of one lease", round, n)
 		}
+	}
+}
+
+// TestKeepLease: vault.KeepLease keeps a lease its holder would lose
+// without renewal, and when another holder has it meanwhile (here: A's
+// lease released behind its back and taken by B), A's next renewal is
+// refused, lost is called once, and renewal stops.
+func TestKeepLease(t *testing.T) {
+	ctx := context.Background()
+	a, db := open(t)
+	b := openOn(t, db)
+	const ttl = time.Second
+	if ok, err := a.TryLease(ctx, "job", "replica-a", ttl); err != nil || !ok {
+		t.Fatalf("A takes a free lease = %v, %v", ok, err)
+	}
+	lost := make(chan error, 2)
+	stop := vault.KeepLease(ctx, a, "job", "replica-a", ttl, func(err error) { lost <- err })
+	defer stop()
+	// Three lease lifetimes later, only renewal can have kept it.
+	time.Sleep(3 * ttl)
+	if ok, err := b.TryLease(ctx, "job", "replica-b", ttl); err != nil || ok {
+		t.Fatalf("B takes the lease A keeps = %v, %v", ok, err)
+	}
+	select {
+	case err := <-lost:
+		t.Fatalf("A lost a lease it was renewing: %v", err)
+	default:
+	}
+	if err := a.ReleaseLease(ctx, "job", "replica-a"); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := b.TryLease(ctx, "job", "replica-b", ttl); err != nil || !ok {
+		t.Fatalf("B after the release = %v, %v", ok, err)
+	}
+	select {
+	case err := <-lost:
+		if err != nil {
+			t.Fatalf("lost(%v), want nil: the renewal was refused, not failed", err)
+		}
+	case <-time.After(10 * ttl):
+		t.Fatal("A's refused renewal was never reported")
+	}
+	// Renewal stopped: B keeps its lease, and lost is not called again.
+	time.Sleep(ttl)
+	if ok, err := b.TryLease(ctx, "job", "replica-b", ttl); err != nil || !ok {
+		t.Fatalf("B renews its lease = %v, %v", ok, err)
+	}
+	if len(lost) != 0 {
+		t.Fatal("lost was called more than once")
 	}
 }
