@@ -12,6 +12,10 @@ import (
 	"github.com/tokenvault/tokenvault/vault/storetest"
 )
 
+// The store is a storetest.HoldReceiptCopier (copies between stores), so
+// that suite group runs rather than skips.
+var _ storetest.HoldReceiptCopier = (*badgerstore.Store)(nil)
+
 // The shared suite. The store implements every interface it checks
 // (asserted at compile time in badgerstore.go), so no group is skipped.
 func TestSuiteOnDisk(t *testing.T) { storetest.Run(t, newStore(badgerstore.Options{})) }

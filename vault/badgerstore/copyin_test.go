@@ -1,9 +1,7 @@
 package badgerstore_test
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
@@ -13,7 +11,8 @@ import (
 
 // TestCopyIn: what a copy puts into the store (copyin.go) reads back
 // through the capability interfaces, and the store's own numbering and
-// schedules continue from it.
+// schedules continue from it. (The copied receipts of hold shreds: the
+// storetest group HoldReceiptCopy, run against every store.)
 func TestCopyIn(t *testing.T) {
 	ctx := context.Background()
 	s := newStore(badgerstore.Options{InMemory: true})(t).(*badgerstore.Store)
@@ -61,37 +60,5 @@ func TestCopyIn(t *testing.T) {
 	}
 	if _, err := s.HoldOf(ctx, vault.KeyID{0x99}); err == nil {
 		t.Fatal("a hold without its key was scheduled")
-	}
-
-	// Hold receipts, paged by cursor in (hash, time, key id) order.
-	var in []badgerstore.HoldReceiptEntry
-	for i := range 5 {
-		in = append(in, badgerstore.HoldReceiptEntry{SubjectHash: bytes.Repeat([]byte{byte(i % 2)}, 32), Made: at.Add(time.Duration(i) * time.Second),
-			KeyID: vault.KeyID{byte(i)}, Receipt: []byte(fmt.Sprintf("hold receipt %d", i))})
-	}
-	if err := s.PutHoldReceiptEntries(ctx, in); err != nil {
-		t.Fatal(err)
-	}
-	var out []badgerstore.HoldReceiptEntry
-	var after []byte
-	for {
-		page, err := s.HoldReceiptEntries(ctx, after, 2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(page) == 0 {
-			break
-		}
-		out = append(out, page...)
-		after = page[len(page)-1].Cursor()
-	}
-	order := []int{0, 2, 4, 1, 3} // hash 0… first, then by time
-	if len(out) != len(in) {
-		t.Fatalf("%d hold receipts read back, want %d", len(out), len(in))
-	}
-	for i, j := range order {
-		if !bytes.Equal(out[i].Receipt, in[j].Receipt) || !out[i].Made.Equal(in[j].Made) || out[i].KeyID != in[j].KeyID {
-			t.Fatalf("hold receipt %d: %q, want %q", i, out[i].Receipt, in[j].Receipt)
-		}
 	}
 }

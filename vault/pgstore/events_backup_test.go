@@ -3,14 +3,12 @@ package pgstore_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/tokenvault/tokenvault/crypto/aead"
 	"github.com/tokenvault/tokenvault/internal/backup"
 	"github.com/tokenvault/tokenvault/vault"
-	"github.com/tokenvault/tokenvault/vault/badgerstore"
 	"github.com/tokenvault/tokenvault/vault/pgstore"
 )
 
@@ -144,43 +142,5 @@ func TestBackupKeepsConsentEventsAndHolds(t *testing.T) {
 	ev, err := dst.ShredErasure(ctx, "alice", vault.LedgerEntry{}, vault.ErasureEvent{ErasedAt: time.Now()})
 	if err != nil || ev.Seq != 4 {
 		t.Fatalf("the first erasure after the restore: %+v, %v (want number 4)", ev, err)
-	}
-}
-
-// TestHoldReceiptEntriesPaged: the copy of hold receipts pages in the
-// badger store's order (hash, time made, key id) by cursor.
-func TestHoldReceiptEntriesPaged(t *testing.T) {
-	ctx := context.Background()
-	s, _ := open(t)
-	at := time.Unix(1700000000, 5).UTC()
-	var in []badgerstore.HoldReceiptEntry
-	for i := range 5 {
-		in = append(in, badgerstore.HoldReceiptEntry{SubjectHash: bytes.Repeat([]byte{byte(i % 2)}, 32), Made: at.Add(time.Duration(i) * time.Second),
-			KeyID: vault.KeyID{byte(i)}, Receipt: []byte(fmt.Sprintf("hold receipt %d", i))})
-	}
-	if err := s.PutHoldReceiptEntries(ctx, in); err != nil {
-		t.Fatal(err)
-	}
-	var out []badgerstore.HoldReceiptEntry
-	var after []byte
-	for {
-		page, err := s.HoldReceiptEntries(ctx, after, 2)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(page) == 0 {
-			break
-		}
-		out = append(out, page...)
-		after = page[len(page)-1].Cursor()
-	}
-	order := []int{0, 2, 4, 1, 3} // hash 0… first, then by time
-	if len(out) != len(in) {
-		t.Fatalf("%d hold receipts read back, want %d", len(out), len(in))
-	}
-	for i, j := range order {
-		if !bytes.Equal(out[i].Receipt, in[j].Receipt) || !out[i].Made.Equal(in[j].Made) || out[i].KeyID != in[j].KeyID {
-			t.Fatalf("hold receipt %d: %q, want %q", i, out[i].Receipt, in[j].Receipt)
-		}
 	}
 }

@@ -69,6 +69,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"ErasureEvents", "vault.ErasureEventStore", implements[vault.ErasureEventStore](probe), RunErasureEvents},
 		{"Holds", "vault.HoldStore", implements[vault.HoldStore](probe), RunHolds},
 		{"RecordKey", "vault.RecordKeyStore", implements[vault.RecordKeyStore](probe), RunRecordKey},
+		{"HoldReceiptCopy", "storetest.HoldReceiptCopier", implements[HoldReceiptCopier](probe), RunHoldReceiptCopy},
 	} {
 		t.Run(g.name, func(t *testing.T) {
 			if !g.has {
