@@ -230,7 +230,9 @@ func compile(f PolicyFile) (*Policy, error) {
 				return fail(fmt.Sprintf("%s.roles[%d]", key, j), "unknown role %q (not under roles:)", role)
 			}
 		}
-		m[strings.SplitN(id, ":", 2)[1]] = r.Roles
+		// Kept sorted and without duplicates, so that roles can hand out
+		// an identity's list as it is.
+		m[strings.SplitN(id, ":", 2)[1]] = slices.Compact(slices.Sorted(slices.Values(r.Roles)))
 	}
 	return p, nil
 }
@@ -376,18 +378,41 @@ func (p *Policy) File() PolicyFile { return p.file }
 func (f PolicyFile) Marshal() ([]byte, error) { return yaml.Marshal(f) }
 
 // Roles returns the roles granted to id, sorted, without duplicates.
-func (p *Policy) Roles(id Identity) []string {
-	var out []string
+func (p *Policy) Roles(id Identity) []string { return slices.Clone(p.rolesOf(id)) }
+
+// rolesOf is Roles without the copy, for the checks: the result may be the
+// policy's own list and must not be changed. Authorize runs once per field
+// of a call, so an identity named by one entry (an API key; a certificate
+// with one listed name) is answered without allocating.
+func (p *Policy) rolesOf(id Identity) []string {
 	switch id.Method {
-	case MethodMTLS:
-		for _, u := range id.URIs {
-			out = append(out, p.byURI[u]...)
-		}
-		for _, d := range id.DNSNames {
-			out = append(out, p.byDNS[d]...)
-		}
 	case MethodAPIKey:
-		out = append(out, p.byKey[id.Name]...)
+		return p.byKey[id.Name]
+	case MethodMTLS: // below
+	default:
+		return nil
+	}
+	var only []string // the matching entry's list, if just one matches
+	n := 0
+	for _, u := range id.URIs {
+		if rs, ok := p.byURI[u]; ok {
+			only, n = rs, n+1
+		}
+	}
+	for _, d := range id.DNSNames {
+		if rs, ok := p.byDNS[d]; ok {
+			only, n = rs, n+1
+		}
+	}
+	if n <= 1 {
+		return only
+	}
+	var out []string
+	for _, u := range id.URIs {
+		out = append(out, p.byURI[u]...)
+	}
+	for _, d := range id.DNSNames {
+		out = append(out, p.byDNS[d]...)
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
@@ -432,7 +457,7 @@ func (p *Policy) AuthorizeContext(id Identity, op Operation, blobContext, purpos
 // one grant: two grants of a role do not combine into an access neither
 // gives.
 func (p *Policy) authorize(id Identity, op Operation, kind format.Kind, blobContext *string, purpose string) error {
-	roles := p.Roles(id)
+	roles := p.rolesOf(id)
 	if len(roles) == 0 {
 		return denied(id, "has no role in the policy")
 	}

@@ -371,3 +371,70 @@ roles:
 		t.Error("call-level decrypt for a purpose no grant has was allowed")
 	}
 }
+
+// TestRoles checks the roles of identities named by one policy entry and
+// by several (a certificate whose URI and DNS name are both listed): the
+// union, sorted, without duplicates, and a copy the caller may change.
+// Authorize runs per field, so for one entry it must not allocate.
+func TestRoles(t *testing.T) {
+	p, err := auth.ParsePolicy([]byte(`version: 1
+identities:
+  - api_key: k
+    roles: [b, a, b]
+  - uri: spiffe://example.org/ns/shop/sa/orders
+    roles: [c, a]
+  - dns: orders.example.org
+    roles: [b, c]
+roles:
+  a:
+    - operations: [mask]
+  b:
+    - operations: [tokenize]
+  c:
+    - operations: [detokenize]
+      purposes: [support]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := auth.Identity{Name: "k", Method: auth.MethodAPIKey}
+	uri := mtls("spiffe://example.org/ns/shop/sa/orders")
+	both := uri
+	both.DNSNames = []string{"orders.example.org", "unlisted.example.org"}
+	for _, c := range []struct {
+		name string
+		id   auth.Identity
+		want []string
+	}{
+		{"api key, duplicate role", key, []string{"a", "b"}},
+		{"one uri", uri, []string{"a", "c"}},
+		{"uri and dns", both, []string{"a", "b", "c"}},
+		{"unknown key", auth.Identity{Name: "x", Method: auth.MethodAPIKey}, nil},
+		{"no identity", auth.Identity{Method: auth.MethodNone}, nil},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := p.Roles(c.id)
+			if !reflect.DeepEqual(got, c.want) {
+				t.Fatalf("roles %v, want %v", got, c.want)
+			}
+			if len(got) > 0 {
+				got[0] = "changed"
+				if again := p.Roles(c.id); !reflect.DeepEqual(again, c.want) {
+					t.Fatalf("changing the result changed the policy: %v", again)
+				}
+			}
+		})
+	}
+	if err := p.Authorize(both, auth.OpTokenize, format.PAN, ""); err != nil {
+		t.Errorf("uri and dns: tokenize (role b, from the dns entry): %v", err)
+	}
+	for _, id := range []auth.Identity{key, uri} {
+		if n := testing.AllocsPerRun(100, func() {
+			if p.Authorize(id, auth.OpMask, format.PAN, "") != nil {
+				t.Fatal("mask denied")
+			}
+		}); n != 0 {
+			t.Errorf("%s: Authorize allocates %v times", id, n)
+		}
+	}
+}

@@ -148,7 +148,7 @@ func (p *Policy) Consumers() []string { return slices.Clone(p.consumers) }
 // AuthorizeConsumer returns nil if id may watch erasure events as
 // consumer, else an error wrapping ErrPermissionDenied.
 func (p *Policy) AuthorizeConsumer(id Identity, consumer string) error {
-	for _, r := range p.Roles(id) {
+	for _, r := range p.rolesOf(id) {
 		for _, g := range p.roles[r] {
 			if g.consumer[consumer] {
 				return nil
