@@ -48,11 +48,17 @@ const (
 // sealRecord seals value into r.Sealed, bound to r (RecordAADv2).
 func sealRecord(keys *subjectKeys, subject string, r *Record, value string) error {
 	r.AADVersion = RecordAADv2
-	aad, err := recordAAD(subject, r)
+	// The associated data and the plaintext's copy share one buffer (one
+	// allocation per field, not two), and the copy is zeroed once sealed:
+	// no plaintext bytes are left behind in the heap by this call.
+	buf := make([]byte, 0, recordAADCap(subject, r)+len(value))
+	aad, err := appendRecordAAD(buf, subject, r)
 	if err != nil {
 		return err
 	}
-	r.Sealed, err = keys.record.Seal(nil, []byte(value), aad)
+	plain := append(aad[len(aad):], value...)
+	r.Sealed, err = keys.record.Seal(nil, plain, aad)
+	clear(plain)
 	return err
 }
 
@@ -60,7 +66,7 @@ func sealRecord(keys *subjectKeys, subject string, r *Record, value string) erro
 // ErrCorrupt when it fails: the record was altered in the store (its
 // value, or any part of it that its version binds), or moved.
 func openRecord(keys *subjectKeys, subject string, r Record) (string, error) {
-	aad, err := recordAAD(subject, &r)
+	aad, err := appendRecordAAD(nil, subject, &r)
 	if err != nil {
 		return "", err
 	}
@@ -71,10 +77,13 @@ func openRecord(keys *subjectKeys, subject string, r Record) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return string(plain), nil
+	value := string(plain)
+	clear(plain) // the value lives on only in the string handed back
+	return value, nil
 }
 
-// recordAAD is the associated data r's value is sealed with: a record
+// appendRecordAAD appends to aad (nil: a buffer of its own) the
+// associated data r's value is sealed with: a record
 // copied under another token or subject fails to open, and with
 // RecordAADv2, so does one whose creation, expiry or lookup key was edited.
 //
@@ -83,7 +92,7 @@ func openRecord(keys *subjectKeys, subject string, r Record) (string, error) {
 //	    created (µs, 8) | expires (µs, 8; 0: none) | LP1(lookup)
 //
 // LP is a 4-byte big-endian length prefix, LP1 a 1-byte one.
-func recordAAD(subject string, r *Record) ([]byte, error) {
+func appendRecordAAD(aad []byte, subject string, r *Record) ([]byte, error) {
 	var label string
 	switch r.AADVersion {
 	case RecordAADv1:
@@ -93,7 +102,9 @@ func recordAAD(subject string, r *Record) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("%w: token record of unknown version %d", ErrCorrupt, r.AADVersion)
 	}
-	aad := make([]byte, 0, 48+len(subject)+len(r.Token)+17+len(r.Lookup))
+	if aad == nil {
+		aad = make([]byte, 0, recordAADCap(subject, r))
+	}
 	aad = append(aad, label...)
 	aad = append(aad, r.KeyID[:]...)
 	aad = appendLP(aad, subject)
@@ -109,6 +120,11 @@ func recordAAD(subject string, r *Record) ([]byte, error) {
 	aad = binary.BigEndian.AppendUint64(aad, uint64(unixMicro(r.Expires)))
 	aad = append(aad, byte(len(r.Lookup)))
 	return append(aad, r.Lookup...), nil
+}
+
+// recordAADCap bounds the length of r's associated data (either version).
+func recordAADCap(subject string, r *Record) int {
+	return 48 + len(subject) + len(r.Token) + 17 + len(r.Lookup)
 }
 
 // unixMicro is t in microseconds since 1970, 0 for the zero time (no

@@ -874,15 +874,14 @@ func encodeSubjectKey(sk vault.SubjectKey, sealed []byte) ([]byte, error) {
 func decodeSubjectKey(b []byte) (vault.SubjectKey, []byte, error) {
 	var sk vault.SubjectKey
 	const head = 1 + len(sk.ID) + 8 + 2
-	bad := fmt.Errorf("%w: subject key record", vault.ErrCorrupt)
 	if len(b) < head || (b[0] != encV1 && b[0] != encV2) {
-		return sk, nil, bad
+		return sk, nil, errCorruptSubjectKey
 	}
 	copy(sk.ID[:], b[1:])
 	sk.Created = time.Unix(0, int64(binary.BigEndian.Uint64(b[1+len(sk.ID):]))).UTC()
 	n := int(binary.BigEndian.Uint16(b[head-2:]))
 	if n == 0 || n > maxWrapped || len(b) < head+n {
-		return sk, nil, bad
+		return sk, nil, errCorruptSubjectKey
 	}
 	sk.Wrapped = b[head : head+n]
 	rest := b[head+n:]
@@ -892,8 +891,14 @@ func decodeSubjectKey(b []byte) (vault.SubjectKey, []byte, error) {
 	case b[0] == encV2 && len(rest) > aead.Overhead && len(rest) <= sealedSubjectMax:
 		return sk, rest, nil
 	}
-	return sk, nil, bad
+	return sk, nil, errCorruptSubjectKey
 }
+
+// errCorruptSubjectKey is made once: decodeSubjectKey runs on every
+// tokenize (the subject's key is read in the group transaction), and
+// building the error there cost three allocations per call that were
+// almost never used.
+var errCorruptSubjectKey = fmt.Errorf("%w: subject key record", vault.ErrCorrupt)
 
 // record v1: ver | key id | kind | created | tokenLen(4) | token | lookupLen(1) | lookup | sealed
 // record v2: ver | key id | kind | created | expires (non-zero) | tokenLen(4) | token | lookupLen(1) | lookup | sealed

@@ -24,6 +24,11 @@ func allDigits(s string) bool {
 // digitsOnly returns s without the separator bytes in seps, or false if s has
 // anything but digits and separators.
 func digitsOnly(s, seps string) (string, bool) {
+	// Most values come without separators: then s is already the answer,
+	// and copying it would cost two allocations per field.
+	if allDigits(s) {
+		return s, true
+	}
 	b := make([]byte, 0, len(s))
 	for i := range len(s) {
 		switch c := s[i]; {
