@@ -376,6 +376,13 @@ func (s *session) measure(ctx context.Context, name string, t loadgen.Target, p 
 	case "echo":
 		ro.CPU = s.echoCPU
 	}
+	return s.run(ctx, t, p, base, ro)
+}
+
+// run runs p against t with ro (measure's, or a matched echo's own CPU
+// source), with progress on stderr.
+func (s *session) run(ctx context.Context, t loadgen.Target, p loadgen.Profile, base string, ro loadgen.RunOptions) (*loadgen.RunResult, error) {
+	name := ro.Name
 	if !s.c.quiet {
 		fmt.Fprintf(s.stderr, "-- %s: %s @ %s, %v warm-up + %v\n", name, t.Kind(), t.Address(), p.Warmup, p.Duration)
 		ro.Progress = func(pt loadgen.Point) {

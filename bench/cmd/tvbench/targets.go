@@ -208,10 +208,7 @@ func (s *session) delayedEcho(ctx context.Context, name string, op loadgen.Op, d
 	p := s.c.p
 	p.Mix = map[loadgen.Op]float64{op: 1}
 	p.Batch = 1
-	prev := s.echoCPU
-	s.echoCPU = []loadgen.CPUSource{loadgen.ProcCPU(pid)}
-	defer func() { s.echoCPU = prev }()
-	res, err := s.measure(ctx, name, t, p, "echo")
+	res, err := s.run(ctx, t, p, "echo", loadgen.RunOptions{Name: name, CPU: []loadgen.CPUSource{loadgen.ProcCPU(pid)}})
 	if err != nil {
 		return nil, err
 	}
