@@ -49,8 +49,9 @@ const (
 func sealRecord(keys *subjectKeys, subject string, r *Record, value string) error {
 	r.AADVersion = RecordAADv2
 	// The associated data and the plaintext's copy share one buffer (one
-	// allocation per field, not two), and the copy is zeroed once sealed:
-	// no plaintext bytes are left behind in the heap by this call.
+	// allocation per field, not two), and the copy is zeroed once sealed.
+	// (value itself is a string, which cannot be zeroed; this call leaves
+	// no copy of its own behind.)
 	buf := make([]byte, 0, recordAADCap(subject, r)+len(value))
 	aad, err := appendRecordAAD(buf, subject, r)
 	if err != nil {

@@ -230,9 +230,10 @@ func compile(f PolicyFile) (*Policy, error) {
 				return fail(fmt.Sprintf("%s.roles[%d]", key, j), "unknown role %q (not under roles:)", role)
 			}
 		}
-		// Kept sorted and without duplicates, so that roles can hand out
-		// an identity's list as it is.
-		m[strings.SplitN(id, ":", 2)[1]] = slices.Compact(slices.Sorted(slices.Values(r.Roles)))
+		// Kept sorted and without duplicates, so that rolesOf can hand out
+		// an identity's list as it is (clipped: an append to it could not
+		// write into the policy's memory).
+		m[strings.SplitN(id, ":", 2)[1]] = slices.Clip(slices.Compact(slices.Sorted(slices.Values(r.Roles))))
 	}
 	return p, nil
 }
