@@ -465,3 +465,33 @@ func TestMatchedOff(t *testing.T) {
 		}
 	}
 }
+
+// TestMatchedNote: a matched run whose throughput ended up more than the
+// tolerance away from tokenvault's is flagged in its note, not passed off
+// as the echo's CPU at tokenvault's throughput.
+func TestMatchedNote(t *testing.T) {
+	run := func(callsPerS, cpuUS float64) *loadgen.RunResult {
+		return &loadgen.RunResult{OpResult: loadgen.OpResult{CallsPerS: callsPerS},
+			ServerCPU: &loadgen.ServerCPU{PerCallUS: cpuUS}, Extra: map[string]float64{"delay_ms": 5}}
+	}
+	tv := run(5714, 107.7)
+	for _, tc := range []struct {
+		name    string
+		m       *loadgen.RunResult
+		flagged string // "" when the note must carry no flag
+	}{
+		{"within 5%", run(5900, 64.8), ""},
+		{"5.4% faster", run(6020, 64.8), "NOT MATCHED: the throughputs differ by 5.4%"},
+		{"10% slower", run(5143, 64.8), "NOT MATCHED: the throughputs differ by 10.0%"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			note := matchedNote("tokenize x1", tv, tc.m)
+			if !strings.Contains(note, "cpu per call 107.7 µs = 1.66 x") {
+				t.Fatalf("note %q: no ratio", note)
+			}
+			if got := strings.Contains(note, "NOT MATCHED"); got != (tc.flagged != "") || !strings.Contains(note, tc.flagged) {
+				t.Fatalf("note %q: want flag %q", note, tc.flagged)
+			}
+		})
+	}
+}
