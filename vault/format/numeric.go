@@ -25,7 +25,7 @@ func allDigits(s string) bool {
 // anything but digits and separators.
 func digitsOnly(s, seps string) (string, bool) {
 	// Most values come without separators: then s is already the answer,
-	// and copying it would cost two allocations per field.
+	// and copying it cost an allocation per field.
 	if allDigits(s) {
 		return s, true
 	}
