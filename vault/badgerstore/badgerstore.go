@@ -583,21 +583,11 @@ func (s *Store) Record(ctx context.Context, token string) (r vault.Record, err e
 		// hold most records; a longer one is copied on its own. The key
 		// part is never written again (badger's item refers to it).
 		buf := make([]byte, tokenKeyLen, tokenKeyLen+recordGuess)
-		buf[0], buf[1] = pToken, '/'
-		h := sha256.Sum256([]byte(token))
-		copy(buf[2:], h[:])
-		it, err := txn.Get(buf[:tokenKeyLen:tokenKeyLen])
-		if errors.Is(err, badger.ErrKeyNotFound) {
+		var found bool
+		r, found, err = readRecord(txn, buf[:tokenKeyLen:tokenKeyLen], token, buf[tokenKeyLen:tokenKeyLen])
+		if err == nil && !found {
 			return vault.ErrNotFound
 		}
-		if err != nil {
-			return err
-		}
-		b, err := it.ValueCopy(buf[tokenKeyLen:tokenKeyLen])
-		if err != nil {
-			return err
-		}
-		r, err = decodeRecord(b)
 		return err
 	})
 	return r, err
@@ -614,24 +604,13 @@ func (s *Store) RecordsOf(ctx context.Context, tokens []string, found func(int, 
 		// One key buffer for every read: a read-only Get keeps no
 		// reference to it past the item, used before the next Get.
 		k := make([]byte, tokenKeyLen)
-		k[0], k[1] = pToken, '/'
 		for i, t := range tokens {
-			h := sha256.Sum256([]byte(t))
-			copy(k[2:], h[:])
-			it, err := txn.Get(k)
-			if errors.Is(err, badger.ErrKeyNotFound) {
+			r, ok, err := readRecord(txn, k, t, nil)
+			if err != nil {
+				return err
+			}
+			if !ok {
 				continue
-			}
-			if err != nil {
-				return err
-			}
-			b, err := it.ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			r, err := decodeRecord(b)
-			if err != nil {
-				return err
 			}
 			if err := found(i, r); err != nil {
 				return err
@@ -639,6 +618,28 @@ func (s *Store) RecordsOf(ctx context.Context, tokens []string, found func(int, 
 		}
 		return nil
 	})
+}
+
+// readRecord reads token's record in txn: k (tokenKeyLen bytes) receives
+// its key, t/<hash(token)>, and dst the copy of its encoding (appended,
+// so a dst too small is outgrown). ok is false when there is none.
+func readRecord(txn *badger.Txn, k []byte, token string, dst []byte) (r vault.Record, ok bool, err error) {
+	k[0], k[1] = pToken, '/'
+	h := sha256.Sum256([]byte(token))
+	copy(k[2:], h[:])
+	it, err := txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return r, false, nil
+	}
+	if err != nil {
+		return r, false, err
+	}
+	b, err := it.ValueCopy(dst)
+	if err != nil {
+		return r, false, err
+	}
+	r, err = decodeRecord(b)
+	return r, err == nil, err
 }
 
 func (s *Store) Lookup(ctx context.Context, id vault.KeyID, lookup []byte) (token string, err error) {
