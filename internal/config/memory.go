@@ -21,17 +21,33 @@ const DefaultHeapLimitMiB = 450
 const minHeapLimitMiB = 128
 
 // HeapLimit is the limit in bytes (0: none).
-func (c MemoryConfig) HeapLimit() int64 {
-	if c.HeapLimitMiB == nil {
-		return DefaultHeapLimitMiB << 20
-	}
-	return int64(*c.HeapLimitMiB) << 20
-}
+func (c MemoryConfig) HeapLimit() int64 { return mibBytes(c.HeapLimitMiB, DefaultHeapLimitMiB) }
 
 // Validate names the key.
 func (c MemoryConfig) Validate() error {
-	if m := c.HeapLimitMiB; m != nil && *m != 0 && (*m < minHeapLimitMiB || *m > 1<<24) {
-		return fmt.Errorf("memory.heap_limit_mib: must be 0 (none) or between %d and %d, not %d", minHeapLimitMiB, 1<<24, *m)
+	return checkMiB("memory.heap_limit_mib", c.HeapLimitMiB, minHeapLimitMiB, "none")
+}
+
+// The limits in MiB (memory.heap_limit_mib, store.badger.mapped_limit_mib)
+// are optional sizes: nil takes the default, 0 turns the limit off, and
+// anything else lies between a floor and maxLimitMiB.
+
+// maxLimitMiB bounds a limit in MiB (16 TiB: more is a typo).
+const maxLimitMiB = 1 << 24
+
+// mibBytes is an optional size in bytes: def MiB when m is nil.
+func mibBytes(m *int, def int) int64 {
+	if m == nil {
+		return int64(def) << 20
+	}
+	return int64(*m) << 20
+}
+
+// checkMiB refuses an optional size outside 0 (off, in the words of
+// zero) and [lo, maxLimitMiB], naming its key.
+func checkMiB(key string, m *int, lo int, zero string) error {
+	if m != nil && *m != 0 && (*m < lo || *m > maxLimitMiB) {
+		return fmt.Errorf("%s: must be 0 (%s) or between %d and %d, not %d", key, zero, lo, maxLimitMiB, *m)
 	}
 	return nil
 }

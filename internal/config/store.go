@@ -39,13 +39,10 @@ const DefaultMappedLimitMiB = 256
 
 // MappedLimit is the limit in bytes (0: off).
 func (c BadgerConfig) MappedLimit() int64 {
-	if c.MappedLimitMiB == nil {
-		if runtime.GOOS != "linux" { // the store refuses a limit elsewhere
-			return 0
-		}
-		return DefaultMappedLimitMiB << 20
+	if c.MappedLimitMiB == nil && runtime.GOOS != "linux" { // the store refuses a limit elsewhere
+		return 0
 	}
-	return int64(*c.MappedLimitMiB) << 20
+	return mibBytes(c.MappedLimitMiB, DefaultMappedLimitMiB)
 }
 
 // minMappedLimitMiB: the process's own executable is file-backed too
@@ -94,8 +91,8 @@ func (c *StoreConfig) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("store.provider: %q is not %q or %q", c.Provider, StoreBadger, StorePostgres))
 	}
-	if m := c.Badger.MappedLimitMiB; m != nil && *m != 0 && (*m < minMappedLimitMiB || *m > 1<<24) {
-		errs = append(errs, fmt.Errorf("store.badger.mapped_limit_mib: must be 0 (off) or between %d and %d, not %d", minMappedLimitMiB, 1<<24, *m))
+	if err := checkMiB("store.badger.mapped_limit_mib", c.Badger.MappedLimitMiB, minMappedLimitMiB, "off"); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }
