@@ -208,31 +208,28 @@ var codeOK = slog.String("code", codes.OK.String())
 // What is written, and that it is written before the reply, is as before.
 func (s *Server) logCall(ctx context.Context, method, id string, start time.Time, err error) {
 	h := s.log.Handler()
-	if err == nil {
-		level := slog.LevelDebug
-		if s.AccessLog {
-			level = slog.LevelInfo
-		}
-		// Checked first: reading the clock and the identity is wasted on a
-		// line nobody writes.
-		if !h.Enabled(ctx, level) {
-			return
-		}
-		d := time.Since(start)
-		r := slog.NewRecord(time.Now(), level, "rpc", 0)
-		r.AddAttrs(slog.String("method", method), slog.String("request_id", id), callerAttr(ctx), codeOK, slog.Duration("duration", d))
-		_ = h.Handle(ctx, r) // as LogAttrs: a failed log write does not fail the call
+	level := slog.LevelInfo
+	if err == nil && !s.AccessLog {
+		level = slog.LevelDebug
+	}
+	// Checked first: reading the clock and the identity is wasted on a
+	// line nobody writes.
+	if !h.Enabled(ctx, level) {
 		return
 	}
-	if !h.Enabled(ctx, slog.LevelInfo) {
-		return
+	code := codeOK
+	var st *status.Status
+	if err != nil {
+		st = status.Convert(err)
+		code = slog.String("code", st.Code().String())
 	}
-	st := status.Convert(err)
 	d := time.Since(start)
-	r := slog.NewRecord(time.Now(), slog.LevelInfo, "rpc", 0)
-	r.AddAttrs(slog.String("method", method), slog.String("request_id", id), callerAttr(ctx),
-		slog.String("code", st.Code().String()), slog.Duration("duration", d), slog.String("error", st.Message()))
-	_ = h.Handle(ctx, r)
+	r := slog.NewRecord(time.Now(), level, "rpc", 0)
+	r.AddAttrs(slog.String("method", method), slog.String("request_id", id), callerAttr(ctx), code, slog.Duration("duration", d))
+	if st != nil {
+		r.AddAttrs(slog.String("error", st.Message()))
+	}
+	_ = h.Handle(ctx, r) // as LogAttrs: a failed log write does not fail the call
 }
 
 // callerAttr names the caller if the tap identified one. Otherwise (a
