@@ -2,7 +2,9 @@ package vault_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,7 +38,12 @@ func (g gatedCount) TokenCountSnapshot(ctx context.Context) (func(context.Contex
 // store).
 func openStoreKeyring(t *testing.T) (*badgerstore.Store, agekeyring.Provider) {
 	t.Helper()
-	dir := t.TempDir()
+	return openStoreKeyringIn(t, t.TempDir())
+}
+
+// openStoreKeyringIn is openStoreKeyring in dir: the store in dir/data.
+func openStoreKeyringIn(t *testing.T, dir string) (*badgerstore.Store, agekeyring.Provider) {
+	t.Helper()
 	store, err := badgerstore.Open(filepath.Join(dir, "data"), badgerstore.Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -120,4 +127,61 @@ func TestCloseStopsTheCount(t *testing.T) {
 	if err := store.Close(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestTokensRefusedWhileCounting: after a restart, a stored token given
+// as a value is refused and a stored token revealed, both while the count
+// (which fills the badger store's token filter) still runs and after it;
+// new tokens are drawn either way.
+func TestTokensRefusedWhileCounting(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	store, kr := openStoreKeyringIn(t, dir)
+	v, err := vault.New(ctx, store, kr, vault.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	values := []string{"4111111111111111", "5555555555554444"}
+	toks, err := v.Tokenize(ctx, "alice", []vault.Field{{Kind: format.PAN, Value: values[0]}, {Kind: format.Generic, Value: values[1]}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Close()
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if store, err = badgerstore.Open(filepath.Join(dir, "data"), badgerstore.Options{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	g := gatedCount{store, make(chan struct{})}
+	if v, err = vault.New(ctx, g, kr, vault.Options{CountFirst: -1}); err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	check := func(when string) {
+		t.Helper()
+		for i, tok := range toks {
+			_, err := v.Tokenize(ctx, "bob", []vault.Field{{Kind: format.Generic, Value: tok}})
+			if !errors.Is(err, vault.ErrFailedPrecondition) || !strings.Contains(err.Error(), "is a token of this vault") {
+				t.Fatalf("%s: tokenizing token %d: %v, want it refused", when, i, err)
+			}
+			res, err := v.Detokenize(ctx, []string{tok}, "test")
+			if err != nil || res[0].Err != nil || res[0].Value != values[i] {
+				t.Fatalf("%s: revealing token %d: %+v, %v", when, i, res, err)
+			}
+		}
+		if _, err := v.Tokenize(ctx, "bob", []vault.Field{{Kind: format.PAN, Value: "4000056655665556"}}); err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+	}
+	check("while counting")
+	close(g.release)
+	for deadline := time.Now().Add(time.Minute); v.Stats().TokensCounting && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st := v.Stats(); st.TokensCounting {
+		t.Fatalf("count not done: %+v", st)
+	}
+	check("after the count")
 }

@@ -105,6 +105,9 @@ type Store struct {
 	group *committer      // record and key writes; see group.go
 	space *space          // free-space admission of writes (space.go); nil in memory
 	ids   *vault.StoreIDs // hash and seal subject ids (ids.go)
+	// filter says which tokens certainly have no record (filter.go);
+	// made before anything is written, complete after the token count.
+	filter *tokenFilter
 	// events serializes the shreds that append erasure events: they all
 	// write the event counter, and would otherwise exhaust their retries
 	// under a burst of erasures (erasures.go).
@@ -201,7 +204,8 @@ func Open(dir string, opts Options, logger *slog.Logger) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s := &Store{db: db, dir: absDir, log: logger, ids: ids, space: sp, closing: make(chan struct{})}
+	s := &Store{db: db, dir: absDir, log: logger, ids: ids, space: sp, closing: make(chan struct{}),
+		filter: newTokenFilter()}
 	if err := s.upgrade(context.Background()); err != nil {
 		ids.Zero()
 		db.Close()
@@ -515,8 +519,13 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 				return &vault.CollisionError{Index: i}
 			}
 			seenTok[e.hash] = true
-			if err := absent(txn, e.tkey); err != nil {
-				return collision(err, i, false)
+			// The filter rules out most drawn tokens without a read
+			// (filter.go); the tokens of the group in flight, and of the
+			// ops before this one, were added to it before this runs.
+			if s.filter.mayHold(&e.hash) {
+				if err := absent(txn, e.tkey); err != nil {
+					return collision(err, i, false)
+				}
 			}
 			if r.Lookup != nil {
 				if seenLookup == nil {
@@ -538,6 +547,8 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 					return err
 				}
 			}
+			// Before the commit: the filter never lags a stored record.
+			s.filter.add(&e.hash)
 			if err := txn.Set(e.tkey, e.enc); err != nil {
 				return err
 			}
@@ -584,7 +595,7 @@ func (s *Store) Record(ctx context.Context, token string) (r vault.Record, err e
 		// part is never written again (badger's item refers to it).
 		buf := make([]byte, tokenKeyLen, tokenKeyLen+recordGuess)
 		var found bool
-		r, found, err = readRecord(txn, buf[:tokenKeyLen:tokenKeyLen], token, buf[tokenKeyLen:tokenKeyLen])
+		r, found, err = s.readRecord(txn, buf[:tokenKeyLen:tokenKeyLen], token, buf[tokenKeyLen:tokenKeyLen])
 		if err == nil && !found {
 			return vault.ErrNotFound
 		}
@@ -605,7 +616,7 @@ func (s *Store) RecordsOf(ctx context.Context, tokens []string, found func(int, 
 		// reference to it past the item, used before the next Get.
 		k := make([]byte, tokenKeyLen)
 		for i, t := range tokens {
-			r, ok, err := readRecord(txn, k, t, nil)
+			r, ok, err := s.readRecord(txn, k, t, nil)
 			if err != nil {
 				return err
 			}
@@ -622,10 +633,15 @@ func (s *Store) RecordsOf(ctx context.Context, tokens []string, found func(int, 
 
 // readRecord reads token's record in txn: k (tokenKeyLen bytes) receives
 // its key, t/<hash(token)>, and dst the copy of its encoding (appended,
-// so a dst too small is outgrown). ok is false when there is none.
-func readRecord(txn *badger.Txn, k []byte, token string, dst []byte) (r vault.Record, ok bool, err error) {
-	k[0], k[1] = pToken, '/'
+// so a dst too small is outgrown). ok is false when there is none, which
+// the filter often knows without a read (the live-token check's values
+// are almost never tokens).
+func (s *Store) readRecord(txn *badger.Txn, k []byte, token string, dst []byte) (r vault.Record, ok bool, err error) {
 	h := sha256.Sum256([]byte(token))
+	if !s.filter.mayHold(&h) {
+		return r, false, nil
+	}
+	k[0], k[1] = pToken, '/'
 	copy(k[2:], h[:])
 	it, err := txn.Get(k)
 	if errors.Is(err, badger.ErrKeyNotFound) {

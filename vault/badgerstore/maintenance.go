@@ -23,9 +23,11 @@ const countCheck = 4096
 
 // TokenCountSnapshot pins a read transaction (badger's snapshot at its
 // read timestamp) and returns a key-only count of the token records in
-// it. Store.Close waits for a count until it is done or failed, which a
-// running count does at its next check: a scan must not read tables that
-// Close releases.
+// it. The count also fills the token filter, used once a count has
+// finished (filter.go: the snapshot is taken after the filter was made,
+// and every later write adds to it). Store.Close waits for a count until
+// it is done or failed, which a running count does at its next check: a
+// scan must not read tables that Close releases.
 func (s *Store) TokenCountSnapshot(ctx context.Context) (func(context.Context, int64) (int64, bool, error), error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -52,6 +54,7 @@ func (s *Store) TokenCountSnapshot(ctx context.Context) (func(context.Context, i
 			return total, true, errors.New("badgerstore: token count already finished")
 		}
 		for n := int64(0); it.Valid() && (limit <= 0 || n < limit); it.Next() {
+			s.filter.addKey(it.Item().Key())
 			n++
 			if total++; total%countCheck == 0 {
 				if err := s.countStopped(ctx); err != nil {
@@ -62,6 +65,7 @@ func (s *Store) TokenCountSnapshot(ctx context.Context) (func(context.Context, i
 		}
 		if !it.Valid() {
 			finish()
+			s.filter.scanned()
 			return total, true, nil
 		}
 		return total, false, nil
