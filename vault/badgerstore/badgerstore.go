@@ -588,14 +588,21 @@ func collision(err error, i int, lookup bool) error {
 }
 
 func (s *Store) Record(ctx context.Context, token string) (r vault.Record, err error) {
+	if err := ctx.Err(); err != nil {
+		return r, err
+	}
+	// The key and the copy of the value in one allocation (a reveal reads
+	// one record per token): recordGuess bytes after the key hold most
+	// records; a longer one is copied on its own. The key part is never
+	// written again (badger's item refers to it).
+	buf := make([]byte, tokenKeyLen, tokenKeyLen+recordGuess)
+	k := tokenKey(buf[:0:tokenKeyLen], token)
+	if !s.filter.mayHold((*[sha256.Size]byte)(k[2:])) {
+		return r, vault.ErrNotFound // and no read transaction opened
+	}
 	err = s.view(ctx, func(txn *badger.Txn) error {
-		// The key and the copy of the value in one allocation (a reveal
-		// reads one record per token): recordGuess bytes after the key
-		// hold most records; a longer one is copied on its own. The key
-		// part is never written again (badger's item refers to it).
-		buf := make([]byte, tokenKeyLen, tokenKeyLen+recordGuess)
 		var found bool
-		r, found, err = s.readRecord(txn, buf[:tokenKeyLen:tokenKeyLen], token, buf[tokenKeyLen:tokenKeyLen])
+		r, found, err = readRecord(txn, k, buf[tokenKeyLen:tokenKeyLen])
 		if err == nil && !found {
 			return vault.ErrNotFound
 		}
@@ -609,14 +616,33 @@ func (s *Store) Record(ctx context.Context, token string) (r vault.Record, err e
 // about 140 bytes.
 const recordGuess = 192
 
-// RecordsOf reads the records of tokens in one read transaction.
+// RecordsOf reads the records of tokens in one read transaction. The
+// filter goes first: when it rules out every token, as for almost every
+// live-token check of a tokenize, no transaction is opened (a new one
+// waits for the commits in flight).
 func (s *Store) RecordsOf(ctx context.Context, tokens []string, found func(int, vault.Record) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var keys []byte // tokenKeyLen each: the tokens the filter may hold
+	var idx []int   // their indexes in tokens
+	var one [tokenKeyLen]byte
+	for i, t := range tokens {
+		k := tokenKey(one[:0], t)
+		if !s.filter.mayHold((*[sha256.Size]byte)(k[2:])) {
+			continue
+		}
+		if keys == nil {
+			keys, idx = make([]byte, 0, tokenKeyLen*(len(tokens)-i)), make([]int, 0, len(tokens)-i)
+		}
+		keys, idx = append(keys, k...), append(idx, i)
+	}
+	if len(idx) == 0 {
+		return nil
+	}
 	return s.view(ctx, func(txn *badger.Txn) error {
-		// One key buffer for every read: a read-only Get keeps no
-		// reference to it past the item, used before the next Get.
-		k := make([]byte, tokenKeyLen)
-		for i, t := range tokens {
-			r, ok, err := s.readRecord(txn, k, t, nil)
+		for j, i := range idx {
+			r, ok, err := readRecord(txn, keys[j*tokenKeyLen:(j+1)*tokenKeyLen], nil)
 			if err != nil {
 				return err
 			}
@@ -631,18 +657,16 @@ func (s *Store) RecordsOf(ctx context.Context, tokens []string, found func(int, 
 	})
 }
 
-// readRecord reads token's record in txn: k (tokenKeyLen bytes) receives
-// its key, t/<hash(token)>, and dst the copy of its encoding (appended,
-// so a dst too small is outgrown). ok is false when there is none, which
-// the filter often knows without a read (the live-token check's values
-// are almost never tokens).
-func (s *Store) readRecord(txn *badger.Txn, k []byte, token string, dst []byte) (r vault.Record, ok bool, err error) {
+// tokenKey appends token's key, t/<sha256(token)>, to b.
+func tokenKey(b []byte, token string) []byte {
 	h := sha256.Sum256([]byte(token))
-	if !s.filter.mayHold(&h) {
-		return r, false, nil
-	}
-	k[0], k[1] = pToken, '/'
-	copy(k[2:], h[:])
+	return append(append(b, pToken, '/'), h[:]...)
+}
+
+// readRecord reads the record under k (a tokenKey) in txn, its encoding
+// copied to dst (appended, so a dst too small is outgrown). ok is false
+// when there is none.
+func readRecord(txn *badger.Txn, k []byte, dst []byte) (r vault.Record, ok bool, err error) {
 	it, err := txn.Get(k)
 	if errors.Is(err, badger.ErrKeyNotFound) {
 		return r, false, nil
