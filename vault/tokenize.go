@@ -182,7 +182,8 @@ func named(err error, field string) error {
 // a token, not the value, and outlives the erasure of the value's subject.
 //
 // It costs one store read per field (two when normalizing changed the
-// value), in one read transaction when the store has [RecordBatchStore].
+// value), in one read transaction when the store has [RecordBatchStore];
+// the badger store answers most of them from its token filter.
 // What the refusal tells a caller who may tokenize is only that a string
 // is a live token, never whose or of what, and Mask tells as much.
 func (v *Vault) refuseTokens(ctx context.Context, all []*pending) error {
