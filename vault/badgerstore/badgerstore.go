@@ -482,6 +482,7 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 		hash       [sha256.Size]byte
 		tkey, ikey []byte
 		enc        []byte
+		maybe      bool // the filter may hold the token (set in each run)
 	}
 	ents := make([]entry, len(recs))
 	var w weight // the writes below
@@ -506,6 +507,20 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 		}
 	}
 	return s.group.do(ctx, w, func(txn *badger.Txn) error {
+		// The filter (filter.go) is asked first, then given the tokens, in
+		// every run and whatever the run decides: an op refused in its
+		// group's first run may be accepted when the group runs again after
+		// a conflict, and by then the next group's ops have been checked
+		// against the filter (group.go). So a token is in the filter from
+		// the first time an op tries to write it, before any later op's
+		// check; asking first keeps an op's own tokens from counting
+		// against it.
+		for i := range ents {
+			ents[i].maybe = s.filter.mayHold(&ents[i].hash)
+		}
+		for i := range ents {
+			s.filter.add(&ents[i].hash)
+		}
 		if _, _, err := liveKey(txn, hk, id); err != nil {
 			return err
 		}
@@ -519,10 +534,10 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 				return &vault.CollisionError{Index: i}
 			}
 			seenTok[e.hash] = true
-			// The filter rules out most drawn tokens without a read
-			// (filter.go); the tokens of the group in flight, and of the
-			// ops before this one, were added to it before this runs.
-			if s.filter.mayHold(&e.hash) {
+			// The filter rules out most drawn tokens without a read: any op
+			// that could have written this token (in the group in flight,
+			// or before this one in this group) added it when it first ran.
+			if e.maybe {
 				if err := absent(txn, e.tkey); err != nil {
 					return collision(err, i, false)
 				}
@@ -547,8 +562,6 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 					return err
 				}
 			}
-			// Before the commit: the filter never lags a stored record.
-			s.filter.add(&e.hash)
 			if err := txn.Set(e.tkey, e.enc); err != nil {
 				return err
 			}
@@ -591,15 +604,16 @@ func (s *Store) Record(ctx context.Context, token string) (r vault.Record, err e
 	if err := ctx.Err(); err != nil {
 		return r, err
 	}
+	var kb [tokenKeyLen]byte
+	if !s.filter.mayHold((*[sha256.Size]byte)(tokenKey(kb[:0], token)[2:])) {
+		return r, vault.ErrNotFound // with no allocation, no transaction
+	}
 	// The key and the copy of the value in one allocation (a reveal reads
 	// one record per token): recordGuess bytes after the key hold most
 	// records; a longer one is copied on its own. The key part is never
 	// written again (badger's item refers to it).
 	buf := make([]byte, tokenKeyLen, tokenKeyLen+recordGuess)
-	k := tokenKey(buf[:0:tokenKeyLen], token)
-	if !s.filter.mayHold((*[sha256.Size]byte)(k[2:])) {
-		return r, vault.ErrNotFound // and no read transaction opened
-	}
+	k := buf[:copy(buf, kb[:])]
 	err = s.view(ctx, func(txn *badger.Txn) error {
 		var found bool
 		r, found, err = readRecord(txn, k, buf[tokenKeyLen:tokenKeyLen])

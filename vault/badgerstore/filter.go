@@ -18,10 +18,12 @@ import (
 // It is a Bloom filter of the records' key hashes, and it must never miss
 // a stored token (that would let a drawn token overwrite another record).
 // That holds because of two rules:
-//   - every write that creates a t/ key adds the hash before its
-//     transaction commits (only PutRecords creates them; ReplaceRecord
-//     rewrites one that exists, a restore builds a directory that is then
-//     opened and scanned);
+//   - every op that may create a t/ key adds the hash when it first runs,
+//     before its checks and so before its commit, whatever it decides
+//     (only PutRecords creates them; ReplaceRecord rewrites one that
+//     exists, a restore builds a directory that is then opened and
+//     scanned). "First" matters: a group re-run after a conflict may accept
+//     an op it refused, after the next group was checked (group.go);
 //   - the filter is consulted only once a scan of a snapshot has added
 //     every stored key (the token count's, TokenCountSnapshot), and the
 //     filter exists from Open, before any write, so a record committed
@@ -55,9 +57,9 @@ type filterPart struct {
 type filterBlock [8]atomic.Uint64
 
 const (
-	// firstFilterKeys is the first part's capacity (1.5 MiB, its pages
-	// touched only as bits are set); each next part takes twice the one
-	// before, so 10 M tokens make 4 parts, 22.5 MiB.
+	// firstFilterKeys is the first part's capacity (1.5 MiB); each next
+	// part takes twice the one before, so 10 M tokens make 4 parts,
+	// 22.5 MiB.
 	firstFilterKeys = 1 << 20
 	// filterBitsPerKey: 12 bits (43 keys in a block) give ~0.4% false
 	// positives per full part (TestTokenFilter), ~1.3% at 10 M tokens.
@@ -84,6 +86,9 @@ func (f *tokenFilter) add(h *[sha256.Size]byte) {
 	}
 	parts := *f.parts.Load()
 	p := parts[len(parts)-1]
+	if p.has(h) {
+		return // a re-run, or the count meeting a write: not counted twice
+	}
 	p.set(h)
 	if p.n.Add(1) == p.room {
 		f.grow.Lock()
