@@ -24,7 +24,8 @@ type phase struct {
 }
 
 // targetsCmd measures every target of BENCHMARKS.md in one invocation, in
-// an order that keeps each comparison's two runs adjacent.
+// an order that keeps the two runs of each ×1 comparison adjacent; tokenize
+// ×100 (a bulk write) runs last, against the first run's echo figure.
 func targetsCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	c := newCommon("targets", false)
 	c.fs.BoolVar(&c.matched, "matched-echo", true, "after tokenize x1 and detokenize x1, measure the echo again answering each call after the difference of the mean latencies, so that it runs at tokenvault's throughput: its CPU per call there is printed as context (a note), not as a target")
