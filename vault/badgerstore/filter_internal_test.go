@@ -100,6 +100,23 @@ func filterRecords(id vault.KeyID, prefix string, n int) []vault.Record {
 	return recs
 }
 
+// openWithKey opens a store in dir and gives subject a key; the caller
+// closes the store.
+func openWithKey(t *testing.T, dir, subject string) (*Store, vault.SubjectKey) {
+	t.Helper()
+	s, err := Open(dir, Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sk := vault.SubjectKey{Wrapped: make([]byte, 64), Created: time.Unix(1700000000, 0).UTC()}
+	rand.Read(sk.ID[:])
+	if _, err := s.CreateSubjectKey(context.Background(), subject, sk); err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
+	return s, sk
+}
+
 // TestFilterFilledByCount: a reopened store reads badger for every check
 // until its token count has run; after it, every stored token is still
 // found (and refused as a new token), and absent ones are answered without
@@ -107,15 +124,7 @@ func filterRecords(id vault.KeyID, prefix string, n int) []vault.Record {
 func TestFilterFilledByCount(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := Open(dir, Options{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sk := vault.SubjectKey{Wrapped: make([]byte, 64), Created: time.Unix(1700000000, 0).UTC()}
-	rand.Read(sk.ID[:])
-	if _, err := s.CreateSubjectKey(ctx, "ivan", sk); err != nil {
-		t.Fatal(err)
-	}
+	s, sk := openWithKey(t, dir, "ivan")
 	old := filterRecords(sk.ID, "old", 3000)
 	for i := 0; i < len(old); i += 500 {
 		if err := s.PutRecords(ctx, "ivan", sk.ID, old[i:i+500]); err != nil {
@@ -125,7 +134,8 @@ func TestFilterFilledByCount(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if s, err = Open(dir, Options{}, nil); err != nil {
+	s, err := Open(dir, Options{}, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
@@ -254,16 +264,8 @@ func TestFilterFilledByCount(t *testing.T) {
 // the tokens added only when written, both ops were told they succeeded.)
 func TestRefusedOpAcceptedOnRerun(t *testing.T) {
 	ctx := context.Background()
-	s, err := Open(t.TempDir(), Options{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, sk := openWithKey(t, t.TempDir(), "ivan")
 	defer s.Close()
-	sk := vault.SubjectKey{Wrapped: make([]byte, 64), Created: time.Unix(1700000000, 0).UTC()}
-	rand.Read(sk.ID[:])
-	if _, err := s.CreateSubjectKey(ctx, "ivan", sk); err != nil {
-		t.Fatal(err)
-	}
 	recs := filterRecords(sk.ID, "r", 2)
 	t1, t2 := recs[0], recs[1]
 	if err := s.PutRecords(ctx, "ivan", sk.ID, []vault.Record{t2}); err != nil {

@@ -3,14 +3,12 @@ package badgerstore
 import (
 	"bufio"
 	"context"
-	"crypto/rand"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -83,15 +81,7 @@ func cachedFraction(t *testing.T, path string) float64 {
 func TestDropMappedTables(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	s, err := Open(dir, Options{}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sk := vault.SubjectKey{Wrapped: make([]byte, 64), Created: time.Now().UTC()}
-	rand.Read(sk.ID[:])
-	if _, err := s.CreateSubjectKey(ctx, "ada", sk); err != nil {
-		t.Fatal(err)
-	}
+	s, sk := openWithKey(t, dir, "ada")
 	var tokens []string
 	for b := 0; b < 20; b++ {
 		recs := make([]vault.Record, 500)
@@ -109,7 +99,8 @@ func TestDropMappedTables(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if s, err = Open(dir, Options{MappedLimit: 1 << 40}, nil); err != nil {
+	s, err := Open(dir, Options{MappedLimit: 1 << 40}, nil)
+	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
