@@ -100,13 +100,6 @@ func (f *tokenFilter) add(h *[sha256.Size]byte) {
 	}
 }
 
-// addKey is add for a t/ key read from badger.
-func (f *tokenFilter) addKey(k []byte) {
-	if len(k) == tokenKeyLen && k[0] == pToken {
-		f.add((*[sha256.Size]byte)(k[2:]))
-	}
-}
-
 // scanned marks the filter complete: a scan has added every key of a
 // snapshot taken after the filter was made.
 func (f *tokenFilter) scanned() {
@@ -152,4 +145,41 @@ func (p *filterPart) has(h *[sha256.Size]byte) bool {
 		}
 	}
 	return true
+}
+
+// keyBatch is add for a scan's keys, a batch at a time: their blocks are
+// loaded first, together, so that the cache misses of those independent
+// loads overlap; one add at a time waits for each miss in turn, its
+// atomic writes being ordered after it.
+type keyBatch struct {
+	f *tokenFilter
+	n int
+	h [64][sha256.Size]byte
+}
+
+// addKey queues a t/ key read from badger.
+func (b *keyBatch) addKey(k []byte) {
+	if len(k) != tokenKeyLen || k[0] != pToken {
+		return
+	}
+	copy(b.h[b.n][:], k[2:])
+	if b.n++; b.n == len(b.h) {
+		b.flush()
+	}
+}
+
+// flush adds the queued keys.
+func (b *keyBatch) flush() {
+	if b.f != nil && b.n > 0 {
+		parts := *b.f.parts.Load()
+		p := parts[len(parts)-1]
+		for i := range b.n {
+			blk, _ := p.block(&b.h[i])
+			blk[0].Load()
+		}
+		for i := range b.n {
+			b.f.add(&b.h[i])
+		}
+	}
+	b.n = 0
 }

@@ -42,6 +42,7 @@ func (s *Store) TokenCountSnapshot(ctx context.Context) (func(context.Context, i
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: key(pToken)})
 	it.Rewind()
 	var total int64
+	batch := &keyBatch{f: s.filter}
 	finished := false
 	finish := func() {
 		finished = true
@@ -54,7 +55,7 @@ func (s *Store) TokenCountSnapshot(ctx context.Context) (func(context.Context, i
 			return total, true, errors.New("badgerstore: token count already finished")
 		}
 		for n := int64(0); it.Valid() && (limit <= 0 || n < limit); it.Next() {
-			s.filter.addKey(it.Item().Key())
+			batch.addKey(it.Item().Key())
 			n++
 			if total++; total%countCheck == 0 {
 				if err := s.countStopped(ctx); err != nil {
@@ -65,6 +66,7 @@ func (s *Store) TokenCountSnapshot(ctx context.Context) (func(context.Context, i
 		}
 		if !it.Valid() {
 			finish()
+			batch.flush()
 			s.filter.scanned()
 			return total, true, nil
 		}
