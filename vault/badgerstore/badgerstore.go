@@ -488,9 +488,8 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 	var w weight // the writes below
 	for i, r := range recs {
 		e := &ents[i]
-		e.hash = sha256.Sum256([]byte(r.Token))
-		e.tkey = append(carve(tokenKeyLen)[:0], pToken, '/')
-		e.tkey = append(e.tkey, e.hash[:]...)
+		e.tkey = tokenKey(carve(tokenKeyLen)[:0], r.Token)
+		e.hash = [sha256.Size]byte(e.tkey[2:])
 		e.ikey = append(carve(indexKeyLen)[:0], pIndex, '/')
 		e.ikey = append(append(e.ikey, id[:]...), e.hash[:]...)
 		var err error
