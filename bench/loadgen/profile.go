@@ -72,6 +72,9 @@ type Profile struct {
 	Subjects int
 	// Kinds are the value kinds tokenized (round robin).
 	Kinds []format.Kind
+	// Deterministic asks for deterministic tokens: each field's lookup is
+	// read (and, for a new value, written) besides its record.
+	Deterministic bool
 	// Pool is how many tokens and blobs are made before the run, for
 	// detokenize, mask and decrypt to draw from.
 	Pool int

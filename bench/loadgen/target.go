@@ -112,11 +112,18 @@ func subject(p *Profile, r *rand.Rand) string {
 	return p.SubjectPrefix + "-" + strconv.Itoa(r.IntN(p.Subjects))
 }
 
+// deterministic is the options of every field under -deterministic
+// (shared: requests are only read).
+var deterministic = &pb.TokenizeOptions{Mode: pb.TokenMode_TOKEN_MODE_DETERMINISTIC}
+
 func (t *grpcTarget) fields(p *Profile, r *rand.Rand, n int) []*pb.Field {
 	fs := make([]*pb.Field, n)
 	for i := range fs {
 		k := p.Kinds[r.IntN(len(p.Kinds))]
 		fs[i] = &pb.Field{Kind: pb.Kind(k), Value: generators[k](r)}
+		if p.Deterministic {
+			fs[i].Options = deterministic
+		}
 	}
 	return fs
 }

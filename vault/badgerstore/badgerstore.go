@@ -105,9 +105,10 @@ type Store struct {
 	group *committer      // record and key writes; see group.go
 	space *space          // free-space admission of writes (space.go); nil in memory
 	ids   *vault.StoreIDs // hash and seal subject ids (ids.go)
-	// filter says which tokens certainly have no record (filter.go);
+	// filter says which tokens certainly have no record, lookups which
+	// deterministic lookup keys (d/) certainly do not exist (filter.go);
 	// made before anything is written, complete after the token count.
-	filter *tokenFilter
+	filter, lookups *tokenFilter
 	// events serializes the shreds that append erasure events: they all
 	// write the event counter, and would otherwise exhaust their retries
 	// under a burst of erasures (erasures.go).
@@ -205,7 +206,7 @@ func Open(dir string, opts Options, logger *slog.Logger) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{db: db, dir: absDir, log: logger, ids: ids, space: sp, closing: make(chan struct{}),
-		filter: newTokenFilter()}
+		filter: newTokenFilter(), lookups: newTokenFilter()}
 	if err := s.upgrade(context.Background()); err != nil {
 		ids.Zero()
 		db.Close()
@@ -472,6 +473,9 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 	size := 0
 	for _, r := range recs {
 		size += tokenKeyLen + indexKeyLen + encodedRecordLen(r)
+		if r.Lookup != nil {
+			size += 2 + len(id) + len(r.Lookup)
+		}
 	}
 	buf := make([]byte, 0, size)
 	carve := func(n int) []byte { // the next n bytes of buf, capacity n
@@ -483,6 +487,11 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 		tkey, ikey []byte
 		enc        []byte
 		maybe      bool // the filter may hold the token (set in each run)
+		// The lookup key (deterministic records), its hash for the lookup
+		// filter, and whether that filter may hold it (set in each run).
+		lkey   []byte
+		lhash  [sha256.Size]byte
+		lmaybe bool
 	}
 	ents := make([]entry, len(recs))
 	var w weight // the writes below
@@ -497,7 +506,9 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 			return err
 		}
 		if r.Lookup != nil {
-			w.set(2+len(id)+len(r.Lookup), len(r.Token))
+			e.lkey = lookupKey(carve(2 + len(id) + len(r.Lookup))[:0], id, r.Lookup)
+			e.lhash = sha256.Sum256(e.lkey)
+			w.set(len(e.lkey), len(r.Token))
 		}
 		w.set(tokenKeyLen, len(e.enc))
 		w.set(indexKeyLen, 0)
@@ -513,12 +524,19 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 		// against the filter (group.go). So a token is in the filter from
 		// the first time an op tries to write it, before any later op's
 		// check; asking first keeps an op's own tokens from counting
-		// against it.
+		// against it. Lookup keys go the same way through the lookup
+		// filter.
 		for i := range ents {
-			ents[i].maybe = s.filter.mayHold(&ents[i].hash)
+			e := &ents[i]
+			e.maybe = s.filter.mayHold(&e.hash)
+			e.lmaybe = e.lkey != nil && s.lookups.mayHold(&e.lhash)
 		}
 		for i := range ents {
-			s.filter.add(&ents[i].hash)
+			e := &ents[i]
+			s.filter.add(&e.hash)
+			if e.lkey != nil {
+				s.lookups.add(&e.lhash)
+			}
 		}
 		if _, _, err := liveKey(txn, hk, id); err != nil {
 			return err
@@ -549,15 +567,17 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 					return &vault.CollisionError{Index: i, Lookup: true}
 				}
 				seenLookup[string(r.Lookup)] = true
-				if err := absent(txn, key(pLookup, id[:], r.Lookup)); err != nil {
-					return collision(err, i, true)
+				if e.lmaybe {
+					if err := absent(txn, e.lkey); err != nil {
+						return collision(err, i, true)
+					}
 				}
 			}
 		}
 		for i, r := range recs {
 			e := &ents[i]
-			if r.Lookup != nil {
-				if err := txn.Set(key(pLookup, id[:], r.Lookup), []byte(r.Token)); err != nil {
+			if e.lkey != nil {
+				if err := txn.Set(e.lkey, []byte(r.Token)); err != nil {
 					return err
 				}
 			}
@@ -670,6 +690,12 @@ func (s *Store) RecordsOf(ctx context.Context, tokens []string, found func(int, 
 	})
 }
 
+// lookupKey appends the key of a deterministic lookup, d/<key id><lookup>,
+// to b. The lookup filter holds the sha256 of such keys.
+func lookupKey(b []byte, id vault.KeyID, lookup []byte) []byte {
+	return append(append(append(b, pLookup, '/'), id[:]...), lookup...)
+}
+
 // tokenKey appends token's key, t/<sha256(token)>, to b.
 func tokenKey(b []byte, token string) []byte {
 	h := sha256.Sum256([]byte(token))
@@ -696,8 +722,16 @@ func readRecord(txn *badger.Txn, k []byte, dst []byte) (r vault.Record, ok bool,
 }
 
 func (s *Store) Lookup(ctx context.Context, id vault.KeyID, lookup []byte) (token string, err error) {
+	if err := ctx.Err(); err != nil {
+		return "", err
+	}
+	var kb [2 + len(vault.KeyID{}) + lookupSize]byte
+	if h := sha256.Sum256(lookupKey(kb[:0], id, lookup)); !s.lookups.mayHold(&h) {
+		return "", vault.ErrNotFound // a new value: no allocation, no transaction
+	}
+	k := lookupKey(nil, id, lookup) // kb would escape with the closure below
 	err = s.view(ctx, func(txn *badger.Txn) error {
-		b, err := get(txn, key(pLookup, id[:], lookup))
+		b, err := get(txn, k)
 		token = string(b)
 		return err
 	})

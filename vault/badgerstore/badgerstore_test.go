@@ -25,25 +25,28 @@ func TestSuiteInMemory(t *testing.T) {
 	storetest.Run(t, newStore(badgerstore.Options{InMemory: true}))
 }
 
-// TestSuiteFilterReady runs the suite with the token filter in use from
-// the start (an empty store, counted once opened), as a served store is
-// once its token count has run. In the other runs only the count groups
-// start it, so the rest check the reads it stands in for.
+// TestSuiteFilterReady runs the suite with the token and lookup filters
+// in use from the start (an empty store, counted once opened), as a served
+// store is once its token count has run. In the other runs only the count
+// groups start them, so the rest check the reads they stand in for.
 func TestSuiteFilterReady(t *testing.T) {
-	var skips atomic.Int64
+	var skips, lookupSkips atomic.Int64
 	open := newStore(badgerstore.Options{InMemory: true})
 	storetest.Run(t, func(t *testing.T) vault.Store {
 		s := open(t).(*badgerstore.Store)
 		if n, err := s.CountTokens(t.Context()); err != nil || n != 0 {
 			t.Fatalf("CountTokens = %d, %v", n, err)
 		}
-		t.Cleanup(func() { skips.Add(badgerstore.FilterSkips(s)) })
+		t.Cleanup(func() {
+			skips.Add(badgerstore.FilterSkips(s))
+			lookupSkips.Add(badgerstore.LookupFilterSkips(s))
+		})
 		return s
 	})
-	if skips.Load() == 0 {
-		t.Fatal("the filter answered no read")
+	if skips.Load() == 0 || lookupSkips.Load() == 0 {
+		t.Fatalf("the filters answered %d token and %d lookup reads, want some of each", skips.Load(), lookupSkips.Load())
 	}
-	t.Logf("%d reads answered by the filter", skips.Load())
+	t.Logf("%d token and %d lookup reads answered by the filters", skips.Load(), lookupSkips.Load())
 }
 
 func newStore(opts badgerstore.Options) storetest.NewStore {

@@ -17,17 +17,22 @@ import (
 //
 // It is a Bloom filter of the records' key hashes, and it must never miss
 // a stored token (that would let a drawn token overwrite another record).
-// That holds because of two rules:
-//   - every op that may create a t/ key adds the hash when it first runs,
-//     before its checks and so before its commit, whatever it decides
-//     (only PutRecords creates them; ReplaceRecord rewrites one that
-//     exists, a restore builds a directory that is then opened and
-//     scanned). "First" matters: a group re-run after a conflict may accept
-//     an op it refused, after the next group was checked (group.go);
-//   - the filter is consulted only once a scan of a snapshot has added
-//     every stored key (the token count's, TokenCountSnapshot), and the
-//     filter exists from Open, before any write, so a record committed
-//     after that snapshot was added by its write.
+// A second one holds the sha256 of the deterministic lookup keys (d/):
+// a new value's lookup is read twice per field otherwise (Lookup, and the
+// absence check in PutRecords), and a missed one would give a value two
+// tokens. Both hold because of two rules:
+//   - every op that may create a key adds its hash when it first runs,
+//     before its checks and so before its commit, whatever it decides,
+//     and it runs in the committer (group.go), so in the order in which
+//     groups are checked. Only PutRecords creates t/ keys (ReplaceRecord
+//     rewrites one that exists); PutRecords and ReplaceRecord create d/
+//     keys; a restore builds a directory that is then opened and scanned.
+//     "First" matters: a group re-run after a conflict may accept an op
+//     it refused, after the next group was checked;
+//   - a filter is consulted only once a scan of a snapshot has added
+//     every stored key (the token count's, TokenCountSnapshot, which scans
+//     t/ and then d/), and the filters exist from Open, before any write,
+//     so a key committed after that snapshot was added by its write.
 //
 // Until then, and after a failed scan, it answers "maybe" and every check
 // reads badger as before. Deleted records stay in it (a false positive: a
@@ -78,7 +83,8 @@ func newFilterPart(keys int64) *filterPart {
 	return &filterPart{blocks: make([]filterBlock, blocks), room: keys}
 }
 
-// add records that a key with this hash (sha256 of the token) may exist.
+// add records that a key with this hash (sha256 of the token, or of the
+// lookup key) may exist.
 // A nil filter (a Store built by hand in a test) does nothing.
 func (f *tokenFilter) add(h *[sha256.Size]byte) {
 	if f == nil {
@@ -162,7 +168,12 @@ func (b *keyBatch) addKey(k []byte) {
 	if len(k) != tokenKeyLen || k[0] != pToken {
 		return
 	}
-	copy(b.h[b.n][:], k[2:])
+	b.addHash([sha256.Size]byte(k[2:]))
+}
+
+// addHash queues a hash (a lookup key's sha256).
+func (b *keyBatch) addHash(h [sha256.Size]byte) {
+	b.h[b.n] = h
 	if b.n++; b.n == len(b.h) {
 		b.flush()
 	}

@@ -336,3 +336,213 @@ func TestRefusedOpAcceptedOnRerun(t *testing.T) {
 			errA, errB, r.Sealed[:1])
 	}
 }
+
+// lookupRecords makes n deterministic records for tokens prefix-0 ...
+// under id, each with its own lookup key.
+func lookupRecords(id vault.KeyID, prefix string, n int) []vault.Record {
+	recs := filterRecords(id, prefix, n)
+	for i := range recs {
+		l := sha256.Sum256([]byte("lookup " + recs[i].Token))
+		recs[i].Lookup = l[:]
+	}
+	return recs
+}
+
+// TestLookupFilterFilledByCount: as TestFilterFilledByCount, for the
+// deterministic lookup keys. A reopened store reads every lookup until the
+// count's second pass is done; after it, every stored lookup is found (and
+// refused to a new record), including those written during the count and
+// by ReplaceRecord, and a lookup of a new value is answered without a read.
+func TestLookupFilterFilledByCount(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, sk := openWithKey(t, dir, "ivan")
+	old := lookupRecords(sk.ID, "old", 2000)
+	for i := 0; i < len(old); i += 500 {
+		if err := s.PutRecords(ctx, "ivan", sk.ID, old[i:i+500]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+
+	checkAll := func(when string, recs []vault.Record) {
+		t.Helper()
+		for i, r := range recs {
+			tok, err := s.Lookup(ctx, sk.ID, r.Lookup)
+			if err != nil || tok != r.Token {
+				t.Fatalf("%s: Lookup(%d) = %q, %v", when, i, tok, err)
+			}
+		}
+		for _, i := range []int{0, len(recs) / 2, len(recs) - 1} {
+			again := recs[i]
+			again.Token = fmt.Sprintf("%s-again-%d", when, i) // a fresh token, the same lookup
+			err := s.PutRecords(ctx, "ivan", sk.ID, []vault.Record{again})
+			if ce := (*vault.CollisionError)(nil); !errors.As(err, &ce) || !ce.Lookup {
+				t.Fatalf("%s: storing lookup %d again: %v, want a lookup collision", when, i, err)
+			}
+		}
+	}
+	absent := func(prefix string, n int) {
+		t.Helper()
+		for _, r := range lookupRecords(sk.ID, prefix, n) {
+			if tok, err := s.Lookup(ctx, sk.ID, r.Lookup); !errors.Is(err, vault.ErrNotFound) {
+				t.Fatalf("Lookup of a new value: %q, %v", tok, err)
+			}
+		}
+	}
+
+	checkAll("before the count", old)
+	absent("absent", 100)
+	if n := s.lookups.skipped.Load(); n != 0 {
+		t.Fatalf("%d lookup reads skipped before the count", n)
+	}
+
+	// The count: its token pass, then writes (records with new lookups, a
+	// rectification moving a lookup), then the rest.
+	count, err := s.TokenCountSnapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, done, err := count(ctx, 1000); err != nil || done {
+		t.Fatalf("first part of the count: done %v, %v", done, err)
+	}
+	during := lookupRecords(sk.ID, "during", 1000)
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- s.PutRecords(ctx, "ivan", sk.ID, during[w*500:(w+1)*500])
+		}()
+	}
+	moved := old[7]
+	l := sha256.Sum256([]byte("moved lookup"))
+	moved.Lookup = l[:]
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		errs <- s.ReplaceRecord(ctx, "ivan", sk.ID, moved)
+	}()
+	total, done, err := count(ctx, 0)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err != nil || !done || total != int64(len(old)) {
+		t.Fatalf("count: %d, done %v, %v; want %d tokens", total, done, err, len(old))
+	}
+	if !s.lookups.ready.Load() || !s.filter.ready.Load() {
+		t.Fatal("filters not in use after the count")
+	}
+	checkAll("written during the count", during)
+	checkAll("moved during the count", []vault.Record{moved})
+	old[7] = old[len(old)-1]
+	checkAll("after the count", old[:len(old)-1])
+
+	skipped := s.lookups.skipped.Load()
+	absent("absent", 1000)
+	var lk [lookupSize]byte
+	if n := testing.AllocsPerRun(100, func() { lk[0]++; s.Lookup(ctx, sk.ID, lk[:]) }); n != 0 {
+		t.Fatalf("Lookup the filter rules out: %v allocations, want 0", n)
+	}
+	fresh := lookupRecords(sk.ID, "fresh", 1000)
+	if err := s.PutRecords(ctx, "ivan", sk.ID, fresh); err != nil {
+		t.Fatal(err)
+	}
+	// 1000 Lookups, 101 more, 1000 absence checks in PutRecords: all but
+	// the filter's few false positives answered without badger.
+	if n := s.lookups.skipped.Load() - skipped; n < 2050 {
+		t.Fatalf("%d of 2101 absent-lookup checks skipped the read", n)
+	}
+	checkAll("written after the count", fresh)
+}
+
+// TestLookupRaceReplaceAndPut: a rectification moving a record's lookup
+// to a value that a concurrent deterministic tokenize stores at the same
+// time. Exactly one of them may take the lookup; the other is told of a
+// lookup collision. PutRecords skips reading a lookup key that the lookup
+// filter rules out, which is safe only because ReplaceRecord adds its new
+// lookup in the committer's order too (rights.go).
+func TestLookupRaceReplaceAndPut(t *testing.T) {
+	ctx := context.Background()
+	s, sk := openWithKey(t, t.TempDir(), "ivan")
+	defer s.Close()
+	if _, err := s.CountTokens(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if !s.lookups.ready.Load() {
+		t.Fatal("lookup filter not in use after the count")
+	}
+	const n = 300
+	olds := lookupRecords(sk.ID, "a", n)
+	if err := s.PutRecords(ctx, "ivan", sk.ID, olds); err != nil {
+		t.Fatal(err)
+	}
+	news := lookupRecords(sk.ID, "b", n)
+	// Load that keeps the committer's groups full, so that the two race
+	// inside and across groups.
+	stop := make(chan struct{})
+	var bg sync.WaitGroup
+	for w := range 4 {
+		bg.Add(1)
+		go func() {
+			defer bg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := s.PutRecords(ctx, "ivan", sk.ID, lookupRecords(sk.ID, fmt.Sprintf("load-%d-%d", w, i), 5)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	for i := range n {
+		x := sha256.Sum256([]byte(fmt.Sprintf("contested %d", i)))
+		moved := olds[i]
+		moved.Lookup = x[:]
+		put := news[i]
+		put.Lookup = x[:]
+		var rErr, pErr error
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() { defer wg.Done(); rErr = s.ReplaceRecord(ctx, "ivan", sk.ID, moved) }()
+		go func() { defer wg.Done(); pErr = s.PutRecords(ctx, "ivan", sk.ID, []vault.Record{put}) }()
+		wg.Wait()
+		lookupLost := func(err error) bool {
+			ce := (*vault.CollisionError)(nil)
+			return errors.As(err, &ce) && ce.Lookup
+		}
+		tok, err := s.Lookup(ctx, sk.ID, x[:])
+		switch {
+		case err != nil:
+			t.Fatalf("race %d: Lookup: %v", i, err)
+		case rErr == nil && lookupLost(pErr):
+			if tok != moved.Token {
+				t.Fatalf("race %d: the rectification won, the lookup gives %q", i, tok)
+			}
+		case pErr == nil && lookupLost(rErr):
+			if tok != put.Token {
+				t.Fatalf("race %d: the tokenize won, the lookup gives %q", i, tok)
+			}
+		default:
+			t.Fatalf("race %d: rectification %v, tokenize %v (lookup gives %q): want one winner", i, rErr, pErr, tok)
+		}
+	}
+	close(stop)
+	bg.Wait()
+}

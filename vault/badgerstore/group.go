@@ -43,11 +43,12 @@ import (
 // group's commit with ErrConflict and the group is run again, now seeing
 // those writes. A group is answered only after its own commit returned.
 //
-// One read is skipped: the absence check of a token the token filter rules
-// out (filter.go). That skip is safe because an op puts its tokens into the
-// filter when it first runs, whatever it decides, so a token that the
-// group in flight (or its re-run after a conflict) may write is never
-// ruled out for the next group: that group reads it, and conflicts.
+// Two reads are skipped: the absence check of a token the token filter
+// rules out, and of a lookup key the lookup filter rules out (filter.go).
+// That skip is safe because an op puts its tokens and lookup keys into the
+// filters when it first runs, whatever it decides, so a key that the group
+// in flight (or its re-run after a conflict) may write is never ruled out
+// for the next group: that group reads it, and conflicts.
 
 // maxGroup bounds how many ops share a transaction.
 const maxGroup = 256

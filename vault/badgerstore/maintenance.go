@@ -2,6 +2,7 @@ package badgerstore
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 
 	"github.com/dgraph-io/badger/v4"
@@ -23,11 +24,13 @@ const countCheck = 4096
 
 // TokenCountSnapshot pins a read transaction (badger's snapshot at its
 // read timestamp) and returns a key-only count of the token records in
-// it. The count also fills the token filter, used once a count has
-// finished (filter.go: the snapshot is taken after the filter was made,
-// and every later write adds to it). Store.Close waits for a count until
-// it is done or failed, which a running count does at its next check: a
-// scan must not read tables that Close releases.
+// it. The count also fills the token filter, used once the token keys
+// are scanned, and then scans the lookup keys (d/) of the same snapshot
+// into the lookup filter, used once that second pass is done (filter.go:
+// the snapshot is taken after the filters were made, and every later
+// write adds to them); it reports done after both. Store.Close waits for
+// a count until it is done or failed, which a running count does at its
+// next check: a scan must not read tables that Close releases.
 func (s *Store) TokenCountSnapshot(ctx context.Context) (func(context.Context, int64) (int64, bool, error), error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -41,8 +44,9 @@ func (s *Store) TokenCountSnapshot(ctx context.Context) (func(context.Context, i
 	txn := s.db.NewTransaction(false)
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: key(pToken)})
 	it.Rewind()
-	var total int64
+	var total, scanned int64
 	batch := &keyBatch{f: s.filter}
+	lookups := false // in the second pass
 	finished := false
 	finish := func() {
 		finished = true
@@ -54,21 +58,34 @@ func (s *Store) TokenCountSnapshot(ctx context.Context) (func(context.Context, i
 		if finished {
 			return total, true, errors.New("badgerstore: token count already finished")
 		}
-		for n := int64(0); it.Valid() && (limit <= 0 || n < limit); it.Next() {
-			batch.addKey(it.Item().Key())
-			n++
-			if total++; total%countCheck == 0 {
+		for n := int64(0); limit <= 0 || n < limit; n++ {
+			if !it.Valid() {
+				batch.flush()
+				if lookups {
+					finish()
+					s.lookups.scanned()
+					return total, true, nil
+				}
+				s.filter.scanned()
+				it.Close()
+				it = txn.NewIterator(badger.IteratorOptions{Prefix: key(pLookup)})
+				it.Rewind()
+				batch, lookups = &keyBatch{f: s.lookups}, true
+				continue
+			}
+			if k := it.Item().Key(); lookups {
+				batch.addHash(sha256.Sum256(k))
+			} else {
+				batch.addKey(k)
+				total++
+			}
+			if scanned++; scanned%countCheck == 0 {
 				if err := s.countStopped(ctx); err != nil {
 					finish()
 					return total, false, err
 				}
 			}
-		}
-		if !it.Valid() {
-			finish()
-			batch.flush()
-			s.filter.scanned()
-			return total, true, nil
+			it.Next()
 		}
 		return total, false, nil
 	}, nil

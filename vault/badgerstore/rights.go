@@ -3,6 +3,7 @@ package badgerstore
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -70,7 +71,29 @@ func (s *Store) ReplaceRecord(ctx context.Context, subject string, id vault.KeyI
 	if err != nil {
 		return err
 	}
-	return s.update(ctx, func(txn *badger.Txn) error {
+	var lk []byte // the new lookup key, if the lookup changes
+	var lh [sha256.Size]byte
+	var w weight
+	w.set(tokenKeyLen, len(enc))
+	w.set(2+len(id)+lookupSize, 0) // the old lookup's deletion
+	if r.Lookup != nil {
+		lk = lookupKey(nil, id, r.Lookup)
+		lh = sha256.Sum256(lk)
+		w.set(len(lk), len(r.Token))
+	}
+	w.set(expiryKeyLen, 0)
+	w.set(expiryKeyLen, len(id))
+	// A committer op, like PutRecords, because it may create a lookup
+	// key: the lookup filter lets a group skip reading a lookup key it
+	// rules out, which is safe only if every op that may create one adds
+	// it to the filter in the committer's order (filter.go). An error
+	// other than a collision or an erased subject (a token deleted
+	// meanwhile) runs its group's ops one transaction each (group.go):
+	// correct, and rare.
+	return s.group.do(ctx, w, func(txn *badger.Txn) error {
+		if lk != nil {
+			s.lookups.add(&lh) // first, in every run, whatever it decides
+		}
 		// Reading the subject key makes a concurrent shred conflict with
 		// this transaction (see PutRecords).
 		if _, _, err := liveKey(txn, hk, id); err != nil {
@@ -88,7 +111,7 @@ func (s *Store) ReplaceRecord(ctx context.Context, subject string, id vault.KeyI
 			return vault.ErrNotFound
 		}
 		if r.Lookup != nil && !bytes.Equal(r.Lookup, old.Lookup) {
-			tok, err := get(txn, key(pLookup, id[:], r.Lookup))
+			tok, err := get(txn, lk)
 			switch {
 			case err == nil && string(tok) != r.Token:
 				return &vault.CollisionError{Lookup: true}
@@ -107,8 +130,8 @@ func (s *Store) ReplaceRecord(ctx context.Context, subject string, id vault.KeyI
 				return err
 			}
 		}
-		if r.Lookup != nil {
-			if err := txn.Set(key(pLookup, id[:], r.Lookup), []byte(r.Token)); err != nil {
+		if lk != nil {
+			if err := txn.Set(lk, []byte(r.Token)); err != nil {
 				return err
 			}
 		}
