@@ -90,19 +90,34 @@ func (f *tokenFilter) add(h *[sha256.Size]byte) {
 	if f == nil {
 		return
 	}
-	parts := *f.parts.Load()
-	p := parts[len(parts)-1]
-	if p.has(h) {
-		return // a re-run, or the count meeting a write: not counted twice
-	}
-	p.set(h)
-	if p.n.Add(1) == p.room {
-		f.grow.Lock()
-		if parts := *f.parts.Load(); parts[len(parts)-1] == p {
-			next := append(parts[:len(parts):len(parts)], newFilterPart(2*p.room))
-			f.parts.Store(&next)
+	for {
+		parts := *f.parts.Load()
+		p := parts[len(parts)-1]
+		if p.n.Load() >= p.room {
+			// Full: a part filled past its room tests "maybe" for more and
+			// more absent keys, and for every key once saturated (which
+			// concurrent adds could do to a small part while one of them
+			// started the next).
+			f.growAfter(p)
+			continue
 		}
-		f.grow.Unlock()
+		if p.has(h) {
+			return // a re-run, or the count meeting a write: not counted twice
+		}
+		p.set(h)
+		p.n.Add(1)
+		return
+	}
+}
+
+// growAfter appends a part twice p's size, unless one was appended after
+// p already.
+func (f *tokenFilter) growAfter(p *filterPart) {
+	f.grow.Lock()
+	defer f.grow.Unlock()
+	if parts := *f.parts.Load(); parts[len(parts)-1] == p {
+		next := append(parts[:len(parts):len(parts)], newFilterPart(2*p.room))
+		f.parts.Store(&next)
 	}
 }
 
