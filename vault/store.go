@@ -152,6 +152,18 @@ type RecordBatchStore interface {
 	RecordsOf(ctx context.Context, tokens []string, found func(i int, r Record) error) error
 }
 
+// LookupBatchStore is an optional Store capability: LookupsOf reads, in
+// one read transaction, the records that the deterministic lookups of key
+// id lead to, where [Store.Lookup] and then [Store.Record] take two per
+// field (a deterministic field whose value was tokenized before: the
+// usual case for an e-mail tokenized at every order). It calls found, in
+// the order of lookups, for each lookup that leads to a record, with its
+// index in lookups; the others are skipped. An error from found ends the
+// read and is returned.
+type LookupBatchStore interface {
+	LookupsOf(ctx context.Context, id KeyID, lookups [][]byte, found func(i int, r Record) error) error
+}
+
 // TokenCounter is an optional Store capability: counting stored tokens
 // (once, at start; the vault keeps the count current afterwards).
 type TokenCounter interface {

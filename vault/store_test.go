@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tokenvault/tokenvault/vault"
 	"github.com/tokenvault/tokenvault/vault/badgerstore"
@@ -72,5 +73,54 @@ func TestCoreOnlyStore(t *testing.T) {
 	}
 	if res, _ := v.Detokenize(ctx, toks, "test"); !errors.Is(res[0].Err, vault.ErrNotFound) {
 		t.Fatalf("Detokenize after erasure: %v", res[0].Err)
+	}
+}
+
+// TestDeterministicLookupPaths: the deterministic lookups of a call are
+// read in one batch over a store with vault.LookupBatchStore (badger) and
+// one field at a time over one without (coreOnly); both give the same
+// answers: a repeat within the call, a value tokenized before, a new one,
+// and an expired token replaced by a fresh one (and deleted).
+func TestDeterministicLookupPaths(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		seen func(*badgerstore.Store) vault.Store
+	}{
+		{"batch", nil},
+		{"per field", func(s *badgerstore.Store) vault.Store { return coreOnly{s} }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := context.Background()
+			c := &clock{t: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
+			f := newFixtureOn(t, vault.Options{Now: c.now}, tc.seen)
+			var over vault.Store = f.store
+			if tc.seen != nil {
+				over = tc.seen(f.store)
+			}
+			if _, batched := over.(vault.LookupBatchStore); batched != (tc.seen == nil) {
+				t.Fatalf("store is a LookupBatchStore: %v", batched)
+			}
+			det := func(v string) vault.Field { return vault.Field{Kind: format.Email, Value: v, Deterministic: true} }
+			short := vault.Field{Kind: format.Email, Value: "short@example.com", Deterministic: true, TTL: time.Hour}
+			first := f.tokenize(t, "alice", det("a@example.com"), det("b@example.com"), det("a@example.com"),
+				vault.Field{Kind: format.Email, Value: "a@example.com"}, short)
+			if first[0] != first[2] || first[0] == first[1] || first[3] == first[0] {
+				t.Fatalf("first call: %v", first)
+			}
+			c.add(2 * time.Hour) // short's token expires
+			again := f.tokenize(t, "alice", det("b@example.com"), det("new@example.com"), det("a@example.com"), short)
+			if again[0] != first[1] || again[2] != first[0] || again[1] == first[0] || again[1] == first[1] {
+				t.Fatalf("second call %v after %v", again, first)
+			}
+			if again[3] == first[4] {
+				t.Fatal("an expired deterministic token was returned")
+			}
+			if _, err := f.store.Record(ctx, first[4]); !errors.Is(err, vault.ErrNotFound) {
+				t.Fatalf("the expired token's record: %v, want it deleted", err)
+			}
+			if other := f.tokenize(t, "bob", det("a@example.com")); other[0] == first[0] {
+				t.Fatal("another subject got alice's deterministic token")
+			}
+		})
 	}
 }

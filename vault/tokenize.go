@@ -269,11 +269,10 @@ func (v *Vault) isLiveToken(ctx context.Context, s string) (bool, error) {
 // answers those whose value already has a live token, or repeats an
 // earlier field of the call. It returns the fields that need a new token.
 func (v *Vault) findExisting(ctx context.Context, c cached, all []*pending) ([]*pending, error) {
-	fresh := make([]*pending, 0, len(all))
 	first := map[string]*pending{} // by lookup key
+	var looked []*pending          // the first field of each lookup key
 	for _, p := range all {
 		if !p.field.Deterministic {
-			fresh = append(fresh, p)
 			continue
 		}
 		var err error
@@ -285,17 +284,59 @@ func (v *Vault) findExisting(ctx context.Context, c cached, all []*pending) ([]*
 			continue
 		}
 		first[string(p.lookup)] = p
-		tok, err := v.liveLookup(ctx, c.id, p.lookup)
-		switch {
-		case err == nil:
-			p.token = tok
-		case errors.Is(err, ErrNotFound):
-			fresh = append(fresh, p)
-		default:
+		looked = append(looked, p)
+	}
+	if lb, ok := v.store.(LookupBatchStore); ok && len(looked) > 0 {
+		if err := v.liveLookups(ctx, lb, c.id, looked); err != nil {
 			return nil, err
+		}
+	} else {
+		for _, p := range looked {
+			tok, err := v.liveLookup(ctx, c.id, p.lookup)
+			switch {
+			case err == nil:
+				p.token = tok
+			case !errors.Is(err, ErrNotFound):
+				return nil, err
+			}
+		}
+	}
+	fresh := make([]*pending, 0, len(all))
+	for _, p := range all {
+		if p.same == nil && p.token == "" {
+			fresh = append(fresh, p)
 		}
 	}
 	return fresh, nil
+}
+
+// liveLookups is liveLookup for every field of looked, in one read: a
+// field whose lookup leads to a live record gets its token; an expired
+// one is deleted (as liveLookup does), so its value gets a fresh token.
+func (v *Vault) liveLookups(ctx context.Context, lb LookupBatchStore, id KeyID, looked []*pending) error {
+	lookups := make([][]byte, len(looked))
+	for i, p := range looked {
+		lookups[i] = p.lookup
+	}
+	now := v.now()
+	var gone []string // expired tokens
+	err := lb.LookupsOf(ctx, id, lookups, func(i int, r Record) error {
+		if expired(r, now) {
+			gone = append(gone, r.Token)
+		} else {
+			looked[i].token = r.Token
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, tok := range gone {
+		if err := v.store.DeleteRecord(ctx, tok); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+	}
+	return nil
 }
 
 // draw gives p a newly drawn token, sealed into p.rec. It is ErrExhausted

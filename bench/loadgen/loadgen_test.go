@@ -18,6 +18,7 @@ import (
 
 	"github.com/tokenvault/tokenvault/bench/echo"
 	"github.com/tokenvault/tokenvault/bench/loadgen"
+	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
 	"github.com/tokenvault/tokenvault/vault/format"
 )
 
@@ -90,6 +91,7 @@ func TestProfileValidate(t *testing.T) {
 		{"max requests", func(p *loadgen.Profile) { p.MaxRequests = -1 }, "-max-requests:"},
 		{"interval", func(p *loadgen.Profile) { p.Interval = time.Millisecond }, "-interval:"},
 		{"kind", func(p *loadgen.Profile) { p.Kinds = []format.Kind{format.IBAN} }, "-kinds:"},
+		{"distinct", func(p *loadgen.Profile) { p.Distinct = -1 }, "-distinct:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var p loadgen.Profile
@@ -128,10 +130,11 @@ func TestDialOptionsRefusesPlaintextKeyOffLoopback(t *testing.T) {
 
 // echoServer counts calls and remembers the authorization headers seen.
 type echoServer struct {
-	addr  string
-	calls atomic.Int64
-	mu    sync.Mutex
-	auth  map[string]bool
+	addr   string
+	calls  atomic.Int64
+	mu     sync.Mutex
+	auth   map[string]bool
+	fields []*pb.Field // of the tokenize calls
 }
 
 func startEcho(t *testing.T) *echoServer {
@@ -143,6 +146,9 @@ func startEcho(t *testing.T) *echoServer {
 			es.mu.Lock()
 			for _, v := range md.Get("authorization") {
 				es.auth[v] = true
+			}
+			if tr, ok := req.(*pb.TokenizeRequest); ok {
+				es.fields = append(es.fields, tr.GetFields()...)
 			}
 			es.mu.Unlock()
 			return h(ctx, req)
@@ -277,5 +283,82 @@ func TestSeveralAddresses(t *testing.T) {
 	lines := strings.Split(strings.TrimSpace(csv.String()), "\n")
 	if len(lines) < 2 || lines[0] != "t_s,items_ok_total,vm_rss_bytes,rss_anon_bytes,rss_file_bytes" {
 		t.Fatalf("CSV:\n%s", csv.String())
+	}
+}
+
+// TestTokenizeValues: -deterministic sets every field's mode, and
+// -distinct draws the values from that many fixed ones per kind (the same
+// in every run), where by default each value is fresh.
+func TestTokenizeValues(t *testing.T) {
+	run := func(t *testing.T, det bool, distinct int) []*pb.Field {
+		es := startEcho(t)
+		opts, err := loadgen.DialOptions(es.addr, loadgen.ClientTLS{}, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		tgt, err := loadgen.NewGRPCTarget("echo", es.addr, 1, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer tgt.Close()
+		p := loadgen.Profile{Concurrency: 2, Duration: time.Minute, MaxRequests: 100, Mix: map[loadgen.Op]float64{"tokenize": 1},
+			Batch: 10, Pool: 1, Subjects: 2, Kinds: []format.Kind{format.PAN, format.Email}, Interval: 50 * time.Millisecond,
+			Deterministic: det, Distinct: distinct}
+		if _, err := loadgen.Run(context.Background(), tgt, p, loadgen.RunOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		es.mu.Lock()
+		defer es.mu.Unlock()
+		if len(es.fields) < 1000 {
+			t.Fatalf("%d fields sent, want at least 1000", len(es.fields))
+		}
+		return es.fields
+	}
+	values := func(fs []*pb.Field) map[pb.Kind]map[string]bool {
+		out := map[pb.Kind]map[string]bool{}
+		for _, f := range fs {
+			if out[f.GetKind()] == nil {
+				out[f.GetKind()] = map[string]bool{}
+			}
+			out[f.GetKind()][f.GetValue()] = true
+		}
+		return out
+	}
+	modes := func(fs []*pb.Field) map[pb.TokenMode]int {
+		out := map[pb.TokenMode]int{}
+		for _, f := range fs {
+			out[f.GetOptions().GetMode()]++
+		}
+		return out
+	}
+
+	def := run(t, false, 0)
+	if m := modes(def); len(m) != 1 || m[pb.TokenMode_TOKEN_MODE_UNSPECIFIED] == 0 {
+		t.Fatalf("default modes: %v", m)
+	}
+	for k, vs := range values(def) {
+		if len(vs) < 400 {
+			t.Fatalf("default: %d distinct %v values, want nearly every one fresh", len(vs), k)
+		}
+	}
+	det := run(t, true, 3)
+	if m := modes(det); len(m) != 1 || m[pb.TokenMode_TOKEN_MODE_DETERMINISTIC] == 0 {
+		t.Fatalf("-deterministic modes: %v", m)
+	}
+	got := values(det)
+	if len(got) != 2 {
+		t.Fatalf("-distinct 3: kinds %v", got)
+	}
+	for k, vs := range got {
+		if len(vs) != 3 {
+			t.Fatalf("-distinct 3: %d distinct %v values, want 3", len(vs), k)
+		}
+	}
+	for k, vs := range values(run(t, true, 3)) {
+		for v := range vs {
+			if !got[k][v] {
+				t.Fatalf("-distinct: a second run drew another %v value", k)
+			}
+		}
 	}
 }

@@ -75,6 +75,11 @@ type Profile struct {
 	// Deterministic asks for deterministic tokens: each field's lookup is
 	// read (and, for a new value, written) besides its record.
 	Deterministic bool
+	// Distinct, if set, draws tokenize values from this many fixed values
+	// per kind instead of fresh random ones: with Deterministic, a value a
+	// subject tokenized before is a lookup hit (the usual case for an
+	// e-mail tokenized at every order).
+	Distinct int
 	// Pool is how many tokens and blobs are made before the run, for
 	// detokenize, mask and decrypt to draw from.
 	Pool int
@@ -143,6 +148,8 @@ func (p *Profile) Validate() error {
 		return fmt.Errorf("-batch: %d is not in [1, %d]", p.Batch, MaxBatch)
 	case p.Subjects < 1:
 		return errors.New("-subjects: must be at least 1")
+	case p.Distinct < 0 || p.Distinct > MaxPool:
+		return fmt.Errorf("-distinct: %d is not in [0, %d]", p.Distinct, MaxPool)
 	case p.Pool < 1 || p.Pool > MaxPool:
 		return fmt.Errorf("-pool: %d is not in [1, %d]", p.Pool, MaxPool)
 	case p.Connections < 1 || p.Connections > 1000:

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	pb "github.com/tokenvault/tokenvault/proto/tokenvault/v1"
+	"github.com/tokenvault/tokenvault/vault/format"
 )
 
 // Target is what a run drives: tokenvault, the echo baseline or Vault
@@ -48,6 +49,9 @@ type grpcTarget struct {
 
 	tokens []string
 	blobs  [][]byte
+
+	distinctOnce sync.Once
+	distinct     map[format.Kind][]string // Profile.Distinct values per kind
 }
 
 // NewGRPCTarget dials conns connections to addr with opts (see
@@ -117,10 +121,28 @@ func subject(p *Profile, r *rand.Rand) string {
 var deterministic = &pb.TokenizeOptions{Mode: pb.TokenMode_TOKEN_MODE_DETERMINISTIC}
 
 func (t *grpcTarget) fields(p *Profile, r *rand.Rand, n int) []*pb.Field {
+	if p.Distinct > 0 {
+		t.distinctOnce.Do(func() {
+			// The same values in every run (and every tvbench process).
+			fixed := rand.New(rand.NewPCG(1, 2))
+			t.distinct = map[format.Kind][]string{}
+			for _, k := range p.Kinds {
+				for range p.Distinct {
+					t.distinct[k] = append(t.distinct[k], generators[k](fixed))
+				}
+			}
+		})
+	}
 	fs := make([]*pb.Field, n)
 	for i := range fs {
 		k := p.Kinds[r.IntN(len(p.Kinds))]
-		fs[i] = &pb.Field{Kind: pb.Kind(k), Value: generators[k](r)}
+		v := ""
+		if p.Distinct > 0 {
+			v = t.distinct[k][r.IntN(p.Distinct)]
+		} else {
+			v = generators[k](r)
+		}
+		fs[i] = &pb.Field{Kind: pb.Kind(k), Value: v}
 		if p.Deterministic {
 			fs[i].Options = deterministic
 		}

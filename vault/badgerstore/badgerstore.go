@@ -133,6 +133,7 @@ var (
 	_ vault.TokenCounter         = (*Store)(nil)
 	_ vault.TokenSnapshotCounter = (*Store)(nil)
 	_ vault.RecordBatchStore     = (*Store)(nil)
+	_ vault.LookupBatchStore     = (*Store)(nil)
 	_ vault.ExclusiveStore       = (*Store)(nil)
 )
 
@@ -676,6 +677,49 @@ func (s *Store) RecordsOf(ctx context.Context, tokens []string, found func(int, 
 	return s.view(ctx, func(txn *badger.Txn) error {
 		for j, i := range idx {
 			r, ok, err := readRecord(txn, keys[j*tokenKeyLen:(j+1)*tokenKeyLen], nil)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				continue
+			}
+			if err := found(i, r); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// LookupsOf is [vault.LookupBatchStore]: the lookups the lookup filter
+// may hold, and their records, are read in one read transaction (none
+// when it rules out every one, as for new values).
+func (s *Store) LookupsOf(ctx context.Context, id vault.KeyID, lookups [][]byte, found func(int, vault.Record) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var keys [][]byte // the lookup keys the filter may hold
+	var idx []int     // their indexes in lookups
+	var kb [2 + len(vault.KeyID{}) + lookupSize]byte
+	for i, l := range lookups {
+		if h := sha256.Sum256(lookupKey(kb[:0], id, l)); !s.lookups.mayHold(&h) {
+			continue
+		}
+		keys, idx = append(keys, lookupKey(nil, id, l)), append(idx, i)
+	}
+	if len(idx) == 0 {
+		return nil
+	}
+	return s.view(ctx, func(txn *badger.Txn) error {
+		for j, i := range idx {
+			tok, err := get(txn, keys[j])
+			if errors.Is(err, vault.ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			r, ok, err := readRecord(txn, tokenKey(nil, string(tok)), nil)
 			if err != nil {
 				return err
 			}

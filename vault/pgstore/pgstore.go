@@ -57,6 +57,7 @@ var (
 
 	_ vault.RecordKeyStore    = (*Store)(nil)
 	_ vault.RecordBatchStore  = (*Store)(nil)
+	_ vault.LookupBatchStore  = (*Store)(nil)
 	_ vault.SettledPurgeStore = (*Store)(nil)
 )
 
@@ -648,6 +649,44 @@ func (s *Store) RecordsOf(ctx context.Context, tokens []string, found func(i int
 	rows.Close()
 	for i, t := range tokens {
 		if r, ok := recs[t]; ok {
+			if err := found(i, r); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// LookupsOf is [vault.LookupBatchStore]: one statement for the records
+// of every lookup (a lookup is its record's column), where Lookup and
+// Record make two round trips per field.
+func (s *Store) LookupsOf(ctx context.Context, id vault.KeyID, lookups [][]byte, found func(i int, r vault.Record) error) error {
+	if len(lookups) == 0 {
+		return nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+recordColumns+` FROM tokenvault_records WHERE key_id = $1 AND lookup = ANY($2)`, id[:], lookups)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	recs := make(map[string]vault.Record, len(lookups))
+	for rows.Next() {
+		var x recordScan
+		if err := rows.Scan(x.dest()...); err != nil {
+			return err
+		}
+		r, err := x.record()
+		if err != nil {
+			return err
+		}
+		recs[string(r.Lookup)] = r
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	rows.Close()
+	for i, l := range lookups {
+		if r, ok := recs[string(l)]; ok && l != nil {
 			if err := found(i, r); err != nil {
 				return err
 			}

@@ -9,6 +9,7 @@
 //   - [RunTokenCounter]: [vault.TokenCounter];
 //   - [RunTokenSnapshotCounter]: [vault.TokenSnapshotCounter];
 //   - [RunRecordBatch]: [vault.RecordBatchStore];
+//   - [RunLookupBatch]: [vault.LookupBatchStore];
 //   - [RunAtRest]: no subject id in the clear in what a store holds,
 //     read through its backup snapshot ([Snapshotter]);
 //   - [RunConsent]: [vault.ConsentStore];
@@ -64,6 +65,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"TokenCounter", "vault.TokenCounter", implements[vault.TokenCounter](probe), RunTokenCounter},
 		{"TokenSnapshotCounter", "vault.TokenSnapshotCounter", implements[vault.TokenSnapshotCounter](probe), RunTokenSnapshotCounter},
 		{"RecordBatch", "vault.RecordBatchStore", implements[vault.RecordBatchStore](probe), RunRecordBatch},
+		{"LookupBatch", "vault.LookupBatchStore", implements[vault.LookupBatchStore](probe), RunLookupBatch},
 		{"AtRest", "storetest.Snapshotter", implements[Snapshotter](probe), RunAtRest},
 		{"Consent", "vault.ConsentStore", implements[vault.ConsentStore](probe), RunConsent},
 		{"ErasureEvents", "vault.ErasureEventStore", implements[vault.ErasureEventStore](probe), RunErasureEvents},

@@ -172,6 +172,7 @@ func newCommon(name string, withMix bool) *common {
 	fs.IntVar(&c.p.Subjects, "subjects", 1000, "distinct data subjects the calls spread over")
 	fs.StringVar(&c.kinds, "kinds", "pan", "token kinds, comma-separated: pan, ssn, phone, email, bank-account, national-id, name, address, generic, card-security-code")
 	fs.BoolVar(&c.p.Deterministic, "deterministic", false, "tokenize with deterministic tokens (the same value of a subject gets the same token; random values are new ones)")
+	fs.IntVar(&c.p.Distinct, "distinct", 0, "tokenize values drawn from this many fixed values per kind (0: a fresh random value each); with -deterministic, repeats are lookup hits")
 	fs.IntVar(&c.p.Pool, "pool", 1000, "tokens and blobs made before the run for detokenize, mask and decrypt")
 	fs.IntVar(&c.p.Connections, "conns", 2, "gRPC connections (calls are spread over them)")
 	fs.DurationVar(&c.p.Timeout, "timeout", 10*time.Second, "deadline of each call")
