@@ -404,9 +404,10 @@ func TestLookupFilterFilledByCount(t *testing.T) {
 		t.Fatalf("%d lookup reads skipped before the count", n)
 	}
 
-	// The count: its token pass, then writes (records with new lookups, a
-	// rectification moving a lookup), then the rest.
-	count, err := s.TokenCountSnapshot(ctx)
+	// The count: part of its token pass, then writes (records with new
+	// lookups, a rectification moving a lookup), then the rest, and the
+	// lookup keys' scan after it in the background.
+	count, lookupsScanned, err := s.tokenCountSnapshot(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -442,6 +443,7 @@ func TestLookupFilterFilledByCount(t *testing.T) {
 	if err != nil || !done || total != int64(len(old)) {
 		t.Fatalf("count: %d, done %v, %v; want %d tokens", total, done, err, len(old))
 	}
+	<-lookupsScanned
 	if !s.lookups.ready.Load() || !s.filter.ready.Load() {
 		t.Fatal("filters not in use after the count")
 	}
@@ -473,7 +475,9 @@ func TestLookupFilterFilledByCount(t *testing.T) {
 // time. Exactly one of them may take the lookup; the other is told of a
 // lookup collision. PutRecords skips reading a lookup key that the lookup
 // filter rules out, which is safe only because ReplaceRecord adds its new
-// lookup in the committer's order too (rights.go).
+// lookup in the committer's order too (rights.go). With ReplaceRecord in a
+// transaction of its own, two winners show within ~30 races;
+// TestReplaceRecordAddsItsLookup checks its add in one fixed order.
 func TestLookupRaceReplaceAndPut(t *testing.T) {
 	ctx := context.Background()
 	s, sk := openWithKey(t, t.TempDir(), "ivan")
@@ -545,4 +549,138 @@ func TestLookupRaceReplaceAndPut(t *testing.T) {
 	}
 	close(stop)
 	bg.Wait()
+}
+
+// TestCountLimitDone: a count given a limit that covers every token record
+// says it is done, with or without lookup keys to scan after it (the vault
+// counts its first CountFirst tokens before New returns, and a store that
+// small is then counted). The lookup keys' scan follows in the background.
+func TestCountLimitDone(t *testing.T) {
+	ctx := context.Background()
+	for _, det := range []bool{false, true} {
+		t.Run(fmt.Sprintf("deterministic=%v", det), func(t *testing.T) {
+			s, sk := openWithKey(t, t.TempDir(), "ivan")
+			defer s.Close()
+			const n = 10
+			recs := filterRecords(sk.ID, "r", n)
+			if det {
+				recs = lookupRecords(sk.ID, "r", n)
+			}
+			if err := s.PutRecords(ctx, "ivan", sk.ID, recs); err != nil {
+				t.Fatal(err)
+			}
+			// finish runs a count to its end (Close waits for it) and its
+			// lookup keys' scan.
+			finish := func(count func(context.Context, int64) (int64, bool, error), scanned <-chan struct{}) {
+				for {
+					if _, done, err := count(ctx, 0); done || err != nil {
+						break
+					}
+				}
+				<-scanned
+			}
+			for _, limit := range []int64{n, n + 1, 2 * n, 0} {
+				count, scanned, err := s.tokenCountSnapshot(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				total, done, err := count(ctx, limit)
+				finish(count, scanned)
+				if err != nil || total != n || !done {
+					t.Fatalf("count(limit %d) of %d records = %d, done %v, %v; want %d, done", limit, n, total, done, err, n)
+				}
+			}
+			count, scanned, err := s.tokenCountSnapshot(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			total, done, err := count(ctx, n/2)
+			if err != nil || total != n/2 || done {
+				finish(count, scanned)
+				t.Fatalf("count(limit %d) = %d, done %v, %v; want %d, not done", n/2, total, done, err, n/2)
+			}
+			total, done, err = count(ctx, 0)
+			finish(count, scanned)
+			if err != nil || total != n || !done {
+				t.Fatalf("the rest of the count = %d, done %v, %v; want %d, done", total, done, err, n)
+			}
+			if !s.lookups.ready.Load() {
+				t.Fatal("lookup filter not in use after the scan")
+			}
+		})
+	}
+}
+
+// TestReplaceRecordAddsItsLookup: a rectification that moves a lookup and
+// a deterministic tokenize of the new value, queued in that order into
+// one group: the tokenize must read the lookup key (the rectification put
+// it into the lookup filter when it ran) and is refused, where skipping
+// that read would store a second token under the same lookup. A
+// rectification of a token deleted meanwhile, in the same group, is
+// refused without splitting the group into one transaction per op.
+func TestReplaceRecordAddsItsLookup(t *testing.T) {
+	ctx := context.Background()
+	s, sk := openWithKey(t, t.TempDir(), "ivan")
+	defer s.Close()
+	recs := lookupRecords(sk.ID, "r", 2)
+	if err := s.PutRecords(ctx, "ivan", sk.ID, recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteRecord(ctx, recs[1].Token); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CountTokens(ctx); err != nil { // the filters in use
+		t.Fatal(err)
+	}
+	x := sha256.Sum256([]byte("the new value's lookup"))
+	moved := recs[0]
+	moved.Lookup = x[:]
+	gone := recs[1]
+	gone.Lookup = x[:]
+	put := lookupRecords(sk.ID, "p", 1)[0]
+	put.Lookup = x[:]
+
+	queued := func(n int) {
+		for len(s.group.ops) != n {
+			time.Sleep(10 * time.Microsecond)
+		}
+	}
+	var w weight
+	w.set(10, 10)
+	release, blocking := make(chan struct{}), make(chan struct{})
+	blockDone := make(chan error, 1)
+	go func() {
+		blockDone <- s.group.do(ctx, w, func(txn *badger.Txn) error {
+			close(blocking)
+			<-release
+			return txn.Set([]byte("z/block"), []byte("x"))
+		})
+	}()
+	<-blocking
+	fallbacks := s.group.fallbacks.Load()
+	goneDone, movedDone, putDone := make(chan error, 1), make(chan error, 1), make(chan error, 1)
+	go func() { goneDone <- s.ReplaceRecord(ctx, "ivan", sk.ID, gone) }()
+	queued(1)
+	go func() { movedDone <- s.ReplaceRecord(ctx, "ivan", sk.ID, moved) }()
+	queued(2)
+	go func() { putDone <- s.PutRecords(ctx, "ivan", sk.ID, []vault.Record{put}) }()
+	queued(3)
+	close(release)
+	if err := <-blockDone; err != nil {
+		t.Fatal(err)
+	}
+	errGone, errMoved, errPut := <-goneDone, <-movedDone, <-putDone
+	if !errors.Is(errGone, vault.ErrNotFound) {
+		t.Fatalf("rectifying a deleted token: %v, want not found", errGone)
+	}
+	var ce *vault.CollisionError
+	if errMoved != nil || !errors.As(errPut, &ce) || !ce.Lookup {
+		t.Fatalf("rectification %v, tokenize %v: want the rectification to take the lookup, the tokenize refused", errMoved, errPut)
+	}
+	if tok, err := s.Lookup(ctx, sk.ID, x[:]); err != nil || tok != moved.Token {
+		t.Fatalf("Lookup = %q, %v; want the rectified token", tok, err)
+	}
+	if n := s.group.fallbacks.Load() - fallbacks; n != 0 {
+		t.Fatalf("%d groups split into one transaction per op", n)
+	}
 }

@@ -77,8 +77,16 @@ func (w weight) within(limit weight) bool { return w.count <= limit.count && w.s
 
 // rejected reports errors that ops return before writing anything.
 func rejected(err error) bool {
-	return errors.Is(err, vault.ErrCollision) || errors.Is(err, vault.ErrErased)
+	var r refusal
+	return errors.Is(err, vault.ErrCollision) || errors.Is(err, vault.ErrErased) || errors.As(err, &r)
 }
+
+// refusal marks another error an op returns before writing anything (a
+// rectified token deleted meanwhile: ReplaceRecord), so that its group is
+// not split into one transaction per op. It unwraps to that error.
+type refusal struct{ error }
+
+func (r refusal) Unwrap() error { return r.error }
 
 type committer struct {
 	db    *badger.DB

@@ -8,13 +8,17 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// CountTokens counts token records with a key-only scan.
+// CountTokens counts token records with a key-only scan, and returns once
+// the lookup keys of the same snapshot are in the lookup filter too.
 func (s *Store) CountTokens(ctx context.Context) (int64, error) {
-	count, err := s.TokenCountSnapshot(ctx)
+	count, lookups, err := s.tokenCountSnapshot(ctx)
 	if err != nil {
 		return 0, err
 	}
-	n, _, err := count(ctx, 0)
+	n, done, err := count(ctx, 0)
+	if done {
+		<-lookups
+	}
 	return n, err
 }
 
@@ -24,71 +28,91 @@ const countCheck = 4096
 
 // TokenCountSnapshot pins a read transaction (badger's snapshot at its
 // read timestamp) and returns a key-only count of the token records in
-// it. The count also fills the token filter, used once the token keys
-// are scanned, and then scans the lookup keys (d/) of the same snapshot
-// into the lookup filter, used once that second pass is done (filter.go:
-// the snapshot is taken after the filters were made, and every later
-// write adds to them); it reports done after both. Store.Close waits for
-// a count until it is done or failed, which a running count does at its
-// next check: a scan must not read tables that Close releases.
+// it. The count also fills the token filter, used once the count has
+// finished (filter.go: the snapshot is taken after the filter was made,
+// and every later write adds to it). Then the lookup keys (d/) of the same
+// snapshot are scanned into the lookup filter in the background: the
+// token count is final already, and a start must not wait for them.
+// Store.Close waits for a count and that scan until they are done or
+// failed, which a running one does at its next check: a scan must not
+// read tables that Close releases.
 func (s *Store) TokenCountSnapshot(ctx context.Context) (func(context.Context, int64) (int64, bool, error), error) {
+	count, _, err := s.tokenCountSnapshot(ctx)
+	return count, err
+}
+
+// tokenCountSnapshot is TokenCountSnapshot; lookups is closed when the
+// lookup keys' scan has ended (the lookup filter in use unless the store
+// closed first).
+func (s *Store) tokenCountSnapshot(ctx context.Context) (_ func(context.Context, int64) (int64, bool, error), lookups <-chan struct{}, _ error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	s.countMu.Lock()
 	defer s.countMu.Unlock()
 	if s.countClosed {
-		return nil, errors.New("badgerstore: store is closed")
+		return nil, nil, errors.New("badgerstore: store is closed")
 	}
 	s.counts.Add(1)
 	txn := s.db.NewTransaction(false)
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: key(pToken)})
 	it.Rewind()
-	var total, scanned int64
+	var total int64
 	batch := &keyBatch{f: s.filter}
-	lookups := false // in the second pass
+	scanned := make(chan struct{})
 	finished := false
-	finish := func() {
+	fail := func() {
 		finished = true
 		it.Close()
 		txn.Discard()
+		close(scanned)
 		s.counts.Done()
 	}
 	return func(ctx context.Context, limit int64) (int64, bool, error) {
 		if finished {
 			return total, true, errors.New("badgerstore: token count already finished")
 		}
-		for n := int64(0); limit <= 0 || n < limit; n++ {
-			if !it.Valid() {
-				batch.flush()
-				if lookups {
-					finish()
-					s.lookups.scanned()
-					return total, true, nil
-				}
-				s.filter.scanned()
-				it.Close()
-				it = txn.NewIterator(badger.IteratorOptions{Prefix: key(pLookup)})
-				it.Rewind()
-				batch, lookups = &keyBatch{f: s.lookups}, true
-				continue
-			}
-			if k := it.Item().Key(); lookups {
-				batch.addHash(sha256.Sum256(k))
-			} else {
-				batch.addKey(k)
-				total++
-			}
-			if scanned++; scanned%countCheck == 0 {
+		for n := int64(0); it.Valid() && (limit <= 0 || n < limit); it.Next() {
+			batch.addKey(it.Item().Key())
+			n++
+			if total++; total%countCheck == 0 {
 				if err := s.countStopped(ctx); err != nil {
-					finish()
+					fail()
 					return total, false, err
 				}
 			}
-			it.Next()
+		}
+		if !it.Valid() {
+			finished = true
+			it.Close()
+			batch.flush()
+			s.filter.scanned()
+			go s.scanLookups(txn, scanned) // ends txn and the count
+			return total, true, nil
 		}
 		return total, false, nil
-	}, nil
+	}, scanned, nil
+}
+
+// scanLookups adds the lookup keys of txn's snapshot to the lookup filter,
+// then puts that filter in use, discards txn, closes scanned and ends the
+// count. It stops early, leaving the filter unused, if the store closes.
+func (s *Store) scanLookups(txn *badger.Txn, scanned chan struct{}) {
+	defer s.counts.Done()
+	defer close(scanned)
+	defer txn.Discard()
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: key(pLookup)})
+	defer it.Close()
+	batch := &keyBatch{f: s.lookups}
+	n := 0
+	for it.Rewind(); it.Valid(); it.Next() {
+		batch.addHash(sha256.Sum256(it.Item().Key()))
+		if n++; n%countCheck == 0 && s.countStopped(context.Background()) != nil {
+			return
+		}
+	}
+	batch.flush()
+	s.lookups.scanned()
 }
 
 // countStopped reports why a count must stop, if it must.

@@ -86,10 +86,9 @@ func (s *Store) ReplaceRecord(ctx context.Context, subject string, id vault.KeyI
 	// A committer op, like PutRecords, because it may create a lookup
 	// key: the lookup filter lets a group skip reading a lookup key it
 	// rules out, which is safe only if every op that may create one adds
-	// it to the filter in the committer's order (filter.go). An error
-	// other than a collision or an erased subject (a token deleted
-	// meanwhile) runs its group's ops one transaction each (group.go):
-	// correct, and rare.
+	// it to the filter in the committer's order (filter.go). Every refusal
+	// comes before the first write, so it is one for the group too
+	// (rejected, group.go).
 	return s.group.do(ctx, w, func(txn *badger.Txn) error {
 		if lk != nil {
 			s.lookups.add(&lh) // first, in every run, whatever it decides
@@ -100,6 +99,9 @@ func (s *Store) ReplaceRecord(ctx context.Context, subject string, id vault.KeyI
 			return err
 		}
 		b, err := get(txn, key(pToken, h))
+		if errors.Is(err, vault.ErrNotFound) {
+			return refusal{err} // deleted meanwhile
+		}
 		if err != nil {
 			return err
 		}
@@ -108,7 +110,7 @@ func (s *Store) ReplaceRecord(ctx context.Context, subject string, id vault.KeyI
 			return err
 		}
 		if old.KeyID != id || old.Token != r.Token {
-			return vault.ErrNotFound
+			return refusal{vault.ErrNotFound}
 		}
 		if r.Lookup != nil && !bytes.Equal(r.Lookup, old.Lookup) {
 			tok, err := get(txn, lk)
