@@ -619,34 +619,17 @@ func (s *Store) RecordWithKey(ctx context.Context, token string) (vault.Record, 
 
 // RecordsOf is [vault.RecordBatchStore]: one statement for every token
 // (the live-token check of a Tokenize call), where Record makes a round
-// trip per token. found is called once the rows are read, not while the
-// connection is busy with them.
+// trip per token.
 func (s *Store) RecordsOf(ctx context.Context, tokens []string, found func(i int, r vault.Record) error) error {
 	hashes := make([][]byte, len(tokens))
 	for i, t := range tokens {
 		hashes[i] = tokenHash(t)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+recordColumns+` FROM tokenvault_records WHERE token_hash = ANY($1)`, hashes)
+	recs, err := s.recordsBy(ctx, func(r vault.Record) string { return r.Token },
+		`SELECT `+recordColumns+` FROM tokenvault_records WHERE token_hash = ANY($1)`, hashes)
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
-	recs := make(map[string]vault.Record, len(tokens))
-	for rows.Next() {
-		var x recordScan
-		if err := rows.Scan(x.dest()...); err != nil {
-			return err
-		}
-		r, err := x.record()
-		if err != nil {
-			return err
-		}
-		recs[r.Token] = r
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	rows.Close()
 	for i, t := range tokens {
 		if r, ok := recs[t]; ok {
 			if err := found(i, r); err != nil {
@@ -664,27 +647,11 @@ func (s *Store) LookupsOf(ctx context.Context, id vault.KeyID, lookups [][]byte,
 	if len(lookups) == 0 {
 		return nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+recordColumns+` FROM tokenvault_records WHERE key_id = $1 AND lookup = ANY($2)`, id[:], lookups)
+	recs, err := s.recordsBy(ctx, func(r vault.Record) string { return string(r.Lookup) },
+		`SELECT `+recordColumns+` FROM tokenvault_records WHERE key_id = $1 AND lookup = ANY($2)`, id[:], lookups)
 	if err != nil {
 		return err
 	}
-	defer rows.Close()
-	recs := make(map[string]vault.Record, len(lookups))
-	for rows.Next() {
-		var x recordScan
-		if err := rows.Scan(x.dest()...); err != nil {
-			return err
-		}
-		r, err := x.record()
-		if err != nil {
-			return err
-		}
-		recs[string(r.Lookup)] = r
-	}
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	rows.Close()
 	for i, l := range lookups {
 		if r, ok := recs[string(l)]; ok && l != nil {
 			if err := found(i, r); err != nil {
@@ -693,6 +660,30 @@ func (s *Store) LookupsOf(ctx context.Context, id vault.KeyID, lookups [][]byte,
 		}
 	}
 	return nil
+}
+
+// recordsBy runs query, which selects recordColumns, and returns its
+// records by key. The callers call their found functions once the rows
+// are read, not while the connection is busy with them.
+func (s *Store) recordsBy(ctx context.Context, key func(vault.Record) string, query string, args ...any) (map[string]vault.Record, error) {
+	rows, err := s.pool.Query(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	recs := map[string]vault.Record{}
+	for rows.Next() {
+		var x recordScan
+		if err := rows.Scan(x.dest()...); err != nil {
+			return nil, err
+		}
+		r, err := x.record()
+		if err != nil {
+			return nil, err
+		}
+		recs[key(r)] = r
+	}
+	return recs, rows.Err()
 }
 
 func (s *Store) DeleteRecord(ctx context.Context, token string) error {
