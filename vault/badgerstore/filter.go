@@ -30,9 +30,10 @@ import (
 //     "First" matters: a group re-run after a conflict may accept an op
 //     it refused, after the next group was checked;
 //   - a filter is consulted only once a scan of a snapshot has added
-//     every stored key (the token count's, TokenCountSnapshot, which scans
-//     t/ and then d/), and the filters exist from Open, before any write,
-//     so a key committed after that snapshot was added by its write.
+//     every stored key (the token count's, TokenCountSnapshot, for t/; the
+//     scan of d/ that follows it on the same snapshot, in the background),
+//     and the filters exist from Open, before any write, so a key
+//     committed after that snapshot was added by its write.
 //
 // Until then, and after a failed scan, it answers "maybe" and every check
 // reads badger as before. Deleted records stay in it (a false positive: a

@@ -350,7 +350,7 @@ func lookupRecords(id vault.KeyID, prefix string, n int) []vault.Record {
 
 // TestLookupFilterFilledByCount: as TestFilterFilledByCount, for the
 // deterministic lookup keys. A reopened store reads every lookup until the
-// count's second pass is done; after it, every stored lookup is found (and
+// scan of lookup keys after the count is done; after it, every stored lookup is found (and
 // refused to a new record), including those written during the count and
 // by ReplaceRecord, and a lookup of a new value is answered without a read.
 func TestLookupFilterFilledByCount(t *testing.T) {
