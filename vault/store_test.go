@@ -80,7 +80,8 @@ func TestCoreOnlyStore(t *testing.T) {
 // read in one batch over a store with vault.LookupBatchStore (badger) and
 // one field at a time over one without (coreOnly); both give the same
 // answers: a repeat within the call, a value tokenized before, a new one,
-// and an expired token replaced by a fresh one (and deleted).
+// and an expired token replaced by a fresh one (deleted, and counted out
+// of the tokens stored).
 func TestDeterministicLookupPaths(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -117,6 +118,10 @@ func TestDeterministicLookupPaths(t *testing.T) {
 			}
 			if _, err := f.store.Record(ctx, first[4]); !errors.Is(err, vault.ErrNotFound) {
 				t.Fatalf("the expired token's record: %v, want it deleted", err)
+			}
+			// A store that cannot count (coreOnly) reports -1.
+			if n, err := f.store.CountTokens(ctx); err != nil || tc.seen == nil && f.v.Stats().TokensStored != n {
+				t.Fatalf("Stats.TokensStored = %d, the store holds %d (%v)", f.v.Stats().TokensStored, n, err)
 			}
 			if other := f.tokenize(t, "bob", det("a@example.com")); other[0] == first[0] {
 				t.Fatal("another subject got alice's deterministic token")

@@ -332,7 +332,7 @@ func (v *Vault) liveLookups(ctx context.Context, lb LookupBatchStore, id KeyID, 
 		return err
 	}
 	for _, tok := range gone {
-		if err := v.store.DeleteRecord(ctx, tok); err != nil && !errors.Is(err, ErrNotFound) {
+		if err := v.deleteExpired(ctx, tok); err != nil {
 			return err
 		}
 	}
@@ -446,10 +446,24 @@ func (v *Vault) liveLookup(ctx context.Context, id KeyID, lookup []byte) (string
 	if !expired(rec, v.now()) {
 		return tok, nil
 	}
-	if err := v.store.DeleteRecord(ctx, tok); err != nil && !errors.Is(err, ErrNotFound) {
+	if err := v.deleteExpired(ctx, tok); err != nil {
 		return "", err
 	}
 	return "", ErrNotFound
+}
+
+// deleteExpired deletes the record of an expired deterministic token (as
+// the purge would), so that its value gets a fresh token, and counts it out
+// of the tokens stored. A record deleted meanwhile is not an error.
+func (v *Vault) deleteExpired(ctx context.Context, tok string) error {
+	err := v.store.DeleteRecord(ctx, tok)
+	switch {
+	case err == nil:
+		v.tokens.Add(-1)
+	case !errors.Is(err, ErrNotFound):
+		return err
+	}
+	return nil
 }
 
 func (v *Vault) newRecord(keys *subjectKeys, id KeyID, subject string, i int, f Field, norm string, lookup []byte, ttl time.Duration) (Record, error) {

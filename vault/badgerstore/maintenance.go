@@ -17,7 +17,10 @@ func (s *Store) CountTokens(ctx context.Context) (int64, error) {
 	}
 	n, done, err := count(ctx, 0)
 	if done {
-		<-lookups
+		select {
+		case <-lookups:
+		case <-ctx.Done(): // the scan goes on; the count is right
+		}
 	}
 	return n, err
 }
