@@ -277,29 +277,15 @@ func TestRefusedOpAcceptedOnRerun(t *testing.T) {
 	a, b := t1, t1
 	a.Sealed = append([]byte("A"), make([]byte, 39)...)
 	b.Sealed = append([]byte("B"), make([]byte, 39)...)
-	queued := func(n int) {
-		for len(s.group.ops) != n {
-			time.Sleep(10 * time.Microsecond)
-		}
-	}
 	var w weight
 	w.set(10, 10)
 
 	// A blocker holds the committer while op A (t1 and the stored t2:
 	// refused) and op D are queued, so that they form one group.
-	release, blocking := make(chan struct{}), make(chan struct{})
-	blockDone := make(chan error, 1)
-	go func() {
-		blockDone <- s.group.do(ctx, w, func(txn *badger.Txn) error {
-			close(blocking)
-			<-release
-			return txn.Set([]byte("z/block"), []byte("x"))
-		})
-	}()
-	<-blocking
+	release := holdCommitter(t, s)
 	aDone, bDone, dDone := make(chan error, 1), make(chan error, 1), make(chan error, 1)
 	go func() { aDone <- s.PutRecords(ctx, "ivan", sk.ID, []vault.Record{a, t2}) }()
-	queued(1)
+	queuedOps(s, 1)
 	first := true // read and written by the committer only
 	go func() {
 		dDone <- s.group.do(ctx, w, func(txn *badger.Txn) error {
@@ -312,16 +298,13 @@ func TestRefusedOpAcceptedOnRerun(t *testing.T) {
 					return err
 				}
 				go func() { bDone <- s.PutRecords(ctx, "ivan", sk.ID, []vault.Record{b}) }()
-				queued(1)
+				queuedOps(s, 1)
 			}
 			return txn.Set([]byte("z/d"), []byte("x"))
 		})
 	}()
-	queued(2)
-	close(release)
-	if err := <-blockDone; err != nil {
-		t.Fatal(err)
-	}
+	queuedOps(s, 2)
+	release()
 	errA, errB, errD := <-aDone, <-bDone, <-dDone
 	if errD != nil {
 		t.Fatal(errD)
@@ -640,35 +623,16 @@ func TestReplaceRecordAddsItsLookup(t *testing.T) {
 	put := lookupRecords(sk.ID, "p", 1)[0]
 	put.Lookup = x[:]
 
-	queued := func(n int) {
-		for len(s.group.ops) != n {
-			time.Sleep(10 * time.Microsecond)
-		}
-	}
-	var w weight
-	w.set(10, 10)
-	release, blocking := make(chan struct{}), make(chan struct{})
-	blockDone := make(chan error, 1)
-	go func() {
-		blockDone <- s.group.do(ctx, w, func(txn *badger.Txn) error {
-			close(blocking)
-			<-release
-			return txn.Set([]byte("z/block"), []byte("x"))
-		})
-	}()
-	<-blocking
+	release := holdCommitter(t, s)
 	fallbacks := s.group.fallbacks.Load()
 	goneDone, movedDone, putDone := make(chan error, 1), make(chan error, 1), make(chan error, 1)
 	go func() { goneDone <- s.ReplaceRecord(ctx, "ivan", sk.ID, gone) }()
-	queued(1)
+	queuedOps(s, 1)
 	go func() { movedDone <- s.ReplaceRecord(ctx, "ivan", sk.ID, moved) }()
-	queued(2)
+	queuedOps(s, 2)
 	go func() { putDone <- s.PutRecords(ctx, "ivan", sk.ID, []vault.Record{put}) }()
-	queued(3)
-	close(release)
-	if err := <-blockDone; err != nil {
-		t.Fatal(err)
-	}
+	queuedOps(s, 3)
+	release()
 	errGone, errMoved, errPut := <-goneDone, <-movedDone, <-putDone
 	if !errors.Is(errGone, vault.ErrNotFound) {
 		t.Fatalf("rectifying a deleted token: %v, want not found", errGone)
@@ -682,5 +646,38 @@ func TestReplaceRecordAddsItsLookup(t *testing.T) {
 	}
 	if n := s.group.fallbacks.Load() - fallbacks; n != 0 {
 		t.Fatalf("%d groups split into one transaction per op", n)
+	}
+}
+
+// queuedOps waits until n ops are queued on s's committer.
+func queuedOps(s *Store, n int) {
+	for len(s.group.ops) != n {
+		time.Sleep(10 * time.Microsecond)
+	}
+}
+
+// holdCommitter starts an op that holds s's committer until release is
+// called, so that the ops queued meanwhile form its next group; release
+// waits for the holding op's commit.
+func holdCommitter(t *testing.T, s *Store) (release func()) {
+	t.Helper()
+	var w weight
+	w.set(10, 10)
+	rel, holding := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- s.group.do(context.Background(), w, func(txn *badger.Txn) error {
+			close(holding)
+			<-rel
+			return txn.Set([]byte("z/block"), []byte("x"))
+		})
+	}()
+	<-holding
+	return func() {
+		t.Helper()
+		close(rel)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
