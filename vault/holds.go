@@ -385,7 +385,7 @@ func (v *Vault) countKey(ctx context.Context, id KeyID) (PurgeCounts, error) {
 		if len(page) < scanPage {
 			return c, nil
 		}
-		after = page[len(page)-1].Token
+		after = page[len(page)-1].Cursor
 	}
 }
 

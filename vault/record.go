@@ -30,6 +30,11 @@ type Record struct {
 	// written before records bound their metadata. Stores keep it with the
 	// record; they need not authenticate it (see RecordAADv1).
 	AADVersion int
+	// Cursor is set by RightsStore.KeyRecords alone, and never stored:
+	// passed as its after, the listing resumes after this record. It is
+	// store-defined (a store may key its listing by something a deleted
+	// record no longer tells) and carries no token or value.
+	Cursor string
 }
 
 // Record AAD versions ([Record.AADVersion]).

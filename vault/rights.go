@@ -252,7 +252,7 @@ func (v *Vault) exportKey(ctx context.Context, rs RightsStore, keySubject string
 		if len(page) < scanPage {
 			return nil
 		}
-		after = page[len(page)-1].Token
+		after = page[len(page)-1].Cursor
 	}
 }
 

@@ -90,8 +90,12 @@ type Store interface {
 // other than erasure: export, rectification, restriction and retention.
 type RightsStore interface {
 	// KeyRecords lists up to limit records made under key id, in a stable
-	// store-defined order, starting after the record whose token is after
-	// ("" for the start): a resumable scan for export.
+	// store-defined order, starting after the record whose Cursor is after
+	// ("" for the start): a resumable scan for export. Each record it
+	// returns has its Cursor set. A listing resumed from a cursor lists
+	// every record that was there throughout once, even when the record
+	// the cursor came from was deleted meanwhile. An after the store did
+	// not make is ErrInvalidArgument.
 	KeyRecords(ctx context.Context, id KeyID, after string, limit int) ([]Record, error)
 	// ReplaceRecord stores r in place of the record with the same token
 	// under key id (rectification). The old record's lookup entry is

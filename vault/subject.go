@@ -27,14 +27,17 @@ type TokenInfo struct {
 	Created       time.Time
 	Expires       time.Time // zero: no expiry
 	Deterministic bool
+	// Cursor, passed as SubjectTokens' after, lists the tokens after
+	// this one (store-defined; it holds no token or value).
+	Cursor string
 }
 
 // MaxTokenPage bounds one page of SubjectTokens.
 const MaxTokenPage = 500
 
 // SubjectTokens lists up to limit (at most MaxTokenPage) unexpired tokens
-// of subject after the token after ("" from the start; pass the last
-// token of the previous page), in the store's order, and whether more
+// of subject after the cursor after ("" from the start; pass the Cursor
+// of the previous page's last token), in the store's order, and whether more
 // follow. ErrNotFound if the vault holds no key for
 // subject (see ErasedAt for whether it was erased). Nothing is unsealed.
 // Tokens of kinds the caller may not see (kindAllowed) are left out.
@@ -77,12 +80,12 @@ func (v *Vault) SubjectTokens(ctx context.Context, subject, after string, limit 
 				return info, out, true, nil
 			}
 			out = append(out, TokenInfo{Token: rec.Token, Kind: rec.Kind, Created: rec.Created,
-				Expires: rec.Expires, Deterministic: rec.Lookup != nil})
+				Expires: rec.Expires, Deterministic: rec.Lookup != nil, Cursor: rec.Cursor})
 		}
 		if len(page) < n {
 			return info, out, false, nil
 		}
-		after = page[len(page)-1].Token
+		after = page[len(page)-1].Cursor
 	}
 }
 

@@ -60,7 +60,7 @@ func TestSubjectTokens(t *testing.T) {
 		if len(page) != 5 {
 			t.Fatalf("a page with more after it has %d tokens", len(page))
 		}
-		after = page[len(page)-1].Token
+		after = page[len(page)-1].Cursor
 	}
 	slices.Sort(got)
 	if !slices.Equal(got, want) {

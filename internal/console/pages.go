@@ -232,11 +232,10 @@ func (c *Console) showSubject(q *req, code int, after string, extra map[string]a
 	if !erasedAt.IsZero() && c.o.BackupHorizon > 0 {
 		data["BackupsBy"] = erasedAt.Add(c.o.BackupHorizon)
 	}
-	// The next page's cursor (a token) stays in the session, not in the
-	// page: a mask-only user is shown no token.
+	// The next page's cursor stays in the session, not in the page.
 	next := ""
-	if held && more && len(rows) > 0 {
-		next = rows[len(rows)-1].Token
+	if held && more && len(toks) > 0 {
+		next = toks[len(toks)-1].Cursor
 	}
 	c.sessions.update(q.key, func(s *session) { s.next = next })
 	exportPurposes, _, _ := c.purposes(id, auth.OpExport)
@@ -284,7 +283,7 @@ func (c *Console) allTokenHashes(q *req, subject string, hashes map[string]bool)
 			if !more || len(toks) == 0 {
 				return nil
 			}
-			after = toks[len(toks)-1].Token
+			after = toks[len(toks)-1].Cursor
 		}
 	})
 }

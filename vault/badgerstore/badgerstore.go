@@ -69,10 +69,13 @@ const (
 	pExpiry   = 'x'
 	pLedger   = 'e'
 
-	encV1      = 1
-	encV2      = 2 // record with an expiry
-	encV3      = 3 // v1 sealed with vault.RecordAADv2 (v1, v2: RecordAADv1)
-	encV4      = 4 // v2 sealed with vault.RecordAADv2
+	encV1 = 1
+	encV2 = 2 // record with an expiry
+	encV3 = 3 // v1 sealed with vault.RecordAADv2 (v1, v2: RecordAADv1)
+	encV4 = 4 // v2 sealed with vault.RecordAADv2
+	// encGrouped marks a record that names its index group (see
+	// encodeRecord).
+	encGrouped = 0x10
 	lookupSize = 32
 	// maxWrapped bounds a stored wrapped key (tink uses the same limit for
 	// its KMS envelopes); Vault transit ciphertexts of a 32-byte key are
@@ -471,23 +474,31 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 	// retried group runs fn again), and carved from one buffer per call
 	// instead of five allocations per record. badger keeps the slices of
 	// its Sets until the commit; nothing writes to them after this.
-	size := 0
-	for _, r := range recs {
-		size += tokenKeyLen + indexKeyLen + encodedRecordLen(r)
+	// One index entry per run of up to groupMax records (index.go); the
+	// records of a run of more than one carry its group id.
+	groups := (len(recs) + groupMax - 1) / groupMax
+	size := groups * indexKeyLen
+	for i, r := range recs {
+		size += tokenKeyLen + encodedRecordLen(r, nil)
+		if runLen(len(recs), i) > 1 {
+			size += 2 * sha256.Size // its group, and its hash in the entry
+		}
 		if r.Lookup != nil {
 			size += 2 + len(id) + len(r.Lookup)
 		}
 	}
+	size += groups * sha256.Size // the group ids
 	buf := make([]byte, 0, size)
 	carve := func(n int) []byte { // the next n bytes of buf, capacity n
 		buf = buf[:len(buf)+n]
 		return buf[len(buf)-n : len(buf) : len(buf)]
 	}
 	type entry struct {
-		hash       [sha256.Size]byte
-		tkey, ikey []byte
-		enc        []byte
-		maybe      bool // the filter may hold the token (set in each run)
+		hash  [sha256.Size]byte
+		tkey  []byte
+		group []byte // its run's group id, nil in a run of one
+		enc   []byte
+		maybe bool // the filter may hold the token (set in each run)
 		// The lookup key (deterministic records), its hash for the lookup
 		// filter, and whether that filter may hold it (set in each run).
 		lkey   []byte
@@ -495,15 +506,21 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 		lmaybe bool
 	}
 	ents := make([]entry, len(recs))
-	var w weight // the writes below
+	var w weight     // the writes below
+	var group []byte // the group id of the run
 	for i, r := range recs {
 		e := &ents[i]
 		e.tkey = tokenKey(carve(tokenKeyLen)[:0], r.Token)
 		e.hash = [sha256.Size]byte(e.tkey[2:])
-		e.ikey = append(carve(indexKeyLen)[:0], pIndex, '/')
-		e.ikey = append(append(e.ikey, id[:]...), e.hash[:]...)
+		if i%groupMax == 0 {
+			group = nil
+			if runLen(len(recs), i) > 1 {
+				group = newGroupID(carve(sha256.Size))
+			}
+		}
+		e.group = group
 		var err error
-		if e.enc, err = appendRecord(carve(encodedRecordLen(r))[:0], r); err != nil {
+		if e.enc, err = appendRecord(carve(encodedRecordLen(r, group))[:0], r, group); err != nil {
 			return err
 		}
 		if r.Lookup != nil {
@@ -512,10 +529,32 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 			w.set(len(e.lkey), len(r.Token))
 		}
 		w.set(tokenKeyLen, len(e.enc))
-		w.set(indexKeyLen, 0)
 		if !r.Expires.IsZero() {
 			w.set(expiryKeyLen, len(id))
 		}
+	}
+	// The index entries: key and value of each run. A run of one record
+	// is keyed by its hash, with the empty value; a longer one by its
+	// group id, listing its hashes (index.go).
+	ikeys := make([][]byte, 0, groups)
+	ivals := make([][]byte, 0, groups)
+	for lo := 0; lo < len(recs); lo += groupMax {
+		run := ents[lo:min(lo+groupMax, len(recs))]
+		k := append(carve(indexKeyLen)[:0], pIndex, '/')
+		k = append(k, id[:]...)
+		var v []byte
+		if len(run) == 1 {
+			k = append(k, run[0].hash[:]...)
+		} else {
+			k = append(k, run[0].group...)
+			hashes := make([][]byte, len(run))
+			for i := range run {
+				hashes[i] = run[i].tkey[2:]
+			}
+			v = appendGroupValue(carve(len(run) * sha256.Size)[:0], hashes)
+		}
+		ikeys, ivals = append(ikeys, k), append(ivals, v)
+		w.set(indexKeyLen, len(v))
 	}
 	return s.group.do(ctx, w, func(txn *badger.Txn) error {
 		// The filter (filter.go) is asked first, then given the tokens, in
@@ -585,13 +624,15 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 			if err := txn.Set(e.tkey, e.enc); err != nil {
 				return err
 			}
-			if err := txn.Set(e.ikey, nil); err != nil {
-				return err
-			}
 			if !r.Expires.IsZero() {
 				if err := txn.Set(expiryKey(r.Expires, e.hash[:]), id[:]); err != nil {
 					return err
 				}
+			}
+		}
+		for i, k := range ikeys {
+			if err := txn.Set(k, ivals[i]); err != nil {
+				return err
 			}
 		}
 		return nil
@@ -647,7 +688,7 @@ func (s *Store) Record(ctx context.Context, token string) (r vault.Record, err e
 
 // recordGuess is the room Record leaves for a record's encoding next to
 // its key: a card number's record with a lookup key and an expiry is
-// about 140 bytes.
+// about 140 bytes, 172 in a batch (its group, encodeRecord).
 const recordGuess = 192
 
 // RecordsOf reads the records of tokens in one read transaction. The
@@ -833,12 +874,12 @@ func (s *Store) PurgeKey(ctx context.Context, id vault.KeyID) (vault.PurgeCounts
 		n      *int64
 	}{{pIndex, &c.Records}, {pLookup, &c.Lookups}, {pConsent, &consent}, {pConsentLatest, &consent}} {
 		for {
-			n, err := s.purgePrefix(ctx, key(p.prefix, id[:]), p.prefix == pIndex)
+			n, more, err := s.purgePrefix(ctx, key(p.prefix, id[:]), p.prefix == pIndex)
 			*p.n += int64(n)
 			if err != nil {
 				return c, err
 			}
-			if n < purgeBatch {
+			if !more {
 				break
 			}
 		}
@@ -855,36 +896,58 @@ func (s *Store) PurgeKey(ctx context.Context, id vault.KeyID) (vault.PurgeCounts
 	return c, err
 }
 
-// purgePrefix deletes up to purgeBatch keys under prefix (and, for the
-// record index, the records they point at), returning how many.
-func (s *Store) purgePrefix(ctx context.Context, prefix []byte, records bool) (n int, err error) {
+// purgePrefix deletes about purgeBatch keys under prefix (for the record
+// index, the records its entries list, with those records), returning
+// how many keys (records) it deleted and whether any may be left.
+func (s *Store) purgePrefix(ctx context.Context, prefix []byte, records bool) (n int, more bool, err error) {
 	err = s.update(ctx, func(txn *badger.Txn) error {
-		n = 0
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		var keys [][]byte
-		for it.Rewind(); it.Valid() && len(keys) < purgeBatch; it.Next() {
-			keys = append(keys, it.Item().KeyCopy(nil))
+		n, more = 0, false
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: records})
+		var keys, hashes [][]byte
+		for it.Rewind(); it.Valid(); it.Next() {
+			if len(keys) == purgeBatch || len(hashes) >= purgeBatch {
+				more = true
+				break
+			}
+			k := it.Item().KeyCopy(nil)
+			keys = append(keys, k)
+			if records {
+				val, err := it.Item().ValueCopy(nil)
+				if err != nil {
+					it.Close()
+					return err
+				}
+				members, err := groupMembers(k[len(prefix):], val)
+				if err != nil {
+					it.Close()
+					return err
+				}
+				hashes = append(hashes, members...)
+			}
 		}
 		it.Close()
-		for _, k := range keys {
-			if records {
-				// The expiry index entry names the record's expiry, which
-				// only the record holds.
-				if err := deleteExpiryEntry(txn, k[len(prefix):]); err != nil {
-					return err
-				}
-				if err := txn.Delete(key(pToken, k[len(prefix):])); err != nil {
-					return err
-				}
+		for _, h := range hashes {
+			// The expiry index entry names the record's expiry, which
+			// only the record holds.
+			if err := deleteExpiryEntry(txn, h); err != nil {
+				return err
 			}
+			if err := txn.Delete(key(pToken, h)); err != nil {
+				return err
+			}
+		}
+		for _, k := range keys {
 			if err := txn.Delete(k); err != nil {
 				return err
 			}
 		}
 		n = len(keys)
+		if records {
+			n = len(hashes)
+		}
 		return nil
 	})
-	return n, err
+	return n, more, err
 }
 
 func (s *Store) PendingPurges(ctx context.Context) (ids []vault.KeyID, err error) {
@@ -1039,24 +1102,35 @@ var errCorruptSubjectKey = fmt.Errorf("%w: subject key record", vault.ErrCorrupt
 // metadata). A record without expiry is always written as v1 or v3, so
 // every record has exactly one encoding (the fuzz test checks it).
 //
+// A record of a run of more than one record of a batch has encGrouped
+// set in the version byte and the run's group id (the key of the run's
+// index entry, index.go) after it:
+// ver|encGrouped | group (32) | key id | ...
+//
 // The version byte is not authenticated, and need not be: relabelling a
 // v3 record as v1 makes the vault open it with the v1 associated data,
-// which fails, since it was sealed with the v2 one.
-func encodeRecord(r vault.Record) ([]byte, error) {
-	return appendRecord(make([]byte, 0, encodedRecordLen(r)), r)
+// which fails, since it was sealed with the v2 one. A wrong group makes
+// the record's index entry unfindable from it, which a store writer can
+// do anyway by deleting the entry.
+func encodeRecord(r vault.Record, group []byte) ([]byte, error) {
+	return appendRecord(make([]byte, 0, encodedRecordLen(r, group)), r, group)
 }
 
-// encodedRecordLen is the length of r's encoding.
-func encodedRecordLen(r vault.Record) int {
+// encodedRecordLen is the length of r's encoding in group (nil: its own).
+func encodedRecordLen(r vault.Record, group []byte) int {
 	n := 1 + len(r.KeyID) + 1 + 8 + 4 + len(r.Token) + 1 + len(r.Lookup) + len(r.Sealed)
 	if !r.Expires.IsZero() {
 		n += 8
 	}
+	if group != nil {
+		n += sha256.Size
+	}
 	return n
 }
 
-// appendRecord appends r's encoding to b.
-func appendRecord(b []byte, r vault.Record) ([]byte, error) {
+// appendRecord appends r's encoding to b; group is the hash of its
+// batch's first token, nil for that first record and a record of its own.
+func appendRecord(b []byte, r vault.Record, group []byte) ([]byte, error) {
 	var ver byte
 	switch r.AADVersion {
 	case vault.RecordAADv1:
@@ -1069,7 +1143,14 @@ func appendRecord(b []byte, r vault.Record) ([]byte, error) {
 	if !r.Expires.IsZero() {
 		ver++ // v2, v4
 	}
-	b = append(b, ver)
+	if group != nil {
+		if len(group) != sha256.Size {
+			return nil, fmt.Errorf("badgerstore: record group of %d bytes", len(group))
+		}
+		b = append(append(b, ver|encGrouped), group...)
+	} else {
+		b = append(b, ver)
+	}
 	b = append(b, r.KeyID[:]...)
 	b = append(b, byte(r.Kind))
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Created.UnixNano()))
@@ -1087,50 +1168,70 @@ func appendRecord(b []byte, r vault.Record) ([]byte, error) {
 var errBadRecord = fmt.Errorf("%w: token record", vault.ErrCorrupt)
 
 func decodeRecord(b []byte) (vault.Record, error) {
+	r, _, err := decodeGrouped(b)
+	return r, err
+}
+
+// decodeGrouped decodes a record and returns its group (nil: the record
+// is its own group, keyed by its token's hash). Both alias b.
+func decodeGrouped(b []byte) (vault.Record, []byte, error) {
 	var r vault.Record
 	bad := errBadRecord
+	if len(b) == 0 {
+		return r, nil, bad
+	}
+	ver := b[0]
+	var group []byte
+	if ver&encGrouped != 0 {
+		if len(b) < 1+sha256.Size {
+			return r, nil, bad
+		}
+		ver &^= encGrouped
+		group = b[1 : 1+sha256.Size]
+		b = b[sha256.Size:] // b[0] is now group's last byte; ver holds the version
+	}
 	head := 1 + len(r.KeyID) + 1 + 8 + 4
-	if len(b) < head || b[0] < encV1 || b[0] > encV4 {
-		return r, bad
+	if len(b) < head || ver < encV1 || ver > encV4 {
+		return r, nil, bad
 	}
 	r.AADVersion = vault.RecordAADv1
-	if b[0] >= encV3 {
+	if ver >= encV3 {
 		r.AADVersion = vault.RecordAADv2
 	}
-	withExpiry := b[0] == encV2 || b[0] == encV4
+	withExpiry := ver == encV2 || ver == encV4
 	copy(r.KeyID[:], b[1:])
 	r.Kind = format.Kind(b[1+len(r.KeyID)])
 	if !r.Kind.Valid() {
-		return r, bad
+		return r, nil, bad
 	}
 	r.Created = time.Unix(0, int64(binary.BigEndian.Uint64(b[2+len(r.KeyID):]))).UTC()
 	if withExpiry {
 		head += 8
 		if len(b) < head {
-			return r, bad
+			return r, nil, bad
 		}
 		exp := int64(binary.BigEndian.Uint64(b[head-12:]))
 		if exp == 0 {
-			return r, bad // v2 or v4 without expiry is not canonical
+			return r, nil, bad // v2 or v4 without expiry is not canonical
 		}
 		r.Expires = time.Unix(0, exp).UTC()
 	}
 	tl := binary.BigEndian.Uint32(b[head-4:])
 	rest := b[head:]
 	if tl == 0 || uint64(tl)+1 > uint64(len(rest)) {
-		return r, bad
+		return r, nil, bad
 	}
 	r.Token, rest = string(rest[:tl]), rest[tl:]
 	ll := int(rest[0])
 	rest = rest[1:]
 	if (ll != 0 && ll != lookupSize) || len(rest) < ll+aead.Overhead {
-		return r, bad
+		return r, nil, bad
 	}
 	if ll > 0 {
 		r.Lookup = rest[:ll]
 	}
 	r.Sealed = rest[ll:]
-	return r, nil
+	return r, group, nil
 }
 
 // badgerLogger routes badger's logs to slog. Badger logs file names and

@@ -12,21 +12,26 @@ import (
 )
 
 // FuzzDecodeRecord: the strict parser never panics, rejects with
-// ErrCorrupt, and what it accepts re-encodes to the same bytes.
+// ErrCorrupt, and what it accepts re-encodes, with its group, to the same
+// bytes.
 func FuzzDecodeRecord(f *testing.F) {
+	group := bytes.Repeat([]byte{5}, 32)
 	for _, aad := range []int{vault.RecordAADv1, vault.RecordAADv2} {
-		r := vault.Record{Token: "tok", KeyID: vault.KeyID{1}, Kind: format.Email, Created: time.Unix(1, 2).UTC(),
-			Lookup: bytes.Repeat([]byte{3}, lookupSize), Sealed: make([]byte, 30), AADVersion: aad}
-		f.Add(mustEncodeRecord(f, r))
-		r.Lookup = nil
-		f.Add(mustEncodeRecord(f, r))
-		r.Expires = time.Unix(100, 3).UTC()
-		f.Add(mustEncodeRecord(f, r))
+		for _, g := range [][]byte{nil, group} {
+			r := vault.Record{Token: "tok", KeyID: vault.KeyID{1}, Kind: format.Email, Created: time.Unix(1, 2).UTC(),
+				Lookup: bytes.Repeat([]byte{3}, lookupSize), Sealed: make([]byte, 30), AADVersion: aad}
+			f.Add(mustEncodeRecord(f, r, g))
+			r.Lookup = nil
+			f.Add(mustEncodeRecord(f, r, g))
+			r.Expires = time.Unix(100, 3).UTC()
+			f.Add(mustEncodeRecord(f, r, g))
+		}
 	}
 	f.Add([]byte{1})
 	f.Add([]byte{5})
+	f.Add([]byte{encGrouped | encV1})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got, err := decodeRecord(b)
+		got, g, err := decodeGrouped(b)
 		if err != nil {
 			if !errors.Is(err, vault.ErrCorrupt) {
 				t.Fatalf("error %v is not ErrCorrupt", err)
@@ -36,20 +41,26 @@ func FuzzDecodeRecord(f *testing.F) {
 		if got.AADVersion != vault.RecordAADv1 && got.AADVersion != vault.RecordAADv2 {
 			t.Fatalf("decoded AAD version %d", got.AADVersion)
 		}
-		if !bytes.Equal(mustEncodeRecord(t, got), b) {
+		if g != nil && len(g) != 32 {
+			t.Fatalf("group of %d bytes", len(g))
+		}
+		if !bytes.Equal(mustEncodeRecord(t, got, g), b) {
 			t.Fatal("decode/encode round trip changed the record")
+		}
+		if r, err := decodeRecord(b); err != nil || r.Token != got.Token || !bytes.Equal(r.Sealed, got.Sealed) {
+			t.Fatalf("decodeRecord disagrees with decodeGrouped: %v", err)
 		}
 	})
 }
 
-func mustEncodeRecord(t testing.TB, r vault.Record) []byte {
+func mustEncodeRecord(t testing.TB, r vault.Record, group []byte) []byte {
 	t.Helper()
-	b, err := encodeRecord(r)
+	b, err := encodeRecord(r, group)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// PutRecords carves encodings from one buffer by this length.
-	if n := encodedRecordLen(r); n != len(b) {
+	if n := encodedRecordLen(r, group); n != len(b) {
 		t.Fatalf("encodedRecordLen = %d, encoding has %d bytes", n, len(b))
 	}
 	return b
@@ -60,7 +71,7 @@ func mustEncodeRecord(t testing.TB, r vault.Record) []byte {
 // with the wrong associated data.
 func TestEncodeRecordRefusesUnknownAAD(t *testing.T) {
 	for _, v := range []int{0, 3} {
-		if _, err := encodeRecord(vault.Record{Token: "t", Sealed: make([]byte, 30), AADVersion: v}); err == nil {
+		if _, err := encodeRecord(vault.Record{Token: "t", Sealed: make([]byte, 30), AADVersion: v}, nil); err == nil {
 			t.Errorf("encodeRecord with AAD version %d succeeded", v)
 		}
 	}
@@ -106,7 +117,7 @@ func TestRecordReadAllocations(t *testing.T) {
 		Sealed: make([]byte, aead.Overhead+16), AADVersion: vault.RecordAADv2}
 	long := short
 	long.Token, long.Sealed = "4111110000002222", bytes.Repeat([]byte{9}, aead.Overhead+recordGuess)
-	if encodedRecordLen(short) > recordGuess || encodedRecordLen(long) <= recordGuess {
+	if encodedRecordLen(short, nil) > recordGuess || encodedRecordLen(long, nil) <= recordGuess {
 		t.Fatal("test records do not straddle recordGuess")
 	}
 	if err := s.PutRecords(ctx, "s", id, []vault.Record{short, long}); err != nil {

@@ -25,6 +25,13 @@ import (
 // deletes. The layout version and a check value of the key are stored
 // under v/layout.
 //
+// Layout 3 is layout 2 with record index entries shared by the runs of a
+// batch, and records that name their run (index.go). Nothing is rewritten:
+// a layout-2 directory is one already, and Open only raises its marker,
+// so that an older tokenvault, which could not read a record written in
+// a batch, refuses the directory instead of calling those records
+// corrupt.
+//
 // Open migrates a layout-1 directory in place: batches of subjects, each
 // copied to layout 2 in one transaction (the old entries stay), so a
 // crash loses nothing and the next Open resumes; then every version and
@@ -36,7 +43,7 @@ import (
 var layoutKey = []byte("v/layout")
 
 const (
-	layoutVersion = 2
+	layoutVersion = 3
 	layoutCheck   = 16 // bytes of the id-key check value in the marker
 	// migrateBatch bounds one migration transaction.
 	migrateBatch = 500
@@ -91,8 +98,8 @@ func keyed(db *badger.DB) (bool, error) {
 	return found, err
 }
 
-// upgrade brings the directory to layout 2 (see the top of the file), or
-// checks that it is there, with this key.
+// upgrade brings the directory to the current layout (see the top of the
+// file), or checks that it is there, with this key.
 func (s *Store) upgrade(ctx context.Context) error {
 	want, err := marker(s.ids)
 	if err != nil {
@@ -108,10 +115,18 @@ func (s *Store) upgrade(ctx context.Context) error {
 	}
 	if done {
 		switch {
-		case len(marker) == 0 || marker[0] != layoutVersion:
+		case len(marker) == 0 || marker[0] < 2:
+			return fmt.Errorf("%w: layout marker", vault.ErrCorrupt)
+		case marker[0] > layoutVersion:
 			return fmt.Errorf("badgerstore: data directory layout version %d: written by a newer tokenvault", marker[0])
-		case !bytes.Equal(marker, want):
+		case !bytes.Equal(marker[1:], want[1:]):
 			return ErrWrongIDKey
+		case marker[0] < layoutVersion:
+			// Layout 2: nothing to rewrite (see the top of the file).
+			if err := s.update(ctx, func(txn *badger.Txn) error { return txn.Set(layoutKey, want) }); err != nil {
+				return err
+			}
+			s.log.Info("raised the data directory's layout version: records of a batch share index entries", "from", marker[0], "layout", layoutVersion)
 		}
 		return nil
 	}

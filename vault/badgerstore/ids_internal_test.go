@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/dgraph-io/badger/v4"
@@ -192,5 +193,70 @@ func TestMigrationDropsMarkersOfErasedSubjects(t *testing.T) {
 	}
 	if hits := idsIn(t, data); len(hits) != 0 {
 		t.Fatalf("after the migration: %v", hits)
+	}
+}
+
+// TestLayout2Raised: a layout-2 directory opens without a rewrite and
+// its marker is raised to the current layout, so that an older
+// tokenvault refuses it; a marker from a newer layout is refused, and
+// the records written before the raise still read.
+func TestLayout2Raised(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	s, sk := openWithKey(t, dir, "alice")
+	recs := filterRecords(sk.ID, "l2", 40)
+	if err := s.PutRecords(ctx, "alice", sk.ID, recs); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	setMarker := func(ver byte) []byte {
+		t.Helper()
+		db, err := badger.Open(badgerOptions(dir, slog.Default()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		var m []byte
+		if err := db.Update(func(txn *badger.Txn) error {
+			if m, err = get(txn, layoutKey); err != nil {
+				return err
+			}
+			if ver != 0 {
+				m[0] = ver
+				return txn.Set(layoutKey, m)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	if m := setMarker(0); m[0] != layoutVersion || layoutVersion != 3 {
+		t.Fatalf("a new directory has layout %d (const %d), want 3", m[0], layoutVersion)
+	}
+
+	setMarker(2)
+	s, err := Open(dir, Options{}, nil)
+	if err != nil {
+		t.Fatalf("opening a layout-2 directory: %v", err)
+	}
+	if got, err := s.KeyRecords(ctx, sk.ID, "", 100); err != nil || len(got) != 40 {
+		t.Fatalf("after the raise: %d records listed, %v", len(got), err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if m := setMarker(0); m[0] != 3 {
+		t.Fatalf("marker after opening a layout-2 directory: %d, want 3", m[0])
+	}
+
+	setMarker(4)
+	if s, err := Open(dir, Options{}, nil); err == nil {
+		s.Close()
+		t.Fatal("a layout-4 directory opened")
+	} else if !strings.Contains(err.Error(), "newer tokenvault") {
+		t.Fatalf("a layout-4 directory: %v", err)
 	}
 }

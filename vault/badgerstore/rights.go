@@ -25,33 +25,52 @@ func (s *Store) KeyRecords(ctx context.Context, id vault.KeyID, after string, li
 	if limit <= 0 {
 		return nil, nil
 	}
+	var ag, ah []byte // the cursor's group and record hash
+	if after != "" {
+		if ag, ah, err = parseCursor(after); err != nil {
+			return nil, err
+		}
+	}
 	err = s.view(ctx, func(txn *badger.Txn) error {
 		prefix := key(pIndex, id[:])
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
 		start := prefix
-		var skip []byte
-		if after != "" {
-			skip = key(pIndex, id[:], tokenHash(after))
-			start = skip
+		if ag != nil {
+			start = key(pIndex, id[:], ag)
 		}
 		for it.Seek(start); it.Valid() && len(out) < limit; it.Next() {
-			k := it.Item().Key()
-			if skip != nil && bytes.Equal(k, skip) {
-				continue
-			}
-			b, err := get(txn, key(pToken, k[len(prefix):]))
-			if errors.Is(err, vault.ErrNotFound) {
-				return fmt.Errorf("%w: record index points at a missing record", vault.ErrCorrupt)
-			}
+			g := it.Item().KeyCopy(nil)[len(prefix):]
+			val, err := it.Item().ValueCopy(nil)
 			if err != nil {
 				return err
 			}
-			r, err := decodeRecord(b)
+			members, err := groupMembers(g, val)
 			if err != nil {
 				return err
 			}
-			out = append(out, r)
+			resume := ag != nil && bytes.Equal(g, ag)
+			for _, h := range members {
+				if len(out) == limit {
+					break
+				}
+				if resume && bytes.Compare(h, ah) <= 0 {
+					continue // listed before the cursor
+				}
+				b, err := get(txn, key(pToken, h))
+				if errors.Is(err, vault.ErrNotFound) {
+					return fmt.Errorf("%w: record index points at a missing record", vault.ErrCorrupt)
+				}
+				if err != nil {
+					return err
+				}
+				r, err := decodeRecord(b)
+				if err != nil {
+					return err
+				}
+				r.Cursor = listCursor(g, h)
+				out = append(out, r)
+			}
 		}
 		return nil
 	})
@@ -62,7 +81,9 @@ func (s *Store) ReplaceRecord(ctx context.Context, subject string, id vault.KeyI
 	if r.KeyID != id {
 		return fmt.Errorf("badgerstore: replacement record under another key")
 	}
-	enc, err := encodeRecord(r)
+	// Encoded here to refuse a bad record early; in the transaction again
+	// with the old record's group (grouped records are 32 bytes longer).
+	enc, err := encodeRecord(r, nil)
 	if err != nil {
 		return err
 	}
@@ -74,7 +95,7 @@ func (s *Store) ReplaceRecord(ctx context.Context, subject string, id vault.KeyI
 	var lk []byte // the new lookup key, if the lookup changes
 	var lh [sha256.Size]byte
 	var w weight
-	w.set(tokenKeyLen, len(enc))
+	w.set(tokenKeyLen, len(enc)+sha256.Size)
 	w.set(2+len(id)+lookupSize, 0) // the old lookup's deletion
 	if r.Lookup != nil {
 		lk = lookupKey(nil, id, r.Lookup)
@@ -105,7 +126,7 @@ func (s *Store) ReplaceRecord(ctx context.Context, subject string, id vault.KeyI
 		if err != nil {
 			return err
 		}
-		old, err := decodeRecord(b)
+		old, group, err := decodeGrouped(b)
 		if err != nil {
 			return err
 		}
@@ -148,6 +169,11 @@ func (s *Store) ReplaceRecord(ctx context.Context, subject string, id vault.KeyI
 					return err
 				}
 			}
+		}
+		// The record stays in its group: its index entry lists it.
+		enc, err := encodeRecord(r, group)
+		if err != nil {
+			return err
 		}
 		return txn.Set(key(pToken, h), enc)
 	})
@@ -221,9 +247,12 @@ func deleteRecord(txn *badger.Txn, hash []byte) (ok bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	r, err := decodeRecord(b)
+	r, group, err := decodeGrouped(b)
 	if err != nil {
 		return false, err
+	}
+	if group == nil {
+		group = hash
 	}
 	if r.Lookup != nil {
 		tok, err := get(txn, key(pLookup, r.KeyID[:], r.Lookup))
@@ -240,7 +269,7 @@ func deleteRecord(txn *badger.Txn, hash []byte) (ok bool, err error) {
 			return false, err
 		}
 	}
-	if err := txn.Delete(key(pIndex, r.KeyID[:], hash)); err != nil {
+	if err := dropFromGroup(txn, r.KeyID, group, hash); err != nil {
 		return false, err
 	}
 	return true, txn.Delete(key(pToken, hash))

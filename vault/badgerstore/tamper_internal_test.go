@@ -78,7 +78,7 @@ func TestTamperedRecordMetadata(t *testing.T) {
 				if err != nil {
 					return err
 				}
-				r, err := decodeRecord(b)
+				r, group, err := decodeGrouped(b)
 				if err != nil {
 					return err
 				}
@@ -86,7 +86,7 @@ func TestTamperedRecordMetadata(t *testing.T) {
 					t.Fatalf("new record has AAD version %d", r.AADVersion)
 				}
 				tt.edit(&r)
-				enc, err := encodeRecord(r)
+				enc, err := encodeRecord(r, group)
 				if err != nil {
 					return err
 				}

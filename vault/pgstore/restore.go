@@ -208,7 +208,7 @@ func copyStore(ctx context.Context, src, dst fullStore) error {
 				if err := dst.PutRecords(ctx, e.Subject, sk.ID, recs); err != nil {
 					return err
 				}
-				recAfter = recs[len(recs)-1].Token
+				recAfter = recs[len(recs)-1].Cursor
 			}
 			if err := copyConsentOf(ctx, src, dst, e.Subject, sk.ID); err != nil {
 				return err

@@ -3,6 +3,8 @@ package pgstore
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"time"
 
@@ -20,9 +22,15 @@ func (s *Store) KeyRecords(ctx context.Context, id vault.KeyID, after string, li
 	if limit <= 0 {
 		return nil, nil
 	}
+	// The cursor (vault.Record.Cursor) is the hex of the last listed
+	// record's token hash: the listing is in that order.
 	start := []byte{}
 	if after != "" {
-		start = tokenHash(after)
+		h, err := hex.DecodeString(after)
+		if err != nil || len(h) != sha256.Size {
+			return nil, fmt.Errorf("%w: after: not a listing cursor of this store", vault.ErrInvalidArgument)
+		}
+		start = h
 	}
 	rows, err := s.q.Query(ctx, `SELECT `+recordColumns+` FROM tokenvault_records
 		WHERE key_id = $1 AND token_hash > $2 ORDER BY token_hash LIMIT $3`, id[:], start, limit)
@@ -36,6 +44,7 @@ func (s *Store) KeyRecords(ctx context.Context, id vault.KeyID, after string, li
 		if err != nil {
 			return nil, err
 		}
+		r.Cursor = hex.EncodeToString(tokenHash(r.Token))
 		out = append(out, r)
 	}
 	return out, rows.Err()

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 func RunRights(t *testing.T, newStore NewStore) {
 	runTests(t, newStore, []test{
 		{"KeyRecords", testKeyRecords},
+		{"KeyRecordsAcrossDeletes", testKeyRecordsAcrossDeletes},
 		{"RecordAADVersions", testRecordAADVersionsListed},
 		{"ReplaceRecord", testReplaceRecord},
 		{"Restriction", testRestriction},
@@ -63,13 +66,137 @@ func testKeyRecords(t *testing.T, s vault.Store) {
 				t.Fatalf("KeyRecords returned %+v, want %+v", r, w)
 			}
 		}
-		after = page[len(page)-1].Token
+		after = page[len(page)-1].Cursor
 	}
 	if len(got) != len(want) {
 		t.Fatalf("scan found %d records, want %d", len(got), len(want))
 	}
 	if page, err := rs.KeyRecords(ctx, vault.KeyID{99}, "", 10); err != nil || len(page) != 0 {
 		t.Fatalf("KeyRecords of an unknown key = %d, %v", len(page), err)
+	}
+}
+
+// testKeyRecordsAcrossDeletes: a listing resumed from a record's Cursor
+// lists every record that stays, once, when records are deleted between
+// pages: the one the cursor came from, others already listed, others not
+// yet listed, and a whole batch the cursor's record was in. A cursor the
+// store did not make is refused.
+func testKeyRecordsAcrossDeletes(t *testing.T, s vault.Store) {
+	ctx := context.Background()
+	rs := as[vault.RightsStore](t, s)
+	k := mustCreate(t, s, "alice")
+	put := func(recs ...vault.Record) {
+		t.Helper()
+		if err := s.PutRecords(ctx, "alice", k.ID, recs); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var batch, singles []vault.Record
+	for i := range 70 {
+		r := rec(k.ID, fmt.Sprintf("b-%02d", i), nil)
+		if i%7 == 0 {
+			r.Lookup = lookup(1000 + i)
+		}
+		batch = append(batch, r)
+	}
+	put(batch...)
+	for i := range 6 {
+		r := rec(k.ID, fmt.Sprintf("s-%d", i), nil)
+		singles = append(singles, r)
+		put(r)
+	}
+	inBatch := map[string]bool{}
+	for _, r := range batch {
+		inBatch[r.Token] = true
+	}
+	live := map[string]bool{}
+	for _, r := range append(slices.Clone(batch), singles...) {
+		live[r.Token] = true
+	}
+	del := func(tok string) {
+		t.Helper()
+		if err := s.DeleteRecord(ctx, tok); err != nil {
+			t.Fatalf("DeleteRecord: %v", err)
+		}
+		delete(live, tok)
+	}
+	listed := map[string]bool{}
+	after, pages, batchGone := "", 0, false
+	for {
+		page, err := rs.KeyRecords(ctx, k.ID, after, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		pages++
+		for _, r := range page {
+			if listed[r.Token] || !live[r.Token] {
+				t.Fatalf("page %d lists %s: listed before %v, deleted %v", pages, r.Token, listed[r.Token], !live[r.Token])
+			}
+			listed[r.Token] = true
+		}
+		last := page[len(page)-1]
+		after = last.Cursor
+		switch {
+		case !batchGone && pages >= 3 && inBatch[last.Token]:
+			// The whole batch, the cursor's record with it.
+			for _, r := range batch {
+				if live[r.Token] {
+					del(r.Token)
+				}
+			}
+			batchGone = true
+		case pages%2 == 0:
+			del(last.Token) // the cursor's own record
+			if page[0].Token != last.Token {
+				del(page[0].Token) // one listed before it
+			}
+			for tok := range live { // and one not listed yet
+				if !listed[tok] {
+					del(tok)
+					break
+				}
+			}
+		}
+	}
+	if !batchGone {
+		t.Fatal("no page ended on a batch record: the test did not delete the cursor's batch")
+	}
+	for tok := range live {
+		if !listed[tok] {
+			t.Errorf("record %s was never deleted and never listed", tok)
+		}
+	}
+	for _, bad := range []string{"b-01", "zz", strings.Repeat("x", 128)} {
+		if _, err := rs.KeyRecords(ctx, k.ID, bad, 5); !errors.Is(err, vault.ErrInvalidArgument) {
+			t.Errorf("KeyRecords after a cursor the store did not make: %v, want ErrInvalidArgument", err)
+		}
+	}
+	// A record of a batch deleted and its token written again (as a
+	// deterministic token is after its expiry) leaves the rest of its
+	// batch listed.
+	again := make([]vault.Record, 10)
+	for i := range again {
+		again[i] = rec(k.ID, fmt.Sprintf("a-%d", i), nil)
+		live[again[i].Token] = true
+	}
+	put(again...)
+	for _, i := range []int{0, 9} {
+		del(again[i].Token)
+		put(again[i])
+		live[again[i].Token] = true
+	}
+	// What is left lists in full from the start.
+	all, err := rs.KeyRecords(ctx, k.ID, "", 1000)
+	if err != nil || len(all) != len(live) {
+		t.Fatalf("a fresh listing gives %d records, %v; want %d", len(all), err, len(live))
+	}
+	for _, r := range all {
+		if !live[r.Token] {
+			t.Fatalf("a fresh listing gives %s, deleted", r.Token)
+		}
 	}
 }
 
