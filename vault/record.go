@@ -33,7 +33,9 @@ type Record struct {
 	// Cursor is set by RightsStore.KeyRecords alone, and never stored:
 	// passed as its after, the listing resumes after this record. It is
 	// store-defined (a store may key its listing by something a deleted
-	// record no longer tells) and carries no token or value.
+	// record no longer tells). It carries no value, and no token in the
+	// clear, but may carry an unkeyed hash of the token, which a short
+	// token space lets one reverse: keep it where the token may be.
 	Cursor string
 }
 

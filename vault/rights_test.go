@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -218,5 +219,38 @@ func TestSignedReceiptAndLedger(t *testing.T) {
 	want, _ := vault.LedgerHash(lk, "alice")
 	if len(entries) != 1 || string(entries[0].Hash) != string(want) || !entries[0].ErasedAt.Equal(c.now()) {
 		t.Fatalf("ledger = %+v", entries)
+	}
+}
+
+// TestExportManyPages: an export of more records than one page of the
+// store's listing (scanPage) resumes from each page's cursor and gives
+// every record once.
+func TestExportManyPages(t *testing.T) {
+	ctx := context.Background()
+	f, _ := newRightsFixture(t, vault.RightsOptions{})
+	want := map[string]bool{}
+	for call := range 5 {
+		var fields []vault.Field
+		for i := range 90 {
+			fields = append(fields, vault.Field{Kind: format.Email, Value: fmt.Sprintf("u%d-%d@example.com", call, i)})
+		}
+		for _, tok := range f.tokenize(t, "alice", fields...) {
+			want[tok] = true
+		}
+	}
+	got := map[string]bool{}
+	if err := f.v.ExportSubject(ctx, "alice", func(_ vault.ExportHeader, recs []vault.ExportedRecord) error {
+		for _, r := range recs {
+			if got[r.Token] || !want[r.Token] {
+				t.Errorf("export gives %q: twice %v, unknown %v", r.Token, got[r.Token], !want[r.Token])
+			}
+			got[r.Token] = true
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("export gives %d records, want %d", len(got), len(want))
 	}
 }

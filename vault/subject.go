@@ -28,7 +28,7 @@ type TokenInfo struct {
 	Expires       time.Time // zero: no expiry
 	Deterministic bool
 	// Cursor, passed as SubjectTokens' after, lists the tokens after
-	// this one (store-defined; it holds no token or value).
+	// this one (store-defined; see Record.Cursor).
 	Cursor string
 }
 

@@ -1,12 +1,13 @@
 // Package badgerstore is the embedded [vault.Store], on [badger] v4.
 //
-// Key layout 2 (one byte of type, then fixed-size parts where possible, so
+// Key layout 3 (one byte of type, then fixed-size parts where possible, so
 // that prefixes scan exactly one subject key's data):
 //
 //	h/<hash(subject) (32)>          -> subject key: v2 | key id | created | wrapped DEK | sealed subject id
 //	j/<key id (16)>                 -> hash(subject)         (blobs and records name key ids)
-//	t/<sha256(token) (32)>          -> record: v1..v4 | key id | kind | created | lookup | sealed value
-//	s/<key id><sha256(token)>       -> empty                 (index: a key's records, for purge/export)
+//	t/<sha256(token) (32)>          -> record: v1..v4 [|0x10, group id] | key id | kind | created | lookup | sealed value
+//	s/<key id><sha256(token)>       -> empty                 (index: a record alone, for purge/export)
+//	s/<key id><group id (32)>       -> sorted record hashes  (index: a run of a batch, index.go)
 //	d/<key id><lookup (32)>         -> token                 (deterministic lookups)
 //	p/<key id>                      -> shred time            (pending purge after a shred)
 //	r/<key id>                      -> restricted since      (restriction of processing)
@@ -1128,8 +1129,8 @@ func encodedRecordLen(r vault.Record, group []byte) int {
 	return n
 }
 
-// appendRecord appends r's encoding to b; group is the hash of its
-// batch's first token, nil for that first record and a record of its own.
+// appendRecord appends r's encoding to b; group is the group id of its
+// run (index.go), nil for a record alone in its run.
 func appendRecord(b []byte, r vault.Record, group []byte) ([]byte, error) {
 	var ver byte
 	switch r.AADVersion {

@@ -293,8 +293,13 @@ func TestRefusedOpAcceptedOnRerun(t *testing.T) {
 				// t2 deleted after the group's snapshot, which read it: the
 				// group's commit conflicts. Op B (t1) is queued meanwhile,
 				// so it runs while that commit is in flight.
+				// (In a transaction of its own: DeleteRecord is a
+				// committer op, and the committer is busy with this one.)
 				first = false
-				if err := s.DeleteRecord(ctx, t2.Token); err != nil {
+				if err := s.update(ctx, func(txn *badger.Txn) error {
+					_, err := deleteRecord(txn, tokenHash(t2.Token))
+					return err
+				}); err != nil {
 					return err
 				}
 				go func() { bDone <- s.PutRecords(ctx, "ivan", sk.ID, []vault.Record{b}) }()

@@ -119,7 +119,7 @@ func TestOversizedOpFailsAlone(t *testing.T) {
 		}
 		return recs
 	}
-	huge := records("huge", int(s.group.limit.count)) // two entries each: twice the limit
+	huge := records("huge", int(s.group.limit.count)+1) // an entry each, and one per run of 31: over the limit
 	var wg sync.WaitGroup
 	errs := make([]error, 9)
 	for i := range errs {

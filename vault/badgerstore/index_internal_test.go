@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -230,5 +233,42 @@ func TestIndexOldLayout(t *testing.T) {
 	}
 	if ents := indexEntries(t, s, sk.ID); len(ents) != 0 {
 		t.Fatalf("%d index entries after the purge", len(ents))
+	}
+}
+
+// TestConcurrentDeletesInOneRun: deleting every record of a run at once,
+// each call on its own, all succeed (in transactions of their own they
+// conflicted on the run's shared index entry, and some failed after their
+// retries), and the entry is gone after them.
+func TestConcurrentDeletesInOneRun(t *testing.T) {
+	ctx := t.Context()
+	s, sk := openWithKey(t, t.TempDir(), "alice")
+	defer s.Close()
+	for round := range 5 {
+		recs := filterRecords(sk.ID, fmt.Sprintf("c%d", round), groupMax)
+		if err := s.PutRecords(ctx, "alice", sk.ID, recs); err != nil {
+			t.Fatal(err)
+		}
+		errs := make(chan error, len(recs))
+		var start sync.WaitGroup
+		start.Add(1)
+		for _, r := range recs {
+			go func() {
+				start.Wait()
+				errs <- s.DeleteRecord(ctx, r.Token)
+			}()
+		}
+		start.Done()
+		for range recs {
+			if err := <-errs; err != nil {
+				t.Fatalf("round %d: DeleteRecord: %v", round, err)
+			}
+		}
+		if ents := indexEntries(t, s, sk.ID); len(ents) != 0 {
+			t.Fatalf("round %d: %d index entries left", round, len(ents))
+		}
+	}
+	if err := s.DeleteRecord(ctx, "c0-1"); !errors.Is(err, vault.ErrNotFound) {
+		t.Fatalf("deleting a deleted record: %v, want ErrNotFound", err)
 	}
 }

@@ -276,10 +276,21 @@ func deleteRecord(txn *badger.Txn, hash []byte) (ok bool, err error) {
 }
 
 func (s *Store) DeleteRecord(ctx context.Context, token string) error {
-	return s.update(ctx, func(txn *badger.Txn) error {
-		ok, err := deleteRecord(txn, tokenHash(token))
+	h := tokenHash(token)
+	var w weight
+	w.set(tokenKeyLen, 0)
+	w.set(indexKeyLen, groupMax*sha256.Size) // the rewritten index entry
+	w.set(2+len(vault.KeyID{})+lookupSize, 0)
+	w.set(expiryKeyLen, 0)
+	// A committer op: deleting a record of a batch rewrites the index
+	// entry its run shares (index.go). Concurrent deletes of one run in
+	// transactions of their own conflict on it, and enough of them at once
+	// (the expired deterministic tokens of a batch, replaced by parallel
+	// calls) outlast the retries; in one group each sees the ones before.
+	return s.group.do(ctx, w, func(txn *badger.Txn) error {
+		ok, err := deleteRecord(txn, h)
 		if err == nil && !ok {
-			return vault.ErrNotFound
+			return refusal{vault.ErrNotFound} // before any write
 		}
 		return err
 	})

@@ -57,6 +57,9 @@ func testKeyRecords(t *testing.T, s vault.Store) {
 		if len(page) == 0 {
 			break
 		}
+		if len(page) > 7 {
+			t.Fatalf("KeyRecords with limit 7 returned %d records", len(page))
+		}
 		for _, r := range page {
 			if got[r.Token] {
 				t.Fatalf("record %s listed twice", r.Token)
