@@ -81,9 +81,8 @@ func appendGroupValue(b []byte, hashes [][]byte) []byte {
 
 // dropFromGroup removes hash from the index entry keyed by g under key
 // id (g: the record's group id, or its own hash), and the entry once it
-// lists no record. A missing entry or member
-// is left alone: deleting a record must not fail on an index a crash or
-// an older version left behind.
+// lists no record. A missing entry or member is left alone: deleting a
+// record must not fail on an index entry that is not there.
 func dropFromGroup(txn *badger.Txn, id vault.KeyID, g, hash []byte) error {
 	ik := key(pIndex, id[:], g)
 	val, err := get(txn, ik)
