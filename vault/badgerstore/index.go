@@ -69,9 +69,8 @@ func groupMembers(g, val []byte) ([][]byte, error) {
 
 // appendGroupValue appends the index value of a group of hashes (at
 // least two) to b: the hashes, sorted, so that a listing can resume after
-// any of them (listCursor).
+// any of them (listCursor). It sorts hashes in place.
 func appendGroupValue(b []byte, hashes [][]byte) []byte {
-	hashes = slices.Clone(hashes)
 	slices.SortFunc(hashes, bytes.Compare)
 	for _, h := range hashes {
 		b = append(b, h...)
@@ -108,7 +107,12 @@ func dropFromGroup(txn *badger.Txn, id vault.KeyID, g, hash []byte) error {
 	case len(rest) == 0:
 		return txn.Delete(ik)
 	}
-	return txn.Set(ik, appendGroupValue(make([]byte, 0, len(rest)*sha256.Size), rest))
+	// rest keeps the entry's sorted order.
+	b := make([]byte, 0, len(rest)*sha256.Size)
+	for _, m := range rest {
+		b = append(b, m...)
+	}
+	return txn.Set(ik, b)
 }
 
 // A listing cursor (vault.Record.Cursor) is the hex of the group and the
