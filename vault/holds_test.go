@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
 	"time"
@@ -210,5 +211,38 @@ func TestRestrictCoversHolds(t *testing.T) {
 	}
 	if _, err := v.RestrictSubject(ctx, "nobody"); !errors.Is(err, vault.ErrNotFound) {
 		t.Fatalf("restricting an unknown subject: %v", err)
+	}
+}
+
+// TestHoldReceiptCountsManyPages: the receipt of a hold shred counts
+// every held record, however many pages of the store's listing they take
+// (450 records: three pages, in runs that share index entries).
+func TestHoldReceiptCountsManyPages(t *testing.T) {
+	ctx := context.Background()
+	e := newHoldsEnv(t)
+	v := e.open(t)
+	const calls, per = 5, 90
+	for c := range calls {
+		var fields []vault.Field
+		for i := range per {
+			fields = append(fields, vault.Field{Kind: format.Email, Value: fmt.Sprintf("u%d-%d@example.com", c, i), Hold: "tax"})
+		}
+		if _, err := v.Tokenize(ctx, "alice", fields); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, _, err := v.EraseSubject(ctx, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	e.now = e.now.AddDate(7, 0, 1)
+	if n, err := v.ShredDueHolds(ctx); err != nil || n != 1 {
+		t.Fatalf("ShredDueHolds = %d, %v", n, err)
+	}
+	rs, _, err := v.HoldReceipts(ctx, "alice")
+	if err != nil || len(rs) != 1 {
+		t.Fatalf("hold receipts = %+v, %v", rs, err)
+	}
+	if rs[0].Records != calls*per {
+		t.Fatalf("the receipt counts %d records, want %d", rs[0].Records, calls*per)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -17,9 +18,9 @@ import (
 	"github.com/tokenvault/tokenvault/vault/pgstore"
 )
 
-// badgerFrames is a badger store's snapshot (one subject, two records)
-// as a restore's Frames.
-func badgerFrames(t *testing.T, key *aead.Key) func(fn func([]byte) error) error {
+// badgerFrames is a badger store's snapshot (one subject, n records:
+// tok-1 to tok-n) as a restore's Frames.
+func badgerFrames(t *testing.T, key *aead.Key, n int) func(fn func([]byte) error) error {
 	t.Helper()
 	ctx := context.Background()
 	s, err := badgerstore.Open(t.TempDir(), badgerstore.Options{IDKey: key}, nil)
@@ -32,8 +33,8 @@ func badgerFrames(t *testing.T, key *aead.Key) func(fn func([]byte) error) error
 		t.Fatal(err)
 	}
 	var recs []vault.Record
-	for _, tok := range []string{"tok-1", "tok-2"} {
-		recs = append(recs, vault.Record{Token: tok, KeyID: sk.ID, Kind: format.Generic, Created: sk.Created, Sealed: make([]byte, 40), AADVersion: vault.RecordAADv2})
+	for i := range n {
+		recs = append(recs, vault.Record{Token: fmt.Sprintf("tok-%d", i+1), KeyID: sk.ID, Kind: format.Generic, Created: sk.Created, Sealed: make([]byte, 40), AADVersion: vault.RecordAADv2})
 	}
 	if err := s.PutRecords(ctx, "alice", sk.ID, recs); err != nil {
 		t.Fatal(err)
@@ -75,7 +76,7 @@ func migrated(t *testing.T) *pgtest.DB {
 func TestFailedRestoreLeavesNothing(t *testing.T) {
 	ctx := context.Background()
 	key, _ := aead.NewKey()
-	frames := badgerFrames(t, key)
+	frames := badgerFrames(t, key, 2)
 	db := migrated(t)
 
 	l, err := pgstore.NewLoader(db.DSN, nil)
@@ -135,5 +136,61 @@ func TestFailedRestoreLeavesNothing(t *testing.T) {
 	}
 	if _, err := pgstore.NewLoader(db.DSN, nil); err == nil {
 		t.Fatal("a restore into a database with data was started")
+	}
+}
+
+// TestRestoreManyRecords: the copy of a subject's records pages by the
+// source store's cursor. 2,500 records under one key are three pages of
+// copyBatch, in badger's shared index entries (runs of up to 31): every
+// one arrives, once.
+func TestRestoreManyRecords(t *testing.T) {
+	ctx := context.Background()
+	key, _ := aead.NewKey()
+	const n = 2500
+	frames := badgerFrames(t, key, n)
+	db := migrated(t)
+	l, err := pgstore.NewLoader(db.DSN, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	if err := l.UseLedgerKey(key); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := l.Load(frames, func(vault.KeyID) bool { return false }); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Finish(ctx, nil); err != nil {
+		t.Fatal(err)
+	}
+	s, err := pgstore.Open(ctx, db.DSN, pgstore.Options{IDKey: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if c, err := s.CountTokens(ctx); err != nil || c != n {
+		t.Fatalf("records after the restore: %d, %v; want %d", c, err, n)
+	}
+	seen := map[string]bool{}
+	for after := ""; ; {
+		page, err := s.KeyRecords(ctx, vault.KeyID{7}, after, 700)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, r := range page {
+			if seen[r.Token] {
+				t.Fatalf("%s restored twice", r.Token)
+			}
+			seen[r.Token] = true
+		}
+		after = page[len(page)-1].Cursor
+	}
+	for i := range n {
+		if tok := fmt.Sprintf("tok-%d", i+1); !seen[tok] {
+			t.Fatalf("%s not restored (%d of %d are)", tok, len(seen), n)
+		}
 	}
 }
