@@ -92,27 +92,7 @@ func TestBackupKeepsConsentEventsAndHolds(t *testing.T) {
 	if _, err := src.Snapshot(&b, 0); err != nil {
 		t.Fatal(err)
 	}
-	frames := framesOf(b.Bytes())
-	target := migrated(t)
-	l, err := pgstore.NewLoader(target.DSN, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	if err := l.UseLedgerKey(key); err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := l.Load(frames, func(vault.KeyID) bool { return false }); err != nil {
-		t.Fatal(err)
-	}
-	if err := l.Finish(ctx, nil); err != nil {
-		t.Fatal(err)
-	}
-	dst, err := pgstore.Open(ctx, target.DSN, pgstore.Options{IDKey: key})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
+	dst := restored(t, key, framesOf(b.Bytes()))
 
 	h, err := dst.ConsentHistory(ctx, keys["alice"].ID, 0, 10)
 	if err != nil || len(h) != 2 || !bytes.Equal(h[0].Sealed, consent[0].Sealed) || !bytes.Equal(h[1].Sealed, consent[1].Sealed) {

@@ -135,7 +135,28 @@ func (l *Loader) FinishWithHolds(ctx context.Context, ledger []vault.LedgerEntry
 	if err != nil {
 		return err
 	}
-	defer src.Close()
+	err = l.copyFrom(ctx, src)
+	// Closed before its directory is removed: badger's close still
+	// deletes and writes files there (it failed, and logged an error, on
+	// every successful restore while the removal came first). Once the
+	// copy is complete, a failed close of the staging copy is only
+	// logged: failing Finish would make Close empty the restored database.
+	cerr := src.Close()
+	if err != nil {
+		return err
+	}
+	if cerr != nil {
+		l.logger.Warn("restore: closing the staging store failed; the database is restored", "err", cerr)
+	}
+	l.done = true
+	l.key.Zero()
+	os.RemoveAll(l.staging)
+	return nil
+}
+
+// copyFrom marks the database, copies the staging store src into it and
+// removes the mark.
+func (l *Loader) copyFrom(ctx context.Context, src *badgerstore.Store) error {
 	// The mark first, through a store handle that the mark does not stop
 	// (Open refuses a marked database; this handle is opened before).
 	dst, err := Open(ctx, l.dsn, Options{IDKey: l.key, Logger: l.logger})
@@ -153,9 +174,6 @@ func (l *Loader) FinishWithHolds(ctx context.Context, ledger []vault.LedgerEntry
 	if _, err := dst.pool.Exec(ctx, `DELETE FROM tokenvault_meta WHERE name = $1`, restoreMark); err != nil {
 		return fmt.Errorf("pgstore: %w", err)
 	}
-	l.done = true
-	l.key.Zero()
-	os.RemoveAll(l.staging)
 	return nil
 }
 
