@@ -143,7 +143,7 @@ func (l *Loader) FinishWithHolds(ctx context.Context, ledger []vault.LedgerEntry
 	// logged: failing Finish would make Close empty the restored database.
 	cerr := src.Close()
 	if err != nil {
-		return err
+		return errors.Join(err, cerr)
 	}
 	if cerr != nil {
 		l.logger.Warn("restore: closing the staging store failed; the database is restored", "err", cerr)
@@ -174,6 +174,8 @@ func (l *Loader) copyFrom(ctx context.Context, src *badgerstore.Store) error {
 	if _, err := dst.pool.Exec(ctx, `DELETE FROM tokenvault_meta WHERE name = $1`, restoreMark); err != nil {
 		return fmt.Errorf("pgstore: %w", err)
 	}
+	// Unmarked: the database is restored, and nothing may empty it now.
+	l.marked = false
 	return nil
 }
 
