@@ -142,22 +142,29 @@ func TestTrimRacesRegistration(t *testing.T) {
 			}
 		})
 	}
+	// Registrations so far, read by the acknowledger: on a busy machine
+	// the 200 acknowledgements could otherwise all be over before the
+	// second registration, and the race would go untested.
+	var registered atomic.Int64
 	wg.Go(func() {
 		defer done.Store(true)
 		for i := uint64(1); i <= events; i++ {
+			// The last acknowledgement waits for a few registrations (or
+			// for the registering loop to have stopped on a failure).
+			for i == events && registered.Load() < 3 && !done.Load() {
+				time.Sleep(time.Millisecond)
+			}
 			if err := s1.AckErasures(ctx, "base", i); err != nil {
 				errs <- err
 				return
 			}
 		}
 	})
-	registered := 0
 	// Fails after stopping the goroutines, which use the stores.
 	var fail error
 	for fail == nil && !done.Load() {
 		fail = func() error {
-			c := fmt.Sprintf("late-%d", registered)
-			registered++
+			c := fmt.Sprintf("late-%d", registered.Add(1)-1)
 			if err := s2.RegisterConsumer(ctx, c); err != nil {
 				return err
 			}
@@ -190,8 +197,9 @@ func TestTrimRacesRegistration(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
-	if registered < 2 {
-		t.Fatalf("only %d registrations ran during the trims", registered)
+	n := registered.Load()
+	if n < 2 {
+		t.Fatalf("only %d registrations ran during the trims", n)
 	}
-	t.Logf("%d registrations during the trims", registered)
+	t.Logf("%d registrations during the trims", n)
 }
