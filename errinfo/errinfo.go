@@ -61,15 +61,14 @@ const (
 	// that restarted answers NOT_FOUND: a restart drops its codes).
 	VolatileHolderUnavailable = "VOLATILE_HOLDER_UNAVAILABLE"
 	// Unauthenticated (UNAUTHENTICATED): no identity, or one that could not
-	// be verified. Authentication is decided before the request is read,
-	// and grpc-go sends such early refusals with their code and message
-	// only: these reach the client without an ErrorInfo, and the client
-	// goes by the code.
+	// be verified. Authentication is decided before the request is read
+	// (the guard's tap handle); the refusal carries its ErrorInfo all the
+	// same.
 	Unauthenticated = "UNAUTHENTICATED"
 	// PermissionDenied (PERMISSION_DENIED): the identity may not do this
 	// (operation, kind, context or purpose), or the method is unknown (an
 	// unknown method, like authentication, is refused before the request
-	// is read, without details).
+	// is read).
 	PermissionDenied = "PERMISSION_DENIED"
 	// KEKUnavailable (UNAVAILABLE): the key-encryption key provider is
 	// unreachable; retry later.

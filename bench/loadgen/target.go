@@ -69,8 +69,8 @@ func NewGRPCTarget(kind, addr string, conns int, opts []grpc.DialOption) (Target
 		for range conns {
 			// Each connection gets its own HTTP/2 transport: identical
 			// targets would otherwise share one TCP connection.
-			o := append(cloneOpts(opts), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32<<20)),
-				grpc.WithSharedWriteBuffer(true))
+			// grpc-go shares write buffers by default (WithSharedWriteBuffer is deprecated).
+			o := append(cloneOpts(opts), grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(32<<20)))
 			c, err := grpc.NewClient(a, o...)
 			if err != nil {
 				t.Close()

@@ -132,11 +132,10 @@ func TestRefusalDetails(t *testing.T) {
 		reason string
 		field  string
 	}{
-		// Refused before the request is read (the guard's tap handle):
-		// grpc-go sends such an early refusal with its code and message
-		// only, no details, so the client goes by the code.
+		// Refused before the request is read (the guard's tap handle),
+		// with the same details as any other refusal.
 		{"no credentials", func() error { _, err := anon.Mask(c, tok...); return err },
-			codes.Unauthenticated, client.ErrUnauthenticated, "", ""},
+			codes.Unauthenticated, client.ErrUnauthenticated, "UNAUTHENTICATED", ""},
 		{"no role", func() error { _, err := s.as(t, "nobody").Detokenize(c, "payment", tok...); return err },
 			codes.PermissionDenied, client.ErrPermissionDenied, "PERMISSION_DENIED", ""},
 		{"no purpose", func() error { _, err := s.as(t, "payments").Detokenize(c, "", tok...); return err },

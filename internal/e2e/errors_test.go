@@ -21,16 +21,16 @@ import (
 // One error surface (issue 12): every refusal reaches the client with its
 // code, an ErrorInfo reason (package errinfo) and, where a field is at
 // fault, a BadRequest naming it, and the Go client turns it into the typed
-// error. The one exception is grpc-go's: refusals the guard makes before
-// the request is read (authentication, unknown methods) are sent as an
-// early abort with code and message only, so the client goes by the code.
+// error. That includes the refusals the guard makes in its tap handle,
+// before the request is read (authentication, unknown methods): grpc-go
+// (1.85; 1.72 did not) sends that early abort with the status's details.
 
 // refusal is one refused call and what the client must learn of it.
 type refusal struct {
 	name   string
 	call   func() error // returns the client's error (client.AsError for raw stubs)
 	code   codes.Code
-	reason string // "": refused before the request was read (no details)
+	reason string
 	field  string
 	typed  error
 	says   string // part of the message
@@ -120,31 +120,31 @@ func TestEveryGuardRefusal(t *testing.T) {
 		}
 	}
 	checkRefusals(t, []refusal{
-		// Authentication, in the tap handle: no details.
+		// Authentication, in the tap handle: details too.
 		{"no credentials", func() error { _, err := anon.Mask(c, tok...); return err },
-			codes.Unauthenticated, "", "", client.ErrUnauthenticated, "no client certificate or API key"},
+			codes.Unauthenticated, errinfo.Unauthenticated, "", client.ErrUnauthenticated, "no client certificate or API key"},
 		{"unknown API key", func() error {
 			_, err := dialTLS(t, addr, s.pki.CAFile, "", "", client.WithAPIKey(s.apiKey+"x")).Mask(c, tok...)
 			return err
-		}, codes.Unauthenticated, "", "", client.ErrUnauthenticated, "unknown API key"},
+		}, codes.Unauthenticated, errinfo.Unauthenticated, "", client.ErrUnauthenticated, "unknown API key"},
 		{"certificate and API key", func() error {
 			f := s.certs["payments"]
 			_, err := dialTLS(t, addr, s.pki.CAFile, f[0], f[1], client.WithAPIKey(s.apiKey)).Detokenize(c, "payment", tok...)
 			return err
-		}, codes.Unauthenticated, "", "", client.ErrUnauthenticated, "use one"},
+		}, codes.Unauthenticated, errinfo.Unauthenticated, "", client.ErrUnauthenticated, "use one"},
 		{"not a bearer header", func() error {
 			_, err := raw.Mask(metadata.AppendToOutgoingContext(c, "authorization", "Basic eDp5"), &pb.MaskRequest{Tokens: tok})
 			return client.AsError(err)
-		}, codes.Unauthenticated, "", "", client.ErrUnauthenticated, `not "Bearer <API key>"`},
+		}, codes.Unauthenticated, errinfo.Unauthenticated, "", client.ErrUnauthenticated, `not "Bearer <API key>"`},
 		{"two authorization headers", func() error {
 			md := metadata.AppendToOutgoingContext(c, "authorization", "Bearer a", "authorization", "Bearer b")
 			_, err := raw.Mask(md, &pb.MaskRequest{Tokens: tok})
 			return client.AsError(err)
-		}, codes.Unauthenticated, "", "", client.ErrUnauthenticated, "more than one authorization header"},
+		}, codes.Unauthenticated, errinfo.Unauthenticated, "", client.ErrUnauthenticated, "more than one authorization header"},
 		{"unknown method", func() error {
 			err := dialTLSRaw(t, addr, s.pki.CAFile).Invoke(c, "/tokenvault.v1.TokenVault/NoSuchMethod", &pb.MaskRequest{}, new(pb.MaskResponse))
 			return client.AsError(err)
-		}, codes.PermissionDenied, "", "", client.ErrPermissionDenied, "not a tokenvault method the guard knows"},
+		}, codes.PermissionDenied, errinfo.PermissionDenied, "", client.ErrPermissionDenied, "not a tokenvault method the guard knows"},
 
 		// Authorization: the request was read, so every detail is there.
 		{"no role", func() error { _, err := as("nobody").Mask(c, tok...); return err },

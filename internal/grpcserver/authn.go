@@ -44,8 +44,7 @@ func identityFrom(ctx context.Context) (*tapped, bool) {
 // authenticated, or names a method the guard does not know, is refused
 // before it can make the server decode up to MaxMessageBytes. It must not
 // block: its refusals are audited asynchronously (refusals.go). grpc-go
-// sends what it returns as grpc-status and grpc-message only, without the
-// status's details (see the table in status.go).
+// sends the status it returns, details included (the table in status.go).
 func (g *Guard) tap(ctx context.Context, info *tap.Info) (context.Context, error) {
 	method := info.FullMethodName
 	if public(method) {

@@ -61,11 +61,10 @@ type codeRow struct {
 // What reaches the client: every status carries an ErrorInfo (domain
 // tokenvault, the row's reason) and, when the error names the request
 // field at fault (*vault.FieldError, or the guard's fieldError), a
-// BadRequest naming it. One exception is grpc-go's, not ours: the refusals
-// the guard makes in its tap handle, before the request is read
-// (unauthenticated callers, unknown methods), are sent by grpc-go as an
-// early abort with grpc-status and grpc-message only, so they arrive
-// without details (internal/e2e/errors_test.go checks both sides).
+// BadRequest naming it. That includes the refusals the guard makes in its
+// tap handle, before the request is read (unauthenticated callers, unknown
+// methods), which grpc-go sends as an early abort with the status's
+// details (internal/e2e/errors_test.go checks both kinds).
 var codeTable = []codeRow{
 	{vault.ErrInvalidArgument, codes.InvalidArgument, errinfo.InvalidArgument, "invalid argument"},
 	{vault.ErrNotFound, codes.NotFound, errinfo.NotFound, "not found"},
