@@ -3,12 +3,11 @@
 # Cached: a tool already at the pinned version is not rebuilt.
 set -euo pipefail
 bin=$(go env GOPATH)/bin
+# Stamps name the Go that built each tool too: staticcheck and govulncheck
+# must be built by the toolchain whose code they analyse.
+goversion=$(go env GOVERSION)
 want() { # name version module-path
 	local name=$1 version=$2 pkg=$3 stamp="$bin/.$1.version"
-	# The stamp names the Go that built the tool too: staticcheck and
-	# govulncheck must be built by the toolchain whose code they analyse.
-	local goversion
-	goversion=$(go env GOVERSION)
 	if [[ -x "$bin/$name" && "$(cat "$stamp" 2>/dev/null)" == "$version $goversion" ]]; then
 		return
 	fi
