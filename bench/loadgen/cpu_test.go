@@ -96,6 +96,13 @@ func TestCPUMeterAddsServers(t *testing.T) {
 	if c.Error != "" || c.Seconds != 1.5 || c.PerCallUS != 1500 || c.PerItemUS != 15 {
 		t.Fatalf("%+v", c)
 	}
+	// A process that spent nothing while the calls were made is not the
+	// server (a wrapper's pid): refused, not 0 µs per call.
+	m = &cpuMeter{srcs: []CPUSource{&fixedCPU{[]float64{3, 3}}}}
+	m.start(context.Background())
+	if c := m.finish(context.Background(), 1000, 1000); c.Error == "" || c.PerCallUS != 0 || !strings.Contains(c.Error, "no CPU time") {
+		t.Fatalf("idle source: %+v", c)
+	}
 	m = &cpuMeter{srcs: []CPUSource{ProcCPU(1 << 30)}}
 	m.start(context.Background())
 	if c := m.finish(context.Background(), 1, 1); c.Error == "" || c.PerCallUS != 0 {
