@@ -159,14 +159,17 @@ func (r *refusals) loop() {
 	}
 }
 
-// take empties the counts.
+// take empties the counts and returns them, nil if there were none. The
+// caller owns what it gets: handing out the live map when it was empty
+// (to save an allocation) let flush range over it while add wrote to it.
 func (r *refusals) take() map[refusalKey]*refusalCount {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	m := r.counts
-	if len(m) > 0 {
-		r.counts = map[refusalKey]*refusalCount{}
+	if len(m) == 0 {
+		return nil
 	}
+	r.counts = map[refusalKey]*refusalCount{}
 	return m
 }
 

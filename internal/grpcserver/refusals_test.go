@@ -9,10 +9,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/tokenvault/tokenvault/internal/audit"
 )
@@ -127,5 +131,43 @@ func TestRefusalsBounded(t *testing.T) {
 	}
 	if single > refusalBurst+refusalRate*120 || !catchAll {
 		t.Fatalf("%d individual entries (bound ~%d), catch-all group used: %v", single, refusalBurst, catchAll)
+	}
+}
+
+// TestRefusalsFlushWhileCounting: the flush loop and a flood of counted
+// refusals at once. A flush that found nothing counted used to range over
+// the live map while add wrote to it (a data race the race detector caught
+// in the flood test); every refusal must also be in exactly one flush.
+func TestRefusalsFlushWhileCounting(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	never := rate.NewLimiter(0, 0) // every refusal is counted, none written alone
+	r := &refusals{log: quiet, anon: never, authed: never, now: time.Now, counts: map[refusalKey]*refusalCount{}}
+	var flushed atomic.Uint64
+	write := func(e audit.Entry) error { flushed.Add(e.Count); return nil }
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				r.flush(write)
+			}
+		}
+	}()
+	const adds = 5000
+	for i := range adds {
+		r.add(audit.Entry{Method: "/tokenvault.v1.TokenVault/Detokenize", Outcome: "Unauthenticated",
+			Peer: fmt.Sprintf("10.0.0.%d:1", i%4), Reason: "no credentials"})
+		if i%8 == 0 {
+			runtime.Gosched() // let the loop find the counts empty
+		}
+	}
+	close(stop)
+	<-done
+	r.flush(write)
+	if got := flushed.Load(); got != adds {
+		t.Fatalf("%d refusals flushed, want %d", got, adds)
 	}
 }
