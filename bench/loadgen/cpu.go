@@ -195,6 +195,10 @@ type cpuMeter struct {
 	// counts them (counted).
 	calls0  float64
 	counted bool
+	// busy: each source is a server that answered the calls, so a
+	// window in which one spent no CPU is refused. Not for a database,
+	// which a load served from caches may leave idle.
+	busy bool
 }
 
 // startedCalls sums the sources' started calls; ok is false unless every
@@ -259,19 +263,21 @@ func (m *cpuMeter) finish(ctx context.Context, calls, items uint64) *ServerCPU {
 		}
 	}
 	for i := range after {
-		c.Seconds += after[i] - m.before[i]
-	}
-	if c.Seconds <= 0 {
-		// A server that answered calls spent CPU on them; none at all (not
-		// one 10 ms clock tick) means the counters are another process's:
-		// most often -pid named the shell or wrapper that started the
-		// server. Reporting 0 µs per call would read as every CPU target
-		// met.
-		c.Seconds = 0
-		c.Error = fmt.Sprintf("%s: no CPU time in the measured window while tvbench made %d calls: not the server's own process "+
-			"(a shell or wrapper that started it?), or too few calls for the counters' 10 ms resolution",
-			strings.Join(c.Sources, ", "), calls)
-		return c
+		d := after[i] - m.before[i]
+		if d <= 0 && m.busy {
+			// A server that answered calls spent CPU on them (calls go
+			// round robin, so every address got its share); none at all,
+			// not one 10 ms clock tick, means the counters are another
+			// process's: most often -pid named the shell or wrapper that
+			// started the server. Reporting 0 µs per call would read as
+			// every CPU target met.
+			c.Seconds = 0
+			c.Error = fmt.Sprintf("%s: no CPU time in the measured window while tvbench made %d calls: not the server's own process "+
+				"(a shell or wrapper that started it?), or too few calls for the counters' 10 ms resolution",
+				c.Sources[i], calls)
+			return c
+		}
+		c.Seconds += d
 	}
 	if calls > 0 {
 		c.PerCallUS = c.Seconds * 1e6 / float64(calls)

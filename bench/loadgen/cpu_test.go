@@ -98,10 +98,22 @@ func TestCPUMeterAddsServers(t *testing.T) {
 	}
 	// A process that spent nothing while the calls were made is not the
 	// server (a wrapper's pid): refused, not 0 µs per call.
-	m = &cpuMeter{srcs: []CPUSource{&fixedCPU{[]float64{3, 3}}}}
+	m = &cpuMeter{srcs: []CPUSource{&fixedCPU{[]float64{3, 3}}}, busy: true}
 	m.start(context.Background())
 	if c := m.finish(context.Background(), 1000, 1000); c.Error == "" || c.PerCallUS != 0 || !strings.Contains(c.Error, "no CPU time") {
 		t.Fatalf("idle source: %+v", c)
+	}
+	// …also when it is one of several (a replica's wrapper among servers).
+	m = &cpuMeter{srcs: []CPUSource{&fixedCPU{[]float64{10, 11}}, &fixedCPU{[]float64{3, 3}}}, busy: true}
+	m.start(context.Background())
+	if c := m.finish(context.Background(), 1000, 1000); c.Error == "" || c.PerCallUS != 0 || !strings.Contains(c.Error, "no CPU time") {
+		t.Fatalf("one idle source of two: %+v", c)
+	}
+	// A database a cached load left idle is a figure, 0, not an error.
+	m = &cpuMeter{srcs: []CPUSource{&fixedCPU{[]float64{3, 3}}}}
+	m.start(context.Background())
+	if c := m.finish(context.Background(), 1000, 1000); c.Error != "" || c.Seconds != 0 {
+		t.Fatalf("idle database: %+v", c)
 	}
 	m = &cpuMeter{srcs: []CPUSource{ProcCPU(1 << 30)}}
 	m.start(context.Background())

@@ -299,7 +299,7 @@ func Run(ctx context.Context, t Target, p Profile, ro RunOptions) (*RunResult, e
 	var series []Point
 	var maxRSS, maxAnon int64
 	var countersBefore []float64 // at the start of the measured window
-	cpu := &cpuMeter{srcs: ro.CPU}
+	cpu := &cpuMeter{srcs: ro.CPU, busy: true}
 	dbCPU := &cpuMeter{srcs: ro.DBCPU}
 	sampleDone := make(chan struct{})
 	workersDone := make(chan struct{})
