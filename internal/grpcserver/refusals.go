@@ -113,6 +113,14 @@ func (r *refusals) add(e audit.Entry) {
 	k := refusalKey{method: method, op: e.Op, outcome: e.Outcome, caller: e.Caller, auth: e.Auth, host: peerHost(e.Peer)}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	r.slot(k, e.Reason).n++
+}
+
+// manyReason is a catch-all group's reason.
+const manyReason = "many distinct refusals"
+
+// slot returns the group k is counted in, made if need be; r.mu is held.
+func (r *refusals) slot(k refusalKey, reason string) *refusalCount {
 	c, ok := r.counts[k]
 	if !ok && len(r.counts) >= refusalKeys {
 		// Too many distinct groups (callers cycling addresses or names):
@@ -120,20 +128,21 @@ func (r *refusals) add(e audit.Entry) {
 		// authenticated caller keeps a group of its own while there is
 		// room, so that a flood of anonymous refusals cannot wash its
 		// name out of the record.
-		k = refusalKey{method: "*", outcome: e.Outcome, caller: "*", host: "*"}
-		if e.Caller != "" && len(r.counts) < 2*refusalKeys {
-			k.caller, k.auth = e.Caller, e.Auth
+		caller, auth := k.caller, k.auth
+		k = refusalKey{method: "*", outcome: k.outcome, caller: "*", host: "*"}
+		if caller != "" && len(r.counts) < 2*refusalKeys {
+			k.caller, k.auth = caller, auth
 		}
 		c, ok = r.counts[k]
 	}
 	if !ok {
-		c = &refusalCount{since: r.now(), reason: e.Reason}
+		c = &refusalCount{since: r.now(), reason: reason}
 		if k.host == "*" {
-			c.reason = "many distinct refusals"
+			c.reason = manyReason
 		}
 		r.counts[k] = c
 	}
-	c.n++
+	return c
 }
 
 // peerHost drops the port: a flood over many connections from one host is
@@ -173,17 +182,25 @@ func (r *refusals) take() map[refusalKey]*refusalCount {
 	return m
 }
 
-// putBack merges counts that could not be written into the current ones
-// (the catch-all bound does not apply: these were counted already).
-func (r *refusals) putBack(k refusalKey, c *refusalCount) {
+// putBack merges groups that could not be written into the current
+// counts, in one step and within add's bound: while a flood keeps the
+// audit queue full, add refills the counts between two flushes, and
+// groups put back beside them unbounded would grow the map flush after
+// flush. A group put back is older than what add counted since, so its
+// start and reason win.
+func (r *refusals) putBack(left map[refusalKey]*refusalCount) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if cur, ok := r.counts[k]; ok {
+	for k, c := range left {
+		cur := r.slot(k, c.reason)
 		cur.n += c.n
-		cur.since, cur.reason = c.since, c.reason
-		return
+		if c.since.Before(cur.since) {
+			cur.since = c.since
+			if cur.reason != manyReason {
+				cur.reason = c.reason
+			}
+		}
 	}
-	r.counts[k] = c
 }
 
 // flush writes one entry per group with write: queued (WriteAsync) from
@@ -192,7 +209,14 @@ func (r *refusals) putBack(k refusalKey, c *refusalCount) {
 func (r *refusals) flush(write func(audit.Entry) error) {
 	m := r.take()
 	var total uint64
+	var left map[refusalKey]*refusalCount // not written: the log is busy
 	for k, c := range m {
+		if left != nil {
+			// The queue was full a moment ago: the rest waits for the
+			// next flush instead of being offered one by one.
+			left[k] = c
+			continue
+		}
 		e := audit.Entry{Type: audit.TypeRefusals, Method: k.method, Op: k.op, Outcome: k.outcome,
 			Caller: k.caller, Auth: k.auth, Peer: k.host, Reason: c.reason, Count: c.n,
 			Since: c.since.UTC().Format(time.RFC3339Nano)}
@@ -200,10 +224,13 @@ func (r *refusals) flush(write func(audit.Entry) error) {
 		case err == nil:
 			total += c.n
 		case errors.Is(err, audit.ErrBusy):
-			r.putBack(k, c)
+			left = map[refusalKey]*refusalCount{k: c}
 		default:
 			r.log.Error("could not audit counted refusals", "method", k.method, "count", c.n, "err", err)
 		}
+	}
+	if left != nil {
+		r.putBack(left)
 	}
 	if total > 0 {
 		r.log.Warn("calls refused faster than they are audited one by one; counted instead", "count", total, "groups", len(m))

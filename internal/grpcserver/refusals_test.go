@@ -171,3 +171,51 @@ func TestRefusalsFlushWhileCounting(t *testing.T) {
 		t.Fatalf("%d refusals flushed, want %d", got, adds)
 	}
 }
+
+// TestRefusalsBoundedWhileLogBusy: while the audit queue stays full
+// (every write ErrBusy) through several flushes and a flood from ever new
+// hosts goes on — also between a flush's take and its put-back — the
+// counted groups stay within add's bound (the groups a flush puts back go
+// into the catch-alls like new ones), and not one refusal is lost or
+// counted twice.
+func TestRefusalsBoundedWhileLogBusy(t *testing.T) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	never := rate.NewLimiter(0, 0)
+	r := &refusals{log: quiet, anon: never, authed: never, now: time.Now, counts: map[refusalKey]*refusalCount{}}
+	const rounds, perRound = 10, 3000
+	host := 0
+	flood := func() {
+		for range perRound {
+			r.add(audit.Entry{Method: "/tokenvault.v1.TokenVault/Detokenize", Outcome: "Unauthenticated",
+				Peer: fmt.Sprintf("10.%d.%d.%d:1", host/65536%256, host/256%256, host%256), Reason: "no credentials"})
+			host++
+		}
+	}
+	for round := range rounds {
+		flooded := false
+		r.flush(func(audit.Entry) error {
+			if !flooded { // refusals counted while the flush holds the old groups
+				flooded = true
+				flood()
+			}
+			return audit.ErrBusy
+		})
+		r.mu.Lock()
+		groups := len(r.counts)
+		r.mu.Unlock()
+		if groups > refusalKeys+1 { // the anonymous groups and one catch-all
+			t.Fatalf("round %d: %d counted groups, bound %d", round, groups, refusalKeys+1)
+		}
+		flood()
+	}
+	var written uint64
+	catchAll := false
+	r.flush(func(e audit.Entry) error {
+		written += e.Count
+		catchAll = catchAll || (e.Peer == "*" && e.Reason == manyReason)
+		return nil
+	})
+	if want := uint64(host); written != want || !catchAll {
+		t.Fatalf("%d refusals written (want %d), catch-all written: %v", written, want, catchAll)
+	}
+}
