@@ -404,3 +404,49 @@ func parseProcStatTree(s string) (own, reaped float64, ppid int, err error) {
 	}
 	return float64(v[0]+v[1]) / clockTicks, float64(v[2]+v[3]) / clockTicks, ppid, nil
 }
+
+// ListensOn reports whether process pid holds a listening TCP socket on
+// port: the sockets of /proc/PID/net/tcp and tcp6 (the process's own
+// network namespace) in state LISTEN, matched by inode against the links
+// in /proc/PID/fd. told is false when that cannot be said (not Linux, or
+// the process's descriptors are not readable by this user). tvbench uses
+// it to refuse a -pid that is not the server: a shell, `tee` or `sudo`
+// in front of it spends little or no CPU, and its figure would read as
+// every CPU target met.
+func ListensOn(pid, port int) (listens, told bool) {
+	inodes := map[string]bool{}
+	for _, f := range []string{"tcp", "tcp6"} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, f))
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(string(b), "\n")
+		for _, ln := range lines[min(1, len(lines)):] { // the first line is a header
+			// sl local_address rem_address st … inode: "0A" is LISTEN.
+			fs := strings.Fields(ln)
+			if len(fs) < 10 || fs[3] != "0A" {
+				continue
+			}
+			i := strings.LastIndexByte(fs[1], ':')
+			p, err := strconv.ParseUint(fs[1][i+1:], 16, 16)
+			if i < 0 || err != nil || int(p) != port {
+				continue
+			}
+			inodes[fs[9]] = true
+		}
+	}
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		return false, false
+	}
+	for _, fd := range fds {
+		l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err != nil {
+			continue
+		}
+		if ino, ok := strings.CutPrefix(l, "socket:["); ok && inodes[strings.TrimSuffix(ino, "]")] {
+			return true, true
+		}
+	}
+	return false, true
+}

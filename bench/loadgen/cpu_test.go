@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -203,5 +205,37 @@ func TestProcTreeCPUCountsChildren(t *testing.T) {
 	}
 	if _, err := ProcTreeCPU(1 << 30).CPUSeconds(ctx); err == nil {
 		t.Fatal("a process that does not exist was read")
+	}
+}
+
+// TestListensOn: this process listening on a port is told apart from a
+// process that is not (a child `sleep`, as a shell in front of a server
+// would be) and from a port nobody listens on.
+func TestListensOn(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("/proc/PID/net and /proc/PID/fd: Linux only")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	if listens, told := ListensOn(os.Getpid(), port); !listens || !told {
+		t.Fatalf("this process on its own port: listens %v, told %v", listens, told)
+	}
+	sleep := exec.Command("sleep", "30")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleep.Process.Kill(); sleep.Wait() })
+	if listens, told := ListensOn(sleep.Process.Pid, port); listens || !told {
+		t.Fatalf("a child that does not listen: listens %v, told %v", listens, told)
+	}
+	ln.Close()
+	if listens, told := ListensOn(os.Getpid(), port); listens || !told {
+		t.Fatalf("after closing the listener: listens %v, told %v", listens, told)
+	}
+	if _, told := ListensOn(1<<30, port); told {
+		t.Fatal("a process that does not exist: told")
 	}
 }

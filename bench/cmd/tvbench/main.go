@@ -260,6 +260,17 @@ func (c *common) parse(args []string) error {
 		if len(c.pidList) != len(c.addrs()) {
 			return fmt.Errorf("-pid: %d process ids for %d -addr addresses (give one per address)", len(c.pidList), len(c.addrs()))
 		}
+		for i, a := range c.addrs() {
+			_, ps, err := net.SplitHostPort(a)
+			port, perr := strconv.Atoi(ps)
+			if err != nil || perr != nil {
+				continue // the dial reports a bad address
+			}
+			if listens, told := loadgen.ListensOn(c.pidList[i], port); told && !listens {
+				return fmt.Errorf("-pid: process %d does not listen on port %d of -addr %s: give the server's own process id, "+
+					"not a shell, tee or sudo that started it ($! after `cd dir && tokenvault serve &` is the shell's)", c.pidList[i], port, a)
+			}
+		}
 		if c.rssPid == 0 {
 			c.rssPid = c.pidList[0]
 		}

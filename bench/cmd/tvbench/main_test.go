@@ -10,6 +10,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -366,6 +367,25 @@ func TestFlagErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestPidMustBeTheServer: a -pid that does not listen on its -addr's port
+// (the shell of `cd dir && tokenvault serve &`, tee, sudo) is refused
+// before any call, instead of reading a CPU figure of nearly nothing.
+func TestPidMustBeTheServer(t *testing.T) {
+	a := startTokenvault(t)
+	sleep := exec.Command("sleep", "30")
+	if err := sleep.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sleep.Process.Kill(); sleep.Wait() })
+	var stderr bytes.Buffer
+	args := append([]string{"run", "-addr", a, "-pid", strconv.Itoa(sleep.Process.Pid)}, short...)
+	if code := run(context.Background(), args, io.Discard, &stderr); code == 0 || !strings.Contains(stderr.String(), "does not listen on port") {
+		t.Fatalf("exit %d, stderr %q", code, stderr.String())
+	}
+	// The server's own process (this one, in-process) is accepted.
+	checkRun(t, tvbench(t, append([]string{"run", "-addr", a, "-pid", strconv.Itoa(os.Getpid())}, short...)...).Runs[1], loadgen.OpTokenize)
 }
 
 func TestMatchedDelay(t *testing.T) {
