@@ -264,7 +264,15 @@ func (m *cpuMeter) finish(ctx context.Context, calls, items uint64) *ServerCPU {
 	}
 	for i := range after {
 		d := after[i] - m.before[i]
-		if d <= 0 && m.busy {
+		if d < 0 {
+			// A counter that went back: the process behind it restarted
+			// (a metrics endpoint), or the pid was reused.
+			c.Seconds = 0
+			c.Error = fmt.Sprintf("%s: its CPU counter went back during the measured window (%.2f s to %.2f s): the server restarted?",
+				c.Sources[i], m.before[i], after[i])
+			return c
+		}
+		if d == 0 && m.busy {
 			// A server that answered calls spent CPU on them (calls go
 			// round robin, so every address got its share); none at all,
 			// not one 10 ms clock tick, means the counters are another

@@ -111,6 +111,12 @@ func TestCPUMeterAddsServers(t *testing.T) {
 	if c := m.finish(context.Background(), 1000, 1000); c.Error == "" || c.PerCallUS != 0 || !strings.Contains(c.Error, "no CPU time") {
 		t.Fatalf("one idle source of two: %+v", c)
 	}
+	// A counter that went back (a restarted server behind -metrics).
+	m = &cpuMeter{srcs: []CPUSource{&fixedCPU{[]float64{30, 2}}}, busy: true}
+	m.start(context.Background())
+	if c := m.finish(context.Background(), 1000, 1000); c.Error == "" || c.PerCallUS != 0 || !strings.Contains(c.Error, "went back") {
+		t.Fatalf("counter went back: %+v", c)
+	}
 	// A database a cached load left idle is a figure, 0, not an error.
 	m = &cpuMeter{srcs: []CPUSource{&fixedCPU{[]float64{3, 3}}}}
 	m.start(context.Background())
