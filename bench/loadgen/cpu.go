@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -413,16 +414,16 @@ func parseProcStatTree(s string) (own, reaped float64, ppid int, err error) {
 	return float64(v[0]+v[1]) / clockTicks, float64(v[2]+v[3]) / clockTicks, ppid, nil
 }
 
-// ListensOn reports whether process pid holds a listening TCP socket on
-// port: the sockets of /proc/PID/net/tcp and tcp6 (the process's own
-// network namespace) in state LISTEN, matched by inode against the links
-// in /proc/PID/fd. told is false when that cannot be said (not Linux, or
-// the process's descriptors are not readable by this user). tvbench uses
-// it to refuse a -pid that is not the server: a shell, `tee` or `sudo`
-// in front of it spends little or no CPU, and its figure would read as
-// every CPU target met.
-func ListensOn(pid, port int) (listens, told bool) {
-	inodes := map[string]bool{}
+// ListeningPorts lists the TCP ports process pid listens on: the sockets
+// of /proc/PID/net/tcp and tcp6 (the process's own network namespace) in
+// state LISTEN, matched by inode against the links in /proc/PID/fd. told
+// is false when that cannot be said (not Linux, or the process's
+// descriptors are not readable by this user). tvbench uses it to refuse a
+// -pid that is not the server: a shell, `tee` or `sudo` in front of it
+// listens on nothing and spends little or no CPU, and its figure would
+// read as every CPU target met.
+func ListeningPorts(pid int) (ports []int, told bool) {
+	byInode := map[string]int{}
 	for _, f := range []string{"tcp", "tcp6"} {
 		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/net/%s", pid, f))
 		if err != nil {
@@ -436,25 +437,29 @@ func ListensOn(pid, port int) (listens, told bool) {
 				continue
 			}
 			i := strings.LastIndexByte(fs[1], ':')
-			p, err := strconv.ParseUint(fs[1][i+1:], 16, 16)
-			if i < 0 || err != nil || int(p) != port {
+			if i < 0 {
 				continue
 			}
-			inodes[fs[9]] = true
+			if p, err := strconv.ParseUint(fs[1][i+1:], 16, 16); err == nil {
+				byInode[fs[9]] = int(p)
+			}
 		}
 	}
 	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
 	if err != nil {
-		return false, false
+		return nil, false
 	}
 	for _, fd := range fds {
 		l, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
 		if err != nil {
 			continue
 		}
-		if ino, ok := strings.CutPrefix(l, "socket:["); ok && inodes[strings.TrimSuffix(ino, "]")] {
-			return true, true
+		if ino, ok := strings.CutPrefix(l, "socket:["); ok {
+			if p, ok := byInode[strings.TrimSuffix(ino, "]")]; ok && !slices.Contains(ports, p) {
+				ports = append(ports, p)
+			}
 		}
 	}
-	return false, true
+	slices.Sort(ports)
+	return ports, true
 }

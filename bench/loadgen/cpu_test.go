@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -214,10 +215,10 @@ func TestProcTreeCPUCountsChildren(t *testing.T) {
 	}
 }
 
-// TestListensOn: this process listening on a port is told apart from a
-// process that is not (a child `sleep`, as a shell in front of a server
-// would be) and from a port nobody listens on.
-func TestListensOn(t *testing.T) {
+// TestListeningPorts: this process's listening port is found, a process
+// that listens on nothing (a child `sleep`, as a shell in front of a
+// server would be) has none, and a closed listener's port is gone.
+func TestListeningPorts(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("/proc/PID/net and /proc/PID/fd: Linux only")
 	}
@@ -226,22 +227,22 @@ func TestListensOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
-	if listens, told := ListensOn(os.Getpid(), port); !listens || !told {
-		t.Fatalf("this process on its own port: listens %v, told %v", listens, told)
+	if ports, told := ListeningPorts(os.Getpid()); !told || !slices.Contains(ports, port) {
+		t.Fatalf("this process: %v (told %v), want %d among them", ports, told, port)
 	}
 	sleep := exec.Command("sleep", "30")
 	if err := sleep.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sleep.Process.Kill(); sleep.Wait() })
-	if listens, told := ListensOn(sleep.Process.Pid, port); listens || !told {
-		t.Fatalf("a child that does not listen: listens %v, told %v", listens, told)
+	if ports, told := ListeningPorts(sleep.Process.Pid); !told || len(ports) != 0 {
+		t.Fatalf("a child that does not listen: %v, told %v", ports, told)
 	}
 	ln.Close()
-	if listens, told := ListensOn(os.Getpid(), port); listens || !told {
-		t.Fatalf("after closing the listener: listens %v, told %v", listens, told)
+	if ports, told := ListeningPorts(os.Getpid()); !told || slices.Contains(ports, port) {
+		t.Fatalf("after closing the listener: %v, told %v", ports, told)
 	}
-	if _, told := ListensOn(1<<30, port); told {
+	if _, told := ListeningPorts(1 << 30); told {
 		t.Fatal("a process that does not exist: told")
 	}
 }

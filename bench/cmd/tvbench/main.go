@@ -29,6 +29,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -260,15 +261,10 @@ func (c *common) parse(args []string) error {
 		if len(c.pidList) != len(c.addrs()) {
 			return fmt.Errorf("-pid: %d process ids for %d -addr addresses (give one per address)", len(c.pidList), len(c.addrs()))
 		}
-		for i, a := range c.addrs() {
-			_, ps, err := net.SplitHostPort(a)
-			port, perr := strconv.Atoi(ps)
-			if err != nil || perr != nil {
-				continue // the dial reports a bad address
-			}
-			if listens, told := loadgen.ListensOn(c.pidList[i], port); told && !listens {
-				return fmt.Errorf("-pid: process %d does not listen on port %d of -addr %s: give the server's own process id, "+
-					"not a shell, tee or sudo that started it ($! after `cd dir && tokenvault serve &` is the shell's)", c.pidList[i], port, a)
+		for _, pid := range c.pidList {
+			if ports, told := loadgen.ListeningPorts(pid); told && len(ports) == 0 {
+				return fmt.Errorf("-pid: process %d listens on no TCP port: give the server's own process id, "+
+					"not a shell, tee or sudo that started it ($! after `cd dir && tokenvault serve &` is the shell's)", pid)
 			}
 		}
 		if c.rssPid == 0 {
@@ -303,6 +299,29 @@ type session struct {
 	dialOpts []grpc.DialOption
 }
 
+// checkPidPorts warns when a -pid listens, but not on its -addr's port:
+// another server's process, or a container's whose port is mapped (its
+// own network namespace sees the port inside; the CPU figure is then
+// still the server's, so this is a warning, not a refusal).
+func (c *common) checkPidPorts(stderr io.Writer) {
+	for i, a := range c.addrs() {
+		if i >= len(c.pidList) {
+			return
+		}
+		_, ps, err := net.SplitHostPort(a)
+		port, perr := strconv.Atoi(ps)
+		if err != nil || perr != nil {
+			continue // the dial reports a bad address
+		}
+		ports, told := loadgen.ListeningPorts(c.pidList[i])
+		if !told || len(ports) == 0 || slices.Contains(ports, port) {
+			continue
+		}
+		fmt.Fprintf(stderr, "tvbench: warning: -pid %d does not listen on port %d of -addr %s (it listens on %v): "+
+			"another server's process, or a container's with a mapped port? Its CPU is what the figures show.\n", c.pidList[i], port, a, ports)
+	}
+}
+
 func (c *common) open(stderr io.Writer) (*session, error) {
 	apiKey, err := readSecret(c.keyFile, "TOKENVAULT_API_KEY")
 	if err != nil {
@@ -312,6 +331,7 @@ func (c *common) open(stderr io.Writer) (*session, error) {
 	if s.tvCPU, s.metricsAddrs, err = c.cpuSources(); err != nil {
 		return nil, err
 	}
+	c.checkPidPorts(stderr)
 	var opts []grpc.DialOption
 	for _, a := range c.addrs() { // the plaintext-key check is per address
 		if opts, err = loadgen.DialOptions(a, c.tls, apiKey); err != nil {

@@ -369,9 +369,10 @@ func TestFlagErrors(t *testing.T) {
 	}
 }
 
-// TestPidMustBeTheServer: a -pid that does not listen on its -addr's port
-// (the shell of `cd dir && tokenvault serve &`, tee, sudo) is refused
-// before any call, instead of reading a CPU figure of nearly nothing.
+// TestPidMustBeTheServer: a -pid that listens on no TCP port (the shell of
+// `cd dir && tokenvault serve &`, tee, sudo) is refused before any call,
+// instead of reading a CPU figure of nearly nothing; one that listens, but
+// not on its -addr's port, is warned about.
 func TestPidMustBeTheServer(t *testing.T) {
 	a := startTokenvault(t)
 	sleep := exec.Command("sleep", "30")
@@ -381,11 +382,22 @@ func TestPidMustBeTheServer(t *testing.T) {
 	t.Cleanup(func() { sleep.Process.Kill(); sleep.Wait() })
 	var stderr bytes.Buffer
 	args := append([]string{"run", "-addr", a, "-pid", strconv.Itoa(sleep.Process.Pid)}, short...)
-	if code := run(context.Background(), args, io.Discard, &stderr); code == 0 || !strings.Contains(stderr.String(), "does not listen on port") {
+	if code := run(context.Background(), args, io.Discard, &stderr); code == 0 || !strings.Contains(stderr.String(), "listens on no TCP port") {
 		t.Fatalf("exit %d, stderr %q", code, stderr.String())
 	}
 	// The server's own process (this one, in-process) is accepted.
 	checkRun(t, tvbench(t, append([]string{"run", "-addr", a, "-pid", strconv.Itoa(os.Getpid())}, short...)...).Runs[1], loadgen.OpTokenize)
+	// This process listens (on a's port), but not on port 1.
+	stderr.Reset()
+	(&common{addr: "127.0.0.1:1", pidList: []int{os.Getpid()}}).checkPidPorts(&stderr)
+	if !strings.Contains(stderr.String(), "does not listen on port 1 of -addr 127.0.0.1:1") {
+		t.Fatalf("no warning: %q", stderr.String())
+	}
+	stderr.Reset()
+	(&common{addr: a, pidList: []int{os.Getpid()}}).checkPidPorts(&stderr)
+	if stderr.Len() != 0 {
+		t.Fatalf("warning for the server's own port: %q", stderr.String())
+	}
 }
 
 func TestMatchedDelay(t *testing.T) {
