@@ -261,12 +261,6 @@ func (c *common) parse(args []string) error {
 		if len(c.pidList) != len(c.addrs()) {
 			return fmt.Errorf("-pid: %d process ids for %d -addr addresses (give one per address)", len(c.pidList), len(c.addrs()))
 		}
-		for _, pid := range c.pidList {
-			if ports, told := loadgen.ListeningPorts(pid); told && len(ports) == 0 {
-				return fmt.Errorf("-pid: process %d listens on no TCP port: give the server's own process id, "+
-					"not a shell, tee or sudo that started it ($! after `cd dir && tokenvault serve &` is the shell's)", pid)
-			}
-		}
 		if c.rssPid == 0 {
 			c.rssPid = c.pidList[0]
 		}
@@ -299,27 +293,31 @@ type session struct {
 	dialOpts []grpc.DialOption
 }
 
-// checkPidPorts warns when a -pid listens, but not on its -addr's port:
-// another server's process, or a container's whose port is mapped (its
-// own network namespace sees the port inside; the CPU figure is then
-// still the server's, so this is a warning, not a refusal).
-func (c *common) checkPidPorts(stderr io.Writer) {
-	for i, a := range c.addrs() {
-		if i >= len(c.pidList) {
-			return
-		}
-		_, ps, err := net.SplitHostPort(a)
-		port, perr := strconv.Atoi(ps)
-		if err != nil || perr != nil {
-			continue // the dial reports a bad address
-		}
-		ports, told := loadgen.ListeningPorts(c.pidList[i])
-		if !told || len(ports) == 0 || slices.Contains(ports, port) {
+// checkPidPorts refuses a -pid that listens on no TCP port (a shell, tee
+// or sudo in front of the server), and warns when one listens, but not on
+// its -addr's port: another server's process, or a container's whose port
+// is mapped (its own network namespace sees the port inside; the CPU
+// figure is then still the server's, so that is not a refusal).
+func (c *common) checkPidPorts(stderr io.Writer) error {
+	for i, pid := range c.pidList {
+		ports, told := loadgen.ListeningPorts(pid)
+		if !told {
 			continue
 		}
+		if len(ports) == 0 {
+			return fmt.Errorf("-pid: process %d listens on no TCP port: give the server's own process id, "+
+				"not a shell, tee or sudo that started it ($! after `cd dir && tokenvault serve &` is the shell's)", pid)
+		}
+		a := c.addrs()[i] // parse checked one -pid per address
+		_, ps, err := net.SplitHostPort(a)
+		port, perr := strconv.Atoi(ps)
+		if err != nil || perr != nil || slices.Contains(ports, port) {
+			continue // a bad address is the dial's to report
+		}
 		fmt.Fprintf(stderr, "tvbench: warning: -pid %d does not listen on port %d of -addr %s (it listens on %v): "+
-			"another server's process, or a container's with a mapped port? Its CPU is what the figures show.\n", c.pidList[i], port, a, ports)
+			"another server's process, or a container's with a mapped port? Its CPU is what the figures show.\n", pid, port, a, ports)
 	}
+	return nil
 }
 
 func (c *common) open(stderr io.Writer) (*session, error) {
@@ -331,7 +329,9 @@ func (c *common) open(stderr io.Writer) (*session, error) {
 	if s.tvCPU, s.metricsAddrs, err = c.cpuSources(); err != nil {
 		return nil, err
 	}
-	c.checkPidPorts(stderr)
+	if err := c.checkPidPorts(stderr); err != nil {
+		return nil, err
+	}
 	var opts []grpc.DialOption
 	for _, a := range c.addrs() { // the plaintext-key check is per address
 		if opts, err = loadgen.DialOptions(a, c.tls, apiKey); err != nil {

@@ -389,14 +389,13 @@ func TestPidMustBeTheServer(t *testing.T) {
 	checkRun(t, tvbench(t, append([]string{"run", "-addr", a, "-pid", strconv.Itoa(os.Getpid())}, short...)...).Runs[1], loadgen.OpTokenize)
 	// This process listens (on a's port), but not on port 1.
 	stderr.Reset()
-	(&common{addr: "127.0.0.1:1", pidList: []int{os.Getpid()}}).checkPidPorts(&stderr)
-	if !strings.Contains(stderr.String(), "does not listen on port 1 of -addr 127.0.0.1:1") {
-		t.Fatalf("no warning: %q", stderr.String())
+	if err := (&common{addr: "127.0.0.1:1", pidList: []int{os.Getpid()}}).checkPidPorts(&stderr); err != nil ||
+		!strings.Contains(stderr.String(), "does not listen on port 1 of -addr 127.0.0.1:1") {
+		t.Fatalf("no warning: %v, %q", err, stderr.String())
 	}
 	stderr.Reset()
-	(&common{addr: a, pidList: []int{os.Getpid()}}).checkPidPorts(&stderr)
-	if stderr.Len() != 0 {
-		t.Fatalf("warning for the server's own port: %q", stderr.String())
+	if err := (&common{addr: a, pidList: []int{os.Getpid()}}).checkPidPorts(&stderr); err != nil || stderr.Len() != 0 {
+		t.Fatalf("warning for the server's own port: %v, %q", err, stderr.String())
 	}
 }
 
