@@ -67,8 +67,13 @@ func TestRoundTrips(t *testing.T) {
 	rt := &roundTrips{}
 	v := vaultOver(t, rt, vault.Options{})
 
+	// 19-digit card numbers: a token keeps their first 6 and last 4, so
+	// 9 digits are drawn (~9e8 tokens). With a 15-digit one (5 drawn,
+	// ~9e4 tokens) a fresh token can meet an earlier one (~1e-4 a run),
+	// and the collision's redraw adds its round trips to the count: most
+	// likely why one CI run counted 7 for tokenize x10.
 	pan := func(i int) vault.Field {
-		return vault.Field{Kind: format.PAN, Value: []string{"4111111111111111", "5500005555555559", "378282246310005"}[i%3]}
+		return vault.Field{Kind: format.PAN, Value: []string{"4111111111111111110", "4000000000000000006", "4555555555555555557"}[i%3]}
 	}
 	fields := func(n int) []vault.Field {
 		fs := make([]vault.Field, n)
