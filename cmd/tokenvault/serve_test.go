@@ -1,12 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"context"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -170,5 +174,39 @@ func TestServeFlagErrors(t *testing.T) {
 	}
 	if _, err := serveConfig([]string{"--backup-retention", "forever"}, noEnv, io.Discard); err == nil {
 		t.Error("a bad duration was accepted")
+	}
+}
+
+// TestNewLogger: log.format and log.level reach the handler, and its lines
+// are slog's (internal/logline's fast path writes the same bytes).
+func TestNewLogger(t *testing.T) {
+	for _, c := range []struct {
+		format, level string
+		json          bool
+		lvl           slog.Level
+	}{{"text", "info", false, slog.LevelInfo}, {"json", "debug", true, slog.LevelDebug}, {"text", "warn", false, slog.LevelWarn}} {
+		t.Run(c.format+"/"+c.level, func(t *testing.T) {
+			var got, want bytes.Buffer
+			lg := newLogger(config.LogConfig{Format: c.format, Level: c.level}, &got)
+			opts := &slog.HandlerOptions{Level: c.lvl}
+			ref := slog.New(slog.NewTextHandler(&want, opts))
+			if c.json {
+				ref = slog.New(slog.NewJSONHandler(&want, opts))
+			}
+			at := time.Date(2026, 12, 3, 12, 0, 0, 0, time.UTC)
+			for _, l := range []*slog.Logger{lg, ref} {
+				for _, lv := range []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn} {
+					if !l.Enabled(context.Background(), lv) {
+						continue
+					}
+					r := slog.NewRecord(at, lv, "rpc", 0)
+					r.AddAttrs(slog.String("method", "/tokenvault.v1.TokenVault/Tokenize"), slog.String("code", "OK"), slog.Duration("duration", time.Millisecond))
+					l.Handler().Handle(context.Background(), r)
+				}
+			}
+			if got.Len() == 0 || got.String() != want.String() {
+				t.Fatalf("got %q\nwant %q", got.String(), want.String())
+			}
+		})
 	}
 }
