@@ -62,6 +62,8 @@ func TestSameBytesAsSlog(t *testing.T) {
 		{"empty caller", record(at, slog.LevelInfo, "rpc", slog.String("caller", ""))},
 		{"failure message with spaces", record(at, slog.LevelInfo, "rpc", slog.String("error", "tokens[0]: not found"))},
 		{"quote, equals, backslash", record(at, slog.LevelWarn, "m", slog.String("a", `x"y`), slog.String("b", "k=v"), slog.String("c", `p\q`))},
+		{"backslash alone (slog's text does not quote it)", record(at, slog.LevelInfo, "m", slog.String("path", `C:\tv\data`))},
+		{"JSON-only plain: space, <, >, &", record(at, slog.LevelInfo, "a b", slog.String("a", "<x> & y"))},
 		{"control characters", record(at, slog.LevelInfo, "m", slog.String("a", "x\ny\t\x01\x7f"))},
 		{"non-ASCII", record(at, slog.LevelInfo, "m", slog.String("a", "café"), slog.String("b", "\xff"))},
 		{"non-ASCII key", record(at, slog.LevelInfo, "m", slog.String("ké", "v"))},
