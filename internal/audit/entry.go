@@ -158,8 +158,12 @@ func (e *Entry) body() ([]byte, error) {
 }
 
 // appendBody appends the canonical JSON of e without the hash to b.
-func (e *Entry) appendBody(b *bytes.Buffer) error {
-	if e.plain() {
+func (e *Entry) appendBody(b *bytes.Buffer) error { return e.appendBodyAs(b, e.plain()) }
+
+// appendBodyAs is appendBody for a caller that has asked e.plain()
+// already (the check walks every string of the entry).
+func (e *Entry) appendBodyAs(b *bytes.Buffer, plain bool) error {
+	if plain {
 		b.Write(e.appendPlain(b.AvailableBuffer()))
 		return nil
 	}
@@ -204,11 +208,14 @@ func (e *Entry) Line() ([]byte, error) {
 // whole group to one buffer: this runs for every audited call). On error
 // b is left as it was.
 func (e *Entry) appendLine(b *bytes.Buffer) error {
-	if !e.plain() { // a plain entry is valid UTF-8 already
+	// A plain entry is valid UTF-8 already; sanitizing one that is not
+	// leaves it not plain (U+FFFD is not ASCII), so one check serves both.
+	plain := e.plain()
+	if !plain {
 		e.sanitize()
 	}
 	start := b.Len()
-	if err := e.appendBody(b); err != nil {
+	if err := e.appendBodyAs(b, plain); err != nil {
 		b.Truncate(start)
 		return err
 	}
