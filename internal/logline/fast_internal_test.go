@@ -36,7 +36,7 @@ func TestFastPathTaken(t *testing.T) {
 			for _, json := range []bool{false, true} {
 				r := slog.NewRecord(at, slog.LevelInfo, c.msg, 0)
 				r.AddAttrs(c.attrs...)
-				_, ok := New(io.Discard, json, nil).appendRecord(nil, r)
+				_, ok := New(io.Discard, json, nil).(*handler).appendRecord(nil, r)
 				if want := map[bool]bool{false: c.text, true: c.json}[json]; ok != want {
 					t.Errorf("json=%v: fast path %v, want %v", json, ok, want)
 				}
@@ -45,7 +45,7 @@ func TestFastPathTaken(t *testing.T) {
 	}
 	r := slog.NewRecord(at, slog.LevelInfo, "rpc", 0)
 	r.AddAttrs(access...)
-	if h := New(io.Discard, false, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr { return a }}); h.fast {
+	if h := New(io.Discard, false, &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr { return a }}).(*handler); h.fast {
 		t.Error("fast path on with ReplaceAttr")
 	}
 }

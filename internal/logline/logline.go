@@ -22,26 +22,26 @@ import (
 	"time"
 )
 
-// Handler is slog's text or JSON handler with the fast path. Handlers
+// handler is slog's text or JSON handler with the fast path. Handlers
 // derived from it (WithAttrs, WithGroup) are slog's own: they write to the
 // same writer, under the same lock, without the fast path.
-type Handler struct {
+type handler struct {
 	slog.Handler // slog's handler, writing through w
 	w            *lockedWriter
 	json         bool
 	fast         bool // the options leave slog's output as the fast path writes it
 }
 
-var _ slog.Handler = (*Handler)(nil)
+var _ slog.Handler = (*handler)(nil)
 
 // New returns a handler writing to w: slog's JSON handler if json is set,
 // its text handler otherwise, with opts (nil: slog's defaults).
-func New(w io.Writer, json bool, opts *slog.HandlerOptions) *Handler {
+func New(w io.Writer, json bool, opts *slog.HandlerOptions) slog.Handler {
 	if opts == nil {
 		opts = &slog.HandlerOptions{}
 	}
 	lw := &lockedWriter{w: w}
-	h := &Handler{w: lw, json: json, fast: opts.ReplaceAttr == nil && !opts.AddSource}
+	h := &handler{w: lw, json: json, fast: opts.ReplaceAttr == nil && !opts.AddSource}
 	if json {
 		h.Handler = slog.NewJSONHandler(lw, opts)
 	} else {
@@ -67,7 +67,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 // Handle writes r: by the fast path if it can, by slog's handler
 // otherwise. Level filtering is the caller's (slog.Logger asks Enabled
 // first), as for slog's handlers.
-func (h *Handler) Handle(ctx context.Context, r slog.Record) error {
+func (h *handler) Handle(ctx context.Context, r slog.Record) error {
 	if h.fast {
 		bp := bufs.Get().(*[]byte)
 		if b, ok := h.appendRecord((*bp)[:0], r); ok {
@@ -94,7 +94,7 @@ func putBuf(bp *[]byte) {
 
 // appendRecord appends r's line as slog's handler writes it, or reports
 // false if r needs something only slog's handler does.
-func (h *Handler) appendRecord(b []byte, r slog.Record) ([]byte, bool) {
+func (h *handler) appendRecord(b []byte, r slog.Record) ([]byte, bool) {
 	sep := ""
 	if h.json {
 		b = append(b, '{')
@@ -137,7 +137,7 @@ func (h *Handler) appendRecord(b []byte, r slog.Record) ([]byte, bool) {
 	return append(b, '\n'), true
 }
 
-func (h *Handler) attrSep() string {
+func (h *handler) attrSep() string {
 	if h.json {
 		return ","
 	}
@@ -146,7 +146,7 @@ func (h *Handler) attrSep() string {
 
 // appendAttr appends a (after sep), or reports false for an attribute the
 // fast path does not write as slog would.
-func (h *Handler) appendAttr(b []byte, sep string, a slog.Attr) ([]byte, bool) {
+func (h *handler) appendAttr(b []byte, sep string, a slog.Attr) ([]byte, bool) {
 	if a.Equal(slog.Attr{}) {
 		return b, true // slog elides empty attributes
 	}
@@ -182,7 +182,7 @@ func (h *Handler) appendAttr(b []byte, sep string, a slog.Attr) ([]byte, bool) {
 	}
 }
 
-func (h *Handler) appendKey(b []byte, sep, key string) []byte {
+func (h *handler) appendKey(b []byte, sep, key string) []byte {
 	b = append(b, sep...)
 	b = h.appendString(b, key)
 	if h.json {
@@ -192,7 +192,7 @@ func (h *Handler) appendKey(b []byte, sep, key string) []byte {
 }
 
 // appendString appends a string that plain accepted.
-func (h *Handler) appendString(b []byte, s string) []byte {
+func (h *handler) appendString(b []byte, s string) []byte {
 	if h.json {
 		b = append(b, '"')
 		b = append(b, s...)
@@ -205,7 +205,7 @@ func (h *Handler) appendString(b []byte, s string) []byte {
 // ASCII without space, '=' or '"' (slog quotes those); in JSON, printable
 // ASCII (space included) without '"' or '\' (slog escapes those). Anything
 // outside ASCII goes to slog, which knows its Unicode rules.
-func (h *Handler) plain(s string) bool {
+func (h *handler) plain(s string) bool {
 	if h.json {
 		for i := 0; i < len(s); i++ {
 			if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
