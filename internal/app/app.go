@@ -234,6 +234,7 @@ func start(ctx context.Context, cfg config.Config, store appStore, bs *badgersto
 	if bs != nil {
 		m.WatchStoreSize(bs)
 		m.WatchGroupCommits(bs.GroupCommits)
+		m.WatchRecordCache(bs.RecordCache)
 	}
 	m.WatchErasures(v.ErasureBacklog)
 	m.WatchAudit(sec.audit.Stats)

@@ -128,6 +128,7 @@ func TestMetrics(t *testing.T) {
 	}
 	for _, name := range []string{"tokenvault_store_lsm_bytes", "tokenvault_store_vlog_bytes", "tokenvault_store_gc_runs_total",
 		"tokenvault_store_group_commits_total", "tokenvault_store_group_ops_total", "tokenvault_audit_syncs_total",
+		"tokenvault_store_record_cache_hits_total", "tokenvault_store_record_cache_misses_total",
 		"tokenvault_audit_write_failures_total", "go_goroutines", "process_resident_memory_bytes"} {
 		if _, ok := mf[name]; !ok {
 			t.Errorf("metric %s missing", name)

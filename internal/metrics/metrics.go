@@ -192,6 +192,19 @@ func (m *Metrics) WatchGroupCommits(f func() (groups, ops int64)) {
 			func() float64 { _, o := f(); return float64(o) }))
 }
 
+// WatchRecordCache exports the embedded store's record cache: the reads
+// of a record (a reveal's, mostly) it answered without a badger read, and
+// those it did not.
+func (m *Metrics) WatchRecordCache(f func() (hits, misses int64)) {
+	m.Registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "store_record_cache_hits_total",
+			Help: "Reads of one record that the embedded store's cache of recently read record encodings answered."},
+			func() float64 { h, _ := f(); return float64(h) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "store_record_cache_misses_total",
+			Help: "Reads of one record that the cache did not answer and badger did (found or not)."},
+			func() float64 { _, mi := f(); return float64(mi) }))
+}
+
 // WatchDiskFull exports whether the store refuses writes for lack of
 // free space (1) or not (0).
 func (m *Metrics) WatchDiskFull(full func() bool) {

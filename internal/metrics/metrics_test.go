@@ -23,6 +23,7 @@ import (
 	"github.com/tokenvault/tokenvault/internal/metrics"
 	"github.com/tokenvault/tokenvault/vault"
 	"github.com/tokenvault/tokenvault/vault/badgerstore"
+	"github.com/tokenvault/tokenvault/vault/format"
 )
 
 // gather returns the registry's families by name.
@@ -282,5 +283,40 @@ func TestWatchGroupCommits(t *testing.T) {
 	}
 	if got := sample(mf, "tokenvault_store_group_ops_total"); got != 1 {
 		t.Errorf("group ops %v, want 1", got)
+	}
+}
+
+// TestWatchRecordCache: the record cache's counters read the store at
+// scrape time; a record read twice is one miss, then one hit.
+func TestWatchRecordCache(t *testing.T) {
+	store, err := badgerstore.Open(t.TempDir(), badgerstore.Options{}, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	m := metrics.New()
+	m.WatchRecordCache(store.RecordCache)
+	ctx := context.Background()
+	sk := vault.SubjectKey{Wrapped: make([]byte, 64), Created: time.Now().UTC()}
+	sk.ID[0] = 1
+	if _, err := store.CreateSubjectKey(ctx, "ada", sk); err != nil {
+		t.Fatal(err)
+	}
+	rec := vault.Record{Token: "tok-1", KeyID: sk.ID, Kind: format.Generic, Created: time.Now().UTC(),
+		Sealed: make([]byte, 40), AADVersion: vault.RecordAADv2}
+	if err := store.PutRecords(ctx, "ada", sk.ID, []vault.Record{rec}); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, err := store.Record(ctx, rec.Token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mf := gather(t, m)
+	if got := sample(mf, "tokenvault_store_record_cache_hits_total"); got != 1 {
+		t.Errorf("record cache hits %v, want 1", got)
+	}
+	if got := sample(mf, "tokenvault_store_record_cache_misses_total"); got != 1 {
+		t.Errorf("record cache misses %v, want 1", got)
 	}
 }

@@ -113,6 +113,9 @@ type Store struct {
 	// deterministic lookup keys (d/) certainly do not exist (filter.go);
 	// made before anything is written, complete after the token count.
 	filter, lookups *tokenFilter
+	// records caches recently read record encodings for Record; every
+	// write that may change a record brackets itself (reccache.go).
+	records *recordCache
 	// events serializes the shreds that append erasure events: they all
 	// write the event counter, and would otherwise exhaust their retries
 	// under a burst of erasures (erasures.go).
@@ -166,6 +169,9 @@ type Options struct {
 	// memory-mapped files (the process's RssFile, in bytes): above it the
 	// store drops its tables' pages from the process (mapped.go). Linux only.
 	MappedLimit int64
+	// RecordCache bounds the cache of recently read record encodings, in
+	// bytes (reccache.go); 0 means DefaultRecordCache, below 0 no cache.
+	RecordCache int64
 }
 
 // Open opens (creating if needed) the store in dir.
@@ -210,8 +216,15 @@ func Open(dir string, opts Options, logger *slog.Logger) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	cacheBytes := opts.RecordCache
+	switch {
+	case cacheBytes == 0:
+		cacheBytes = DefaultRecordCache
+	case cacheBytes < 0:
+		cacheBytes = 0
+	}
 	s := &Store{db: db, dir: absDir, log: logger, ids: ids, space: sp, closing: make(chan struct{}),
-		filter: newTokenFilter(), lookups: newTokenFilter()}
+		filter: newTokenFilter(), lookups: newTokenFilter(), records: newRecordCache(cacheBytes)}
 	if err := s.upgrade(context.Background()); err != nil {
 		ids.Zero()
 		db.Close()
@@ -219,6 +232,7 @@ func Open(dir string, opts Options, logger *slog.Logger) (*Store, error) {
 	}
 	g := newCommitter(db)
 	g.space = sp
+	g.records = s.records
 	s.group = g
 	if opts.MappedLimit > 0 && !opts.InMemory {
 		s.limiter.Add(1)
@@ -275,6 +289,11 @@ func badgerOptions(dir string, logger *slog.Logger) badger.Options {
 		WithLogger(badgerLogger{logger.With("component", "badger")})
 }
 
+// RecordCache reports the reads of a record that the record cache
+// answered and those that went to badger (reccache.go); reads of tokens
+// the filter rules out are neither.
+func (s *Store) RecordCache() (hits, misses int64) { return s.records.stats() }
+
 // Close stops the write group and closes the database.
 func (s *Store) Close() error {
 	s.countMu.Lock()
@@ -323,8 +342,13 @@ func tokenHash(token string) []byte {
 	return h[:]
 }
 
-// update runs fn in a read-write transaction, retrying lost races.
+// update runs fn in a read-write transaction, retrying lost races. It
+// does not know which records fn changes, so the record cache is emptied
+// and bypassed until it returns (reccache.go); update serves the rare
+// writes (erasure, restriction, consent, holds), not tokenize or reveal.
 func (s *Store) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
+	s.records.begin(nil)
+	defer s.records.end(nil)
 	for range conflictRetries {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -451,7 +475,7 @@ func (s *Store) CreateSubjectKey(ctx context.Context, subject string, sk vault.S
 	var w weight
 	w.set(subjectKeyLen, len(sk.Wrapped)+encodedKeyOverhead)
 	w.set(len(key(pHashID, sk.ID[:])), sha256.Size)
-	err = s.group.do(ctx, w, func(txn *badger.Txn) error {
+	err = s.group.doNew(ctx, w, func(txn *badger.Txn) error {
 		existing, err := subjectKey(txn, hk)
 		if err == nil {
 			out = existing
@@ -557,7 +581,7 @@ func (s *Store) PutRecords(ctx context.Context, subject string, id vault.KeyID, 
 		ikeys, ivals = append(ikeys, k), append(ivals, v)
 		w.set(indexKeyLen, len(v))
 	}
-	return s.group.do(ctx, w, func(txn *badger.Txn) error {
+	return s.group.doNew(ctx, w, func(txn *badger.Txn) error {
 		// The filter (filter.go) is asked first, then given the tokens, in
 		// every run and whatever the run decides: an op refused in its
 		// group's first run may be accepted when the group runs again after
@@ -674,16 +698,27 @@ func (s *Store) Record(ctx context.Context, token string) (r vault.Record, err e
 	// one record per token): recordGuess bytes after the key hold most
 	// records; a longer one is copied on its own. The key part is never
 	// written again (badger's item refers to it).
+	h := (*[sha256.Size]byte)(kb[2:])
+	enc, gen, ok := s.records.get(h)
+	if ok {
+		// A copy: the record returned aliases its encoding, and callers
+		// may write to it.
+		return decodeRecord(append(make([]byte, 0, len(enc)), enc...))
+	}
 	buf := make([]byte, tokenKeyLen, tokenKeyLen+recordGuess)
 	k := buf[:copy(buf, kb[:])]
+	var b []byte // the encoding read, in buf
 	err = s.view(ctx, func(txn *badger.Txn) error {
 		var found bool
-		r, found, err = readRecord(txn, k, buf[tokenKeyLen:tokenKeyLen])
+		r, b, found, err = readRecordBytes(txn, k, buf[tokenKeyLen:tokenKeyLen])
 		if err == nil && !found {
 			return vault.ErrNotFound
 		}
 		return err
 	})
+	if err == nil {
+		s.records.put(h, append([]byte(nil), b...), gen)
+	}
 	return r, err
 }
 
@@ -792,19 +827,25 @@ func tokenKey(b []byte, token string) []byte {
 // copied to dst (appended, so a dst too small is outgrown). ok is false
 // when there is none.
 func readRecord(txn *badger.Txn, k []byte, dst []byte) (r vault.Record, ok bool, err error) {
+	r, _, ok, err = readRecordBytes(txn, k, dst)
+	return r, ok, err
+}
+
+// readRecordBytes is readRecord that also returns the encoding the record
+// was decoded from (and aliases).
+func readRecordBytes(txn *badger.Txn, k []byte, dst []byte) (r vault.Record, b []byte, ok bool, err error) {
 	it, err := txn.Get(k)
 	if errors.Is(err, badger.ErrKeyNotFound) {
-		return r, false, nil
+		return r, nil, false, nil
 	}
 	if err != nil {
-		return r, false, err
+		return r, nil, false, err
 	}
-	b, err := it.ValueCopy(dst)
-	if err != nil {
-		return r, false, err
+	if b, err = it.ValueCopy(dst); err != nil {
+		return r, nil, false, err
 	}
 	r, err = decodeRecord(b)
-	return r, err == nil, err
+	return r, b, err == nil, err
 }
 
 func (s *Store) Lookup(ctx context.Context, id vault.KeyID, lookup []byte) (token string, err error) {
@@ -1014,7 +1055,7 @@ func (s *Store) ReplaceWrapped(ctx context.Context, subject string, id vault.Key
 	}
 	var w weight
 	w.set(subjectKeyLen, len(wrapped)+encodedKeyOverhead)
-	return s.group.do(ctx, w, func(txn *badger.Txn) error {
+	return s.group.doNew(ctx, w, func(txn *badger.Txn) error {
 		sk, sealed, err := liveKey(txn, hk, id)
 		if err != nil {
 			return err

@@ -3,6 +3,7 @@ package badgerstore
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -103,39 +104,49 @@ func FuzzDecodeSubjectKey(f *testing.F) {
 // into the allocation of its key, a longer one on its own (one allocation
 // more), and both read back whole.
 func TestRecordReadAllocations(t *testing.T) {
-	s, err := Open("", Options{InMemory: true}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	ctx := t.Context()
-	id := vault.KeyID{7}
-	if _, err := s.CreateSubjectKey(ctx, "s", vault.SubjectKey{ID: id, Wrapped: []byte("w")}); err != nil {
-		t.Fatal(err)
-	}
-	short := vault.Record{Token: "4111110000001111", KeyID: id, Kind: format.PAN, Created: time.Unix(1, 0).UTC(),
-		Sealed: make([]byte, aead.Overhead+16), AADVersion: vault.RecordAADv2}
-	long := short
-	long.Token, long.Sealed = "4111110000002222", bytes.Repeat([]byte{9}, aead.Overhead+recordGuess)
-	if encodedRecordLen(short, nil) > recordGuess || encodedRecordLen(long, nil) <= recordGuess {
-		t.Fatal("test records do not straddle recordGuess")
-	}
-	if err := s.PutRecords(ctx, "s", id, []vault.Record{short, long}); err != nil {
-		t.Fatal(err)
-	}
 	allocs := map[string]float64{}
-	for name, want := range map[string]vault.Record{"short": short, "long": long} {
-		got, err := s.Record(ctx, want.Token)
+	for _, cache := range []int64{-1, 0} {
+		miss := cache < 0
+		s, err := Open("", Options{InMemory: true, RecordCache: cache}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Token != want.Token || !bytes.Equal(got.Sealed, want.Sealed) || got.Kind != want.Kind {
-			t.Fatalf("%s record read back as %+v", name, got)
+		defer s.Close()
+		ctx := t.Context()
+		id := vault.KeyID{7}
+		if _, err := s.CreateSubjectKey(ctx, "s", vault.SubjectKey{ID: id, Wrapped: []byte("w")}); err != nil {
+			t.Fatal(err)
 		}
-		allocs[name] = testing.AllocsPerRun(50, func() { s.Record(ctx, want.Token) })
+		short := vault.Record{Token: "4111110000001111", KeyID: id, Kind: format.PAN, Created: time.Unix(1, 0).UTC(),
+			Sealed: make([]byte, aead.Overhead+16), AADVersion: vault.RecordAADv2}
+		long := short
+		long.Token, long.Sealed = "4111110000002222", bytes.Repeat([]byte{9}, aead.Overhead+recordGuess)
+		if encodedRecordLen(short, nil) > recordGuess || encodedRecordLen(long, nil) <= recordGuess {
+			t.Fatal("test records do not straddle recordGuess")
+		}
+		if err := s.PutRecords(ctx, "s", id, []vault.Record{short, long}); err != nil {
+			t.Fatal(err)
+		}
+		for name, want := range map[string]vault.Record{"short": short, "long": long} {
+			got, err := s.Record(ctx, want.Token)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Token != want.Token || !bytes.Equal(got.Sealed, want.Sealed) || got.Kind != want.Kind {
+				t.Fatalf("%s record read back as %+v", name, got)
+			}
+			allocs[fmt.Sprintf("%s, miss %v", name, miss)] = testing.AllocsPerRun(50, func() { s.Record(ctx, want.Token) })
+		}
+		hits, _ := s.records.stats()
+		if miss != (hits == 0) {
+			t.Fatalf("record cache %d: %d hits", cache, hits)
+		}
 	}
-	if allocs["long"] != allocs["short"]+1 {
-		t.Fatalf("allocations: short record %v, long record %v; want the short one's value copied into its key's allocation",
-			allocs["short"], allocs["long"])
+	// Read from badger, a short record's value is copied into its key's
+	// allocation; from the cache, either is one copy of the encoding and
+	// the token's string.
+	if allocs["long, miss true"] != allocs["short, miss true"]+1 ||
+		allocs["short, miss false"] != 2 || allocs["long, miss false"] != 2 {
+		t.Fatalf("allocations per read: %v; want the short record's value copied into its key's allocation, two allocations from the cache", allocs)
 	}
 }

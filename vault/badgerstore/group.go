@@ -2,6 +2,7 @@ package badgerstore
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"sync"
@@ -104,6 +105,9 @@ type committer struct {
 
 	// space admits writes (nil: no check); set before the first do.
 	space *space
+	// records is the store's record cache, which do and doToken bracket
+	// (reccache.go; nil: none). Set before the first do.
+	records *recordCache
 
 	mu     sync.RWMutex // guards closed and sends on ops
 	closed bool
@@ -125,7 +129,28 @@ func newCommitter(db *badger.DB) *committer {
 // waits for the commit even if ctx ends meanwhile, so a caller never
 // returns while its write is still undecided; ctx is checked only before
 // queueing.
+//
+// fn may change any record: the record cache is bypassed until the commit
+// (reccache.go). doToken is for an op that changes one named record, and
+// doNew for one that changes no existing record (only creates keys).
 func (c *committer) do(ctx context.Context, w weight, fn func(txn *badger.Txn) error) error {
+	c.records.begin(nil)
+	defer c.records.end(nil)
+	return c.doNew(ctx, w, fn)
+}
+
+// doToken is do for an op that changes or deletes no record but the one
+// of the token whose hash is h.
+func (c *committer) doToken(ctx context.Context, h *[sha256.Size]byte, w weight, fn func(txn *badger.Txn) error) error {
+	c.records.begin(h)
+	defer c.records.end(h)
+	return c.doNew(ctx, w, fn)
+}
+
+// doNew is do for an op that changes no existing record: it creates keys
+// that it checked are absent (new records), or writes keys that are not
+// records (subject keys). A record that did not exist is never cached.
+func (c *committer) doNew(ctx context.Context, w weight, fn func(txn *badger.Txn) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

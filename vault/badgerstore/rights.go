@@ -110,7 +110,7 @@ func (s *Store) ReplaceRecord(ctx context.Context, subject string, id vault.KeyI
 	// it to the filter in the committer's order (filter.go). Every refusal
 	// comes before the first write, so it is one for the group too
 	// (rejected, group.go).
-	return s.group.do(ctx, w, func(txn *badger.Txn) error {
+	return s.group.doToken(ctx, (*[sha256.Size]byte)(h), w, func(txn *badger.Txn) error {
 		if lk != nil {
 			s.lookups.add(&lh) // first, in every run, whatever it decides
 		}
@@ -287,7 +287,7 @@ func (s *Store) DeleteRecord(ctx context.Context, token string) error {
 	// transactions of their own conflict on it, and enough of them at once
 	// (the expired deterministic tokens of a batch, replaced by parallel
 	// calls) outlast the retries; in one group each sees the ones before.
-	return s.group.do(ctx, w, func(txn *badger.Txn) error {
+	return s.group.doToken(ctx, (*[sha256.Size]byte)(h), w, func(txn *badger.Txn) error {
 		ok, err := deleteRecord(txn, h)
 		if err == nil && !ok {
 			return refusal{vault.ErrNotFound} // before any write
