@@ -201,7 +201,7 @@ func (m *Metrics) WatchRecordCache(f func() (hits, misses int64)) {
 			Help: "Reads of one record that the embedded store's cache of recently read record encodings answered."},
 			func() float64 { h, _ := f(); return float64(h) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Name: "store_record_cache_misses_total",
-			Help: "Reads of one record that the cache did not answer and badger did (found or not)."},
+			Help: "Reads of one record that the cache did not answer: the token filter or badger did (found or not)."},
 			func() float64 { _, mi := f(); return float64(mi) }))
 }
 

@@ -290,8 +290,8 @@ func badgerOptions(dir string, logger *slog.Logger) badger.Options {
 }
 
 // RecordCache reports the reads of a record that the record cache
-// answered and those that went to badger (reccache.go); reads of tokens
-// the filter rules out are neither.
+// answered and those it did not (reccache.go): those went to the token
+// filter and, unless it ruled the token out, to badger.
 func (s *Store) RecordCache() (hits, misses int64) { return s.records.stats() }
 
 // Close stops the write group and closes the database.
@@ -691,20 +691,22 @@ func (s *Store) Record(ctx context.Context, token string) (r vault.Record, err e
 		return r, err
 	}
 	var kb [tokenKeyLen]byte
-	if !s.filter.mayHold((*[sha256.Size]byte)(tokenKey(kb[:0], token)[2:])) {
-		return r, vault.ErrNotFound // with no allocation, no transaction
-	}
-	// The key and the copy of the value in one allocation (a reveal reads
-	// one record per token): recordGuess bytes after the key hold most
-	// records; a longer one is copied on its own. The key part is never
-	// written again (badger's item refers to it).
-	h := (*[sha256.Size]byte)(kb[2:])
+	h := (*[sha256.Size]byte)(tokenKey(kb[:0], token)[2:])
+	// The cache before the filter: a hit then costs no read of the
+	// filter's bits, which are a cache miss of their own in a large store.
 	enc, gen, ok := s.records.get(h)
 	if ok {
 		// A copy: the record returned aliases its encoding, and callers
 		// may write to it.
 		return decodeRecord(append(make([]byte, 0, len(enc)), enc...))
 	}
+	if !s.filter.mayHold(h) {
+		return r, vault.ErrNotFound // with no allocation, no transaction
+	}
+	// The key and the copy of the value in one allocation (a reveal reads
+	// one record per token): recordGuess bytes after the key hold most
+	// records; a longer one is copied on its own. The key part is never
+	// written again (badger's item refers to it).
 	buf := make([]byte, tokenKeyLen, tokenKeyLen+recordGuess)
 	k := buf[:copy(buf, kb[:])]
 	var b []byte // the encoding read, in buf

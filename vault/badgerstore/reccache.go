@@ -145,7 +145,7 @@ func (c *recordCache) end(h *[sha256.Size]byte) {
 }
 
 // stats returns the lookups that found a record in the cache and those
-// that did not (the filter's certain misses are neither).
+// that did not.
 func (c *recordCache) stats() (hits, misses int64) {
 	if c == nil {
 		return 0, 0
