@@ -116,6 +116,9 @@ type Store struct {
 	// records caches recently read record encodings for Record; every
 	// write that may change a record brackets itself (reccache.go).
 	records *recordCache
+	// afterRead, if set (tests only), runs in Record between its read
+	// transaction and its put into the record cache.
+	afterRead func()
 	// events serializes the shreds that append erasure events: they all
 	// write the event counter, and would otherwise exhaust their retries
 	// under a burst of erasures (erasures.go).
@@ -307,6 +310,9 @@ func (s *Store) Close() error {
 	s.counts.Wait()
 	s.limiter.Wait()
 	s.group.close()
+	// A bracket that never ends: after Close, no read is answered from the
+	// cache (badger's ErrDBClosed instead), and the entries are dropped.
+	s.records.begin(nil)
 	s.ids.Zero()
 	return s.db.Close()
 }
@@ -345,10 +351,18 @@ func tokenHash(token string) []byte {
 // update runs fn in a read-write transaction, retrying lost races. It
 // does not know which records fn changes, so the record cache is emptied
 // and bypassed until it returns (reccache.go); update serves the rare
-// writes (erasure, restriction, consent, holds), not tokenize or reveal.
+// writes (erasure, purges, holds), not tokenize or reveal.
 func (s *Store) update(ctx context.Context, fn func(txn *badger.Txn) error) error {
 	s.records.begin(nil)
 	defer s.records.end(nil)
+	return s.updateNoRecords(ctx, fn)
+}
+
+// updateNoRecords is update for a write that changes no record (t/ keys):
+// consent, restriction, erasure events and their consumers' cursors. It
+// leaves the record cache alone, so that frequent ones (a consent per
+// order, a consumer's acknowledgements) do not keep emptying it.
+func (s *Store) updateNoRecords(ctx context.Context, fn func(txn *badger.Txn) error) error {
 	for range conflictRetries {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -719,6 +733,9 @@ func (s *Store) Record(ctx context.Context, token string) (r vault.Record, err e
 		return err
 	})
 	if err == nil {
+		if s.afterRead != nil {
+			s.afterRead()
+		}
 		s.records.put(h, append([]byte(nil), b...), gen)
 	}
 	return r, err

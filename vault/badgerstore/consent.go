@@ -55,7 +55,7 @@ func (s *Store) AppendConsent(ctx context.Context, subject string, id vault.KeyI
 	if err != nil {
 		return err
 	}
-	return s.update(ctx, func(txn *badger.Txn) error {
+	return s.updateNoRecords(ctx, func(txn *badger.Txn) error {
 		if _, _, err := liveKey(txn, hk, id); err != nil {
 			return err
 		}

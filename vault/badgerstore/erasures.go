@@ -154,7 +154,7 @@ func (s *Store) AttachReceipt(ctx context.Context, seq uint64, receipt []byte) e
 	if len(receipt) == 0 || len(receipt)+aead.Overhead > maxReceiptSealed {
 		return fmt.Errorf("badgerstore: receipt of %d bytes out of range", len(receipt))
 	}
-	return s.update(ctx, func(txn *badger.Txn) error {
+	return s.updateNoRecords(ctx, func(txn *badger.Txn) error {
 		b, err := get(txn, eventKey(seq))
 		if errors.Is(err, vault.ErrNotFound) {
 			return nil
@@ -177,7 +177,7 @@ func (s *Store) RegisterConsumer(ctx context.Context, consumer string) error {
 	if consumer == "" || len(consumer) > 256 {
 		return fmt.Errorf("badgerstore: consumer name of %d bytes", len(consumer))
 	}
-	return s.update(ctx, func(txn *badger.Txn) error {
+	return s.updateNoRecords(ctx, func(txn *badger.Txn) error {
 		err := absent(txn, key(pCursor, []byte(consumer)))
 		if err == errExists {
 			return nil
@@ -260,7 +260,7 @@ func (s *Store) ErasureEvents(ctx context.Context, after uint64, limit int) (out
 }
 
 func (s *Store) AckErasures(ctx context.Context, consumer string, seq uint64) error {
-	return s.update(ctx, func(txn *badger.Txn) error {
+	return s.updateNoRecords(ctx, func(txn *badger.Txn) error {
 		cur, err := get(txn, key(pCursor, []byte(consumer)))
 		if err != nil {
 			return err // ErrNotFound: not registered
@@ -285,7 +285,7 @@ const trimBatch = 500
 func (s *Store) TrimErasureEvents(ctx context.Context, cutoff time.Time) (changed int, err error) {
 	for {
 		n, more := 0, false
-		err = s.update(ctx, func(txn *badger.Txn) error {
+		err = s.updateNoRecords(ctx, func(txn *badger.Txn) error {
 			n, more = 0, false
 			cursors := consumersIn(txn)
 			acked := uint64(0) // every event up to it is acknowledged by all

@@ -33,7 +33,7 @@ import (
 type recordCache struct {
 	mu    sync.Mutex
 	m     map[[sha256.Size]byte][]byte // never written after insertion
-	bytes int64                        // sum of the cached encodings' lengths
+	bytes int64                        // the entries' cost (cost), summed
 	max   int64                        // bound of bytes; 0: the cache is off
 	gen   uint64                       // bumped by every end
 	all   int                          // open brackets of unnamed tokens
@@ -47,9 +47,17 @@ type recordCache struct {
 // records would hold few records.
 const maxCachedRecord = 1 << 10
 
-// DefaultRecordCache is the record cache's default bound, in bytes of
-// record encodings: ~20,000 card-number records.
+// DefaultRecordCache is the record cache's default bound, in bytes:
+// ~18,000 card-number records.
 const DefaultRecordCache = 4 << 20
+
+// entryOverhead is what an entry costs beyond its encoding's bytes: the
+// map's key and slice header, its share of the map's slots, and the
+// allocation's rounding up to a size class.
+const entryOverhead = 96
+
+// cost is what an entry of enc counts against the bound.
+func cost(enc []byte) int64 { return int64(len(enc)) + entryOverhead }
 
 func newRecordCache(max int64) *recordCache {
 	return &recordCache{m: map[[sha256.Size]byte][]byte{}, open: map[[sha256.Size]byte]int{}, max: max}
@@ -82,8 +90,8 @@ func (c *recordCache) get(h *[sha256.Size]byte) (enc []byte, gen uint64, ok bool
 // put stores enc (which it keeps: callers must not write to it again) as
 // h's record, read in a transaction opened after get returned gen.
 func (c *recordCache) put(h *[sha256.Size]byte, enc []byte, gen uint64) {
-	n := int64(len(enc))
-	if c.off() || n > maxCachedRecord || n > c.max {
+	n := cost(enc)
+	if c.off() || len(enc) > maxCachedRecord || n > c.max {
 		return
 	}
 	c.mu.Lock()
@@ -92,7 +100,8 @@ func (c *recordCache) put(h *[sha256.Size]byte, enc []byte, gen uint64) {
 		return
 	}
 	if old, ok := c.m[*h]; ok {
-		c.bytes -= int64(len(old))
+		delete(c.m, *h)
+		c.bytes -= cost(old)
 	}
 	// Full: drop entries in map order, which Go randomizes, until enc
 	// fits. Random eviction keeps no recency state on the read path.
@@ -101,7 +110,7 @@ func (c *recordCache) put(h *[sha256.Size]byte, enc []byte, gen uint64) {
 			break
 		}
 		delete(c.m, k)
-		c.bytes -= int64(len(v))
+		c.bytes -= cost(v)
 	}
 	c.m[*h] = enc
 	c.bytes += n
@@ -124,7 +133,7 @@ func (c *recordCache) begin(h *[sha256.Size]byte) {
 		c.open[*h]++
 		if old, ok := c.m[*h]; ok {
 			delete(c.m, *h)
-			c.bytes -= int64(len(old))
+			c.bytes -= cost(old)
 		}
 	}
 	c.mu.Unlock()

@@ -18,8 +18,8 @@ import (
 // TestRecordCacheBound: the cache never holds more bytes than its bound,
 // keeps what fits, and refuses encodings above maxCachedRecord.
 func TestRecordCacheBound(t *testing.T) {
-	c := newRecordCache(10 * 100)
 	enc := bytes.Repeat([]byte{1}, 100)
+	c := newRecordCache(10 * cost(enc))
 	for i := range 50 {
 		h := hashOf(0, i)
 		_, gen, ok := c.get(&h)
@@ -27,7 +27,7 @@ func TestRecordCacheBound(t *testing.T) {
 			t.Fatalf("entry %d cached before it was put", i)
 		}
 		c.put(&h, enc, gen)
-		if c.bytes > c.max || int64(len(c.m))*100 != c.bytes {
+		if c.bytes > c.max || int64(len(c.m))*cost(enc) != c.bytes {
 			t.Fatalf("after %d puts: %d entries, %d bytes, bound %d", i+1, len(c.m), c.bytes, c.max)
 		}
 	}
@@ -47,55 +47,113 @@ func TestRecordCacheBound(t *testing.T) {
 	if hits, misses := c.stats(); hits != 1 || misses != 52 {
 		t.Fatalf("stats %d hits, %d misses; want 1, 52", hits, misses)
 	}
+	// Entries replaced by ones of other sizes, and evicted: the count of
+	// bytes stays the sum of what the map holds.
+	c = newRecordCache(5 * cost(enc))
+	for i := range 200 {
+		h := hashOf(2, i%7)
+		_, gen, _ := c.get(&h)
+		c.put(&h, make([]byte, 1+(i*37)%300), gen)
+		var sum int64
+		for _, v := range c.m {
+			sum += cost(v)
+		}
+		if sum != c.bytes || c.bytes > c.max {
+			t.Fatalf("after %d puts: entries cost %d, counted %d, bound %d", i+1, sum, c.bytes, c.max)
+		}
+	}
 }
 
-// TestRecordCacheBrackets: a reader that read gen before a write's bracket
-// opened, or while it is open, stores nothing; an entry is not served
-// while a bracket that names it (or no token) is open, and begin drops it.
+// TestRecordCacheBrackets: a write's bracket drops the entries it may
+// change (all of them when it names no token), a reader that read gen
+// before the write's bracket opened or while it was open stores nothing,
+// and a token stays uncacheable while any bracket that covers it is open.
 func TestRecordCacheBrackets(t *testing.T) {
 	a, b := hashOf(0, 1), hashOf(0, 2)
 	enc := []byte("record")
+	put := func(c *recordCache, h *[sha256.Size]byte) {
+		_, g, _ := c.get(h)
+		c.put(h, enc, g)
+	}
+	cached := func(c *recordCache, h *[sha256.Size]byte) bool {
+		_, _, ok := c.get(h)
+		return ok
+	}
 	for _, tc := range []struct {
 		name    string
 		bracket *[sha256.Size]byte // nil: a write of unnamed records
-		write   func(c *recordCache, h *[sha256.Size]byte)
-		keepsB  bool // b's entry, put before the write, is still served
+		ends    bool               // the write's bracket ends before the reader's put
+		keepsB  bool               // b's entry, cached before the write, is still served
 	}{
-		{"unnamed, ended", nil, func(c *recordCache, h *[sha256.Size]byte) { c.begin(h); c.end(h) }, false},
-		{"unnamed, open", nil, func(c *recordCache, h *[sha256.Size]byte) { c.begin(h) }, false},
-		{"token a, ended", &a, func(c *recordCache, h *[sha256.Size]byte) { c.begin(h); c.end(h) }, true},
-		{"token a, open", &a, func(c *recordCache, h *[sha256.Size]byte) { c.begin(h) }, true},
+		{"unnamed, ended", nil, true, false},
+		{"unnamed, open", nil, false, false},
+		{"token a, ended", &a, true, true},
+		{"token a, open", &a, false, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			write := func(c *recordCache) {
+				c.begin(tc.bracket)
+				if tc.ends {
+					c.end(tc.bracket)
+				}
+			}
+			// Entries cached before the write.
 			c := newRecordCache(1 << 20)
-			_, gb, _ := c.get(&b)
-			c.put(&b, enc, gb)
-			_, ga, _ := c.get(&a) // a reader's get, then the write, then its put
-			tc.write(c, tc.bracket)
+			put(c, &a)
+			put(c, &b)
+			if !cached(c, &a) || !cached(c, &b) {
+				t.Fatal("not cached")
+			}
+			write(c)
+			if cached(c, &a) {
+				t.Fatal("the written token's entry was served after the write began")
+			}
+			if cached(c, &b) != tc.keepsB {
+				t.Fatalf("the other token's entry served: %v, want %v", !tc.keepsB, tc.keepsB)
+			}
+
+			// A reader whose read may predate the commit.
+			c = newRecordCache(1 << 20)
+			_, ga, _ := c.get(&a)
+			write(c)
 			c.put(&a, enc, ga)
-			if _, _, ok := c.get(&a); ok {
+			if cached(c, &a) {
 				t.Fatal("a read from before the write was cached")
 			}
-			if _, _, ok := c.get(&b); ok != tc.keepsB {
-				t.Fatalf("the other token's entry served: %v, want %v", ok, tc.keepsB)
-			}
-			// A reader that starts while the bracket is open stores nothing
-			// either; after the end, the next one does.
-			if c.all+len(c.open) > 0 {
-				_, g, _ := c.get(&a)
-				c.put(&a, enc, g)
-				if _, _, ok := c.get(&a); ok {
+			if !tc.ends {
+				put(c, &a) // a reader that starts while the bracket is open
+				if cached(c, &a) {
 					t.Fatal("cached while the write's bracket was open")
 				}
+				_, g, _ := c.get(&a) // ... and one whose put comes after the end
 				c.end(tc.bracket)
+				c.put(&a, enc, g)
+				if cached(c, &a) {
+					t.Fatal("a read from while the bracket was open was cached after its end")
+				}
 			}
-			_, g, _ := c.get(&a)
-			c.put(&a, enc, g)
-			if _, _, ok := c.get(&a); !ok {
+			put(c, &a)
+			if !cached(c, &a) {
 				t.Fatal("not cached after the write ended")
 			}
 		})
 	}
+	t.Run("nested", func(t *testing.T) {
+		c := newRecordCache(1 << 20)
+		c.begin(nil)
+		c.begin(&a)
+		c.end(nil)
+		if put(c, &a); cached(c, &a) {
+			t.Fatal("cached while a named bracket was open")
+		}
+		if put(c, &b); !cached(c, &b) {
+			t.Fatal("another token not cached once the unnamed bracket ended")
+		}
+		c.end(&a)
+		if put(c, &a); !cached(c, &a) {
+			t.Fatal("not cached after both brackets ended")
+		}
+	})
 }
 
 // TestRecordReadAfterEveryChange: a record read twice (the second read
@@ -127,9 +185,28 @@ func TestRecordReadAfterEveryChange(t *testing.T) {
 				t.Fatalf("PurgeExpired = %d, %v; want the 2 expired records", n, err)
 			}
 		}, true},
-		{"PurgeKey", func(t *testing.T, s *Store, sk vault.SubjectKey, _ vault.Record) {
+		{"purgePrefix", func(t *testing.T, s *Store, sk vault.SubjectKey, _ vault.Record) {
+			// PurgeKey's purge of the records alone: the writes after it in
+			// PurgeKey would empty the cache too, and hide a purge that
+			// did not.
+			if n, _, err := s.purgePrefix(ctx, key(pIndex, sk.ID[:]), true); err != nil || n == 0 {
+				t.Fatalf("purgePrefix = %d, %v", n, err)
+			}
+		}, true},
+		{"PurgeKey", func(t *testing.T, s *Store, sk vault.SubjectKey, r vault.Record) {
 			if _, err := s.ShredSubject(ctx, "ivan", vault.LedgerEntry{}); err != nil {
 				t.Fatal(err)
+			}
+			// The shred emptied the cache: cache the record again (it is
+			// still stored, under a key that is gone) before the purge.
+			hits, _ := s.records.stats()
+			for range 2 {
+				if _, err := s.Record(ctx, r.Token); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if h, _ := s.records.stats(); h != hits+1 {
+				t.Fatal("the shredded subject's record was not cached again")
 			}
 			if _, err := s.PurgeKey(ctx, sk.ID); err != nil {
 				t.Fatal(err)
@@ -241,5 +318,79 @@ func TestRecordCacheRacesReplace(t *testing.T) {
 	}
 	if hits, _ := s.records.stats(); hits == 0 {
 		t.Error("no read was answered from the cache: the race was not tested")
+	}
+}
+
+// TestRecordCacheSkipsOvertakenRead: a reveal's read that a rectification
+// overtakes (it commits, and returns, between the read transaction and
+// the put into the cache) is not cached: the next read gets the new
+// record. Without the generation check, the old one would be served
+// until evicted.
+func TestRecordCacheSkipsOvertakenRead(t *testing.T) {
+	ctx := context.Background()
+	s, sk := openWithKey(t, t.TempDir(), "ivan")
+	defer s.Close()
+	r := filterRecords(sk.ID, "over", 1)[0]
+	if err := s.PutRecords(ctx, "ivan", sk.ID, []vault.Record{r}); err != nil {
+		t.Fatal(err)
+	}
+	replaced := r
+	replaced.Sealed = bytes.Repeat([]byte{7}, 40)
+	var once sync.Once
+	s.afterRead = func() {
+		once.Do(func() {
+			if err := s.ReplaceRecord(ctx, "ivan", sk.ID, replaced); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	got, err := s.Record(ctx, r.Token)
+	if err != nil || !bytes.Equal(got.Sealed, r.Sealed) {
+		t.Fatalf("the overtaken read = %v, %v; want the record as it was", got.Sealed, err)
+	}
+	for range 2 {
+		got, err = s.Record(ctx, r.Token)
+		if err != nil || !bytes.Equal(got.Sealed, replaced.Sealed) {
+			t.Fatalf("read after the rectification returned = %v, %v; want the replacement", got.Sealed, err)
+		}
+	}
+}
+
+// TestRecordCacheKeptByOtherWrites: writes that change no record
+// (restriction, consent, erasure cursors) leave the cache alone, and
+// after Close nothing is answered from it.
+func TestRecordCacheKeptByOtherWrites(t *testing.T) {
+	ctx := context.Background()
+	s, sk := openWithKey(t, t.TempDir(), "ivan")
+	r := filterRecords(sk.ID, "kept", 1)[0]
+	if err := s.PutRecords(ctx, "ivan", sk.ID, []vault.Record{r}); err != nil {
+		t.Fatal(err)
+	}
+	read := func() {
+		t.Helper()
+		if _, err := s.Record(ctx, r.Token); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read()
+	for _, w := range []struct {
+		name string
+		fn   func() error
+	}{
+		{"SetRestricted", func() error { return s.SetRestricted(ctx, "ivan", time.Unix(1700000000, 0)) }},
+		{"RegisterConsumer", func() error { return s.RegisterConsumer(ctx, "crm") }},
+	} {
+		if err := w.fn(); err != nil {
+			t.Fatal(err)
+		}
+		hits, _ := s.records.stats()
+		read()
+		if h, _ := s.records.stats(); h != hits+1 {
+			t.Errorf("after %s the record was not answered from the cache", w.name)
+		}
+	}
+	s.Close()
+	if _, err := s.Record(ctx, r.Token); err == nil {
+		t.Fatal("a closed store answered a read (from its cache)")
 	}
 }

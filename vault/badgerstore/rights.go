@@ -184,7 +184,7 @@ func (s *Store) SetRestricted(ctx context.Context, subject string, since time.Ti
 	if err != nil {
 		return err
 	}
-	return s.update(ctx, func(txn *badger.Txn) error {
+	return s.updateNoRecords(ctx, func(txn *badger.Txn) error {
 		sk, err := subjectKey(txn, hk)
 		if err != nil {
 			return err
