@@ -357,12 +357,13 @@ func TestRecordCacheSkipsOvertakenRead(t *testing.T) {
 }
 
 // TestRecordCacheKeptByOtherWrites: writes that change no record
-// (restriction, consent, erasure cursors) leave the cache alone, and
-// after Close nothing is answered from it.
+// (restriction, erasure cursors, a purge with nothing due) leave the
+// cache alone, and after Close nothing is answered from it.
 func TestRecordCacheKeptByOtherWrites(t *testing.T) {
 	ctx := context.Background()
 	s, sk := openWithKey(t, t.TempDir(), "ivan")
 	r := filterRecords(sk.ID, "kept", 1)[0]
+	r.Expires = time.Now().Add(time.Hour) // in the expiry index, not yet due
 	if err := s.PutRecords(ctx, "ivan", sk.ID, []vault.Record{r}); err != nil {
 		t.Fatal(err)
 	}
@@ -379,6 +380,13 @@ func TestRecordCacheKeptByOtherWrites(t *testing.T) {
 	}{
 		{"SetRestricted", func() error { return s.SetRestricted(ctx, "ivan", time.Unix(1700000000, 0)) }},
 		{"RegisterConsumer", func() error { return s.RegisterConsumer(ctx, "crm") }},
+		{"PurgeExpired, nothing due", func() error {
+			n, err := s.PurgeExpired(ctx, time.Now(), 10)
+			if err == nil && n != 0 {
+				err = fmt.Errorf("purged %d records, none due", n)
+			}
+			return err
+		}},
 	} {
 		if err := w.fn(); err != nil {
 			t.Fatal(err)
