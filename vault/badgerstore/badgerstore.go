@@ -712,7 +712,7 @@ func (s *Store) Record(ctx context.Context, token string) (r vault.Record, err e
 	if ok {
 		// A copy: the record returned aliases its encoding, and callers
 		// may write to it.
-		return decodeRecord(append(make([]byte, 0, len(enc)), enc...))
+		return decodeRecord(bytes.Clone(enc))
 	}
 	if !s.filter.mayHold(h) {
 		return r, vault.ErrNotFound // with no allocation, no transaction
@@ -736,7 +736,7 @@ func (s *Store) Record(ctx context.Context, token string) (r vault.Record, err e
 		if s.afterRead != nil {
 			s.afterRead()
 		}
-		s.records.put(h, append([]byte(nil), b...), gen)
+		s.records.put(h, bytes.Clone(b), gen)
 	}
 	return r, err
 }

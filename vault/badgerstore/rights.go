@@ -304,18 +304,18 @@ func (s *Store) PurgeExpired(ctx context.Context, now time.Time, limit int) (n i
 	end := binary.BigEndian.AppendUint64(nil, uint64(now.UnixNano()))
 	// The usual pass finds nothing due: a read says so without a write
 	// transaction, which would also empty the record cache (update).
-	var due bool
+	var anyDue bool
 	err = s.view(ctx, func(txn *badger.Txn) error {
-		prefix := key(pExpiry)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: key(pExpiry)})
 		defer it.Close()
-		it.Rewind()
-		// A malformed first key counts as due: the purge reports it.
-		due = it.Valid() && (len(it.Item().Key()) != len(prefix)+8+32 ||
-			bytes.Compare(it.Item().Key()[len(prefix):len(prefix)+8], end) <= 0)
-		return nil
+		if it.Rewind(); !it.Valid() {
+			return nil
+		}
+		var err error
+		anyDue, err = expiryDue(it.Item().Key(), end)
+		return err
 	})
-	if err != nil || !due {
+	if err != nil || !anyDue {
 		return 0, err
 	}
 	err = s.update(ctx, func(txn *badger.Txn) error {
@@ -324,12 +324,12 @@ func (s *Store) PurgeExpired(ctx context.Context, now time.Time, limit int) (n i
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		var due [][]byte
 		for it.Rewind(); it.Valid() && len(due) < limit; it.Next() {
-			k := it.Item().Key()
-			if len(k) != len(prefix)+8+32 {
+			ok, err := expiryDue(it.Item().Key(), end)
+			if err != nil {
 				it.Close()
-				return fmt.Errorf("%w: expiry index key", vault.ErrCorrupt)
+				return err
 			}
-			if bytes.Compare(k[len(prefix):len(prefix)+8], end) > 0 {
+			if !ok {
 				break // ordered by time: nothing later is due
 			}
 			due = append(due, it.Item().KeyCopy(nil))
@@ -349,6 +349,15 @@ func (s *Store) PurgeExpired(ctx context.Context, now time.Time, limit int) (n i
 		return nil
 	})
 	return n, err
+}
+
+// expiryDue reports whether the expiry index key k (x/<time><hash>) is
+// due at end, an encoded time; a key of another size is corruption.
+func expiryDue(k, end []byte) (bool, error) {
+	if len(k) != expiryKeyLen {
+		return false, fmt.Errorf("%w: expiry index key", vault.ErrCorrupt)
+	}
+	return bytes.Compare(k[2:2+8], end) <= 0, nil
 }
 
 func putLedger(txn *badger.Txn, e vault.LedgerEntry) error {
