@@ -1,10 +1,12 @@
 package audit_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -547,8 +549,8 @@ func TestDBConnectionsKilled(t *testing.T) {
 }
 
 // cutProxy forwards TCP to PostgreSQL; armed, it drops the connection
-// instead of forwarding the server's next CommandComplete: the statement
-// committed, its answer lost.
+// instead of forwarding the server's next CommandComplete of a COPY: the
+// COPY committed, its answer lost.
 type cutProxy struct {
 	ln    net.Listener
 	armed atomic.Bool
@@ -577,26 +579,44 @@ func newCutProxy(t *testing.T, target string) *cutProxy {
 			go func() {
 				defer c.Close()
 				defer s.Close()
-				buf := make([]byte, 64<<10)
-				for {
-					n, err := s.Read(buf)
-					if n > 0 && buf[0] == 'C' && p.armed.CompareAndSwap(true, false) {
-						p.cuts.Add(1)
-						return
-					}
-					if n > 0 {
-						if _, err := c.Write(buf[:n]); err != nil {
-							return
-						}
-					}
-					if err != nil {
-						return
-					}
-				}
+				p.forward(c, s)
 			}()
 		}
 	}()
 	return p
+}
+
+// forward copies the server's messages to the client whole, so that it
+// can find a CommandComplete wherever it falls. Looking at the first byte
+// of each read missed it now and then: pgx sends a COPY's rows without
+// waiting for CopyInResponse, so that message and the CommandComplete
+// after it can arrive in one read, which then starts with 'G'. The DSN
+// disables TLS (pgtest), so the stream is messages from its first byte:
+// a type byte, then a length that counts itself.
+func (p *cutProxy) forward(c, s net.Conn) {
+	r := bufio.NewReader(s)
+	var hdr [5]byte
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			return
+		}
+		n := int(binary.BigEndian.Uint32(hdr[1:])) - 4
+		if n < 0 || n > 64<<20 {
+			return // not a protocol stream: drop the connection
+		}
+		msg := make([]byte, len(hdr)+n)
+		copy(msg, hdr[:])
+		if _, err := io.ReadFull(r, msg[len(hdr):]); err != nil {
+			return
+		}
+		if hdr[0] == 'C' && bytes.HasPrefix(msg[len(hdr):], []byte("COPY ")) && p.armed.CompareAndSwap(true, false) {
+			p.cuts.Add(1)
+			return
+		}
+		if _, err := c.Write(msg); err != nil {
+			return
+		}
+	}
 }
 
 // A COPY that committed but whose answer was lost: the writer reports the
