@@ -288,7 +288,7 @@ func TestRefusedOpAcceptedOnRerun(t *testing.T) {
 	queuedOps(s, 1)
 	first := true // read and written by the committer only
 	go func() {
-		dDone <- s.group.do(ctx, w, func(txn *badger.Txn) error {
+		dDone <- s.group.doNew(ctx, w, func(txn *badger.Txn) error {
 			if first {
 				// t2 deleted after the group's snapshot, which read it: the
 				// group's commit conflicts. Op B (t1) is queued meanwhile,
@@ -671,7 +671,7 @@ func holdCommitter(t *testing.T, s *Store) (release func()) {
 	rel, holding := make(chan struct{}), make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
-		done <- s.group.do(context.Background(), w, func(txn *badger.Txn) error {
+		done <- s.group.doNew(context.Background(), w, func(txn *badger.Txn) error {
 			close(holding)
 			<-rel
 			return txn.Set([]byte("z/block"), []byte("x"))

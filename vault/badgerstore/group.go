@@ -103,10 +103,10 @@ type committer struct {
 	// group is one sync of badger's write-ahead log).
 	groups, groupOps atomic.Int64
 
-	// space admits writes (nil: no check); set before the first do.
+	// space admits writes (nil: no check); set before the first op.
 	space *space
-	// records is the store's record cache, which do and doToken bracket
-	// (reccache.go; nil: none). Set before the first do.
+	// records is the store's record cache, which doToken brackets
+	// (reccache.go; nil: none). Set before the first op.
 	records *recordCache
 
 	mu     sync.RWMutex // guards closed and sends on ops
@@ -124,32 +124,17 @@ func newCommitter(db *badger.DB) *committer {
 	return c
 }
 
-// do runs fn in a group transaction and returns once that transaction is
-// committed and synced (or fn was rejected). w bounds what fn writes. It
-// waits for the commit even if ctx ends meanwhile, so a caller never
+// doNew runs fn in a group transaction and returns once that transaction
+// is committed and synced (or fn was rejected). w bounds what fn writes.
+// It waits for the commit even if ctx ends meanwhile, so a caller never
 // returns while its write is still undecided; ctx is checked only before
 // queueing.
 //
-// fn may change any record: the record cache is bypassed until the commit
-// (reccache.go). doToken is for an op that changes one named record, and
-// doNew for one that changes no existing record (only creates keys).
-func (c *committer) do(ctx context.Context, w weight, fn func(txn *badger.Txn) error) error {
-	c.records.begin(nil)
-	defer c.records.end(nil)
-	return c.doNew(ctx, w, fn)
-}
-
-// doToken is do for an op that changes or deletes no record but the one
-// of the token whose hash is h.
-func (c *committer) doToken(ctx context.Context, h *[sha256.Size]byte, w weight, fn func(txn *badger.Txn) error) error {
-	c.records.begin(h)
-	defer c.records.end(h)
-	return c.doNew(ctx, w, fn)
-}
-
-// doNew is do for an op that changes no existing record: it creates keys
-// that it checked are absent (new records), or writes keys that are not
-// records (subject keys). A record that did not exist is never cached.
+// fn must change no existing record: it creates keys that it checked are
+// absent (new records), or writes keys that are not records (subject
+// keys). A record that did not exist is never cached, so the record cache
+// needs no bracket (reccache.go). An op that changes or deletes a record
+// goes through doToken.
 func (c *committer) doNew(ctx context.Context, w weight, fn func(txn *badger.Txn) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -169,6 +154,15 @@ func (c *committer) doNew(ctx context.Context, w weight, fn func(txn *badger.Txn
 	c.ops <- o
 	c.mu.RUnlock()
 	return <-o.done
+}
+
+// doToken is doNew for an op that changes or deletes no record but the
+// one of the token whose hash is h: the record cache is bypassed for that
+// token until the commit.
+func (c *committer) doToken(ctx context.Context, h *[sha256.Size]byte, w weight, fn func(txn *badger.Txn) error) error {
+	c.records.begin(h)
+	defer c.records.end(h)
+	return c.doNew(ctx, w, fn)
 }
 
 func (c *committer) close() {
