@@ -295,6 +295,24 @@ func (v *Vault) Rectify(ctx context.Context, token, value string) (Rectified, er
 	if err != nil {
 		return Rectified{}, err
 	}
+	// As Tokenize refuses it: a token standing for a token (another
+	// subject's, or this one itself) would outlive the erasure of the
+	// subject the token belongs to.
+	if live, err := v.isTokenValue(ctx, value, norm); err != nil {
+		return Rectified{}, err
+	} else if live {
+		return Rectified{}, &FieldError{Field: "value", Err: ErrFailedPrecondition,
+			Reason: "the value is a token of this vault: rectify to the original value, not its token"}
+	}
+	// The token stays, so the parts of its value that it repeats must stay
+	// too: a card token would otherwise go on showing (and routing by) the
+	// replaced card's first 6 and last 4 digits. A value that differs there
+	// is another value: it gets a token of its own.
+	if format.Kept(rec.Kind, token) != format.Kept(rec.Kind, norm) {
+		return Rectified{}, &FieldError{Field: "value", Err: ErrFailedPrecondition,
+			Reason: "the new value does not match the token's kept parts (" + rec.Kind.String() +
+				" tokens keep " + format.KeptParts(rec.Kind) + "): tokenize the new value instead"}
+	}
 	c, err := v.keysByID(ctx, rec.KeyID, false)
 	if errors.Is(err, ErrErased) {
 		return Rectified{}, &FieldError{Field: "token", Reason: "the token's subject has been erased", Err: ErrErased}

@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -132,21 +133,47 @@ func TestRectify(t *testing.T) {
 			t.Fatalf("token %d = %q, %v; want %q", i, res[i].Value, res[i].Err, want)
 		}
 	}
+	// A card keeps its first 6 and last 4 digits: a correction within the
+	// middle is a rectification, another card is not.
+	card := f.tokenize(t, "alice", vault.Field{Kind: format.PAN, Value: "5555555555554444"})[0]
+	if _, err := f.v.Rectify(ctx, card, "5555 5512 3455 4444"); err != nil {
+		t.Fatalf("Rectify within the middle digits: %v", err)
+	}
+	bob := f.tokenize(t, "bob", vault.Field{Kind: format.Generic, Value: "bob-value-1234"})[0]
+	alices := f.tokenize(t, "alice", vault.Field{Kind: format.Generic, Value: "alice-secret-9911"})[0]
 	for name, tc := range map[string]struct {
 		token, value, field string
 		want                error
+		says                string
 	}{
-		"not a token":   {"", "x", "token", vault.ErrInvalidArgument},
-		"unknown token": {"zzzzzzzz", "x", "token", vault.ErrNotFound},
-		"bad value":     {toks[0], "not an email", "value", vault.ErrInvalidArgument},
+		"not a token":   {"", "x", "token", vault.ErrInvalidArgument, "not a token"},
+		"unknown token": {"zzzzzzzz", "x", "token", vault.ErrNotFound, "unknown token"},
+		"bad value":     {toks[0], "not an email", "value", vault.ErrInvalidArgument, "email"},
+		// A token standing for a token would outlive its subject's erasure.
+		"another subject's token": {bob, alices, "value", vault.ErrFailedPrecondition, "is a token of this vault"},
+		"its own token":           {bob, bob, "value", vault.ErrFailedPrecondition, "is a token of this vault"},
+		"a token, padded":         {bob, " " + alices + "\n", "value", vault.ErrFailedPrecondition, "is a token of this vault"},
+		"another card's BIN":      {card, "4111111111114444", "value", vault.ErrFailedPrecondition, "the first 6 and last 4 digits"},
+		"another card's last 4":   {card, "5555555555551111", "value", vault.ErrFailedPrecondition, "the first 6 and last 4 digits"},
+		"another domain":          {toks[1], "taken@example.org", "value", vault.ErrFailedPrecondition, "email tokens keep the domain"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := f.v.Rectify(ctx, tc.token, tc.value)
 			var fe *vault.FieldError
-			if !errors.Is(err, tc.want) || !errors.As(err, &fe) || fe.Field != tc.field {
-				t.Fatalf("Rectify = %v, want %v naming %s", err, tc.want, tc.field)
+			if !errors.Is(err, tc.want) || !errors.As(err, &fe) || fe.Field != tc.field || !strings.Contains(err.Error(), tc.says) {
+				t.Fatalf("Rectify = %v, want %v naming %s and saying %q", err, tc.want, tc.field, tc.says)
+			}
+			if strings.Contains(err.Error(), tc.value) && tc.value != "x" || strings.Contains(err.Error(), "5555") {
+				t.Fatalf("the error shows the value: %v", err)
 			}
 		})
+	}
+	// Nothing changed behind the refused rectifications.
+	res, _ = f.v.Detokenize(ctx, []string{card, bob, toks[1]}, "test")
+	for i, want := range []string{"5555551234554444", "bob-value-1234", "taken@example.com"} {
+		if res[i].Err != nil || res[i].Value != want {
+			t.Fatalf("after the refusals, token %d = %q, %v; want %q", i, res[i].Value, res[i].Err, want)
+		}
 	}
 }
 

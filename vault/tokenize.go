@@ -191,10 +191,7 @@ func (v *Vault) refuseTokens(ctx context.Context, all []*pending) error {
 		return v.refuseTokensBatch(ctx, rb, all)
 	}
 	for _, p := range all {
-		live, err := v.isLiveToken(ctx, p.norm)
-		if given := strings.TrimSpace(p.field.Value); err == nil && !live && given != p.norm {
-			live, err = v.isLiveToken(ctx, given)
-		}
+		live, err := v.isTokenValue(ctx, p.field.Value, p.norm)
 		if err != nil {
 			return err
 		}
@@ -204,6 +201,17 @@ func (v *Vault) refuseTokens(ctx context.Context, all []*pending) error {
 		}
 	}
 	return nil
+}
+
+// isTokenValue reports whether a value is a live token of this vault, as
+// given (trimmed) or as normalized (norm): the check of refuseTokens for
+// one value, which Rectify makes too.
+func (v *Vault) isTokenValue(ctx context.Context, given, norm string) (bool, error) {
+	live, err := v.isLiveToken(ctx, norm)
+	if given = strings.TrimSpace(given); err == nil && !live && given != norm {
+		live, err = v.isLiveToken(ctx, given)
+	}
+	return live, err
 }
 
 // refuseTokensBatch is refuseTokens with one batched read: the same

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/tokenvault/tokenvault/client"
+	"github.com/tokenvault/tokenvault/errinfo"
 	"github.com/tokenvault/tokenvault/vault/receipt"
 )
 
@@ -73,6 +74,24 @@ func subjectRights(t *testing.T, e *env) {
 	}
 	_, err = c.Rectify(cx, tokens[0], "not a card")
 	wantCode(t, err, codes.InvalidArgument, "value")
+	// Refused, as Tokenize refuses them: a token of this vault as the
+	// value, and a value without the token's kept parts (another domain).
+	rectify := func(token, value string) func() error {
+		return func() error { _, err := c.Rectify(cx, token, value); return err }
+	}
+	other, err := c.Tokenize(cx, "rights-2", client.Field{Kind: "email", Value: "bo@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkRefusals(t, []refusal{
+		{"rectify to another subject's token", rectify(tokens[email], other[0]),
+			codes.FailedPrecondition, errinfo.FailedPrecondition, "value", client.ErrFailedPrecondition, "is a token of this vault"},
+		{"rectify to another domain", rectify(tokens[email], "jane.new@example.org"),
+			codes.FailedPrecondition, errinfo.FailedPrecondition, "value", client.ErrFailedPrecondition, "email tokens keep the domain"},
+	})
+	if det, _ := c.Detokenize(cx, "support", tokens[email]); det[0].Err != nil || det[0].Value != "jane.new@example.com" {
+		t.Fatalf("after the refused rectifications: %q %v", det[0].Value, det[0].Err)
+	}
 	_, err = c.Rectify(cx, "4111118306421111", "4111111111111111")
 	wantCode(t, err, codes.NotFound, "token")
 

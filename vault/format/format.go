@@ -370,17 +370,21 @@ type spec struct {
 	token func(v string, o Options, g *rng) string
 	mask  func(v string) string
 	space func(v string, o Options) *big.Int
+	// kept, if set, returns the characters of v that every token of v
+	// repeats (see Kept); parts names them for messages.
+	kept  func(v string) string
+	parts string
 }
 
 var specs = [...]spec{
-	PAN:          {normalize: normPAN, token: tokenPAN, mask: maskPAN, space: spacePAN},
-	SSN:          {normalize: normSSN, token: tokenSSN, mask: maskSSN, space: spaceSSN},
-	CNResidentID: {normalize: normCNID, check: checkCNID, valid: validCNID, token: tokenCNID, mask: maskCNID, space: spaceCNID},
+	PAN:          {normalize: normPAN, token: tokenPAN, mask: maskPAN, space: spacePAN, kept: keptPAN, parts: "the first 6 and last 4 digits"},
+	SSN:          {normalize: normSSN, token: tokenSSN, mask: maskSSN, space: spaceSSN, kept: keptLast4, parts: "the last 4 digits"},
+	CNResidentID: {normalize: normCNID, check: checkCNID, valid: validCNID, token: tokenCNID, mask: maskCNID, space: spaceCNID, kept: keptFirst2, parts: "the province (the first 2 digits)"},
 	NationalID:   {normalize: normNationalID, token: tokenGeneric, mask: maskNationalID, space: spaceText(false)},
-	Phone:        {normalize: normPhone, valid: validPhone, token: tokenPhone, mask: maskPhone, space: spacePhone},
-	Email:        {normalize: normEmail, token: tokenEmail, mask: maskEmail, space: spaceEmail},
-	IBAN:         {normalize: normIBAN, check: checkIBAN, valid: validIBAN, token: tokenIBAN, mask: maskIBAN, space: spaceIBAN},
-	BankAccount:  {normalize: normBankAccount, token: tokenBankAccount, mask: maskBankAccount, space: spaceBankAccount},
+	Phone:        {normalize: normPhone, valid: validPhone, token: tokenPhone, mask: maskPhone, space: spacePhone, kept: keptPhone, parts: "the country code and the last 2 digits"},
+	Email:        {normalize: normEmail, token: tokenEmail, mask: maskEmail, space: spaceEmail, kept: keptEmail, parts: "the domain"},
+	IBAN:         {normalize: normIBAN, check: checkIBAN, valid: validIBAN, token: tokenIBAN, mask: maskIBAN, space: spaceIBAN, kept: keptFirst2, parts: "the country code"},
+	BankAccount:  {normalize: normBankAccount, token: tokenBankAccount, mask: maskBankAccount, space: spaceBankAccount, kept: keptLast4, parts: "the last 4 digits"},
 	Address:      {normalize: normAddress, token: tokenAddress, mask: maskAddress, space: spaceText(true)},
 	Name:         {normalize: normName, token: tokenName, mask: maskName, space: spaceName},
 	Generic:      {normalize: normGeneric, token: tokenGeneric, mask: maskGeneric, space: spaceText(false)},
@@ -477,6 +481,70 @@ func checkValid(k Kind, v string, opts Options) error {
 		return f(v)
 	}
 	return nil
+}
+
+// Kept returns the characters of a normalized value that every token of
+// it repeats, in order (a card's first 6 and last 4 digits, a phone
+// number's country code and last 2 digits, an e-mail address's domain):
+// two values with the same Kept have the same token parts, so a token of
+// one stands for the other as well. It is "" for the kinds whose tokens
+// keep only the layout. KeptParts names the parts. A token's own Kept is
+// its value's, which is why tokens (whose check digits may be wrong) are
+// accepted: Kept reads positions, it validates nothing, and returns "" for
+// a string too short to have the parts.
+//
+// The vault's rectification uses it: a token whose kept parts are an old
+// value's would go on showing that value's digits (and route by its BIN).
+func Kept(k Kind, normalized string) string {
+	if !k.Valid() || specs[k].kept == nil {
+		return ""
+	}
+	return specs[k].kept(normalized)
+}
+
+// KeptParts names what [Kept] returns for kind k ("the first 6 and last 4
+// digits"), or "" if its tokens keep only the layout.
+func KeptParts(k Kind) string {
+	if !k.Valid() {
+		return ""
+	}
+	return specs[k].parts
+}
+
+func keptPAN(v string) string {
+	if len(v) < 10 {
+		return ""
+	}
+	return v[:6] + v[len(v)-4:]
+}
+
+func keptLast4(v string) string {
+	if len(v) < 4 {
+		return ""
+	}
+	return v[len(v)-4:]
+}
+
+func keptFirst2(v string) string {
+	if len(v) < 2 {
+		return ""
+	}
+	return v[:2]
+}
+
+func keptPhone(v string) string {
+	if len(v) < 6 || v[0] != '+' || !allDigits(v[1:]) {
+		return ""
+	}
+	return v[:1+ccLen(v[1:])] + v[len(v)-2:]
+}
+
+func keptEmail(v string) string {
+	at := strings.LastIndexByte(v, '@')
+	if at < 0 {
+		return ""
+	}
+	return v[at+1:]
 }
 
 // unparsedMask is what Mask returns for values it cannot parse: it has a

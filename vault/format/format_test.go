@@ -507,3 +507,44 @@ func TestUnbiased(t *testing.T) {
 		}
 	}
 }
+
+// TestKept pins what Kept returns per kind, and that a string too short
+// for the parts (Kept validates nothing) gives "" instead of a panic.
+func TestKept(t *testing.T) {
+	for _, tc := range []struct {
+		k          format.Kind
+		v, want    string
+		partsEmpty bool
+	}{
+		{format.PAN, "4111111111111111", "4111111111", false},
+		{format.PAN, "555555555554444", "5555554444", false},
+		{format.SSN, "123-45-6789", "6789", false},
+		{format.CNResidentID, "11010519491231002X", "11", false},
+		{format.Phone, "+8613800138000", "+8600", false},
+		{format.Phone, "+14155550134", "+134", false},
+		{format.Phone, "+442079460958", "+4458", false},
+		{format.Phone, "+35312345678", "+35378", false},
+		{format.Email, "Jane.Doe@example.com", "example.com", false},
+		{format.IBAN, "DE89370400440532013000", "DE", false},
+		{format.BankAccount, "000123456789", "6789", false},
+		{format.Name, "Alice", "", true},
+		{format.Address, "1 Main St", "", true},
+		{format.Generic, "abcd", "", true},
+		{format.NationalID, "AB123456", "", true},
+		{format.CardExpiry, "09/27", "", true},
+		{format.PAN, "123", "", false},
+		{format.Phone, "+1", "", false},
+		{format.Phone, "x1234567", "", false},
+		{format.Email, "no-at", "", false},
+		{format.KindUnspecified, "4111111111111111", "", true},
+	} {
+		t.Run(tc.k.String()+"/"+tc.v, func(t *testing.T) {
+			if got := format.Kept(tc.k, tc.v); got != tc.want {
+				t.Fatalf("Kept = %q, want %q", got, tc.want)
+			}
+			if (format.KeptParts(tc.k) == "") != tc.partsEmpty {
+				t.Fatalf("KeptParts = %q", format.KeptParts(tc.k))
+			}
+		})
+	}
+}

@@ -522,6 +522,10 @@ func TestTokenProperties(t *testing.T) {
 						t.Fatalf("token %q does not look like a token", tok)
 					}
 					checkToken(t, k, v, tok, opts)
+					// What Kept says a token repeats, every token does.
+					if kept := format.Kept(k, v); format.Kept(k, tok) != kept || (kept == "") != (format.KeptParts(k) == "") {
+						t.Fatalf("Kept(token %q) = %q, Kept(%q) = %q (parts %q)", tok, format.Kept(k, tok), v, kept, format.KeptParts(k))
+					}
 
 					// Tokens are valid, canonical input of their kind, except
 					// that a deliberately wrong check makes them invalid and

@@ -79,6 +79,9 @@ type TokenVaultClient interface {
 	ExportSubject(ctx context.Context, in *ExportSubjectRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ExportSubjectResponse], error)
 	// RectifyToken replaces the value behind a token; the token stays the
 	// same. A deterministic token's lookup follows the new value.
+	// FAILED_PRECONDITION on value when the new value lacks the parts the
+	// token keeps (a card's first 6 and last 4 digits, an e-mail domain: the
+	// token goes on showing them), or is itself a token of this vault.
 	RectifyToken(ctx context.Context, in *RectifyTokenRequest, opts ...grpc.CallOption) (*RectifyTokenResponse, error)
 	// RestrictSubject restricts processing: until UnrestrictSubject, the
 	// subject's values are not revealed (Detokenize and Decrypt items fail
@@ -359,6 +362,9 @@ type TokenVaultServer interface {
 	ExportSubject(*ExportSubjectRequest, grpc.ServerStreamingServer[ExportSubjectResponse]) error
 	// RectifyToken replaces the value behind a token; the token stays the
 	// same. A deterministic token's lookup follows the new value.
+	// FAILED_PRECONDITION on value when the new value lacks the parts the
+	// token keeps (a card's first 6 and last 4 digits, an e-mail domain: the
+	// token goes on showing them), or is itself a token of this vault.
 	RectifyToken(context.Context, *RectifyTokenRequest) (*RectifyTokenResponse, error)
 	// RestrictSubject restricts processing: until UnrestrictSubject, the
 	// subject's values are not revealed (Detokenize and Decrypt items fail
