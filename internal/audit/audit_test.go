@@ -408,3 +408,47 @@ func TestCheckpointInterval(t *testing.T) {
 		t.Fatalf("entries %v", types)
 	}
 }
+
+// TestSecondWriterRefused: while one Log has a file open, a second Open
+// of it (another server whose audit path is the same, as a restored data
+// directory beside the live one) is refused with ErrInUse, naming the path
+// and the setting; the first log goes on, and verifies. After Close the
+// file can be opened again, across a rotation too.
+func TestSecondWriterRefused(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	key := newKey(t)
+	l := open(t, path, key, 2)
+	if err := l.Write(ctx, entry(1)); err != nil {
+		t.Fatal(err)
+	}
+	second, err := audit.Open(audit.Options{Path: path, SigningKey: key, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if !errors.Is(err, audit.ErrInUse) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "auth.audit.path") {
+		if second != nil {
+			second.Close()
+		}
+		t.Fatalf("second Open = %v, want ErrInUse naming the path and auth.audit.path", err)
+	}
+	if _, err := l.Rotate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := audit.Open(audit.Options{Path: path, SigningKey: key}); !errors.Is(err, audit.ErrInUse) {
+		t.Fatalf("second Open after a rotation = %v, want ErrInUse", err)
+	}
+	if err := l.Write(ctx, entry(2)); err != nil {
+		t.Fatalf("the first log after the refused Open: %v", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	again := open(t, path, key, 2)
+	if err := again.Write(ctx, entry(3)); err != nil {
+		t.Fatal(err)
+	}
+	if err := again.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if rep, err := audit.VerifyDir(filepath.Dir(path), pubOf(key)); err != nil {
+		t.Fatalf("VerifyDir: %v (%+v)", err, rep)
+	}
+}

@@ -89,6 +89,7 @@ type Options struct {
 type Log struct {
 	opts   Options
 	f      *os.File
+	lock   *os.File // held while open (lockLog); nil for a log that is not a regular file
 	hasher *TokenHasher
 	keyID  string
 	log    *slog.Logger
@@ -151,6 +152,37 @@ type request struct {
 	rotated string // the rotated file's name, set before done is sent
 }
 
+// ErrInUse: another process has the audit log open (Open).
+var ErrInUse = errors.New("in use by another process")
+
+// lockLog keeps a second process off the log at path while this one has
+// it open: two servers appending to one file (two data directories whose
+// audit logs default to one place, as a restored directory beside the live
+// one) would each continue the chain from their own last entry, and the
+// log would never verify again. The lock is a file beside the log,
+// path+".lock", so that it stays put while the log rotates. A log that is
+// not a regular file (a character device such as /dev/stdout, a pipe) is
+// not locked: it is not read back, so there is no chain in it to break.
+func lockLog(path string) (*os.File, error) {
+	if st, err := os.Stat(path); err == nil && !st.Mode().IsRegular() {
+		return nil, nil
+	}
+	lock, err := lockFile(path + ".lock")
+	if errors.Is(err, ErrInUse) {
+		return nil, fmt.Errorf("audit log %s: %w (which holds the lock %s): give each server its own audit log (auth.audit.path, serve --audit-log)", path, err, path+".lock")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("audit log: %w", err)
+	}
+	return lock, nil
+}
+
+func closeLock(f *os.File) {
+	if f != nil {
+		f.Close()
+	}
+}
+
 // Open opens (or creates) the log at opts.Path and continues its chain.
 // A last line without its newline (a write torn by a crash, never
 // acknowledged to anyone because its fsync had not returned) is cut off
@@ -183,11 +215,16 @@ func Open(opts Options) (*Log, error) {
 	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o700); err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
+	lock, err := lockLog(opts.Path)
+	if err != nil {
+		return nil, err
+	}
 	f, err := os.OpenFile(opts.Path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
+		closeLock(lock)
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	l := &Log{opts: opts, f: f, hasher: hasher, log: opts.Logger, db: opts.DB,
+	l := &Log{opts: opts, f: f, lock: lock, hasher: hasher, log: opts.Logger, db: opts.DB,
 		keyID: KeyID(opts.SigningKey.Public().(ed25519.PublicKey)),
 		reqs:  make(chan *request, queueSize), stopping: make(chan struct{}), quit: make(chan struct{}), exited: make(chan struct{}),
 		prev: ZeroHash, lastCP: opts.Now(),
@@ -199,6 +236,7 @@ func Open(opts Options) (*Log, error) {
 			opts.Sink.Close()
 		}
 		f.Close()
+		closeLock(lock)
 		return nil, fmt.Errorf("audit log %s: %w", opts.Path, err)
 	}
 	if err := l.recover(); err != nil {
@@ -658,6 +696,7 @@ func (l *Log) Close() error {
 			shipErr = l.ship.close()
 		}
 		l.closeErr = errors.Join(failed, l.f.Close(), shipErr)
+		closeLock(l.lock) // after the last write
 	})
 	return l.closeErr
 }

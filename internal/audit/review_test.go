@@ -47,6 +47,7 @@ func TestCrashLoopAccepted(t *testing.T) {
 			}
 		}
 		// A crash: no Close (the writer goroutine idles until the test ends).
+		audit.Crashed(l)
 	}
 	data, _ := os.ReadFile(path)
 	if _, err := verify(data, pubOf(key)); err != nil {
@@ -80,6 +81,7 @@ func TestBigTailAccepted(t *testing.T) {
 		}
 	}
 	// A crash: no Close.
+	audit.Crashed(l)
 	l2, err := audit.Open(o)
 	if err != nil {
 		t.Fatalf("restart refused: %v", err)
