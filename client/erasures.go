@@ -41,6 +41,20 @@ type ErasureEvent struct {
 // A broken stream is reopened (with backoff while the server is
 // unavailable).
 func (c *Client) WatchErasures(ctx context.Context, consumer string, fn func(ErasureEvent) error) error {
+	return c.WatchErasuresWith(ctx, consumer, WatchOptions{}, fn)
+}
+
+// WatchOptions are WatchErasuresWith's options.
+type WatchOptions struct {
+	// OnRetry, if set, is called each time the stream failed with a
+	// retryable error (the server unavailable or gone) and is reopened
+	// after wait: without it a watcher of a server that is down waits in
+	// silence. err is a *Error or io.EOF, and never carries an event.
+	OnRetry func(err error, wait time.Duration)
+}
+
+// WatchErasuresWith is WatchErasures with options.
+func (c *Client) WatchErasuresWith(ctx context.Context, consumer string, o WatchOptions, fn func(ErasureEvent) error) error {
 	backoff := 100 * time.Millisecond
 	for {
 		err := c.watchOnce(ctx, consumer, fn, func() { backoff = 100 * time.Millisecond })
@@ -52,6 +66,9 @@ func (c *Client) WatchErasures(ctx context.Context, consumer string, fn func(Era
 			return ctx.Err()
 		case !retryableWatch(err):
 			return err
+		}
+		if o.OnRetry != nil {
+			o.OnRetry(err, backoff)
 		}
 		select {
 		case <-ctx.Done():

@@ -4,10 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"google.golang.org/grpc/status"
 
 	"github.com/tokenvault/tokenvault/client"
 )
@@ -48,7 +52,16 @@ func erasuresCmd(args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	defer done()
 	enc := json.NewEncoder(stdout)
 	n := 0
-	err = cl.WatchErasures(ctx, *consumer, func(ev client.ErasureEvent) error {
+	// Retries are said on stderr: a watcher of a server that is down (or
+	// a wrong --addr) must not look like one waiting for events.
+	retry := client.WatchOptions{OnRetry: func(err error, wait time.Duration) {
+		msg := err.Error()
+		if s, ok := status.FromError(err); ok {
+			msg = s.Code().String() + ": " + s.Message() // as main prints a failure
+		}
+		fmt.Fprintf(stderr, "tokenvault erasures watch: %s; retrying in %v\n", msg, wait.Round(time.Millisecond))
+	}}
+	err = cl.WatchErasuresWith(ctx, *consumer, retry, func(ev client.ErasureEvent) error {
 		// Written before the callback returns: only a printed event is
 		// acknowledged.
 		if err := enc.Encode(ev); err != nil {
