@@ -78,8 +78,12 @@ type DecryptItem struct {
 // Decrypted is the outcome for one blob; Err is per item.
 type Decrypted struct {
 	Plaintext []byte
-	Subject   string
-	Err       error
+	// Subject is the blob's subject. It is also set for a refused item
+	// whose subject was found (restricted, held, without consent, failed
+	// authentication), for the audit record only: a caller that was
+	// refused must not be told whose blob it holds.
+	Subject string
+	Err     error
 }
 
 // Decrypt opens blobs made by Encrypt. One bad blob fails only its item.
@@ -117,29 +121,34 @@ func (v *Vault) decryptOne(ctx context.Context, field string, it DecryptItem, pu
 		return Decrypted{Err: &FieldError{Field: field + ".blob", Err: ErrNotFound,
 			Reason: "no key for this blob: its subject was erased, or the blob is not from this vault"}}
 	}
-	if errors.Is(err, ErrRestricted) {
-		return Decrypted{Err: &FieldError{Field: field + ".blob", Err: ErrRestricted,
+	if re := (*restrictedError)(nil); errors.As(err, &re) {
+		return Decrypted{Subject: realSubject(re.subject), Err: &FieldError{Field: field + ".blob", Err: ErrRestricted,
 			Reason: "processing of the blob's subject is restricted (RestrictSubject): it is not decrypted until the restriction is lifted"}}
 	}
 	if err != nil {
 		return Decrypted{Err: err}
 	}
 	defer c.release()
+	// From here the blob's subject is known: a refusal names it too (for
+	// the audit record; see Decrypted).
+	subject := realSubject(c.subject)
 	if err := v.checkHeld(ctx, c, field, purpose); err != nil {
 		if errors.Is(err, ErrErased) {
 			err = &FieldError{Field: field + ".blob", Err: ErrNotFound, Reason: "no key for this blob: its subject was erased and its hold has ended"}
 		}
-		return Decrypted{Err: err}
+		return Decrypted{Subject: subject, Err: err}
 	}
 	if err := v.checkConsent(ctx, field+".blob", purpose, c); err != nil {
-		return Decrypted{Err: err}
+		return Decrypted{Subject: subject, Err: err}
 	}
 	plain, err := c.keys.blob.Open(nil, bl.Sealed, envelope.AAD(bl.KeyID, c.subject, it.Context))
 	if errors.Is(err, aead.ErrDecrypt) {
-		return Decrypted{Err: invalid(field+".blob", "authentication failed: wrong context, or the blob was altered")}
+		// Also under the subject: a wrong context or an altered blob of
+		// theirs is an attempt on their data.
+		return Decrypted{Subject: subject, Err: invalid(field+".blob", "authentication failed: wrong context, or the blob was altered")}
 	}
 	if err != nil {
-		return Decrypted{Err: err}
+		return Decrypted{Subject: subject, Err: err}
 	}
-	return Decrypted{Plaintext: plain, Subject: realSubject(c.subject)}
+	return Decrypted{Plaintext: plain, Subject: subject}
 }

@@ -80,7 +80,7 @@ func (v *Vault) keysByID(ctx context.Context, id KeyID, reveal bool) (cached, er
 		if c, ok := v.cache.byKeyID(id); ok {
 			if reveal && !c.restricted.IsZero() {
 				c.release()
-				return cached{}, ErrRestricted
+				return cached{}, &restrictedError{subject: c.subject}
 			}
 			return c, nil
 		}
@@ -94,10 +94,18 @@ func (v *Vault) keysByID(ctx context.Context, id KeyID, reveal bool) (cached, er
 		return cached{}, err
 	}
 	if reveal && !sk.Restricted.IsZero() {
-		return cached{}, ErrRestricted
+		return cached{}, &restrictedError{subject: subject}
 	}
 	return v.unwrap(ctx, subject, sk, gen)
 }
+
+// restrictedError is keysByID's ErrRestricted. It names the subject (as
+// stored: see realSubject) so that a refused decrypt can still be audited
+// under its subject, as a decrypt is; it is never shown to the caller.
+type restrictedError struct{ subject string }
+
+func (e *restrictedError) Error() string { return ErrRestricted.Error() }
+func (e *restrictedError) Unwrap() error { return ErrRestricted }
 
 // recordKey is a record's subject key as a [RecordKeyStore] read it with
 // the record, at cache generation gen; erased: the key no longer exists.

@@ -40,6 +40,22 @@ func TestAuditGaps(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A refused decrypt is audited under the blob's subject too, as a
+	// decrypt is (restricted; the wrong context), though the caller is
+	// not told whose blob it holds.
+	blobs, err := c.Encrypt(cx, "gap-blob", "orders.note", []byte("1 Main St"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res, err := c.Decrypt(cx, "support", "orders.other", blobs[0]); err != nil || !errors.Is(res[0].Err, client.ErrInvalidArgument) || res[0].Subject != "" {
+		t.Fatalf("decrypt in the wrong context: %+v, %v", res, err)
+	}
+	if _, err := c.Restrict(cx, "gap-blob"); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := c.Decrypt(cx, "support", "orders.note", blobs[0]); err != nil || !errors.Is(res[0].Err, client.ErrFailedPrecondition) || res[0].Subject != "" {
+		t.Fatalf("decrypt while restricted: %+v, %v", res, err)
+	}
 	id, _ := age.GenerateX25519Identity()
 	backupTo(t, c, filepath.Join(t.TempDir(), "full.tvbak"), id.Recipient().String(), 0)
 	ledger, err := c.BackupAdmin().ExportErasureLedger(cx, &pb.ExportErasureLedgerRequest{})
@@ -82,6 +98,18 @@ func TestAuditGaps(t *testing.T) {
 	if len(rect) != 1 || rect[0].Outcome != "OK" || rect[0].SubjectHash != subjectHash(t, e.keysDir, "gap-subject") || len(rect[0].Items) != 1 ||
 		rect[0].Items[0] != (audit.Item{Token: hasher.Hash(tok[0]), Outcome: "OK"}) {
 		t.Errorf("rectify entries %+v", rect)
+	}
+
+	var decs []audit.Item
+	for _, x := range entries {
+		if x.Op == "decrypt" {
+			decs = append(decs, x.Items...)
+		}
+	}
+	blobSubject := subjectHash(t, e.keysDir, "gap-blob")
+	if want := []audit.Item{{SubjectHash: blobSubject, Context: "orders.other", Outcome: "InvalidArgument"},
+		{SubjectHash: blobSubject, Context: "orders.note", Outcome: "FailedPrecondition"}}; !slices.Equal(decs, want) {
+		t.Errorf("decrypt items %+v, want %+v", decs, want)
 	}
 
 	var toks []audit.Entry

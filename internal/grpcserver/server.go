@@ -337,7 +337,10 @@ func (s *Server) Decrypt(ctx context.Context, req *pb.DecryptRequest) (*pb.Decry
 	recordDecrypted(ctx, items, res)
 	out := &pb.DecryptResponse{Results: make([]*pb.DecryptResult, len(res))}
 	for i, r := range res {
-		out.Results[i] = &pb.DecryptResult{Status: s.itemStatus("Decrypt", r.Err), Plaintext: r.Plaintext, SubjectId: r.Subject}
+		out.Results[i] = &pb.DecryptResult{Status: s.itemStatus("Decrypt", r.Err), Plaintext: r.Plaintext}
+		if r.Err == nil { // a refused item's subject is for the audit record only (vault.Decrypted)
+			out.Results[i].SubjectId = r.Subject
+		}
 	}
 	return out, nil
 }
