@@ -213,8 +213,8 @@ func (c *Config) SetDefaults() {
 func (c *Config) Validate() error {
 	var errs []error
 	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
-	if host, _, err := net.SplitHostPort(c.Listen); err != nil {
-		bad("listen: %q is not host:port", c.Listen)
+	if host, err := splitListen(c.Listen); err != nil {
+		bad("listen: %q is not host:port: %v", c.Listen, err)
 	} else if err := c.validateListen(host); err != nil {
 		errs = append(errs, err)
 	}
@@ -289,8 +289,8 @@ func (c *Config) Validate() error {
 		bad("log.level: %q is not debug, info, warn or error", c.Log.Level)
 	}
 	if c.Metrics.Listen != "off" {
-		if _, _, err := net.SplitHostPort(c.Metrics.Listen); err != nil {
-			bad("metrics.listen: %q is not host:port or off", c.Metrics.Listen)
+		if _, err := splitListen(c.Metrics.Listen); err != nil {
+			bad("metrics.listen: %q is not host:port or off: %v", c.Metrics.Listen, err)
 		}
 	}
 	if c.Maintenance.GCInterval < 0 {
@@ -310,6 +310,21 @@ const (
 	KEKLocal = "local"
 	KEKVault = "vault"
 )
+
+// splitListen is net.SplitHostPort for an address to listen on or dial,
+// with the port checked too (a number up to 65535, or a service name):
+// SplitHostPort takes "127.0.0.1:99999", which only the listen would
+// refuse, after the server had created its keys and audit log.
+func splitListen(addr string) (host string, err error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", err
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return "", fmt.Errorf("port %q: not a port number (0-65535) or service name", port)
+	}
+	return host, nil
+}
 
 func isLoopback(host string) bool {
 	if host == "localhost" {

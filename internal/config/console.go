@@ -56,9 +56,9 @@ func (c *ConsoleConfig) validate(tls, plaintextOK, policy bool) error {
 	if !c.Enabled() {
 		return nil
 	}
-	host, _, err := net.SplitHostPort(c.Listen)
+	host, err := splitListen(c.Listen)
 	if err != nil {
-		return fmt.Errorf("console.listen: %q is not host:port", c.Listen)
+		return fmt.Errorf("console.listen: %q is not host:port: %v", c.Listen, err)
 	}
 	if !policy && !isLoopback(host) {
 		// Without a policy anyone who reaches the console signs in as

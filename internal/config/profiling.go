@@ -2,7 +2,6 @@ package config
 
 import (
 	"fmt"
-	"net"
 )
 
 // ProfilingConfig exposes Go's pprof profiles over HTTP, to find where the
@@ -22,7 +21,7 @@ func (c *ProfilingConfig) Validate() error {
 	if c.Listen == "" {
 		return nil
 	}
-	host, _, err := net.SplitHostPort(c.Listen)
+	host, err := splitListen(c.Listen)
 	if err != nil {
 		return fmt.Errorf("profiling.listen: %q is not host:port: %w", c.Listen, err)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"time"
 
@@ -162,7 +161,7 @@ func (c *VolatileConfig) validatePeers(replicaID string, policy, allowPlaintext 
 		if p.ReplicaID == replicaID {
 			continue // this replica: its address is not needed
 		}
-		host, _, err := net.SplitHostPort(p.Address)
+		host, err := splitListen(p.Address)
 		switch {
 		case err != nil || host == "":
 			bad("%s.address: %q is not host:port", key, clipValue(p.Address))
