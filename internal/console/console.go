@@ -143,6 +143,9 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	// Every response, redirects and the two small assets included: no
+	// page or answer of the console belongs in a shared or disk cache.
+	h.Set("Cache-Control", "no-store")
 	if c.o.TLS {
 		h.Set("Strict-Transport-Security", "max-age=31536000")
 	}

@@ -31,6 +31,13 @@ func TestSecurityHeaders(t *testing.T) {
 		}
 	}
 	check("sign-in", b.get("/signin"))
+	// Every response: a redirect of a visitor not signed in, an asset.
+	if p := newBrowser(t, s.base).get("/"); p.code != http.StatusSeeOther {
+		t.Fatalf("GET / without a session: %d", p.code)
+	} else {
+		check("redirect to sign-in", p)
+	}
+	check("stylesheet", b.get("/static/console.css"))
 	csrf := b.signIn(officerKey)
 	p := b.open(csrf, "alice")
 	check("subject", p)
