@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -122,6 +123,14 @@ func TestHoldShredResumes(t *testing.T) {
 		if _, _, err := v.EraseSubject(ctx, s); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// Erasing again: nothing to erase, and the message does not claim
+	// that nothing is kept (the hold keeps the name).
+	if _, _, err := v.EraseSubject(ctx, "before"); !errors.Is(err, vault.ErrNotFound) || !strings.Contains(err.Error(), "what a hold keeps stays") {
+		t.Fatalf("a second erase = %v", err)
+	}
+	if got, err := v.Detokenize(ctx, toks[:1], "legal"); err != nil || got[0].Err != nil {
+		t.Fatalf("held data after a second erase: %+v, %v", got, err)
 	}
 	e.now = e.now.AddDate(7, 0, 1)
 	// "after": the shred committed, then the process died before the purge.

@@ -360,7 +360,10 @@ func (v *Vault) EraseSubject(ctx context.Context, subject string) (receipt.Recei
 		v.vol.dropKey(id) // the subject's volatile tokens go at once
 	}
 	if errors.Is(err, ErrNotFound) {
-		return receipt.Receipt{}, nil, &FieldError{Field: "subject_id", Reason: "no data is held for this subject", Err: ErrNotFound}
+		// Not "no data is held": data kept under a legal hold of an
+		// erasure made before stays (and is exported) until the hold ends.
+		return receipt.Receipt{}, nil, &FieldError{Field: "subject_id", Err: ErrNotFound,
+			Reason: "nothing to erase: the vault has no key for this subject (unknown, or erased already; what a hold keeps stays until the hold ends)"}
 	}
 	if err != nil {
 		return receipt.Receipt{}, nil, fmt.Errorf("shredding subject key: %w", err)
