@@ -162,33 +162,40 @@ func normalize(f PolicyFile) PolicyFile {
 	return f
 }
 
+// compile checks the whole policy and reports every problem at once (as
+// the configuration does), each naming its key; an entry with a problem
+// is checked no further, so that one mistake is not reported twice.
 func compile(f PolicyFile) (*Policy, error) {
-	fail := func(key, format string, args ...any) (*Policy, error) {
-		return nil, fmt.Errorf("%w: %s: %s", ErrPolicy, key, fmt.Sprintf(format, args...))
+	var errs []error
+	fail := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: %s: %s", ErrPolicy, key, fmt.Sprintf(format, args...)))
 	}
 	if f.Version != PolicyVersion {
-		return fail("version", "must be %d", PolicyVersion)
+		fail("version", "must be %d", PolicyVersion)
 	}
 	p := &Policy{file: f, byURI: map[string][]string{}, byDNS: map[string][]string{},
 		byKey: map[string][]string{}, roles: map[string][]grant{}}
 	for _, name := range slices.Sorted(maps.Keys(f.Roles)) {
 		key := "roles." + name
 		if err := checkName(name); err != nil {
-			return fail(key, "%v", err)
+			fail(key, "%v", err)
+			continue
 		}
 		if len(f.Roles[name]) == 0 {
-			return fail(key, "no permissions (remove the role instead)")
+			fail(key, "no permissions (remove the role instead)")
+			continue
 		}
 		for i, perm := range f.Roles[name] {
 			g, err := compileGrant(fmt.Sprintf("%s[%d]", key, i), perm)
 			if err != nil {
-				return nil, err
+				errs = append(errs, err)
+				continue
 			}
 			p.roles[name] = append(p.roles[name], g)
 		}
 	}
 	if err := p.compilePurposes(); err != nil {
-		return nil, err
+		errs = append(errs, err)
 	}
 	seen := map[string]int{}
 	for i, r := range f.Identities {
@@ -206,34 +213,44 @@ func compile(f PolicyFile) (*Policy, error) {
 			n, m, id = n+1, p.byKey, "api_key:"+r.APIKey
 		}
 		if n != 1 {
-			return fail(key, "set exactly one of uri, dns and api_key")
+			fail(key, "set exactly one of uri, dns and api_key")
+			continue
 		}
 		if err := checkName(id); err != nil {
-			return fail(key, "%v", err)
+			fail(key, "%v", err)
+			continue
 		}
 		// Certificates with a non-canonical SPIFFE id are refused (see
 		// CertIdentity), so such an entry could never match: say so.
 		if r.URI != "" && isSPIFFE(r.URI) {
 			if err := checkSPIFFEID(r.URI); err != nil {
-				return fail(key+".uri", "not a canonical SPIFFE id: %v", err)
+				fail(key+".uri", "not a canonical SPIFFE id: %v", err)
+				continue
 			}
 		}
 		if j, dup := seen[id]; dup {
-			return fail(key, "same identity as identities[%d] (list all its roles there)", j)
+			fail(key, "same identity as identities[%d] (list all its roles there)", j)
+			continue
 		}
 		seen[id] = i
 		if len(r.Roles) == 0 {
-			return fail(key+".roles", "must name at least one role")
+			fail(key+".roles", "must name at least one role")
+			continue
 		}
 		for j, role := range r.Roles {
-			if _, ok := p.roles[role]; !ok {
-				return fail(fmt.Sprintf("%s.roles[%d]", key, j), "unknown role %q (not under roles:)", role)
+			// A role under roles: whose own entry failed is known all the
+			// same: its problem is reported there.
+			if _, ok := f.Roles[role]; !ok {
+				fail(fmt.Sprintf("%s.roles[%d]", key, j), "unknown role %q (not under roles:)", role)
 			}
 		}
 		// Kept sorted and without duplicates, so that rolesOf can hand out
 		// an identity's list as it is (clipped: an append to it could not
 		// write into the policy's memory).
 		m[strings.SplitN(id, ":", 2)[1]] = slices.Clip(slices.Compact(slices.Sorted(slices.Values(r.Roles))))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return p, nil
 }

@@ -131,6 +131,33 @@ func TestParsePolicyErrors(t *testing.T) {
 	}
 }
 
+// TestParsePolicyAllErrors: every problem at once, as the configuration
+// reports them; a role whose own entry failed is not also "unknown".
+func TestParsePolicyAllErrors(t *testing.T) {
+	_, err := auth.ParsePolicy([]byte("version: 2\nroles:\n  ops:\n    - operations: [detokenze]\n" +
+		"  ok:\n    - operations: [mask]\n      kinds: [pna]\n" +
+		"identities:\n  - api_key: k\n    roles: [ops, missing]\n  - api_key: k2\n"))
+	want := []string{
+		"version: must be 1",
+		`roles.ops[0].operations[0]: unknown operation "detokenze"`,
+		`roles.ok[0].kinds[0]: unknown kind "pna"`,
+		`identities[0].roles[1]: unknown role "missing"`,
+		"identities[1].roles: must name at least one role",
+	}
+	if !errors.Is(err, auth.ErrPolicy) {
+		t.Fatalf("err = %v, want ErrPolicy", err)
+	}
+	lines := strings.Split(err.Error(), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("%d problems reported, want %d:\n%v", len(lines), len(want), err)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("missing %q in:\n%v", w, err)
+		}
+	}
+}
+
 func TestAnyPurposeAndKinds(t *testing.T) {
 	p, err := auth.ParsePolicy([]byte(`version: 1
 identities:
