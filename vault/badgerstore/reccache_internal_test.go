@@ -402,3 +402,95 @@ func TestRecordCacheKeptByOtherWrites(t *testing.T) {
 		t.Fatal("a closed store answered a read (from its cache)")
 	}
 }
+
+// TestRecordCacheLinearizable (from a review of the cache): one token
+// cycles through create, replace, and delete or purge (an update), while
+// readers read it. A read that starts after state st was published must
+// see a version in [st, end+1] (end: the state published when it returned),
+// or, if it finds nothing, one of those states must be an absent one
+// (k%3 == 0). It fails within seconds without the generation check.
+func TestRecordCacheLinearizable(t *testing.T) {
+	ctx := context.Background()
+	s, sk := openWithKey(t, t.TempDir(), "ivan")
+	defer s.Close()
+	base := filterRecords(sk.ID, "lin", 1)[0]
+	mk := func(v uint64, exp time.Time) vault.Record {
+		r := base
+		r.Sealed = append(binary.BigEndian.AppendUint64(nil, v), make([]byte, 32)...)
+		r.Expires = exp
+		return r
+	}
+	var state atomic.Uint64
+	stop, errs := make(chan struct{}), make(chan error, 16)
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				st := state.Load()
+				got, err := s.Record(ctx, base.Token)
+				end := state.Load() + 1
+				switch {
+				case err == nil:
+					if v := binary.BigEndian.Uint64(got.Sealed); v < st || v > end {
+						errs <- fmt.Errorf("read version %d in states [%d, %d]", v, st, end)
+						return
+					}
+				case errors.Is(err, vault.ErrNotFound):
+					ok := false
+					for k := st; k <= end; k++ {
+						ok = ok || k%3 == 0
+					}
+					if !ok {
+						errs <- fmt.Errorf("not found in states [%d, %d]", st, end)
+						return
+					}
+				default:
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	past := time.Unix(1600000000, 0).UTC()
+	v := uint64(0)
+	for i := range 300 {
+		v++
+		if err := s.PutRecords(ctx, "ivan", sk.ID, []vault.Record{mk(v, past)}); err != nil {
+			t.Fatal(err)
+		}
+		state.Store(v)
+		time.Sleep(200 * time.Microsecond)
+		v++
+		if err := s.ReplaceRecord(ctx, "ivan", sk.ID, mk(v, past)); err != nil {
+			t.Fatal(err)
+		}
+		state.Store(v)
+		time.Sleep(200 * time.Microsecond)
+		v++
+		if i%2 == 0 {
+			if err := s.DeleteRecord(ctx, base.Token); err != nil {
+				t.Fatal(err)
+			}
+		} else if n, err := s.PurgeExpired(ctx, time.Now(), 10); err != nil || n != 1 {
+			t.Fatal(n, err)
+		}
+		state.Store(v)
+		time.Sleep(200 * time.Microsecond)
+	}
+	close(stop)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if h, _ := s.records.stats(); h == 0 {
+		t.Error("no read was answered from the cache: the test tested nothing")
+	}
+}
