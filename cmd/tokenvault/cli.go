@@ -40,7 +40,13 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 			out = s.stdout
 		}
 	}
-	_, _ = out.Write(buf.Bytes())
+	b := buf.Bytes()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		// The flag package prints the error above the usage, and main
+		// prints it again below: once, after the usage, is enough.
+		b = bytes.TrimPrefix(b, []byte(err.Error()+"\n"))
+	}
+	_, _ = out.Write(b)
 	return err
 }
 

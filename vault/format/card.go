@@ -140,7 +140,7 @@ func spaceOpaque(n int) func(string, Options) *big.Int {
 // year is refused (the package has no clock, and records of expired cards
 // are legitimate).
 func normExpiry(s string) (string, error) {
-	const reason = "must be MM/YY (or MM/YYYY) with a month 01-12"
+	const reason = "must be MM/YY, or MM/YYYY with a year 2000-2099, with a month 01-12"
 	i := strings.IndexAny(s, "/-")
 	if i < 0 {
 		return "", invalid(CardExpiry, reason)
