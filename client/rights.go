@@ -22,9 +22,11 @@ type Export struct {
 	// BlobKeyID is the subject's key id (hex). Field-encryption blobs are
 	// stored in your own databases, not in the vault; each of this
 	// subject's blobs carries this key id at offset 2 (16 bytes, after the version and length bytes).
-	BlobKeyID       string          `json:"blob_key_id"`
-	BlobsNote       string          `json:"blobs_note"`
-	KeyCreated      time.Time       `json:"key_created"`
+	BlobKeyID string `json:"blob_key_id"`
+	BlobsNote string `json:"blobs_note"`
+	// KeyCreated is when the subject's key was made; zero (and left out
+	// of the JSON) after its erasure, when only held data is exported.
+	KeyCreated      time.Time       `json:"key_created,omitzero"`
 	RestrictedSince *time.Time      `json:"restricted_since,omitempty"`
 	Tokens          []ExportedToken `json:"tokens"`
 	// ConsentHistory is the subject's consent record, oldest first.
